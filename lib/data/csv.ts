@@ -1,0 +1,228 @@
+/**
+ * A strict RFC 4180 CSV reader that remembers where every record came from.
+ *
+ * Implements RFC 4180 ("Common Format and MIME Type for Comma-Separated Values"): fields
+ * separated by commas, records by CRLF or LF (a lone CR is accepted too), fields optionally
+ * enclosed in double quotes, inside which commas, line breaks and doubled quotes (`""`)
+ * are literal. A UTF-8 byte-order mark is dropped. Fully blank lines between records are
+ * skipped. The first record is the header.
+ *
+ * Malformed input is reported as `file:line: what is wrong; how to fix it`, with the line
+ * where the offending record (or quoted field) *starts*, so a quoted multi-line field never
+ * shifts the blame onto a later line. A double quote inside an unquoted field is kept as a
+ * literal character (as Python's `csv` module does); text after a closing quote is an error.
+ *
+ * @module
+ */
+
+/** Options for {@linkcode parseCsv} and the readers built on it. */
+export interface CsvOptions {
+  /**
+   * The field separator (one character).
+   * @default ","
+   */
+  delimiter?: string;
+}
+
+/** One data record with the 1-based line on which it starts in the source text. */
+export interface CsvRow {
+  /** 1-based line number of the record's first character in the file. */
+  line: number;
+  /** The record's fields, in header order. */
+  values: string[];
+}
+
+/** A parsed CSV file: its header and its data records. */
+export interface CsvTable {
+  /** Column names from the first record. */
+  header: string[];
+  /** Data records (header excluded), each as long as the header. */
+  rows: CsvRow[];
+}
+
+/** A record keyed by column name; its source line is readable with {@linkcode lineOf}. */
+export type CsvRecord = Record<string, string>;
+
+const LINE_KEY: unique symbol = Symbol("safety-compass.csv.line");
+
+/** The 1-based source line of a record returned by {@linkcode readCsvRecords}, if known. */
+export function lineOf(record: CsvRecord): number | undefined {
+  const value = (record as { [LINE_KEY]?: number })[LINE_KEY];
+  return typeof value === "number" ? value : undefined;
+}
+
+interface RawRecord {
+  line: number;
+  fields: string[];
+}
+
+/** Splits text into raw records (no header handling), tracking start lines. */
+function tokenize(text: string, source: string, delim: string): RawRecord[] {
+  const out: RawRecord[] = [];
+  const n = text.length;
+  let i = text.charCodeAt(0) === 0xfeff ? 1 : 0;
+  let line = 1;
+  while (i < n) {
+    // Skip blank lines between records.
+    const c0 = text[i];
+    if (c0 === "\n" || c0 === "\r") {
+      if (c0 === "\r" && text[i + 1] === "\n") i++;
+      i++;
+      line++;
+      continue;
+    }
+    const recordLine = line;
+    const fields: string[] = [];
+    let endOfRecord = false;
+    while (!endOfRecord) {
+      let field = "";
+      if (text[i] === '"') {
+        const quoteLine = line;
+        i++;
+        let closed = false;
+        while (i < n) {
+          const c = text[i];
+          if (c === '"') {
+            if (text[i + 1] === '"') {
+              field += '"';
+              i += 2;
+              continue;
+            }
+            i++;
+            closed = true;
+            break;
+          }
+          if (c === "\n" || (c === "\r" && text[i + 1] !== "\n")) line++;
+          field += c;
+          i++;
+        }
+        if (!closed) {
+          throw new Error(
+            `${source}:${quoteLine}: unterminated quoted field (field ${
+              fields.length + 1
+            } of the record starting on line ${recordLine}); close it with a double quote, ` +
+              `and write a literal quote inside a quoted field as "".`,
+          );
+        }
+        const next = text[i];
+        if (i < n && next !== delim && next !== "\n" && next !== "\r") {
+          throw new Error(
+            `${source}:${line}: unexpected ${
+              JSON.stringify(next)
+            } after the closing quote of field ${fields.length + 1}; ` +
+              `a quoted field must end at a "${delim}" or a line break (escape inner quotes as "").`,
+          );
+        }
+      } else {
+        while (i < n) {
+          const c = text[i];
+          if (c === delim || c === "\n" || c === "\r") break;
+          field += c;
+          i++;
+        }
+      }
+      fields.push(field);
+      if (i >= n) {
+        endOfRecord = true;
+      } else if (text[i] === delim) {
+        i++;
+      } else {
+        if (text[i] === "\r" && text[i + 1] === "\n") i++;
+        i++;
+        line++;
+        endOfRecord = true;
+      }
+    }
+    out.push({ line: recordLine, fields });
+  }
+  return out;
+}
+
+/**
+ * Parses CSV text. `source` (a file name or label) prefixes every error message.
+ *
+ * @example
+ * ```ts
+ * const t = parseCsv('a,b\n1,"x, ""y"""\n', "inline.csv");
+ * // t.header = ["a", "b"]; t.rows = [{ line: 2, values: ["1", 'x, "y"'] }]
+ * ```
+ * @throws Error `source:line: ...` for an unterminated quote (the line it opened on), text
+ * after a closing quote, a record with the wrong number of fields, or an empty file.
+ */
+export function parseCsv(text: string, source: string, opts: CsvOptions = {}): CsvTable {
+  const delim = opts.delimiter ?? ",";
+  if (delim.length !== 1 || delim === '"' || delim === "\n" || delim === "\r") {
+    throw new Error(
+      `Cannot parse ${source}: delimiter ${JSON.stringify(delim)} must be one character ` +
+        `other than a quote or a line break.`,
+    );
+  }
+  const records = tokenize(text, source, delim);
+  if (records.length === 0) {
+    throw new Error(`${source}:1: empty CSV file; expected a header line such as "a,b,c".`);
+  }
+  const header = records[0].fields;
+  const rows: CsvRow[] = [];
+  for (const rec of records.slice(1)) {
+    if (rec.fields.length !== header.length) {
+      throw new Error(
+        `${source}:${rec.line}: expected ${header.length} fields (header: ${
+          header.join(delim)
+        }), found ${rec.fields.length}; quote fields that contain "${delim}" or line breaks.`,
+      );
+    }
+    rows.push({ line: rec.line, values: rec.fields });
+  }
+  return { header, rows };
+}
+
+/** Reads and parses a CSV file (see {@linkcode parseCsv}); errors name the path and line. */
+export async function readCsv(path: string, opts: CsvOptions = {}): Promise<CsvTable> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (err) {
+    throw new Error(`Cannot read CSV file ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  return parseCsv(text, path, opts);
+}
+
+/**
+ * Turns a parsed table into records keyed by column name; each record's source line is
+ * available through {@linkcode lineOf} (stored under a non-enumerable symbol, so it never
+ * shows up as a column). Duplicate non-empty header names are an error.
+ */
+export function csvRecords(table: CsvTable, source: string): CsvRecord[] {
+  const seen = new Set<string>();
+  for (const name of table.header) {
+    if (name !== "" && seen.has(name)) {
+      throw new Error(
+        `${source}:1: duplicate column name ${JSON.stringify(name)} in the header; ` +
+          `rename one of them.`,
+      );
+    }
+    seen.add(name);
+  }
+  return table.rows.map((row) => {
+    const rec: CsvRecord = {};
+    table.header.forEach((name, j) => {
+      rec[name] = row.values[j];
+    });
+    Object.defineProperty(rec, LINE_KEY, { value: row.line, enumerable: false });
+    return rec;
+  });
+}
+
+/**
+ * Reads a CSV file into records keyed by its header; `lineOf(record)` gives each record's
+ * 1-based line in the file.
+ *
+ * @example
+ * ```ts
+ * const recs = await readCsvRecords("harmful_behaviors.csv");
+ * console.log(recs[0].goal, lineOf(recs[0])); // first goal, line 2
+ * ```
+ */
+export async function readCsvRecords(path: string, opts: CsvOptions = {}): Promise<CsvRecord[]> {
+  return csvRecords(await readCsv(path, opts), path);
+}

@@ -1,0 +1,71 @@
+/**
+ * JSON Lines (https://jsonlines.org): one JSON value per line, UTF-8, LF or CRLF line
+ * endings. Blank (whitespace-only) lines are skipped; a leading byte-order mark is dropped.
+ * A line that is not valid JSON is reported as `file:line: ...` with the parser's reason.
+ *
+ * @module
+ */
+
+/** One parsed JSONL value with the 1-based line it was read from. */
+export interface JsonlEntry<T = unknown> {
+  /** 1-based line number in the source text. */
+  line: number;
+  /** The parsed value. */
+  value: T;
+}
+
+/**
+ * Parses JSONL text into values with their line numbers. `source` (a file name or label)
+ * prefixes every error message.
+ *
+ * @throws Error `source:line: invalid JSON (...)` on the first line that does not parse.
+ */
+export function parseJsonlEntries(text: string, source: string): JsonlEntry[] {
+  const body = text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
+  const lines = body.split("\n");
+  const out: JsonlEntry[] = [];
+  lines.forEach((raw, k) => {
+    const line = raw.endsWith("\r") ? raw.slice(0, -1) : raw;
+    if (line.trim() === "") return;
+    try {
+      out.push({ line: k + 1, value: JSON.parse(line) });
+    } catch (err) {
+      const shown = line.length > 60 ? line.slice(0, 57) + "..." : line;
+      throw new Error(
+        `${source}:${k + 1}: invalid JSON (${(err as Error).message}) in ${
+          JSON.stringify(shown)
+        }; each line must hold exactly one JSON value (escape line breaks inside strings as \\n).`,
+        { cause: err },
+      );
+    }
+  });
+  return out;
+}
+
+/**
+ * Parses JSONL text into its values (blank lines skipped).
+ *
+ * @example
+ * ```ts
+ * parseJsonl('{"a":1}\n\n{"a":2}\n', "inline.jsonl"); // [{ a: 1 }, { a: 2 }]
+ * ```
+ */
+export function parseJsonl(text: string, source: string): unknown[] {
+  return parseJsonlEntries(text, source).map((e) => e.value);
+}
+
+/** Reads a JSONL file into values with their line numbers (see {@linkcode parseJsonlEntries}). */
+export async function readJsonlEntries(path: string): Promise<JsonlEntry[]> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (err) {
+    throw new Error(`Cannot read JSONL file ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  return parseJsonlEntries(text, path);
+}
+
+/** Reads a JSONL file into its values; errors name the path and line. */
+export async function readJsonl(path: string): Promise<unknown[]> {
+  return (await readJsonlEntries(path)).map((e) => e.value);
+}

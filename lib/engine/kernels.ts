@@ -1,0 +1,63 @@
+/**
+ * Kernels that a tfjs backend lacks but the toolkit needs, registered at start-up.
+ *
+ * The wasm backend has no `UnsortedSegmentSum`, which is the gradient of `gather` (the
+ * embedding lookup): without it no model with an embedding can be trained on wasm. The
+ * kernel here is a plain scatter-add over the wasm heap.
+ *
+ * @module
+ */
+
+import * as tf from "@tensorflow/tfjs-core";
+
+/** The subset of the wasm backend's API the kernels below use. */
+interface WasmBackendLike {
+  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
+  typedArrayFromHeap(info: tf.TensorInfo): Float32Array | Int32Array | Uint8Array;
+  readSync(dataId: tf.DataId): ArrayLike<number>;
+}
+
+function unsortedSegmentSumWasm(
+  args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap },
+): tf.TensorInfo {
+  const backend = args.backend as WasmBackendLike;
+  const x = args.inputs.x;
+  const segmentIds = args.inputs.segmentIds;
+  const numSegments = (args.attrs as { numSegments: number }).numSegments;
+  if (segmentIds.shape.length !== 1) {
+    throw new Error(
+      `UnsortedSegmentSum (wasm): segmentIds must be 1-D, got shape [${segmentIds.shape}]`,
+    );
+  }
+  const n = x.shape[0];
+  const inner = x.shape.slice(1).reduce((a, b) => a * b, 1);
+  const ids = Int32Array.from(backend.readSync(segmentIds.dataId));
+  const out = backend.makeOutput([numSegments, ...x.shape.slice(1)], x.dtype);
+  // Views are taken after makeOutput: growing the heap detaches older views.
+  const src = backend.typedArrayFromHeap(x);
+  const dst = backend.typedArrayFromHeap(out);
+  dst.fill(0);
+  for (let i = 0; i < n; i++) {
+    const s = ids[i];
+    if (s < 0 || s >= numSegments) continue; // TF semantics: out-of-range ids are dropped
+    const so = i * inner;
+    const d = s * inner;
+    for (let j = 0; j < inner; j++) dst[d + j] += src[so + j];
+  }
+  return out;
+}
+
+let registered = false;
+
+/** Registers the missing kernels on the wasm backend (idempotent). */
+export function registerWasmKernels(): void {
+  if (registered) return;
+  if (tf.getKernel("UnsortedSegmentSum", "wasm") === undefined) {
+    tf.registerKernel({
+      kernelName: "UnsortedSegmentSum",
+      backendName: "wasm",
+      kernelFunc: unsortedSegmentSumWasm as unknown as tf.KernelFunc,
+    });
+  }
+  registered = true;
+}

@@ -1,0 +1,235 @@
+/**
+ * Batched generation with a KV cache: left-padded prompts, one forward pass for the
+ * prompt, then one cached step per new token. Forced tokens (prefill attacks, mid-answer
+ * injections) are fed like sampled ones, so an injection is a forced token, never a
+ * re-encoding of the prefix. Sampling is seeded per row (seed, row index), so a row's
+ * tokens do not depend on how prompts are batched.
+ *
+ * @module
+ */
+
+import * as tf from "@tensorflow/tfjs-core";
+import type { ModelConfig } from "./config.ts";
+import type { Params } from "./weights.ts";
+import type { TextTokenizer } from "./tokenizer.ts";
+import { disposeCache, forward, type Intervention, type KVCache } from "./transformer.ts";
+import { chooseToken, logProbOf, type SamplingOptions } from "./sampling.ts";
+import { makeRng } from "../data/rng.ts";
+
+/** Tokens forced into a row's answer from generation step `step` on (0 = first new token). */
+export interface ForcedSpan {
+  step: number;
+  tokens: number[];
+}
+
+/** Options of `model.generate`. */
+export interface GenerateOptions extends SamplingOptions {
+  /** Text prompts (formatted with the chat template when `chat` allows). */
+  prompts?: string[];
+  /** Or token ids, used as given. */
+  inputIds?: number[][];
+  /** @default 32 */
+  maxNewTokens?: number;
+  /** @default 0 */
+  seed?: number;
+  /** Per-token hidden states of these layers (true = all) for every new token. @default false */
+  returnHiddenStates?: boolean | number[];
+  /** Stop a row at its end-of-sequence token. @default true */
+  stopAtEos?: boolean;
+  /** Apply the tokenizer's chat template to `prompts` ("auto": when it has one). @default "auto" */
+  chat?: boolean | "auto";
+  /** Forced tokens per row (prefill = step 0; injection = any step). */
+  force?: (ForcedSpan[] | undefined)[];
+  /** Residual-stream edits for the whole call (steering, ablation). */
+  interventions?: Intervention[];
+  /** Prompts per forward batch. @default 16 */
+  batchSize?: number;
+  /** Called after each batch with the number of rows done. */
+  onProgress?: (done: number, total: number) => void;
+}
+
+/** What generation returns (new tokens only). */
+export interface GenerateResult {
+  /** Prompt token ids, unpadded. */
+  promptIds: number[][];
+  /** New token ids per row (the end-of-sequence token included when produced). */
+  tokenIds: number[][];
+  /** Decoded new text per row (special tokens skipped). */
+  text: string[];
+  /** log p of each new token under the (tempered) model distribution. */
+  logprobs: number[][];
+  /** Which new tokens were forced. */
+  forced: boolean[][];
+  /** layer -> per row, [nNew, d] row-major, when requested. */
+  hiddenStates?: Record<number, Float32Array[]>;
+}
+
+/** What generate needs of a model. */
+export interface Generator {
+  config: ModelConfig;
+  params: Params;
+  tokenizer: TextTokenizer;
+}
+
+/** Turns prompts into token ids (chat template when asked or available). */
+export function encodePrompts(m: Generator, opts: GenerateOptions): number[][] {
+  if (opts.inputIds) return opts.inputIds.map((r) => r.slice());
+  if (!opts.prompts) throw new Error("generate: pass `prompts` or `inputIds`");
+  const chat = opts.chat ?? "auto";
+  const useChat = chat === true || (chat === "auto" && m.tokenizer.hasChatTemplate);
+  return opts.prompts.map((p) =>
+    useChat
+      ? m.tokenizer.encode(
+        m.tokenizer.applyChatTemplate([{ role: "user", content: p }], {
+          addGenerationPrompt: true,
+        }),
+      )
+      : m.tokenizer.encode(p)
+  );
+}
+
+function padId(m: Generator): number {
+  return m.tokenizer.padId ?? m.config.padTokenId ?? m.tokenizer.eosId ?? m.config.eosTokenId ?? 0;
+}
+
+async function rowsOf(t: tf.Tensor): Promise<Float32Array> {
+  const data = await t.data();
+  return data as Float32Array;
+}
+
+/** Generates for one batch of prompt ids (rows `offset`.. of the whole call). */
+async function generateBatch(
+  m: Generator,
+  prompts: number[][],
+  offset: number,
+  opts: GenerateOptions,
+  layers: number[],
+): Promise<Omit<GenerateResult, "promptIds" | "text">> {
+  const c = m.config;
+  const b = prompts.length;
+  const maxNew = opts.maxNewTokens ?? 32;
+  const eos = m.tokenizer.eosId ?? c.eosTokenId;
+  const stopAtEos = opts.stopAtEos ?? true;
+  const pad = padId(m);
+  const len = Math.max(...prompts.map((p) => p.length));
+  if (Math.min(...prompts.map((p) => p.length)) === 0) throw new Error("generate: empty prompt");
+  const ids = prompts.map((p) => [...new Array(len - p.length).fill(pad), ...p]);
+  const mask = prompts.map((p) => [...new Array(len - p.length).fill(0), ...p.map(() => 1)]);
+  const seed = opts.seed ?? 0;
+  const rngs = prompts.map((_, i) => makeRng((seed * 1_000_003 + offset + i) >>> 0));
+  const forcedAt = prompts.map((_, i) => {
+    const map = new Map<number, number>();
+    for (const span of opts.force?.[offset + i] ?? []) {
+      span.tokens.forEach((tok, j) => map.set(span.step + j, tok));
+    }
+    return map;
+  });
+  const out = {
+    tokenIds: prompts.map(() => [] as number[]),
+    logprobs: prompts.map(() => [] as number[]),
+    forced: prompts.map(() => [] as boolean[]),
+    hidden: layers.map(() => prompts.map(() => [] as Float32Array[])),
+  };
+  const done = new Array(b).fill(false);
+  const hsOpt = layers.length ? layers : undefined;
+  let f = forward(c, m.params, ids, {
+    attentionMask: mask,
+    useCache: true,
+    logits: "last",
+    interventions: opts.interventions,
+  });
+  let cache: KVCache | undefined = f.cache;
+  const vocab = c.vocabSize;
+  try {
+    for (let step = 0; step < maxNew; step++) {
+      const logits = await rowsOf(f.logits!);
+      tf.dispose(f.logits!);
+      const next: number[] = [];
+      for (let i = 0; i < b; i++) {
+        if (done[i]) {
+          next.push(pad);
+          continue;
+        }
+        const row = logits.subarray(i * vocab, (i + 1) * vocab);
+        const forcedTok = forcedAt[i].get(step);
+        const tok = forcedTok ?? chooseToken(row, opts, rngs[i]);
+        out.tokenIds[i].push(tok);
+        out.logprobs[i].push(logProbOf(row, tok, opts.temperature ?? 0));
+        out.forced[i].push(forcedTok !== undefined);
+        next.push(tok);
+      }
+      const finishing = next.map((tok, i) =>
+        !done[i] && stopAtEos && tok === eos && !forcedAt[i].has(step + 1)
+      );
+      const last = step === maxNew - 1;
+      const allDone = done.every((d, i) => d || finishing[i]);
+      if ((last || allDone) && !hsOpt) break;
+      // Feed the chosen tokens: yields their hidden states and the next logits.
+      for (let i = 0; i < b; i++) mask[i].push(done[i] ? 0 : 1);
+      const prev: KVCache | undefined = cache;
+      f = forward(c, m.params, next.map((t) => [t]), {
+        attentionMask: mask,
+        cache: prev,
+        logits: last || allDone ? "none" : "last",
+        hiddenStates: hsOpt,
+        interventions: opts.interventions,
+      });
+      cache = f.cache;
+      disposeCache(prev);
+      for (let j = 0; j < layers.length; j++) {
+        const h = await rowsOf(f.hiddenStates[layers[j]]);
+        for (let i = 0; i < b; i++) {
+          if (!done[i]) out.hidden[j][i].push(h.slice(i * c.dModel, (i + 1) * c.dModel));
+        }
+      }
+      tf.dispose(f.hiddenStates.filter(Boolean));
+      finishing.forEach((fin, i) => fin && (done[i] = true));
+      if (last || allDone) break;
+    }
+  } finally {
+    disposeCache(cache);
+    if (f.logits && !f.logits.isDisposed) f.logits.dispose();
+  }
+  const hiddenStates = layers.length
+    ? Object.fromEntries(layers.map((l, j) => [
+      l,
+      out.hidden[j].map((rows) => {
+        const flat = new Float32Array(rows.length * c.dModel);
+        rows.forEach((r, k) => flat.set(r, k * c.dModel));
+        return flat;
+      }),
+    ]))
+    : undefined;
+  return { tokenIds: out.tokenIds, logprobs: out.logprobs, forced: out.forced, hiddenStates };
+}
+
+/** Batched generation; see {@link GenerateOptions}. */
+export async function generate(m: Generator, opts: GenerateOptions): Promise<GenerateResult> {
+  const promptIds = encodePrompts(m, opts);
+  const c = m.config;
+  const rh = opts.returnHiddenStates;
+  const layers = rh === true
+    ? Array.from({ length: c.nLayer + 1 }, (_, i) => i)
+    : Array.isArray(rh)
+    ? rh.map((l) => (l < 0 ? c.nLayer + 1 + l : l))
+    : [];
+  const bs = Math.max(1, opts.batchSize ?? 16);
+  const result: GenerateResult = {
+    promptIds,
+    tokenIds: [],
+    text: [],
+    logprobs: [],
+    forced: [],
+    hiddenStates: layers.length ? Object.fromEntries(layers.map((l) => [l, []])) : undefined,
+  };
+  for (let s = 0; s < promptIds.length; s += bs) {
+    const part = await generateBatch(m, promptIds.slice(s, s + bs), s, opts, layers);
+    result.tokenIds.push(...part.tokenIds);
+    result.logprobs.push(...part.logprobs);
+    result.forced.push(...part.forced);
+    for (const l of layers) result.hiddenStates![l].push(...part.hiddenStates![l]);
+    opts.onProgress?.(Math.min(s + bs, promptIds.length), promptIds.length);
+  }
+  result.text = result.tokenIds.map((t) => m.tokenizer.decode(t, { skipSpecialTokens: true }));
+  return result;
+}

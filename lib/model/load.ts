@@ -1,0 +1,138 @@
+/**
+ * `loadModel(source)`: a Hugging Face folder, an `hf:owner/name[@revision]` repository
+ * (downloaded into the standard HF cache), or a SafetyWorld checkpoint name (`toy-base`,
+ * `toy-shallow`, shipped in datasets/checkpoints).
+ *
+ * @module
+ */
+
+import * as tf from "@tensorflow/tfjs-core";
+import { join } from "node:path";
+import { type ModelConfig, parseConfig } from "./config.ts";
+import { loadTokenizer } from "./tokenizer.ts";
+import { readModelWeights, type SafetensorsFile } from "./safetensors.ts";
+import { canonicalName, checkpointName, type Params, paramSpecs, transpose2d, uniqueName } from "./weights.ts";
+import { Model } from "./model.ts";
+import { type BackendName, type BackendOptions, initBackend } from "../engine/backend.ts";
+import { downloadHfModel, parseHfSource } from "./hub.ts";
+
+/** Options of {@link loadModel}. */
+export interface LoadOptions extends BackendOptions {
+  /** @default "auto" */
+  backend?: BackendName;
+  /** Compute dtype; only float32 is supported (F16/BF16 weights are upcast). @default "float32" */
+  dtype?: "float32";
+  /** For hf: sources: cache folder, endpoint, token (see downloadHfModel). */
+  hub?: { cacheDir?: string; endpoint?: string; token?: string };
+}
+
+/** Folder of the shipped SafetyWorld checkpoints. */
+export const CHECKPOINT_DIR = new URL("../../datasets/checkpoints/", import.meta.url);
+
+/** Files copied along with a model when it is saved. */
+const ASSET_FILES = [
+  "tokenizer.json",
+  "tokenizer_config.json",
+  "special_tokens_map.json",
+  "generation_config.json",
+  "vocab.json",
+  "merges.txt",
+];
+
+/** Buffers of old GPT-2 checkpoints that are not parameters. */
+const IGNORED = /(^|\.)attn\.(bias|masked_bias)$|rotary_emb\.inv_freq$/;
+
+async function isDir(path: string): Promise<boolean> {
+  try {
+    return (await Deno.stat(path)).isDirectory;
+  } catch {
+    return false;
+  }
+}
+
+async function resolveSource(source: string, opts: LoadOptions): Promise<string> {
+  if (source.startsWith("hf:")) {
+    const { repo, revision } = parseHfSource(source);
+    return await downloadHfModel(repo, { revision, ...opts.hub });
+  }
+  if (await isDir(source)) return source;
+  const shipped = join(CHECKPOINT_DIR.pathname, source);
+  if (/^[\w.-]+$/.test(source) && (await isDir(shipped))) return shipped;
+  throw new Error(
+    `Cannot load model '${source}': not a folder, not an hf:owner/name source, and not a ` +
+      `SafetyWorld checkpoint (shipped: toy-base, toy-shallow; run \`deno task toy:train\` to rebuild them)`,
+  );
+}
+
+/** Turns checkpoint tensors into this toolkit's parameters (names, layout, shape checks). */
+export function paramsFromCheckpoint(c: ModelConfig, file: SafetensorsFile, source: string): Params {
+  const byCanon = new Map<string, string>();
+  for (const name of file.tensors.keys()) {
+    if (!IGNORED.test(name)) byCanon.set(canonicalName(c, name), name);
+  }
+  const specs = paramSpecs(c);
+  for (const s of specs) {
+    if (!byCanon.has(s.name)) {
+      throw new Error(
+        `${source}: the weights lack tensor '${checkpointName(c, s.name)}', required by ` +
+          `config.json (${c.modelType}, ${c.nLayer} layers); the files hold ${file.tensors.size} tensors`,
+      );
+    }
+  }
+  const params: Params = new Map();
+  try {
+    for (const s of specs) {
+      const rec = file.tensors.get(byCanon.get(s.name)!)!;
+      const expected = s.transposed ? [s.shape[1], s.shape[0]] : s.shape;
+      if (rec.shape.join(",") !== expected.join(",")) {
+        throw new Error(
+          `${source}: tensor '${checkpointName(c, s.name)}' has shape [${rec.shape}], ` +
+            `config.json implies [${expected}]`,
+        );
+      }
+      const data = s.transposed ? transpose2d(rec.data, expected[0], expected[1]) : rec.data;
+      params.set(s.name, tf.variable(tf.tensor(data, s.shape, "float32"), true, uniqueName(s.name)));
+    }
+  } catch (err) {
+    tf.dispose([...params.values()]);
+    throw err;
+  }
+  const known = new Set(specs.map((s) => s.name));
+  const extra = [...byCanon.keys()].filter((n) => !known.has(n) && !(n === "lm_head.weight" && c.tieWordEmbeddings));
+  if (extra.length) {
+    console.warn(`${source}: ignoring ${extra.length} unknown tensors (e.g. '${extra[0]}')`);
+  }
+  return params;
+}
+
+/**
+ * Loads a model. `source`: a Hugging Face folder path, `hf:owner/name[@revision]`, or a
+ * SafetyWorld checkpoint name (`toy-base`, `toy-shallow`).
+ */
+export async function loadModel(source: string, opts: LoadOptions = {}): Promise<Model> {
+  if (opts.dtype && opts.dtype !== "float32") {
+    throw new Error(`loadModel: dtype '${opts.dtype}' is not supported; use float32`);
+  }
+  const dir = await resolveSource(source, opts);
+  const backend = await initBackend(opts.backend ?? "auto", opts);
+  const cfgPath = join(dir, "config.json");
+  let raw: Record<string, unknown>;
+  try {
+    raw = JSON.parse(await Deno.readTextFile(cfgPath));
+  } catch (err) {
+    throw new Error(`Cannot read ${cfgPath}: ${(err as Error).message}`, { cause: err });
+  }
+  const config = parseConfig(raw, cfgPath);
+  const tokenizer = await loadTokenizer(dir);
+  const file = await readModelWeights(dir);
+  const params = paramsFromCheckpoint(config, file, dir);
+  const assets = new Map<string, Uint8Array>();
+  for (const name of ASSET_FILES) {
+    try {
+      assets.set(name, await Deno.readFile(join(dir, name)));
+    } catch {
+      // optional file
+    }
+  }
+  return new Model({ config, tokenizer, params, source, backend, assets });
+}

@@ -1,0 +1,132 @@
+/**
+ * The `Model`: config + tokenizer + weights on the active tfjs backend, with the calls a
+ * notebook makes on it (forward with hidden states, generate, save) and a Jupyter display.
+ *
+ * @module
+ */
+
+import * as tf from "@tensorflow/tfjs-core";
+import type { ModelConfig } from "./config.ts";
+import type { TextTokenizer } from "./tokenizer.ts";
+import { forward, type ForwardOptions, type ForwardOutput } from "./transformer.ts";
+import { generate, type GenerateOptions, type GenerateResult } from "./generate.ts";
+import type { Params } from "./weights.ts";
+import type { BackendInfo } from "../engine/backend.ts";
+import { saveModel } from "./save.ts";
+
+/** What a model can do; remote models lack hidden states and training. */
+export interface ModelCapabilities {
+  hiddenStates: boolean;
+  training: boolean;
+  logprobs: boolean;
+}
+
+/** A local language model whose hidden states can be read and whose weights can be trained. */
+export class Model {
+  /** Normalised architecture and sizes. */
+  readonly config: ModelConfig;
+  /** encode / decode / applyChatTemplate. */
+  readonly tokenizer: TextTokenizer;
+  /** Weights by canonical (HF) name; tf.Variables, trainable. */
+  readonly params: Params;
+  /** Where it was loaded from. */
+  readonly source: string;
+  /** The backend it runs on. */
+  readonly backend: BackendInfo;
+  /** Tokenizer and generation files (raw bytes) written next to the weights on save. */
+  readonly assets: Map<string, Uint8Array>;
+  /** Local models have every capability. */
+  readonly capabilities: ModelCapabilities = { hiddenStates: true, training: true, logprobs: true };
+
+  constructor(init: {
+    config: ModelConfig;
+    tokenizer: TextTokenizer;
+    params: Params;
+    source: string;
+    backend: BackendInfo;
+    assets?: Map<string, Uint8Array>;
+  }) {
+    this.assets = init.assets ?? new Map();
+    this.config = init.config;
+    this.tokenizer = init.tokenizer;
+    this.params = init.params;
+    this.source = init.source;
+    this.backend = init.backend;
+  }
+
+  /** Number of parameters. */
+  get numParams(): number {
+    let n = 0;
+    for (const v of this.params.values()) n += v.size;
+    return n;
+  }
+
+  /**
+   * One forward pass: `f.logits` [B, T, V], `f.hiddenStates[i]` [B, T, d] for requested
+   * layers (0 = embeddings, i = after block i). The caller disposes the tensors
+   * (or wraps the call in `tf.tidy`).
+   */
+  forward(inputIds: number[][], opts: ForwardOptions = {}): ForwardOutput {
+    return forward(this.config, this.params, inputIds, opts);
+  }
+
+  /** Batched, KV-cached generation (greedy at temperature 0). */
+  generate(opts: GenerateOptions): Promise<GenerateResult> {
+    return generate(this, opts);
+  }
+
+  /** Formats a user prompt with the chat template (when the tokenizer has one). */
+  formatPrompt(prompt: string): string {
+    return this.tokenizer.hasChatTemplate
+      ? this.tokenizer.applyChatTemplate([{ role: "user", content: prompt }], {
+        addGenerationPrompt: true,
+      })
+      : prompt;
+  }
+
+  /** Saves config, weights and tokenizer in the Hugging Face layout, atomically. */
+  save(dir: string, opts: { dtype?: "F32" | "F16" | "BF16" } = {}): Promise<void> {
+    return saveModel(this, dir, opts);
+  }
+
+  /** A copy of the weights (for a frozen reference policy). */
+  cloneParams(trainable = false): Params {
+    const out: Params = new Map();
+    for (const [k, v] of this.params) out.set(k, tf.variable(tf.clone(v), trainable));
+    return out;
+  }
+
+  /** Frees the weights. */
+  dispose(): void {
+    tf.dispose([...this.params.values()]);
+  }
+
+  /** A one-line description. */
+  toString(): string {
+    const c = this.config;
+    return `Model(${this.source}: ${c.modelType}, ${c.nLayer} layers, d=${c.dModel}, ` +
+      `${c.nHead} heads${c.nKvHead !== c.nHead ? `/${c.nKvHead} kv` : ""}, vocab ${c.vocabSize}, ` +
+      `${(this.numParams / 1e6).toFixed(2)}M params, backend ${this.backend.name})`;
+  }
+
+  /** Jupyter rich display. */
+  [Symbol.for("Jupyter.display")](): Record<string, string> {
+    const c = this.config;
+    const rows: [string, string | number][] = [
+      ["source", this.source],
+      ["architecture", `${c.modelType} (${c.arch})`],
+      ["layers", c.nLayer],
+      ["d_model", c.dModel],
+      ["heads / kv heads", `${c.nHead} / ${c.nKvHead}`],
+      ["vocab", c.vocabSize],
+      ["parameters", `${(this.numParams / 1e6).toFixed(2)}M`],
+      ["backend", `${this.backend.name} (${this.backend.reason})`],
+    ];
+    const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;");
+    const html = `<table><caption><b>Model</b></caption>${
+      rows.map(([k, v]) => `<tr><th style="text-align:left">${k}</th><td>${esc(String(v))}</td></tr>`)
+        .join("")
+    }</table>`;
+    return { "text/html": html, "text/plain": this.toString() };
+  }
+}

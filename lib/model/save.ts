@@ -1,0 +1,52 @@
+/**
+ * Saving a model in the Hugging Face layout (config.json, model.safetensors, tokenizer
+ * files), atomically: everything is written into a temporary folder that is renamed into
+ * place, so a crash never leaves a half-written checkpoint.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import type { Model } from "./model.ts";
+import { checkpointName, paramSpecs, transpose2d } from "./weights.ts";
+import { writeSafetensors } from "./safetensors.ts";
+import { writeDirAtomic } from "../io/atomic.ts";
+
+/** Reads the weights back into HF layout (Llama linear weights transposed to [out, in]). */
+export async function exportWeights(
+  model: Model,
+): Promise<Record<string, { shape: number[]; data: Float32Array }>> {
+  const out: Record<string, { shape: number[]; data: Float32Array }> = {};
+  for (const spec of paramSpecs(model.config)) {
+    const v = model.params.get(spec.name);
+    if (!v) throw new Error(`Cannot save: parameter '${spec.name}' missing`);
+    let data = (await v.data()) as Float32Array;
+    let shape = spec.shape;
+    if (spec.transposed) {
+      data = transpose2d(data, shape[0], shape[1]);
+      shape = [shape[1], shape[0]];
+    }
+    out[checkpointName(model.config, spec.name)] = { shape, data };
+  }
+  return out;
+}
+
+/** Writes `model` to `dir` (replacing it atomically). */
+export async function saveModel(
+  model: Model,
+  dir: string,
+  opts: { dtype?: "F32" | "F16" | "BF16"; metadata?: Record<string, string> } = {},
+): Promise<void> {
+  const weights = await exportWeights(model);
+  const dtype = opts.dtype ?? "F32";
+  for (const w of Object.values(weights)) (w as { dtype?: string }).dtype = dtype;
+  await writeDirAtomic(dir, async (tmp) => {
+    const raw = { ...model.config.raw, torch_dtype: dtype === "F32" ? "float32" : dtype === "F16" ? "float16" : "bfloat16" };
+    await Deno.writeTextFile(join(tmp, "config.json"), JSON.stringify(raw, null, 2) + "\n");
+    await writeSafetensors(join(tmp, "model.safetensors"), weights, {
+      format: "pt",
+      ...opts.metadata,
+    });
+    for (const [name, bytes] of model.assets) await Deno.writeFile(join(tmp, name), bytes);
+  });
+}
