@@ -23,7 +23,9 @@ export interface Matrix {
  */
 export function makeMatrix(rows: number, cols: number, data?: Float32Array): Matrix {
   if (!Number.isInteger(rows) || !Number.isInteger(cols) || rows < 0 || cols < 0) {
-    throw new Error(`Cannot make a matrix of shape [${rows}, ${cols}]: sizes must be integers >= 0`);
+    throw new Error(
+      `Cannot make a matrix of shape [${rows}, ${cols}]: sizes must be integers >= 0`,
+    );
   }
   const values = data ?? new Float32Array(rows * cols);
   if (values.length !== rows * cols) {
@@ -105,7 +107,7 @@ export function mean(m: Matrix, indices?: ArrayLike<number>): Float32Array {
     for (let j = 0; j < m.cols; j++) acc[j] += m.data[base + j];
   }
   const out = new Float32Array(m.cols);
-  if (n > 0) for (let j = 0; j < m.cols; j++) out[j] = acc[j] / n;
+  if (n > 0) { for (let j = 0; j < m.cols; j++) out[j] = acc[j] / n; }
   return out;
 }
 
@@ -120,7 +122,7 @@ export function std(m: Matrix, mu: Float32Array = mean(m)): Float32Array {
     }
   }
   const out = new Float32Array(m.cols);
-  if (m.rows > 0) for (let j = 0; j < m.cols; j++) out[j] = Math.sqrt(acc[j] / m.rows);
+  if (m.rows > 0) { for (let j = 0; j < m.cols; j++) out[j] = Math.sqrt(acc[j] / m.rows); }
   return out;
 }
 

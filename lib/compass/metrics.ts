@@ -82,7 +82,9 @@ export function auroc(scores: ArrayLike<number>, labels: BinaryLabels): number {
   const n0 = bits.length - n1;
   if (n1 === 0 || n0 === 0) {
     throw new Error(
-      `Cannot compute AUROC: class ${n1 === 0 ? 1 : 0} is empty (${n1} positives, ${n0} negatives); ` +
+      `Cannot compute AUROC: class ${
+        n1 === 0 ? 1 : 0
+      } is empty (${n1} positives, ${n0} negatives); ` +
         "both classes need at least one item",
     );
   }
@@ -101,7 +103,9 @@ export function accuracyAt(
   const bits = toBits(labels, scores.length);
   if (bits.length === 0) throw new Error("Cannot compute accuracy of zero items");
   let correct = 0;
-  for (let i = 0; i < bits.length; i++) correct += (scores[i] >= threshold ? 1 : 0) === bits[i] ? 1 : 0;
+  for (let i = 0; i < bits.length; i++) {
+    correct += (scores[i] >= threshold ? 1 : 0) === bits[i] ? 1 : 0;
+  }
   return correct / bits.length;
 }
 
@@ -152,7 +156,9 @@ export function separation(scores: ArrayLike<number>, labels: BinaryLabels): num
     count[bits[i]]++;
   }
   if (count[0] < 2 || count[1] < 2) {
-    throw new Error(`Cannot compute Cohen's d: need >= 2 items per class, got ${count[1]}/${count[0]}`);
+    throw new Error(
+      `Cannot compute Cohen's d: need >= 2 items per class, got ${count[1]}/${count[0]}`,
+    );
   }
   const m = [sum[0] / count[0], sum[1] / count[1]];
   const ss = [0, 0];
@@ -168,8 +174,8 @@ export function normalCdf(x: number): number {
   const z = Math.abs(x) / Math.SQRT2;
   const t = 1 / (1 + 0.5 * z);
   const poly = -z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 +
-    t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 +
-      t * (-0.82215223 + t * 0.17087277))))))));
+                t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 +
+                                t * (-0.82215223 + t * 0.17087277))))))));
   const erfc = t * Math.exp(poly);
   return x >= 0 ? 1 - erfc / 2 : erfc / 2;
 }
@@ -177,12 +183,29 @@ export function normalCdf(x: number): number {
 /** Standard normal quantile (Acklam's rational approximation, relative error < 1.2e-9). */
 export function normalQuantile(p: number): number {
   if (!(p > 0 && p < 1)) throw new Error(`Cannot take the normal quantile of ${p}: need 0 < p < 1`);
-  const a = [-39.69683028665376, 220.9460984245205, -275.9285104469687, 138.357751867269,
-    -30.66479806614716, 2.506628277459239];
-  const b = [-54.47609879822406, 161.5858368580409, -155.6989798598866, 66.80131188771972,
-    -13.28068155288572];
-  const c = [-0.007784894002430293, -0.3223964580411365, -2.400758277161838, -2.549732539343734,
-    4.374664141464968, 2.938163982698783];
+  const a = [
+    -39.69683028665376,
+    220.9460984245205,
+    -275.9285104469687,
+    138.357751867269,
+    -30.66479806614716,
+    2.506628277459239,
+  ];
+  const b = [
+    -54.47609879822406,
+    161.5858368580409,
+    -155.6989798598866,
+    66.80131188771972,
+    -13.28068155288572,
+  ];
+  const c = [
+    -0.007784894002430293,
+    -0.3223964580411365,
+    -2.400758277161838,
+    -2.549732539343734,
+    4.374664141464968,
+    2.938163982698783,
+  ];
   const d = [0.007784695709041462, 0.3224671290700398, 2.445134137142996, 3.754408661907416];
   const tail = (q: number) =>
     (((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) /
@@ -308,7 +331,9 @@ export interface ProportionOptions {
 export function proportionCI(k: number, n: number, opts: ProportionOptions = {}): Interval {
   const { method = "wilson", alpha = 0.05, reps = 1000, seed = 0 } = opts;
   if (!(n > 0) || !(k >= 0) || k > n || !Number.isInteger(k) || !Number.isInteger(n)) {
-    throw new Error(`Cannot make a proportion interval for k=${k}, n=${n}: need integers 0 <= k <= n, n > 0`);
+    throw new Error(
+      `Cannot make a proportion interval for k=${k}, n=${n}: need integers 0 <= k <= n, n > 0`,
+    );
   }
   const p = k / n;
   if (method === "bootstrap") {

@@ -33,8 +33,11 @@ export interface LinearProbeSpec {
   bias: number;
   /** diffmean: the unnormalised `r = mean(h|safe) - mean(h|unsafe)` (the steering vector). */
   meanDiff?: Float32Array;
-  /** logistic: the feature standardisation applied before the fitted weights. */
-  standardization?: { mean: Float32Array; std: Float32Array };
+  /**
+   * logistic: the feature standardisation `(x - mean) / std` and the weights and bias
+   * fitted in that space (`weights`/`bias` above are the same model folded to raw space).
+   */
+  standardization?: { mean: Float32Array; std: Float32Array; weights: Float32Array; bias: number };
   /** diffmean/pca: `p_safe = sigmoid(scale * (x . direction) + offset)`. */
   calibration?: { scale: number; offset: number };
   /** Fit diagnostics (iterations, convergence, final loss, explained variance). */
@@ -76,7 +79,9 @@ function checkInputs(x: Matrix, y: BinaryLabels, what: string): Uint8Array {
   let n1 = 0;
   for (const b of bits) n1 += b;
   if (n1 === 0 || n1 === bits.length) {
-    throw new Error(`Cannot fit ${what}: all ${bits.length} labels are ${n1 ? 1 : 0}; need both classes`);
+    throw new Error(
+      `Cannot fit ${what}: all ${bits.length} labels are ${n1 ? 1 : 0}; need both classes`,
+    );
   }
   return bits;
 }
@@ -193,5 +198,140 @@ export function fitPca(x: Matrix, y: BinaryLabels, opts: PcaOptions = {}): Linea
       converged,
       explainedVariance: total > 0 ? (lambda * diffs.rows) / total : 0,
     },
+  });
+}
+
+/** Options of {@link fitLogistic}. */
+export interface LogisticOptions {
+  /** L2 penalty: loss = mean NLL + (l2 / 2) |w|^2 (bias not penalised). @default 1e-3 */
+  l2?: number;
+  /** L-BFGS iteration cap. @default 200 */
+  maxIter?: number;
+  /** Standardise every feature to mean 0, sd 1 before fitting (constant ones kept as-is). @default true */
+  standardize?: boolean;
+  /** Converged when the largest gradient entry is below this. @default 1e-6 */
+  tol?: number;
+}
+
+function softplus(t: number): number {
+  return t > 0 ? t + Math.log1p(Math.exp(-t)) : Math.log1p(Math.exp(t));
+}
+
+function dot64(a: Float64Array, b: Float64Array): number {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i] * b[i];
+  return s;
+}
+
+/**
+ * L2-regularised logistic regression fitted full-batch by L-BFGS (memory 10, Armijo
+ * backtracking) in Float64, on standardised features by default. The standardisation is
+ * folded into raw-space `weights`/`bias` and also returned. p = p(class 1) = p_safe.
+ */
+export function fitLogistic(x: Matrix, y: BinaryLabels, opts: LogisticOptions = {}): LinearProbe {
+  const { l2 = 1e-3, maxIter = 200, standardize = true, tol = 1e-6 } = opts;
+  const bits = checkInputs(x, y, "logistic probe");
+  const n = x.rows, d = x.cols;
+  const mu = standardize ? mean(x) : new Float32Array(d);
+  const sd = standardize ? std(x, mu).map((s) => (s > 0 ? s : 1)) : new Float32Array(d).fill(1);
+  const raw = (theta: Float64Array) => {
+    const a = new Float64Array(d);
+    let offset = theta[d];
+    for (let j = 0; j < d; j++) {
+      a[j] = theta[j] / sd[j];
+      offset -= mu[j] * a[j];
+    }
+    return { a, offset };
+  };
+  const evaluate = (theta: Float64Array): { f: number; g: Float64Array } => {
+    const { a, offset } = raw(theta);
+    const t = matVec(x, a, offset);
+    const r = new Float64Array(n);
+    let f = 0, rsum = 0;
+    for (let i = 0; i < n; i++) {
+      f += softplus(t[i]) - bits[i] * t[i];
+      r[i] = (1 / (1 + Math.exp(-t[i])) - bits[i]) / n;
+      rsum += r[i];
+    }
+    const gRaw = matTVec(x, r);
+    const g = new Float64Array(d + 1);
+    let pen = 0;
+    for (let j = 0; j < d; j++) {
+      g[j] = (gRaw[j] - mu[j] * rsum) / sd[j] + l2 * theta[j];
+      pen += theta[j] * theta[j];
+    }
+    g[d] = rsum;
+    return { f: f / n + (l2 / 2) * pen, g };
+  };
+  let theta = new Float64Array(d + 1);
+  let { f, g } = evaluate(theta);
+  const mem: { s: Float64Array; y: Float64Array; rho: number }[] = [];
+  let iterations = 0, converged = false;
+  for (; iterations < maxIter; iterations++) {
+    if (g.reduce((m, v) => Math.max(m, Math.abs(v)), 0) < tol) {
+      converged = true;
+      break;
+    }
+    const q = g.slice(), alphas: number[] = [];
+    for (let k = mem.length - 1; k >= 0; k--) {
+      alphas[k] = mem[k].rho * dot64(mem[k].s, q);
+      for (let j = 0; j <= d; j++) q[j] -= alphas[k] * mem[k].y[j];
+    }
+    const last = mem[mem.length - 1];
+    const gamma = last
+      ? dot64(last.s, last.y) / dot64(last.y, last.y)
+      : 1 / Math.max(1, Math.sqrt(dot64(g, g)));
+    for (let j = 0; j <= d; j++) q[j] *= gamma;
+    for (let k = 0; k < mem.length; k++) {
+      const beta = mem[k].rho * dot64(mem[k].y, q);
+      for (let j = 0; j <= d; j++) q[j] += mem[k].s[j] * (alphas[k] - beta);
+    }
+    let p = q.map((v) => -v);
+    let slope = dot64(g, p);
+    if (!(slope < 0)) {
+      mem.length = 0;
+      p = g.map((v) => -v);
+      slope = -dot64(g, g);
+    }
+    let step = 1, next: { f: number; g: Float64Array } | undefined, cand = theta;
+    for (let k = 0; k < 40; k++, step /= 2) {
+      cand = theta.map((v, j) => v + step * p[j]);
+      const e = evaluate(cand);
+      if (e.f <= f + 1e-4 * step * slope) {
+        next = e;
+        break;
+      }
+    }
+    if (!next) break; // no decrease possible at Float64 precision
+    const s = cand.map((v, j) => v - theta[j]), yv = next.g.map((v, j) => v - g[j]);
+    const sy = dot64(s, yv);
+    if (sy > 1e-12) {
+      mem.push({ s, y: yv, rho: 1 / sy });
+      if (mem.length > 10) mem.shift();
+    }
+    const change = f - next.f;
+    theta = cand;
+    f = next.f;
+    g = next.g;
+    if (change <= 1e-15 * Math.max(1, Math.abs(f))) {
+      converged = true;
+      iterations++;
+      break;
+    }
+  }
+  const { a, offset } = raw(theta);
+  const weights = Float32Array.from(a);
+  return makeLinearProbe({
+    method: "logistic",
+    direction: normalize(weights),
+    weights,
+    bias: offset,
+    standardization: {
+      mean: mu,
+      std: sd,
+      weights: Float32Array.from(theta.subarray(0, d)),
+      bias: theta[d],
+    },
+    fit: { iterations, converged, loss: f },
   });
 }

@@ -13,6 +13,8 @@
 import * as tf from "@tensorflow/tfjs-core";
 import "@tensorflow/tfjs-backend-cpu";
 import "@tensorflow/tfjs-backend-wasm";
+// The union package registers every gradient (tfjs-core alone registers none).
+import "@tensorflow/tfjs";
 import { registerWasmKernels } from "./kernels.ts";
 
 /** A backend name, or `auto`. */

@@ -25,7 +25,10 @@ export type SafetensorsDType =
   | "U8"
   | "BOOL";
 
-/** One tensor: its stored dtype and shape, and its values decoded to f32 (row-major). */
+/**
+ * One tensor: its stored dtype and shape, and its values decoded to f32 (row-major; for
+ * F32 tensors possibly a view of the file's bytes, see {@linkcode parseSafetensors}).
+ */
 export interface TensorRecord {
   dtype: SafetensorsDType;
   shape: number[];
@@ -131,50 +134,53 @@ function f16Lookup(): Float32Array {
 }
 
 /**
- * Decodes `n` elements at byte offset `off` of `bytes` into a new Float32Array. Assumes a
- * little-endian host (every platform Deno runs on; checked in parseSafetensors).
+ * Decodes `n` elements at byte offset `off` of `bytes` into a Float32Array. Assumes a
+ * little-endian host (every platform Deno runs on; checked in parseSafetensors). Aligned
+ * data is read in place: an aligned F32 tensor is returned as a view of `bytes` (no copy:
+ * the first touch of fresh memory costs more than the decoding itself).
  */
 function decode(bytes: Uint8Array, off: number, n: number, dtype: SafetensorsDType): Float32Array {
-  const out = new Float32Array(n);
-  const len = n * DTYPE_BYTES[dtype];
+  const size = DTYPE_BYTES[dtype];
   const start = bytes.byteOffset + off;
-  // Copy into a fresh (aligned) buffer, then view it with the stored element type.
-  const raw = bytes.buffer.slice(start, start + len) as ArrayBuffer;
+  const raw = start % size === 0
+    ? bytes.buffer as ArrayBuffer
+    : bytes.buffer.slice(start, start + n * size) as ArrayBuffer;
+  const at = start % size === 0 ? start : 0;
+  if (dtype === "F32") return new Float32Array(raw, at, n);
+  const out = new Float32Array(n);
   switch (dtype) {
-    case "F32":
-      return new Float32Array(raw);
     case "F16": {
-      const src = new Uint16Array(raw);
+      const src = new Uint16Array(raw, at, n);
       const table = f16Lookup();
       for (let i = 0; i < n; i++) out[i] = table[src[i]];
       return out;
     }
     case "BF16": {
-      const src = new Uint16Array(raw);
+      const src = new Uint16Array(raw, at, n);
       const dst = new Uint32Array(out.buffer);
       for (let i = 0; i < n; i++) dst[i] = src[i] << 16;
       return out;
     }
     case "I64": {
-      const lo = new Uint32Array(raw);
-      const hi = new Int32Array(raw);
+      const lo = new Uint32Array(raw, at, 2 * n);
+      const hi = new Int32Array(raw, at, 2 * n);
       for (let i = 0; i < n; i++) out[i] = hi[2 * i + 1] * 4294967296 + lo[2 * i];
       return out;
     }
     case "F64":
-      out.set(new Float64Array(raw));
+      out.set(new Float64Array(raw, at, n));
       return out;
     case "I32":
-      out.set(new Int32Array(raw));
+      out.set(new Int32Array(raw, at, n));
       return out;
     case "I16":
-      out.set(new Int16Array(raw));
+      out.set(new Int16Array(raw, at, n));
       return out;
     case "I8":
-      out.set(new Int8Array(raw));
+      out.set(new Int8Array(raw, at, n));
       return out;
     default: // U8, BOOL
-      out.set(new Uint8Array(raw));
+      out.set(new Uint8Array(raw, at, n));
       return out;
   }
 }
@@ -237,7 +243,9 @@ function parseEntry(
 /**
  * Parses the bytes of a safetensors file. `source` (the path) names the file in errors.
  * Throws on a short file, a bad header, an unknown dtype, a bad shape, offsets out of range,
- * overlapping or reversed, or a byte count that does not match the shape.
+ * overlapping or reversed, or a byte count that does not match the shape. F32 tensors whose
+ * data is 4-byte aligned in `bytes` (always, for files with the standard 8-byte-padded
+ * header) are views of `bytes`, not copies: do not modify `bytes` while they are in use.
  */
 export function parseSafetensors(bytes: Uint8Array, source: string): SafetensorsFile {
   const fail = (what: string): never => {

@@ -1,0 +1,328 @@
+/**
+ * OpenBLAS (Linux) or Accelerate (macOS) matrix products for the tfjs `wasm` backend.
+ *
+ * The stock wasm `BatchMatMul` uses XNNPACK only for batch 1 without transposes; every
+ * transposed or batched product (attention, every backward matmul) falls to a scalar loop
+ * at ~1.5 GFLOP/s (see shared/PERF-NOTES.md). This module replaces the `BatchMatMul` and
+ * `_FusedMatMul` kernels of the wasm backend with ones that call the reference CBLAS
+ * interface `cblas_sgemm` (BLAS level 3, row-major) through Deno FFI, directly on views of
+ * the wasm heap: no copies. Transposes map to CBLAS flags; batch dims broadcast as NumPy
+ * does (which equals tfjs's `bi % batch` rule in every case tfjs supports). Gradients need
+ * nothing: tfjs registers them per kernel name, independently of the backend's kernel.
+ *
+ * Needs `--allow-ffi` (and `--allow-env` to read `SAFETY_COMPASS_BLAS`: `0` disables,
+ * a path chooses the library). Without them everything stays on the stock kernels.
+ *
+ * @module
+ */
+
+import * as tf from "@tensorflow/tfjs-core";
+import type { DataType, KernelConfig, KernelFunc, TensorInfo } from "@tensorflow/tfjs-core";
+
+/** What {@link enableBlas} did, and why. */
+export interface BlasInfo {
+  /** True while the BLAS kernels are registered on the wasm backend. */
+  enabled: boolean;
+  /** The shared library in use. */
+  library?: string;
+  /** A human-readable reason (why enabled, or why not and how to fix it). */
+  reason: string;
+  /** BLAS threads, as the library reports them (process-wide for OpenBLAS). */
+  threads?: number;
+}
+
+const ROW_MAJOR = 101;
+const CBLAS_NO_TRANS = 111;
+const CBLAS_TRANS = 112;
+const F32 = 4; // bytes per float32
+const I = "i32", F = "f32", P = "pointer";
+const SYMBOLS = {
+  cblas_sgemm: {
+    // order, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc
+    parameters: [I, I, I, I, I, I, F, P, I, P, I, F, P, I],
+    result: "void",
+  },
+  openblas_set_num_threads: { parameters: ["i32"], result: "void", optional: true },
+  openblas_get_num_threads: { parameters: [], result: "i32", optional: true },
+} as const;
+type BlasLib = Deno.DynamicLibrary<typeof SYMBOLS>;
+
+/** The parts of tfjs-backend-wasm's `BackendWasm` this module reads (not exported there). */
+interface WasmBackendLike {
+  wasm: { HEAPU8: Uint8Array };
+  dataIdMap: { get(dataId: object): { memoryOffset: number } | undefined };
+  makeOutput(shape: number[], dtype: DataType): TensorInfo;
+}
+
+let lib: BlasLib | undefined;
+let stock: { batch: KernelConfig; fused?: KernelConfig } | undefined;
+let info: BlasInfo = { enabled: false, reason: "enableBlas() has not been called" };
+
+function granted(desc: Deno.PermissionDescriptor): boolean {
+  return Deno.permissions.querySync(desc).state === "granted";
+}
+
+/** The env override: undefined when unset or unreadable. */
+function envSetting(): string | undefined {
+  if (!granted({ name: "env", variable: "SAFETY_COMPASS_BLAS" })) return undefined;
+  const v = Deno.env.get("SAFETY_COMPASS_BLAS")?.trim();
+  return v === "" ? undefined : v;
+}
+
+function candidates(): string[] {
+  if (Deno.build.os === "darwin") {
+    return ["/System/Library/Frameworks/Accelerate.framework/Accelerate"];
+  }
+  if (Deno.build.os !== "linux") return [];
+  const multiarch = `/usr/lib/${Deno.build.arch}-linux-gnu`;
+  return [
+    `${multiarch}/libopenblas.so.0`, // Debian/Ubuntu (update-alternatives)
+    `${multiarch}/openblas-pthread/libopenblas.so.0`,
+    "/usr/lib64/libopenblasp.so.0", // Fedora, pthread build
+    "/usr/lib64/libopenblas.so.0", // Fedora, serial build
+    "/usr/lib/libopenblas.so.0", // Arch, Alpine
+    "/usr/local/lib/libopenblas.so.0", // built from source
+    "libopenblas.so.0", // whatever the dynamic loader finds (LD_LIBRARY_PATH)
+  ];
+}
+
+/** Opens `path` and checks that it exports `cblas_sgemm`; the error message otherwise. */
+function probe(path: string): string | undefined {
+  try {
+    Deno.dlopen(path, { cblas_sgemm: SYMBOLS.cblas_sgemm }).close();
+    return undefined;
+  } catch (e) {
+    return e instanceof Error ? e.message : String(e);
+  }
+}
+
+/**
+ * Finds OpenBLAS (Linux: libopenblas.so.0 in the usual Debian/Ubuntu/Fedora paths or the
+ * `SAFETY_COMPASS_BLAS` env path) or Accelerate (macOS); returns why not when absent or
+ * when --allow-ffi is missing.
+ */
+export function detectBlas(): { path?: string; reason: string } {
+  if (!granted({ name: "ffi" })) {
+    return { reason: "BLAS off: FFI is not allowed; run deno with --allow-ffi to use it" };
+  }
+  const env = envSetting();
+  if (env === "0") return { reason: "BLAS off: disabled by SAFETY_COMPASS_BLAS=0" };
+  if (env !== undefined && env !== "1") {
+    const err = probe(env);
+    return err === undefined ? { path: env, reason: `using SAFETY_COMPASS_BLAS=${env}` } : {
+      reason: `BLAS off: SAFETY_COMPASS_BLAS=${env} cannot be opened (${err}); ` +
+        "set it to the path of libopenblas.so.0, or to 0 to silence this",
+    };
+  }
+  const tried = candidates();
+  for (const path of tried) {
+    if (probe(path) === undefined) return { path, reason: `found ${path}` };
+  }
+  return {
+    reason: tried.length === 0
+      ? `BLAS off: no known BLAS library on ${Deno.build.os}`
+      : `BLAS off: no OpenBLAS found (tried ${tried.join(", ")}); install it ` +
+        "(Debian/Ubuntu: apt install libopenblas0-pthread; Fedora: dnf install openblas) " +
+        "or set SAFETY_COMPASS_BLAS to its path",
+  };
+}
+
+/** Maps each output batch index to the flat batch index of an input (NumPy broadcasting). */
+function batchIndex(outDims: number[], inDims: number[]): Int32Array {
+  const size = tf.util.sizeFromShape(outDims);
+  const idx = new Int32Array(size);
+  const inSize = tf.util.sizeFromShape(inDims);
+  if (inSize === size) return idx.map((_, i) => i);
+  if (inSize === 1) return idx;
+  const pad = outDims.length - inDims.length;
+  for (let o = 0; o < size; o++) {
+    let rest = o, flat = 0, stride = 1;
+    for (let d = outDims.length - 1; d >= 0; d--) {
+      const coord = rest % outDims[d];
+      rest = Math.floor(rest / outDims[d]);
+      const dim = d >= pad ? inDims[d - pad] : 1;
+      if (dim !== 1) flat += coord * stride;
+      stride *= dim;
+    }
+    idx[o] = flat;
+  }
+  return idx;
+}
+
+/** C = op(A) op(B) for every (broadcast) batch, written into a new wasm tensor. */
+function gemm(be: WasmBackendLike, a: TensorInfo, b: TensorInfo, tA: boolean, tB: boolean) {
+  const [ra, rb] = [a.shape.length, b.shape.length];
+  const m = tA ? a.shape[ra - 1] : a.shape[ra - 2];
+  const k = tA ? a.shape[ra - 2] : a.shape[ra - 1];
+  const kb = tB ? b.shape[rb - 1] : b.shape[rb - 2];
+  const n = tB ? b.shape[rb - 2] : b.shape[rb - 1];
+  if (k !== kb) {
+    throw new Error(
+      `Cannot matMul: inner dims differ (${k} vs ${kb}) for shapes [${a.shape}] and ` +
+        `[${b.shape}] with transposeA=${tA}, transposeB=${tB}; fix the shapes or transposes`,
+    );
+  }
+  const aDims = a.shape.slice(0, -2), bDims = b.shape.slice(0, -2);
+  const outDims = tf.broadcast_util.assertAndGetBroadcastShape(aDims, bDims);
+  const out = be.makeOutput([...outDims, m, n], "float32");
+  const batch = tf.util.sizeFromShape(outDims);
+  // Pointers only now: makeOutput may grow the heap and detach earlier views.
+  const heap = be.wasm.HEAPU8;
+  const offset = (t: TensorInfo) => be.dataIdMap.get(t.dataId)!.memoryOffset;
+  const [aOff, bOff, cOff] = [offset(a), offset(b), offset(out)];
+  if (batch * m * n === 0) return out;
+  if (k === 0) {
+    new Float32Array(heap.buffer, cOff, batch * m * n).fill(0);
+    return out;
+  }
+  const base = Deno.UnsafePointer.of(heap)!;
+  const fA = tA ? CBLAS_TRANS : CBLAS_NO_TRANS, fB = tB ? CBLAS_TRANS : CBLAS_NO_TRANS;
+  const lda = Math.max(1, tA ? m : k), ldb = Math.max(1, tB ? k : n), ldc = Math.max(1, n);
+  const at = (bytes: number) => Deno.UnsafePointer.offset(base, bytes);
+  const gemm1 = lib!.symbols.cblas_sgemm;
+  const sgemm = (rows: number, aAt: number, bAt: number, cAt: number) =>
+    gemm1(ROW_MAJOR, fA, fB, rows, n, k, 1, at(aAt), lda, at(bAt), ldb, 0, at(cAt), ldc);
+  const aSize = tf.util.sizeFromShape(aDims), bSize = tf.util.sizeFromShape(bDims);
+  if (!tA && bSize === 1 && aSize === batch) {
+    // [batch, m, k] x [k, n]: one GEMM with batch*m rows (the common dense-layer case).
+    sgemm(batch * m, aOff, bOff, cOff);
+    return out;
+  }
+  const ia = batchIndex(outDims, aDims), ib = batchIndex(outDims, bDims);
+  for (let i = 0; i < batch; i++) {
+    sgemm(m, aOff + ia[i] * m * k * F32, bOff + ib[i] * k * n * F32, cOff + i * m * n * F32);
+  }
+  return out;
+}
+
+const batchMatMul: KernelFunc = (args) => {
+  const { a, b } = args.inputs as { a: TensorInfo; b: TensorInfo };
+  const { transposeA, transposeB } = args.attrs as { transposeA: boolean; transposeB: boolean };
+  if (a.dtype !== "float32" || b.dtype !== "float32" || a.shape.length < 2 || b.shape.length < 2) {
+    return stock!.batch.kernelFunc(args); // the stock kernel's own error or behaviour
+  }
+  return gemm(args.backend as WasmBackendLike, a, b, transposeA, transposeB);
+};
+
+type Activation = (x: number, alpha: number) => number;
+const ACTIVATIONS: Record<string, Activation> = {
+  linear: (x) => x,
+  relu: (x) => (x > 0 ? x : 0),
+  relu6: (x) => Math.min(Math.max(x, 0), 6),
+  leakyrelu: (x, alpha) => (x > 0 ? x : alpha * x),
+  sigmoid: (x) => 1 / (1 + Math.exp(-x)),
+  elu: (x) => (x > 0 ? x : Math.exp(x) - 1),
+};
+
+const fusedMatMul: KernelFunc = (args) => {
+  const { a, b, bias } = args.inputs as { a: TensorInfo; b: TensorInfo; bias?: TensorInfo };
+  const attrs = args.attrs as {
+    transposeA: boolean;
+    transposeB: boolean;
+    activation: string;
+    leakyreluAlpha?: number;
+  };
+  const act = ACTIVATIONS[attrs.activation];
+  const n = attrs.transposeB ? b.shape[b.shape.length - 2] : b.shape[b.shape.length - 1];
+  const biasSize = bias === undefined ? 0 : tf.util.sizeFromShape(bias.shape);
+  const biasOk = bias === undefined ||
+    (bias.dtype === "float32" && (biasSize === 1 || bias.shape[bias.shape.length - 1] === n) &&
+      (biasSize === 1 || biasSize === n));
+  if (act === undefined || !biasOk || a.dtype !== "float32" || b.dtype !== "float32") {
+    return stock!.fused!.kernelFunc(args); // prelu, odd bias shapes: the stock kernel
+  }
+  const be = args.backend as WasmBackendLike;
+  const out = gemm(be, a, b, attrs.transposeA, attrs.transposeB);
+  const size = tf.util.sizeFromShape(out.shape);
+  if (bias === undefined && attrs.activation === "linear") return out;
+  const heap = be.wasm.HEAPU8.buffer; // no allocation since gemm: views are valid
+  const c = new Float32Array(heap, be.dataIdMap.get(out.dataId)!.memoryOffset, size);
+  const bv = bias === undefined
+    ? new Float32Array(1)
+    : new Float32Array(heap, be.dataIdMap.get(bias.dataId)!.memoryOffset, biasSize);
+  const alpha = attrs.leakyreluAlpha ?? 0.2;
+  const width = bias === undefined ? 1 : biasSize;
+  for (let i = 0; i < size; i++) c[i] = act(c[i] + bv[i % width], alpha);
+  return out;
+};
+
+function setThreads(threads: number): number | undefined {
+  if (!Number.isInteger(threads) || threads < 1) {
+    throw new Error(`Cannot set BLAS threads to ${threads}: pass a positive integer`);
+  }
+  lib!.symbols.openblas_set_num_threads?.(threads);
+  return lib!.symbols.openblas_get_num_threads?.() ?? undefined;
+}
+
+/**
+ * Registers the BLAS kernels on the wasm backend (call after tf.setBackend("wasm")).
+ * Idempotent: a second call only changes the thread count when one is given.
+ *
+ * Never throws for a missing library (the result says why it is off), but throws when an
+ * explicit `path` cannot be opened.
+ */
+export function enableBlas(opts: {
+  /** Library to open. @default detectBlas().path */
+  path?: string;
+  /**
+   * BLAS threads (OpenBLAS only; process-wide). Workers running one model each pass 1.
+   * @default navigator.hardwareConcurrency
+   */
+  threads?: number;
+} = {}): BlasInfo {
+  if (info.enabled) {
+    if (opts.threads !== undefined) info = { ...info, threads: setThreads(opts.threads) };
+    return info;
+  }
+  if (granted({ name: "ffi" }) && envSetting() === "0") {
+    return (info = { enabled: false, reason: "BLAS off: disabled by SAFETY_COMPASS_BLAS=0" });
+  }
+  const found = opts.path !== undefined ? { path: opts.path, reason: "path given" } : detectBlas();
+  if (found.path === undefined) return (info = { enabled: false, reason: found.reason });
+  const batch = tf.getKernel(tf.BatchMatMul, "wasm");
+  if (batch === undefined) {
+    return (info = {
+      enabled: false,
+      reason: "BLAS off: no wasm BatchMatMul kernel is registered; import " +
+        '"@tensorflow/tfjs-backend-wasm" before calling enableBlas()',
+    });
+  }
+  try {
+    lib = Deno.dlopen(found.path, SYMBOLS);
+  } catch (e) {
+    const msg = `Cannot open BLAS library ${found.path}: ${(e as Error).message}`;
+    if (opts.path !== undefined) throw new Error(`${msg}; pass the path of libopenblas.so.0`);
+    return (info = { enabled: false, reason: `BLAS off: ${msg}` });
+  }
+  stock = { batch, fused: tf.getKernel(tf._FusedMatMul, "wasm") };
+  tf.unregisterKernel(tf.BatchMatMul, "wasm");
+  // Our setupFunc is the stock one, so fallbacks work even if the backend starts later.
+  tf.registerKernel({ ...batch, kernelFunc: batchMatMul });
+  if (stock.fused !== undefined) {
+    tf.unregisterKernel(tf._FusedMatMul, "wasm");
+    tf.registerKernel({ ...stock.fused, kernelFunc: fusedMatMul });
+  }
+  const threads = setThreads(opts.threads ?? navigator.hardwareConcurrency ?? 1);
+  info = { enabled: true, library: found.path, reason: found.reason, threads };
+  return info;
+}
+
+/** Restores the stock kernels. */
+export function disableBlas(): void {
+  if (!info.enabled || stock === undefined) return;
+  tf.unregisterKernel(tf.BatchMatMul, "wasm");
+  tf.registerKernel(stock.batch);
+  if (stock.fused !== undefined) {
+    tf.unregisterKernel(tf._FusedMatMul, "wasm");
+    tf.registerKernel(stock.fused);
+  }
+  lib?.close();
+  lib = undefined;
+  stock = undefined;
+  info = { enabled: false, reason: "disabled by disableBlas()" };
+}
+
+/** The current state: whether BLAS kernels are registered, which library, how many threads. */
+export function blasInfo(): BlasInfo {
+  return { ...info };
+}

@@ -1,0 +1,215 @@
+/**
+ * The toolkit's text tokenizer: a Hugging Face fast-tokenizer file (`tokenizer.json`, as
+ * written by `tokenizer.save_pretrained`) run by `@huggingface/tokenizers`, with the
+ * special tokens and the Jinja chat template of `tokenizer_config.json` (or
+ * `chat_template.jinja`) rendered by `@huggingface/jinja`, as `apply_chat_template` does in
+ * transformers.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import { Tokenizer } from "@huggingface/tokenizers";
+import { Template } from "@huggingface/jinja";
+
+/** One turn of a conversation. */
+export interface ChatMessage {
+  role: "system" | "user" | "assistant";
+  content: string;
+}
+
+/** A loaded tokenizer. */
+export interface TextTokenizer {
+  /** Number of ids: the largest id in the vocabulary (added tokens included) plus one. */
+  readonly vocabSize: number;
+  /** Id of tokenizer_config.json's `bos_token`, when it names a vocabulary token. */
+  readonly bosId?: number;
+  /** Id of tokenizer_config.json's `eos_token`, when it names a vocabulary token. */
+  readonly eosId?: number;
+  /** Id of tokenizer_config.json's `pad_token`, when it names a vocabulary token. */
+  readonly padId?: number;
+  /** Whether the tokenizer has its own chat template (else the plain fallback is used). */
+  readonly hasChatTemplate: boolean;
+  /** Text to ids. `addSpecialTokens` (@default false) runs the post-processor (BOS etc.). */
+  encode(text: string, opts?: { addSpecialTokens?: boolean }): number[];
+  /** Ids to text. `skipSpecialTokens` @default true. */
+  decode(ids: number[], opts?: { skipSpecialTokens?: boolean }): string;
+  /** The id of a vocabulary token, or undefined. */
+  tokenToId(token: string): number | undefined;
+  /** The vocabulary token of an id, or undefined. */
+  idToToken(id: number): string | undefined;
+  /**
+   * Renders a conversation to prompt text with the chat template, or, without one, with
+   * the plain fallback {@linkcode plainChatPrompt}. `addGenerationPrompt` @default true.
+   */
+  applyChatTemplate(messages: ChatMessage[], opts?: { addGenerationPrompt?: boolean }): string;
+}
+
+const ROLE_NAMES: Record<ChatMessage["role"], string> = {
+  system: "System",
+  user: "User",
+  assistant: "Assistant",
+};
+
+/**
+ * The plain chat format used when a tokenizer has no chat template: one line per message,
+ * `System: ...`, `User: ...`, `Assistant: ...`, each ended by a newline, then `Assistant:`
+ * when `addGenerationPrompt` is true. Example: `"User: Hi\nAssistant:"`.
+ */
+export function plainChatPrompt(messages: ChatMessage[], addGenerationPrompt = true): string {
+  const lines = messages.map((m) => `${ROLE_NAMES[m.role] ?? m.role}: ${m.content}\n`).join("");
+  return addGenerationPrompt ? `${lines}Assistant:` : lines;
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/** A special-token entry (string or `{content}`) as text, else undefined. */
+function tokenText(v: unknown): string | undefined {
+  if (typeof v === "string") return v;
+  if (isObject(v) && typeof v.content === "string") return v.content;
+  return undefined;
+}
+
+/** The chat template of a tokenizer_config: a string, or the `default` of a named list. */
+function chatTemplateOf(config: Record<string, unknown>, source: string): string | undefined {
+  const t = config.chat_template;
+  if (t === undefined || t === null) return undefined;
+  if (typeof t === "string") return t;
+  if (Array.isArray(t)) {
+    const named = t.filter((e): e is { name: string; template: string } =>
+      isObject(e) && typeof e.name === "string" && typeof e.template === "string"
+    );
+    return (named.find((e) => e.name === "default") ?? named[0])?.template;
+  }
+  throw new Error(
+    `Cannot load tokenizer from ${source}: tokenizer_config.json field 'chat_template' ` +
+      `must be a string or a list of {name, template}`,
+  );
+}
+
+/**
+ * Builds a tokenizer from parsed `tokenizer.json` and (optional) `tokenizer_config.json`
+ * values. `source` names them in errors (@default "tokenizer.json").
+ */
+export function tokenizerFromJson(
+  tokenizerJson: unknown,
+  tokenizerConfig?: unknown,
+  source = "tokenizer.json",
+): TextTokenizer {
+  if (!isObject(tokenizerJson) || !isObject(tokenizerJson.model)) {
+    throw new Error(
+      `Cannot load tokenizer from ${source}: it has no 'model' field; expected a Hugging Face ` +
+        `fast-tokenizer file (tokenizer.json written by tokenizer.save_pretrained)`,
+    );
+  }
+  if (tokenizerConfig !== undefined && !isObject(tokenizerConfig)) {
+    throw new Error(`Cannot load tokenizer from ${source}: tokenizer_config.json is not an object`);
+  }
+  const config = tokenizerConfig ?? {};
+  let tok: Tokenizer;
+  try {
+    tok = new Tokenizer(tokenizerJson, config);
+  } catch (err) {
+    throw new Error(`Cannot load tokenizer from ${source}: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
+  let maxId = -1;
+  for (const id of tok.get_vocab(true).values()) if (id > maxId) maxId = id;
+  const special: Record<string, string | undefined> = {};
+  for (const key of ["bos_token", "eos_token", "pad_token", "unk_token"]) {
+    special[key] = tokenText(config[key]);
+  }
+  const idOf = (text: string | undefined) => text === undefined ? undefined : tok.token_to_id(text);
+  const templateSrc = chatTemplateOf(config, source);
+  let template: Template | undefined;
+  const render = (messages: ChatMessage[], addGenerationPrompt: boolean): string => {
+    try {
+      template ??= new Template(templateSrc!);
+      return template.render({
+        messages,
+        add_generation_prompt: addGenerationPrompt,
+        bos_token: special.bos_token ?? "",
+        eos_token: special.eos_token ?? "",
+        pad_token: special.pad_token ?? "",
+        unk_token: special.unk_token ?? "",
+      });
+    } catch (err) {
+      throw new Error(
+        `Cannot render the chat template of ${source}: "${(err as Error).message}"; ` +
+          `check the template's Jinja syntax and the message roles it accepts`,
+        { cause: err },
+      );
+    }
+  };
+  return {
+    vocabSize: maxId + 1,
+    bosId: idOf(special.bos_token),
+    eosId: idOf(special.eos_token),
+    padId: idOf(special.pad_token),
+    hasChatTemplate: templateSrc !== undefined,
+    encode: (text, opts) =>
+      tok.encode(text, { add_special_tokens: opts?.addSpecialTokens ?? false }).ids,
+    decode: (ids, opts) =>
+      tok.decode(ids, { skip_special_tokens: opts?.skipSpecialTokens ?? true }),
+    tokenToId: (token) => tok.token_to_id(token),
+    idToToken: (id) => tok.id_to_token(id),
+    applyChatTemplate: (messages, opts) => {
+      const gen = opts?.addGenerationPrompt ?? true;
+      return templateSrc === undefined ? plainChatPrompt(messages, gen) : render(messages, gen);
+    },
+  };
+}
+
+/** Reads a JSON file; undefined when it does not exist, a clear error when it is not JSON. */
+async function readJson(path: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return undefined;
+    throw new Error(`Cannot read ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new Error(`Cannot parse ${path}: not valid JSON (${(err as Error).message})`, {
+      cause: err,
+    });
+  }
+}
+
+/**
+ * Loads the tokenizer of a Hugging Face model folder: `tokenizer.json` (required),
+ * `tokenizer_config.json` (special tokens, chat template), `special_tokens_map.json`
+ * (special tokens the config lacks) and `chat_template.jinja` (overrides the config's
+ * template, as newer transformers versions save it), each optional.
+ */
+export async function loadTokenizer(dir: string): Promise<TextTokenizer> {
+  const path = join(dir, "tokenizer.json");
+  const json = await readJson(path);
+  if (json === undefined) {
+    throw new Error(
+      `Cannot load tokenizer: ${dir} has no tokenizer.json; expected a Hugging Face ` +
+        `fast-tokenizer file (save one with AutoTokenizer.from_pretrained(...).save_pretrained(dir))`,
+    );
+  }
+  const config = await readJson(join(dir, "tokenizer_config.json")) ?? {};
+  if (!isObject(config)) {
+    throw new Error(`Cannot load tokenizer: ${dir}/tokenizer_config.json is not an object`);
+  }
+  const map = await readJson(join(dir, "special_tokens_map.json"));
+  if (isObject(map)) {
+    for (const key of ["bos_token", "eos_token", "pad_token", "unk_token"]) {
+      if (config[key] === undefined && map[key] !== undefined) config[key] = map[key];
+    }
+  }
+  try {
+    config.chat_template = await Deno.readTextFile(join(dir, "chat_template.jinja"));
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
+  }
+  return tokenizerFromJson(json, config, path);
+}

@@ -1,0 +1,325 @@
+/**
+ * Jupyter display for the toolkit (Jupyter messaging "display_data" MIME bundles, as Deno's
+ * kernel sends them): a figure becomes `application/vnd.plotly.v1+json` for frontends with a
+ * plotly renderer, plus a `text/html` fallback that renders with no extension and no
+ * internet (plotly.js from the npm package `plotly.js-dist-min`, inlined once per process),
+ * plus `text/plain`. Tables and raw HTML get bundles too, and `show()` sends any of them.
+ *
+ * @module
+ */
+
+import { createRequire } from "node:module";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { PlotlyFigure } from "./figure.ts";
+
+/** The symbol Deno's Jupyter kernel calls to render a cell's result (`Deno.jupyter.$display`). */
+export const JUPYTER_DISPLAY = Symbol.for("Jupyter.display");
+
+/** A Jupyter MIME bundle: MIME type -> payload; `text/plain` is always present. */
+export interface MimeBundle {
+  /** Plain-text fallback, shown by every frontend and by `show()` outside Jupyter. */
+  "text/plain": string;
+  /** Any other representation (`text/html`, `application/vnd.plotly.v1+json`...). */
+  [mime: string]: unknown;
+}
+
+/** A table: an array of row objects, or an arquero table (anything with `objects()`). */
+export type TableInput = readonly object[] | {
+  objects(options?: { limit?: number }): object[];
+  numRows?(): number;
+};
+
+const PLOTLY_VERSION = "4.1.2";
+
+/** The `Deno.jupyter` namespace when running inside Deno's Jupyter kernel, else undefined. */
+export function jupyterRuntime(): typeof Deno.jupyter | undefined {
+  try {
+    // Outside `deno jupyter` the getter throws; that absence is the answer, not a failure.
+    const j = Deno.jupyter;
+    return j && typeof j.display === "function" ? j : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function env(name: string): string | undefined {
+  try {
+    return Deno.env.get(name) || undefined;
+  } catch {
+    return undefined; // no --allow-env: treat as unset
+  }
+}
+
+function plotlyCandidates(): string[] {
+  const out: string[] = [];
+  const explicit = env("PLOTLY_JS_PATH");
+  if (explicit) out.push(explicit);
+  try {
+    const url = import.meta.resolve("plotly.js-dist-min");
+    if (url.startsWith("file:")) out.push(fileURLToPath(url));
+  } catch { /* not in the import map: try the next way */ }
+  try {
+    out.push(createRequire(import.meta.url).resolve("plotly.js-dist-min"));
+  } catch { /* no node_modules resolution here: try the next way */ }
+  const home = env("HOME") ?? env("USERPROFILE") ?? "";
+  const cache = env("DENO_DIR") ??
+    (Deno.build.os === "darwin"
+      ? join(home, "Library", "Caches", "deno")
+      : Deno.build.os === "windows"
+      ? join(env("LOCALAPPDATA") ?? home, "deno")
+      : join(env("XDG_CACHE_HOME") ?? join(home, ".cache"), "deno"));
+  out.push(
+    join(cache, "npm", "registry.npmjs.org", "plotly.js-dist-min", PLOTLY_VERSION, "plotly.min.js"),
+  );
+  return out;
+}
+
+let plotlySource: string | undefined;
+
+/**
+ * The minified plotly.js bundle's source (read once, then kept). Looked up through the
+ * import map (`import.meta.resolve`), node resolution, then Deno's npm cache; the env var
+ * `PLOTLY_JS_PATH` overrides all. Throws naming every place tried when none has it.
+ */
+export function plotlyJsSource(): string {
+  if (plotlySource !== undefined) return plotlySource;
+  const tried: string[] = [];
+  for (const path of plotlyCandidates()) {
+    try {
+      // "</script" cannot occur inside an inline script; this spelling is equivalent in JS.
+      plotlySource = Deno.readTextFileSync(path).replaceAll("</script", "<\\/script");
+      return plotlySource;
+    } catch (err) {
+      tried.push(`${path} (${(err as Error).name})`);
+    }
+  }
+  throw new Error(
+    `Cannot find plotly.js (npm:plotly.js-dist-min@${PLOTLY_VERSION}); tried: ${
+      tried.join(", ")
+    }. ` +
+      `Fix: run \`deno install\` in the repository (deno.json maps "plotly.js-dist-min"), ` +
+      `grant --allow-read, or set PLOTLY_JS_PATH to a plotly.min.js file.`,
+  );
+}
+
+/** A `<script>` element carrying the whole plotly.js bundle (~4.8 MB). */
+export function plotlyScriptTag(): string {
+  return `<script type="text/javascript">/* plotly.js ${PLOTLY_VERSION} */\n${plotlyJsSource()}\n</script>`;
+}
+
+let included = false;
+
+/** Makes the next figure bundle carry plotly.js again (e.g. after clearing a notebook's outputs). */
+export function resetPlotlyInclusion(): void {
+  included = false;
+}
+
+/** Escapes text for HTML element content and attribute values. */
+export function escapeHtml(text: string): string {
+  return text.replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;")
+    .replaceAll('"', "&quot;").replaceAll("'", "&#39;");
+}
+
+/** JSON that is safe inside an inline `<script>` (no `</script>`, no line separators). */
+export function scriptJson(value: unknown): string {
+  return JSON.stringify(value).replaceAll("<", "\\u003c").replaceAll("\u2028", "\\u2028")
+    .replaceAll("\u2029", "\\u2029");
+}
+
+const session = `${Date.now().toString(36)}-${Deno.pid.toString(36)}`;
+let divCount = 0;
+
+/**
+ * A `<div>` plus a small script that draws `fig` into it with `Plotly.newPlot`, waiting up
+ * to 10 s for plotly.js to appear on the page (it may arrive in an earlier output).
+ */
+export function figureDiv(fig: PlotlyFigure, id = `sc-plot-${session}-${divCount++}`): string {
+  const height = typeof fig.layout.height === "number" ? fig.layout.height : 450;
+  const missing = "plotly.js is not loaded on this page: call resetPlotlyInclusion() " +
+    "and re-run this cell.";
+  return `<div id="${escapeHtml(id)}" class="sc-plotly" style="width:100%;height:${height}px">` +
+    `</div>\n<script type="text/javascript">(function(){var n=0;function draw(){` +
+    `var el=document.getElementById(${scriptJson(id)});` +
+    `if(el&&window.Plotly){var f=${scriptJson(fig)};` +
+    `window.Plotly.newPlot(el,f.data,f.layout,f.config||{});}` +
+    `else if(n++<200){setTimeout(draw,50);}else if(el){el.textContent=${scriptJson(missing)};}}` +
+    `draw();})();</script>`;
+}
+
+/** One-line description of a figure, for `text/plain`. */
+export function describeFigure(fig: PlotlyFigure): string {
+  const title = (fig.layout.title as { text?: string } | undefined)?.text ?? "untitled";
+  const types = [...new Set(fig.data.map((t) => t.type))].join(", ");
+  return `Figure "${title}": ${fig.data.length} trace(s) (${types || "none"})`;
+}
+
+/**
+ * The MIME bundle of a figure. The first bundle of the process carries plotly.js in its
+ * HTML; later ones only a div and a `Plotly.newPlot` call (see `resetPlotlyInclusion`).
+ */
+export function figureBundle(fig: PlotlyFigure): MimeBundle {
+  const head = included ? "" : plotlyScriptTag() + "\n";
+  const html = head + figureDiv(fig);
+  included = true;
+  return {
+    "application/vnd.plotly.v1+json": fig,
+    "text/html": html,
+    "text/plain": describeFigure(fig),
+  };
+}
+
+/** A bundle from raw HTML and its plain-text fallback. */
+export function htmlBundle(html: string, plain: string): MimeBundle {
+  return { "text/html": html, "text/plain": plain };
+}
+
+/**
+ * A number rounded for reading: integers as they are, others to `digits` significant
+ * digits (exponent form below 1e-4 or from 1e7 on).
+ */
+export function formatNumber(v: number, digits = 4): string {
+  if (Number.isNaN(v)) return "NaN";
+  if (!Number.isFinite(v)) return v > 0 ? "inf" : "-inf";
+  if (Number.isInteger(v) && Math.abs(v) < 1e15) return String(v);
+  const a = Math.abs(v);
+  if (a !== 0 && (a < 1e-4 || a >= 1e7)) return v.toExponential(digits - 1);
+  return String(Number(v.toPrecision(digits)));
+}
+
+/** One cell's text: numbers rounded, long arrays summarised, objects as short JSON. */
+export function formatValue(v: unknown, digits = 4): string {
+  if (v === null || v === undefined) return "";
+  if (typeof v === "number") return formatNumber(v, digits);
+  if (typeof v === "string") return v;
+  if (typeof v === "bigint" || typeof v === "boolean") return String(v);
+  if (v instanceof Date) return v.toISOString();
+  if (Array.isArray(v) || ArrayBuffer.isView(v)) {
+    const arr = Array.from(v as ArrayLike<unknown>);
+    const head = arr.slice(0, 4).map((x) => formatValue(x, digits)).join(", ");
+    return `[${head}${arr.length > 4 ? `, … (${arr.length})` : ""}]`;
+  }
+  const json = JSON.stringify(v) ?? String(v);
+  return json.length > 80 ? json.slice(0, 79) + "…" : json;
+}
+
+/** Rows of a table input (at most `limit`) and the total row count. */
+export function tableRows(input: TableInput, limit = Infinity): { rows: object[]; total: number } {
+  if (Array.isArray(input)) return { rows: input.slice(0, limit), total: input.length };
+  const t = input as Exclude<TableInput, readonly object[]>;
+  if (typeof t.objects !== "function") {
+    throw new Error("Cannot show table: expected an array of row objects or an arquero table");
+  }
+  const rows = t.objects(Number.isFinite(limit) ? { limit } : undefined);
+  return { rows, total: typeof t.numRows === "function" ? t.numRows() : rows.length };
+}
+
+function columnsOf(rows: readonly object[]): string[] {
+  const cols = new Set<string>();
+  for (const r of rows) for (const k of Object.keys(r)) cols.add(k);
+  return [...cols];
+}
+
+/** Options of tables in bundles and reports. */
+export interface TableOptions {
+  /** Rows shown; the rest are counted in a footer. @default 20 */
+  maxRows?: number;
+  /** Caption. */
+  title?: string;
+  /** Significant digits of non-integer numbers. @default 4 */
+  digits?: number;
+}
+
+/** An HTML `<table>` (escaped cells, right-aligned numbers, a footer when rows are cut). */
+export function tableHtml(input: TableInput, opts: TableOptions = {}): string {
+  const { rows, total } = tableRows(input, opts.maxRows ?? 20);
+  const cols = columnsOf(rows);
+  const cell = (v: unknown, tag: string) =>
+    `<${tag}${typeof v === "number" ? ' class="num"' : ""}>${
+      escapeHtml(formatValue(v, opts.digits))
+    }</${tag}>`;
+  const head = cols.map((c) => `<th>${escapeHtml(c)}</th>`).join("");
+  const body = rows.map((r) =>
+    `<tr>${cols.map((c) => cell((r as Record<string, unknown>)[c], "td")).join("")}</tr>`
+  ).join("\n");
+  const caption = opts.title ? `<caption>${escapeHtml(opts.title)}</caption>` : "";
+  const foot = total > rows.length
+    ? `<p class="sc-more">showing ${rows.length} of ${total} rows</p>`
+    : "";
+  return `<table class="sc-table">${caption}<thead><tr>${head}</tr></thead>\n<tbody>${body}</tbody></table>${foot}`;
+}
+
+/** A plain-text table with aligned columns. */
+export function tablePlain(input: TableInput, opts: TableOptions = {}): string {
+  const { rows, total } = tableRows(input, opts.maxRows ?? 20);
+  const cols = columnsOf(rows);
+  const grid = [
+    cols,
+    ...rows.map((r) =>
+      cols.map((c) => formatValue((r as Record<string, unknown>)[c], opts.digits))
+    ),
+  ];
+  const widths = cols.map((_, j) => Math.max(...grid.map((line) => line[j].length)));
+  const lines = grid.map((line) => line.map((s, j) => s.padEnd(widths[j])).join("  ").trimEnd());
+  if (opts.title) lines.unshift(opts.title);
+  if (total > rows.length) lines.push(`(showing ${rows.length} of ${total} rows)`);
+  return lines.join("\n");
+}
+
+const TABLE_CSS = `<style>.sc-table{border-collapse:collapse;font:13px system-ui,sans-serif}` +
+  `.sc-table th,.sc-table td{padding:3px 8px;border-bottom:1px solid #ddd;text-align:left}` +
+  `.sc-table td.num{text-align:right;font-variant-numeric:tabular-nums}` +
+  `.sc-table caption{font-weight:600;text-align:left;padding:4px 0}.sc-more{color:#777;font-size:12px}</style>`;
+
+/** The bundle of a table (rows or an arquero table): HTML table + aligned plain text. */
+export function tableBundle(input: TableInput, opts: TableOptions = {}): MimeBundle {
+  return htmlBundle(TABLE_CSS + tableHtml(input, opts), tablePlain(input, opts));
+}
+
+function isFigure(x: unknown): x is PlotlyFigure {
+  const f = x as PlotlyFigure;
+  return typeof x === "object" && x !== null && Array.isArray(f.data) &&
+    typeof f.layout === "object" && f.data.every((t) => typeof t?.type === "string");
+}
+
+/** The bundle for any value: its own display method, a figure, a table, or inspected text. */
+export async function toBundle(x: unknown): Promise<MimeBundle> {
+  const own = (x as { [JUPYTER_DISPLAY]?: () => unknown } | null)?.[JUPYTER_DISPLAY];
+  if (typeof own === "function") return (await own.call(x)) as MimeBundle;
+  if (isFigure(x)) return figureBundle(x);
+  if (typeof x === "string") return { "text/plain": x };
+  const looksTable = Array.isArray(x)
+    ? x.length > 0 && x.every((r) => typeof r === "object" && r !== null)
+    : typeof (x as { objects?: unknown } | null)?.objects === "function";
+  if (looksTable) return tableBundle(x as TableInput);
+  return { "text/plain": Deno.inspect(x, { colors: false }) };
+}
+
+/**
+ * Displays `x` now: through `Deno.jupyter.display` inside Jupyter (awaited, so it works as a
+ * cell's last statement under nbconvert), else prints its text/plain to stdout.
+ */
+export async function show(x: unknown): Promise<void> {
+  const bundle = await toBundle(x);
+  const jupyter = jupyterRuntime();
+  if (jupyter) await jupyter.display(bundle, { raw: true });
+  else console.log(bundle["text/plain"]);
+}
+
+/** A figure that renders itself when it ends a notebook cell. */
+export class Figure {
+  /** The plotly.js figure. */
+  readonly spec: PlotlyFigure;
+  /** Wraps a figure from any builder in lib/viz/figure.ts. */
+  constructor(spec: PlotlyFigure) {
+    this.spec = spec;
+  }
+  /** Called by Deno's Jupyter kernel. */
+  [JUPYTER_DISPLAY](): MimeBundle {
+    return figureBundle(this.spec);
+  }
+  /** The plain figure (so `JSON.stringify(figure)` gives plotly JSON). */
+  toJSON(): PlotlyFigure {
+    return this.spec;
+  }
+}

@@ -1,0 +1,79 @@
+/**
+ * Shared test helpers: the backend under test (env SAFETY_COMPASS_BACKEND, default wasm),
+ * a tiny whitespace tokenizer over numbers, random models of both architectures, and the
+ * location of ../shared.
+ *
+ * @module
+ */
+
+import { type BackendName, initBackend } from "../lib/engine/backend.ts";
+import type { TextTokenizer } from "../lib/model/tokenizer.ts";
+import { createModel } from "../lib/model/create.ts";
+import type { Model } from "../lib/model/model.ts";
+import type { Arch } from "../lib/model/config.ts";
+
+/** The backend the model suites run on. */
+export const TEST_BACKEND = (Deno.env.get("SAFETY_COMPASS_BACKEND") ?? "wasm") as BackendName;
+
+/** Activates the backend under test. */
+export function useTestBackend() {
+  return initBackend(TEST_BACKEND, { allowSoftwareGpu: true });
+}
+
+/** A tokenizer over space-separated integers ("3 4 5" -> [3, 4, 5]); eos = vocab-1, pad = 0. */
+export function numberTokenizer(vocab: number): TextTokenizer {
+  return {
+    vocabSize: vocab,
+    bosId: undefined,
+    eosId: vocab - 1,
+    padId: 0,
+    hasChatTemplate: false,
+    encode: (text: string) => text.trim().split(/\s+/).filter(Boolean).map(Number),
+    decode: (ids: number[]) => ids.filter((i) => i !== vocab - 1).join(" "),
+    tokenToId: (t: string) => (Number.isInteger(Number(t)) ? Number(t) : undefined),
+    idToToken: (i: number) => String(i),
+    applyChatTemplate: (messages) => messages.map((m) => m.content).join(" "),
+  };
+}
+
+/** A small random model of the given architecture (GQA and q/k/v bias on for llama). */
+export function tinyModel(arch: Arch, seed = 1, vocab = 40): Promise<Model> {
+  return createModel(
+    arch === "gpt2"
+      ? { arch, vocabSize: vocab, nLayer: 2, dModel: 16, nHead: 4, maxPositions: 64 }
+      : {
+        arch,
+        vocabSize: vocab,
+        nLayer: 2,
+        dModel: 16,
+        nHead: 4,
+        nKvHead: 2,
+        dFf: 24,
+        attnBias: true,
+        ropeTheta: 500,
+      },
+    { tokenizer: numberTokenizer(vocab), seed, backend: TEST_BACKEND, name: `tiny-${arch}` },
+  );
+}
+
+/** ../shared beside the repository (absent in users' clones). */
+export const SHARED = new URL("../../shared/", import.meta.url).pathname;
+
+/** Whether ../shared exists. */
+export const HAS_SHARED = (() => {
+  try {
+    return Deno.statSync(SHARED).isDirectory;
+  } catch {
+    return false;
+  }
+})();
+
+/** Max |a - b| over two nested numeric arrays of equal shape. */
+export function maxAbsDiff(a: unknown, b: unknown): number {
+  const fa = (a as number[]).flat(Infinity as 1) as number[];
+  const fb = (b as number[]).flat(Infinity as 1) as number[];
+  if (fa.length !== fb.length) throw new Error(`shape mismatch: ${fa.length} vs ${fb.length}`);
+  let m = 0;
+  for (let i = 0; i < fa.length; i++) m = Math.max(m, Math.abs(fa[i] - fb[i]));
+  return m;
+}
