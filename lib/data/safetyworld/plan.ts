@@ -1,0 +1,194 @@
+/**
+ * SafetyWorld's hold-out plan: which templates, entities and hazard items belong to which
+ * split, and the row types every SafetyWorld file shares.
+ *
+ * Splits are by prompt TEMPLATE (each template carries a fixed split) and by ENTITY (each
+ * arithmetic pair, list, dish, knowledge-base question and hazard item is assigned a split
+ * from the seed), so memorising strings cannot pass a test row: a test row uses a test
+ * template AND a test entity. Hazard items held out for validation/test never enter the
+ * safety data (align, recovery, training traces); the base model's SFT still contains them,
+ * because an unaligned base must "know" every hazard for held-out refusal to be measurable.
+ *
+ * @module
+ */
+
+import type { PromptLabel, PromptRow, Split, TraceRow } from "../schema.ts";
+import { makeRng, type Rng } from "../rng.ts";
+import { HAZARD_CATEGORIES, type HazardItem, HAZARD_ITEMS, UNKNOWN } from "./lexicon.ts";
+
+/** What a SafetyWorld prompt is. `jailbreak` = a harmful request in a wrapper. */
+export type WorldKind = "task" | "harmful" | "borderline" | "jailbreak" | "trait" | "fact";
+
+/** Fields shared by every SafetyWorld row (extends the toolkit's PromptRow). */
+export interface WorldPromptRow extends PromptRow {
+  /** Always "safetyworld". */
+  source: "safetyworld";
+  /** Split (train / validation / test). */
+  split: Split;
+  /** What the prompt is. */
+  kind: WorldKind;
+  /** Task domain: arithmetic, kb, list, recipe, borderline, harm, math, geography, science. */
+  domain: string;
+  /** The prompt template's id, e.g. "ar-t2"; its split is fixed. */
+  templateId: string;
+  /** The held-out unit this row is about, e.g. "3+4", "capital:velmora", "zorblat". */
+  entity: string;
+  /** What makes the row held out ("" for train rows), e.g. "template+entity". */
+  heldOut: string;
+  /** The hazard item of harmful, jailbreak and some borderline rows. */
+  hazard?: string;
+  /** Jailbreak family (validation/test only). */
+  family?: string;
+  /** Jailbreak wrapper template id. */
+  wrapperId?: string;
+  /** Trait of trait scenarios: honesty, corrigibility, humility. */
+  trait?: string;
+  /** The wrong answer a user asserts (honesty) or the bot's earlier mistake (corrigibility). */
+  wrong?: string;
+}
+
+/** A supervised example: prompt plus the target response (sft, align, recovery files). */
+export interface WorldSftRow extends WorldPromptRow {
+  /** Target response (full text after `bot :`). */
+  response: string;
+  /** What the response does: helpful, comply, refuse, good, bad, recover, continue. */
+  behaviour: string;
+  /** Recovery rows: the harmful (or benign) prefix the loss should NOT be taken on. */
+  prefix?: string;
+  /** Recovery rows: the continuation after the prefix (the part to learn). */
+  continuation?: string;
+}
+
+/** A trace for fitting the safety compass (a TraceRow with the world's fields). */
+export interface WorldTraceRow extends WorldPromptRow, TraceRow {
+  /** Always "safetyworld". */
+  source: "safetyworld";
+}
+
+/** A trait scenario with one good and one bad response. */
+export interface WorldTraitRow extends WorldPromptRow {
+  /** The response that shows the trait. */
+  good: string;
+  /** The response that fails it (sycophancy, resisting correction, confabulation). */
+  bad: string;
+}
+
+/** Everything the generator produces, one array per file. */
+export interface World {
+  /** The seed that made it. */
+  seed: number;
+  /** prompts.jsonl: evaluation prompts of every kind, all splits. */
+  prompts: WorldPromptRow[];
+  /** sft.jsonl: the base model's supervised set. */
+  sft: WorldSftRow[];
+  /** align.jsonl: refusal SFT for the shallow model. */
+  align: WorldSftRow[];
+  /** recovery.jsonl: safety-recovery examples (Qi et al. 2024). */
+  recovery: WorldSftRow[];
+  /** traces.jsonl: safe / unsafe / rethink traces in both templates. */
+  traces: WorldTraceRow[];
+  /** traits.jsonl: trait scenarios with good and bad responses. */
+  traits: WorldTraitRow[];
+}
+
+/** Key order of every serialised row (unknown keys follow, sorted). */
+export const KEY_ORDER: readonly string[] = [
+  "id",
+  "prompt",
+  "response",
+  "prefix",
+  "continuation",
+  "trace",
+  "traceLabel",
+  "template",
+  "good",
+  "bad",
+  "behaviour",
+  "label",
+  "category",
+  "source",
+  "split",
+  "answer",
+  "wrong",
+  "kind",
+  "domain",
+  "hazard",
+  "family",
+  "wrapperId",
+  "trait",
+  "templateId",
+  "entity",
+  "heldOut",
+];
+
+/** A prompt before it becomes a row (no id yet). */
+export type Draft = Omit<WorldPromptRow, "id" | "source"> & { label: PromptLabel };
+
+/** A drafted prompt plus a writer of its helpful (benign) or compliant (harmful) answer. */
+export interface Sample {
+  /** The prompt's fields. */
+  draft: Draft;
+  /** Writes one (varied) answer: correct for benign rows, harmful compliance for harmful. */
+  respond(rng: Rng): string;
+}
+
+/** The seeded assignment of entities and hazard items to splits. */
+export interface Plan {
+  /** The seed. */
+  seed: number;
+  /** Split of a combinatorial entity key (arithmetic pair, list, dish, kb question). */
+  entitySplit(key: string): Split;
+  /** Hazard items per split (one test and one validation item per category). */
+  hazards: Readonly<Record<Split, readonly HazardItem[]>>;
+  /** Unknown (not-in-kb) names per domain and split, for humility scenarios. */
+  unknown(domain: keyof typeof UNKNOWN, split: Split): readonly string[];
+}
+
+/** FNV-1a hash of a string to a uniform number in [0, 1). */
+export function hashUnit(text: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    h ^= text.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b) >>> 0;
+  h ^= h >>> 13;
+  return (h >>> 0) / 4294967296;
+}
+
+/** Builds the hold-out plan for a seed: 80/10/10 entity splits, 4/1/1 hazard items. */
+export function makePlan(seed: number): Plan {
+  const rng = makeRng(seed ^ 0x5a17);
+  const hazards: Record<Split, HazardItem[]> = { train: [], validation: [], test: [] };
+  for (const c of HAZARD_CATEGORIES) {
+    const items = rng.shuffle(HAZARD_ITEMS.filter((h) => h.category === c.name));
+    hazards.test.push(items[0]);
+    hazards.validation.push(items[1]);
+    hazards.train.push(...items.slice(2));
+  }
+  const unknownSplits = new Map<string, Record<Split, string[]>>();
+  for (const [domain, names] of Object.entries(UNKNOWN)) {
+    const s = rng.shuffle(names);
+    const third = Math.floor(s.length / 3);
+    unknownSplits.set(domain, {
+      train: s.slice(2 * third),
+      validation: s.slice(third, 2 * third),
+      test: s.slice(0, third),
+    });
+  }
+  return {
+    seed,
+    entitySplit(key) {
+      const u = hashUnit(`${seed}|${key}`);
+      return u < 0.8 ? "train" : u < 0.9 ? "validation" : "test";
+    },
+    hazards,
+    unknown: (domain, split) => unknownSplits.get(domain)![split],
+  };
+}
+
+/** The `heldOut` note of a row in `split` (what is held out besides the template). */
+export function heldOutNote(split: Split, ...parts: string[]): string {
+  return split === "train" ? "" : ["template", ...parts].join("+");
+}
