@@ -71,8 +71,16 @@ Deno.test("plotLayerSweep draws one sorted line per method with asymmetric error
 
 Deno.test("builders name the row and field of bad input", () => {
   assert.throws(
-    () => plotLayerSweep([{ layer: 0, method: "m", auroc: Number.NaN }]),
-    /row 0 field "auroc" must be a finite number/,
+    () =>
+      plotLayerSweep([
+        { layer: 0, method: "a", auroc: 0.5 },
+        { layer: 0, method: "b", auroc: Number.NaN },
+      ]),
+    /row 1 field "auroc" must be a finite number/,
+  );
+  assert.throws(
+    () => plotBars([{ name: "x", value: 1, group: "g" }, { name: "y", value: "2" as never }]),
+    /plotBars: row 1 field "value"/,
   );
 });
 

@@ -15,6 +15,8 @@
  */
 
 import * as tf from "@tensorflow/tfjs-core";
+// tfjs-core alone registers no gradients; the union package registers all of them.
+import "@tensorflow/tfjs";
 import { makeRng, type Rng } from "../data/rng.ts";
 import { AdamW } from "../train/adamw.ts";
 import { type Matrix, row } from "./matrix.ts";
@@ -490,7 +492,7 @@ export function fitCraft(
   const init = initParams(d, o.hiddenDim, k, rng.fork()), shapes = paramShapes(d, o.hiddenDim, k);
   const vars = {} as Params<tf.Variable>;
   for (const name of CRAFT_PARAM_NAMES) {
-    vars[name] = tf.variable(tf.tensor(init[name], shapes[name]));
+    vars[name] = tf.tidy(() => tf.variable(tf.tensor(init[name], shapes[name])));
   }
   const varList = CRAFT_PARAM_NAMES.map((name) => vars[name]);
   const opt = new AdamW({ lr: o.lr, weightDecay: o.weightDecay });
@@ -520,7 +522,11 @@ export function fitCraft(
           o.momentum,
         ));
         const fresh = by.some((c) => !seen[c]);
-        if (fresh) ema(tf.tidy(() => forward(vars, x1).z).dataSync() as Float32Array);
+        if (fresh) {
+          const z0 = tf.tidy(() => forward(vars, x1).z);
+          ema(z0.dataSync() as Float32Array);
+          z0.dispose();
+        }
         const kept: tf.Tensor[] = [];
         const { value, grads } = tf.variableGrads(() => {
           const a = forward(vars, x1), p = forward(vars, x2);
@@ -539,7 +545,8 @@ export function fitCraft(
           kept.push(...[a.z, p.z, ...TERMS.map((t) => l[t])].map((t) => tf.keep(t)));
           return l.total;
         }, varList);
-        opt.step(varList, varList.map((v) => grads[v.name]));
+        // tidy: frees whatever the optimiser's first step allocates besides its moment variables
+        tf.tidy(() => opt.step(varList, varList.map((v) => grads[v.name])));
         const [za, zp, ...parts] = kept.map((t) => t.dataSync() as Float32Array);
         if (!fresh) ema(za);
         for (let r = 0; r < b && o.queueSize > 0; r++, qPos = (qPos + 1) % o.queueSize) {

@@ -26,6 +26,8 @@ import { type CsvRecord, csvRecords, lineOf, readCsv } from "./csv.ts";
 import { readJsonlEntries } from "./jsonl.ts";
 import type { PromptLabel, PromptRow, Split } from "./schema.ts";
 
+export type { PromptLabel, PromptRow, Split };
+
 /** Benchmarks {@linkcode loadBenchmark} understands. */
 export type BenchmarkName =
   | "advbench"
@@ -401,7 +403,8 @@ function pickColumn(
 /**
  * Loads a user's prompt file (CSV, TSV, JSONL, JSON array or plain text) as an arquero table
  * of {@linkcode PromptRow}, auto-detecting the common column names. Other columns are kept
- * under their own names (`source` -> `origin`).
+ * under their own names, except those named like a PromptRow field: `source` -> `origin`,
+ * others get a `raw` prefix (`split` -> `rawSplit`).
  *
  * @example
  * ```ts

@@ -320,18 +320,20 @@ export async function downloadHfModel(repo: string, opts: DownloadHfOptions = {}
     return join(ctx.storage, "snapshots", commit);
   }
   if (!listed.has("config.json")) throw missing(["config.json"], "needed for a model");
+  const sharded = !listed.has("model.safetensors");
+  if (sharded && !listed.has("model.safetensors.index.json")) {
+    throw missing(["model.safetensors"], "only safetensors weights are read");
+  }
   for (const f of SIDE_FILES.filter((f) => listed.has(f))) await fetchFile(ctx, commit, f);
   const snap = join(ctx.storage, "snapshots", commit);
-  if (listed.has("model.safetensors")) await fetchFile(ctx, commit, "model.safetensors");
-  else if (listed.has("model.safetensors.index.json")) {
+  if (!sharded) await fetchFile(ctx, commit, "model.safetensors");
+  else {
     await fetchFile(ctx, commit, "model.safetensors.index.json");
     const shards = await shardsOf(join(snap, "model.safetensors.index.json"));
     if (absent(shards).length) {
       throw missing(shards, "shards named by model.safetensors.index.json");
     }
     for (const f of shards) await fetchFile(ctx, commit, f);
-  } else {
-    throw missing(["model.safetensors"], "only safetensors weights are read");
   }
   return snap;
 }

@@ -139,6 +139,32 @@ function groupBy<T>(rows: readonly T[], key: (r: T) => string): Map<string, T[]>
   return out;
 }
 
+interface Point {
+  key: string;
+  x: number;
+  y: number;
+  lo: number;
+  hi: number;
+}
+
+/** Rows -> points (validated with their row index), grouped by `key` and sorted by x. */
+function seriesOf(
+  input: RowsInput<object>,
+  fn: string,
+  f: { key: string; fallback: string; x: string; y: string },
+): Map<string, Point[]> {
+  const pts = rowsOf(input, fn).map((r, i) => ({
+    key: str(r, f.key, f.fallback),
+    x: num(r, f.x, i, fn),
+    y: num(r, f.y, i, fn),
+    lo: num(r, "lo", i, fn, true),
+    hi: num(r, "hi", i, fn, true),
+  }));
+  const groups = groupBy(pts, (p) => p.key);
+  for (const g of groups.values()) g.sort((a, b) => a.x - b.x);
+  return groups;
+}
+
 function axis(title: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
   return { title: { text: title }, ...extra };
 }
@@ -201,16 +227,9 @@ export function plotLayerSweep(
   opts: TitleOptions = {},
 ): PlotlyFigure {
   const fn = "plotLayerSweep";
-  const all = rowsOf(rows, fn);
-  const groups = groupBy(all, (r) => str(r, "method", "probe"));
+  const groups = seriesOf(rows, fn, { key: "method", fallback: "probe", x: "layer", y: "auroc" });
   const colors = assignColors([...groups.keys()]);
-  const data: PlotlyTrace[] = [...groups].map(([method, rs]) => {
-    const sorted = rs.map((r, i) => ({
-      x: num(r, "layer", i, fn),
-      y: num(r, "auroc", i, fn),
-      lo: num(r, "lo", i, fn, true),
-      hi: num(r, "hi", i, fn, true),
-    })).sort((a, b) => a.x - b.x);
+  const data: PlotlyTrace[] = [...groups].map(([method, sorted]) => {
     const y = sorted.map((p) => p.y);
     return {
       type: "scatter",
@@ -250,15 +269,21 @@ export function plotProjection(
   opts: TitleOptions = {},
 ): PlotlyFigure {
   const fn = "plotProjection";
-  const groups = groupBy(rowsOf(points, fn), (r) => str(r, "label", "unlabelled"));
+  const pts = rowsOf(points, fn).map((r, i) => ({
+    label: str(r, "label", "unlabelled"),
+    x: num(r, "x", i, fn),
+    y: num(r, "y", i, fn),
+    text: str(r, "text", str(r, "label", "unlabelled")),
+  }));
+  const groups = groupBy(pts, (p) => p.label);
   const colors = assignColors([...groups.keys()]);
   const data: PlotlyTrace[] = [...groups].map(([label, rs]) => ({
     type: "scatter",
     mode: "markers",
     name: label,
-    x: rs.map((r, i) => num(r, "x", i, fn)),
-    y: rs.map((r, i) => num(r, "y", i, fn)),
-    text: rs.map((r) => str(r, "text", label)),
+    x: rs.map((p) => p.x),
+    y: rs.map((p) => p.y),
+    text: rs.map((p) => p.text),
     marker: { color: colors.get(label), size: 7, opacity: 0.75 },
   }));
   return {
@@ -340,31 +365,39 @@ export interface PositionKlRow {
   series?: string;
 }
 
-/** Per-token KL(aligned || base) by response position (Qi et al.'s "shallow" shape). */
+/**
+ * Per-token KL(aligned || base) by response position (the "shallow alignment" shape of
+ * Qi et al. 2024: large at the first tokens, ~0 after), one line per `series`.
+ */
 export function plotPositionKl(
   rows: RowsInput<PositionKlRow>,
   opts: TitleOptions = {},
 ): PlotlyFigure {
-  const all = rowsOf(rows, "plotPositionKl");
-  const groups = groupBy(all, (r) => str(r, "series", "kl"));
-  if (groups.size <= 1) {
-    return plotCurves(all as unknown as Record<string, unknown>[], {
-      x: "position",
-      y: ["kl"],
-      overlay: true,
-      title: opts.title ?? "Per-token KL by response position",
-      xTitle: opts.xTitle ?? "Response position",
-      yTitle: opts.yTitle ?? "KL (nats)",
-    });
-  }
-  const fig = plotRateCurve(
-    all.map((r) => ({ x: r.position, rate: r.kl, lo: NaN, hi: NaN, series: str(r, "series") })),
-    { xTitle: opts.xTitle ?? "Response position", yTitle: opts.yTitle ?? "KL (nats)" },
-  );
-  (fig.layout.title as Record<string, unknown>).text = opts.title ??
-    "Per-token KL by response position";
-  (fig.layout.yaxis as Record<string, unknown>).range = undefined;
-  return fig;
+  const groups = seriesOf(rows, "plotPositionKl", {
+    key: "series",
+    fallback: "KL",
+    x: "position",
+    y: "kl",
+  });
+  const colors = assignColors([...groups.keys()]);
+  const data: PlotlyTrace[] = [...groups].map(([series, pts]) => ({
+    type: "scatter",
+    mode: "lines+markers",
+    name: series,
+    x: pts.map((p) => p.x),
+    y: pts.map((p) => p.y),
+    line: { color: colors.get(series) },
+  }));
+  return {
+    data,
+    layout: baseLayout(
+      opts.title ?? "Per-token KL by response position",
+      axis(opts.xTitle ?? "Response position"),
+      axis(opts.yTitle ?? "KL (nats)", { rangemode: "tozero" }),
+      { showlegend: groups.size > 1 },
+    ),
+    config: CONFIG,
+  };
 }
 
 /** One point of a rate curve (ASR by prefill depth...), with its interval. */
@@ -385,16 +418,10 @@ export function plotRateCurve(
   opts: { xTitle: string; yTitle: string; title?: string },
 ): PlotlyFigure {
   const fn = "plotRateCurve";
-  const groups = groupBy(rowsOf(rows, fn), (r) => str(r, "series", opts.yTitle));
+  const groups = seriesOf(rows, fn, { key: "series", fallback: opts.yTitle, x: "x", y: "rate" });
   const colors = assignColors([...groups.keys()]);
   const data: PlotlyTrace[] = [];
-  for (const [series, rs] of groups) {
-    const pts = rs.map((r, i) => ({
-      x: num(r, "x", i, fn),
-      y: num(r, "rate", i, fn),
-      lo: num(r, "lo", i, fn, true),
-      hi: num(r, "hi", i, fn, true),
-    })).sort((a, b) => a.x - b.x);
+  for (const [series, pts] of groups) {
     const color = colors.get(series)!;
     const x = pts.map((p) => p.x);
     if (pts.some((p) => !Number.isNaN(p.lo) && !Number.isNaN(p.hi))) {
@@ -500,8 +527,8 @@ export function plotHeatmap(
     );
   }
   const finite = matrix.flat().filter(Number.isFinite);
-  const zmin = opts.zmin ?? Math.min(...finite);
-  const zmax = opts.zmax ?? Math.max(...finite);
+  const zmin = opts.zmin ?? (finite.length ? Math.min(...finite) : 0);
+  const zmax = opts.zmax ?? (finite.length ? Math.max(...finite) : 1);
   const annotations = matrix.flatMap((row, i) =>
     row.flatMap((v, j) => {
       if (!Number.isFinite(v)) return [];
@@ -552,22 +579,25 @@ export function plotBars(rows: RowsInput<BarRow>, opts: TitleOptions = {}): Plot
   const fn = "plotBars";
   const all = rowsOf(rows, fn);
   const grouped = all.some((r) => r.group !== undefined && r.group !== null);
-  const groups = groupBy(all, (r) => (grouped ? str(r, "group", "other") : ""));
-  const colors = assignColors(grouped ? [...groups.keys()] : all.map((r) => str(r, "name")));
+  const bars = all.map((r, i) => ({
+    group: grouped ? str(r, "group", "other") : "",
+    name: str(r, "name"),
+    y: num(r, "value", i, fn),
+    lo: num(r, "lo", i, fn, true),
+    hi: num(r, "hi", i, fn, true),
+  }));
+  const groups = groupBy(bars, (b) => b.group);
+  const colors = assignColors(grouped ? [...groups.keys()] : bars.map((b) => b.name));
   const data: PlotlyTrace[] = [...groups].map(([group, rs]) => {
-    const y = rs.map((r, i) => num(r, "value", i, fn));
-    const names = rs.map((r) => str(r, "name"));
+    const y = rs.map((b) => b.y);
+    const names = rs.map((b) => b.name);
     return {
       type: "bar",
       name: grouped ? group : opts.yTitle ?? "value",
       x: names,
       y,
       marker: { color: grouped ? colors.get(group) : names.map((n) => colors.get(n)) },
-      error_y: errorBars(
-        y,
-        rs.map((r, i) => num(r, "lo", i, fn, true)),
-        rs.map((r, i) => num(r, "hi", i, fn, true)),
-      ),
+      error_y: errorBars(y, rs.map((b) => b.lo), rs.map((b) => b.hi)),
     };
   });
   return {

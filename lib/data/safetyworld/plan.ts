@@ -14,7 +14,15 @@
 
 import type { PromptLabel, PromptRow, Split, TraceRow } from "../schema.ts";
 import { makeRng, type Rng } from "../rng.ts";
-import { HAZARD_CATEGORIES, type HazardItem, HAZARD_ITEMS, UNKNOWN } from "./lexicon.ts";
+import {
+  DISH_FORMS,
+  HAZARD_CATEGORIES,
+  type HazardItem,
+  HAZARD_ITEMS,
+  INGREDIENTS,
+  UNKNOWN,
+} from "./lexicon.ts";
+import { KB_FACTS } from "./facts.ts";
 
 /** What a SafetyWorld prompt is. `jailbreak` = a harmful request in a wrapper. */
 export type WorldKind = "task" | "harmful" | "borderline" | "jailbreak" | "trait" | "fact";
@@ -33,8 +41,8 @@ export interface WorldPromptRow extends PromptRow {
   templateId: string;
   /** The held-out unit this row is about, e.g. "3+4", "capital:velmora", "zorblat". */
   entity: string;
-  /** What makes the row held out ("" for train rows), e.g. "template+entity". */
-  heldOut: string;
+  /** What makes the row held out, e.g. "template+entity"; absent on train rows. */
+  heldOut?: string;
   /** The hazard item of harmful, jailbreak and some borderline rows. */
   hazard?: string;
   /** Jailbreak family (validation/test only). */
@@ -53,10 +61,11 @@ export interface WorldSftRow extends WorldPromptRow {
   response: string;
   /** What the response does: helpful, comply, refuse, good, bad, recover, continue. */
   behaviour: string;
-  /** Recovery rows: the harmful (or benign) prefix the loss should NOT be taken on. */
-  prefix?: string;
-  /** Recovery rows: the continuation after the prefix (the part to learn). */
-  continuation?: string;
+  /**
+   * Recovery rows: how many leading response tokens are the given (harmful or benign)
+   * prefix, on which the loss should NOT be taken; the rest is the continuation to learn.
+   */
+  prefixTokens?: number;
 }
 
 /** A trace for fitting the safety compass (a TraceRow with the world's fields). */
@@ -96,8 +105,7 @@ export const KEY_ORDER: readonly string[] = [
   "id",
   "prompt",
   "response",
-  "prefix",
-  "continuation",
+  "prefixTokens",
   "trace",
   "traceLabel",
   "template",
@@ -157,9 +165,23 @@ export function hashUnit(text: string): number {
   return (h >>> 0) / 4294967296;
 }
 
-/** Builds the hold-out plan for a seed: 80/10/10 entity splits, 4/1/1 hazard items. */
+/**
+ * Builds the hold-out plan for a seed. Small entity sets get fixed quotas so every split
+ * has some: per kb relation and per hazard category one test and one validation entity,
+ * three test and three validation dishes; large combinatorial sets (sums, lists) are split
+ * 80/10/10 by a seeded hash.
+ */
 export function makePlan(seed: number): Plan {
   const rng = makeRng(seed ^ 0x5a17);
+  const fixed = new Map<string, Split>();
+  const quota = (keys: readonly string[], n: number): void => {
+    const s = rng.shuffle(keys);
+    s.forEach((k, i) => fixed.set(k, i < n ? "test" : i < 2 * n ? "validation" : "train"));
+  };
+  for (const rel of [...new Set(KB_FACTS.map((f) => f.relation))]) {
+    quota(KB_FACTS.filter((f) => f.relation === rel).map((f) => f.key), 1);
+  }
+  quota(INGREDIENTS.flatMap((i) => DISH_FORMS.map(([f]) => `dish:${i} ${f}`)), 3);
   const hazards: Record<Split, HazardItem[]> = { train: [], validation: [], test: [] };
   for (const c of HAZARD_CATEGORIES) {
     const items = rng.shuffle(HAZARD_ITEMS.filter((h) => h.category === c.name));
@@ -180,6 +202,8 @@ export function makePlan(seed: number): Plan {
   return {
     seed,
     entitySplit(key) {
+      const f = fixed.get(key);
+      if (f) return f;
       const u = hashUnit(`${seed}|${key}`);
       return u < 0.8 ? "train" : u < 0.9 ? "validation" : "test";
     },
@@ -188,7 +212,7 @@ export function makePlan(seed: number): Plan {
   };
 }
 
-/** The `heldOut` note of a row in `split` (what is held out besides the template). */
-export function heldOutNote(split: Split, ...parts: string[]): string {
-  return split === "train" ? "" : ["template", ...parts].join("+");
+/** The `heldOut` note of a row in `split` (the template plus `parts`; none for train). */
+export function heldOutNote(split: Split, ...parts: string[]): string | undefined {
+  return split === "train" ? undefined : ["template", ...parts].join("+");
 }

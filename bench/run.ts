@@ -1,0 +1,188 @@
+/**
+ * `deno task bench`: tokens/s of the hot paths (forward, KV-cache generation, training
+ * step with AdamW, activation collection) for a GPT-2-small-shaped model and a
+ * SafetyWorld-sized one, per backend configuration, beside PyTorch on CPU (Debian
+ * python3-torch, 2 threads) measured in the same run, with the ratio ours / PyTorch.
+ *
+ * Flags: --quick (fewer repeats, skips the slowest stock-kernel rows), --only NAME
+ * (gpt2-small | safetyworld), --json PATH (write the rows).
+ *
+ * @module
+ */
+
+import * as tf from "@tensorflow/tfjs-core";
+import { createModel } from "../lib/model/create.ts";
+import type { ConfigSpec } from "../lib/model/config.ts";
+import type { TextTokenizer } from "../lib/model/tokenizer.ts";
+import { lmLoss, padBatch } from "../lib/train/loss.ts";
+import { AdamW } from "../lib/train/adamw.ts";
+import { writeJsonAtomic } from "../lib/io/atomic.ts";
+import type { Model } from "../lib/model/model.ts";
+
+const quick = Deno.args.includes("--quick");
+const only = Deno.args.includes("--only") ? Deno.args[Deno.args.indexOf("--only") + 1] : undefined;
+const jsonOut = Deno.args.includes("--json") ? Deno.args[Deno.args.indexOf("--json") + 1] : undefined;
+
+interface Shape {
+  name: string;
+  spec: ConfigSpec;
+  fwd: { b: number; t: number };
+  gen: { b: number; prompt: number; steps: number };
+  train: { b: number; t: number };
+}
+
+const SHAPES: Shape[] = [
+  {
+    name: "gpt2-small",
+    spec: { arch: "gpt2", vocabSize: 50257, nLayer: 12, dModel: 768, nHead: 12, maxPositions: 1024 },
+    fwd: { b: 8, t: 128 },
+    gen: { b: 8, prompt: 16, steps: 64 },
+    train: { b: 1, t: 128 },
+  },
+  {
+    name: "safetyworld",
+    spec: { arch: "gpt2", vocabSize: 640, nLayer: 4, dModel: 128, nHead: 4, maxPositions: 128 },
+    fwd: { b: 32, t: 64 },
+    gen: { b: 32, prompt: 16, steps: 48 },
+    train: { b: 32, t: 64 },
+  },
+];
+
+function tok(vocab: number): TextTokenizer {
+  return {
+    vocabSize: vocab,
+    eosId: undefined,
+    padId: 0,
+    hasChatTemplate: false,
+    encode: (s) => s.split(" ").map(Number),
+    decode: (ids) => ids.join(" "),
+    tokenToId: () => undefined,
+    idToToken: (i) => String(i),
+    applyChatTemplate: (m) => m.map((x) => x.content).join(" "),
+  };
+}
+
+function ids(b: number, t: number, vocab: number, salt = 0): number[][] {
+  return Array.from({ length: b }, (_, i) => Array.from({ length: t }, (_, j) => 1 + ((i * 131 + j * 17 + salt) % (vocab - 1))));
+}
+
+function median(xs: number[]): number {
+  const s = xs.slice().sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+async function timeIt(reps: number, fn: () => Promise<void> | void): Promise<number> {
+  await fn(); // warm-up
+  const times: number[] = [];
+  for (let i = 0; i < reps; i++) {
+    const t0 = performance.now();
+    await fn();
+    times.push((performance.now() - t0) / 1000);
+  }
+  return median(times);
+}
+
+async function measure(m: Model, s: Shape, reps: number, skipTrain: boolean) {
+  const v = s.spec.vocabSize;
+  const fx = ids(s.fwd.b, s.fwd.t, v);
+  const fwd = await timeIt(reps, async () => {
+    const f = m.forward(fx);
+    await f.logits!.data();
+    tf.dispose(f.logits!);
+  });
+  const gx = ids(s.gen.b, s.gen.prompt, v, 7);
+  const gen = await timeIt(Math.max(1, reps - 1), async () => {
+    await m.generate({ inputIds: gx, maxNewTokens: s.gen.steps, stopAtEos: false, batchSize: s.gen.b });
+  });
+  let train = NaN;
+  if (!skipTrain) {
+    const batch = padBatch(ids(s.train.b, s.train.t, v, 3), new Array(s.train.b).fill(1));
+    const vars = [...m.params.values()];
+    const opt = new AdamW({ lr: 1e-4 });
+    train = await timeIt(Math.max(1, reps - 1), async () => {
+      const { value, grads } = tf.variableGrads(() => lmLoss(m.config, m.params, batch), vars);
+      opt.step(vars, vars.map((x) => grads[x.name]));
+      await value.data();
+      tf.dispose([value, ...Object.values(grads)]);
+    });
+    opt.dispose();
+  }
+  return {
+    forward: (s.fwd.b * s.fwd.t) / fwd,
+    decode: (s.gen.b * s.gen.steps) / gen,
+    train: (s.train.b * s.train.t) / train,
+  };
+}
+
+async function torchPeer(s: Shape): Promise<Record<string, number> | string> {
+  const cfg = {
+    arch: s.spec.arch,
+    n_layer: s.spec.nLayer,
+    d_model: s.spec.dModel,
+    n_head: s.spec.nHead,
+    vocab: s.spec.vocabSize,
+    n_ctx: s.spec.maxPositions,
+    fwd_batch: s.fwd.b,
+    fwd_seq: s.fwd.t,
+    gen_batch: s.gen.b,
+    gen_prompt: s.gen.prompt,
+    new_tokens: s.gen.steps,
+    train_batch: s.train.b,
+    train_seq: s.train.t,
+    repeats: quick ? 2 : 3,
+  };
+  try {
+    const out = await new Deno.Command("python3", {
+      args: [new URL("./torch_peer.py", import.meta.url).pathname, JSON.stringify(cfg)],
+      env: { OMP_WAIT_POLICY: "PASSIVE" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    if (!out.success) return `torch peer failed: ${new TextDecoder().decode(out.stderr).trim().split("\n").at(-1)}`;
+    const line = new TextDecoder().decode(out.stdout).trim().split("\n").at(-1)!;
+    return JSON.parse(line);
+  } catch (err) {
+    return `torch peer unavailable: ${(err as Error).message}`;
+  }
+}
+
+const rows: Record<string, unknown>[] = [];
+const fmt = (x: number) => (Number.isFinite(x) ? x.toFixed(1).padStart(9) : "        -");
+console.log(`safety-compass bench  (${new Date().toISOString()}, ${navigator.hardwareConcurrency} cores${quick ? ", quick" : ""})`);
+for (const s of SHAPES) {
+  if (only && s.name !== only) continue;
+  console.log(`\n== ${s.name}: forward ${s.fwd.b}x${s.fwd.t}, decode B=${s.gen.b} x ${s.gen.steps} new, train ${s.train.b}x${s.train.t} (AdamW)`);
+  const peer = await torchPeer(s);
+  const peerRow = typeof peer === "string" ? undefined : peer;
+  if (typeof peer === "string") console.log(`  ${peer}`);
+  const configs: { label: string; backend: "wasm" | "cpu"; blas: boolean }[] = [
+    { label: "wasm + OpenBLAS", backend: "wasm", blas: true },
+    { label: "wasm (stock kernels)", backend: "wasm", blas: false },
+  ];
+  if (s.name === "safetyworld") configs.push({ label: "cpu (pure JS)", backend: "cpu", blas: false });
+  console.log(`  ${"configuration".padEnd(34)} ${"forward".padStart(9)} ${"decode".padStart(9)} ${"train".padStart(9)}   tok/s`);
+  if (peerRow) {
+    console.log(`  ${`PyTorch ${peerRow.torch_version ?? ""} CPU`.padEnd(34)} ${fmt(peerRow.forward_tok_s)} ${fmt(peerRow.decode_tok_s)} ${fmt(peerRow.train_tok_s)}`);
+  }
+  for (const cfg of configs) {
+    const m = await createModel(s.spec, { tokenizer: tok(s.spec.vocabSize), backend: cfg.backend, blas: cfg.blas, seed: 1 });
+    if (cfg.blas && !m.backend.blas?.enabled) {
+      console.log(`  ${cfg.label.padEnd(34)} skipped: ${m.backend.blas?.reason}`);
+      m.dispose();
+      continue;
+    }
+    const slow = !cfg.blas && s.name === "gpt2-small";
+    if (slow && quick) {
+      console.log(`  ${cfg.label.padEnd(34)} skipped in --quick (stock transposed matmuls: minutes per row)`);
+      m.dispose();
+      continue;
+    }
+    const r = await measure(m, s, quick ? 2 : 3, slow);
+    const ratio = (k: "forward" | "decode" | "train") =>
+      peerRow && Number.isFinite(r[k]) ? (r[k] / peerRow[`${k}_tok_s`]).toFixed(2) + "x" : "-";
+    console.log(`  ${cfg.label.padEnd(34)} ${fmt(r.forward)} ${fmt(r.decode)} ${fmt(r.train)}   vs PyTorch: ${ratio("forward")} / ${ratio("decode")} / ${ratio("train")}`);
+    rows.push({ shape: s.name, config: cfg.label, ...r, peer: peerRow ?? null, backend: m.backend.reason });
+    m.dispose();
+  }
+}
+if (jsonOut) await writeJsonAtomic(jsonOut, rows);

@@ -1,0 +1,117 @@
+/**
+ * `deno task toy:train`: regenerates the SafetyWorld checkpoints from scratch.
+ *
+ * 1. generates the world (seed 0) and its word-level tokenizer;
+ * 2. trains `toy-base` on the base SFT set (helpful, and unaligned: it complies with
+ *    harmful requests at the rate the data has);
+ * 3. fine-tunes a copy on the refusal set (harmful -> refusal, benign replay): `toy-shallow`;
+ * 4. measures both profiles (benign accuracy, harmful compliance, over-refusal, jailbreak
+ *    and prefill compliance with bootstrap intervals) into datasets/checkpoints/profile.json.
+ *
+ * Flags: --seed N, --base-steps N, --align-steps N, --out DIR, --quick (CI-size run).
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import { generateWorld } from "../data/safetyworld/generate.ts";
+import { buildWorldTokenizer } from "../data/safetyworld/tokenizer.ts";
+import { tokenizerFromJson } from "../model/tokenizer.ts";
+import { createModel } from "../model/create.ts";
+import { loadModel } from "../model/load.ts";
+import { trainSft } from "../train/sft.ts";
+import { profileModel, type RateRow } from "../eval/profile.ts";
+import { writeJsonAtomic } from "../io/atomic.ts";
+import type { WorldSftRow } from "../data/safetyworld/plan.ts";
+
+function flag(name: string, dflt: number): number {
+  const i = Deno.args.indexOf(`--${name}`);
+  return i >= 0 ? Number(Deno.args[i + 1]) : dflt;
+}
+const quick = Deno.args.includes("--quick");
+const outIdx = Deno.args.indexOf("--out");
+const out = outIdx >= 0 ? Deno.args[outIdx + 1] : new URL("../../datasets/checkpoints/", import.meta.url).pathname;
+const seed = flag("seed", 0);
+const baseSteps = flag("base-steps", quick ? 40 : 600);
+const alignSteps = flag("align-steps", quick ? 10 : 150);
+
+const t0 = performance.now();
+const world = generateWorld({ seed });
+const { tokenizerJson, tokenizerConfig } = buildWorldTokenizer(world);
+const tokenizer = tokenizerFromJson(tokenizerJson, tokenizerConfig, "safetyworld tokenizer");
+const enc = new TextEncoder();
+const assets = new Map<string, Uint8Array>([
+  ["tokenizer.json", enc.encode(JSON.stringify(tokenizerJson))],
+  ["tokenizer_config.json", enc.encode(JSON.stringify(tokenizerConfig, null, 2))],
+]);
+const vocab = Math.ceil(tokenizer.vocabSize / 8) * 8;
+console.log(`world seed ${seed}: vocab ${tokenizer.vocabSize}, sft ${world.sft.length}, align ${world.align.length}`);
+
+const ex = (rows: WorldSftRow[]) => rows.map((r) => ({ prompt: r.prompt, response: r.response }));
+const train = (rows: WorldSftRow[]) => rows.filter((r) => r.split === "train");
+const val = (rows: WorldSftRow[]) => rows.filter((r) => r.split === "validation").slice(0, 256);
+
+const base = await createModel(
+  {
+    arch: "gpt2",
+    vocabSize: vocab,
+    nLayer: 4,
+    dModel: 128,
+    nHead: 4,
+    maxPositions: 128,
+    bosTokenId: tokenizer.bosId,
+    eosTokenId: tokenizer.eosId,
+    padTokenId: tokenizer.padId,
+  },
+  { tokenizer, assets, seed, name: "toy-base", backend: "wasm" },
+);
+console.log(base.toString());
+console.log(`backend: ${base.backend.reason}`);
+const baseRun = await trainSft(base, ex(train(world.sft)), {
+  steps: baseSteps,
+  batchSize: 32,
+  lr: 2e-3,
+  seed,
+  validation: ex(val(world.sft)),
+  evalEvery: Math.max(50, Math.floor(baseSteps / 6)),
+  label: "toy-base",
+});
+const last = baseRun.history.at(-1)!;
+console.log(`toy-base: loss ${last.loss.toFixed(3)}, val ${last.valLoss?.toFixed(3)}, ${baseRun.tokensPerSecond.toFixed(0)} tok/s`);
+await base.save(join(out, "toy-base"));
+
+const shallow = await loadModel(join(out, "toy-base"), { backend: "wasm" });
+const alignRun = await trainSft(shallow, ex(train(world.align)), {
+  steps: alignSteps,
+  batchSize: 32,
+  lr: 1e-3,
+  seed: seed + 1,
+  validation: ex(val(world.align)),
+  evalEvery: alignSteps,
+  label: "toy-shallow",
+});
+console.log(`toy-shallow: loss ${alignRun.history.at(-1)!.loss.toFixed(3)}, val ${alignRun.history.at(-1)!.valLoss?.toFixed(3)}`);
+await shallow.save(join(out, "toy-shallow"));
+
+const per = quick ? 20 : 100;
+const pb = await profileModel(base, "toy-base", world.prompts, { perKind: per, seed });
+const ps = await profileModel(shallow, "toy-shallow", world.prompts, {
+  perKind: per,
+  seed,
+  harmfulAnswers: pb.harmfulAnswers,
+});
+const rows: RateRow[] = [...pb.rows, ...ps.rows];
+const fmt = (r: RateRow) =>
+  `${r.model.padEnd(12)} ${(r.metric + (r.k !== undefined ? ` k=${r.k}` : "")).padEnd(30)} ` +
+  `${(100 * r.rate).toFixed(1).padStart(5)}%  [${(100 * r.lo).toFixed(1)}, ${(100 * r.hi).toFixed(1)}]  n=${r.n}`;
+console.log(rows.map(fmt).join("\n"));
+await writeJsonAtomic(join(out, "profile.json"), {
+  seed,
+  baseSteps,
+  alignSteps,
+  seconds: Math.round((performance.now() - t0) / 1000),
+  baseHistory: baseRun.history,
+  alignHistory: alignRun.history,
+  profile: rows,
+});
+console.log(`done in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
