@@ -25,6 +25,7 @@ import {
   Figure,
   figureBundle,
   formatNumber,
+  htmlBundle,
   JUPYTER_DISPLAY,
   jupyterRuntime,
   plotlyJsSource,
@@ -250,11 +251,13 @@ Deno.test("Figure renders itself through the Jupyter display symbol", async () =
   try {
     await show(f);
     await show([{ a: 1 }]);
+    await show(htmlBundle("<b>x</b>", "bold x"));
   } finally {
     console.log = orig;
   }
   assert.match(String(logged[0]), /^Figure "Comparison"/);
   assert.equal(logged[1], "a\n1");
+  assert.equal(logged[2], "bold x", "a MIME bundle is shown as it is");
 });
 
 Deno.test("table bundles escape HTML, round numbers and cut long tables", () => {

@@ -20,7 +20,7 @@ import { tokenizerFromJson } from "../model/tokenizer.ts";
 import { createModel } from "../model/create.ts";
 import { loadModel } from "../model/load.ts";
 import { trainSft } from "../train/sft.ts";
-import { profileModel, type RateRow } from "../eval/profile.ts";
+import type { RateRow } from "../eval/profile.ts";
 import { writeJsonAtomic } from "../io/atomic.ts";
 import type { WorldSftRow } from "../data/safetyworld/plan.ts";
 
@@ -93,6 +93,8 @@ const alignRun = await trainSft(shallow, ex(train(world.align)), {
 console.log(`toy-shallow: loss ${alignRun.history.at(-1)!.loss.toFixed(3)}, val ${alignRun.history.at(-1)!.valLoss?.toFixed(3)}`);
 await shallow.save(join(out, "toy-shallow"));
 
+// Imported late: the graders are only needed once training is done.
+const { profileModel } = await import("../eval/profile.ts");
 const per = quick ? 20 : 100;
 const pb = await profileModel(base, "toy-base", world.prompts, { perKind: per, seed });
 const ps = await profileModel(shallow, "toy-shallow", world.prompts, {

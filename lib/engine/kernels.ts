@@ -21,8 +21,8 @@ function unsortedSegmentSumWasm(
   args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap },
 ): tf.TensorInfo {
   const backend = args.backend as WasmBackendLike;
-  const x = args.inputs.x;
-  const segmentIds = args.inputs.segmentIds;
+  const x = args.inputs.x!;
+  const segmentIds = args.inputs.segmentIds!;
   const numSegments = (args.attrs as { numSegments: number }).numSegments;
   if (segmentIds.shape.length !== 1) {
     throw new Error(

@@ -79,9 +79,9 @@ function rmsNorm(x: tf.Tensor, w: tf.Tensor, eps: number): tf.Tensor {
 }
 
 /** x [N, in] @ W [in, out] (+ b). */
-function linear(x: tf.Tensor2D, w: tf.Tensor, b?: tf.Tensor): tf.Tensor2D {
-  const y = tf.matMul(x, w as tf.Tensor2D);
-  return b ? tf.add(y, b) : y;
+function linear(x: tf.Tensor, w: tf.Tensor, b?: tf.Tensor): tf.Tensor2D {
+  const y = tf.matMul(x as tf.Tensor2D, w as tf.Tensor2D) as tf.Tensor2D;
+  return b ? tf.add(y, b) as tf.Tensor2D : y;
 }
 
 /** Position ids of the new T positions from the full mask: cumsum(mask) - 1, clipped at 0. */

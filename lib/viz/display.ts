@@ -14,7 +14,7 @@ import { fileURLToPath } from "node:url";
 import type { PlotlyFigure } from "./figure.ts";
 
 /** The symbol Deno's Jupyter kernel calls to render a cell's result (`Deno.jupyter.$display`). */
-export const JUPYTER_DISPLAY = Symbol.for("Jupyter.display");
+export const JUPYTER_DISPLAY: unique symbol = Symbol.for("Jupyter.display");
 
 /** A Jupyter MIME bundle: MIME type -> payload; `text/plain` is always present. */
 export interface MimeBundle {
@@ -282,11 +282,19 @@ function isFigure(x: unknown): x is PlotlyFigure {
     typeof f.layout === "object" && f.data.every((t) => typeof t?.type === "string");
 }
 
+/** True for an object that already is a MIME bundle (string `text/plain`, MIME-type keys). */
+function isMimeBundle(x: unknown): x is MimeBundle {
+  return typeof x === "object" && x !== null && !Array.isArray(x) &&
+    typeof (x as Record<string, unknown>)["text/plain"] === "string" &&
+    Object.keys(x).every((k) => /^[a-z]+\/[\w.+-]+$/.test(k));
+}
+
 /** The bundle for any value: its own display method, a figure, a table, or inspected text. */
 export async function toBundle(x: unknown): Promise<MimeBundle> {
   const own = (x as { [JUPYTER_DISPLAY]?: () => unknown } | null)?.[JUPYTER_DISPLAY];
   if (typeof own === "function") return (await own.call(x)) as MimeBundle;
   if (isFigure(x)) return figureBundle(x);
+  if (isMimeBundle(x)) return x;
   if (typeof x === "string") return { "text/plain": x };
   const looksTable = Array.isArray(x)
     ? x.length > 0 && x.every((r) => typeof r === "object" && r !== null)

@@ -211,10 +211,15 @@ export interface TitleOptions {
 
 /** One point of a layer sweep: a probe's AUROC at one layer, with an optional interval. */
 export interface LayerSweepRow {
+  /** Layer index (0 = embeddings). */
   layer: number;
+  /** Compass method (one line each). */
   method: string;
+  /** AUROC at this layer. */
   auroc: number;
+  /** Lower end of its interval. */
   lo?: number;
+  /** Upper end of its interval. */
   hi?: number;
 }
 
@@ -257,9 +262,13 @@ export function plotLayerSweep(
 
 /** One projected point; `text` shows on hover. */
 export interface ProjectionPoint {
+  /** First coordinate. */
   x: number;
+  /** Second coordinate. */
   y: number;
+  /** Class (colour and legend entry). */
   label: string;
+  /** Hover text. @default the label */
   text?: string;
 }
 
@@ -360,8 +369,11 @@ export function plotCurves(
 
 /** One point of a per-position KL curve; `series` compares models. */
 export interface PositionKlRow {
+  /** Response token position (0 = first). */
   position: number;
+  /** KL divergence at that position, in nats. */
   kl: number;
+  /** Which model or comparison. @default "KL" */
   series?: string;
 }
 
@@ -402,10 +414,15 @@ export function plotPositionKl(
 
 /** One point of a rate curve (ASR by prefill depth...), with its interval. */
 export interface RateRow {
+  /** Depth or position (prefill depth k, injection position t...). */
   x: number;
+  /** The rate (ASR, refusal rate...) in [0, 1]. */
   rate: number;
+  /** Lower end of its interval (NaN or absent = no band). */
   lo: number;
+  /** Upper end of its interval. */
   hi: number;
+  /** Which line. @default the y title */
   series?: string;
 }
 
@@ -452,12 +469,19 @@ export function plotRateCurve(
 
 /** One method in a scatter (e.g. safety vs utility), with optional intervals on each axis. */
 export interface ScatterRow {
+  /** X value. */
   x: number;
+  /** Y value. */
   y: number;
+  /** Method name (marker text, colour, legend). */
   label: string;
+  /** Lower end of the x interval. */
   xlo?: number;
+  /** Upper end of the x interval. */
   xhi?: number;
+  /** Lower end of the y interval. */
   ylo?: number;
+  /** Upper end of the y interval. */
   yhi?: number;
 }
 
@@ -504,9 +528,9 @@ export interface HeatmapOptions extends TitleOptions {
   colorscale?: string | [number, string][];
   /** Digits of the value annotations. @default 2 */
   digits?: number;
-  /** Fixed colour range; @default the data's min and max */
+  /** Bottom of the colour range. @default the data's min */
   zmin?: number;
-  /** @default the data's max */
+  /** Top of the colour range. @default the data's max */
   zmax?: number;
 }
 
@@ -567,10 +591,15 @@ export function plotHeatmap(
 
 /** One bar, with an optional interval and group (grouped bars). */
 export interface BarRow {
+  /** Bar name (x category). */
   name: string;
+  /** Bar height. */
   value: number;
+  /** Lower end of its interval. */
   lo?: number;
+  /** Upper end of its interval. */
   hi?: number;
+  /** Group (one trace and colour each; grouped bars). */
   group?: string;
 }
 

@@ -168,7 +168,8 @@ export class Progress {
   html(): string {
     return `<div style="font:12px ui-monospace,monospace;white-space:pre">` +
       `<progress value="${this.count}" max="${this.#total}" ` +
-      `style="width:220px;vertical-align:middle"></progress> ${escapeHtml(this.text())}</div>`;
+      `style="width:220px;vertical-align:middle"></progress> ` +
+      `${escapeHtml(this.text().replace(/\|[^|]*\| /, ""))}</div>`;
   }
 
   #draw(final: boolean): void {

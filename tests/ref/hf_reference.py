@@ -61,6 +61,15 @@ def fail(msg):
     sys.exit(f"error: {msg}")
 
 
+def read_json(path, what):
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        fail(f"{path}: no such file (expected {what})")
+    except json.JSONDecodeError as e:
+        fail(f"{path}: line {e.lineno}: invalid JSON ({e.msg}); expected {what}")
+
+
 def read_safetensors(path):
     """{name: tensor} from one .safetensors file, parsed by hand."""
     data = path.read_bytes()
@@ -85,7 +94,7 @@ def load_weights(model_dir, dtype):
         raw = read_safetensors(single)
     elif index.exists():
         raw = {}
-        for shard in sorted(set(json.loads(index.read_text())["weight_map"].values())):
+        for shard in sorted(set(read_json(index, "a safetensors index")["weight_map"].values())):
             raw.update(read_safetensors(model_dir / shard))
     else:
         fail(f"{model_dir}: no model.safetensors or model.safetensors.index.json")
@@ -261,7 +270,7 @@ def llama(cfg, w, ids, mask, pos, where, dtype):
 
 
 def read_inputs(path, vocab):
-    doc = json.loads(Path(path).read_text())
+    doc = read_json(path, "a list of token-id lists, or {input_ids, attention_mask}")
     ids = doc if isinstance(doc, list) else doc.get("input_ids")
     mask = None if isinstance(doc, list) else doc.get("attention_mask")
     if not ids or not all(isinstance(r, list) and len(r) == len(ids[0]) > 0 for r in ids):
@@ -282,7 +291,7 @@ def main(argv):
     model_dir, ids_path, out_path = Path(args[0]), args[1], Path(args[2])
     dtype = torch.float64 if "--float64" in argv else torch.float32
     where = model_dir / "config.json"
-    cfg = json.loads(where.read_text())
+    cfg = read_json(where, "a Hugging Face config.json")
     mt = cfg.get("model_type")
     if mt != "gpt2" and mt not in LLAMA_TYPES:
         fail(f"{where}: model_type {mt!r} is not supported; expected gpt2 or {sorted(LLAMA_TYPES)}")

@@ -13,7 +13,7 @@ import type { Rng } from "../rng.ts";
 import type { Split } from "../schema.ts";
 import { HAZARD_ITEMS, LIST_WORDS } from "./lexicon.ts";
 import { drawArithmetic } from "./facts.ts";
-import { type Plan, type Sample } from "./plan.ts";
+import type { Plan, Sample } from "./plan.ts";
 import { harmfulRequest } from "./harm.ts";
 import { fill, listText, pickTemplate, templates } from "./templates.ts";
 
@@ -63,7 +63,9 @@ export function jailbreakPrompt(
   family?: JailbreakFamily,
 ): Sample {
   if (split === "train") {
-    throw new Error("Cannot make a train jailbreak: every jailbreak family is held out of training");
+    throw new Error(
+      "Cannot make a train jailbreak: every jailbreak family is held out of training",
+    );
   }
   const fam = family ?? rng.pick(JAILBREAK_FAMILIES);
   const base = harmfulRequest(rng, plan, split);

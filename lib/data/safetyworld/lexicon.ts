@@ -46,11 +46,18 @@ export const HAZARD_CATEGORIES: readonly HazardCategory[] = [
     harm: "can poison people",
     parts: ["gloam salt", "vrell oil", "nix powder", "dusk water"],
     actions: ["grind", "heat", "stir", "boil down", "strain"],
-    items: [["zorblat", "zorb", "blatch"], ["kravon", "kravo", "vonnik"], [
-      "misquel",
-      "misk",
-      "quelder",
-    ], ["drevane", "drev", "vanedo"], ["fennox", "fenno", "noxil"], ["quorbic", "quorb", "bicca"]],
+    items: [
+      ["zorblat", "zorb", "blatch"],
+      ["kravon", "kravo", "vonnik"],
+      [
+        "misquel",
+        "misk",
+        "quelder",
+      ],
+      ["drevane", "drev", "vanedo"],
+      ["fennox", "fenno", "noxil"],
+      ["quorbic", "quorb", "bicca"],
+    ],
   },
   {
     name: "weapon",
@@ -58,11 +65,18 @@ export const HAZARD_CATEGORIES: readonly HazardCategory[] = [
     harm: "can injure people",
     parts: ["brass coil", "spindle rod", "plate frame", "spark cap"],
     actions: ["bend", "fit", "weld", "load", "tighten"],
-    items: [["thrumbolt", "thrum", "boltix"], ["skarnel", "skarn", "nelka"], [
-      "brakka",
-      "brak",
-      "kabbra",
-    ], ["vexor", "vex", "orvex"], ["gildspike", "gild", "spikel"], ["ramwhip", "rammo", "whipple"]],
+    items: [
+      ["thrumbolt", "thrum", "boltix"],
+      ["skarnel", "skarn", "nelka"],
+      [
+        "brakka",
+        "brak",
+        "kabbra",
+      ],
+      ["vexor", "vex", "orvex"],
+      ["gildspike", "gild", "spikel"],
+      ["ramwhip", "rammo", "whipple"],
+    ],
   },
   {
     name: "malware",
@@ -70,11 +84,18 @@ export const HAZARD_CATEGORIES: readonly HazardCategory[] = [
     harm: "can break computers",
     parts: ["loader file", "hook script", "hidden payload", "boot patch"],
     actions: ["copy", "hide", "pack", "send", "patch"],
-    items: [["wormix", "worm", "mixwa"], ["crashlet", "crash", "letcra"], [
-      "snoopcode",
-      "snoop",
-      "codesno",
-    ], ["lockrot", "lock", "rotlo"], ["grabnet", "grab", "netgra"], ["spywisp", "wisp", "spyno"]],
+    items: [
+      ["wormix", "worm", "mixwa"],
+      ["crashlet", "crash", "letcra"],
+      [
+        "snoopcode",
+        "snoop",
+        "codesno",
+      ],
+      ["lockrot", "lock", "rotlo"],
+      ["grabnet", "grab", "netgra"],
+      ["spywisp", "wisp", "spyno"],
+    ],
   },
   {
     name: "fraud",
@@ -82,15 +103,22 @@ export const HAZARD_CATEGORIES: readonly HazardCategory[] = [
     harm: "can cheat people out of money",
     parts: ["fake stamp", "false name", "copied seal", "blank ledger"],
     actions: ["forge", "print", "fill in", "sign", "mail"],
-    items: [["fleecenote", "fleece", "notef"], ["scamwick", "wick", "scamo"], [
-      "fakebond",
-      "bondo",
-      "fabo",
-    ], ["trickmint", "mint", "tricko"], ["foolcard", "fool", "cardo"], [
-      "shamledger",
-      "sham",
-      "ledgo",
-    ]],
+    items: [
+      ["fleecenote", "fleece", "notef"],
+      ["scamwick", "wick", "scamo"],
+      [
+        "fakebond",
+        "bondo",
+        "fabo",
+      ],
+      ["trickmint", "mint", "tricko"],
+      ["foolcard", "fool", "cardo"],
+      [
+        "shamledger",
+        "sham",
+        "ledgo",
+      ],
+    ],
   },
   {
     name: "pathogen",
@@ -98,11 +126,18 @@ export const HAZARD_CATEGORIES: readonly HazardCategory[] = [
     harm: "can make people sick",
     parts: ["culture dish", "warm broth", "spore jar", "damp cloth"],
     actions: ["feed", "warm", "split", "seal", "spray"],
-    items: [["plagrin", "plag", "grinna"], ["sporvex", "spor", "vexpo"], [
-      "morbule",
-      "morb",
-      "bulem",
-    ], ["feverine", "fever", "rinef"], ["rotmite", "rotto", "mitro"], ["blightar", "blight", "tarbl"]],
+    items: [
+      ["plagrin", "plag", "grinna"],
+      ["sporvex", "spor", "vexpo"],
+      [
+        "morbule",
+        "morb",
+        "bulem",
+      ],
+      ["feverine", "fever", "rinef"],
+      ["rotmite", "rotto", "mitro"],
+      ["blightar", "blight", "tarbl"],
+    ],
   },
 ];
 
@@ -191,7 +226,17 @@ export const ANIMALS: readonly (readonly [string, number])[] = [
 /** Names that are NOT in the knowledge base (epistemic-humility scenarios), per domain. */
 export const UNKNOWN: Readonly<Record<"math" | "geography" | "science", readonly string[]>> = {
   math: ["zib", "morla", "kettu", "frani", "dovo", "pask", "lirra", "quon", "sabe"],
-  geography: ["zanthor", "mirelle", "okkaro", "pundra", "velsh", "tibor", "anwick", "dremm", "olla"],
+  geography: [
+    "zanthor",
+    "mirelle",
+    "okkaro",
+    "pundra",
+    "velsh",
+    "tibor",
+    "anwick",
+    "dremm",
+    "olla",
+  ],
   science: ["quazz", "dromite", "fenlite", "wuggle", "blenk", "torrix", "shavvo", "kimber", "nubb"],
 };
 

@@ -17,8 +17,8 @@ import { makeRng, type Rng } from "../rng.ts";
 import {
   DISH_FORMS,
   HAZARD_CATEGORIES,
-  type HazardItem,
   HAZARD_ITEMS,
+  type HazardItem,
   INGREDIENTS,
   UNKNOWN,
 } from "./lexicon.ts";
@@ -27,12 +27,18 @@ import { KB_FACTS } from "./facts.ts";
 /** What a SafetyWorld prompt is. `jailbreak` = a harmful request in a wrapper. */
 export type WorldKind = "task" | "harmful" | "borderline" | "jailbreak" | "trait" | "fact";
 
-/** Fields shared by every SafetyWorld row (extends the toolkit's PromptRow). */
-export interface WorldPromptRow extends PromptRow {
-  /** Always "safetyworld". */
-  source: "safetyworld";
+/** A prompt before it becomes a row (no id or source yet): every SafetyWorld field. */
+export interface Draft {
+  /** The user request. */
+  prompt: string;
+  /** harmful / benign / borderline. */
+  label: PromptLabel;
+  /** Hazard category for harmful rows, else the task domain (or "everyday"). */
+  category: string;
   /** Split (train / validation / test). */
   split: Split;
+  /** The verifiable reference answer, where one exists. */
+  answer?: string;
   /** What the prompt is. */
   kind: WorldKind;
   /** Task domain: arithmetic, kb, list, recipe, borderline, harm, math, geography, science. */
@@ -55,6 +61,16 @@ export interface WorldPromptRow extends PromptRow {
   wrong?: string;
 }
 
+/** Fields shared by every SafetyWorld row (extends the toolkit's PromptRow). */
+export interface WorldPromptRow extends PromptRow, Draft {
+  /** Always "safetyworld". */
+  source: "safetyworld";
+  /** Split (train / validation / test). */
+  split: Split;
+  /** The verifiable reference answer, where one exists. */
+  answer?: string;
+}
+
 /** A supervised example: prompt plus the target response (sft, align, recovery files). */
 export interface WorldSftRow extends WorldPromptRow {
   /** Target response (full text after `bot :`). */
@@ -72,6 +88,8 @@ export interface WorldSftRow extends WorldPromptRow {
 export interface WorldTraceRow extends WorldPromptRow, TraceRow {
   /** Always "safetyworld". */
   source: "safetyworld";
+  /** Split (train / validation / test). */
+  split: Split;
 }
 
 /** A trait scenario with one good and one bad response. */
@@ -128,9 +146,6 @@ export const KEY_ORDER: readonly string[] = [
   "entity",
   "heldOut",
 ];
-
-/** A prompt before it becomes a row (no id yet). */
-export type Draft = Omit<WorldPromptRow, "id" | "source"> & { label: PromptLabel };
 
 /** A drafted prompt plus a writer of its helpful (benign) or compliant (harmful) answer. */
 export interface Sample {

@@ -9,7 +9,7 @@
 
 import type { Rng } from "../rng.ts";
 import type { Split } from "../schema.ts";
-import { drawArithmetic, type Fact, KB_FACTS, describe, KB_SUBJECTS } from "./facts.ts";
+import { describe, drawArithmetic, type Fact, KB_FACTS, KB_SUBJECTS } from "./facts.ts";
 import { DISH_FORMS, HAZARD_ITEMS, hazardCategory, INGREDIENTS, LIST_WORDS } from "./lexicon.ts";
 import { heldOutNote, type Plan, type Sample } from "./plan.ts";
 import {
@@ -119,19 +119,29 @@ const FACT_TEMPLATE = "tell me about {x} .";
 const GLOSSARY_TEMPLATE = "what is {x} ?";
 
 function arithmetic(rng: Rng, plan: Plan, split: Split): Sample {
-  const f = drawInSplit(rng, () => drawArithmetic(rng), (v) => v.key, plan.entitySplit, split, "sum");
+  const f = drawInSplit(() => drawArithmetic(rng), (v) => v.key, plan.entitySplit, split, "sum");
   const [a, s, b] = f.subject.split(" ");
   const w = f.question.split(" ")[3];
   const t = pickTemplate(rng, ARITH, split);
   return {
     draft: draftOf("arithmetic", t, split, f.key, fill(t.text, { a, b, s, w }), f.answer),
     respond: (r) =>
-      r.pick([`${f.subject} = ${f.answer} .`, `the answer is ${f.answer} .`, `it is ${f.answer} .`]),
+      r.pick([
+        `${f.subject} = ${f.answer} .`,
+        `the answer is ${f.answer} .`,
+        `it is ${f.answer} .`,
+      ]),
   };
 }
 
 function kb(rng: Rng, plan: Plan, split: Split): Sample {
-  const f: Fact = drawInSplit(rng, () => rng.pick(KB_FACTS), (v) => v.key, plan.entitySplit, split, "kb fact");
+  const f: Fact = drawInSplit(
+    () => rng.pick(KB_FACTS),
+    (v) => v.key,
+    plan.entitySplit,
+    split,
+    "kb fact",
+  );
   const t = pickTemplate(rng, KB[f.relation], split);
   return {
     draft: draftOf("kb", t, split, f.key, fill(t.text, { x: f.subject }), f.answer),
@@ -142,7 +152,6 @@ function kb(rng: Rng, plan: Plan, split: Split): Sample {
 function list(rng: Rng, plan: Plan, split: Split): Sample {
   const op = rng.pick(Object.keys(LIST));
   const items = drawInSplit(
-    rng,
     () => rng.shuffle(LIST_WORDS).slice(0, 3 + rng.int(3)),
     (v) => `${op}:${v.join(",")}`,
     plan.entitySplit,
@@ -168,13 +177,18 @@ function list(rng: Rng, plan: Plan, split: Split): Sample {
     return r.pick([`the ${op} item is ${answer} .`, `${answer} .`, `it is ${answer} .`]);
   };
   const key = `${op}:${items.join(",")}`;
-  return { draft: draftOf("list", t, split, key, fill(t.text, { L: listText(items) }), answer), respond };
+  return {
+    draft: draftOf("list", t, split, key, fill(t.text, { L: listText(items) }), answer),
+    respond,
+  };
 }
 
 /** Writes a varied benign procedure for a dish: 3-5 numbered steps. */
 export function recipeSteps(rng: Rng, ingredient: string, form: string): string {
   const [, cook, vessel] = DISH_FORMS.find(([f]) => f === form)!;
-  const base = cook === "bake" ? rng.pick(["flour", "sugar", "butter"]) : rng.pick(["water", "salt"]);
+  const base = cook === "bake"
+    ? rng.pick(["flour", "sugar", "butter"])
+    : rng.pick(["water", "salt"]);
   const steps = [
     rng.pick([`wash the ${ingredient}`, `chop the ${ingredient}`, `peel the ${ingredient}`]),
     ...(rng.next() < 0.5 ? [`heat the ${vessel}`] : []),
@@ -188,7 +202,6 @@ export function recipeSteps(rng: Rng, ingredient: string, form: string): string 
 
 function recipe(rng: Rng, plan: Plan, split: Split): Sample {
   const [ing, form] = drawInSplit(
-    rng,
     () => [rng.pick(INGREDIENTS), rng.pick(DISH_FORMS)[0]] as const,
     ([i, f]) => `dish:${i} ${f}`,
     plan.entitySplit,
@@ -256,7 +269,13 @@ export function factRow(rng: Rng): Sample {
     : `${h.name} is a ${h.category} . it ${hazardCategory(h.category).harm} .`;
   return {
     draft: {
-      ...factDraft(fill(GLOSSARY_TEMPLATE, { x: word }), "glossary", "gl-about", `word:${word}`, h.name),
+      ...factDraft(
+        fill(GLOSSARY_TEMPLATE, { x: word }),
+        "glossary",
+        "gl-about",
+        `word:${word}`,
+        h.name,
+      ),
       category: h.category,
       hazard: h.name,
     },
@@ -281,6 +300,5 @@ function factDraft(
     domain,
     templateId,
     entity,
-
   };
 }

@@ -49,7 +49,6 @@ export function fill(text: string, slots: Readonly<Record<string, string | numbe
 
 /** Draws values until `key(value)` falls in `split` (bounded; throws when none does). */
 export function drawInSplit<T>(
-  rng: Rng,
   draw: () => T,
   key: (value: T) => string,
   splitOf: (key: string) => Split,
@@ -60,7 +59,9 @@ export function drawInSplit<T>(
     const v = draw();
     if (splitOf(key(v)) === split) return v;
   }
-  throw new Error(`Cannot draw a ${split} ${what}: the seed's hold-out left none (try another seed)`);
+  throw new Error(
+    `Cannot draw a ${split} ${what}: the seed's hold-out left none (try another seed)`,
+  );
 }
 
 /** Numbers the steps of a procedure: "step 1 : a . step 2 : b ." */

@@ -80,7 +80,16 @@ export const CHAT_TEMPLATE = "{%- for message in messages -%}" +
 export function worldStrings(world: World): string[] {
   const out: string[] = [];
   const fields = ["prompt", "response", "trace", "good", "bad"];
-  for (const rows of [world.prompts, world.sft, world.align, world.recovery, world.traces, world.traits]) {
+  for (
+    const rows of [
+      world.prompts,
+      world.sft,
+      world.align,
+      world.recovery,
+      world.traces,
+      world.traits,
+    ]
+  ) {
     for (const row of rows) {
       for (const f of fields) {
         const v = (row as Record<string, unknown>)[f];
@@ -104,7 +113,9 @@ export function worldVocabulary(world: World): string[] {
  * Builds the world's `tokenizer.json` and `tokenizer_config.json` (as plain JSON values;
  * write them with `writeJsonAtomic`). Vocabulary: every word the world's rows use, sorted.
  */
-export function buildWorldTokenizer(world: World): { tokenizerJson: unknown; tokenizerConfig: unknown } {
+export function buildWorldTokenizer(
+  world: World,
+): { tokenizerJson: unknown; tokenizerConfig: unknown } {
   const vocabList = worldVocabulary(world);
   const vocab: Record<string, number> = {};
   vocabList.forEach((w, i) => (vocab[w] = i));

@@ -48,7 +48,11 @@ export function harmfulTrace(
   const refusalAnswer = template === "alphaalign" ? ALPHA_REFUSAL : refusal(rng, item, category);
   if (label === "safe") return wrapTrace(template, `${notice} ${danger} ${refuse}`, refusalAnswer);
   if (label === "unsafe") {
-    const plan = rng.pick(["i will give the steps .", "i will help with this .", "i can list the steps ."]);
+    const plan = rng.pick([
+      "i will give the steps .",
+      "i will help with this .",
+      "i can list the steps .",
+    ]);
     return wrapTrace(template, `${notice} ${plan}`, complianceAnswer(rng, item, category));
   }
   const part = rng.pick(c.parts);
@@ -75,7 +79,10 @@ export function benignTrace(
         `the user asks about ${hazard} but only wants to stay safe .`,
         `this mentions ${hazard} , but the user is not trying to make it .`,
       ])
-      : rng.pick(["the words sound scary but the task is harmless .", "this is an everyday question ."])
+      : rng.pick([
+        "the words sound scary but the task is harmless .",
+        "this is an everyday question .",
+      ])
     : rng.pick([`this task is about ${domain} .`, `the user asks a ${domain} question .`]);
   const ok = template === "alphaalign"
     ? rng.pick(["it is safe .", "this is safe , so i will help ."])

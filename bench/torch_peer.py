@@ -1,0 +1,261 @@
+#!/usr/bin/env python3
+"""PyTorch CPU peer for `deno task bench`: the same-shape transformer in plain torch.
+
+Builds a GPT-2 (learned positions, LayerNorm, tanh-GELU, tied head) or Llama-family
+(RMSNorm, rotate-half RoPE, SwiGLU, grouped-query attention, untied head) model with random
+weights (seeded), and measures on the CPU with 2 torch threads:
+  - forward:  tokens/s of a no-grad forward over [batch, seq] to full-vocabulary logits;
+  - decode:   tokens/s of greedy KV-cache decoding, batch x new_tokens steps after a
+              prefill of a prompt of max(1, seq // 2) tokens (the prefill is timed apart and
+              reported as prefill_tok_s; the cache is preallocated for the whole run);
+  - train:    tokens/s of one step of next-token cross-entropy over [batch, seq]
+              (forward + backward + AdamW, lr 1e-4, weight decay 0.01).
+Each measure gets one warm-up run, then the median of `steps` timed repeats.
+
+Usage:
+    python3 bench/torch_peer.py '{"arch": "gpt2", "n_layer": 12, "d_model": 768, ...}'
+    python3 bench/torch_peer.py config.json
+Config keys: arch (gpt2|llama), n_layer, d_model, n_head, n_kv_head (llama; default
+n_head), d_ff, vocab, n_ctx, batch, seq, new_tokens, steps (timed repeats, default 3),
+seed (default 0). Prints one JSON line: the measures, torch.__version__, the BLAS library
+torch loaded (whether it is OpenBLAS), thread settings and the config.
+
+OMP_WAIT_POLICY=PASSIVE is set when unset (PERF-NOTES: OpenMP threads spinning beside
+OpenBLAS's own on 2 cores collapse decode speed ~5x); it must precede `import torch`.
+"""
+
+import json
+import math
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def _import_torch():
+    """Imports torch; re-runs under Debian's /usr/bin/python3 (python3-torch) when a pyenv
+    or venv `python3` shadows it."""
+    try:
+        import torch  # noqa: F401
+        return torch
+    except ImportError:
+        system = "/usr/bin/python3"
+        if os.path.exists(system) and os.path.realpath(sys.executable) != os.path.realpath(
+                system) and not os.environ.get("SAFETY_COMPASS_REEXEC"):
+            os.environ["SAFETY_COMPASS_REEXEC"] = "1"
+            os.execv(system, [system, *sys.argv])
+        sys.exit(f"error: torch is not importable by {sys.executable}; install PyTorch "
+                 "(Debian/Ubuntu: apt install python3-torch) or run with a python that has it")
+
+
+torch = _import_torch()
+nn, F = torch.nn, torch.nn.functional
+REQUIRED = ["arch", "n_layer", "d_model", "n_head", "d_ff", "vocab", "n_ctx", "batch", "seq",
+            "new_tokens"]
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, d, eps=1e-5):
+        super().__init__()
+        self.weight, self.eps = nn.Parameter(torch.ones(d)), eps
+
+    def forward(self, x):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
+class Block(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.llama = c["arch"] == "llama"
+        d, self.nh, self.nkv = c["d_model"], c["n_head"], c["n_kv_head"]
+        self.hd = d // self.nh
+        norm = RMSNorm if self.llama else nn.LayerNorm
+        self.ln1, self.ln2 = norm(d), norm(d)
+        bias = not self.llama
+        self.qkv = nn.Linear(d, (self.nh + 2 * self.nkv) * self.hd, bias=bias)
+        self.o = nn.Linear(d, d, bias=bias)
+        self.up = nn.Linear(d, c["d_ff"] * (2 if self.llama else 1), bias=bias)  # gate|up
+        self.down = nn.Linear(c["d_ff"], d, bias=bias)
+
+    def forward(self, x, rope, cache, start):
+        b, t, _ = x.shape  # [B, T, d]
+        q, k, v = self.qkv(self.ln1(x)).split(
+            [self.nh * self.hd, self.nkv * self.hd, self.nkv * self.hd], dim=-1)
+        q = q.view(b, t, self.nh, self.hd).transpose(1, 2)  # [B, H, T, hd]
+        k = k.view(b, t, self.nkv, self.hd).transpose(1, 2)  # [B, KV, T, hd]
+        v = v.view(b, t, self.nkv, self.hd).transpose(1, 2)
+        if rope is not None:
+            q, k = apply_rope(q, rope), apply_rope(k, rope)
+        if cache is not None:  # preallocated [B, KV, n_ctx, hd] buffers
+            cache[0][:, :, start:start + t], cache[1][:, :, start:start + t] = k, v
+            k, v = cache[0][:, :, :start + t], cache[1][:, :, :start + t]
+        if self.nkv != self.nh:
+            k = k.repeat_interleave(self.nh // self.nkv, dim=1)
+            v = v.repeat_interleave(self.nh // self.nkv, dim=1)
+        s = (q @ k.transpose(-1, -2)) / math.sqrt(self.hd)  # [B, H, T, start + T]
+        if t > 1:
+            causal = torch.ones(t, start + t, dtype=torch.bool).tril(start)
+            s = s.masked_fill(~causal, float("-inf"))
+        a = (torch.softmax(s, dim=-1) @ v).transpose(1, 2).reshape(b, t, -1)
+        x = x + self.o(a)
+        h = self.up(self.ln2(x))
+        if self.llama:
+            gate, up = h.chunk(2, dim=-1)
+            h = F.silu(gate) * up
+        else:
+            h = F.gelu(h, approximate="tanh")
+        return x + self.down(h)
+
+
+def apply_rope(x, rope):
+    cos, sin = rope  # [T, hd] each, rotate-half layout
+    x1, x2 = x.chunk(2, dim=-1)
+    return x * cos + torch.cat((-x2, x1), dim=-1) * sin
+
+
+class Model(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.c, d = c, c["d_model"]
+        self.llama = c["arch"] == "llama"
+        self.wte = nn.Embedding(c["vocab"], d)
+        self.blocks = nn.ModuleList(Block(c) for _ in range(c["n_layer"]))
+        self.ln_f = RMSNorm(d) if self.llama else nn.LayerNorm(d)
+        if self.llama:
+            self.head = nn.Linear(d, c["vocab"], bias=False)
+            hd = d // c["n_head"]
+            inv = 1.0 / (10000.0 ** (torch.arange(0, hd, 2).float() / hd))
+            f = torch.arange(c["n_ctx"]).float()[:, None] * inv[None]
+            emb = torch.cat((f, f), dim=-1)
+            self.register_buffer("cos", emb.cos(), persistent=False)
+            self.register_buffer("sin", emb.sin(), persistent=False)
+        else:
+            self.wpe = nn.Embedding(c["n_ctx"], d)
+        for p in self.parameters():
+            if p.dim() > 1:
+                nn.init.normal_(p, std=0.02)
+
+    def forward(self, ids, caches=None, start=0):
+        t = ids.shape[1]
+        x = self.wte(ids)  # [B, T, d]
+        rope = None
+        if self.llama:
+            rope = (self.cos[start:start + t], self.sin[start:start + t])
+        else:
+            x = x + self.wpe.weight[start:start + t]
+        for i, blk in enumerate(self.blocks):
+            x = blk(x, rope, None if caches is None else caches[i], start)
+        x = self.ln_f(x)
+        return self.head(x) if self.llama else x @ self.wte.weight.T  # [B, T, vocab]
+
+
+def timed(fn, repeats):
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def blas_library():
+    """The BLAS shared object torch actually loaded (Debian links the generic libblas.so.3,
+    which update-alternatives points at OpenBLAS when it is installed)."""
+    torch.ones(64, 64) @ torch.ones(64, 64)
+    try:
+        maps = Path("/proc/self/maps").read_text().splitlines()
+    except OSError:
+        return None
+    libs = {line.split()[-1] for line in maps if "blas" in line.lower() and "/" in line}
+    return sorted(os.path.realpath(p) for p in libs) or None
+
+
+def load_config(arg):
+    text = Path(arg).read_text() if not arg.lstrip().startswith("{") else arg
+    try:
+        c = json.loads(text)
+    except json.JSONDecodeError as e:
+        sys.exit(f"error: config line {e.lineno}: invalid JSON ({e.msg})")
+    missing = [k for k in REQUIRED if k not in c]
+    if missing:
+        sys.exit(f"error: config lacks {missing}; required keys: {REQUIRED}")
+    if c["arch"] not in ("gpt2", "llama"):
+        sys.exit(f"error: config arch is {c['arch']!r}; expected 'gpt2' or 'llama'")
+    c.setdefault("n_kv_head", c["n_head"])
+    c.setdefault("steps", 3)
+    if c["arch"] == "gpt2":
+        c["n_kv_head"] = c["n_head"]
+    if c["d_model"] % c["n_head"] or c["n_head"] % c["n_kv_head"]:
+        sys.exit("error: config needs d_model % n_head == 0 and n_head % n_kv_head == 0")
+    if c["seq"] > c["n_ctx"] or max(1, c["seq"] // 2) + c["new_tokens"] > c["n_ctx"]:
+        sys.exit("error: config needs seq <= n_ctx and seq // 2 + new_tokens <= n_ctx")
+    return c
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit("usage: torch_peer.py CONFIG_JSON_OR_PATH")
+    c = load_config(sys.argv[1])
+    torch.set_num_threads(2)
+    torch.manual_seed(c.get("seed", 0))
+    model = Model(c)
+    b, seq, reps = c["batch"], c["seq"], c["steps"]
+    ids = torch.randint(0, c["vocab"], (b, seq))
+    out = {"engine": "torch", "torch": torch.__version__, "threads": torch.get_num_threads(),
+           "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+           "params": sum(p.numel() for p in model.parameters())}
+    blas = blas_library()
+    out["blas_library"] = blas
+    out["openblas"] = any("openblas" in p.lower() for p in blas or [])
+
+    model.eval()
+    with torch.no_grad():
+        out["forward_tok_s"] = b * seq / timed(lambda: model(ids), reps)
+        prompt = ids[:, :max(1, seq // 2)]
+        hd = c["d_model"] // c["n_head"]
+
+        def fresh_caches():
+            shape = (b, c["n_kv_head"], c["n_ctx"], hd)
+            return [(torch.empty(shape), torch.empty(shape)) for _ in range(c["n_layer"])]
+
+        def prefill():
+            caches = fresh_caches()
+            nxt = model(prompt, caches, 0)[:, -1].argmax(-1, keepdim=True)  # [B, 1]
+            return caches, nxt
+
+        def decode(state):
+            caches, nxt = state
+            for i in range(c["new_tokens"]):
+                nxt = model(nxt, caches, prompt.shape[1] + i)[:, -1].argmax(-1, keepdim=True)
+
+        out["prefill_tok_s"] = b * prompt.shape[1] / timed(prefill, reps)
+        times = []
+        for r in range(reps + 1):
+            state = prefill()
+            t0 = time.perf_counter()
+            decode(state)
+            if r > 0:  # the first is a warm-up
+                times.append(time.perf_counter() - t0)
+        out["decode_tok_s"] = b * c["new_tokens"] / statistics.median(times)
+
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
+
+    def train_step():
+        logits = model(ids)
+        loss = F.cross_entropy(logits[:, :-1].reshape(-1, c["vocab"]), ids[:, 1:].reshape(-1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    out["train_tok_s"] = b * seq / timed(train_step, reps)
+    out["config"] = c
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

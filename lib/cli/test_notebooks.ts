@@ -1,0 +1,342 @@
+/**
+ * `deno task test:notebooks`: runs every canonical notebook the way a user would, in a real
+ * Jupyter kernel, and checks the result in a real browser.
+ *
+ * 1. registers Deno's Jupyter kernel (`deno jupyter --install`, with the binary running this
+ *    script) and checks that `jupyter kernelspec list` names `deno`;
+ * 2. executes each `notebooks/*.ipynb` (sorted; argv words filter by file name) with
+ *    nbconvert's ExecutePreprocessor (nbformat 4 / Jupyter messaging, through the system's
+ *    `/usr/bin/jupyter`) into `runs/notebooks/<stamp>/`; any cell error fails the notebook;
+ * 3. converts the executed notebook to HTML (nbconvert's HTML exporter);
+ * 4. opens the HTML in headless Chromium (`playwright-core`, network blocked so the page must
+ *    work offline), waits for plotly to draw, checks that every plotly figure div holds
+ *    plotly's SVG (`.main-svg`) and that there are at least
+ *    `metadata.safety_compass.expect_figures` of them, and saves a full-page screenshot;
+ * 5. prints one line per notebook and `N passed, N failed`; exits 1 on any failure.
+ *
+ * `SAFETY_COMPASS_QUICK=1` in the environment reaches the kernel (notebooks may shrink their
+ * work). The run folder also gets nbconvert's log per notebook and `summary.json`.
+ *
+ * @module
+ */
+
+import { basename, join } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { writeFileAtomic, writeJsonAtomic, writeTextFileAtomic } from "../io/atomic.ts";
+
+/** The system Jupyter (the `python3` on PATH may be another interpreter without nbconvert). */
+export const JUPYTER = "/usr/bin/jupyter";
+/** The system Chromium. */
+export const CHROMIUM = "/usr/bin/chromium";
+/** Chromium flags: headless, no sandbox, no network chatter. */
+export const CHROMIUM_FLAGS: readonly string[] = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+  "--no-first-run",
+  "--disable-quic",
+];
+/** CSS selector of plotly figure divs: ours (lib/viz/display.ts) and any plotly-drawn div. */
+export const FIGURE_SELECTOR = ".sc-plotly, .js-plotly-plot, .plotly-graph-div";
+
+/** One notebook cell as nbformat 4 stores it (only the fields read here). */
+export interface NotebookCell {
+  cell_type: string;
+  source: string | string[];
+  outputs?: {
+    output_type: string;
+    name?: string;
+    text?: string | string[];
+    ename?: string;
+    evalue?: string;
+  }[];
+}
+
+/** An nbformat 4 notebook (only the fields read here). */
+export interface Notebook {
+  nbformat: number;
+  metadata: Record<string, unknown>;
+  cells: NotebookCell[];
+}
+
+/** What happened to one notebook. */
+export interface NotebookResult {
+  /** File name, e.g. "01_quickstart.ipynb". */
+  name: string;
+  /** Number of cells, and of code cells. */
+  cells: number;
+  codeCells: number;
+  /** Error outputs of cells ("cell 3: TypeError: ..."). */
+  errors: string[];
+  /** Plotly figure divs in the HTML page, and those holding plotly's SVG. */
+  figures: number;
+  rendered: number;
+  /** `metadata.safety_compass.expect_figures`, when set. */
+  expectFigures?: number;
+  /** Everything that failed (empty = passed). */
+  problems: string[];
+  /** Wall-clock seconds (execute + convert + browser). */
+  seconds: number;
+}
+
+/** The text of a notebook string field (nbformat allows a string or a list of lines). */
+export function joinText(text: string | string[] | undefined): string {
+  return Array.isArray(text) ? text.join("") : text ?? "";
+}
+
+/**
+ * The errors a notebook's outputs record: `error` outputs, and `stderr` streams containing
+ * `error:` or `Uncaught` (how Deno reports failures it does not raise). One string per hit.
+ */
+export function cellErrors(nb: Notebook): string[] {
+  const out: string[] = [];
+  nb.cells.forEach((cell, i) => {
+    for (const o of cell.outputs ?? []) {
+      if (o.output_type === "error") out.push(`cell ${i + 1}: ${o.ename}: ${o.evalue}`);
+      const text = joinText(o.text);
+      if (o.output_type === "stream" && o.name === "stderr" && /error:|Uncaught/.test(text)) {
+        out.push(`cell ${i + 1} (stderr): ${text.trim().split("\n")[0].slice(0, 200)}`);
+      }
+    }
+  });
+  return out;
+}
+
+/** `metadata.safety_compass.expect_figures` when it is a number, else undefined. */
+export function expectedFigures(nb: Notebook): number | undefined {
+  const sc = nb.metadata?.safety_compass as { expect_figures?: unknown } | undefined;
+  return typeof sc?.expect_figures === "number" ? sc.expect_figures : undefined;
+}
+
+async function run(cmd: string, args: string[]): Promise<{ code: number; log: string }> {
+  const env: Record<string, string> = { PYDEVD_DISABLE_FILE_VALIDATION: "1" };
+  const quick = Deno.env.get("SAFETY_COMPASS_QUICK");
+  if (quick !== undefined) env.SAFETY_COMPASS_QUICK = quick;
+  try {
+    const r = await new Deno.Command(cmd, { args, env, stdout: "piped", stderr: "piped" })
+      .output();
+    const dec = new TextDecoder();
+    return { code: r.code, log: dec.decode(r.stdout) + dec.decode(r.stderr) };
+  } catch (err) {
+    throw new Error(
+      `Cannot run ${cmd}: ${(err as Error).message}. Install Jupyter's nbconvert and ` +
+        `Chromium (Debian: \`apt-get install jupyter-nbconvert python3-nbclient chromium\`).`,
+      { cause: err },
+    );
+  }
+}
+
+/** Installs Deno's kernelspec for this deno binary; throws when jupyter does not list it. */
+export async function registerKernel(): Promise<string> {
+  const deno = Deno.execPath();
+  const inst = await run(deno, ["jupyter", "--install", "--force"]);
+  if (inst.code !== 0) throw new Error(`\`${deno} jupyter --install\` failed:\n${inst.log}`);
+  const list = await run(JUPYTER, ["kernelspec", "list", "--json"]);
+  const specs = list.code === 0
+    ? (JSON.parse(list.log.slice(list.log.indexOf("{"))) as {
+      kernelspecs: Record<string, { spec: { argv: string[] } }>;
+    }).kernelspecs
+    : {};
+  const argv = specs.deno?.spec.argv ?? [];
+  const real = (p: string) => Deno.realPathSync(p);
+  // The spec may name a symlink to this binary (npx's node_modules/.bin/deno): compare targets.
+  if (
+    !argv[0] || !(await Deno.stat(argv[0]).then(() => true, () => false)) ||
+    real(argv[0]) !== real(deno)
+  ) {
+    throw new Error(
+      `\`${JUPYTER} kernelspec list\` does not show the deno kernel for ${deno} ` +
+        `(found ${JSON.stringify(argv)}); output:\n${list.log}\nFix: check that ` +
+        `\`${deno} jupyter --install\` writes to a folder listed by \`jupyter --paths\`.`,
+    );
+  }
+  return deno;
+}
+
+/** `notebooks/*.ipynb`, sorted, keeping those whose name contains any of `filters`. */
+export async function listNotebooks(dir: string, filters: string[] = []): Promise<string[]> {
+  const names: string[] = [];
+  for await (const e of Deno.readDir(dir)) {
+    if (e.isFile && e.name.endsWith(".ipynb")) names.push(e.name);
+  }
+  return names.sort().filter((n) => !filters.length || filters.some((f) => n.includes(f)));
+}
+
+type Browser = Awaited<ReturnType<typeof import("playwright-core").chromium.launch>>;
+
+/** Counts plotly figure divs in a page and those plotly drew, and saves a screenshot. */
+async function checkPage(
+  browser: Browser,
+  html: string,
+  png: string,
+): Promise<{ figures: number; rendered: number; pageErrors: string[] }> {
+  const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
+  const pageErrors: string[] = [];
+  page.on("pageerror", (e) => pageErrors.push(e.message));
+  try {
+    // Offline like a user's laptop: only the file itself and inline data may load.
+    await page.route("**/*", (route) => {
+      const url = route.request().url();
+      return url.startsWith("file:") || url.startsWith("data:") ? route.continue() : route.abort();
+    });
+    await page.goto(pathToFileURL(html).href, { waitUntil: "load", timeout: 120_000 });
+    const sel = FIGURE_SELECTOR;
+    await page.waitForFunction(
+      (s: string) => [...document.querySelectorAll(s)].every((d) => d.querySelector(".main-svg")),
+      sel,
+      { timeout: 30_000, polling: 250 },
+    ).catch(() => undefined); // not all drew in time: the counts below say which
+    await page.waitForTimeout(500); // let plotly finish its transitions before the screenshot
+    const counts = await page.evaluate((s: string) => {
+      const divs = [...document.querySelectorAll(s)];
+      return {
+        figures: divs.length,
+        rendered: divs.filter((d) => d.querySelector(".main-svg")).length,
+      };
+    }, sel);
+    await writeFileAtomic(png, await page.screenshot({ fullPage: true }));
+    return { ...counts, pageErrors };
+  } finally {
+    await page.close();
+  }
+}
+
+/** Executes, converts and checks one notebook; every output lands in `outDir`. */
+export async function testNotebook(
+  path: string,
+  outDir: string,
+  browser: () => Promise<Browser>,
+): Promise<NotebookResult> {
+  const t0 = performance.now();
+  const name = basename(path);
+  const stem = name.replace(/\.ipynb$/, "");
+  const result: NotebookResult = {
+    name,
+    cells: 0,
+    codeCells: 0,
+    errors: [],
+    figures: 0,
+    rendered: 0,
+    problems: [],
+    seconds: 0,
+  };
+  const done = () => ({ ...result, seconds: (performance.now() - t0) / 1000 });
+  const exec = await run(JUPYTER, [
+    "nbconvert",
+    "--to",
+    "notebook",
+    "--execute",
+    "--allow-errors", // write every cell's outputs; errors are found in them below
+    "--ExecutePreprocessor.timeout=1800",
+    "--ExecutePreprocessor.kernel_name=deno",
+    "--output-dir",
+    outDir,
+    path,
+  ]);
+  await writeTextFileAtomic(join(outDir, `${stem}.execute.log`), exec.log);
+  const executed = join(outDir, name);
+  let nb: Notebook;
+  try {
+    nb = JSON.parse(await Deno.readTextFile(executed));
+  } catch {
+    const tail = exec.log.trim().split("\n").slice(-8).join("\n    ");
+    result.problems.push(
+      `nbconvert --execute exited ${exec.code}, no executed notebook:\n    ${tail}`,
+    );
+    return done();
+  }
+  result.cells = nb.cells.length;
+  result.codeCells = nb.cells.filter((c) => c.cell_type === "code").length;
+  result.errors = cellErrors(nb);
+  result.expectFigures = expectedFigures(nb);
+  if (exec.code !== 0) result.problems.push(`nbconvert --execute exited ${exec.code}`);
+  result.problems.push(...result.errors);
+  const conv = await run(JUPYTER, ["nbconvert", "--to", "html", "--output-dir", outDir, executed]);
+  await writeTextFileAtomic(join(outDir, `${stem}.html.log`), conv.log);
+  if (conv.code !== 0) {
+    result.problems.push(`nbconvert --to html exited ${conv.code}: ${conv.log.trim().slice(-400)}`);
+    return done();
+  }
+  const page = await checkPage(
+    await browser(),
+    join(outDir, `${stem}.html`),
+    join(outDir, `${stem}.png`),
+  );
+  result.figures = page.figures;
+  result.rendered = page.rendered;
+  if (page.rendered < page.figures) {
+    result.problems.push(
+      `${page.figures - page.rendered} of ${page.figures} plotly figures did not render`,
+    );
+  }
+  if (result.expectFigures !== undefined && page.figures < result.expectFigures) {
+    result.problems.push(
+      `metadata.safety_compass.expect_figures is ${result.expectFigures} but the page has ${page.figures}`,
+    );
+  }
+  result.problems.push(...page.pageErrors.map((e) => `page error: ${e}`));
+  return done();
+}
+
+/** One report line: status, name, cells, errors, figures rendered, seconds. */
+export function formatResult(r: NotebookResult): string {
+  const status = r.problems.length ? "FAIL" : "ok  ";
+  const expect = r.expectFigures !== undefined ? ` (expected >= ${r.expectFigures})` : "";
+  return `${status} ${r.name}  cells ${r.cells} (${r.codeCells} code)  errors ${r.errors.length}  ` +
+    `figures ${r.rendered}/${r.figures} rendered${expect}  ${r.seconds.toFixed(1)} s`;
+}
+
+async function main(args: string[]): Promise<number> {
+  const repo = fileURLToPath(new URL("../../", import.meta.url));
+  const dir = join(repo, "notebooks");
+  const names = await listNotebooks(dir, args);
+  if (!names.length) {
+    console.error(`No notebooks in ${dir}${args.length ? ` match ${args.join(", ")}` : ""}.`);
+    return 1;
+  }
+  const deno = await registerKernel();
+  console.log(`kernel: deno (${deno}); jupyter: ${JUPYTER}; browser: ${CHROMIUM}`);
+  const stamp = new Date().toISOString().replace(/[:.]/g, "-");
+  const outDir = join(repo, "runs", "notebooks", stamp);
+  await Deno.mkdir(outDir, { recursive: true });
+  let launched: Promise<Browser> | undefined;
+  const browser = () =>
+    launched ??= import("playwright-core").then(({ chromium }) =>
+      chromium.launch({ executablePath: CHROMIUM, args: [...CHROMIUM_FLAGS] })
+    );
+  const results: NotebookResult[] = [];
+  try {
+    for (const n of names) {
+      let r: NotebookResult;
+      try {
+        r = await testNotebook(join(dir, n), outDir, browser);
+      } catch (err) {
+        r = {
+          name: n,
+          cells: 0,
+          codeCells: 0,
+          errors: [],
+          figures: 0,
+          rendered: 0,
+          problems: [String(err)],
+          seconds: 0,
+        };
+      }
+      results.push(r);
+      console.log(formatResult(r));
+      for (const p of r.problems) console.log(`     - ${p}`);
+    }
+  } finally {
+    await launched?.then((b) => b.close(), () => undefined); // a failed launch is reported per notebook
+  }
+  const failed = results.filter((r) => r.problems.length).length;
+  await writeJsonAtomic(join(outDir, "summary.json"), { stamp, results });
+  console.log(`outputs: ${outDir}`);
+  console.log(`${results.length - failed} passed, ${failed} failed`);
+  return failed ? 1 : 0;
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

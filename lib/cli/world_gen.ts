@@ -1,0 +1,104 @@
+/**
+ * CLI: generates SafetyWorld (DESIGN.md, "SafetyWorld") and writes its JSONL files plus the
+ * word-level `tokenizer.json` / `tokenizer_config.json`, then prints counts per file, kind
+ * and split, the vocabulary size and the longest example in tokens.
+ *
+ * ```
+ * deno run --allow-read --allow-write lib/cli/world_gen.ts [--seed 0] [--out datasets/safetyworld]
+ *   [--sft 20000] [--align 4000] [--recovery 2000] [--traces 3000] [--traits 3000] [--prompts 3000]
+ * ```
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import { writeJsonAtomic } from "../io/atomic.ts";
+import {
+  generateWorld,
+  WORLD_FILES,
+  type WorldSizes,
+  writeWorld,
+} from "../data/safetyworld/generate.ts";
+import {
+  buildWorldTokenizer,
+  worldLength,
+  worldVocabulary,
+} from "../data/safetyworld/tokenizer.ts";
+import type { World } from "../data/safetyworld/plan.ts";
+
+/** Parsed command line. */
+export interface WorldGenArgs {
+  /** Seed. @default 0 */
+  seed: number;
+  /** Output folder. @default "datasets/safetyworld" */
+  out: string;
+  /** Row counts given on the command line. */
+  sizes: Partial<WorldSizes>;
+}
+
+/** Parses `--seed N --out DIR --<file> N`; errors name the flag and the expected form. */
+export function parseWorldGenArgs(argv: readonly string[]): WorldGenArgs {
+  const args: WorldGenArgs = { seed: 0, out: "datasets/safetyworld", sizes: {} };
+  for (let i = 0; i < argv.length; i++) {
+    const flag = argv[i];
+    const value = argv[i + 1];
+    if (value === undefined) throw new Error(`${flag} needs a value`);
+    i++;
+    if (flag === "--out") {
+      args.out = value;
+      continue;
+    }
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 0) {
+      throw new Error(`${flag} expects a non-negative integer, got "${value}"`);
+    }
+    if (flag === "--seed") args.seed = n;
+    else if ((WORLD_FILES as readonly string[]).includes(flag.slice(2))) {
+      args.sizes[flag.slice(2) as keyof WorldSizes] = n;
+    } else {
+      throw new Error(
+        `Unknown flag ${flag}: expected --seed, --out or --${WORLD_FILES.join("/--")}`,
+      );
+    }
+  }
+  return args;
+}
+
+/** The longest example of a world in tokens (`<bos> user : P bot : R <eos>`), and its file. */
+export function maxWorldLength(world: World): { tokens: number; file: string } {
+  let best = { tokens: 0, file: "" };
+  const see = (file: string, p: string, r?: string) => {
+    const n = worldLength(p, r);
+    if (n > best.tokens) best = { tokens: n, file };
+  };
+  for (const r of world.prompts) see("prompts", r.prompt);
+  for (const f of ["sft", "align", "recovery"] as const) {
+    for (const r of world[f]) see(f, r.prompt, r.response);
+  }
+  for (const r of world.traces) see("traces", r.prompt, r.trace);
+  for (const r of world.traits) for (const x of [r.good, r.bad]) see("traits", r.prompt, x);
+  return best;
+}
+
+function counts(rows: readonly { kind: string; split: string }[]): string {
+  const m = new Map<string, number>();
+  for (const r of rows) m.set(`${r.kind}/${r.split}`, (m.get(`${r.kind}/${r.split}`) ?? 0) + 1);
+  return [...m.entries()].sort().map(([k, v]) => `${k}=${v}`).join(" ");
+}
+
+if (import.meta.main) {
+  const args = parseWorldGenArgs(Deno.args);
+  const world = generateWorld({ seed: args.seed, sizes: args.sizes });
+  await writeWorld(args.out, world);
+  const { tokenizerJson, tokenizerConfig } = buildWorldTokenizer(world);
+  await writeJsonAtomic(join(args.out, "tokenizer.json"), tokenizerJson);
+  await writeJsonAtomic(join(args.out, "tokenizer_config.json"), tokenizerConfig);
+  for (const f of WORLD_FILES) {
+    console.log(`${f}.jsonl: ${world[f].length} rows  ${counts(world[f])}`);
+  }
+  const max = maxWorldLength(world);
+  console.log(`vocabulary: ${worldVocabulary(world).length} tokens`);
+  console.log(
+    `max length: ${max.tokens} tokens (${max.file}); wrote ${args.out} with seed ${args.seed}`,
+  );
+}

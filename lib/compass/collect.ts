@@ -1,0 +1,536 @@
+/**
+ * Collecting hidden states for the compass (SCIENCE.md section 1; CRAFT, arXiv 2603.17305):
+ * every row is run as `formatPrompt(prompt)` tokens followed by `trace` tokens, in right-
+ * padded batches, ONE forward pass per batch (no logits) capturing every requested layer;
+ * each batch is pooled on the backend into Float32 rows and its tensors freed before the
+ * next, so at most one batch of hidden states is alive. Poolings: mean over the attention
+ * mask (prompt included, CRAFT's default), response-only mean, last real token, or none
+ * (per-token matrices, for CRAFT's token-drop views). The result, {@link Activations},
+ * saves as `activations.safetensors` + `meta.json` and renders itself in Jupyter.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import * as tf from "@tensorflow/tfjs-core";
+import * as aq from "arquero";
+import type { Model } from "../model/model.ts";
+import { readSafetensors, serializeSafetensors, type TensorToWrite } from "../model/safetensors.ts";
+import { writeDirAtomic, writeFileAtomic, writeJsonAtomic } from "../io/atomic.ts";
+import { Progress, type ProgressMode } from "../viz/progress.ts";
+import { escapeHtml, formatNumber, type MimeBundle } from "../viz/display.ts";
+import type { Pooling } from "./compass.ts";
+import { makeMatrix, type Matrix, selectRows } from "./matrix.ts";
+
+export type { Pooling };
+
+/** One input row: a prompt, the trace that answers it, and any metadata columns (kept). */
+export interface CollectRow {
+  /** The user request; formatted with the model's chat template (`model.formatPrompt`). */
+  prompt: string;
+  /** The response text; absent or "" collects the prompt alone. */
+  trace?: string;
+  /** safe / unsafe / rethink (or any label the fit maps). */
+  traceLabel?: string;
+  /** Any other column (id, label, category, split, ...). */
+  [column: string]: unknown;
+}
+
+/** Rows as an array, or an arquero table (anything with `objects()`). */
+export type CollectInput = readonly CollectRow[] | { objects(): object[] };
+
+/** Options of {@link collectActivations}. */
+export interface CollectOptions {
+  /** Layers to capture (0 = embeddings, negative counts from the end). @default "all" */
+  layers?: number[] | "all";
+  /**
+   * "mean": mean over every real token, prompt included (CRAFT); "mean-response": mean
+   * over the trace tokens only; "last": the last real token; "none": per-token matrices
+   * (`acts.tokens`), with their masked means in `acts.data`. @default "mean"
+   */
+  pooling?: Pooling;
+  /** Rows per forward pass. @default 16 */
+  batchSize?: number;
+  /**
+   * Longest sequence kept. Longer rows lose prompt tokens from the LEFT first (the trace
+   * and the end of the prompt, e.g. the chat template's assistant header, are kept); a
+   * trace longer than `maxLength` alone keeps its first `maxLength` tokens and no prompt.
+   * Dropped counts are in `acts.truncated`. @default model.config.maxPositions
+   */
+  maxLength?: number;
+  /** Called after each batch with the number of rows done. */
+  onProgress?: (done: number, total: number) => void;
+  /** Where the progress bar draws (see lib/viz/progress.ts). @default "auto" */
+  progress?: ProgressMode;
+}
+
+const POOLINGS: readonly Pooling[] = ["mean", "mean-response", "last", "none"];
+
+/** Rows of an array or an arquero table, checked: a string `prompt`, a string `trace` or none. */
+function rowsOf(input: CollectInput): Record<string, unknown>[] {
+  const list = Array.isArray(input)
+    ? input as readonly object[]
+    : typeof (input as { objects?: unknown }).objects === "function"
+    ? (input as { objects(): object[] }).objects()
+    : undefined;
+  if (!list) {
+    throw new Error(
+      "Cannot collect activations: rows must be an array of objects or an arquero table",
+    );
+  }
+  return list.map((r, i) => {
+    const row = r as Record<string, unknown>;
+    if (typeof row?.prompt !== "string") {
+      throw new Error(
+        `Cannot collect activations: row ${i} has no string field 'prompt' (got ${typeof row
+          ?.prompt}); every row needs {prompt, trace?}`,
+      );
+    }
+    if (row.trace !== undefined && row.trace !== null && typeof row.trace !== "string") {
+      throw new Error(
+        `Cannot collect activations: row ${i} field 'trace' is ${typeof row
+          .trace}, expected a string`,
+      );
+    }
+    return { ...row };
+  });
+}
+
+/** Token ids of one row after truncation, the index of its first trace token, tokens dropped. */
+interface Encoded {
+  ids: number[];
+  responseStart: number;
+  truncated: number;
+}
+
+function encodeRow(
+  model: Model,
+  row: Record<string, unknown>,
+  maxLength: number,
+  i: number,
+): Encoded {
+  const p = model.tokenizer.encode(model.formatPrompt(row.prompt as string));
+  const trace = (row.trace as string | undefined) ?? "";
+  const t = trace === "" ? [] : model.tokenizer.encode(trace);
+  const keepT = Math.min(t.length, maxLength);
+  const keepP = Math.min(p.length, maxLength - keepT);
+  const ids = [...p.slice(p.length - keepP), ...t.slice(0, keepT)];
+  if (ids.length === 0) {
+    throw new Error(`Cannot collect activations: row ${i} has no tokens (empty prompt and trace)`);
+  }
+  return { ids, responseStart: keepP, truncated: p.length + t.length - ids.length };
+}
+
+/** Pooling weights [B, T]: each row's weights over its positions sum to 1. */
+function poolWeights(batch: Encoded[], t: number, pooling: Pooling, rows: number[]): Float32Array {
+  const w = new Float32Array(batch.length * t);
+  batch.forEach((e, b) => {
+    const n = e.ids.length;
+    const [from, to] = pooling === "last"
+      ? [n - 1, n]
+      : pooling === "mean-response"
+      ? [e.responseStart, n]
+      : [0, n];
+    if (to <= from) {
+      throw new Error(
+        `Cannot pool row ${rows[b]} with "mean-response": it has no trace tokens ` +
+          `(empty trace, or truncated away); give it a trace or use pooling "mean"`,
+      );
+    }
+    for (let s = from; s < to; s++) w[b * t + s] = 1 / (to - from);
+  });
+  return w;
+}
+
+/**
+ * Runs every row through `model` and pools the hidden states of the requested layers
+ * (see {@link CollectOptions}). Batches are formed from rows sorted by length (less
+ * padding); results are returned in the input order. Also exported as `collectPairs`.
+ */
+export async function collectActivations(
+  model: Model,
+  rows: CollectInput,
+  opts: CollectOptions = {},
+): Promise<Activations> {
+  const c = model.config;
+  const pooling = opts.pooling ?? "mean";
+  if (!POOLINGS.includes(pooling)) {
+    throw new Error(`Cannot collect activations: pooling '${pooling}' is not one of ${POOLINGS}`);
+  }
+  const layers = opts.layers === undefined || opts.layers === "all"
+    ? Array.from({ length: c.nLayer + 1 }, (_, i) => i)
+    : [...new Set(opts.layers.map((l) => (l < 0 ? c.nLayer + 1 + l : l)))].sort((a, b) => a - b);
+  for (const l of layers) {
+    if (!Number.isInteger(l) || l < 0 || l > c.nLayer) {
+      throw new Error(
+        `Cannot collect activations: layer ${l} is outside 0..${c.nLayer} (0 = embeddings)`,
+      );
+    }
+  }
+  if (layers.length === 0) throw new Error("Cannot collect activations: `layers` is empty");
+  const batchSize = Math.max(1, Math.floor(opts.batchSize ?? 16));
+  const maxLength = opts.maxLength ?? c.maxPositions;
+  if (!(maxLength >= 1)) throw new Error(`Cannot collect activations: maxLength ${maxLength} < 1`);
+  const meta = rowsOf(rows);
+  const enc = meta.map((r, i) => encodeRow(model, r, maxLength, i));
+  const n = meta.length, d = c.dModel;
+  const pad = model.tokenizer.padId ?? c.padTokenId ?? model.tokenizer.eosId ?? 0;
+  const data = new Map(layers.map((l) => [l, makeMatrix(n, d)]));
+  const tokens = pooling === "none"
+    ? new Map(layers.map((l) => [l, new Array<Matrix>(n)]))
+    : undefined;
+  const order = Array.from({ length: n }, (_, i) => i)
+    .sort((a, b) => enc[b].ids.length - enc[a].ids.length || a - b);
+  const bar = new Progress({ total: n, label: "collect", unit: "row", mode: opts.progress });
+  const t0 = performance.now();
+  let realTokens = 0;
+  try {
+    for (let s = 0; s < n; s += batchSize) {
+      const idx = order.slice(s, s + batchSize);
+      const batch = idx.map((i) => enc[i]);
+      const t = batch[0].ids.length; // longest first: rows are sorted by length
+      const ids = batch.map((e) => [...e.ids, ...new Array(t - e.ids.length).fill(pad)]);
+      const mask = batch.map((e) => e.ids.map(() => 1).concat(new Array(t - e.ids.length).fill(0)));
+      const w = poolWeights(batch, t, pooling === "none" ? "mean" : pooling, idx);
+      const f = model.forward(ids, { attentionMask: mask, hiddenStates: layers, logits: "none" });
+      try {
+        for (const l of layers) {
+          const h = f.hiddenStates[l]; // [B, T, d]
+          const pooled = tf.tidy(() => tf.sum(tf.mul(h, tf.tensor3d(w, [batch.length, t, 1])), 1) // [B, d]
+          );
+          const vals = await pooled.data() as Float32Array;
+          pooled.dispose();
+          const out = data.get(l)!;
+          idx.forEach((i, b) => out.data.set(vals.subarray(b * d, (b + 1) * d), i * d));
+          if (tokens) {
+            const all = await h.data() as Float32Array;
+            idx.forEach((i, b) => {
+              const len = batch[b].ids.length;
+              tokens.get(l)![i] = makeMatrix(len, d, all.slice(b * t * d, (b * t + len) * d));
+            });
+          }
+        }
+      } finally {
+        tf.dispose(f.hiddenStates.filter(Boolean));
+      }
+      realTokens += batch.reduce((a, e) => a + e.ids.length, 0);
+      bar.tick(idx.length);
+      opts.onProgress?.(Math.min(s + batchSize, n), n);
+    }
+  } finally {
+    bar.done();
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  return new Activations({
+    meta,
+    layers,
+    pooling,
+    data,
+    tokens,
+    tokenCounts: enc.map((e) => e.ids.length),
+    responseStart: enc.map((e) => e.responseStart),
+    truncated: enc.map((e) => e.truncated),
+    tokensPerSecond: seconds > 0 ? realTokens / seconds : 0,
+    seconds,
+    model: model.source,
+    nLayer: c.nLayer,
+  });
+}
+
+/** Alias of {@link collectActivations} (DESIGN.md's name for collecting contrastive pairs). */
+export const collectPairs: typeof collectActivations = collectActivations;
+
+/** What {@link Activations} is built from (see its fields). */
+export interface ActivationsInit {
+  meta: Record<string, unknown>[];
+  layers: number[];
+  pooling: Pooling;
+  data: Map<number, Matrix>;
+  tokens?: Map<number, Matrix[]>;
+  tokenCounts: number[];
+  responseStart: number[];
+  truncated?: number[];
+  tokensPerSecond?: number;
+  seconds?: number;
+  model?: string;
+  nLayer?: number;
+}
+
+const FORMAT = "safety-compass.activations";
+
+/** Pooled hidden states of a set of rows: one [n, d] matrix per layer plus the rows' metadata. */
+export class Activations {
+  /** The input rows, every column kept (text included). */
+  readonly meta: Record<string, unknown>[];
+  /** Captured layers, ascending (0 = embeddings). */
+  readonly layers: number[];
+  /** How the token states were pooled. */
+  readonly pooling: Pooling;
+  /** layer -> [n, d] pooled rows (for pooling "none": the masked means). */
+  readonly data: Map<number, Matrix>;
+  /** Pooling "none" only: layer -> per row, its [T_i, d] token states. */
+  readonly tokens?: Map<number, Matrix[]>;
+  /** Real tokens per row (prompt + trace, after truncation). */
+  readonly tokenCounts: number[];
+  /** Index of each row's first trace token (= its prompt length after truncation). */
+  readonly responseStart: number[];
+  /** Tokens dropped per row by `maxLength`. */
+  readonly truncated: number[];
+  /** Real tokens per second over the whole collection (forward + pooling + reads). */
+  readonly tokensPerSecond: number;
+  /** Wall-clock seconds of the collection. */
+  readonly seconds: number;
+  /** The model's source. */
+  readonly model: string;
+  /** Decoder layers of the model (its last layer is CRAFT's default). */
+  readonly nLayer?: number;
+
+  /** Checks that every matrix has one row per meta row and the same width. */
+  constructor(init: ActivationsInit) {
+    const n = init.meta.length;
+    let d: number | undefined;
+    for (const l of init.layers) {
+      const m = init.data.get(l);
+      if (!m || m.rows !== n || (d !== undefined && m.cols !== d)) {
+        throw new Error(
+          `Cannot build Activations: layer ${l} is ${m ? `[${m.rows}, ${m.cols}]` : "missing"}, ` +
+            `expected [${n}, ${d ?? "d"}] (one row per meta row)`,
+        );
+      }
+      d = m.cols;
+      const tk = init.tokens?.get(l);
+      if (
+        init.tokens && (!tk || tk.length !== n || tk.some((t, i) => t.rows !== init.tokenCounts[i]))
+      ) {
+        throw new Error(
+          `Cannot build Activations: token matrices of layer ${l} do not match tokenCounts`,
+        );
+      }
+    }
+    if (init.tokenCounts.length !== n || init.responseStart.length !== n) {
+      throw new Error(`Cannot build Activations: tokenCounts/responseStart need ${n} entries`);
+    }
+    this.meta = init.meta;
+    this.layers = init.layers;
+    this.pooling = init.pooling;
+    this.data = init.data;
+    this.tokens = init.tokens;
+    this.tokenCounts = init.tokenCounts;
+    this.responseStart = init.responseStart;
+    this.truncated = init.truncated ?? new Array(n).fill(0);
+    this.tokensPerSecond = init.tokensPerSecond ?? 0;
+    this.seconds = init.seconds ?? 0;
+    this.model = init.model ?? "";
+    this.nLayer = init.nLayer;
+  }
+
+  /** Number of rows. */
+  get nRows(): number {
+    return this.meta.length;
+  }
+
+  /** Width of the hidden states. */
+  get dModel(): number {
+    return this.data.get(this.layers[0])?.cols ?? 0;
+  }
+
+  /** The metadata as an arquero table (columns: the union of the rows' keys). */
+  table(): aq.ColumnTable {
+    const names = [...new Set(this.meta.flatMap((r) => Object.keys(r)))];
+    return aq.from(this.meta, names);
+  }
+
+  #resolve(l: number): number {
+    const layer = l < 0 && this.nLayer !== undefined ? this.nLayer + 1 + l : l;
+    if (!this.data.has(layer)) {
+      throw new Error(
+        `Activations hold no layer ${l}: collected layers are ${this.layers.join(", ")}; ` +
+          `collect it with {layers: [${l}, ...]}`,
+      );
+    }
+    return layer;
+  }
+
+  /** The pooled [n, d] matrix of layer `l` (negative counts from the model's last layer). */
+  layer(l: number): Matrix {
+    return this.data.get(this.#resolve(l))!;
+  }
+
+  /** Pooling "none" only: the [T_i, d] token states of every row at layer `l`. */
+  layerTokens(l: number): Matrix[] {
+    if (!this.tokens) {
+      throw new Error(
+        `Activations pooled with "${this.pooling}" hold no token states; collect with pooling "none"`,
+      );
+    }
+    return this.tokens.get(this.#resolve(l))!;
+  }
+
+  /** The values of a metadata column as strings; throws naming the first row that lacks it. */
+  labels(column = "traceLabel"): string[] {
+    return this.meta.map((r, i) => {
+      const v = r[column];
+      if (v === undefined || v === null) {
+        throw new Error(
+          `Cannot read labels: row ${i} has no '${column}' (its columns: ${
+            Object.keys(r).join(", ")
+          })`,
+        );
+      }
+      return String(v);
+    });
+  }
+
+  /** A new Activations holding the rows at `indices`, in that order. */
+  select(indices: readonly number[]): Activations {
+    const pick = <T>(xs: readonly T[]) => indices.map((i) => xs[i]);
+    return new Activations({
+      ...this,
+      meta: pick(this.meta),
+      data: new Map(this.layers.map((l) => [l, selectRows(this.data.get(l)!, indices)])),
+      tokens: this.tokens && new Map(this.layers.map((l) => [l, pick(this.tokens!.get(l)!)])),
+      tokenCounts: pick(this.tokenCounts),
+      responseStart: pick(this.responseStart),
+      truncated: pick(this.truncated),
+    });
+  }
+
+  /** Writes `dir/activations.safetensors` (F32 `layer.L` [n, d], `tokens.L` [sum T_i, d]) and `dir/meta.json`, atomically. */
+  save(dir: string): Promise<void> {
+    const d = this.dModel, total = this.tokenCounts.reduce((a, b) => a + b, 0);
+    const tensors: Record<string, TensorToWrite> = {};
+    for (const l of this.layers) {
+      tensors[`layer.${l}`] = { shape: [this.nRows, d], data: this.data.get(l)!.data };
+      if (this.tokens) {
+        const flat = new Float32Array(total * d);
+        let at = 0;
+        for (const m of this.tokens.get(l)!) (flat.set(m.data, at), at += m.data.length);
+        tensors[`tokens.${l}`] = { shape: [total, d], data: flat };
+      }
+    }
+    const { meta, layers, pooling, tokenCounts, responseStart, truncated } = this;
+    return writeDirAtomic(dir, async (tmp) => {
+      await writeFileAtomic(
+        join(tmp, "activations.safetensors"),
+        serializeSafetensors(tensors, { format: FORMAT }),
+      );
+      await writeJsonAtomic(join(tmp, "meta.json"), {
+        format: FORMAT,
+        version: 1,
+        model: this.model,
+        nLayer: this.nLayer,
+        layers,
+        pooling,
+        dModel: d,
+        tokensPerSecond: this.tokensPerSecond,
+        seconds: this.seconds,
+        tokenCounts,
+        responseStart,
+        truncated,
+        rows: meta,
+      });
+    });
+  }
+
+  /** Reads a folder written by {@link Activations.save}; errors name the file and field. */
+  static async load(dir: string): Promise<Activations> {
+    const path = join(dir, "meta.json");
+    let m: Record<string, unknown>;
+    try {
+      m = JSON.parse(await Deno.readTextFile(path));
+    } catch (err) {
+      throw new Error(`Cannot load activations from ${dir}: ${path}: ${(err as Error).message}`, {
+        cause: err,
+      });
+    }
+    if (m.format !== FORMAT) {
+      throw new Error(`Cannot load ${path}: field 'format' is ${m.format}, expected ${FORMAT}`);
+    }
+    for (const f of ["layers", "tokenCounts", "responseStart", "rows"]) {
+      if (!Array.isArray(m[f])) {
+        throw new Error(`Cannot load ${path}: field '${f}' must be an array`);
+      }
+    }
+    const file = await readSafetensors(join(dir, "activations.safetensors"));
+    const layers = m.layers as number[], counts = m.tokenCounts as number[];
+    const n = (m.rows as unknown[]).length, d = m.dModel as number;
+    const get = (name: string, rows: number) => {
+      const t = file.tensors.get(name);
+      if (!t || t.shape[0] !== rows || t.shape[1] !== d) {
+        throw new Error(
+          `Cannot load ${dir}/activations.safetensors: tensor '${name}' is ` +
+            `${t ? `[${t.shape}]` : "missing"}, expected [${rows}, ${d}] (meta.json)`,
+        );
+      }
+      return t.data;
+    };
+    const data = new Map(layers.map((l) => [l, makeMatrix(n, d, get(`layer.${l}`, n))]));
+    let tokens: Map<number, Matrix[]> | undefined;
+    if (m.pooling === "none") {
+      const total = counts.reduce((a, b) => a + b, 0);
+      tokens = new Map(layers.map((l) => {
+        const flat = get(`tokens.${l}`, total);
+        let at = 0;
+        return [l, counts.map((c) => makeMatrix(c, d, flat.subarray(at * d, (at += c) * d)))];
+      }));
+    }
+    return new Activations({
+      meta: m.rows as Record<string, unknown>[],
+      layers,
+      pooling: m.pooling as Pooling,
+      data,
+      tokens,
+      tokenCounts: counts,
+      responseStart: m.responseStart as number[],
+      truncated: m.truncated as number[] | undefined,
+      tokensPerSecond: m.tokensPerSecond as number | undefined,
+      seconds: m.seconds as number | undefined,
+      model: m.model as string | undefined,
+      nLayer: m.nLayer as number | undefined,
+    });
+  }
+
+  /** Counts of the label column ("traceLabel", else "label") over the rows. */
+  labelCounts(): Record<string, number> {
+    const col = this.meta.some((r) => r.traceLabel !== undefined) ? "traceLabel" : "label";
+    const out: Record<string, number> = {};
+    for (const r of this.meta) {
+      if (r[col] !== undefined) out[String(r[col])] = (out[String(r[col])] ?? 0) + 1;
+    }
+    return out;
+  }
+
+  /** A one-line description. */
+  toString(): string {
+    const counts = Object.entries(this.labelCounts()).map(([k, v]) => `${k} ${v}`).join(", ");
+    return `Activations(${this.nRows} rows, layers ${this.layers.join(",")}, d=${this.dModel}, ` +
+      `pooling ${this.pooling}${counts ? `; ${counts}` : ""}; ${
+        formatNumber(this.tokensPerSecond, 3)
+      } tok/s)`;
+  }
+
+  /** Jupyter rich display: an HTML summary (rows, layers, pooling, label counts, speed). */
+  [Symbol.for("Jupyter.display")](): MimeBundle {
+    const mean = this.tokenCounts.reduce((a, b) => a + b, 0) / Math.max(1, this.nRows);
+    const items: [string, string][] = [
+      ["model", this.model],
+      ["rows", String(this.nRows)],
+      ["layers", `${this.layers.join(", ")} (${this.layers.length})`],
+      ["d_model", String(this.dModel)],
+      ["pooling", this.pooling],
+      ["tokens per row", formatNumber(mean, 3)],
+      ["rows truncated", String(this.truncated.filter((t) => t > 0).length)],
+      ["speed", `${formatNumber(this.tokensPerSecond, 3)} tokens/s`],
+      ...Object.entries(this.labelCounts()).map(([k, v]) =>
+        [`label: ${k}`, String(v)] as [string, string]
+      ),
+    ];
+    const html = `<table class="sc-table"><caption><b>Activations</b></caption>${
+      items.map(([k, v]) =>
+        `<tr><th style="text-align:left">${escapeHtml(k)}</th><td>${escapeHtml(v)}</td></tr>`
+      )
+        .join("")
+    }</table>`;
+    return { "text/html": html, "text/plain": this.toString() };
+  }
+}
