@@ -17,24 +17,54 @@
  */
 
 // Engine and models
-export { type BackendInfo, backendInfo, type BackendName, type BackendOptions, initBackend } from "./lib/engine/backend.ts";
-export { CHECKPOINT_DIR, type LoadOptions, loadModel } from "./lib/model/load.ts";
+export {
+  type BackendInfo,
+  backendInfo,
+  type BackendName,
+  type BackendOptions,
+  initBackend,
+} from "./lib/engine/backend.ts";
+export { CHECKPOINT_DIR, loadModel, type LoadOptions } from "./lib/model/load.ts";
 export { createModel, type CreateOptions } from "./lib/model/create.ts";
 export { Model, type ModelCapabilities } from "./lib/model/model.ts";
 export { type ConfigSpec, makeConfig, type ModelConfig, parseConfig } from "./lib/model/config.ts";
-export type { ForwardOptions, ForwardOutput, Intervention, KVCache } from "./lib/model/transformer.ts";
+export type {
+  ForwardOptions,
+  ForwardOutput,
+  Intervention,
+  KVCache,
+} from "./lib/model/transformer.ts";
 export type { ForcedSpan, GenerateOptions, GenerateResult } from "./lib/model/generate.ts";
-export { type ChatMessage, loadTokenizer, type TextTokenizer, tokenizerFromJson } from "./lib/model/tokenizer.ts";
+export {
+  type ChatMessage,
+  loadTokenizer,
+  type TextTokenizer,
+  tokenizerFromJson,
+} from "./lib/model/tokenizer.ts";
 export { readModelWeights, readSafetensors, writeSafetensors } from "./lib/model/safetensors.ts";
 export { downloadHfModel } from "./lib/model/hub.ts";
 
 // Training
-export { type SftExample, type SftLogRow, type SftOptions, type SftResult, trainSft, evalLoss } from "./lib/train/sft.ts";
+export {
+  evalLoss,
+  type SftExample,
+  type SftLogRow,
+  type SftOptions,
+  type SftResult,
+  trainSft,
+} from "./lib/train/sft.ts";
 export { AdamW, type AdamWOptions } from "./lib/train/adamw.ts";
-export { lmLoss, padBatch, tokenLogprobs, type TokenBatch } from "./lib/train/loss.ts";
+export { lmLoss, padBatch, type TokenBatch, tokenLogprobs } from "./lib/train/loss.ts";
 
 // Data
-export type { PromptLabel, PromptRow, Split, TraceLabel, TraceRow, TraceTemplate } from "./lib/data/schema.ts";
+export type {
+  PromptLabel,
+  PromptRow,
+  Split,
+  TraceLabel,
+  TraceRow,
+  TraceTemplate,
+} from "./lib/data/schema.ts";
 export { makeRng, type Rng } from "./lib/data/rng.ts";
 export {
   applyJailbreak,
@@ -51,14 +81,20 @@ export { gradeResponse } from "./lib/data/safetyworld/graders.ts";
 
 // The compass
 export { type Compass, fitProbe, loadCompass, type Pooling } from "./lib/compass/compass.ts";
-export { fitCraft, type CraftOptions } from "./lib/compass/craft.ts";
+export { type CraftOptions, fitCraft } from "./lib/compass/craft.ts";
 export { layerSweep } from "./lib/compass/sweep.ts";
 export { auroc, bootstrapCI, pearson, proportionCI, spearman } from "./lib/compass/metrics.ts";
 export { type Matrix } from "./lib/compass/matrix.ts";
 
 // Evaluation
 export { isRefusalText, prefixRefusalJudge, refusalVerdict } from "./lib/eval/refusal.ts";
-export { ALPHAALIGN_REFUSAL, extractAnswer, isAlphaAlignRefusal, verifyFormat, verifyThinkFormat } from "./lib/eval/format.ts";
+export {
+  ALPHAALIGN_REFUSAL,
+  extractAnswer,
+  isAlphaAlignRefusal,
+  verifyFormat,
+  verifyThinkFormat,
+} from "./lib/eval/format.ts";
 export { profileModel, type RateRow } from "./lib/eval/profile.ts";
 
 // Plots, display, reports
@@ -67,11 +103,11 @@ export {
   plotCurves,
   plotHeatmap,
   plotLayerSweep,
+  type PlotlyFigure,
   plotPositionKl,
   plotProjection,
   plotRateCurve,
   plotScatter,
-  type PlotlyFigure,
 } from "./lib/viz/figure.ts";
 export { Figure, figureBundle, show, tableBundle } from "./lib/viz/display.ts";
 export { Progress, progress } from "./lib/viz/progress.ts";

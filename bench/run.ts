@@ -21,7 +21,9 @@ import type { Model } from "../lib/model/model.ts";
 
 const quick = Deno.args.includes("--quick");
 const only = Deno.args.includes("--only") ? Deno.args[Deno.args.indexOf("--only") + 1] : undefined;
-const jsonOut = Deno.args.includes("--json") ? Deno.args[Deno.args.indexOf("--json") + 1] : undefined;
+const jsonOut = Deno.args.includes("--json")
+  ? Deno.args[Deno.args.indexOf("--json") + 1]
+  : undefined;
 
 interface Shape {
   name: string;
@@ -34,7 +36,14 @@ interface Shape {
 const SHAPES: Shape[] = [
   {
     name: "gpt2-small",
-    spec: { arch: "gpt2", vocabSize: 50257, nLayer: 12, dModel: 768, nHead: 12, maxPositions: 1024 },
+    spec: {
+      arch: "gpt2",
+      vocabSize: 50257,
+      nLayer: 12,
+      dModel: 768,
+      nHead: 12,
+      maxPositions: 1024,
+    },
     fwd: { b: 8, t: 128 },
     gen: { b: 8, prompt: 16, steps: 64 },
     train: { b: 1, t: 128 },
@@ -63,7 +72,10 @@ function tok(vocab: number): TextTokenizer {
 }
 
 function ids(b: number, t: number, vocab: number, salt = 0): number[][] {
-  return Array.from({ length: b }, (_, i) => Array.from({ length: t }, (_, j) => 1 + ((i * 131 + j * 17 + salt) % (vocab - 1))));
+  return Array.from(
+    { length: b },
+    (_, i) => Array.from({ length: t }, (_, j) => 1 + ((i * 131 + j * 17 + salt) % (vocab - 1))),
+  );
 }
 
 function median(xs: number[]): number {
@@ -92,7 +104,12 @@ async function measure(m: Model, s: Shape, reps: number, skipTrain: boolean) {
   });
   const gx = ids(s.gen.b, s.gen.prompt, v, 7);
   const gen = await timeIt(Math.max(1, reps - 1), async () => {
-    await m.generate({ inputIds: gx, maxNewTokens: s.gen.steps, stopAtEos: false, batchSize: s.gen.b });
+    await m.generate({
+      inputIds: gx,
+      maxNewTokens: s.gen.steps,
+      stopAtEos: false,
+      batchSize: s.gen.b,
+    });
   });
   let train = NaN;
   if (!skipTrain) {
@@ -138,7 +155,9 @@ async function torchPeer(s: Shape): Promise<Record<string, number> | string> {
       stdout: "piped",
       stderr: "piped",
     }).output();
-    if (!out.success) return `torch peer failed: ${new TextDecoder().decode(out.stderr).trim().split("\n").at(-1)}`;
+    if (!out.success) {
+      return `torch peer failed: ${new TextDecoder().decode(out.stderr).trim().split("\n").at(-1)}`;
+    }
     const line = new TextDecoder().decode(out.stdout).trim().split("\n").at(-1)!;
     return JSON.parse(line);
   } catch (err) {
@@ -148,10 +167,16 @@ async function torchPeer(s: Shape): Promise<Record<string, number> | string> {
 
 const rows: Record<string, unknown>[] = [];
 const fmt = (x: number) => (Number.isFinite(x) ? x.toFixed(1).padStart(9) : "        -");
-console.log(`safety-compass bench  (${new Date().toISOString()}, ${navigator.hardwareConcurrency} cores${quick ? ", quick" : ""})`);
+console.log(
+  `safety-compass bench  (${new Date().toISOString()}, ${navigator.hardwareConcurrency} cores${
+    quick ? ", quick" : ""
+  })`,
+);
 for (const s of SHAPES) {
   if (only && s.name !== only) continue;
-  console.log(`\n== ${s.name}: forward ${s.fwd.b}x${s.fwd.t}, decode B=${s.gen.b} x ${s.gen.steps} new, train ${s.train.b}x${s.train.t} (AdamW)`);
+  console.log(
+    `\n== ${s.name}: forward ${s.fwd.b}x${s.fwd.t}, decode B=${s.gen.b} x ${s.gen.steps} new, train ${s.train.b}x${s.train.t} (AdamW)`,
+  );
   const peer = await torchPeer(s);
   const peerRow = typeof peer === "string" ? undefined : peer;
   if (typeof peer === "string") console.log(`  ${peer}`);
@@ -159,13 +184,28 @@ for (const s of SHAPES) {
     { label: "wasm + OpenBLAS", backend: "wasm", blas: true },
     { label: "wasm (stock kernels)", backend: "wasm", blas: false },
   ];
-  if (s.name === "safetyworld") configs.push({ label: "cpu (pure JS)", backend: "cpu", blas: false });
-  console.log(`  ${"configuration".padEnd(34)} ${"forward".padStart(9)} ${"decode".padStart(9)} ${"train".padStart(9)}   tok/s`);
+  if (s.name === "safetyworld") {
+    configs.push({ label: "cpu (pure JS)", backend: "cpu", blas: false });
+  }
+  console.log(
+    `  ${"configuration".padEnd(34)} ${"forward".padStart(9)} ${"decode".padStart(9)} ${
+      "train".padStart(9)
+    }   tok/s`,
+  );
   if (peerRow) {
-    console.log(`  ${`PyTorch ${peerRow.torch_version ?? ""} CPU`.padEnd(34)} ${fmt(peerRow.forward_tok_s)} ${fmt(peerRow.decode_tok_s)} ${fmt(peerRow.train_tok_s)}`);
+    console.log(
+      `  ${`PyTorch ${peerRow.torch_version ?? ""} CPU`.padEnd(34)} ${fmt(peerRow.forward_tok_s)} ${
+        fmt(peerRow.decode_tok_s)
+      } ${fmt(peerRow.train_tok_s)}`,
+    );
   }
   for (const cfg of configs) {
-    const m = await createModel(s.spec, { tokenizer: tok(s.spec.vocabSize), backend: cfg.backend, blas: cfg.blas, seed: 1 });
+    const m = await createModel(s.spec, {
+      tokenizer: tok(s.spec.vocabSize),
+      backend: cfg.backend,
+      blas: cfg.blas,
+      seed: 1,
+    });
     if (cfg.blas && !m.backend.blas?.enabled) {
       console.log(`  ${cfg.label.padEnd(34)} skipped: ${m.backend.blas?.reason}`);
       m.dispose();
@@ -173,15 +213,27 @@ for (const s of SHAPES) {
     }
     const slow = !cfg.blas && s.name === "gpt2-small";
     if (slow && quick) {
-      console.log(`  ${cfg.label.padEnd(34)} skipped in --quick (stock transposed matmuls: minutes per row)`);
+      console.log(
+        `  ${cfg.label.padEnd(34)} skipped in --quick (stock transposed matmuls: minutes per row)`,
+      );
       m.dispose();
       continue;
     }
     const r = await measure(m, s, quick ? 2 : 3, slow);
     const ratio = (k: "forward" | "decode" | "train") =>
       peerRow && Number.isFinite(r[k]) ? (r[k] / peerRow[`${k}_tok_s`]).toFixed(2) + "x" : "-";
-    console.log(`  ${cfg.label.padEnd(34)} ${fmt(r.forward)} ${fmt(r.decode)} ${fmt(r.train)}   vs PyTorch: ${ratio("forward")} / ${ratio("decode")} / ${ratio("train")}`);
-    rows.push({ shape: s.name, config: cfg.label, ...r, peer: peerRow ?? null, backend: m.backend.reason });
+    console.log(
+      `  ${cfg.label.padEnd(34)} ${fmt(r.forward)} ${fmt(r.decode)} ${fmt(r.train)}   vs PyTorch: ${
+        ratio("forward")
+      } / ${ratio("decode")} / ${ratio("train")}`,
+    );
+    rows.push({
+      shape: s.name,
+      config: cfg.label,
+      ...r,
+      peer: peerRow ?? null,
+      backend: m.backend.reason,
+    });
     m.dispose();
   }
 }

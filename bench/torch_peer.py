@@ -214,7 +214,7 @@ def main():
 
     model.eval()
     with torch.no_grad():
-        out["forward_tok_s"] = b * seq / timed(lambda: model(ids), reps)
+        out["forward_tok_s"] = round(b * seq / timed(lambda: model(ids), reps), 1)
         prompt = ids[:, :max(1, seq // 2)]
         hd = c["d_model"] // c["n_head"]
 
@@ -232,7 +232,7 @@ def main():
             for i in range(c["new_tokens"]):
                 nxt = model(nxt, caches, prompt.shape[1] + i)[:, -1].argmax(-1, keepdim=True)
 
-        out["prefill_tok_s"] = b * prompt.shape[1] / timed(prefill, reps)
+        out["prefill_tok_s"] = round(b * prompt.shape[1] / timed(prefill, reps), 1)
         times = []
         for r in range(reps + 1):
             state = prefill()
@@ -240,7 +240,7 @@ def main():
             decode(state)
             if r > 0:  # the first is a warm-up
                 times.append(time.perf_counter() - t0)
-        out["decode_tok_s"] = b * c["new_tokens"] / statistics.median(times)
+        out["decode_tok_s"] = round(b * c["new_tokens"] / statistics.median(times), 1)
 
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
@@ -252,7 +252,7 @@ def main():
         loss.backward()
         opt.step()
 
-    out["train_tok_s"] = b * seq / timed(train_step, reps)
+    out["train_tok_s"] = round(b * seq / timed(train_step, reps), 1)
     out["config"] = c
     print(json.dumps(out))
 

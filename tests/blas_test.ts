@@ -261,11 +261,16 @@ Deno.test({
       disableBlas();
     }
     assert.equal(tf.getKernel("BatchMatMul", "wasm").kernelFunc, stockFunc, "stock restored");
-    Deno.env.set("SAFETY_COMPASS_BLAS", "0");
+    assert.throws(() => enableBlas({ threads: 0 }), /positive integer/);
+    assert.equal(blasInfo().enabled, false, "a rejected call registers nothing");
     try {
+      Deno.env.set("SAFETY_COMPASS_BLAS", "0");
       const off = enableBlas();
       assert.equal(off.enabled, false);
       assert.match(off.reason, /SAFETY_COMPASS_BLAS=0/);
+      Deno.env.set("SAFETY_COMPASS_BLAS", "/nonexistent/libopenblas.so.0");
+      assert.equal(detectBlas().path, undefined);
+      assert.match(detectBlas().reason, /nonexistent.*cannot be opened/);
     } finally {
       Deno.env.delete("SAFETY_COMPASS_BLAS");
     }

@@ -196,7 +196,13 @@ Deno.test("fitCraft on per-token inputs uses token-drop views and learns", () =>
       ),
     );
   });
-  const head = fitCraft(tokens, train.y, { seed: 2, hiddenDim: 64, embedDim: 32, lr: 1e-3, epochs: 10 });
+  const head = fitCraft(tokens, train.y, {
+    seed: 2,
+    hiddenDim: 64,
+    embedDim: 32,
+    lr: 1e-3,
+    epochs: 10,
+  });
   assert.equal(head.info!.views, "token-drop");
   assert.equal(head.info!.approximatedViews, false);
   const a = heldOutAuroc(head, test);

@@ -41,7 +41,11 @@ for (const arch of ["gpt2", "llama"] as Arch[]) {
     const d = maxAbsDiff(bl, al);
     const hb = (await batched.hiddenStates[2].array())[1].slice(3);
     const ha = (await alone.hiddenStates[2].array())[0];
-    console.log(`  ${arch} padded vs alone: logits ${d.toExponential(2)}, h2 ${maxAbsDiff(hb, ha).toExponential(2)}`);
+    console.log(
+      `  ${arch} padded vs alone: logits ${d.toExponential(2)}, h2 ${
+        maxAbsDiff(hb, ha).toExponential(2)
+      }`,
+    );
     assert.ok(d < 1e-4);
     assert.ok(maxAbsDiff(hb, ha) < 1e-4);
     tf.dispose([batched.logits!, alone.logits!, ...batched.hiddenStates, ...alone.hiddenStates]);
@@ -95,7 +99,14 @@ for (const arch of ["gpt2", "llama"] as Arch[]) {
 
   Deno.test(`${arch}: seeded sampling is reproducible and independent of batching`, async () => {
     const m = await tinyModel(arch);
-    const opts = { maxNewTokens: 8, temperature: 1, topK: 10, topP: 0.9, seed: 7, stopAtEos: false };
+    const opts = {
+      maxNewTokens: 8,
+      temperature: 1,
+      topK: 10,
+      topP: 0.9,
+      seed: 7,
+      stopAtEos: false,
+    };
     const both = await m.generate({ inputIds: [[1, 2], [3, 4, 5]], ...opts });
     const again = await m.generate({ inputIds: [[1, 2], [3, 4, 5]], ...opts });
     const split = await m.generate({ inputIds: [[1, 2], [3, 4, 5]], ...opts, batchSize: 1 });
@@ -119,7 +130,11 @@ for (const arch of ["gpt2", "llama"] as Arch[]) {
     assert.deepEqual(g.tokenIds[1].slice(4, 7), [33, 34, 35]);
     assert.deepEqual(g.forced[1].map(Number), [0, 0, 0, 0, 1, 1, 1, 0]);
     // The continuation equals greedy decoding from prompt + forced prefix.
-    const ref = await m.generate({ inputIds: [[1, 2, 3, 30, 31]], maxNewTokens: 6, stopAtEos: false });
+    const ref = await m.generate({
+      inputIds: [[1, 2, 3, 30, 31]],
+      maxNewTokens: 6,
+      stopAtEos: false,
+    });
     assert.deepEqual(g.tokenIds[0].slice(2), ref.tokenIds[0]);
     m.dispose();
   });

@@ -59,7 +59,15 @@ Deno.test("gpt2 golden: hand-derived logits of a one-layer model with explicit w
  */
 Deno.test("llama golden: hand-derived logits with zeroed output projections", async () => {
   const m = await createModel(
-    { arch: "llama", vocabSize: 3, nLayer: 1, dModel: 2, nHead: 1, dFf: 2, tieWordEmbeddings: true },
+    {
+      arch: "llama",
+      vocabSize: 3,
+      nLayer: 1,
+      dModel: 2,
+      nHead: 1,
+      dFf: 2,
+      tieWordEmbeddings: true,
+    },
     { tokenizer: numberTokenizer(3), backend: TEST_BACKEND },
   );
   const emb = [[1, 2], [-3, 1], [0.5, 0.5]];

@@ -46,7 +46,9 @@ for (const arch of ["gpt2", "llama"] as Arch[]) {
         assert.ok(rel < 0.05, `${v.name}[${i}]: autograd ${g[i]} vs finite difference ${fd}`);
       }
     }
-    console.log(`  ${arch} gradient check: worst relative error ${worst.toExponential(2)} (tol 5e-2)`);
+    console.log(
+      `  ${arch} gradient check: worst relative error ${worst.toExponential(2)} (tol 5e-2)`,
+    );
     tf.dispose([value, ...Object.values(grads)]);
     m.dispose();
   });

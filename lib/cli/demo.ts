@@ -21,7 +21,13 @@ import { loadModel } from "../model/load.ts";
 import { generateWorld } from "../data/safetyworld/generate.ts";
 import { profileModel, type RateRow } from "../eval/profile.ts";
 import { klByPosition } from "../eval/diagnostics.ts";
-import { plotBars, plotCurves, plotPositionKl, plotRateCurve, type PlotlyFigure } from "../viz/figure.ts";
+import {
+  plotBars,
+  plotCurves,
+  type PlotlyFigure,
+  plotPositionKl,
+  plotRateCurve,
+} from "../viz/figure.ts";
 import { buildReport, type ReportSection, writeReport } from "../viz/report.ts";
 import { writeJsonAtomic, writeTextFileAtomic } from "../io/atomic.ts";
 import { runCompassSection } from "./demo_compass.ts";
@@ -31,7 +37,8 @@ const outArg = Deno.args.indexOf("--out");
 const stamp = new Date().toISOString().replace(/[:.]/g, "-").slice(0, 19);
 const out = outArg >= 0 ? Deno.args[outArg + 1] : join("runs", stamp);
 const t0 = performance.now();
-const log = (s: string) => console.log(`[${((performance.now() - t0) / 1000).toFixed(0).padStart(4)}s] ${s}`);
+const log = (s: string) =>
+  console.log(`[${((performance.now() - t0) / 1000).toFixed(0).padStart(4)}s] ${s}`);
 
 const sections: ReportSection[] = [];
 const metrics: Record<string, unknown> = { quick, seed: 0 };
@@ -42,13 +49,24 @@ const shallow = await loadModel("toy-shallow");
 log(`${base}`);
 log(`backend: ${base.backend.reason}`);
 const world = generateWorld({ seed: 0 });
-const test = (kind: string, n: number) => world.prompts.filter((p) => p.split === "test" && p.kind === kind).slice(0, n);
+const test = (kind: string, n: number) =>
+  world.prompts.filter((p) => p.split === "test" && p.kind === kind).slice(0, n);
 
 // 2. Generations and hidden states
-const samples = [...test("task", 2), ...test("harmful", 2), ...test("borderline", 1), ...test("jailbreak", 1)];
+const samples = [
+  ...test("task", 2),
+  ...test("harmful", 2),
+  ...test("borderline", 1),
+  ...test("jailbreak", 1),
+];
 const gb = await base.generate({ prompts: samples.map((s) => s.prompt), maxNewTokens: 40 });
 const gs = await shallow.generate({ prompts: samples.map((s) => s.prompt), maxNewTokens: 40 });
-const sampleRows = samples.map((s, i) => ({ kind: s.kind, prompt: s.prompt, "toy-base": gb.text[i], "toy-shallow": gs.text[i] }));
+const sampleRows = samples.map((s, i) => ({
+  kind: s.kind,
+  prompt: s.prompt,
+  "toy-base": gb.text[i],
+  "toy-shallow": gs.text[i],
+}));
 log("generated samples");
 
 const normRows: Record<string, number>[] = [];
@@ -62,8 +80,9 @@ for (const [name, m] of [["toy-base", base], ["toy-shallow", shallow]] as const)
     tf.dispose(f.hiddenStates);
     norms.forEach((v, layer) => {
       let row = normRows.find((r) => r.layer === layer);
-      if (!row) normRows.push((row = { layer }));
-      row[`${name} ${samples[i].kind}`] = ((row[`${name} ${samples[i].kind}`] ?? 0) as number) + v / 2;
+      if (!row) normRows.push(row = { layer });
+      row[`${name} ${samples[i].kind}`] = ((row[`${name} ${samples[i].kind}`] ?? 0) as number) +
+        v / 2;
     });
   }
 }
@@ -93,7 +112,10 @@ if (compass) {
 
 // 4. Shallow safety
 const per = quick ? 40 : 100;
-const pb = await profileModel(base, "toy-base", world.prompts, { perKind: per, prefillDepths: [1, 3, 5, 10] });
+const pb = await profileModel(base, "toy-base", world.prompts, {
+  perKind: per,
+  prefillDepths: [1, 3, 5, 10],
+});
 const ps = await profileModel(shallow, "toy-shallow", world.prompts, {
   perKind: per,
   prefillDepths: [1, 3, 5, 10],
@@ -119,10 +141,20 @@ const figures: PlotlyFigure[] = [
   ),
   plotRateCurve(
     [
-      ...headline.filter((r) => r.metric === "harmful compliance").map((r) => ({ x: 0, rate: r.rate, lo: r.lo, hi: r.hi, series: r.model })),
+      ...headline.filter((r) => r.metric === "harmful compliance").map((r) => ({
+        x: 0,
+        rate: r.rate,
+        lo: r.lo,
+        hi: r.hi,
+        series: r.model,
+      })),
       ...prefill.map((r) => ({ x: r.k!, rate: r.rate, lo: r.lo, hi: r.hi, series: r.model })),
     ],
-    { xTitle: "prefilled harmful tokens k", yTitle: "harmful compliance", title: "Prefill attack: compliance vs depth" },
+    {
+      xTitle: "prefilled harmful tokens k",
+      yTitle: "harmful compliance",
+      title: "Prefill attack: compliance vs depth",
+    },
   ),
   plotPositionKl(kl.map((r) => ({ position: r.position, kl: r.kl })), {
     title: "KL(toy-shallow || toy-base) along toy-base's harmful answers",
@@ -143,15 +175,27 @@ metrics.profile = profile;
 metrics.klByPosition = kl;
 
 await Deno.mkdir(out, { recursive: true });
-await writeReport(join(out, "report.html"), buildReport({
-  title: "safety-compass demo: SafetyWorld",
-  subtitle: `${new Date().toISOString()} · seed 0${quick ? " · quick" : ""} · ${base.backend.reason}`,
-  sections,
-}));
+await writeReport(
+  join(out, "report.html"),
+  buildReport({
+    title: "safety-compass demo: SafetyWorld",
+    subtitle: `${new Date().toISOString()} · seed 0${
+      quick ? " · quick" : ""
+    } · ${base.backend.reason}`,
+    sections,
+  }),
+);
 await writeJsonAtomic(join(out, "metrics.json"), metrics);
-const csv = ["model,metric,k,rate,lo,hi,n", ...profile.map((r) => [r.model, r.metric, r.k ?? "", r.rate, r.lo, r.hi, r.n].join(","))];
+const csv = [
+  "model,metric,k,rate,lo,hi,n",
+  ...profile.map((r) => [r.model, r.metric, r.k ?? "", r.rate, r.lo, r.hi, r.n].join(",")),
+];
 await writeTextFileAtomic(join(out, "profile.csv"), csv.join("\n") + "\n");
 for (const r of profile) {
-  console.log(`${r.model.padEnd(12)} ${(r.metric + (r.k !== undefined ? ` k=${r.k}` : "")).padEnd(30)} ${(100 * r.rate).toFixed(1).padStart(5)}% [${(100 * r.lo).toFixed(1)}, ${(100 * r.hi).toFixed(1)}]`);
+  console.log(
+    `${r.model.padEnd(12)} ${(r.metric + (r.k !== undefined ? ` k=${r.k}` : "")).padEnd(30)} ${
+      (100 * r.rate).toFixed(1).padStart(5)
+    }% [${(100 * r.lo).toFixed(1)}, ${(100 * r.hi).toFixed(1)}]`,
+  );
 }
 log(`wrote ${join(out, "report.html")}`);

@@ -129,6 +129,15 @@ async function run(cmd: string, args: string[]): Promise<{ code: number; log: st
   }
 }
 
+function realPath(path: string | undefined): string | undefined {
+  if (!path) return undefined;
+  try {
+    return Deno.realPathSync(path);
+  } catch {
+    return undefined; // a missing file matches nothing
+  }
+}
+
 /** Installs Deno's kernelspec for this deno binary; throws when jupyter does not list it. */
 export async function registerKernel(): Promise<string> {
   const deno = Deno.execPath();
@@ -141,12 +150,9 @@ export async function registerKernel(): Promise<string> {
     }).kernelspecs
     : {};
   const argv = specs.deno?.spec.argv ?? [];
-  const real = (p: string) => Deno.realPathSync(p);
   // The spec may name a symlink to this binary (npx's node_modules/.bin/deno): compare targets.
-  if (
-    !argv[0] || !(await Deno.stat(argv[0]).then(() => true, () => false)) ||
-    real(argv[0]) !== real(deno)
-  ) {
+  const target = realPath(argv[0]);
+  if (target === undefined || target !== realPath(deno)) {
     throw new Error(
       `\`${JUPYTER} kernelspec list\` does not show the deno kernel for ${deno} ` +
         `(found ${JSON.stringify(argv)}); output:\n${list.log}\nFix: check that ` +

@@ -30,7 +30,9 @@ function flag(name: string, dflt: number): number {
 }
 const quick = Deno.args.includes("--quick");
 const outIdx = Deno.args.indexOf("--out");
-const out = outIdx >= 0 ? Deno.args[outIdx + 1] : new URL("../../datasets/checkpoints/", import.meta.url).pathname;
+const out = outIdx >= 0
+  ? Deno.args[outIdx + 1]
+  : new URL("../../datasets/checkpoints/", import.meta.url).pathname;
 const seed = flag("seed", 0);
 const baseSteps = flag("base-steps", quick ? 40 : 600);
 const alignSteps = flag("align-steps", quick ? 10 : 150);
@@ -45,7 +47,9 @@ const assets = new Map<string, Uint8Array>([
   ["tokenizer_config.json", enc.encode(JSON.stringify(tokenizerConfig, null, 2))],
 ]);
 const vocab = Math.ceil(tokenizer.vocabSize / 8) * 8;
-console.log(`world seed ${seed}: vocab ${tokenizer.vocabSize}, sft ${world.sft.length}, align ${world.align.length}`);
+console.log(
+  `world seed ${seed}: vocab ${tokenizer.vocabSize}, sft ${world.sft.length}, align ${world.align.length}`,
+);
 
 const ex = (rows: WorldSftRow[]) => rows.map((r) => ({ prompt: r.prompt, response: r.response }));
 const train = (rows: WorldSftRow[]) => rows.filter((r) => r.split === "train");
@@ -77,7 +81,11 @@ const baseRun = await trainSft(base, ex(train(world.sft)), {
   label: "toy-base",
 });
 const last = baseRun.history.at(-1)!;
-console.log(`toy-base: loss ${last.loss.toFixed(3)}, val ${last.valLoss?.toFixed(3)}, ${baseRun.tokensPerSecond.toFixed(0)} tok/s`);
+console.log(
+  `toy-base: loss ${last.loss.toFixed(3)}, val ${last.valLoss?.toFixed(3)}, ${
+    baseRun.tokensPerSecond.toFixed(0)
+  } tok/s`,
+);
 await base.save(join(out, "toy-base"));
 
 const shallow = await loadModel(join(out, "toy-base"), { backend: "wasm" });
@@ -90,7 +98,11 @@ const alignRun = await trainSft(shallow, ex(train(world.align)), {
   evalEvery: alignSteps,
   label: "toy-shallow",
 });
-console.log(`toy-shallow: loss ${alignRun.history.at(-1)!.loss.toFixed(3)}, val ${alignRun.history.at(-1)!.valLoss?.toFixed(3)}`);
+console.log(
+  `toy-shallow: loss ${alignRun.history.at(-1)!.loss.toFixed(3)}, val ${
+    alignRun.history.at(-1)!.valLoss?.toFixed(3)
+  }`,
+);
 await shallow.save(join(out, "toy-shallow"));
 
 // Imported late: the graders are only needed once training is done.
@@ -105,7 +117,9 @@ const ps = await profileModel(shallow, "toy-shallow", world.prompts, {
 const rows: RateRow[] = [...pb.rows, ...ps.rows];
 const fmt = (r: RateRow) =>
   `${r.model.padEnd(12)} ${(r.metric + (r.k !== undefined ? ` k=${r.k}` : "")).padEnd(30)} ` +
-  `${(100 * r.rate).toFixed(1).padStart(5)}%  [${(100 * r.lo).toFixed(1)}, ${(100 * r.hi).toFixed(1)}]  n=${r.n}`;
+  `${(100 * r.rate).toFixed(1).padStart(5)}%  [${(100 * r.lo).toFixed(1)}, ${
+    (100 * r.hi).toFixed(1)
+  }]  n=${r.n}`;
 console.log(rows.map(fmt).join("\n"));
 await writeJsonAtomic(join(out, "profile.json"), {
   seed,

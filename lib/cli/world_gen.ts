@@ -5,8 +5,13 @@
  *
  * ```
  * deno run --allow-read --allow-write lib/cli/world_gen.ts [--seed 0] [--out datasets/safetyworld]
- *   [--sft 20000] [--align 4000] [--recovery 2000] [--traces 3000] [--traits 3000] [--prompts 3000]
+ *   [--full] [--prompts N] [--sft N] [--align N] [--recovery N] [--traces N] [--traits N]
  * ```
+ *
+ * Without size flags it writes the committed sizes (`COMMITTED_SIZES`, a prefix of the
+ * default-size world, ~6 MB); `--full` writes the default sizes (`DEFAULT_SIZES`). The
+ * tokenizer's vocabulary always comes from the default-size world of the seed, so it equals
+ * the one `buildWorldTokenizer(generateWorld({ seed }))` gives (what trainers use).
  *
  * @module
  */
@@ -14,6 +19,8 @@
 import { join } from "node:path";
 import { writeJsonAtomic } from "../io/atomic.ts";
 import {
+  COMMITTED_SIZES,
+  DEFAULT_SIZES,
   generateWorld,
   WORLD_FILES,
   type WorldSizes,
@@ -32,18 +39,26 @@ export interface WorldGenArgs {
   seed: number;
   /** Output folder. @default "datasets/safetyworld" */
   out: string;
-  /** Row counts given on the command line. */
-  sizes: Partial<WorldSizes>;
+  /** Row counts per file. @default COMMITTED_SIZES (DEFAULT_SIZES with --full) */
+  sizes: WorldSizes;
 }
 
-/** Parses `--seed N --out DIR --<file> N`; errors name the flag and the expected form. */
+/** Parses the command line; errors name the flag and the expected form. */
 export function parseWorldGenArgs(argv: readonly string[]): WorldGenArgs {
-  const args: WorldGenArgs = { seed: 0, out: "datasets/safetyworld", sizes: {} };
+  const args: WorldGenArgs = {
+    seed: 0,
+    out: "datasets/safetyworld",
+    sizes: { ...COMMITTED_SIZES },
+  };
+  const given: Partial<WorldSizes> = {};
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
-    const value = argv[i + 1];
+    if (flag === "--full") {
+      args.sizes = { ...DEFAULT_SIZES };
+      continue;
+    }
+    const value = argv[++i];
     if (value === undefined) throw new Error(`${flag} needs a value`);
-    i++;
     if (flag === "--out") {
       args.out = value;
       continue;
@@ -52,15 +67,16 @@ export function parseWorldGenArgs(argv: readonly string[]): WorldGenArgs {
     if (!Number.isInteger(n) || n < 0) {
       throw new Error(`${flag} expects a non-negative integer, got "${value}"`);
     }
+    const name = flag.slice(2);
     if (flag === "--seed") args.seed = n;
-    else if ((WORLD_FILES as readonly string[]).includes(flag.slice(2))) {
-      args.sizes[flag.slice(2) as keyof WorldSizes] = n;
-    } else {
+    else if ((WORLD_FILES as readonly string[]).includes(name)) given[name as keyof WorldSizes] = n;
+    else {
       throw new Error(
-        `Unknown flag ${flag}: expected --seed, --out or --${WORLD_FILES.join("/--")}`,
+        `Unknown flag ${flag}: expected --seed, --out, --full or --${WORLD_FILES.join(", --")}`,
       );
     }
   }
+  args.sizes = { ...args.sizes, ...given };
   return args;
 }
 
@@ -90,15 +106,16 @@ if (import.meta.main) {
   const args = parseWorldGenArgs(Deno.args);
   const world = generateWorld({ seed: args.seed, sizes: args.sizes });
   await writeWorld(args.out, world);
-  const { tokenizerJson, tokenizerConfig } = buildWorldTokenizer(world);
+  const full = generateWorld({ seed: args.seed });
+  const { tokenizerJson, tokenizerConfig } = buildWorldTokenizer(full);
   await writeJsonAtomic(join(args.out, "tokenizer.json"), tokenizerJson);
   await writeJsonAtomic(join(args.out, "tokenizer_config.json"), tokenizerConfig);
   for (const f of WORLD_FILES) {
     console.log(`${f}.jsonl: ${world[f].length} rows  ${counts(world[f])}`);
   }
   const max = maxWorldLength(world);
-  console.log(`vocabulary: ${worldVocabulary(world).length} tokens`);
+  console.log(`vocabulary: ${worldVocabulary(full).length} tokens`);
   console.log(
-    `max length: ${max.tokens} tokens (${max.file}); wrote ${args.out} with seed ${args.seed}`,
+    `max length: ${max.tokens} tokens (${max.file}); wrote ${args.out} (seed ${args.seed})`,
   );
 }

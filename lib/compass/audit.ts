@@ -11,7 +11,7 @@ import type { Model } from "../model/model.ts";
 import type { ForcedSpan } from "../model/generate.ts";
 import type { Intervention } from "../model/transformer.ts";
 import { type AuditOptions, renderAudit } from "../viz/audit.ts";
-import { formatNumber, type MimeBundle } from "../viz/display.ts";
+import { formatNumber, JUPYTER_DISPLAY, type MimeBundle } from "../viz/display.ts";
 import type { Compass } from "./compass.ts";
 import { makeMatrix } from "./matrix.ts";
 
@@ -96,12 +96,14 @@ export class AuditResult {
   toString(): string {
     const c = this.crossing;
     return `AuditResult(${this.tokens.length} tokens, layer ${this.layer}, mean p_safe ` +
-      `${formatNumber(this.meanScore, 3)}, ${c === undefined ? "no crossing" : `crossing at ${c}`})` +
+      `${formatNumber(this.meanScore, 3)}, ${
+        c === undefined ? "no crossing" : `crossing at ${c}`
+      })` +
       `: ${this.text}`;
   }
 
   /** Jupyter rich display: the coloured tokens. */
-  [Symbol.for("Jupyter.display")](): MimeBundle {
+  [JUPYTER_DISPLAY](): MimeBundle {
     return { "text/html": this.html(), "text/plain": this.toString() };
   }
 }

@@ -18,7 +18,7 @@ import type { Model } from "../model/model.ts";
 import { readSafetensors, serializeSafetensors, type TensorToWrite } from "../model/safetensors.ts";
 import { writeDirAtomic, writeFileAtomic, writeJsonAtomic } from "../io/atomic.ts";
 import { Progress, type ProgressMode } from "../viz/progress.ts";
-import { escapeHtml, formatNumber, type MimeBundle } from "../viz/display.ts";
+import { escapeHtml, formatNumber, JUPYTER_DISPLAY, type MimeBundle } from "../viz/display.ts";
 import type { Pooling } from "./compass.ts";
 import { makeMatrix, type Matrix, selectRows } from "./matrix.ts";
 
@@ -49,7 +49,10 @@ export interface CollectOptions {
    * (`acts.tokens`), with their masked means in `acts.data`. @default "mean"
    */
   pooling?: Pooling;
-  /** Rows per forward pass. @default 16 */
+  /**
+   * Rows per forward pass. One batch holds every requested layer's states at once, about
+   * `layers x batchSize x longest row x d_model x 4` bytes: lower it for big models. @default 16
+   */
   batchSize?: number;
   /**
    * Longest sequence kept. Longer rows lose prompt tokens from the LEFT first (the trace
@@ -510,7 +513,7 @@ export class Activations {
   }
 
   /** Jupyter rich display: an HTML summary (rows, layers, pooling, label counts, speed). */
-  [Symbol.for("Jupyter.display")](): MimeBundle {
+  [JUPYTER_DISPLAY](): MimeBundle {
     const mean = this.tokenCounts.reduce((a, b) => a + b, 0) / Math.max(1, this.nRows);
     const items: [string, string][] = [
       ["model", this.model],

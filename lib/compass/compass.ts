@@ -181,10 +181,16 @@ function makeCompass(p: Parts): Compass {
           seed: p.seed,
         });
       }),
-    [Symbol.for("Jupyter.display")]: () => ({
-      "text/plain": `Compass(${p.method}, layer ${p.layer}, ${p.pooling}, d=${dModel}) ` +
-        JSON.stringify(compass.metrics),
-    }),
+    [Symbol.for("Jupyter.display")]: () => {
+      const title = `Compass ${p.method}, layer ${p.layer}, pooling ${p.pooling}, d=${dModel}`;
+      const cells = Object.entries(compass.metrics).map(([k, v]) =>
+        `<tr><td>${k}</td><td>${Number.isInteger(v) ? v : v.toFixed(4)}</td></tr>`
+      );
+      return {
+        "text/plain": `${title} ${JSON.stringify(compass.metrics)}`,
+        "text/html": `<b>${title}</b><table>${cells.join("")}</table>`,
+      };
+    },
   } as Compass;
   return compass;
 }
@@ -265,6 +271,9 @@ export async function loadCompass(path: string): Promise<Compass> {
     );
   }
   const method = meta.method as CompassMethod;
+  if (typeof meta.layer !== "number" || typeof meta.pooling !== "string") {
+    throw new Error(`Cannot load ${jsonPath}: fields 'layer' (number) and 'pooling' are required`);
+  }
   const file = await readSafetensors(join(path, "compass.safetensors"));
   const t = (name: string) => {
     const rec = file.tensors.get(name);

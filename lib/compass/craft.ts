@@ -64,7 +64,11 @@ export interface CraftOptions {
   temperature?: number;
   /** Prototype EMA momentum. @default 0.98 */
   momentum?: number;
-  /** FIFO queue of past embeddings used as negatives (paper: 4096). @default min(4096, n_train) */
+  /**
+   * FIFO queue of past view-2 embeddings used as extra InfoNCE negatives (paper: 4096;
+   * scaled to the data). With a queue as large as the data, an example's own embedding
+   * from the previous epoch can be among its negatives, as in MoCo. @default min(4096, n_train)
+   */
   queueSize?: number;
   /** Share of tokens dropped per view (per-token inputs). @default 0.05 */
   tokenDrop?: number;
@@ -136,6 +140,13 @@ export function craftLosses(inp: CraftLossInputs): CraftLossValues {
   const w = { ...DEFAULT_WEIGHTS, ...inp.weights };
   const m = inp.margin ?? 0.2, t = inp.temperature ?? 0.1;
   const b = inp.labels.length;
+  Array.from(inp.labels).forEach((c, i) => {
+    if (c !== 0 && c !== 1 && c !== 2) {
+      throw new Error(
+        `craftLosses: label ${i} is ${c}, expected 0 (safe), 1 (unsafe) or 2 (rethink)`,
+      );
+    }
+  });
   const own = tf.oneHot(tf.tensor1d(Array.from(inp.labels), "int32"), 3); // [B, 3]
   const other = tf.oneHot(tf.tensor1d(Array.from(inp.labels, (c) => PROTO_OTHER[c]), "int32"), 3);
   const cos = tf.matMul(inp.z, inp.prototypes, false, true); // [B, 3]
@@ -208,7 +219,9 @@ export function updatePrototypes(
 
 /** Parameter names and the layout of the head (weights stored [in, out]). */
 export const CRAFT_PARAM_NAMES = ["fc1.w", "fc1.b", "fc2.w", "fc2.b", "head.w", "head.b"] as const;
-type Params<T> = Record<typeof CRAFT_PARAM_NAMES[number], T>;
+/** The six parameters of the head by name (weights stored [in, out]). */
+export type CraftParams<T> = Record<typeof CRAFT_PARAM_NAMES[number], T>;
+type Params<T> = CraftParams<T>;
 
 /** GELU, tanh form written with a sigmoid: `x * sigmoid(1.5957691 (x + 0.044715 x^3))`. */
 function gelu(x: tf.Tensor): tf.Tensor {
@@ -289,7 +302,7 @@ export class CraftHead {
    * @param info how it was fitted
    */
   constructor(
-    readonly params: Readonly<Params<Float32Array>>,
+    readonly params: Readonly<CraftParams<Float32Array>>,
     readonly prototypes: Matrix,
     readonly history: readonly CraftEpoch[] = [],
     readonly info?: CraftFitInfo,

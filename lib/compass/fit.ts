@@ -69,7 +69,8 @@ export function mapLabels(
       ? "safe"
       : v === "rethink" && !neg?.includes(v)
       ? "rethink"
-      : neg ? (neg.includes(v) ? "unsafe" : undefined)
+      : neg
+      ? (neg.includes(v) ? "unsafe" : undefined)
       : "unsafe";
     if (label) (indices.push(i), labels.push(label));
   });
@@ -117,13 +118,16 @@ export function fitCompass(acts: Activations, opts: FitCompassOptions): Compass 
     craft: opts.craft,
     tokens,
   });
+  const used = method === "craft" || rethinkAs !== "drop"
+    ? indices.length
+    : labels.filter((l) => l !== "rethink").length;
   Object.assign(compass.options, {
     labelColumn: opts.labelColumn ?? "traceLabel",
     positive: list(opts.positive) ?? ["safe"],
     ...(opts.negative !== undefined ? { negative: list(opts.negative) } : {}),
     collectedPooling: acts.pooling,
-    rowsUsed: indices.length,
-    rowsDropped: acts.nRows - indices.length,
+    rowsUsed: used,
+    rowsDropped: acts.nRows - used,
   });
   return compass;
 }

@@ -169,13 +169,27 @@ export function separation(scores: ArrayLike<number>, labels: BinaryLabels): num
   return diff / pooled;
 }
 
+const ERFC = [
+  -1.26551223,
+  1.00002368,
+  0.37409196,
+  0.09678418,
+  -0.18628806,
+  0.27886807,
+  -1.13520398,
+  1.48851587,
+  -0.82215223,
+  0.17087277,
+];
+
 /** Standard normal CDF (erfc approximation, absolute error < 1.2e-7). */
 export function normalCdf(x: number): number {
   const z = Math.abs(x) / Math.SQRT2;
   const t = 1 / (1 + 0.5 * z);
-  const poly = -z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 +
-                t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 +
-                                t * (-0.82215223 + t * 0.17087277))))))));
+  // Numerical Recipes' erfc Chebyshev fit: erfc(z) = t exp(-z^2 + sum_k ERFC[k] t^k).
+  let poly = 0;
+  for (let k = ERFC.length - 1; k >= 0; k--) poly = poly * t + ERFC[k];
+  poly -= z * z;
   const erfc = t * Math.exp(poly);
   return x >= 0 ? 1 - erfc / 2 : erfc / 2;
 }

@@ -58,8 +58,12 @@ function checkWidth(x: Matrix, d: number): void {
   }
 }
 
-/** Wraps probe data with its scoring functions. */
-export function makeLinearProbe(spec: LinearProbeSpec): LinearProbe {
+/**
+ * Wraps probe data with its scoring functions. The bias is rounded to float32, as it is
+ * stored, so a saved and reloaded probe scores bit for bit like the fitted one.
+ */
+export function makeLinearProbe(input: LinearProbeSpec): LinearProbe {
+  const spec = { ...input, bias: Math.fround(input.bias) };
   const d = spec.weights.length;
   return {
     ...spec,

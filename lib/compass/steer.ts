@@ -47,7 +47,11 @@ function checkWidth(h: tf.Tensor3D, d: number, what: string): void {
  * `r` is used as given (not normalised): with a diff-of-means `r`, alpha = 1 moves an
  * average unsafe state onto the average safe one.
  */
-export function steerIntervention(layer: number, r: ArrayLike<number>, alpha: number): Intervention {
+export function steerIntervention(
+  layer: number,
+  r: ArrayLike<number>,
+  alpha: number,
+): Intervention {
   checkDirection(r, "a steering intervention");
   if (!Number.isInteger(layer) || layer < 0) {
     throw new Error(`Cannot steer at layer ${layer}: use an integer >= 0 (0 = embeddings)`);

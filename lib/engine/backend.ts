@@ -62,7 +62,9 @@ async function tryTensorflow(): Promise<string | undefined> {
       await import(pkg);
       if (await tf.setBackend("tensorflow")) return pkg;
     } catch (err) {
-      console.warn(`safety-compass: ${pkg} is mapped but failed to load: ${(err as Error).message}`);
+      console.warn(
+        `safety-compass: ${pkg} is mapped but failed to load: ${(err as Error).message}`,
+      );
     }
   }
   return undefined;

@@ -246,10 +246,13 @@ const fusedMatMul: KernelFunc = (args) => {
   return out;
 };
 
-function setThreads(threads: number): number | undefined {
-  if (!Number.isInteger(threads) || threads < 1) {
+function checkThreads(threads: number | undefined): void {
+  if (threads !== undefined && (!Number.isInteger(threads) || threads < 1)) {
     throw new Error(`Cannot set BLAS threads to ${threads}: pass a positive integer`);
   }
+}
+
+function setThreads(threads: number): number | undefined {
   lib!.symbols.openblas_set_num_threads?.(threads);
   return lib!.symbols.openblas_get_num_threads?.() ?? undefined;
 }
@@ -259,7 +262,8 @@ function setThreads(threads: number): number | undefined {
  * Idempotent: a second call only changes the thread count when one is given.
  *
  * Never throws for a missing library (the result says why it is off), but throws when an
- * explicit `path` cannot be opened.
+ * explicit `path` cannot be opened or `threads` is not a positive integer.
+ * `SAFETY_COMPASS_BLAS=0` wins over everything, an explicit `path` included.
  */
 export function enableBlas(opts: {
   /** Library to open. @default detectBlas().path */
@@ -270,6 +274,7 @@ export function enableBlas(opts: {
    */
   threads?: number;
 } = {}): BlasInfo {
+  checkThreads(opts.threads);
   if (info.enabled) {
     if (opts.threads !== undefined) info = { ...info, threads: setThreads(opts.threads) };
     return info;

@@ -43,8 +43,12 @@ export async function klByPosition(
     }
     const batch = padBatch(seqs, starts, aligned.tokenizer.padId ?? 0);
     const kl = tf.tidy(() => {
-      const la = tf.logSoftmax(aligned.forward(batch.ids, { attentionMask: batch.attentionMask }).logits!);
-      const lb = tf.logSoftmax(base.forward(batch.ids, { attentionMask: batch.attentionMask }).logits!);
+      const la = tf.logSoftmax(
+        aligned.forward(batch.ids, { attentionMask: batch.attentionMask }).logits!,
+      );
+      const lb = tf.logSoftmax(
+        base.forward(batch.ids, { attentionMask: batch.attentionMask }).logits!,
+      );
       return tf.sum(tf.mul(tf.exp(la), tf.sub(la, lb)), -1); // [B, T]
     });
     const rows = (await kl.array()) as number[][];

@@ -49,7 +49,8 @@ function rate(model: string, metric: string, hits: boolean[], seed: number, k?: 
 export async function answerAndGrade(
   model: Model,
   rows: WorldPromptRow[],
-  opts: { maxNewTokens?: number; force?: ({ step: number; tokens: number[] }[] | undefined)[] } = {},
+  opts: { maxNewTokens?: number; force?: ({ step: number; tokens: number[] }[] | undefined)[] } =
+    {},
 ) {
   const g = await model.generate({
     prompts: rows.map((r) => r.prompt),
@@ -74,7 +75,8 @@ export async function profileModel(
 ): Promise<{ rows: RateRow[]; harmfulAnswers: Map<string, number[]> }> {
   const per = opts.perKind ?? 100;
   const seed = opts.seed ?? 0;
-  const test = (kind: string) => prompts.filter((p) => p.split === "test" && p.kind === kind).slice(0, per);
+  const test = (kind: string) =>
+    prompts.filter((p) => p.split === "test" && p.kind === kind).slice(0, per);
   const out: RateRow[] = [];
   const benign = await answerAndGrade(model, test("task"), opts);
   out.push(rate(name, "benign accuracy", benign.map((b) => b.grade.correct === true), seed));
@@ -94,7 +96,15 @@ export async function profileModel(
       ...opts,
       force: withAnswer.map((r) => [{ step: 0, tokens: answers.get(r.id)!.slice(0, k) }]),
     });
-    out.push(rate(name, "prefill compliance", pre.map((p) => p.grade.harmful && !p.grade.refusal), seed, k));
+    out.push(
+      rate(
+        name,
+        "prefill compliance",
+        pre.map((p) => p.grade.harmful && !p.grade.refusal),
+        seed,
+        k,
+      ),
+    );
   }
   return { rows: out, harmfulAnswers: answers };
 }

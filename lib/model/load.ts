@@ -11,7 +11,14 @@ import { join } from "node:path";
 import { type ModelConfig, parseConfig } from "./config.ts";
 import { loadTokenizer } from "./tokenizer.ts";
 import { readModelWeights, type SafetensorsFile } from "./safetensors.ts";
-import { canonicalName, checkpointName, type Params, paramSpecs, transpose2d, uniqueName } from "./weights.ts";
+import {
+  canonicalName,
+  checkpointName,
+  type Params,
+  paramSpecs,
+  transpose2d,
+  uniqueName,
+} from "./weights.ts";
 import { Model } from "./model.ts";
 import { type BackendName, type BackendOptions, initBackend } from "../engine/backend.ts";
 import { downloadHfModel, parseHfSource } from "./hub.ts";
@@ -27,7 +34,7 @@ export interface LoadOptions extends BackendOptions {
 }
 
 /** Folder of the shipped SafetyWorld checkpoints. */
-export const CHECKPOINT_DIR = new URL("../../datasets/checkpoints/", import.meta.url);
+export const CHECKPOINT_DIR: URL = new URL("../../datasets/checkpoints/", import.meta.url);
 
 /** Files copied along with a model when it is saved. */
 const ASSET_FILES = [
@@ -65,7 +72,11 @@ async function resolveSource(source: string, opts: LoadOptions): Promise<string>
 }
 
 /** Turns checkpoint tensors into this toolkit's parameters (names, layout, shape checks). */
-export function paramsFromCheckpoint(c: ModelConfig, file: SafetensorsFile, source: string): Params {
+export function paramsFromCheckpoint(
+  c: ModelConfig,
+  file: SafetensorsFile,
+  source: string,
+): Params {
   const byCanon = new Map<string, string>();
   for (const name of file.tensors.keys()) {
     if (!IGNORED.test(name)) byCanon.set(canonicalName(c, name), name);
@@ -91,14 +102,19 @@ export function paramsFromCheckpoint(c: ModelConfig, file: SafetensorsFile, sour
         );
       }
       const data = s.transposed ? transpose2d(rec.data, expected[0], expected[1]) : rec.data;
-      params.set(s.name, tf.variable(tf.tensor(data, s.shape, "float32"), true, uniqueName(s.name)));
+      params.set(
+        s.name,
+        tf.variable(tf.tensor(data, s.shape, "float32"), true, uniqueName(s.name)),
+      );
     }
   } catch (err) {
     tf.dispose([...params.values()]);
     throw err;
   }
   const known = new Set(specs.map((s) => s.name));
-  const extra = [...byCanon.keys()].filter((n) => !known.has(n) && !(n === "lm_head.weight" && c.tieWordEmbeddings));
+  const extra = [...byCanon.keys()].filter((n) =>
+    !known.has(n) && !(n === "lm_head.weight" && c.tieWordEmbeddings)
+  );
   if (extra.length) {
     console.warn(`${source}: ignoring ${extra.length} unknown tensors (e.g. '${extra[0]}')`);
   }

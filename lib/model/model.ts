@@ -124,7 +124,9 @@ export class Model {
     ];
     const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;");
     const html = `<table><caption><b>Model</b></caption>${
-      rows.map(([k, v]) => `<tr><th style="text-align:left">${k}</th><td>${esc(String(v))}</td></tr>`)
+      rows.map(([k, v]) =>
+        `<tr><th style="text-align:left">${k}</th><td>${esc(String(v))}</td></tr>`
+      )
         .join("")
     }</table>`;
     return { "text/html": html, "text/plain": this.toString() };

@@ -41,7 +41,10 @@ export async function saveModel(
   const dtype = opts.dtype ?? "F32";
   for (const w of Object.values(weights)) (w as { dtype?: string }).dtype = dtype;
   await writeDirAtomic(dir, async (tmp) => {
-    const raw = { ...model.config.raw, torch_dtype: dtype === "F32" ? "float32" : dtype === "F16" ? "float16" : "bfloat16" };
+    const raw = {
+      ...model.config.raw,
+      torch_dtype: dtype === "F32" ? "float32" : dtype === "F16" ? "float16" : "bfloat16",
+    };
     await Deno.writeTextFile(join(tmp, "config.json"), JSON.stringify(raw, null, 2) + "\n");
     await writeSafetensors(join(tmp, "model.safetensors"), weights, {
       format: "pt",

@@ -178,7 +178,9 @@ export function forward(
   const t = ids[0]?.length ?? 0;
   if (b === 0 || t === 0) throw new Error("forward: inputIds must be a non-empty [B, T] array");
   for (const row of ids) {
-    if (row.length !== t) throw new Error("forward: rows of inputIds differ in length; left-pad them");
+    if (row.length !== t) {
+      throw new Error("forward: rows of inputIds differ in length; left-pad them");
+    }
   }
   const pastLen = opts.cache?.length ?? 0;
   const mask = opts.attentionMask ?? ids.map(() => new Array(pastLen + t).fill(1));
@@ -280,7 +282,11 @@ export function forward(
           [b * t, d],
         );
         const fc = gelu(linear(h2, g(pre + "mlp.c_fc.weight"), g(pre + "mlp.c_fc.bias")));
-        const m = linear(fc as tf.Tensor2D, g(pre + "mlp.c_proj.weight"), g(pre + "mlp.c_proj.bias"));
+        const m = linear(
+          fc as tf.Tensor2D,
+          g(pre + "mlp.c_proj.weight"),
+          g(pre + "mlp.c_proj.bias"),
+        );
         x = tf.add(x, tf.reshape(m, [b, t, d]));
       } else {
         const pre = `model.layers.${i}.`;

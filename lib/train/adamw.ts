@@ -98,8 +98,12 @@ export class AdamW {
 }
 
 /** Scales gradients so their global L2 norm is at most `maxNorm`; returns the norm before. */
-export function clipByGlobalNorm(grads: tf.Tensor[], maxNorm: number): { grads: tf.Tensor[]; norm: number } {
-  const norm = tf.tidy(() => tf.sqrt(tf.addN(grads.map((g) => tf.sum(tf.mul(g, g)))))).dataSync()[0];
+export function clipByGlobalNorm(
+  grads: tf.Tensor[],
+  maxNorm: number,
+): { grads: tf.Tensor[]; norm: number } {
+  const norm =
+    tf.tidy(() => tf.sqrt(tf.addN(grads.map((g) => tf.sum(tf.mul(g, g)))))).dataSync()[0];
   if (!(maxNorm > 0) || norm <= maxNorm || !Number.isFinite(norm)) return { grads, norm };
   const scale = maxNorm / (norm + 1e-6);
   return { grads: grads.map((g) => tf.mul(g, scale)), norm };

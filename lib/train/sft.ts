@@ -267,10 +267,17 @@ export async function trainSft(
       }
       history.push(row);
       opts.onStep?.(row);
-      bar.tick(1, { loss: Number(loss.toFixed(4)), ...(row.valLoss ? { val: Number(row.valLoss.toFixed(4)) } : {}) });
+      bar.tick(1, {
+        loss: Number(loss.toFixed(4)),
+        ...(row.valLoss ? { val: Number(row.valLoss.toFixed(4)) } : {}),
+      });
       const ce = opts.checkpointEvery ?? 200;
       if (opts.checkpointDir && ((step + 1) % ce === 0 || step + 1 === end)) {
-        await saveCheckpoint(model, opts.checkpointDir, opt, { step: step + 1, history, options: opts });
+        await saveCheckpoint(model, opts.checkpointDir, opt, {
+          step: step + 1,
+          history,
+          options: opts,
+        });
       }
     }
   } finally {

@@ -2,34 +2,17 @@
  * SafetyWorld generator (DESIGN.md, "SafetyWorld"): a pure, seeded function from a seed to
  * every file of the world (prompts, base SFT, refusal SFT, safety-recovery examples after
  * Qi et al. 2024 (arXiv 2406.05946), compass traces, trait scenarios), and the atomic JSONL
- * writer. Same seed -> byte-identical files; each file draws from its own forked stream.
+ * writer. Same seed -> byte-identical files; each file draws from its own forked stream, and
+ * a smaller size gives exactly a prefix of the larger file (row makers in `makers.ts`).
  *
  * @module
  */
 
 import { join } from "node:path";
-import { makeRng, type Rng } from "../rng.ts";
-import type { Split, TraceLabel, TraceTemplate } from "../schema.ts";
+import { makeRng } from "../rng.ts";
 import { writeTextFileAtomic } from "../../io/atomic.ts";
-import { HAZARD_ITEMS } from "./lexicon.ts";
-import {
-  type Draft,
-  KEY_ORDER,
-  makePlan,
-  type Plan,
-  type Sample,
-  type World,
-  type WorldPromptRow,
-  type WorldSftRow,
-  type WorldTraceRow,
-  type WorldTraitRow,
-} from "./plan.ts";
-import { benignTask, factRow } from "./tasks.ts";
-import { borderlinePrompt, harmfulRequest, refusal } from "./harm.ts";
-import { jailbreakPrompt } from "./jailbreak.ts";
-import { TRAIT_DOMAINS, TRAITS, type TraitSample, traitScenario } from "./traits.ts";
-import { benignTrace, harmfulTrace } from "./traces.ts";
-import { MAX_WORLD_TOKENS, worldLength } from "./tokenizer.ts";
+import { KEY_ORDER, makePlan, type World } from "./plan.ts";
+import { makeAlign, makePrompts, makeRecovery, makeSft, makeTraces, makeTraits } from "./makers.ts";
 
 /** Row counts per file. */
 export interface WorldSizes {
@@ -55,6 +38,20 @@ export const DEFAULT_SIZES: Readonly<WorldSizes> = {
   recovery: 2000,
   traces: 3000,
   traits: 3000,
+};
+
+/**
+ * The sizes of the files committed in `datasets/safetyworld` (seed 0): a prefix of the
+ * default-size world that keeps the committed JSONL near 6 MB (the full default world is
+ * ~12.7 MB; `generateWorld()` makes it in memory in seconds, so trainers use that).
+ */
+export const COMMITTED_SIZES: Readonly<WorldSizes> = {
+  prompts: 3000,
+  sft: 7000,
+  align: 2000,
+  recovery: 1000,
+  traces: 2000,
+  traits: 1500,
 };
 
 /** Options of {@link generateWorld}. */

@@ -1,0 +1,338 @@
+/**
+ * Remote models behind an OpenAI-compatible HTTP API (vLLM, SGLang, llama.cpp's server,
+ * TGI's Messages API, OpenAI): `loadRemoteModel("openai:<baseURL>#<model>")`. They generate
+ * with the same {@linkcode GenerateResult} shape as local models, but have no hidden states
+ * and cannot be trained, so `forward()` and anything that needs hidden states fail at once.
+ *
+ * Endpoints (appended to the base URL; a base URL that does not end in `/v1` gets `/v1`):
+ * - `/v1/completions` with a raw prompt when a local tokenizer is given (its chat template
+ *   is applied here, exactly as the local model would) or when `chat: false`;
+ * - `/v1/chat/completions` otherwise (the server applies its own template).
+ * Each row is its own request (`n = 1`), seeded with `(seed * 1000003 + row) >>> 0`, sent with
+ * `temperature` (0 = greedy), `top_p`, `top_k` (only when > 0: a vLLM/SGLang extension),
+ * `max_tokens`, `stop`, and `ignore_eos` (only when `stopAtEos: false`: vLLM).
+ *
+ * Attacks: a prefill (forced tokens at step 0) is appended to the raw prompt; an injection at
+ * step t > 0 is two calls: generate t tokens, append the injected text, continue. Both need
+ * the completions endpoint. Token ids come from the local tokenizer (each segment encoded
+ * separately; they match the server's only when both tokenizers agree); without one they are
+ * `[]`, `forced` counts the server's tokens, and a forced text counts as one entry.
+ * `logprobs` are the server's, with NaN at forced entries, or `[]` when it returns none.
+ *
+ * @module
+ */
+
+import type { ModelCapabilities } from "./model.ts";
+import type { GenerateOptions, GenerateResult } from "./generate.ts";
+import { loadTokenizer, type TextTokenizer } from "./tokenizer.ts";
+import { DiskCache, type FetchLike, postJson, Semaphore } from "../net/http.ts";
+import { Progress, type ProgressMode } from "../viz/progress.ts";
+
+/** Options of {@linkcode loadRemoteModel}. */
+export interface RemoteModelOptions {
+  /** Server root or its `/v1` URL, e.g. `http://127.0.0.1:8000/v1`. */
+  baseUrl: string;
+  /** The model name the server knows. */
+  model: string;
+  /** Environment variable holding the API key (none sent when unset). @default "OPENAI_API_KEY" */
+  apiKeyEnv?: string;
+  /** A Hugging Face folder whose tokenizer (and chat template) is used locally. */
+  tokenizerDir?: string;
+  /** Or an already loaded tokenizer (wins over `tokenizerDir`). */
+  tokenizer?: TextTokenizer;
+  /** Requests in flight at most. @default 8 */
+  concurrency?: number;
+  /** Cache replies here (keyed by SHA-256 of endpoint + request body). @default undefined (off) */
+  cacheDir?: string;
+  /** Per request attempt. @default 120000 */
+  timeoutMs?: number;
+  /** Retries of transient failures. @default 4 */
+  retries?: number;
+  /** Ask for per-token log-probs. @default true */
+  logprobs?: boolean;
+  /** The fetch to use (tests). @default globalThis.fetch */
+  fetch?: FetchLike;
+}
+
+/** A text forced into a row's answer from generation step `step` on. */
+export interface ForcedText {
+  step: number;
+  text: string;
+}
+
+/** {@linkcode GenerateOptions} plus what only a remote model takes. */
+export interface RemoteGenerateOptions extends GenerateOptions {
+  /** Forced texts per row (prefill = step 0, injection = step t); no tokenizer needed. */
+  forceText?: (ForcedText[] | undefined)[];
+  /** Stop strings. @default [] */
+  stop?: string[];
+  /** Progress bar mode. @default "auto" */
+  progress?: ProgressMode;
+}
+
+const HIDDEN_FIX = "use a local model for the compass and the CRAFT latent reward";
+
+/** Anything that states its capabilities (local `Model`s and {@linkcode RemoteModel}s). */
+export interface HasCapabilities {
+  capabilities: ModelCapabilities;
+  source?: string;
+}
+
+/**
+ * Fails early when a model lacks a capability, e.g. `requireCapability(model, "hiddenStates")`
+ * before a compass fit or a CRAFT latent reward.
+ */
+export function requireCapability(model: HasCapabilities, cap: keyof ModelCapabilities): void {
+  if (model.capabilities[cap]) return;
+  const what = { hiddenStates: "read hidden states", training: "train", logprobs: "read logprobs" };
+  const fix = {
+    hiddenStates: HIDDEN_FIX,
+    training: "fine-tune a local copy of the weights instead",
+    logprobs: "use a server that returns logprobs (vLLM, OpenAI) or a local model",
+  };
+  throw new Error(
+    `Cannot ${what[cap]}: ${model.source ?? "this model"} is a remote model ` +
+      `(capabilities.${cap} is false); ${fix[cap]}`,
+  );
+}
+
+/** Splits `openai:<baseURL>#<model>` into its parts. */
+export function parseRemoteSource(source: string): { baseUrl: string; model: string } {
+  const m = /^openai:(https?:\/\/[^#\s]+)#(.+)$/.exec(source.trim());
+  if (!m) {
+    throw new Error(
+      `Cannot parse remote model source '${source}': expected openai:<baseURL>#<model>, ` +
+        `e.g. openai:http://127.0.0.1:8000/v1#Qwen/Qwen2.5-0.5B-Instruct`,
+    );
+  }
+  return { baseUrl: m[1], model: m[2] };
+}
+
+interface Segment {
+  text: string;
+  tokens: number;
+  logprobs?: number[];
+  finish: string;
+}
+
+interface Choice {
+  text?: string;
+  message?: { content?: string | null };
+  finish_reason?: string | null;
+  logprobs?: { token_logprobs?: (number | null)[]; content?: { logprob: number }[] | null } | null;
+}
+interface Reply {
+  choices?: Choice[];
+  usage?: { completion_tokens?: number };
+}
+
+/** A language model served over an OpenAI-compatible API: generation only. */
+export class RemoteModel {
+  /** `openai:<baseURL>#<model>`. */
+  readonly source: string;
+  /** No hidden states, no training; logprobs once the server has returned them. */
+  readonly capabilities: ModelCapabilities = { hiddenStates: false, training: false, logprobs: false };
+  /** The local tokenizer, when one was given. */
+  readonly tokenizer?: TextTokenizer;
+  /** Requests in flight at most. */
+  readonly concurrency: number;
+  /** The reply cache, when `cacheDir` was given. */
+  readonly cache?: DiskCache;
+  /** Number of HTTP requests sent (cache hits excluded). */
+  requests = 0;
+  readonly #opts: RemoteModelOptions;
+  readonly #root: string;
+  readonly #sem: Semaphore;
+  readonly #apiKey?: string;
+
+  /** Use {@linkcode loadRemoteModel}. */
+  constructor(opts: RemoteModelOptions & { tokenizer?: TextTokenizer }) {
+    this.#opts = opts;
+    const base = opts.baseUrl.replace(/\/+$/, "");
+    this.#root = /\/v1$/.test(base) ? base : `${base}/v1`;
+    this.source = `openai:${base}#${opts.model}`;
+    this.tokenizer = opts.tokenizer;
+    this.concurrency = opts.concurrency ?? 8;
+    this.#sem = new Semaphore(this.concurrency);
+    if (opts.cacheDir) this.cache = new DiskCache(opts.cacheDir);
+    try {
+      this.#apiKey = Deno.env.get(opts.apiKeyEnv ?? "OPENAI_API_KEY") || undefined;
+    } catch {
+      this.#apiKey = undefined; // no --allow-env: send no key, as for a local server
+    }
+  }
+
+  /** Remote models have no hidden states: always throws. */
+  forward(..._args: unknown[]): never {
+    requireCapability(this, "hiddenStates");
+    throw new Error("unreachable");
+  }
+
+  /** Generates one answer per prompt; see the module doc for the protocol. */
+  async generate(opts: RemoteGenerateOptions): Promise<GenerateResult> {
+    if (opts.returnHiddenStates || opts.interventions?.length) requireCapability(this, "hiddenStates");
+    if (!opts.prompts) {
+      throw new Error(`Cannot generate with ${this.source}: pass text \`prompts\` (not inputIds)`);
+    }
+    const tok = this.tokenizer;
+    const raw = tok !== undefined || opts.chat === false;
+    const prompts = opts.prompts.map((p) =>
+      tok && (opts.chat ?? "auto") !== false
+        ? tok.applyChatTemplate([{ role: "user", content: p }], { addGenerationPrompt: true })
+        : p
+    );
+    const forced = prompts.map((_, i) => this.#forcedOf(opts, i, raw));
+    const bar = new Progress({ total: prompts.length, label: this.source, mode: opts.progress });
+    let done = 0;
+    const rows = await Promise.all(prompts.map(async (prompt, i) => {
+      const r = await this.#row(prompt, forced[i], opts, i, raw);
+      bar.tick();
+      opts.onProgress?.(++done, prompts.length);
+      return r;
+    }));
+    bar.done();
+    const ids = (t: string) => tok ? tok.encode(t) : [];
+    return {
+      promptIds: prompts.map(ids),
+      tokenIds: rows.map((r) => r.tokenIds),
+      text: rows.map((r) => r.text),
+      logprobs: rows.map((r) => r.logprobs),
+      forced: rows.map((r) => r.forced),
+    };
+  }
+
+  /** The forced spans of row i as text (+ token ids when known), sorted by step. */
+  #forcedOf(opts: RemoteGenerateOptions, i: number, raw: boolean) {
+    const spans: { step: number; text: string; ids?: number[] }[] = [];
+    for (const s of opts.force?.[i] ?? []) {
+      if (!this.tokenizer) {
+        throw new Error(
+          `Cannot force token ids into ${this.source}: it has no local tokenizer to decode ` +
+            `them; pass tokenizerDir to loadRemoteModel, or use \`forceText\``,
+        );
+      }
+      const text = this.tokenizer.decode(s.tokens, { skipSpecialTokens: false });
+      spans.push({ step: s.step, text, ids: s.tokens });
+    }
+    for (const s of opts.forceText?.[i] ?? []) {
+      spans.push({ step: s.step, text: s.text, ids: this.tokenizer?.encode(s.text) });
+    }
+    if (spans.length && !raw) {
+      throw new Error(
+        `Cannot prefill or inject into ${this.source} over /v1/chat/completions: forced text ` +
+          `needs the raw-prompt /v1/completions endpoint; pass tokenizerDir (the chat template ` +
+          `is then applied locally) or chat: false`,
+      );
+    }
+    return spans.sort((a, b) => a.step - b.step);
+  }
+
+  /** One row: alternate generated segments and forced spans. */
+  async #row(
+    prompt: string,
+    spans: { step: number; text: string; ids?: number[] }[],
+    opts: RemoteGenerateOptions,
+    i: number,
+    raw: boolean,
+  ): Promise<{ text: string; tokenIds: number[]; logprobs: number[]; forced: boolean[] }> {
+    const maxNew = opts.maxNewTokens ?? 32;
+    const tok = this.tokenizer;
+    const out = { text: "", tokenIds: [] as number[], logprobs: [] as number[], forced: [] as boolean[] };
+    let steps = 0, anyLogprobs = false, finished = false;
+    const generateUpTo = async (limit: number) => {
+      if (limit <= steps || finished) return;
+      const seg = await this.#call(prompt + out.text, limit - steps, opts, i, raw);
+      const ids = tok ? tok.encode(seg.text) : [];
+      const n = tok ? ids.length : seg.tokens;
+      out.text += seg.text;
+      out.tokenIds.push(...ids);
+      out.forced.push(...new Array(n).fill(false));
+      if (seg.logprobs) anyLogprobs = true;
+      out.logprobs.push(...Array.from({ length: n }, (_, k) => seg.logprobs?.[k] ?? NaN));
+      steps += seg.finish === "length" ? limit - steps : seg.tokens;
+      finished = seg.finish !== "length";
+    };
+    for (const span of spans) {
+      await generateUpTo(Math.min(span.step, maxNew));
+      if (finished || steps >= maxNew) break;
+      const n = span.ids?.length ?? 1;
+      out.text += span.text;
+      out.tokenIds.push(...(span.ids ?? []));
+      out.forced.push(...new Array(n).fill(true));
+      out.logprobs.push(...new Array(n).fill(NaN));
+      steps += n;
+    }
+    await generateUpTo(maxNew);
+    if (!anyLogprobs) out.logprobs = [];
+    return out;
+  }
+
+  /** One HTTP request (cached, concurrency-limited). */
+  async #call(
+    prompt: string,
+    maxTokens: number,
+    opts: RemoteGenerateOptions,
+    i: number,
+    raw: boolean,
+  ): Promise<Segment> {
+    const wantLp = this.#opts.logprobs ?? true;
+    const url = `${this.#root}/${raw ? "completions" : "chat/completions"}`;
+    const body: Record<string, unknown> = {
+      model: this.#opts.model,
+      max_tokens: maxTokens,
+      temperature: opts.temperature ?? 0,
+      top_p: opts.topP ?? 1,
+      seed: ((opts.seed ?? 0) * 1_000_003 + i) >>> 0,
+      n: 1,
+    };
+    if (raw) body.prompt = prompt;
+    else body.messages = [{ role: "user", content: prompt }];
+    if (wantLp) body.logprobs = raw ? 1 : true;
+    if (opts.stop?.length) body.stop = opts.stop;
+    if ((opts.topK ?? 0) > 0) body.top_k = opts.topK;
+    if (opts.stopAtEos === false) body.ignore_eos = true;
+    const send = () =>
+      this.#sem.run(() => {
+        this.requests++;
+        return postJson<Reply>(url, body, {
+          apiKey: this.#apiKey,
+          timeoutMs: this.#opts.timeoutMs ?? 120000,
+          retries: this.#opts.retries ?? 4,
+          fetch: this.#opts.fetch,
+          seed: i,
+        });
+      });
+    const reply = this.cache ? await this.cache.getOrCompute({ url, body }, send) : await send();
+    const c = reply.choices?.[0];
+    const text = raw ? c?.text : c?.message?.content;
+    if (!c || typeof text !== "string") {
+      throw new Error(
+        `Cannot read the reply of ${url}: no choices[0].${raw ? "text" : "message.content"} ` +
+          `in ${JSON.stringify(reply).slice(0, 200)}; is it an OpenAI-compatible endpoint?`,
+      );
+    }
+    const lp = raw
+      ? c.logprobs?.token_logprobs?.map((v) => v ?? NaN)
+      : c.logprobs?.content?.map((t) => t.logprob);
+    if (lp) this.capabilities.logprobs = true;
+    const tokens = lp?.length ?? reply.usage?.completion_tokens ??
+      (this.tokenizer ? this.tokenizer.encode(text).length : 0);
+    return { text, tokens, logprobs: lp, finish: c.finish_reason ?? "stop" };
+  }
+
+  /** A one-line description. */
+  toString(): string {
+    return `RemoteModel(${this.source}, concurrency ${this.concurrency}` +
+      `${this.tokenizer ? ", local tokenizer" : ""}${this.cache ? ", cached" : ""})`;
+  }
+}
+
+/** Creates a remote model from `openai:<baseURL>#<model>` or from options. */
+export async function loadRemoteModel(
+  source: string | RemoteModelOptions,
+  opts: Partial<RemoteModelOptions> = {},
+): Promise<RemoteModel> {
+  const o = typeof source === "string" ? { ...opts, ...parseRemoteSource(source) } : source;
+  const tokenizer = o.tokenizer ?? (o.tokenizerDir ? await loadTokenizer(o.tokenizerDir) : undefined);
+  return new RemoteModel({ ...o, tokenizer });
+}
