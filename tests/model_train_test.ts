@@ -57,6 +57,7 @@ for (const arch of ["gpt2", "llama"] as Arch[]) {
     const m = await tinyModel(arch, 4);
     const batch = padBatch([[1, 2, 3, 4, 5, 6, 7, 8], [8, 7, 6, 5, 4]], [1, 1]);
     const vars = [...m.params.values()];
+    const before = tf.memory().numTensors;
     const opt = new AdamW({ lr: 1e-2 });
     const losses: number[] = [];
     let after0 = 0;
@@ -70,6 +71,17 @@ for (const arch of ["gpt2", "llama"] as Arch[]) {
     assert.equal(tf.memory().numTensors, after0, "tensor count grew across training steps");
     assert.ok(losses[14] < losses[0] * 0.7, `loss ${losses[0]} -> ${losses[14]}`);
     opt.dispose();
+    assert.equal(tf.memory().numTensors, before, "optimizer state not freed by dispose()");
     m.dispose();
+  });
+
+  Deno.test(`${arch}: creating, cloning and disposing a model frees every tensor`, async () => {
+    const before = tf.memory().numTensors;
+    const m = await tinyModel(arch, 9);
+    const ref = m.cloneParams();
+    assert.equal(tf.memory().numTensors, before + 2 * m.params.size);
+    tf.dispose([...ref.values()]);
+    m.dispose();
+    assert.equal(tf.memory().numTensors, before);
   });
 }

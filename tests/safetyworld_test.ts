@@ -119,12 +119,20 @@ Deno.test("train and test rows are disjoint by template id and by held-out entit
     train.filter(([f, r]) => !(f === "sft" && r.kind === "harmful")).map(([, r]) => r.entity),
   );
   assert.ok(test.length > 1000, `only ${test.length} test rows`);
+  const claims = test.filter(([, r]) => /entity|hazard/.test(r.heldOut ?? "")).length;
+  assert.ok(
+    claims / test.length > 0.85,
+    `only ${claims} of ${test.length} test rows hold an entity out`,
+  );
   for (const [f, r] of test) {
     assert.ok(
       !trainTemplates.has(r.templateId),
       `${f} ${r.id}: template ${r.templateId} is in training`,
     );
-    assert.ok(!trainEntities.has(r.entity), `${f} ${r.id}: entity ${r.entity} is in training`);
+    const parts = (r.heldOut ?? "").split("+");
+    if (parts.includes("entity") || parts.includes("hazard")) {
+      assert.ok(!trainEntities.has(r.entity), `${f} ${r.id}: entity ${r.entity} is in training`);
+    }
     assert.ok(r.wrapperId === undefined || !trainWrappers.has(r.wrapperId));
     assert.ok(
       typeof r.heldOut === "string" && r.heldOut.split("+").includes("template"),

@@ -18,6 +18,7 @@ import {
   paramSpecs,
   transpose2d,
   uniqueName,
+  variableFrom,
 } from "./weights.ts";
 import { Model } from "./model.ts";
 import { type BackendName, type BackendOptions, initBackend } from "../engine/backend.ts";
@@ -104,7 +105,7 @@ export function paramsFromCheckpoint(
       const data = s.transposed ? transpose2d(rec.data, expected[0], expected[1]) : rec.data;
       params.set(
         s.name,
-        tf.variable(tf.tensor(data, s.shape, "float32"), true, uniqueName(s.name)),
+        variableFrom(tf.tensor(data, s.shape, "float32"), true, uniqueName(s.name)),
       );
     }
   } catch (err) {

@@ -10,7 +10,7 @@ import type { ModelConfig } from "./config.ts";
 import type { TextTokenizer } from "./tokenizer.ts";
 import { forward, type ForwardOptions, type ForwardOutput } from "./transformer.ts";
 import { generate, type GenerateOptions, type GenerateResult } from "./generate.ts";
-import type { Params } from "./weights.ts";
+import { type Params, variableFrom } from "./weights.ts";
 import type { BackendInfo } from "../engine/backend.ts";
 import { saveModel } from "./save.ts";
 
@@ -92,7 +92,7 @@ export class Model {
   /** A copy of the weights (for a frozen reference policy). */
   cloneParams(trainable = false): Params {
     const out: Params = new Map();
-    for (const [k, v] of this.params) out.set(k, tf.variable(tf.clone(v), trainable));
+    for (const [k, v] of this.params) out.set(k, variableFrom(tf.clone(v), trainable));
     return out;
   }
 

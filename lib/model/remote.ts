@@ -26,6 +26,13 @@ import type { ModelCapabilities } from "./model.ts";
 import type { GenerateOptions, GenerateResult } from "./generate.ts";
 import { loadTokenizer, type TextTokenizer } from "./tokenizer.ts";
 import { DiskCache, type FetchLike, postJson, Semaphore } from "../net/http.ts";
+import {
+  apiRoot,
+  type Completion,
+  completionRequest,
+  parseCompletion,
+  parseRemoteSource,
+} from "../net/openai.ts";
 import { Progress, type ProgressMode } from "../viz/progress.ts";
 
 /** Options of {@linkcode loadRemoteModel}. */
@@ -96,34 +103,11 @@ export function requireCapability(model: HasCapabilities, cap: keyof ModelCapabi
   );
 }
 
-/** Splits `openai:<baseURL>#<model>` into its parts. */
-export function parseRemoteSource(source: string): { baseUrl: string; model: string } {
-  const m = /^openai:(https?:\/\/[^#\s]+)#(.+)$/.exec(source.trim());
-  if (!m) {
-    throw new Error(
-      `Cannot parse remote model source '${source}': expected openai:<baseURL>#<model>, ` +
-        `e.g. openai:http://127.0.0.1:8000/v1#Qwen/Qwen2.5-0.5B-Instruct`,
-    );
-  }
-  return { baseUrl: m[1], model: m[2] };
-}
-
-interface Segment {
+interface Row {
   text: string;
-  tokens: number;
-  logprobs?: number[];
-  finish: string;
-}
-
-interface Choice {
-  text?: string;
-  message?: { content?: string | null };
-  finish_reason?: string | null;
-  logprobs?: { token_logprobs?: (number | null)[]; content?: { logprob: number }[] | null } | null;
-}
-interface Reply {
-  choices?: Choice[];
-  usage?: { completion_tokens?: number };
+  tokenIds: number[];
+  logprobs: number[];
+  forced: boolean[];
 }
 
 /** A language model served over an OpenAI-compatible API: generation only. */
@@ -131,7 +115,11 @@ export class RemoteModel {
   /** `openai:<baseURL>#<model>`. */
   readonly source: string;
   /** No hidden states, no training; logprobs once the server has returned them. */
-  readonly capabilities: ModelCapabilities = { hiddenStates: false, training: false, logprobs: false };
+  readonly capabilities: ModelCapabilities = {
+    hiddenStates: false,
+    training: false,
+    logprobs: false,
+  };
   /** The local tokenizer, when one was given. */
   readonly tokenizer?: TextTokenizer;
   /** Requests in flight at most. */
@@ -146,11 +134,10 @@ export class RemoteModel {
   readonly #apiKey?: string;
 
   /** Use {@linkcode loadRemoteModel}. */
-  constructor(opts: RemoteModelOptions & { tokenizer?: TextTokenizer }) {
+  constructor(opts: RemoteModelOptions) {
     this.#opts = opts;
-    const base = opts.baseUrl.replace(/\/+$/, "");
-    this.#root = /\/v1$/.test(base) ? base : `${base}/v1`;
-    this.source = `openai:${base}#${opts.model}`;
+    this.#root = apiRoot(opts.baseUrl);
+    this.source = `openai:${opts.baseUrl.replace(/\/+$/, "")}#${opts.model}`;
     this.tokenizer = opts.tokenizer;
     this.concurrency = opts.concurrency ?? 8;
     this.#sem = new Semaphore(this.concurrency);
@@ -170,7 +157,9 @@ export class RemoteModel {
 
   /** Generates one answer per prompt; see the module doc for the protocol. */
   async generate(opts: RemoteGenerateOptions): Promise<GenerateResult> {
-    if (opts.returnHiddenStates || opts.interventions?.length) requireCapability(this, "hiddenStates");
+    if (opts.returnHiddenStates || opts.interventions?.length) {
+      requireCapability(this, "hiddenStates");
+    }
     if (!opts.prompts) {
       throw new Error(`Cannot generate with ${this.source}: pass text \`prompts\` (not inputIds)`);
     }
@@ -184,13 +173,16 @@ export class RemoteModel {
     const forced = prompts.map((_, i) => this.#forcedOf(opts, i, raw));
     const bar = new Progress({ total: prompts.length, label: this.source, mode: opts.progress });
     let done = 0;
-    const rows = await Promise.all(prompts.map(async (prompt, i) => {
+    const settled = await Promise.allSettled(prompts.map(async (prompt, i) => {
       const r = await this.#row(prompt, forced[i], opts, i, raw);
       bar.tick();
       opts.onProgress?.(++done, prompts.length);
       return r;
     }));
     bar.done();
+    const failed = settled.find((s) => s.status === "rejected");
+    if (failed) throw (failed as PromiseRejectedResult).reason;
+    const rows = settled.map((s) => (s as PromiseFulfilledResult<Row>).value);
     const ids = (t: string) => tok ? tok.encode(t) : [];
     return {
       promptIds: prompts.map(ids),
@@ -234,10 +226,10 @@ export class RemoteModel {
     opts: RemoteGenerateOptions,
     i: number,
     raw: boolean,
-  ): Promise<{ text: string; tokenIds: number[]; logprobs: number[]; forced: boolean[] }> {
+  ): Promise<Row> {
     const maxNew = opts.maxNewTokens ?? 32;
     const tok = this.tokenizer;
-    const out = { text: "", tokenIds: [] as number[], logprobs: [] as number[], forced: [] as boolean[] };
+    const out: Row = { text: "", tokenIds: [], logprobs: [], forced: [] };
     let steps = 0, anyLogprobs = false, finished = false;
     const generateUpTo = async (limit: number) => {
       if (limit <= steps || finished) return;
@@ -274,27 +266,24 @@ export class RemoteModel {
     opts: RemoteGenerateOptions,
     i: number,
     raw: boolean,
-  ): Promise<Segment> {
-    const wantLp = this.#opts.logprobs ?? true;
-    const url = `${this.#root}/${raw ? "completions" : "chat/completions"}`;
-    const body: Record<string, unknown> = {
+  ): Promise<Completion & { tokens: number }> {
+    const { url, body } = completionRequest(this.#root, {
       model: this.#opts.model,
-      max_tokens: maxTokens,
-      temperature: opts.temperature ?? 0,
-      top_p: opts.topP ?? 1,
+      prompt,
+      raw,
+      maxTokens,
+      temperature: opts.temperature,
+      topP: opts.topP,
+      topK: opts.topK,
       seed: ((opts.seed ?? 0) * 1_000_003 + i) >>> 0,
-      n: 1,
-    };
-    if (raw) body.prompt = prompt;
-    else body.messages = [{ role: "user", content: prompt }];
-    if (wantLp) body.logprobs = raw ? 1 : true;
-    if (opts.stop?.length) body.stop = opts.stop;
-    if ((opts.topK ?? 0) > 0) body.top_k = opts.topK;
-    if (opts.stopAtEos === false) body.ignore_eos = true;
+      stop: opts.stop,
+      logprobs: this.#opts.logprobs ?? true,
+      ignoreEos: opts.stopAtEos === false,
+    });
     const send = () =>
       this.#sem.run(() => {
         this.requests++;
-        return postJson<Reply>(url, body, {
+        return postJson(url, body, {
           apiKey: this.#apiKey,
           timeoutMs: this.#opts.timeoutMs ?? 120000,
           retries: this.#opts.retries ?? 4,
@@ -303,21 +292,9 @@ export class RemoteModel {
         });
       });
     const reply = this.cache ? await this.cache.getOrCompute({ url, body }, send) : await send();
-    const c = reply.choices?.[0];
-    const text = raw ? c?.text : c?.message?.content;
-    if (!c || typeof text !== "string") {
-      throw new Error(
-        `Cannot read the reply of ${url}: no choices[0].${raw ? "text" : "message.content"} ` +
-          `in ${JSON.stringify(reply).slice(0, 200)}; is it an OpenAI-compatible endpoint?`,
-      );
-    }
-    const lp = raw
-      ? c.logprobs?.token_logprobs?.map((v) => v ?? NaN)
-      : c.logprobs?.content?.map((t) => t.logprob);
-    if (lp) this.capabilities.logprobs = true;
-    const tokens = lp?.length ?? reply.usage?.completion_tokens ??
-      (this.tokenizer ? this.tokenizer.encode(text).length : 0);
-    return { text, tokens, logprobs: lp, finish: c.finish_reason ?? "stop" };
+    const c = parseCompletion(reply, raw, url);
+    if (c.logprobs) this.capabilities.logprobs = true;
+    return { ...c, tokens: c.tokens ?? this.tokenizer?.encode(c.text).length ?? 0 };
   }
 
   /** A one-line description. */
@@ -333,6 +310,16 @@ export async function loadRemoteModel(
   opts: Partial<RemoteModelOptions> = {},
 ): Promise<RemoteModel> {
   const o = typeof source === "string" ? { ...opts, ...parseRemoteSource(source) } : source;
-  const tokenizer = o.tokenizer ?? (o.tokenizerDir ? await loadTokenizer(o.tokenizerDir) : undefined);
+  const tokenizer = o.tokenizer ??
+    (o.tokenizerDir ? await loadTokenizer(o.tokenizerDir) : undefined);
   return new RemoteModel({ ...o, tokenizer });
 }
+
+export { parseRemoteSource };
+export {
+  generateResumable,
+  type GenerationRecord,
+  type ResumableOptions,
+  type ResumableRow,
+  type TextGenerator,
+} from "../net/journal.ts";

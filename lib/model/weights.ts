@@ -113,9 +113,16 @@ export function initParams(c: ModelConfig, seed: number): Params {
       const std = s.std ?? 0.02;
       for (let i = 0; i < n; i++) data[i] = rng.normal() * std;
     }
-    params.set(s.name, tf.variable(tf.tensor(data, s.shape), true, uniqueName(s.name)));
+    params.set(s.name, variableFrom(tf.tensor(data, s.shape), true, uniqueName(s.name)));
   }
   return params;
+}
+
+/** Wraps a tensor in a variable and frees the source tensor (tf.variable keeps its own reference). */
+export function variableFrom(t: tf.Tensor, trainable = true, name?: string): tf.Variable {
+  const v = tf.variable(t, trainable, name);
+  t.dispose();
+  return v;
 }
 
 let counter = 0;

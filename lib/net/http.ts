@@ -75,7 +75,10 @@ export function isRetryableStatus(status: number): boolean {
 }
 
 /** Milliseconds a `Retry-After` value asks for (delta-seconds or an HTTP date), else undefined. */
-export function parseRetryAfter(value: string | null, now: number = Date.now()): number | undefined {
+export function parseRetryAfter(
+  value: string | null,
+  now: number = Date.now(),
+): number | undefined {
   if (value === null || value.trim() === "") return undefined;
   const v = value.trim();
   if (/^\d+(\.\d+)?$/.test(v)) return Math.round(Number(v) * 1000);
@@ -235,10 +238,15 @@ export class Semaphore {
 
 /** JSON with object keys sorted at every depth, so equal requests hash equally. */
 export function canonicalJson(value: unknown): string {
-  return JSON.stringify(value, (_k, v) =>
-    v && typeof v === "object" && !Array.isArray(v)
-      ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, (v as Record<string, unknown>)[k]]))
-      : v);
+  return JSON.stringify(
+    value,
+    (_k, v) =>
+      v && typeof v === "object" && !Array.isArray(v)
+        ? Object.fromEntries(
+          Object.keys(v).sort().map((k) => [k, (v as Record<string, unknown>)[k]]),
+        )
+        : v,
+  );
 }
 
 /** Lower-case hex SHA-256 of a UTF-8 string. */

@@ -6,6 +6,7 @@
  */
 
 import * as tf from "@tensorflow/tfjs-core";
+import { variableFrom } from "../model/weights.ts";
 
 /** AdamW settings. */
 export interface AdamWOptions {
@@ -46,8 +47,8 @@ export class AdamW {
    */
   step(vars: tf.Variable[], grads: tf.Tensor[], lrScale = 1, decay?: boolean[]): void {
     if (this.m.length === 0) {
-      this.m = vars.map((x) => tf.variable(tf.zerosLike(x), false));
-      this.v = vars.map((x) => tf.variable(tf.zerosLike(x), false));
+      this.m = vars.map((x) => variableFrom(tf.zerosLike(x), false));
+      this.v = vars.map((x) => variableFrom(tf.zerosLike(x), false));
     }
     if (vars.length !== this.m.length) {
       throw new Error(`AdamW: ${vars.length} variables given, ${this.m.length} expected`);
@@ -85,8 +86,8 @@ export class AdamW {
   setState(vars: tf.Variable[], s: AdamWState): void {
     this.dispose();
     this.t = s.step;
-    this.m = vars.map((x, i) => tf.variable(tf.tensor(s.m[i], x.shape), false));
-    this.v = vars.map((x, i) => tf.variable(tf.tensor(s.v[i], x.shape), false));
+    this.m = vars.map((x, i) => variableFrom(tf.tensor(s.m[i], x.shape), false));
+    this.v = vars.map((x, i) => variableFrom(tf.tensor(s.v[i], x.shape), false));
   }
 
   /** Frees the moment buffers. */

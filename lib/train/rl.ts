@@ -313,6 +313,15 @@ async function loadRLCheckpoint(
   return { step: state.step, history: state.history };
 }
 
+/** Runs `make` (which creates variables) in a tidy, so the tensors they were made from are freed. */
+function untracked<T>(make: () => T): T {
+  let out: T | undefined;
+  tf.tidy(() => {
+    out = make();
+  });
+  return out!;
+}
+
 function rowsOf(p: RLOptions["prompts"]): PromptRow[] {
   return Array.isArray(p) ? p.slice() : ((p as { objects(): object[] }).objects() as PromptRow[]);
 }
@@ -454,8 +463,9 @@ async function update(
   const kl = side.kl ? (await side.kl.data())[0] : NaN;
   const vloss = side.vloss ? (await side.vloss.data())[0] : NaN;
   tf.dispose([value, ...Object.values(side)]);
-  const cl = clipByGlobalNorm(gl, o.clip ?? 1);
-  const ch = hg.length ? clipByGlobalNorm(hg, o.clip ?? 1) : { grads: [], norm: 0 };
+  // tidy: clipByGlobalNorm leaves its norm tensor behind; AdamW's first step its zerosLike.
+  const cl = tf.tidy(() => clipByGlobalNorm(gl, o.clip ?? 1));
+  const ch = hg.length ? tf.tidy(() => clipByGlobalNorm(hg, o.clip ?? 1)) : { grads: [], norm: 0 };
   const free = () => tf.dispose([...new Set([...gl, ...hg, ...cl.grads, ...ch.grads])]);
   if (!Number.isFinite(loss) || !Number.isFinite(cl.norm) || !Number.isFinite(ch.norm)) {
     free();
@@ -463,8 +473,8 @@ async function update(
       Number.isFinite(loss) ? `the gradient norm is ${cl.norm}` : `the loss is ${loss}`,
     );
   }
-  opt.step(vars, cl.grads, 1, vars.map((v) => v.shape.length === 2));
-  if (head) vopt.step(hv, ch.grads, 1, [false, false]);
+  tf.tidy(() => opt.step(vars, cl.grads, 1, vars.map((v) => v.shape.length === 2)));
+  if (head) tf.tidy(() => vopt.step(hv, ch.grads, 1, [false, false]));
   free();
   const r = idx.flatMap((i, k) => ratio[k].slice(starts[i], starts[i] + inp.lens[i]));
   const clippedShare = meanOf(isClipped(r, idx.flatMap((i) => inp.adv[i]), eps).map(Number));
@@ -538,9 +548,12 @@ export async function trainRL(model: Model, opts: RLOptions): Promise<RunLog> {
     opt: new AdamW({ lr: opts.lr ?? 1e-5, weightDecay: opts.weightDecay ?? 0 }),
     vopt: new AdamW({ lr: opts.valueLr ?? opts.lr ?? 1e-5, weightDecay: 0 }),
     head: algo === "ppo"
-      ? { w: tf.variable(tf.zeros([c.dModel, 1])), b: tf.variable(tf.zeros([1])) }
+      ? untracked(() => ({
+        w: tf.variable(tf.zeros([c.dModel, 1])),
+        b: tf.variable(tf.zeros([1])),
+      }))
       : undefined,
-    ref: klOn ? model.cloneParams() : undefined,
+    ref: klOn ? untracked(() => model.cloneParams()) : undefined,
   };
   const order = batchOrder(prompts.length, Math.min(P, prompts.length), seed);
   const bar = new Progress({ total: opts.steps, label: opts.label ?? algo, unit: "step" });
