@@ -1,19 +1,115 @@
 /**
- * The compass part of the demo: collect activations of SafetyWorld traces, sweep layers
- * and methods on held-out templates, and fit CRAFT's head at the last layer.
+ * The compass part of the demo (and of notebook 02): collect mean-pooled activations of
+ * SafetyWorld traces to harmful prompts (safe, unsafe and rethink reasoning on the same
+ * prompts), sweep every layer with CRAFT's head and the classic probes fitted on train
+ * templates and scored on held-out test templates, project the test set in 2-D, and audit
+ * one generation token by token.
  *
  * @module
  */
 
 import type { Model } from "../model/model.ts";
-import type { World } from "../data/safetyworld/plan.ts";
+import type { World, WorldTraceRow } from "../data/safetyworld/plan.ts";
 import type { ReportSection } from "../viz/report.ts";
+import { collectActivations } from "../compass/collect.ts";
+import { fitCompass, sweepLayers } from "../compass/fit.ts";
+import { auditGeneration } from "../compass/audit.ts";
+import { plotLayerSweep, plotProjection } from "../viz/figure.ts";
+import type { SweepRow } from "../compass/sweep.ts";
+import { makeRng } from "../data/rng.ts";
+import type { Matrix } from "../compass/matrix.ts";
 
-/** Runs the compass section; undefined while the compass modules are missing. */
-export function runCompassSection(
-  _model: Model,
-  _world: World,
-  _opts: { quick: boolean; log: (s: string) => void },
-): Promise<{ section: ReportSection; metrics: unknown } | undefined> {
-  return Promise.resolve(undefined);
+/** Top-2 principal axes of the rows of `m` (power iteration with deflation, seeded). */
+export function project2d(m: Matrix, seed = 0): { x: number[]; y: number[] } {
+  const { rows, cols, data } = m;
+  const mu = new Float64Array(cols);
+  for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) mu[j] += data[i * cols + j] / rows;
+  const centred = (i: number, j: number) => data[i * cols + j] - mu[j];
+  const rng = makeRng(seed);
+  const axes: Float64Array[] = [];
+  for (let k = 0; k < 2; k++) {
+    let v = Float64Array.from({ length: cols }, () => rng.normal());
+    for (let it = 0; it < 100; it++) {
+      const w = new Float64Array(cols);
+      for (let i = 0; i < rows; i++) {
+        let s = 0;
+        for (let j = 0; j < cols; j++) s += centred(i, j) * v[j];
+        for (let j = 0; j < cols; j++) w[j] += s * centred(i, j);
+      }
+      for (const a of axes) {
+        let p = 0;
+        for (let j = 0; j < cols; j++) p += w[j] * a[j];
+        for (let j = 0; j < cols; j++) w[j] -= p * a[j];
+      }
+      const n = Math.hypot(...w) || 1;
+      v = w.map((x) => x / n);
+    }
+    axes.push(v);
+  }
+  const proj = (a: Float64Array) =>
+    Array.from({ length: rows }, (_, i) => {
+      let s = 0;
+      for (let j = 0; j < cols; j++) s += centred(i, j) * a[j];
+      return s;
+    });
+  return { x: proj(axes[0]), y: proj(axes[1]) };
+}
+
+/** Runs the compass section of the report. */
+export async function runCompassSection(
+  model: Model,
+  world: World,
+  opts: { quick: boolean; log: (s: string) => void },
+): Promise<{ section: ReportSection; metrics: unknown }> {
+  const harmful = (split: string) =>
+    world.traces.filter((t: WorldTraceRow) => t.label === "harmful" && t.split === split);
+  const pick = (rows: WorldTraceRow[], n: number) => makeRng(0).shuffle(rows).slice(0, n);
+  const train = pick(harmful("train"), opts.quick ? 240 : 600);
+  const test = pick(harmful("test"), opts.quick ? 150 : 300);
+  const trainActs = await collectActivations(model, train, { pooling: "mean" });
+  const testActs = await collectActivations(model, test, { pooling: "mean" });
+  opts.log(
+    `collected ${train.length + test.length} traces, all ${trainActs.layers.length} layers ` +
+      `(${trainActs.tokensPerSecond.toFixed(0)} tok/s)`,
+  );
+  const rows: SweepRow[] = sweepLayers(trainActs, testActs, {
+    methods: ["craft", "diffmean", "pca", "logistic"],
+    reps: opts.quick ? 200 : 1000,
+    craft: { epochs: 3 },
+  });
+  opts.log("layer sweep done");
+  const last = model.config.nLayer;
+  const craft = fitCompass(trainActs, { method: "craft", layer: last });
+  const lastTest = testActs.layer(last);
+  const p = project2d(lastTest);
+  const labels = testActs.labels();
+  const points = p.x.map((x, i) => ({ x, y: p.y[i], label: labels[i] }));
+  const probe = world.prompts.find((r) => r.split === "test" && r.kind === "harmful")!;
+  const audit = await auditGeneration(model, craft, { prompt: probe.prompt, maxNewTokens: 40 });
+  const best = rows.reduce((a, b) => (b.auroc > a.auroc ? b : a));
+  return {
+    section: {
+      heading: "The safety compass",
+      text: `Traces to harmful prompts: ${train.length} from train templates (fit) and ${test.length} ` +
+        "from held-out test templates and entities (scored). Hidden states are mean-pooled over " +
+        "prompt and trace (CRAFT's pooling); rethink traces are CRAFT's third class and are " +
+        "dropped for the binary probes. " +
+        `Best held-out AUROC: ${best.auroc.toFixed(3)} [${best.aurocLo.toFixed(3)}, ${
+          best.aurocHi.toFixed(3)
+        }] (${best.method}, layer ${best.layer}).\n\n` +
+        "Reasoning audit below: toy-base's greedy answer to a held-out harmful prompt, each " +
+        "token coloured by the CRAFT compass's p_safe of its own hidden state at the last layer " +
+        "(the compass was fitted on pooled traces, so per-token scores are an extrapolation).",
+      html: audit.html({ title: `Audit: "${probe.prompt}"` }),
+      figures: [
+        plotLayerSweep(
+          rows.map((r) => ({ layer: r.layer, method: r.method, auroc: r.auroc, lo: r.aurocLo, hi: r.aurocHi })),
+          { title: "Safety compass: held-out AUROC by layer (95% bootstrap intervals)" },
+        ),
+        plotProjection(points, { title: `Test traces, layer ${last}: top-2 principal axes` }),
+      ],
+      tables: [{ title: "Layer sweep (held-out test templates)", rows: rows as unknown as Record<string, unknown>[] }],
+    },
+    metrics: { sweep: rows, collectTokensPerSecond: trainActs.tokensPerSecond },
+  };
 }

@@ -124,23 +124,13 @@ function encodeRow(
   return { ids, responseStart: keepP, truncated: p.length + t.length - ids.length };
 }
 
-/** Pooling weights [B, T]: each row's weights over its positions sum to 1. */
-function poolWeights(batch: Encoded[], t: number, pooling: Pooling, rows: number[]): Float32Array {
+/** Pooling weights [B, T]: each row's weights over its pooled positions sum to 1. */
+function poolWeights(batch: Encoded[], t: number, pooling: Pooling): Float32Array {
   const w = new Float32Array(batch.length * t);
   batch.forEach((e, b) => {
     const n = e.ids.length;
-    const [from, to] = pooling === "last"
-      ? [n - 1, n]
-      : pooling === "mean-response"
-      ? [e.responseStart, n]
-      : [0, n];
-    if (to <= from) {
-      throw new Error(
-        `Cannot pool row ${rows[b]} with "mean-response": it has no trace tokens ` +
-          `(empty trace, or truncated away); give it a trace or use pooling "mean"`,
-      );
-    }
-    for (let s = from; s < to; s++) w[b * t + s] = 1 / (to - from);
+    const from = pooling === "last" ? n - 1 : pooling === "mean-response" ? e.responseStart : 0;
+    for (let s = from; s < n; s++) w[b * t + s] = 1 / (n - from);
   });
   return w;
 }
@@ -176,6 +166,13 @@ export async function collectActivations(
   if (!(maxLength >= 1)) throw new Error(`Cannot collect activations: maxLength ${maxLength} < 1`);
   const meta = rowsOf(rows);
   const enc = meta.map((r, i) => encodeRow(model, r, maxLength, i));
+  const bare = enc.findIndex((e) => e.responseStart === e.ids.length);
+  if (pooling === "mean-response" && bare >= 0) {
+    throw new Error(
+      `Cannot pool row ${bare} with "mean-response": it has no trace tokens (empty trace, ` +
+        `or truncated away); give it a trace or use pooling "mean"`,
+    );
+  }
   const n = meta.length, d = c.dModel;
   const pad = model.tokenizer.padId ?? c.padTokenId ?? model.tokenizer.eosId ?? 0;
   const data = new Map(layers.map((l) => [l, makeMatrix(n, d)]));
@@ -194,13 +191,15 @@ export async function collectActivations(
       const t = batch[0].ids.length; // longest first: rows are sorted by length
       const ids = batch.map((e) => [...e.ids, ...new Array(t - e.ids.length).fill(pad)]);
       const mask = batch.map((e) => e.ids.map(() => 1).concat(new Array(t - e.ids.length).fill(0)));
-      const w = poolWeights(batch, t, pooling === "none" ? "mean" : pooling, idx);
+      const w = poolWeights(batch, t, pooling === "none" ? "mean" : pooling);
       const f = model.forward(ids, { attentionMask: mask, hiddenStates: layers, logits: "none" });
       try {
         for (const l of layers) {
           const h = f.hiddenStates[l]; // [B, T, d]
-          const pooled = tf.tidy(() => tf.sum(tf.mul(h, tf.tensor3d(w, [batch.length, t, 1])), 1) // [B, d]
-          );
+          const pooled = tf.tidy(() => {
+            const weights = tf.tensor3d(w, [batch.length, t, 1]);
+            return tf.sum(tf.mul(h, weights), 1); // [B, d]
+          });
           const vals = await pooled.data() as Float32Array;
           pooled.dispose();
           const out = data.get(l)!;

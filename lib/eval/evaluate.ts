@@ -15,7 +15,7 @@ import type { PromptRow } from "../data/schema.ts";
 import { type GradableRow, gradeResponse } from "../data/safetyworld/graders.ts";
 import { bootstrapCI, proportionCI } from "../compass/metrics.ts";
 import { writeJsonAtomic, writeTextFileAtomic } from "../io/atomic.ts";
-import { figureBundle, type MimeBundle, tableBundle } from "../viz/display.ts";
+import { figureBundle, JUPYTER_DISPLAY, type MimeBundle, tableBundle } from "../viz/display.ts";
 import { plotBars } from "../viz/figure.ts";
 import { isRefusalText } from "./refusal.ts";
 import type { LlmJudge } from "./llm_judge.ts";
@@ -233,7 +233,7 @@ export class EvalReport {
   }
 
   /** Jupyter: the summary table and a bar chart of the overall rates (first judge). */
-  [Symbol.for("Jupyter.display")](): MimeBundle {
+  [JUPYTER_DISPLAY](): MimeBundle {
     const s = this.summary().objects() as Record<string, string | number>[];
     const first = s[0]?.judge;
     const bars = s.filter((r) => r.category === "all" && r.judge === first).map((r) => ({

@@ -103,6 +103,13 @@ export function requireCapability(model: HasCapabilities, cap: keyof ModelCapabi
   );
 }
 
+/** A forced span: token ids (decoded in context) and/or its text. */
+interface Span {
+  step: number;
+  ids?: number[];
+  text?: string;
+}
+
 interface Row {
   text: string;
   tokenIds: number[];
@@ -193,9 +200,9 @@ export class RemoteModel {
     };
   }
 
-  /** The forced spans of row i as text (+ token ids when known), sorted by step. */
+  /** The forced spans of row i, sorted by step; checks they can be sent. */
   #forcedOf(opts: RemoteGenerateOptions, i: number, raw: boolean) {
-    const spans: { step: number; text: string; ids?: number[] }[] = [];
+    const spans: Span[] = [];
     for (const s of opts.force?.[i] ?? []) {
       if (!this.tokenizer) {
         throw new Error(
@@ -203,8 +210,7 @@ export class RemoteModel {
             `them; pass tokenizerDir to loadRemoteModel, or use \`forceText\``,
         );
       }
-      const text = this.tokenizer.decode(s.tokens, { skipSpecialTokens: false });
-      spans.push({ step: s.step, text, ids: s.tokens });
+      spans.push({ step: s.step, ids: s.tokens });
     }
     for (const s of opts.forceText?.[i] ?? []) {
       spans.push({ step: s.step, text: s.text, ids: this.tokenizer?.encode(s.text) });
@@ -222,7 +228,7 @@ export class RemoteModel {
   /** One row: alternate generated segments and forced spans. */
   async #row(
     prompt: string,
-    spans: { step: number; text: string; ids?: number[] }[],
+    spans: Span[],
     opts: RemoteGenerateOptions,
     i: number,
     raw: boolean,
@@ -248,7 +254,7 @@ export class RemoteModel {
       await generateUpTo(Math.min(span.step, maxNew));
       if (finished || steps >= maxNew) break;
       const n = span.ids?.length ?? 1;
-      out.text += span.text;
+      out.text += span.text ?? this.#textOf(span.ids!, prompt + out.text);
       out.tokenIds.push(...(span.ids ?? []));
       out.forced.push(...new Array(n).fill(true));
       out.logprobs.push(...new Array(n).fill(NaN));
@@ -257,6 +263,21 @@ export class RemoteModel {
     await generateUpTo(maxNew);
     if (!anyLogprobs) out.logprobs = [];
     return out;
+  }
+
+  /**
+   * The text forced ids add after `context`: decode(tail + ids) minus decode(tail), with the
+   * context's last 8 tokens as tail, so word-boundary spaces that decoders strip from a
+   * sequence's first token (SentencePiece, WordLevel) are kept.
+   */
+  #textOf(ids: number[], context: string): string {
+    const tok = this.tokenizer!;
+    const tail = tok.encode(context).slice(-8);
+    const before = tok.decode(tail, { skipSpecialTokens: false });
+    const full = tok.decode([...tail, ...ids], { skipSpecialTokens: false });
+    return full.startsWith(before)
+      ? full.slice(before.length)
+      : tok.decode(ids, { skipSpecialTokens: false });
   }
 
   /** One HTTP request (cached, concurrency-limited). */

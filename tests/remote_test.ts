@@ -1,0 +1,442 @@
+/**
+ * Tests of remote models over an OpenAI-compatible API, against a fake server this file
+ * starts on 127.0.0.1: it continues the last number of the prompt ("w3" -> " w4 w5 w6"),
+ * counts and records requests, and fails or stalls on demand. Covered: the generate
+ * contract on both endpoints, the HTTP core (retries, Retry-After, timeouts, concurrency
+ * limit, disk cache), prefill in the raw prompt, injection as two calls, early failure of
+ * hidden-state calls, and the resumable journal.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import {
+  generateResumable,
+  loadRemoteModel,
+  parseRemoteSource,
+  type RemoteModel,
+  type RemoteModelOptions,
+  requireCapability,
+} from "../lib/model/remote.ts";
+import {
+  backoffDelay,
+  type HttpError,
+  parseRetryAfter,
+  postJson,
+  Semaphore,
+} from "../lib/net/http.ts";
+import { apiRoot } from "../lib/net/openai.ts";
+
+/** One scripted reply: an error status (optionally with Retry-After) or a delay before answering. */
+type Action = { status: number; retryAfter?: string } | { delayMs: number };
+
+interface Fake {
+  url: string;
+  requests: { path: string; body: Record<string, unknown>; auth: string | null }[];
+  script: Action[];
+  delayMs: number;
+  inFlight: number;
+  maxInFlight: number;
+  close(): Promise<void>;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Continues the last number of `prompt`: " w(k+1) w(k+2) ...", only 2 words after "STOP". */
+function continuation(prompt: string, max: number): { words: string[]; finish: string } {
+  const nums = prompt.match(/\d+/g) ?? ["0"];
+  const last = Number(nums[nums.length - 1]);
+  const n = prompt.includes("STOP") ? Math.min(2, max) : max;
+  const words = Array.from({ length: n }, (_, k) => `w${(last + k + 1) % 100}`);
+  return { words, finish: n < max ? "stop" : "length" };
+}
+
+function startFake(): Fake {
+  const fake: Fake = {
+    url: "",
+    requests: [],
+    script: [],
+    delayMs: 0,
+    inFlight: 0,
+    maxInFlight: 0,
+    close: async () => {},
+  };
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
+    const path = new URL(req.url).pathname;
+    const body = await req.json();
+    fake.requests.push({ path, body, auth: req.headers.get("authorization") });
+    fake.inFlight++;
+    fake.maxInFlight = Math.max(fake.maxInFlight, fake.inFlight);
+    try {
+      const action = fake.script.shift();
+      if (action && "status" in action) {
+        const headers = action.retryAfter ? { "retry-after": action.retryAfter } : undefined;
+        return new Response(`{"error":"scripted ${action.status}"}`, {
+          status: action.status,
+          headers,
+        });
+      }
+      await sleep(action?.delayMs ?? fake.delayMs);
+      const chat = path.endsWith("/chat/completions");
+      const prompt = chat ? body.messages.at(-1).content : body.prompt;
+      const { words, finish } = continuation(prompt, body.max_tokens);
+      const text = words.map((w) => " " + w).join("");
+      const lps = words.map((_, k) => -(k + 1) / 10);
+      const choice = chat
+        ? {
+          message: { role: "assistant", content: text },
+          logprobs: { content: words.map((w, k) => ({ token: " " + w, logprob: lps[k] })) },
+        }
+        : { text, logprobs: { tokens: words.map((w) => " " + w), token_logprobs: lps } };
+      return Response.json({
+        choices: [{ index: 0, finish_reason: finish, ...choice }],
+        usage: { completion_tokens: words.length },
+      });
+    } finally {
+      fake.inFlight--;
+    }
+  });
+  fake.url = `http://127.0.0.1:${server.addr.port}/v1`;
+  fake.close = () => server.shutdown();
+  return fake;
+}
+
+/** A WordLevel tokenizer folder (w0-w99, "user", "bot", "STOP", "<eos>") with a chat template. */
+async function tokenizerDir(): Promise<string> {
+  const dir = await Deno.makeTempDir();
+  const words = ["<unk>", "<eos>", "user", "bot", "STOP", ...Array.from({ length: 100 }, (_, i) => `w${i}`)];
+  const vocab = Object.fromEntries(words.map((w, i) => [w, i]));
+  const special = { id: 1, content: "<eos>", single_word: false, lstrip: false, rstrip: false };
+  await Deno.writeTextFile(
+    join(dir, "tokenizer.json"),
+    JSON.stringify({
+      version: "1.0",
+      added_tokens: [{ ...special, normalized: false, special: true }],
+      normalizer: null,
+      pre_tokenizer: { type: "WhitespaceSplit" },
+      post_processor: null,
+      decoder: null,
+      model: { type: "WordLevel", vocab, unk_token: "<unk>" },
+    }),
+  );
+  await Deno.writeTextFile(
+    join(dir, "tokenizer_config.json"),
+    JSON.stringify({
+      eos_token: "<eos>",
+      chat_template: "{% for m in messages %}user {{ m['content'] }} {% endfor %}bot",
+    }),
+  );
+  return dir;
+}
+
+async function withFake(fn: (fake: Fake) => Promise<void>): Promise<void> {
+  const fake = startFake();
+  try {
+    await fn(fake);
+  } finally {
+    await fake.close();
+  }
+}
+
+function model(fake: Fake, extra: Partial<RemoteModelOptions> = {}): Promise<RemoteModel> {
+  return loadRemoteModel({ baseUrl: fake.url, model: "fake-1", retries: 0, ...extra });
+}
+
+const QUIET = { progress: "silent" as const };
+
+Deno.test("source strings and API roots parse as documented", () => {
+  assert.deepEqual(parseRemoteSource("openai:http://127.0.0.1:8000/v1#org/m-1.5B"), {
+    baseUrl: "http://127.0.0.1:8000/v1",
+    model: "org/m-1.5B",
+  });
+  assert.throws(() => parseRemoteSource("openai:127.0.0.1#m"), /expected openai:<baseURL>#<model>/);
+  assert.equal(apiRoot("http://h:1/v1/"), "http://h:1/v1");
+  assert.equal(apiRoot("http://h:1"), "http://h:1/v1");
+});
+
+Deno.test("chat endpoint: text, server logprobs, no token ids, per-row seeds, API key", async () => {
+  Deno.env.set("SC_FAKE_KEY", "sk-test-123");
+  await withFake(async (fake) => {
+    const m = await loadRemoteModel(`openai:${fake.url}#fake-1`, { apiKeyEnv: "SC_FAKE_KEY" });
+    assert.equal(m.source, `openai:${fake.url}#fake-1`);
+    assert.equal(m.capabilities.logprobs, false);
+    const g = await m.generate({
+      prompts: ["3", "10"],
+      maxNewTokens: 3,
+      temperature: 0.7,
+      topP: 0.9,
+      seed: 5,
+      stop: ["\n\n"],
+      ...QUIET,
+    });
+    assert.deepEqual(g.text, [" 4 5 6", " 11 12 13"]);
+    assert.deepEqual(g.tokenIds, [[], []]);
+    assert.deepEqual(g.promptIds, [[], []]);
+    assert.deepEqual(g.logprobs, [[-0.1, -0.2, -0.3], [-0.1, -0.2, -0.3]]);
+    assert.deepEqual(g.forced, [[false, false, false], [false, false, false]]);
+    assert.equal(m.capabilities.logprobs, true);
+    const bodies = fake.requests.map((r) => r.body).sort((a, b) => Number(a.seed) - Number(b.seed));
+    assert.ok(fake.requests.every((r) => r.path === "/v1/chat/completions"));
+    assert.ok(fake.requests.every((r) => r.auth === "Bearer sk-test-123"));
+    assert.deepEqual(bodies[0], {
+      model: "fake-1",
+      messages: [{ role: "user", content: "3" }],
+      max_tokens: 3,
+      temperature: 0.7,
+      top_p: 0.9,
+      seed: 5 * 1_000_003,
+      n: 1,
+      logprobs: true,
+      stop: ["\n\n"],
+    });
+    assert.equal(bodies[1].seed, 5 * 1_000_003 + 1);
+  });
+  Deno.env.delete("SC_FAKE_KEY");
+});
+
+Deno.test("completions with a local tokenizer: template applied here, token ids re-encoded", async () => {
+  await withFake(async (fake) => {
+    const m = await model(fake, { tokenizerDir: await tokenizerDir() });
+    const g = await m.generate({ prompts: ["3"], maxNewTokens: 4, ...QUIET });
+    assert.equal(fake.requests[0].path, "/v1/completions");
+    assert.equal(fake.requests[0].body.prompt, "user 3 bot");
+    assert.equal(fake.requests[0].body.logprobs, 1);
+    assert.equal(g.text[0], " 4 5 6 7");
+    const id = (w: string) => m.tokenizer!.tokenToId(w)!;
+    assert.deepEqual(g.tokenIds[0], ["4", "5", "6", "7"].map(id));
+    assert.deepEqual(g.promptIds[0], ["user", "3", "bot"].map(id));
+    assert.deepEqual(g.logprobs[0], [-0.1, -0.2, -0.3, -0.4]);
+    // chat: false sends the prompt as written
+    await m.generate({ prompts: ["7 8"], maxNewTokens: 1, chat: false, ...QUIET });
+    assert.equal(fake.requests[1].body.prompt, "7 8");
+  });
+});
+
+Deno.test("prefill: forced ids appended to the raw prompt, flagged forced, refused on chat", async () => {
+  await withFake(async (fake) => {
+    const m = await model(fake, { tokenizerDir: await tokenizerDir() });
+    const id = (w: string) => m.tokenizer!.tokenToId(w)!;
+    const g = await m.generate({
+      prompts: ["3"],
+      maxNewTokens: 5,
+      force: [[{ step: 0, tokens: [id("20"), id("21")] }]],
+      ...QUIET,
+    });
+    assert.equal(fake.requests.length, 1);
+    assert.equal(fake.requests[0].body.prompt, "user 3 bot 20 21");
+    assert.equal(fake.requests[0].body.max_tokens, 3);
+    assert.equal(g.text[0], " 20 21 22 23 24");
+    assert.deepEqual(g.forced[0], [true, true, false, false, false]);
+    assert.deepEqual(g.tokenIds[0], ["20", "21", "22", "23", "24"].map(id));
+    assert.ok(Number.isNaN(g.logprobs[0][0]) && g.logprobs[0][2] === -0.1);
+    const chatModel = await model(fake);
+    await assert.rejects(
+      chatModel.generate({ prompts: ["3"], forceText: [[{ step: 0, text: " 9" }]], ...QUIET }),
+      /needs the raw-prompt \/v1\/completions endpoint/,
+    );
+    await assert.rejects(
+      chatModel.generate({ prompts: ["3"], force: [[{ step: 0, tokens: [1] }]], ...QUIET }),
+      /no local tokenizer/,
+    );
+    // Without a tokenizer, chat: false + forceText works on the completions endpoint.
+    const t = await chatModel.generate({
+      prompts: ["x 3"],
+      chat: false,
+      maxNewTokens: 3,
+      forceText: [[{ step: 0, text: " 40" }]],
+      ...QUIET,
+    });
+    assert.equal(fake.requests.at(-1)!.body.prompt, "x 3 40");
+    assert.equal(t.text[0], " 40 41 42");
+    assert.deepEqual(t.forced[0], [true, false, false]);
+  });
+});
+
+Deno.test("injection at step t: generate t tokens, append, continue (two calls)", async () => {
+  await withFake(async (fake) => {
+    const m = await model(fake, { tokenizerDir: await tokenizerDir() });
+    const id = (w: string) => m.tokenizer!.tokenToId(w)!;
+    const g = await m.generate({
+      prompts: ["3"],
+      maxNewTokens: 6,
+      force: [[{ step: 2, tokens: [id("50")] }]],
+      ...QUIET,
+    });
+    assert.equal(fake.requests.length, 2);
+    assert.equal(fake.requests[0].body.prompt, "user 3 bot");
+    assert.equal(fake.requests[0].body.max_tokens, 2);
+    assert.equal(fake.requests[1].body.prompt, "user 3 bot 4 5 50");
+    assert.equal(fake.requests[1].body.max_tokens, 3);
+    assert.equal(g.text[0], " 4 5 50 51 52 53");
+    assert.deepEqual(g.forced[0], [false, false, true, false, false, false]);
+    // A row that stops before the injection step is not injected (as local generation).
+    fake.requests.length = 0;
+    const s = await m.generate({
+      prompts: ["STOP 3"],
+      maxNewTokens: 6,
+      force: [[{ step: 4, tokens: [id("50")] }]],
+      ...QUIET,
+    });
+    assert.equal(fake.requests.length, 1);
+    assert.equal(s.text[0], " 4 5");
+    assert.deepEqual(s.forced[0], [false, false]);
+  });
+});
+
+Deno.test("postJson retries 5xx and 429 (Retry-After honoured) but not 400", async () => {
+  await withFake(async (fake) => {
+    const url = `${fake.url}/completions`;
+    const body = { model: "m", prompt: "1", max_tokens: 1 };
+    const retries: string[] = [];
+    fake.script.push({ status: 500 }, { status: 503 });
+    const r = await postJson<{ choices: { text: string }[] }>(url, body, {
+      retries: 3,
+      baseDelayMs: 5,
+      onRetry: (i) => retries.push(i.reason),
+    });
+    assert.equal(r.choices[0].text, " 2");
+    assert.deepEqual(retries, ["HTTP 500", "HTTP 503"]);
+    assert.equal(fake.requests.length, 3);
+    fake.script.push({ status: 429, retryAfter: "1" });
+    const t0 = performance.now();
+    await postJson(url, body, { retries: 1, baseDelayMs: 1 });
+    const waited = performance.now() - t0;
+    assert.ok(waited >= 950, `waited ${waited.toFixed(0)} ms, Retry-After asked for 1000`);
+    fake.script.push({ status: 400 }, { status: 500 });
+    const before = fake.requests.length;
+    await assert.rejects(postJson(url, body, { retries: 3, baseDelayMs: 1 }), (e: HttpError) => {
+      assert.equal(e.status, 400);
+      assert.match(e.message, /HTTP 400 .*scripted 400/);
+      return true;
+    });
+    assert.equal(fake.requests.length - before, 1);
+    fake.script.length = 0;
+    // Exhausted retries surface the last failure.
+    fake.script.push({ status: 502 }, { status: 502 });
+    await assert.rejects(postJson(url, body, { retries: 1, baseDelayMs: 1 }), /HTTP 502/);
+  });
+});
+
+Deno.test("backoff grows with jitter inside [cap/2, cap]; Retry-After dates parse", () => {
+  assert.equal(backoffDelay(0, 0, 100), 50);
+  assert.equal(backoffDelay(3, 0.5, 100), 600); // cap 800
+  assert.equal(backoffDelay(20, 0.999999, 100, 1000) <= 1000, true);
+  assert.equal(parseRetryAfter("2.5"), 2500);
+  assert.equal(
+    parseRetryAfter("Wed, 21 Oct 2015 07:28:10 GMT", Date.UTC(2015, 9, 21, 7, 28, 0)),
+    10000,
+  );
+  assert.equal(parseRetryAfter("soon"), undefined);
+});
+
+Deno.test("timeouts: a slow reply is retried, and fails clearly when it stays slow", async () => {
+  await withFake(async (fake) => {
+    const m = await model(fake, { timeoutMs: 150, retries: 1 });
+    fake.script.push({ delayMs: 600 });
+    const g = await m.generate({ prompts: ["3"], maxNewTokens: 1, ...QUIET });
+    assert.equal(g.text[0], " 4");
+    assert.equal(fake.requests.length, 2);
+    fake.script.push({ delayMs: 600 }, { delayMs: 600 });
+    await assert.rejects(
+      m.generate({ prompts: ["3"], maxNewTokens: 1, ...QUIET }),
+      /timeout after 150 ms \(attempt 2 of 2\)/,
+    );
+    await sleep(700); // let the stalled handlers finish before the server closes
+  });
+});
+
+Deno.test("concurrency: at most `concurrency` requests in flight", async () => {
+  await withFake(async (fake) => {
+    fake.delayMs = 40;
+    const m = await model(fake, { concurrency: 3 });
+    const prompts = Array.from({ length: 12 }, (_, i) => String(i));
+    const g = await m.generate({ prompts, maxNewTokens: 1, ...QUIET });
+    assert.deepEqual(g.text, prompts.map((p) => ` ${Number(p) + 1}`));
+    assert.equal(fake.maxInFlight, 3);
+    const sem = new Semaphore(2);
+    const order: string[] = [];
+    await Promise.all(["a", "b", "c"].map((k) =>
+      sem.run(async () => {
+        order.push(`${k}+${sem.active}`);
+        await sleep(10);
+      })
+    ));
+    assert.deepEqual(order, ["a+2", "b+2", "c+2"]);
+    assert.throws(() => new Semaphore(0), /integer >= 1/);
+  });
+});
+
+Deno.test("disk cache: a repeated request is answered from disk", async () => {
+  await withFake(async (fake) => {
+    const cacheDir = await Deno.makeTempDir();
+    const m = await model(fake, { cacheDir });
+    const opts = { prompts: ["3", "8"], maxNewTokens: 2, ...QUIET };
+    const a = await m.generate(opts);
+    assert.equal(fake.requests.length, 2);
+    const again = await model(fake, { cacheDir });
+    const b = await again.generate(opts);
+    assert.deepEqual(b, a);
+    assert.equal(fake.requests.length, 2, "no request on a cache hit");
+    assert.equal(again.cache!.hits, 2);
+    await again.generate({ ...opts, maxNewTokens: 3 });
+    assert.equal(fake.requests.length, 4, "other options miss");
+  });
+});
+
+Deno.test("hidden states fail early with the documented message", async () => {
+  await withFake(async (fake) => {
+    const m = await model(fake);
+    const msg = `Cannot read hidden states: openai:${fake.url}#fake-1 is a remote model ` +
+      `(capabilities.hiddenStates is false); use a local model for the compass and the CRAFT ` +
+      `latent reward`;
+    assert.throws(() => m.forward([[1, 2]]), { message: msg });
+    assert.throws(() => requireCapability(m, "hiddenStates"), { message: msg });
+    assert.throws(() => requireCapability(m, "training"), /Cannot train: .*training is false/);
+    await assert.rejects(
+      m.generate({ prompts: ["3"], returnHiddenStates: [1], ...QUIET }),
+      { message: msg },
+    );
+    assert.equal(fake.requests.length, 0);
+    const local = { capabilities: { hiddenStates: true, training: true, logprobs: true } };
+    requireCapability(local, "hiddenStates");
+  });
+});
+
+Deno.test("generateResumable journals each row and skips finished rows on restart", async () => {
+  await withFake(async (fake) => {
+    const dir = await Deno.makeTempDir();
+    const journal = join(dir, "gen.jsonl");
+    const rows = Array.from({ length: 6 }, (_, i) => ({ id: `r${i}`, prompt: String(i * 10) }));
+    const m = await model(fake, { concurrency: 2 });
+    const opts = { maxNewTokens: 2, temperature: 0, ...QUIET };
+    fake.script.push({ delayMs: 0 }, { delayMs: 0 }, { delayMs: 0 }, { status: 400 });
+    await assert.rejects(generateResumable(m, rows, opts, journal), /HTTP 400/);
+    const lines = (await Deno.readTextFile(journal)).trim().split("\n");
+    const finished = lines.slice(1).map((l) => JSON.parse(l).id);
+    assert.ok(finished.length >= 2 && finished.length <= 4, `journaled ${finished.length} rows`);
+    // A crash mid-write leaves a cut-off line: it is dropped.
+    await Deno.writeTextFile(journal, '{"id":"r5","pro', { append: true });
+    const sent = fake.requests.length;
+    const out = await generateResumable(m, rows, opts, journal);
+    assert.equal(fake.requests.length - sent, rows.length - finished.length);
+    assert.deepEqual(out.map((r) => r.id), rows.map((r) => r.id));
+    assert.deepEqual(out.map((r) => r.text), rows.map((_, i) => ` ${i * 10 + 1} ${i * 10 + 2}`));
+    assert.deepEqual(out[3].logprobs, [-0.1, -0.2]);
+    assert.equal(out[4].seed, 4);
+    const all = (await Deno.readTextFile(journal)).trim().split("\n");
+    assert.equal(all.length, 1 + rows.length);
+    // Nothing left to do: no request.
+    const n = fake.requests.length;
+    await generateResumable(m, rows, opts, journal);
+    assert.equal(fake.requests.length, n);
+    await assert.rejects(
+      generateResumable(m, rows, { ...opts, maxNewTokens: 3 }, journal),
+      /written by another run/,
+    );
+    await assert.rejects(
+      generateResumable(m, [{ id: "r0", prompt: "changed" }], opts, journal),
+      /journaled with another prompt/,
+    );
+  });
+});
