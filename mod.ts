@@ -82,7 +82,11 @@ export { gradeResponse } from "./lib/data/safetyworld/graders.ts";
 // The compass
 export { type Compass, fitProbe, loadCompass, type Pooling } from "./lib/compass/compass.ts";
 export { type CraftOptions, fitCraft } from "./lib/compass/craft.ts";
-export { layerSweep } from "./lib/compass/sweep.ts";
+export { layerSweep, type SweepRow } from "./lib/compass/sweep.ts";
+export { Activations, collectActivations, type CollectOptions, collectPairs } from "./lib/compass/collect.ts";
+export { fitCompass, type FitCompassOptions, sweepLayers } from "./lib/compass/fit.ts";
+export { ablationInterventions, steerIntervention, steeringVector } from "./lib/compass/steer.ts";
+export { auditGeneration, AuditResult } from "./lib/compass/audit.ts";
 export { auroc, bootstrapCI, pearson, proportionCI, spearman } from "./lib/compass/metrics.ts";
 export { type Matrix } from "./lib/compass/matrix.ts";
 
@@ -96,6 +100,7 @@ export {
   verifyThinkFormat,
 } from "./lib/eval/format.ts";
 export { profileModel, type RateRow } from "./lib/eval/profile.ts";
+export { klByPosition, type PositionKl } from "./lib/eval/diagnostics.ts";
 
 // Plots, display, reports
 export {

@@ -105,7 +105,14 @@ function startFake(): Fake {
 /** A WordLevel tokenizer folder (w0-w99, "user", "bot", "STOP", "<eos>") with a chat template. */
 async function tokenizerDir(): Promise<string> {
   const dir = await Deno.makeTempDir();
-  const words = ["<unk>", "<eos>", "user", "bot", "STOP", ...Array.from({ length: 100 }, (_, i) => `w${i}`)];
+  const words = [
+    "<unk>",
+    "<eos>",
+    "user",
+    "bot",
+    "STOP",
+    ...Array.from({ length: 100 }, (_, i) => `w${i}`),
+  ];
   const vocab = Object.fromEntries(words.map((w, i) => [w, i]));
   const special = { id: 1, content: "<eos>", single_word: false, lstrip: false, rstrip: false };
   await Deno.writeTextFile(
@@ -162,7 +169,7 @@ Deno.test("chat endpoint: text, server logprobs, no token ids, per-row seeds, AP
     assert.equal(m.source, `openai:${fake.url}#fake-1`);
     assert.equal(m.capabilities.logprobs, false);
     const g = await m.generate({
-      prompts: ["3", "10"],
+      prompts: ["w3", "w10"],
       maxNewTokens: 3,
       temperature: 0.7,
       topP: 0.9,
@@ -170,7 +177,7 @@ Deno.test("chat endpoint: text, server logprobs, no token ids, per-row seeds, AP
       stop: ["\n\n"],
       ...QUIET,
     });
-    assert.deepEqual(g.text, [" 4 5 6", " 11 12 13"]);
+    assert.deepEqual(g.text, [" w4 w5 w6", " w11 w12 w13"]);
     assert.deepEqual(g.tokenIds, [[], []]);
     assert.deepEqual(g.promptIds, [[], []]);
     assert.deepEqual(g.logprobs, [[-0.1, -0.2, -0.3], [-0.1, -0.2, -0.3]]);
@@ -181,7 +188,7 @@ Deno.test("chat endpoint: text, server logprobs, no token ids, per-row seeds, AP
     assert.ok(fake.requests.every((r) => r.auth === "Bearer sk-test-123"));
     assert.deepEqual(bodies[0], {
       model: "fake-1",
-      messages: [{ role: "user", content: "3" }],
+      messages: [{ role: "user", content: "w3" }],
       max_tokens: 3,
       temperature: 0.7,
       top_p: 0.9,
@@ -198,18 +205,18 @@ Deno.test("chat endpoint: text, server logprobs, no token ids, per-row seeds, AP
 Deno.test("completions with a local tokenizer: template applied here, token ids re-encoded", async () => {
   await withFake(async (fake) => {
     const m = await model(fake, { tokenizerDir: await tokenizerDir() });
-    const g = await m.generate({ prompts: ["3"], maxNewTokens: 4, ...QUIET });
+    const g = await m.generate({ prompts: ["w3"], maxNewTokens: 4, ...QUIET });
     assert.equal(fake.requests[0].path, "/v1/completions");
-    assert.equal(fake.requests[0].body.prompt, "user 3 bot");
+    assert.equal(fake.requests[0].body.prompt, "user w3 bot");
     assert.equal(fake.requests[0].body.logprobs, 1);
-    assert.equal(g.text[0], " 4 5 6 7");
+    assert.equal(g.text[0], " w4 w5 w6 w7");
     const id = (w: string) => m.tokenizer!.tokenToId(w)!;
-    assert.deepEqual(g.tokenIds[0], ["4", "5", "6", "7"].map(id));
-    assert.deepEqual(g.promptIds[0], ["user", "3", "bot"].map(id));
+    assert.deepEqual(g.tokenIds[0], ["w4", "w5", "w6", "w7"].map(id));
+    assert.deepEqual(g.promptIds[0], ["user", "w3", "bot"].map(id));
     assert.deepEqual(g.logprobs[0], [-0.1, -0.2, -0.3, -0.4]);
     // chat: false sends the prompt as written
-    await m.generate({ prompts: ["7 8"], maxNewTokens: 1, chat: false, ...QUIET });
-    assert.equal(fake.requests[1].body.prompt, "7 8");
+    await m.generate({ prompts: ["w7 w8"], maxNewTokens: 1, chat: false, ...QUIET });
+    assert.equal(fake.requests[1].body.prompt, "w7 w8");
   });
 });
 
@@ -218,37 +225,37 @@ Deno.test("prefill: forced ids appended to the raw prompt, flagged forced, refus
     const m = await model(fake, { tokenizerDir: await tokenizerDir() });
     const id = (w: string) => m.tokenizer!.tokenToId(w)!;
     const g = await m.generate({
-      prompts: ["3"],
+      prompts: ["w3"],
       maxNewTokens: 5,
-      force: [[{ step: 0, tokens: [id("20"), id("21")] }]],
+      force: [[{ step: 0, tokens: [id("w20"), id("w21")] }]],
       ...QUIET,
     });
     assert.equal(fake.requests.length, 1);
-    assert.equal(fake.requests[0].body.prompt, "user 3 bot 20 21");
+    assert.equal(fake.requests[0].body.prompt, "user w3 bot w20 w21");
     assert.equal(fake.requests[0].body.max_tokens, 3);
-    assert.equal(g.text[0], " 20 21 22 23 24");
+    assert.equal(g.text[0], " w20 w21 w22 w23 w24");
     assert.deepEqual(g.forced[0], [true, true, false, false, false]);
-    assert.deepEqual(g.tokenIds[0], ["20", "21", "22", "23", "24"].map(id));
+    assert.deepEqual(g.tokenIds[0], ["w20", "w21", "w22", "w23", "w24"].map(id));
     assert.ok(Number.isNaN(g.logprobs[0][0]) && g.logprobs[0][2] === -0.1);
     const chatModel = await model(fake);
     await assert.rejects(
-      chatModel.generate({ prompts: ["3"], forceText: [[{ step: 0, text: " 9" }]], ...QUIET }),
+      chatModel.generate({ prompts: ["w3"], forceText: [[{ step: 0, text: " w9" }]], ...QUIET }),
       /needs the raw-prompt \/v1\/completions endpoint/,
     );
     await assert.rejects(
-      chatModel.generate({ prompts: ["3"], force: [[{ step: 0, tokens: [1] }]], ...QUIET }),
+      chatModel.generate({ prompts: ["w3"], force: [[{ step: 0, tokens: [1] }]], ...QUIET }),
       /no local tokenizer/,
     );
     // Without a tokenizer, chat: false + forceText works on the completions endpoint.
     const t = await chatModel.generate({
-      prompts: ["x 3"],
+      prompts: ["x w3"],
       chat: false,
       maxNewTokens: 3,
-      forceText: [[{ step: 0, text: " 40" }]],
+      forceText: [[{ step: 0, text: " w40" }]],
       ...QUIET,
     });
-    assert.equal(fake.requests.at(-1)!.body.prompt, "x 3 40");
-    assert.equal(t.text[0], " 40 41 42");
+    assert.equal(fake.requests.at(-1)!.body.prompt, "x w3 w40");
+    assert.equal(t.text[0], " w40 w41 w42");
     assert.deepEqual(t.forced[0], [true, false, false]);
   });
 });
@@ -258,28 +265,28 @@ Deno.test("injection at step t: generate t tokens, append, continue (two calls)"
     const m = await model(fake, { tokenizerDir: await tokenizerDir() });
     const id = (w: string) => m.tokenizer!.tokenToId(w)!;
     const g = await m.generate({
-      prompts: ["3"],
+      prompts: ["w3"],
       maxNewTokens: 6,
-      force: [[{ step: 2, tokens: [id("50")] }]],
+      force: [[{ step: 2, tokens: [id("w50")] }]],
       ...QUIET,
     });
     assert.equal(fake.requests.length, 2);
-    assert.equal(fake.requests[0].body.prompt, "user 3 bot");
+    assert.equal(fake.requests[0].body.prompt, "user w3 bot");
     assert.equal(fake.requests[0].body.max_tokens, 2);
-    assert.equal(fake.requests[1].body.prompt, "user 3 bot 4 5 50");
+    assert.equal(fake.requests[1].body.prompt, "user w3 bot w4 w5 w50");
     assert.equal(fake.requests[1].body.max_tokens, 3);
-    assert.equal(g.text[0], " 4 5 50 51 52 53");
+    assert.equal(g.text[0], " w4 w5 w50 w51 w52 w53");
     assert.deepEqual(g.forced[0], [false, false, true, false, false, false]);
     // A row that stops before the injection step is not injected (as local generation).
     fake.requests.length = 0;
     const s = await m.generate({
-      prompts: ["STOP 3"],
+      prompts: ["STOP w3"],
       maxNewTokens: 6,
-      force: [[{ step: 4, tokens: [id("50")] }]],
+      force: [[{ step: 4, tokens: [id("w50")] }]],
       ...QUIET,
     });
     assert.equal(fake.requests.length, 1);
-    assert.equal(s.text[0], " 4 5");
+    assert.equal(s.text[0], " w4 w5");
     assert.deepEqual(s.forced[0], [false, false]);
   });
 });
@@ -287,7 +294,7 @@ Deno.test("injection at step t: generate t tokens, append, continue (two calls)"
 Deno.test("postJson retries 5xx and 429 (Retry-After honoured) but not 400", async () => {
   await withFake(async (fake) => {
     const url = `${fake.url}/completions`;
-    const body = { model: "m", prompt: "1", max_tokens: 1 };
+    const body = { model: "m", prompt: "w1", max_tokens: 1 };
     const retries: string[] = [];
     fake.script.push({ status: 500 }, { status: 503 });
     const r = await postJson<{ choices: { text: string }[] }>(url, body, {
@@ -295,7 +302,7 @@ Deno.test("postJson retries 5xx and 429 (Retry-After honoured) but not 400", asy
       baseDelayMs: 5,
       onRetry: (i) => retries.push(i.reason),
     });
-    assert.equal(r.choices[0].text, " 2");
+    assert.equal(r.choices[0].text, " w2");
     assert.deepEqual(retries, ["HTTP 500", "HTTP 503"]);
     assert.equal(fake.requests.length, 3);
     fake.script.push({ status: 429, retryAfter: "1" });
@@ -334,12 +341,12 @@ Deno.test("timeouts: a slow reply is retried, and fails clearly when it stays sl
   await withFake(async (fake) => {
     const m = await model(fake, { timeoutMs: 150, retries: 1 });
     fake.script.push({ delayMs: 600 });
-    const g = await m.generate({ prompts: ["3"], maxNewTokens: 1, ...QUIET });
-    assert.equal(g.text[0], " 4");
+    const g = await m.generate({ prompts: ["w3"], maxNewTokens: 1, ...QUIET });
+    assert.equal(g.text[0], " w4");
     assert.equal(fake.requests.length, 2);
     fake.script.push({ delayMs: 600 }, { delayMs: 600 });
     await assert.rejects(
-      m.generate({ prompts: ["3"], maxNewTokens: 1, ...QUIET }),
+      m.generate({ prompts: ["w3"], maxNewTokens: 1, ...QUIET }),
       /timeout after 150 ms \(attempt 2 of 2\)/,
     );
     await sleep(700); // let the stalled handlers finish before the server closes
@@ -350,9 +357,9 @@ Deno.test("concurrency: at most `concurrency` requests in flight", async () => {
   await withFake(async (fake) => {
     fake.delayMs = 40;
     const m = await model(fake, { concurrency: 3 });
-    const prompts = Array.from({ length: 12 }, (_, i) => String(i));
+    const prompts = Array.from({ length: 12 }, (_, i) => `w${i}`);
     const g = await m.generate({ prompts, maxNewTokens: 1, ...QUIET });
-    assert.deepEqual(g.text, prompts.map((p) => ` ${Number(p) + 1}`));
+    assert.deepEqual(g.text, prompts.map((_, i) => ` w${i + 1}`));
     assert.equal(fake.maxInFlight, 3);
     const sem = new Semaphore(2);
     const order: string[] = [];
@@ -371,7 +378,7 @@ Deno.test("disk cache: a repeated request is answered from disk", async () => {
   await withFake(async (fake) => {
     const cacheDir = await Deno.makeTempDir();
     const m = await model(fake, { cacheDir });
-    const opts = { prompts: ["3", "8"], maxNewTokens: 2, ...QUIET };
+    const opts = { prompts: ["w3", "w8"], maxNewTokens: 2, ...QUIET };
     const a = await m.generate(opts);
     assert.equal(fake.requests.length, 2);
     const again = await model(fake, { cacheDir });
@@ -394,7 +401,7 @@ Deno.test("hidden states fail early with the documented message", async () => {
     assert.throws(() => requireCapability(m, "hiddenStates"), { message: msg });
     assert.throws(() => requireCapability(m, "training"), /Cannot train: .*training is false/);
     await assert.rejects(
-      m.generate({ prompts: ["3"], returnHiddenStates: [1], ...QUIET }),
+      m.generate({ prompts: ["w3"], returnHiddenStates: [1], ...QUIET }),
       { message: msg },
     );
     assert.equal(fake.requests.length, 0);
@@ -407,7 +414,7 @@ Deno.test("generateResumable journals each row and skips finished rows on restar
   await withFake(async (fake) => {
     const dir = await Deno.makeTempDir();
     const journal = join(dir, "gen.jsonl");
-    const rows = Array.from({ length: 6 }, (_, i) => ({ id: `r${i}`, prompt: String(i * 10) }));
+    const rows = Array.from({ length: 6 }, (_, i) => ({ id: `r${i}`, prompt: `w${i * 10}` }));
     const m = await model(fake, { concurrency: 2 });
     const opts = { maxNewTokens: 2, temperature: 0, ...QUIET };
     fake.script.push({ delayMs: 0 }, { delayMs: 0 }, { delayMs: 0 }, { status: 400 });
@@ -421,7 +428,7 @@ Deno.test("generateResumable journals each row and skips finished rows on restar
     const out = await generateResumable(m, rows, opts, journal);
     assert.equal(fake.requests.length - sent, rows.length - finished.length);
     assert.deepEqual(out.map((r) => r.id), rows.map((r) => r.id));
-    assert.deepEqual(out.map((r) => r.text), rows.map((_, i) => ` ${i * 10 + 1} ${i * 10 + 2}`));
+    assert.deepEqual(out.map((r) => r.text), rows.map((_, i) => ` w${i * 10 + 1} w${i * 10 + 2}`));
     assert.deepEqual(out[3].logprobs, [-0.1, -0.2]);
     assert.equal(out[4].seed, 4);
     const all = (await Deno.readTextFile(journal)).trim().split("\n");
