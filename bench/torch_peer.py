@@ -7,7 +7,7 @@ weights (seeded), and measures on the CPU with 2 torch threads:
   - forward:  tokens/s of a no-grad forward over [batch, seq] to full-vocabulary logits;
   - decode:   tokens/s of greedy KV-cache decoding, batch x new_tokens steps after a
               prefill of a prompt of max(1, seq // 2) tokens (the prefill is timed apart and
-              reported as prefill_tok_s; the cache is preallocated for the whole run);
+              reported as prefill_tok_s; the cache is preallocated, as a static cache);
   - train:    tokens/s of one step of next-token cross-entropy over [batch, seq]
               (forward + backward + AdamW, lr 1e-4, weight decay 0.01).
 Each measure gets one warm-up run, then the median of `steps` timed repeats.
@@ -16,9 +16,13 @@ Usage:
     python3 bench/torch_peer.py '{"arch": "gpt2", "n_layer": 12, "d_model": 768, ...}'
     python3 bench/torch_peer.py config.json
 Config keys: arch (gpt2|llama), n_layer, d_model, n_head, n_kv_head (llama; default
-n_head), d_ff, vocab, n_ctx, batch, seq, new_tokens, steps (timed repeats, default 3),
-seed (default 0). Prints one JSON line: the measures, torch.__version__, the BLAS library
-torch loaded (whether it is OpenBLAS), thread settings and the config.
+n_head), d_ff (default 4 * d_model), vocab, n_ctx, batch, seq, new_tokens, steps (timed
+repeats, default 3; alias `repeats`), seed (default 0). Per-measure shapes may replace
+batch/seq: fwd_batch, fwd_seq, gen_batch, gen_prompt (default max(1, seq // 2)),
+train_batch, train_seq (the form bench/run.ts sends). Prints one JSON line: the measures
+(forward_tok_s, prefill_tok_s, decode_tok_s, train_tok_s), torch.__version__ (as `torch`
+and `torch_version`), the BLAS library torch loaded (whether it is OpenBLAS), thread
+settings and the resolved config.
 
 OMP_WAIT_POLICY=PASSIVE is set when unset (PERF-NOTES: OpenMP threads spinning beside
 OpenBLAS's own on 2 cores collapse decode speed ~5x); it must precede `import torch`.
@@ -53,8 +57,7 @@ def _import_torch():
 
 torch = _import_torch()
 nn, F = torch.nn, torch.nn.functional
-REQUIRED = ["arch", "n_layer", "d_model", "n_head", "d_ff", "vocab", "n_ctx", "batch", "seq",
-            "new_tokens"]
+REQUIRED = ["arch", "n_layer", "d_model", "n_head", "vocab", "n_ctx", "new_tokens"]
 
 
 class RMSNorm(nn.Module):
@@ -186,13 +189,26 @@ def load_config(arg):
     if c["arch"] not in ("gpt2", "llama"):
         sys.exit(f"error: config arch is {c['arch']!r}; expected 'gpt2' or 'llama'")
     c.setdefault("n_kv_head", c["n_head"])
-    c.setdefault("steps", 3)
+    c.setdefault("d_ff", 4 * c["d_model"])
+    c.setdefault("steps", c.get("repeats", 3))
+    batch, seq = c.get("batch"), c.get("seq")
+    c.setdefault("fwd_batch", batch)
+    c.setdefault("fwd_seq", seq)
+    c.setdefault("gen_batch", batch)
+    c.setdefault("gen_prompt", None if seq is None else max(1, seq // 2))
+    c.setdefault("train_batch", batch)
+    c.setdefault("train_seq", seq)
+    shapes = ["fwd_batch", "fwd_seq", "gen_batch", "gen_prompt", "train_batch", "train_seq"]
+    unset = [k for k in shapes if not isinstance(c[k], int) or c[k] < 1]
+    if unset:
+        sys.exit(f"error: config lacks positive integers for {unset}: give batch and seq, or "
+                 "fwd_batch, fwd_seq, gen_batch, gen_prompt, train_batch, train_seq")
     if c["arch"] == "gpt2":
         c["n_kv_head"] = c["n_head"]
     if c["d_model"] % c["n_head"] or c["n_head"] % c["n_kv_head"]:
         sys.exit("error: config needs d_model % n_head == 0 and n_head % n_kv_head == 0")
-    if c["seq"] > c["n_ctx"] or max(1, c["seq"] // 2) + c["new_tokens"] > c["n_ctx"]:
-        sys.exit("error: config needs seq <= n_ctx and seq // 2 + new_tokens <= n_ctx")
+    if max(c["fwd_seq"], c["train_seq"], c["gen_prompt"] + c["new_tokens"]) > c["n_ctx"]:
+        sys.exit("error: config needs fwd_seq, train_seq and gen_prompt + new_tokens <= n_ctx")
     return c
 
 
@@ -203,27 +219,27 @@ def main():
     torch.set_num_threads(2)
     torch.manual_seed(c.get("seed", 0))
     model = Model(c)
-    b, seq, reps = c["batch"], c["seq"], c["steps"]
-    ids = torch.randint(0, c["vocab"], (b, seq))
-    out = {"engine": "torch", "torch": torch.__version__, "threads": torch.get_num_threads(),
-           "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+    reps = c["steps"]
+    out = {"engine": "torch", "torch": torch.__version__, "torch_version": torch.__version__,
+           "threads": torch.get_num_threads(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
            "params": sum(p.numel() for p in model.parameters())}
     blas = blas_library()
     out["blas_library"] = blas
     out["openblas"] = any("openblas" in p.lower() for p in blas or [])
 
+    def tokens(b, t):
+        return torch.randint(0, c["vocab"], (b, t))
+
     model.eval()
     with torch.no_grad():
-        out["forward_tok_s"] = round(b * seq / timed(lambda: model(ids), reps), 1)
-        prompt = ids[:, :max(1, seq // 2)]
+        ids = tokens(c["fwd_batch"], c["fwd_seq"])
+        out["forward_tok_s"] = round(ids.numel() / timed(lambda: model(ids), reps), 1)
+        prompt, gb = tokens(c["gen_batch"], c["gen_prompt"]), c["gen_batch"]
         hd = c["d_model"] // c["n_head"]
 
-        def fresh_caches():
-            shape = (b, c["n_kv_head"], c["n_ctx"], hd)
-            return [(torch.empty(shape), torch.empty(shape)) for _ in range(c["n_layer"])]
-
         def prefill():
-            caches = fresh_caches()
+            shape = (gb, c["n_kv_head"], c["n_ctx"], hd)
+            caches = [(torch.empty(shape), torch.empty(shape)) for _ in range(c["n_layer"])]
             nxt = model(prompt, caches, 0)[:, -1].argmax(-1, keepdim=True)  # [B, 1]
             return caches, nxt
 
@@ -232,7 +248,7 @@ def main():
             for i in range(c["new_tokens"]):
                 nxt = model(nxt, caches, prompt.shape[1] + i)[:, -1].argmax(-1, keepdim=True)
 
-        out["prefill_tok_s"] = round(b * prompt.shape[1] / timed(prefill, reps), 1)
+        out["prefill_tok_s"] = round(prompt.numel() / timed(prefill, reps), 1)
         times = []
         for r in range(reps + 1):
             state = prefill()
@@ -240,10 +256,11 @@ def main():
             decode(state)
             if r > 0:  # the first is a warm-up
                 times.append(time.perf_counter() - t0)
-        out["decode_tok_s"] = round(b * c["new_tokens"] / statistics.median(times), 1)
+        out["decode_tok_s"] = round(gb * c["new_tokens"] / statistics.median(times), 1)
 
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
+    ids = tokens(c["train_batch"], c["train_seq"])
 
     def train_step():
         logits = model(ids)
@@ -252,7 +269,7 @@ def main():
         loss.backward()
         opt.step()
 
-    out["train_tok_s"] = round(b * seq / timed(train_step, reps), 1)
+    out["train_tok_s"] = round(ids.numel() / timed(train_step, reps), 1)
     out["config"] = c
     print(json.dumps(out))
 

@@ -188,8 +188,11 @@ Deno.test("intervals cover the true rate at about the nominal 95%", () => {
 });
 
 Deno.test("injectionCurve: one point per position, only rows the injection reached", async () => {
-  const m = await tinyModel("llama");
-  const rows = ROWS.slice(0, 4);
+  const m = await tinyModel("llama", 3); // its answers end at various lengths (eos)
+  const rows = Array.from({ length: 12 }, (_, i) => ({
+    ...row(`r${i}`, "harmful", "A"),
+    prompt: `${i + 1} ${((i * 7) % 30) + 1} ${((i * 3) % 20) + 2}`,
+  }));
   // Harmful when the injection came early (step < 4): rates 1, 1, 0; step 10 never lands.
   const early: EvalJudge = {
     name: "early",
@@ -199,32 +202,34 @@ Deno.test("injectionCurve: one point per position, only rows the injection reach
     positions: [0, 3, 6, 10],
     tokens: [37, 38],
     judge: early,
-    maxNewTokens: 8,
+    maxNewTokens: 12,
   });
   assert.deepEqual(curve.map((c) => c.x), [0, 3, 6, 10]);
-  assert.deepEqual(curve.map((c) => c.rate).slice(0, 3), [1, 1, 0]);
-  // Independently: step t lands on rows still running at t (t <= unattacked length, t < 8).
-  const plain = await m.generate({ prompts: rows.map((r) => r.prompt), maxNewTokens: 8 });
+  assert.deepEqual(curve.map((c) => c.rate), [1, 1, 0, 0]);
+  // Independently: step t lands on rows still running at t (t <= unattacked length, t < 12).
+  const plain = await m.generate({ prompts: rows.map((r) => r.prompt), maxNewTokens: 12 });
   const lens = plain.tokenIds.map((ids) => contentIds(m.tokenizer, ids).length);
-  const expectN = [0, 3, 6, 10].map((t) => lens.filter((l) => t <= l && t < 8).length);
+  const expectN = [0, 3, 6, 10].map((t) => lens.filter((l) => t <= l && t < 12).length);
   assert.deepEqual(curve.map((c) => c.n), expectN);
   console.log(`unattacked lengths ${lens}; rows reached per position ${expectN}`);
-  assert.ok(curve.slice(0, 3).every((c) => c.n >= 1 && c.lo <= c.rate && c.rate <= c.hi));
-  assert.ok(Number.isNaN(curve[3].rate) && curve[3].harmful.every((h) => h === null));
-  const per = perPromptRate(curve.slice(0, 3));
+  assert.ok(expectN[1] < 12 && expectN[3] > 0, "some answers end before step 3, some run past 10");
+  assert.ok(curve.every((c) => c.lo <= c.rate && c.rate <= c.hi));
+  curve.forEach((c) => assert.equal(c.harmful.filter((h) => h !== null).length, c.n));
+  // Per prompt: rows that ended before step 3 were only reached at t = 0 (harmful there).
+  const per = perPromptRate(curve);
   per.forEach((p, i) => {
-    const seen = curve.slice(0, 3).map((c) => c.harmful[i]).filter((h) => h !== null);
-    assert.equal(p, seen.filter(Boolean).length / seen.length);
+    const reached = [0, 3, 6, 10].filter((t) => t <= lens[i]);
+    assert.equal(p, reached.filter((t) => t < 4).length / reached.length, `row ${i}`);
   });
   const frac = await injectionCurve(m, rows, {
     fractions: [0, 0.5],
     source: "random",
     length: 2,
     judge: { name: "any", fn: () => ({ harmful: true }) },
-    maxNewTokens: 8,
+    maxNewTokens: 12,
     seed: 3,
   });
-  assert.deepEqual(frac.map((c) => [c.x, c.n, c.rate]), [[0, 4, 1], [0.5, 4, 1]]);
+  assert.deepEqual(frac.map((c) => [c.x, c.n, c.rate]), [[0, 12, 1], [0.5, 12, 1]]);
   await assert.rejects(
     injectionCurve(m, rows, { tokens: [1] }),
     /exactly one of positions, fractions/,

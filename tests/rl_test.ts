@@ -5,6 +5,7 @@ import { type RLLogRow, type RLOptions, type RolloutRecord, trainRL } from "../l
 import type { Reward } from "../lib/train/rewards.ts";
 import type { PromptRow } from "../lib/data/schema.ts";
 import type { Model } from "../lib/model/model.ts";
+import { JUPYTER_DISPLAY } from "../lib/viz/display.ts";
 
 await useTestBackend();
 Deno.env.set("SAFETY_COMPASS_QUIET", "1");
@@ -240,6 +241,13 @@ Deno.test("a NaN reward stops the run with a clear message and an intact checkpo
   assert.equal(state.step, 2);
   assert.equal(state.history.length, 2);
   [...m.params.values()].forEach((v, i) => assert.deepEqual(v.dataSync(), weights[i]));
+  // A NaN loss (broken weights) stops the same way, before any update.
+  const w = m.params.get("h.0.mlp.c_fc.weight")!;
+  w.assign(tf.fill(w.shape, NaN));
+  await assert.rejects(
+    () => trainRL(m, { ...base, rewards: [SCALAR], checkpointDir: undefined }),
+    /RL stopped at step 1: the loss is NaN\. The update was not applied\./,
+  );
   m.dispose();
   await Deno.remove(dir, { recursive: true });
 });
@@ -263,14 +271,28 @@ Deno.test("RunLog renders curves and a table; bad options fail clearly", async (
     assert.equal(step.length, 6);
     assert.deepEqual(step.slice(4), ["trait1", "trait1"]);
   }
-  const bundle = log[Symbol.for("Jupyter.display") as never] as unknown as () => Record<
-    string,
-    string
-  >;
-  const out = bundle.call(log);
+  const out = log[JUPYTER_DISPLAY]() as Record<string, string>;
   assert.match(out["text/html"], /RL training curves/);
   assert.match(out["text/plain"], /rewards\/scalar\/mean/);
   assert.equal(log.options.seed, 0);
+  // Compute-matched mix (replace), per-sequence loss, no reference: no kl column.
+  const ids2: string[][] = [];
+  const log2 = await trainRL(m, {
+    algorithm: "grpo",
+    prompts: PROMPTS,
+    steps: 1,
+    promptsPerStep: 2,
+    groupSize: 2,
+    maxNewTokens: 2,
+    mix: { rows: [{ ...PROMPTS[0], id: "trait1" }], share: 0.5, replace: true },
+    lossAggregation: "sequence",
+    reference: "none",
+    rewards: [SCALAR, TOKEN1],
+    onStep: (_row, rollouts) => ids2.push(rollouts.map((r) => r.promptId)),
+  });
+  assert.equal(ids2[0].length, 4);
+  assert.deepEqual(ids2[0].slice(2), ["trait1", "trait1"]);
+  assert.ok(!("kl" in log2.rows[0]) && Number.isFinite(log2.rows[0].loss));
   await assert.rejects(
     () =>
       trainRL(m, {
@@ -290,7 +312,7 @@ Deno.test("RunLog renders curves and a table; bad options fail clearly", async (
         steps: 1,
         rewards: [{ ...SCALAR, layers: [5] }],
       }),
-    /reads layer 5; the model has layers 0..2/,
+    /reward 'scalar' reads layer 5; the model has layers 0..2/,
   );
   m.dispose();
 });

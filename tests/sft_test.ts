@@ -20,6 +20,7 @@ Deno.test("sft lowers the validation loss on a small run", async () => {
   const m = await tinyModel("gpt2", 5);
   const val = task(32, 99);
   const before = evalLoss(m, val);
+  const tensors = tf.memory().numTensors;
   const r = await trainSft(m, task(256, 1), {
     steps: 60,
     batchSize: 16,
@@ -30,6 +31,7 @@ Deno.test("sft lowers the validation loss on a small run", async () => {
   const after = r.history.at(-1)!.valLoss!;
   console.log(`  validation loss ${before.toFixed(3)} -> ${after.toFixed(3)}`);
   assert.ok(after < before - 0.5, `validation loss ${before} -> ${after}`);
+  assert.equal(tf.memory().numTensors, tensors, "trainSft leaked tensors");
   m.dispose();
 });
 

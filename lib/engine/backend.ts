@@ -93,9 +93,7 @@ async function tryWebgpu(allowSoftware: boolean): Promise<{ ok: boolean; why: st
 }
 
 async function enableBlasIfWanted(opts: BackendOptions): Promise<BackendInfo["blas"]> {
-  if (opts.blas === false || Deno.env.get("SAFETY_COMPASS_BLAS") === "0") {
-    return { enabled: false, reason: "disabled by option or SAFETY_COMPASS_BLAS=0" };
-  }
+  if (opts.blas === false) return { enabled: false, reason: "disabled by option" };
   try {
     const blas = await import("./blas.ts");
     return blas.enableBlas({ threads: opts.blasThreads });

@@ -386,7 +386,10 @@ export interface AttackResult {
   tokenIds: number[];
   /** Which new tokens were forced. */
   forced: boolean[];
-  /** The step of the first forced token, or null when nothing was forced. */
+  /**
+   * The step of the first forced token, or null when nothing was forced (an injection placed
+   * after the model's own end of answer is dropped, with what followed it).
+   */
   injectedAt: number | null;
 }
 
@@ -467,17 +470,26 @@ export async function runAttack(
     force: requests.map((r) => r.force),
     onProgress: opts.onProgress,
   });
+  const eos = model.tokenizer.eosId;
   return list.map((row, i) => {
-    const at = g.forced[i].indexOf(true);
+    let [ids, forced, text] = [g.tokenIds[i], g.forced[i], g.text[i]];
+    // The generator keeps a row going past its own end-of-sequence token when the next step
+    // is forced; such an injection came after the answer ended: keep the answer, drop it.
+    const end = ids.findIndex((t, j) => t === eos && !forced[j]);
+    if ((opts.stopAtEos ?? true) && end >= 0 && end < ids.length - 1) {
+      [ids, forced] = [ids.slice(0, end + 1), forced.slice(0, end + 1)];
+      text = model.tokenizer.decode(ids, { skipSpecialTokens: true });
+    }
+    const at = forced.indexOf(true);
     return {
       id: String(row.id),
       prompt: requests[i].prompt,
       attack: spec.name,
       params: requests[i].params,
       seed,
-      text: g.text[i],
-      tokenIds: g.tokenIds[i],
-      forced: g.forced[i],
+      text,
+      tokenIds: ids,
+      forced,
       injectedAt: at < 0 ? null : at,
     };
   });

@@ -154,7 +154,9 @@ export function rateCI(
       for (const j of idx) (a += groups[j][0], b += groups[j][1]);
       return a / b;
     }, { reps: opts.reps ?? 1000, alpha, seed: opts.ciSeed ?? 0 });
-  return { rate: k / n, lo: ci.lo, hi: ci.hi, n, prompts: groups.length };
+  // Wilson's ends can miss p = 0 or 1 by one ulp; the interval always contains the estimate.
+  const rate = k / n;
+  return { rate, lo: Math.min(ci.lo, rate), hi: Math.max(ci.hi, rate), n, prompts: groups.length };
 }
 
 /** The metrics of the summary: name, the prompt label it is measured on, the verdict field. */

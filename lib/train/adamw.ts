@@ -103,8 +103,9 @@ export function clipByGlobalNorm(
   grads: tf.Tensor[],
   maxNorm: number,
 ): { grads: tf.Tensor[]; norm: number } {
-  const norm =
-    tf.tidy(() => tf.sqrt(tf.addN(grads.map((g) => tf.sum(tf.mul(g, g)))))).dataSync()[0];
+  const total = tf.tidy(() => tf.sqrt(tf.addN(grads.map((g) => tf.sum(tf.mul(g, g))))));
+  const norm = total.dataSync()[0];
+  total.dispose();
   if (!(maxNorm > 0) || norm <= maxNorm || !Number.isFinite(norm)) return { grads, norm };
   const scale = maxNorm / (norm + 1e-6);
   return { grads: grads.map((g) => tf.mul(g, scale)), norm };

@@ -21,7 +21,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import * as aq from "arquero";
 import { join } from "node:path";
 import type { Model } from "../model/model.ts";
-import { encodePrompts } from "../model/generate.ts";
+import { encodePrompts, type GenerateResult } from "../model/generate.ts";
 import { forward } from "../model/transformer.ts";
 import type { Params } from "../model/weights.ts";
 import type { PromptRow } from "../data/schema.ts";
@@ -45,7 +45,13 @@ import {
   ppoTokenAdvantages,
   sampleVariance,
 } from "./advantages.ts";
-import { evaluateRewards, type GroupMember, type Reward, type RewardContext } from "./rewards.ts";
+import {
+  evaluateRewards,
+  type GroupMember,
+  type Reward,
+  type RewardContext,
+  type RewardScores,
+} from "./rewards.ts";
 
 /** RL settings; defaults follow the papers (CRAFT's GRPO, TRL) unless noted. */
 export interface RLOptions {
@@ -505,6 +511,131 @@ async function scorePass(
   return { logp, values };
 }
 
+/** One step's rollouts: G consecutive rows per prompt, and what the rewards read. */
+interface Rollouts {
+  rows: PromptRow[];
+  promptIds: number[][];
+  gen: GenerateResult;
+  lens: number[];
+  contexts: RewardContext[];
+}
+
+/** Samples the step's prompts, generates G completions each and builds the reward contexts. */
+async function rollout(
+  model: Model,
+  opts: RLOptions,
+  batchRows: PromptRow[],
+  step: number,
+  seed: number,
+  requested: number[],
+): Promise<Rollouts> {
+  const c = model.config, G = opts.groupSize ?? 8, maxNew = opts.maxNewTokens ?? 32;
+  const layerOf = (l: number) => (l < 0 ? c.nLayer + 1 + l : l);
+  const layers = [...new Set(requested.map(layerOf))];
+  const pIds = encodePrompts(model, { prompts: batchRows.map((r) => r.prompt) });
+  pIds.forEach((p, i) => {
+    if (c.arch === "gpt2" && p.length + maxNew > c.maxPositions) {
+      throw new Error(
+        `trainRL: prompt ${batchRows[i].id} has ${p.length} tokens; with maxNewTokens ` +
+          `${maxNew} it exceeds the model's ${c.maxPositions} positions`,
+      );
+    }
+  });
+  const rows = batchRows.flatMap((r) => new Array<PromptRow>(G).fill(r));
+  const promptIds = pIds.flatMap((p) => new Array<number[]>(G).fill(p));
+  const gen = await model.generate({
+    inputIds: promptIds,
+    temperature: opts.temperature ?? 0.6,
+    topP: opts.topP ?? 0.95,
+    topK: opts.topK ?? 0,
+    maxNewTokens: maxNew,
+    seed,
+    returnHiddenStates: layers.length ? layers : false,
+    batchSize: opts.generationBatchSize ?? 64,
+  });
+  const contexts: RewardContext[] = [];
+  for (let g = 0; g < rows.length; g += G) {
+    const group: GroupMember[] = gen.text.slice(g, g + G)
+      .map((text, k) => ({ text, ids: gen.tokenIds[g + k] }));
+    for (let k = 0; k < G; k++) {
+      const i = g + k, row = rows[i];
+      const hidden: Record<number, Float32Array> = {};
+      for (const l of requested) hidden[l] = hidden[layerOf(l)] = gen.hiddenStates![layerOf(l)][i];
+      contexts.push({
+        row,
+        prompt: row.prompt,
+        completion: gen.text[i],
+        completionIds: gen.tokenIds[i],
+        group,
+        groupIndex: k,
+        hidden: layers.length ? hidden : undefined,
+        compass: opts.compass,
+        step,
+      });
+    }
+  }
+  return { rows, promptIds, gen, lens: gen.tokenIds.map((t) => t.length), contexts };
+}
+
+type UpdateStats = Awaited<ReturnType<typeof update>>;
+
+/** The step's log row (TRL's metric names). */
+function stepMetrics(
+  step: number,
+  opts: RLOptions,
+  r: Rollouts,
+  scores: RewardScores,
+  tokenRewards: number[][],
+  stats: UpdateStats[],
+  extra: { kl: boolean; value: boolean; lr: number; t0: number },
+): RLLogRow {
+  const G = opts.groupSize ?? 8, N = r.rows.length;
+  const totals = tokenRewards.map((x) => x.reduce((a, b) => a + b, 0));
+  let zeroStd = 0;
+  for (let g = 0; g < N; g += G) if (sampleVariance(totals.slice(g, g + G)) === 0) zeroStd++;
+  const row: RLLogRow = { step: step + 1, reward: meanOf(totals) };
+  row.reward_std = Math.sqrt(sampleVariance(totals));
+  for (const w of opts.rewards) row[`rewards/${w.name}/mean`] = meanOf(scores.components[w.name]);
+  if (extra.kl) row.kl = meanOf(stats.map((s) => s.kl));
+  row.entropy = meanOf(r.gen.logprobs.flat().map((x) => -x));
+  row.clip_ratio = meanOf(stats.map((s) => s.clip));
+  row.completion_length = meanOf(r.lens);
+  const judge = opts.refusalJudge ?? ((t: string) => isRefusalText(t));
+  row.refusal_rate = meanOf(r.gen.text.map((t) => (judge(t) ? 1 : 0)));
+  row.frac_reward_zero_std = zeroStd / (N / G);
+  row.loss = meanOf(stats.map((s) => s.loss));
+  if (extra.value) row.value_loss = meanOf(stats.map((s) => s.vloss));
+  row.grad_norm = meanOf(stats.map((s) => s.norm));
+  row.learning_rate = extra.lr;
+  row.seconds = (performance.now() - extra.t0) / 1000;
+  return row;
+}
+
+function checkOptions(model: Model, opts: RLOptions, prompts: PromptRow[]): void {
+  const fail = (msg: string) => {
+    throw new Error(`trainRL: ${msg}`);
+  };
+  const nLayer = model.config.nLayer, G = opts.groupSize ?? 8, t = opts.temperature ?? 0.6;
+  if (opts.algorithm !== "grpo" && opts.algorithm !== "ppo") {
+    fail(`algorithm is '${opts.algorithm}'; use "grpo" or "ppo"`);
+  }
+  if (!(Number.isInteger(opts.steps) && opts.steps >= 0)) fail(`steps is ${opts.steps}; use >= 0`);
+  if (prompts.length === 0) fail("opts.prompts is empty; pass prompt rows");
+  if (opts.rewards.length === 0) fail("opts.rewards is empty; pass at least one Reward");
+  if (!(t > 0)) fail(`temperature is ${t}; RL samples, use > 0`);
+  if (!((opts.maxNewTokens ?? 32) >= 1)) fail("maxNewTokens must be >= 1");
+  if (!(Number.isInteger(G) && G >= 1)) fail(`groupSize is ${G}; use an integer >= 1`);
+  if (opts.algorithm === "grpo" && G < 2) fail(`GRPO needs groupSize >= 2, got ${G}`);
+  for (const r of opts.rewards) {
+    for (const l of r.layers ?? []) {
+      const k = l < 0 ? nLayer + 1 + l : l;
+      if (!(k >= 0 && k <= nLayer)) {
+        fail(`reward '${r.name}' reads layer ${l}; the model has layers 0..${nLayer}`);
+      }
+    }
+  }
+}
+
 /**
  * Trains `model` in place with GRPO or PPO on `opts.prompts` and `opts.rewards`; see
  * {@link RLOptions}. A non-finite reward or loss stops the run with a clear error before
@@ -520,27 +651,12 @@ async function scorePass(
  * ```
  */
 export async function trainRL(model: Model, opts: RLOptions): Promise<RunLog> {
-  const c = model.config, algo = opts.algorithm;
   const prompts = rowsOf(opts.prompts);
+  checkOptions(model, opts, prompts);
+  const c = model.config, algo = opts.algorithm, seed = opts.seed ?? 0;
   const P = opts.promptsPerStep ?? 8, G = opts.groupSize ?? 8;
-  const temperature = opts.temperature ?? 0.6, maxNew = opts.maxNewTokens ?? 32;
-  const seed = opts.seed ?? 0;
-  const klOn = opts.reference !== "none" && (opts.klCoef ?? 0.01) > 0;
-  const perToken = opts.perTokenRewards ?? true;
-  if (algo !== "grpo" && algo !== "ppo") {
-    throw new Error(`trainRL: algorithm is '${algo}'; use "grpo" or "ppo"`);
-  }
-  if (prompts.length === 0) throw new Error("trainRL: opts.prompts is empty; pass prompt rows");
-  if (opts.rewards.length === 0) throw new Error("trainRL: opts.rewards is empty; pass a Reward");
-  if (!(temperature > 0)) throw new Error(`trainRL: temperature is ${temperature}; use > 0`);
-  if (algo === "grpo" && G < 2) throw new Error(`trainRL: GRPO needs groupSize >= 2, got ${G}`);
-  const layerOf = (l: number) => (l < 0 ? c.nLayer + 1 + l : l);
+  const temperature = opts.temperature ?? 0.6, perToken = opts.perTokenRewards ?? true;
   const requested = [...new Set(opts.rewards.flatMap((r) => r.layers ?? []))];
-  const bad = requested.find((l) => layerOf(l) < 0 || layerOf(l) > c.nLayer);
-  if (bad !== undefined) {
-    throw new Error(`trainRL: a reward reads layer ${bad}; the model has layers 0..${c.nLayer}`);
-  }
-  const layers = [...new Set(requested.map(layerOf))];
   const options = recordOptions(opts);
   const parts: TrainerParts = {
     model,
@@ -553,20 +669,24 @@ export async function trainRL(model: Model, opts: RLOptions): Promise<RunLog> {
         b: tf.variable(tf.zeros([1])),
       }))
       : undefined,
-    ref: klOn ? untracked(() => model.cloneParams()) : undefined,
+    ref: opts.reference !== "none" && (opts.klCoef ?? 0.01) > 0
+      ? untracked(() => model.cloneParams())
+      : undefined,
   };
   const order = batchOrder(prompts.length, Math.min(P, prompts.length), seed);
   const bar = new Progress({ total: opts.steps, label: opts.label ?? algo, unit: "step" });
   let history: RLLogRow[] = [];
   let start = 0, lastGood = "none yet";
-  const stopped = (step: number, err: unknown) =>
-    new Error(
-      `RL stopped at step ${step + 1}: ${(err as Error).message}. The update was not applied` +
-        (opts.checkpointDir
-          ? `; the last good checkpoint (${lastGood}) is in ${opts.checkpointDir}`
-          : "") +
-        ". Fix the reward or lower the learning rate, then resume.",
-      { cause: err },
+  const stopped = (step: number) => (err: unknown) =>
+    Promise.reject(
+      new Error(
+        `RL stopped at step ${step + 1}: ${(err as Error).message}. The update was not applied` +
+          (opts.checkpointDir
+            ? `; the last good checkpoint (${lastGood}) is in ${opts.checkpointDir}`
+            : "") +
+          ". Fix the reward or lower the learning rate, then resume.",
+        { cause: err },
+      ),
     );
   try {
     if (opts.resume && opts.checkpointDir) {
@@ -577,70 +697,27 @@ export async function trainRL(model: Model, opts: RLOptions): Promise<RunLog> {
     bar.tick(start);
     for (let step = start; step < stop; step++) {
       const t0 = performance.now();
+      // Every random choice of a step comes from its own seeded stream (exact resumption).
       const rng = makeRng((seed * 1_000_003 + step * 7919 + 1) >>> 0);
       const batchRows = sampleRows(prompts, order, step, P, opts.mix, rng);
-      const pIds = encodePrompts(model, { prompts: batchRows.map((r) => r.prompt) });
-      pIds.forEach((p, i) => {
-        if (c.arch === "gpt2" && p.length + maxNew > c.maxPositions) {
-          throw new Error(
-            `trainRL: prompt ${batchRows[i].id} has ${p.length} tokens; with maxNewTokens ` +
-              `${maxNew} it exceeds the model's ${c.maxPositions} positions`,
-          );
-        }
-      });
-      // Rollouts: G consecutive rows per prompt.
-      const rows = batchRows.flatMap((r) => new Array<PromptRow>(G).fill(r));
-      const gen = await model.generate({
-        inputIds: pIds.flatMap((p) => new Array<number[]>(G).fill(p)),
-        temperature,
-        topP: opts.topP ?? 0.95,
-        topK: opts.topK ?? 0,
-        maxNewTokens: maxNew,
-        seed: rng.int(2 ** 31),
-        returnHiddenStates: layers.length ? layers : false,
-        batchSize: opts.generationBatchSize ?? 64,
-      });
-      const N = rows.length, lens = gen.tokenIds.map((t) => t.length);
-      const contexts: RewardContext[] = [];
-      for (let g = 0; g < N; g += G) {
-        const group: GroupMember[] = gen.text.slice(g, g + G)
-          .map((text, k) => ({ text, ids: gen.tokenIds[g + k] }));
-        for (let k = 0; k < G; k++) {
-          const i = g + k, row = rows[i];
-          const hidden: Record<number, Float32Array> = {};
-          for (const l of requested) {
-            hidden[l] = hidden[layerOf(l)] = gen.hiddenStates![layerOf(l)][i];
-          }
-          contexts.push({
-            row,
-            prompt: row.prompt,
-            completion: gen.text[i],
-            completionIds: gen.tokenIds[i],
-            group,
-            groupIndex: k,
-            hidden: layers.length ? hidden : undefined,
-            compass: opts.compass,
-            step,
-          });
-        }
-      }
-      const scores = await evaluateRewards(opts.rewards, contexts, lens, { perToken })
-        .catch((err) => Promise.reject(stopped(step, err)));
-      const tokenRewards = placeRewards(scores.outcome, scores.process, lens);
-      const mbSize = Math.min(N, Math.max(1, opts.minibatch ?? N));
-      const epochs = Math.max(1, opts.ppoEpochs ?? 1);
-      const single = epochs === 1 && mbSize === N;
+      const r = await rollout(model, opts, batchRows, step, rng.int(2 ** 31), requested);
+      const scores = await evaluateRewards(opts.rewards, r.contexts, r.lens, { perToken })
+        .catch(stopped(step));
+      const tokenRewards = placeRewards(scores.outcome, scores.process, r.lens);
+      // Old log-probs / values and reference log-probs, then advantages.
+      const N = r.rows.length, mbSize = Math.min(N, Math.max(1, opts.minibatch ?? N));
+      const epochs = Math.max(1, opts.ppoEpochs ?? 1), single = epochs === 1 && mbSize === N;
       const chunks: number[][] = [];
       for (let s = 0; s < N; s += mbSize) {
-        chunks.push(rows.slice(s, s + mbSize).map((_, k) => s + k));
+        chunks.push(r.rows.slice(s, s + mbSize).map((_, k) => s + k));
       }
       const inp: UpdateInputs = {
         model,
         head: parts.head,
         ref: parts.ref,
-        seqs: rows.map((_, i) => [...pIds[Math.floor(i / G)], ...gen.tokenIds[i]]),
-        starts: rows.map((_, i) => pIds[Math.floor(i / G)].length - 1),
-        lens,
+        seqs: r.rows.map((_, i) => [...r.promptIds[i], ...r.gen.tokenIds[i]]),
+        starts: r.promptIds.map((p) => p.length - 1),
+        lens: r.lens,
         adv: [],
         oldV: [],
         refLp: [],
@@ -649,68 +726,42 @@ export async function trainRL(model: Model, opts: RLOptions): Promise<RunLog> {
       if (parts.ref) inp.refLp = (await scorePass(inp, parts.ref, chunks, temperature)).logp;
       if (!single || parts.head) {
         const old = await scorePass(inp, model.params, chunks, temperature, parts.head);
-        inp.oldLp = single ? undefined : old.logp;
+        inp.oldLp = single ? undefined : old.logp; // single update: the detached current pass
         inp.oldV = old.values;
       }
       const gamma = opts.gamma ?? 1;
       if (algo === "grpo") {
-        inp.adv = grpoTokenAdvantages(
-          scores.outcome,
-          perToken ? scores.process : undefined,
-          lens,
-          G,
-          {
-            gamma,
-            scaleByStd: opts.scaleByStd ?? true,
-          },
-        );
+        const proc = perToken ? scores.process : undefined;
+        const scaleByStd = opts.scaleByStd ?? true;
+        inp.adv = grpoTokenAdvantages(scores.outcome, proc, r.lens, G, { gamma, scaleByStd });
       } else {
-        const p = ppoTokenAdvantages(tokenRewards, inp.oldV, {
-          gamma,
-          lambda: opts.lambda ?? 0.95,
-        });
+        const lambda = opts.lambda ?? 0.95;
+        const p = ppoTokenAdvantages(tokenRewards, inp.oldV, { gamma, lambda });
         inp.adv = p.advantages;
         inp.ret = p.returns;
       }
-      const stats: Awaited<ReturnType<typeof update>>[] = [];
+      // Updates: ppoEpochs passes over shuffled minibatches.
+      const stats: UpdateStats[] = [];
       for (let e = 0; e < epochs; e++) {
-        const perm = single ? chunks[0] : rng.shuffle(rows.map((_, i) => i));
+        const perm = single ? chunks[0] : rng.shuffle(r.rows.map((_, i) => i));
         for (let s = 0; s < N; s += mbSize) {
           const idx = perm.slice(s, s + mbSize);
-          stats.push(
-            await update(inp, idx, opts, parts.opt, parts.vopt).catch((err) =>
-              Promise.reject(stopped(step, err))
-            ),
-          );
+          stats.push(await update(inp, idx, opts, parts.opt, parts.vopt).catch(stopped(step)));
         }
       }
-      const totals = tokenRewards.map((r) => r.reduce((x, y) => x + y, 0));
-      let zeroStd = 0;
-      for (let g = 0; g < N; g += G) if (sampleVariance(totals.slice(g, g + G)) === 0) zeroStd++;
-      const row: RLLogRow = { step: step + 1, reward: meanOf(totals) };
-      row.reward_std = Math.sqrt(sampleVariance(totals));
-      for (const r of opts.rewards) {
-        row[`rewards/${r.name}/mean`] = meanOf(scores.components[r.name]);
-      }
-      if (parts.ref) row.kl = meanOf(stats.map((s) => s.kl));
-      row.entropy = meanOf(gen.logprobs.flat().map((x) => -x));
-      row.clip_ratio = meanOf(stats.map((s) => s.clip));
-      row.completion_length = meanOf(lens);
-      const judge = opts.refusalJudge ?? ((t: string) => isRefusalText(t));
-      row.refusal_rate = meanOf(gen.text.map((t) => (judge(t) ? 1 : 0)));
-      row.frac_reward_zero_std = zeroStd / (N / G);
-      row.loss = meanOf(stats.map((s) => s.loss));
-      if (parts.head) row.value_loss = meanOf(stats.map((s) => s.vloss));
-      row.grad_norm = meanOf(stats.map((s) => s.norm));
-      row.learning_rate = parts.opt.opts.lr;
-      row.seconds = (performance.now() - t0) / 1000;
+      const row = stepMetrics(step, opts, r, scores, tokenRewards, stats, {
+        kl: !!parts.ref,
+        value: !!parts.head,
+        lr: parts.opt.opts.lr,
+        t0,
+      });
       history.push(row);
       opts.onStep?.(
         row,
-        rows.map((r, i) => ({
-          promptId: r.id,
-          completion: gen.text[i],
-          completionIds: gen.tokenIds[i],
+        r.rows.map((pr, i) => ({
+          promptId: pr.id,
+          completion: r.gen.text[i],
+          completionIds: r.gen.tokenIds[i],
           rewards: Object.fromEntries(
             opts.rewards.map((w) => [w.name, scores.components[w.name][i]]),
           ),
