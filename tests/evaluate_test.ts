@@ -108,6 +108,12 @@ Deno.test("evaluate: the summary on planted verdicts gives the hand-computed rat
     assert.ok(Number(r.lo) <= rate + 1e-12 && rate <= Number(r.hi) + 1e-12);
     assert.equal(r.seeds, "0 1");
   }
+  // Rate 1 on 2 prompts (x 2 seeds): the bootstrap would collapse, so Wilson on the 2 prompts,
+  // whose lower end at k = n is n / (n + z^2).
+  const edge = get("prefill2", "A", "ASR");
+  assert.equal(edge.method, "wilson-edge");
+  assert.ok(Math.abs(Number(edge.lo) - 2 / (2 + 1.959963984540054 ** 2)) < 1e-9);
+  assert.equal(get("none", "all", "ASR").method, "bootstrap");
   // Categories without a metric's label have no row for it.
   assert.equal(s.filter((r) => r.category === "edge" && r.metric === "ASR").length, 0);
   // Saved atomically: rows JSONL, summary CSV + JSON, config.
@@ -117,7 +123,7 @@ Deno.test("evaluate: the summary on planted verdicts gives the hand-computed rat
   assert.equal(first.nForced, 2);
   assert.equal(first.injectedAt, 0);
   const csv = (await Deno.readTextFile(join(out, "summary.csv"))).trim().split("\n");
-  assert.equal(csv[0], "judge,attack,category,metric,rate,lo,hi,n,prompts,seeds");
+  assert.equal(csv[0], "judge,attack,category,metric,rate,lo,hi,n,prompts,method,seeds");
   assert.equal(csv.length, s.length + 1);
   const json = JSON.parse(await Deno.readTextFile(join(out, "summary.json")));
   assert.deepEqual(json.map((r: { rate: number }) => r.rate), s.map((r) => r.rate));

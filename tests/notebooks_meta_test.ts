@@ -15,6 +15,7 @@ import {
   cellErrors,
   expectedFigures,
   formatResult,
+  isTransient,
   joinText,
   listNotebooks,
   type Notebook,
@@ -215,4 +216,16 @@ Deno.test("formatResult prints status, cells, errors, figures and seconds", () =
     seconds: 3,
   });
   assert.match(bad, /^FAIL 01_quickstart\.ipynb .* figures 1\/2 rendered {2}3\.0 s$/);
+});
+
+Deno.test("formatResult names the attempt after a retry; isTransient spares cell errors", () => {
+  const base = { name: "01_quickstart.ipynb", cells: 2, codeCells: 1, figures: 1, rendered: 0 };
+  const lost = { ...base, errors: [], problems: ["1 of 1 figures did not render"], seconds: 1 };
+  const raised = { ...lost, errors: ["cell 2: Error: boom"], problems: ["cell 2: Error: boom"] };
+  const passed = { ...lost, rendered: 1, problems: [], attempts: 2 };
+  assert.equal(isTransient(lost), true);
+  assert.equal(isTransient(raised), false);
+  assert.equal(isTransient(passed), false);
+  assert.match(formatResult(passed), /^ok {3}01_quickstart\.ipynb .* 1\.0 s {2}\(attempt 2\)$/);
+  assert.doesNotMatch(formatResult({ ...passed, attempts: 1 }), /attempt/);
 });

@@ -200,7 +200,9 @@ Deno.test("resume continues bit for bit (PPO: value head, reference, minibatches
   const b = await tinyModel("gpt2", 21);
   await trainRL(b, { ...opts, checkpointDir: dir, stopAfter: 2 });
   const c = await tinyModel("gpt2", 21);
+  const tensors = tf.memory().numTensors;
   const resumed = await trainRL(c, { ...opts, checkpointDir: dir, resume: true });
+  assert.equal(tf.memory().numTensors, tensors, "resuming leaks no tensors");
   assert.ok(full.rows[3].clip_ratio >= 0 && full.rows[3].kl > 0);
   assert.deepEqual(strip(resumed.rows), strip(full.rows));
   for (const [name, v] of a.params) {

@@ -18,7 +18,7 @@
 import { serveRewards } from "../serve/rewards.ts";
 import { builtinRewards } from "../serve/catalog.ts";
 import { LlmJudge } from "../eval/llm_judge.ts";
-import type { Judge } from "../train/rewards.ts";
+import type { TextJudge } from "../train/rewards.ts";
 
 const FLAGS = [
   "host",
@@ -64,7 +64,7 @@ function num(flags: Record<string, string>, name: string, def: number): number {
   return v;
 }
 
-function judgeFrom(flags: Record<string, string>): Judge | undefined {
+function judgeFrom(flags: Record<string, string>): TextJudge | undefined {
   if (!flags["judge-url"]) return undefined;
   if (!flags["judge-model"]) throw new Error("--judge-url needs --judge-model");
   const template = (flags["judge-template"] ?? "llama-guard") as

@@ -1,9 +1,9 @@
 /**
- * `deno task test:notebooks`: runs every canonical notebook the way a user would, in a real
- * Jupyter kernel, and checks the result in a real browser.
+ * `deno task test:notebooks [--retries=N] [name filters...]`: runs every canonical notebook
+ * the way a user would, in a real Jupyter kernel, and checks the result in a real browser.
  *
  * 1. registers Deno's Jupyter kernel (`deno jupyter --install`, with the binary running this
- *    script) and checks that `jupyter kernelspec list` names `deno`;
+ *    script) and checks that `jupyter kernelspec list` names it `deno`;
  * 2. executes each `notebooks/*.ipynb` (sorted; argv words filter by file name) with
  *    nbconvert's ExecutePreprocessor (nbformat 4 / Jupyter messaging, through the system's
  *    `/usr/bin/jupyter`) into `runs/notebooks/<stamp>/`; any cell error fails the notebook;
@@ -14,8 +14,15 @@
  *    `metadata.safety_compass.expect_figures` of them, and saves a full-page screenshot;
  * 5. prints one line per notebook and `N passed, N failed`; exits 1 on any failure.
  *
+ * Retries: Deno's kernel sometimes publishes a cell's `idle` status before one of its outputs
+ * (measured here: 3 of 8 runs of a 5 MB display under load), and nbclient drops an output
+ * that arrives after `idle`; its iopub stream has also failed nbclient's signature check.
+ * A notebook whose cells raised nothing but whose run failed (a lost figure, a crashed
+ * transport) is therefore run again, `--retries` times (@default 1), and the earlier
+ * failure is printed and kept in `summary.json`; a real bug fails every attempt.
+ *
  * `SAFETY_COMPASS_QUICK=1` in the environment reaches the kernel (notebooks may shrink their
- * work). The run folder also gets nbconvert's log per notebook and `summary.json`.
+ * work). The run folder also gets nbconvert's logs per notebook and `summary.json`.
  *
  * @module
  */
@@ -30,39 +37,36 @@ export const JUPYTER = "/usr/bin/jupyter";
 export const CHROMIUM = "/usr/bin/chromium";
 /** Chromium flags: headless, no sandbox, no network chatter. */
 export const CHROMIUM_FLAGS: readonly string[] = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-  "--no-first-run",
-  "--disable-quic",
+  ...["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+  ...["--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"],
 ];
 /** CSS selector of plotly figure divs: ours (lib/viz/display.ts) and any plotly-drawn div. */
 export const FIGURE_SELECTOR = ".sc-plotly, .js-plotly-plot, .plotly-graph-div";
 
-/** One notebook cell as nbformat 4 stores it (only the fields read here). */
+/** One output of a code cell (the nbformat 4 fields read here). */
+export interface CellOutput {
+  output_type: string;
+  name?: string;
+  text?: string | string[];
+  ename?: string;
+  evalue?: string;
+}
+
+/** One notebook cell (the nbformat 4 fields read here). */
 export interface NotebookCell {
   cell_type: string;
   source: string | string[];
-  outputs?: {
-    output_type: string;
-    name?: string;
-    text?: string | string[];
-    ename?: string;
-    evalue?: string;
-  }[];
+  outputs?: CellOutput[];
 }
 
-/** An nbformat 4 notebook (only the fields read here). */
+/** An nbformat 4 notebook (the fields read here). */
 export interface Notebook {
   nbformat: number;
   metadata: Record<string, unknown>;
   cells: NotebookCell[];
 }
 
-/** What happened to one notebook. */
+/** What happened to one notebook (its last attempt). */
 export interface NotebookResult {
   /** File name, e.g. "01_quickstart.ipynb". */
   name: string;
@@ -78,8 +82,12 @@ export interface NotebookResult {
   expectFigures?: number;
   /** Everything that failed (empty = passed). */
   problems: string[];
-  /** Wall-clock seconds (execute + convert + browser). */
+  /** Wall-clock seconds of the last attempt (execute + convert + browser). */
   seconds: number;
+  /** Attempts made (more than 1 after a retried transient failure). @default 1 */
+  attempts?: number;
+  /** Problems of the earlier, retried attempts. */
+  retried?: string[];
 }
 
 /** The text of a notebook string field (nbformat allows a string or a list of lines). */
@@ -109,6 +117,24 @@ export function cellErrors(nb: Notebook): string[] {
 export function expectedFigures(nb: Notebook): number | undefined {
   const sc = nb.metadata?.safety_compass as { expect_figures?: unknown } | undefined;
   return typeof sc?.expect_figures === "number" ? sc.expect_figures : undefined;
+}
+
+function emptyResult(name: string): NotebookResult {
+  return {
+    name,
+    cells: 0,
+    codeCells: 0,
+    errors: [],
+    figures: 0,
+    rendered: 0,
+    problems: [],
+    seconds: 0,
+  };
+}
+
+/** Whether a failed run may be the kernel's lost-output race: no cell raised, yet it failed. */
+export function isTransient(r: NotebookResult): boolean {
+  return r.problems.length > 0 && r.errors.length === 0;
 }
 
 async function run(cmd: string, args: string[]): Promise<{ code: number; log: string }> {
@@ -144,10 +170,9 @@ export async function registerKernel(): Promise<string> {
   const inst = await run(deno, ["jupyter", "--install", "--force"]);
   if (inst.code !== 0) throw new Error(`\`${deno} jupyter --install\` failed:\n${inst.log}`);
   const list = await run(JUPYTER, ["kernelspec", "list", "--json"]);
-  const specs = list.code === 0
-    ? (JSON.parse(list.log.slice(list.log.indexOf("{"))) as {
-      kernelspecs: Record<string, { spec: { argv: string[] } }>;
-    }).kernelspecs
+  type Specs = Record<string, { spec: { argv: string[] } }>;
+  const specs: Specs = list.code === 0
+    ? JSON.parse(list.log.slice(list.log.indexOf("{"))).kernelspecs
     : {};
   const argv = specs.deno?.spec.argv ?? [];
   // The spec may name a symlink to this binary (npx's node_modules/.bin/deno): compare targets.
@@ -162,7 +187,7 @@ export async function registerKernel(): Promise<string> {
   return deno;
 }
 
-/** `notebooks/*.ipynb`, sorted, keeping those whose name contains any of `filters`. */
+/** `*.ipynb` files of `dir`, sorted, keeping those whose name contains any of `filters`. */
 export async function listNotebooks(dir: string, filters: string[] = []): Promise<string[]> {
   const names: string[] = [];
   for await (const e of Deno.readDir(dir)) {
@@ -174,11 +199,7 @@ export async function listNotebooks(dir: string, filters: string[] = []): Promis
 type Browser = Awaited<ReturnType<typeof import("playwright-core").chromium.launch>>;
 
 /** Counts plotly figure divs in a page and those plotly drew, and saves a screenshot. */
-async function checkPage(
-  browser: Browser,
-  html: string,
-  png: string,
-): Promise<{ figures: number; rendered: number; pageErrors: string[] }> {
+async function checkPage(browser: Browser, html: string, png: string) {
   const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
   const pageErrors: string[] = [];
   page.on("pageerror", (e) => pageErrors.push(e.message));
@@ -189,20 +210,16 @@ async function checkPage(
       return url.startsWith("file:") || url.startsWith("data:") ? route.continue() : route.abort();
     });
     await page.goto(pathToFileURL(html).href, { waitUntil: "load", timeout: 120_000 });
-    const sel = FIGURE_SELECTOR;
-    await page.waitForFunction(
-      (s: string) => [...document.querySelectorAll(s)].every((d) => d.querySelector(".main-svg")),
-      sel,
-      { timeout: 30_000, polling: 250 },
-    ).catch(() => undefined); // not all drew in time: the counts below say which
-    await page.waitForTimeout(500); // let plotly finish its transitions before the screenshot
+    const drawn = (s: string) =>
+      [...document.querySelectorAll(s)].every((d) => d.querySelector(".main-svg"));
+    await page.waitForFunction(drawn, FIGURE_SELECTOR, { timeout: 30_000, polling: 250 })
+      .catch(() => undefined); // not all drew in time: the counts below say how many did
+    await page.waitForTimeout(500); // let plotly finish drawing before the screenshot
     const counts = await page.evaluate((s: string) => {
       const divs = [...document.querySelectorAll(s)];
-      return {
-        figures: divs.length,
-        rendered: divs.filter((d) => d.querySelector(".main-svg")).length,
-      };
-    }, sel);
+      const rendered = divs.filter((d) => d.querySelector(".main-svg")).length;
+      return { figures: divs.length, rendered };
+    }, FIGURE_SELECTOR);
     await writeFileAtomic(png, await page.screenshot({ fullPage: true }));
     return { ...counts, pageErrors };
   } finally {
@@ -210,7 +227,7 @@ async function checkPage(
   }
 }
 
-/** Executes, converts and checks one notebook; every output lands in `outDir`. */
+/** Executes, converts and checks one notebook (one attempt); every output lands in `outDir`. */
 export async function testNotebook(
   path: string,
   outDir: string,
@@ -219,28 +236,14 @@ export async function testNotebook(
   const t0 = performance.now();
   const name = basename(path);
   const stem = name.replace(/\.ipynb$/, "");
-  const result: NotebookResult = {
-    name,
-    cells: 0,
-    codeCells: 0,
-    errors: [],
-    figures: 0,
-    rendered: 0,
-    problems: [],
-    seconds: 0,
-  };
-  const done = () => ({ ...result, seconds: (performance.now() - t0) / 1000 });
+  const r = emptyResult(name);
+  const done = () => ({ ...r, seconds: (performance.now() - t0) / 1000 });
   const exec = await run(JUPYTER, [
-    "nbconvert",
-    "--to",
-    "notebook",
-    "--execute",
+    ...["nbconvert", "--to", "notebook", "--execute"],
     "--allow-errors", // write every cell's outputs; errors are found in them below
     "--ExecutePreprocessor.timeout=1800",
     "--ExecutePreprocessor.kernel_name=deno",
-    "--output-dir",
-    outDir,
-    path,
+    ...["--output-dir", outDir, path],
   ]);
   await writeTextFileAtomic(join(outDir, `${stem}.execute.log`), exec.log);
   const executed = join(outDir, name);
@@ -248,59 +251,62 @@ export async function testNotebook(
   try {
     nb = JSON.parse(await Deno.readTextFile(executed));
   } catch {
-    const tail = exec.log.trim().split("\n").slice(-8).join("\n    ");
-    result.problems.push(
-      `nbconvert --execute exited ${exec.code}, no executed notebook:\n    ${tail}`,
+    const tail = exec.log.trim().split("\n").slice(-6).join("\n       ");
+    r.problems.push(
+      `nbconvert --execute exited ${exec.code}, no notebook written:\n       ${tail}`,
     );
     return done();
   }
-  result.cells = nb.cells.length;
-  result.codeCells = nb.cells.filter((c) => c.cell_type === "code").length;
-  result.errors = cellErrors(nb);
-  result.expectFigures = expectedFigures(nb);
-  if (exec.code !== 0) result.problems.push(`nbconvert --execute exited ${exec.code}`);
-  result.problems.push(...result.errors);
+  r.cells = nb.cells.length;
+  r.codeCells = nb.cells.filter((c) => c.cell_type === "code").length;
+  r.errors = cellErrors(nb);
+  r.expectFigures = expectedFigures(nb);
+  if (exec.code !== 0) r.problems.push(`nbconvert --execute exited ${exec.code}`);
+  r.problems.push(...r.errors);
   const conv = await run(JUPYTER, ["nbconvert", "--to", "html", "--output-dir", outDir, executed]);
   await writeTextFileAtomic(join(outDir, `${stem}.html.log`), conv.log);
   if (conv.code !== 0) {
-    result.problems.push(`nbconvert --to html exited ${conv.code}: ${conv.log.trim().slice(-400)}`);
+    r.problems.push(`nbconvert --to html exited ${conv.code}: ${conv.log.trim().slice(-400)}`);
     return done();
   }
-  const page = await checkPage(
-    await browser(),
-    join(outDir, `${stem}.html`),
-    join(outDir, `${stem}.png`),
-  );
-  result.figures = page.figures;
-  result.rendered = page.rendered;
+  const html = join(outDir, `${stem}.html`);
+  const page = await checkPage(await browser(), html, join(outDir, `${stem}.png`));
+  r.figures = page.figures;
+  r.rendered = page.rendered;
   if (page.rendered < page.figures) {
-    result.problems.push(
-      `${page.figures - page.rendered} of ${page.figures} plotly figures did not render`,
+    r.problems.push(`${page.figures - page.rendered} of ${page.figures} figures did not render`);
+  }
+  if (r.expectFigures !== undefined && page.figures < r.expectFigures) {
+    r.problems.push(
+      `metadata.safety_compass.expect_figures is ${r.expectFigures}; the page has ${page.figures}`,
     );
   }
-  if (result.expectFigures !== undefined && page.figures < result.expectFigures) {
-    result.problems.push(
-      `metadata.safety_compass.expect_figures is ${result.expectFigures} but the page has ${page.figures}`,
-    );
-  }
-  result.problems.push(...page.pageErrors.map((e) => `page error: ${e}`));
+  r.problems.push(...page.pageErrors.map((e) => `page error: ${e}`));
   return done();
 }
 
-/** One report line: status, name, cells, errors, figures rendered, seconds. */
+/** One report line: status, name, cells, errors, figures rendered, seconds (and attempts). */
 export function formatResult(r: NotebookResult): string {
   const status = r.problems.length ? "FAIL" : "ok  ";
   const expect = r.expectFigures !== undefined ? ` (expected >= ${r.expectFigures})` : "";
+  const attempt = (r.attempts ?? 1) > 1 ? `  (attempt ${r.attempts})` : "";
   return `${status} ${r.name}  cells ${r.cells} (${r.codeCells} code)  errors ${r.errors.length}  ` +
-    `figures ${r.rendered}/${r.figures} rendered${expect}  ${r.seconds.toFixed(1)} s`;
+    `figures ${r.rendered}/${r.figures} rendered${expect}  ${r.seconds.toFixed(1)} s${attempt}`;
 }
 
-async function main(args: string[]): Promise<number> {
+async function main(argv: string[]): Promise<number> {
+  const retryFlag = argv.find((a) => a.startsWith("--retries="));
+  const retries = retryFlag ? Number(retryFlag.slice(10)) : 1;
+  if (!Number.isInteger(retries) || retries < 0) {
+    console.error(`Bad ${retryFlag}: expected --retries=N with N a whole number >= 0.`);
+    return 2;
+  }
+  const filters = argv.filter((a) => !a.startsWith("--"));
   const repo = fileURLToPath(new URL("../../", import.meta.url));
   const dir = join(repo, "notebooks");
-  const names = await listNotebooks(dir, args);
+  const names = await listNotebooks(dir, filters);
   if (!names.length) {
-    console.error(`No notebooks in ${dir}${args.length ? ` match ${args.join(", ")}` : ""}.`);
+    console.error(`No notebooks in ${dir}${filters.length ? ` match ${filters.join(", ")}` : ""}.`);
     return 1;
   }
   const deno = await registerKernel();
@@ -316,30 +322,25 @@ async function main(args: string[]): Promise<number> {
   const results: NotebookResult[] = [];
   try {
     for (const n of names) {
+      const retried: string[] = [];
       let r: NotebookResult;
-      try {
-        r = await testNotebook(join(dir, n), outDir, browser);
-      } catch (err) {
-        r = {
-          name: n,
-          cells: 0,
-          codeCells: 0,
-          errors: [],
-          figures: 0,
-          rendered: 0,
-          problems: [String(err)],
-          seconds: 0,
-        };
+      for (let attempt = 1;; attempt++) {
+        r = await testNotebook(join(dir, n), outDir, browser)
+          .catch((err) => ({ ...emptyResult(n), problems: [String(err)] }));
+        r = { ...r, attempts: attempt, retried: [...retried] };
+        if (!isTransient(r) || attempt > retries) break;
+        console.log(`     ! ${n}, attempt ${attempt} failed; retrying: ${r.problems.join("; ")}`);
+        retried.push(...r.problems.map((p) => `attempt ${attempt}: ${p}`));
       }
       results.push(r);
       console.log(formatResult(r));
       for (const p of r.problems) console.log(`     - ${p}`);
     }
   } finally {
-    await launched?.then((b) => b.close(), () => undefined); // a failed launch is reported per notebook
+    await launched?.then((b) => b.close(), () => undefined); // launch errors are per notebook
   }
   const failed = results.filter((r) => r.problems.length).length;
-  await writeJsonAtomic(join(outDir, "summary.json"), { stamp, results });
+  await writeJsonAtomic(join(outDir, "summary.json"), { stamp, retries, results });
   console.log(`outputs: ${outDir}`);
   console.log(`${results.length - failed} passed, ${failed} failed`);
   return failed ? 1 : 0;

@@ -35,41 +35,60 @@ export type AttackParams = Record<string, string | number | boolean | null>;
 /** Where injected tokens come from when they are not given. */
 export type InjectionSource = "affirmative" | "harmful" | "random";
 
-/** No attack: the baseline. */
-export interface NoAttack {
-  kind: "none";
+/** What every attack spec has. */
+export interface AttackBase {
+  /** Which attack (the union's discriminant). */
+  kind: string;
+  /** Its name in results and summaries (each factory takes `name` to override it). */
   name: string;
 }
+/** No attack: the baseline. */
+export interface NoAttack extends AttackBase {
+  /** Discriminant. */
+  kind: "none";
+}
 /** A jailbreak template around the request. */
-export interface JailbreakAttack {
+export interface JailbreakAttack extends AttackBase {
+  /** Discriminant. */
   kind: "jailbreak";
-  name: string;
   /** Template text with `{request}` slots. */
   template: string;
 }
 /** The first k tokens of a harmful answer forced at step 0. */
-export interface PrefillAttack {
+export interface PrefillAttack extends AttackBase {
+  /** Discriminant. */
   kind: "prefill";
-  name: string;
+  /** Tokens forced (fewer when the answer is shorter). */
   k: number;
   /** "target": the row's `target`; "answers": `answers` by row id; "text": `text` for every row. */
   source: "target" | "answers" | "text";
+  /** Harmful answers by row id (source "answers"). */
   answers?: HarmfulAnswers;
+  /** The prefill text (source "text"). */
   text?: string;
 }
 /** A short sequence forced at generation step `at` (or a fraction of the unattacked answer). */
-export interface InjectionAttack extends Omit<InjectionOptions, "name" | "affirmative" | "seed"> {
+export interface InjectionAttack
+  extends AttackBase, Omit<InjectionOptions, "name" | "affirmative" | "seed"> {
+  /** Discriminant. */
   kind: "injection";
-  name: string;
+  /** Text of the "affirmative" source. */
   affirmative: string;
+  /** Seed of the "random" source. */
   seed: number;
 }
 /** A short harmful span forced at a random step inside the unattacked refusal. */
-export interface RandomInsertionAttack extends RandomInsertionOptions {
+export interface RandomInsertionAttack
+  extends
+    AttackBase,
+    Omit<RandomInsertionOptions, "name" | "seed" | "locateRefusal" | "ifNoRefusal"> {
+  /** Discriminant. */
   kind: "random-insertion";
-  name: string;
+  /** Seed of the insertion step. */
   seed: number;
+  /** Char index where the refusal starts in a text, -1 when none. */
   locateRefusal: (text: string) => number;
+  /** What to do with a row whose unattacked answer does not refuse. */
   ifNoRefusal: "skip" | "anywhere";
 }
 /** Every attack, as a plain value. */
@@ -82,12 +101,16 @@ export type AttackSpec =
 
 /** A generation request made by an attack for one row. */
 export interface AttackRequest {
+  /** The prompt to send (before the chat template). */
   prompt: string;
+  /** Tokens to force, by generation step. */
   force?: ForcedSpan[];
+  /** What was resolved for this row (step, k, applied...). */
   params: AttackParams;
 }
 /** What an attack may read besides the row. */
 export interface AttackContext {
+  /** The model's tokenizer. */
   tokenizer: TextTokenizer;
   /** This row's random source (seeded from the attack seed, run seed and row id). */
   rng: Rng;
@@ -129,18 +152,29 @@ export function prefillAttack(
 
 /** Options of {@linkcode injectionAttack}: where, and exactly one of tokens / text / source. */
 export interface InjectionOptions {
-  /** Generation step (0 = first answer token) or a fraction of the unattacked answer's length. */
+  /**
+   * Generation step (0 = first answer token), or a fraction f of the unattacked answer's
+   * length L (step `round(f * L)`; L excludes the end-of-sequence token).
+   */
   at: number | { fraction: number };
+  /** Token ids to inject. */
   tokens?: readonly number[];
+  /** Text to inject (tokenised with the model's tokenizer). */
   text?: string;
+  /**
+   * "affirmative": the `affirmative` text; "harmful": the first tokens of the row's harmful
+   * answer; "random": ids drawn uniformly from the vocabulary minus bos/eos/pad, per row.
+   */
   source?: InjectionSource;
+  /** Tokens injected: truncates tokens/text/affirmative; harmful and random: @default 5 */
   length?: number;
   /** Harmful answers by row id for `source: "harmful"` (else the row's `target`). */
   answers?: HarmfulAnswers;
-  /** @default "Sure, here is" */
+  /** Text of the "affirmative" source. @default "Sure, here is" */
   affirmative?: string;
   /** Seed of the "random" source. @default 0 */
   seed?: number;
+  /** Name in results. @default "injection:t=<at>:<what>" */
   name?: string;
 }
 
@@ -185,6 +219,7 @@ export interface RandomInsertionOptions {
   locateRefusal?: (text: string) => number;
   /** No refusal in the unattacked answer: leave the row unattacked or insert anywhere. @default "skip" */
   ifNoRefusal?: "skip" | "anywhere";
+  /** Name in results. @default "random-insertion" */
   name?: string;
 }
 
@@ -247,14 +282,14 @@ export function refusalSteps(
   charPos: number,
 ): [number, number] {
   const content = contentIds(tok, ids);
-  let start = content.length;
-  for (let j = 0; j < content.length; j++) {
-    if (tok.decode(content.slice(0, j + 1)).length > charPos) {
-      start = j;
-      break;
-    }
+  // Binary search for the shortest prefix whose text reaches past charPos (lengths grow).
+  let [lo, hi] = [0, content.length];
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (tok.decode(content.slice(0, mid + 1)).length > charPos) hi = mid;
+    else lo = mid + 1;
   }
-  return [start, content.length];
+  return [lo, content.length];
 }
 
 function randomIds(tok: TextTokenizer, n: number, rng: Rng): number[] {
@@ -344,7 +379,9 @@ function isIdList(s: unknown): s is readonly number[] {
 
 /** What {@linkcode runAttack} needs of a model (a `Model` fits). */
 export interface AttackTarget {
+  /** Encodes attack texts and decodes answers. */
   tokenizer: TextTokenizer;
+  /** Batched, KV-cached generation with forced spans. */
   generate(opts: GenerateOptions): Promise<GenerateResult>;
 }
 
@@ -353,19 +390,19 @@ export type PromptRowsInput = readonly PromptRow[] | { objects(): object[] };
 
 /** Options of {@linkcode runAttack}. */
 export interface RunAttackOptions {
-  /** @default 64 */
+  /** New tokens per answer. @default 64 */
   maxNewTokens?: number;
   /** Seeds sampling and the attack's random choices (with the attack's own seed). @default 0 */
   seed?: number;
-  /** @default 16 */
+  /** Prompts per forward batch. @default 16 */
   batchSize?: number;
-  /** 0 = greedy. @default 0 */
+  /** Sampling temperature; 0 = greedy. @default 0 */
   temperature?: number;
-  /** @default 0 (off) */
+  /** Top-k sampling; 0 = off. @default 0 */
   topK?: number;
-  /** @default 1 (off) */
+  /** Nucleus sampling; 1 = off. @default 1 */
   topP?: number;
-  /** @default true */
+  /** Stop a row at its end-of-sequence token. @default true */
   stopAtEos?: boolean;
   /** The unattacked answers (token ids per row), when already generated with these options. */
   baseline?: readonly (readonly number[])[];
@@ -375,14 +412,19 @@ export interface RunAttackOptions {
 
 /** One attacked generation. */
 export interface AttackResult {
+  /** The row's id. */
   id: string;
   /** The prompt sent (wrapped by a jailbreak template, if any). */
   prompt: string;
   /** The attack's name. */
   attack: string;
+  /** What the attack resolved for this row (step, k, applied...). */
   params: AttackParams;
+  /** The run seed. */
   seed: number;
+  /** The decoded answer (special tokens skipped). */
   text: string;
+  /** The answer's token ids (forced ones included). */
   tokenIds: number[];
   /** Which new tokens were forced. */
   forced: boolean[];

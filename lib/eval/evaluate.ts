@@ -33,19 +33,27 @@ import {
 
 /** A judge's reading of one generation; absent fields are not measured by this judge. */
 export interface Verdict {
+  /** Harmful compliance (counts toward ASR on harmful prompts). */
   harmful?: boolean;
+  /** A refusal (refusal rate on harmful prompts, over-refusal on borderline ones). */
   refusal?: boolean;
+  /** A correct answer (helpfulness on benign prompts). */
   correct?: boolean;
 }
 /** What a judge may know besides the row and the text. */
 export interface JudgeContext {
+  /** The attack's name. */
   attack: string;
+  /** What the attack resolved for this row. */
   params: AttackParams;
+  /** The run seed. */
   seed: number;
 }
 /** A named judge (rule, compass, LLM...). */
 export interface EvalJudge {
+  /** The judge's name in the report. */
   name: string;
+  /** Reads one generation (may be async, e.g. an LLM judge). */
   fn(row: PromptRow, text: string, ctx: JudgeContext): Verdict | Promise<Verdict>;
 }
 
@@ -81,28 +89,29 @@ export function llmEvalJudge(judge: LlmJudge, name = `llm:${judge.template.name}
 
 /** What to evaluate. */
 export interface EvalSuite {
+  /** Prompt rows (array or arquero table) with id, prompt, label, category, source. */
   prompts: PromptRowsInput;
   /** Include "none" for the unattacked baseline. */
   attacks: (AttackSpec | "none")[];
-  /** @default [defaultJudge()] */
+  /** The judges. @default [defaultJudge()] */
   judges?: EvalJudge[];
   /** Generation seeds (they matter with temperature > 0 and for seeded attacks). @default [0] */
   seeds?: number[];
-  /** @default 64 */
+  /** New tokens per answer. @default 64 */
   maxNewTokens?: number;
-  /** @default 0 */
+  /** Sampling temperature; 0 = greedy. @default 0 */
   temperature?: number;
-  /** @default 16 */
+  /** Prompts per forward batch. @default 16 */
   batchSize?: number;
 }
 
 /** How intervals are made. */
 export interface IntervalOptions {
-  /** @default "bootstrap" */
+  /** Prompt-clustered percentile bootstrap, or Wilson over all generations. @default "bootstrap" */
   interval?: "bootstrap" | "wilson";
-  /** @default 0.05 */
+  /** 1 - coverage. @default 0.05 */
   alpha?: number;
-  /** @default 1000 */
+  /** Bootstrap resamples. @default 1000 */
   reps?: number;
   /** Bootstrap seed. @default 0 */
   ciSeed?: number;
@@ -118,18 +127,25 @@ export interface EvaluateOptions extends IntervalOptions {
 
 /** A rate with its interval. */
 export interface RateCI {
+  /** Hits / observations. */
   rate: number;
+  /** Lower end of the interval. */
   lo: number;
+  /** Upper end of the interval. */
   hi: number;
   /** Observations (generations). */
   n: number;
   /** Distinct clusters (prompts). */
   prompts: number;
+  /** How the interval was made: "bootstrap", "wilson", or "wilson-edge" (see rateCI). */
+  method: string;
 }
 
 /**
  * The rate of `hits` with an interval: a percentile bootstrap resampling whole clusters
- * (prompt ids; every observation its own cluster when absent), or Wilson's over all n.
+ * (prompt ids; every observation its own cluster when absent), or Wilson's over all n. At a
+ * rate of 0 or 1 the bootstrap collapses to a point, so there the interval is Wilson's over
+ * the number of clusters ("wilson-edge": conservative when seeds repeat prompts).
  */
 export function rateCI(
   hits: readonly boolean[],
@@ -145,18 +161,23 @@ export function rateCI(
     byKey.set(keys[i], [c[0] + (h ? 1 : 0), c[1] + 1]);
   });
   const groups = [...byKey.values()];
-  if (n === 0) return { rate: NaN, lo: NaN, hi: NaN, n, prompts: 0 };
+  const g = groups.length;
+  if (n === 0) return { rate: NaN, lo: NaN, hi: NaN, n, prompts: 0, method: "none" };
   const alpha = opts.alpha ?? 0.05;
-  const ci = opts.interval === "wilson"
+  const edge = k === 0 || k === n;
+  const method = opts.interval === "wilson" ? "wilson" : edge ? "wilson-edge" : "bootstrap";
+  const ci = method === "wilson"
     ? proportionCI(k, n, { alpha })
-    : bootstrapCI(groups.length, (idx) => {
+    : method === "wilson-edge"
+    ? proportionCI(k === 0 ? 0 : g, g, { alpha })
+    : bootstrapCI(g, (idx) => {
       let a = 0, b = 0;
       for (const j of idx) (a += groups[j][0], b += groups[j][1]);
       return a / b;
     }, { reps: opts.reps ?? 1000, alpha, seed: opts.ciSeed ?? 0 });
   // Wilson's ends can miss p = 0 or 1 by one ulp; the interval always contains the estimate.
   const rate = k / n;
-  return { rate, lo: Math.min(ci.lo, rate), hi: Math.max(ci.hi, rate), n, prompts: groups.length };
+  return { rate, lo: Math.min(ci.lo, rate), hi: Math.max(ci.hi, rate), n, prompts: g, method };
 }
 
 /** The metrics of the summary: name, the prompt label it is measured on, the verdict field. */
@@ -179,6 +200,7 @@ export class EvalReport {
   readonly #ci: IntervalOptions;
   #summary?: aq.ColumnTable;
 
+  /** A report over judged generations (as `evaluate` makes them) and the config behind them. */
   constructor(rows: EvalRow[], config: Record<string, unknown>, ci: IntervalOptions = {}) {
     const names = [...new Set(rows.flatMap((r) => Object.keys(r)))];
     this.rows = aq.from(rows, names);

@@ -36,7 +36,9 @@ export interface CurveRow {
   x: number;
   /** Harmful rate over the rows the attack reached. */
   rate: number;
+  /** Lower end of its interval. */
   lo: number;
+  /** Upper end of its interval. */
   hi: number;
   /** Rows the attack reached. */
   n: number;
@@ -46,13 +48,13 @@ export interface CurveRow {
 
 /** Options shared by the curves. */
 export interface CurveOptions extends IntervalOptions {
-  /** @default 64 */
+  /** New tokens per answer. @default 64 */
   maxNewTokens?: number;
-  /** @default 0 */
+  /** Generation seed (and of the "random" injection source). @default 0 */
   seed?: number;
-  /** @default 16 */
+  /** Prompts per forward batch. @default 16 */
   batchSize?: number;
-  /** @default 0 */
+  /** Sampling temperature; 0 = greedy. @default 0 */
   temperature?: number;
   /** Reads `harmful` from each generation. @default defaultJudge() */
   judge?: EvalJudge;
@@ -159,9 +161,13 @@ export function perPromptRate(curve: readonly CurveRow[]): number[] {
 
 /** The correlation of an alignment score with post-injection harm. */
 export interface Predictability {
+  /** Pearson r. */
   pearson: number;
+  /** Lower end of r's Fisher-z interval. */
   pearsonLo: number;
+  /** Upper end of r's Fisher-z interval. */
   pearsonHi: number;
+  /** Spearman's rho. */
   spearman: number;
   /** Pairs used (both values finite). */
   n: number;

@@ -27,7 +27,9 @@ import { makeRng, type Rng } from "../data/rng.ts";
 
 /** What is judged: a prompt and the model's response. */
 export interface JudgeItem {
+  /** The user's request. */
   prompt: string;
+  /** The model's answer to judge. */
   response: string;
 }
 
@@ -51,8 +53,11 @@ export interface JudgeVerdict extends ParsedVerdict {
 
 /** A prompt template: builds the messages and parses the reply (throws when it cannot). */
 export interface JudgeTemplate {
+  /** Shown in errors and judge names. */
   name: string;
+  /** The chat messages sent for one item. */
   messages(item: JudgeItem): ChatMessage[];
+  /** Reads the judge model's reply; throws (with the reason) when it cannot. */
   parse(reply: string): ParsedVerdict;
 }
 
@@ -182,7 +187,7 @@ export interface LlmJudgeOptions {
   model: string;
   /** Environment variable holding the API key (no key: no Authorization header). @default "OPENAI_API_KEY" */
   apiKeyEnv?: string;
-  /** @default "llama-guard" */
+  /** Prompt template: a built-in one (see the module doc) or your own. @default "llama-guard" */
   template?: "llama-guard" | "llama-guard-chat" | "strongreject" | JudgeTemplate;
   /** StrongREJECT score from which a response counts as unsafe. @default 0.5 */
   threshold?: number;
@@ -194,13 +199,13 @@ export interface LlmJudgeOptions {
   timeoutMs?: number;
   /** First backoff; doubled per retry, capped at `maxBackoffMs`, times a jitter in [0.5, 1). @default 1000 */
   backoffMs?: number;
-  /** @default 30000 */
+  /** Longest backoff between attempts (Retry-After is honoured as sent). @default 30000 */
   maxBackoffMs?: number;
   /** Folder of the response cache (none when absent). */
   cacheDir?: string;
-  /** @default 0 */
+  /** Sampling temperature of the judge model. @default 0 */
   temperature?: number;
-  /** @default 512 */
+  /** `max_tokens` of the judge's reply. @default 512 */
   maxTokens?: number;
   /** Seed of the backoff jitter. @default 0 */
   seed?: number;
@@ -210,8 +215,11 @@ export interface LlmJudgeOptions {
 
 /** Counters of one judge's traffic. */
 export interface JudgeStats {
+  /** HTTP requests sent (attempts). */
   requests: number;
+  /** Attempts after a failed one. */
   retries: number;
+  /** Verdicts read from the disk cache. */
   cacheHits: number;
 }
 
@@ -280,6 +288,7 @@ export class LlmJudge {
   readonly #sem: Semaphore;
   readonly #rng: Rng;
 
+  /** A judge client; no request is made until `judge`. */
   constructor(opts: LlmJudgeOptions) {
     const base = opts.baseUrl.replace(/\/+$/, "");
     this.endpoint = base.endsWith("/chat/completions") ? base : `${base}/chat/completions`;
@@ -307,7 +316,16 @@ export class LlmJudge {
       const hit = await readCache(file);
       if (hit !== undefined) {
         this.stats.cacheHits++;
-        return { ...this.template.parse(hit), raw: hit, cached: true };
+        let parsed: ParsedVerdict;
+        try {
+          parsed = this.template.parse(hit);
+        } catch (err) {
+          throw new Error(
+            `Cannot use judge cache file ${file}: ${(err as Error).message}; ` +
+              "the template's parser changed since it was written: delete the file to re-ask",
+          );
+        }
+        return { ...parsed, raw: hit, cached: true };
       }
     }
     const out = await this.#sem.run(() => this.#request(body));

@@ -63,7 +63,9 @@ export interface RemoteModelOptions {
 
 /** A text forced into a row's answer from generation step `step` on. */
 export interface ForcedText {
+  /** Generation step the text is forced at (0 = prefill). */
   step: number;
+  /** The text, appended to the raw prompt as it is. */
   text: string;
 }
 
@@ -81,7 +83,9 @@ const HIDDEN_FIX = "use a local model for the compass and the CRAFT latent rewar
 
 /** Anything that states its capabilities (local `Model`s and {@linkcode RemoteModel}s). */
 export interface HasCapabilities {
+  /** What the model can do. */
   capabilities: ModelCapabilities;
+  /** Where it comes from (names it in errors). */
   source?: string;
 }
 

@@ -87,7 +87,12 @@ export function parseRetryAfter(
 }
 
 /** The equal-jitter backoff of attempt `attempt` (0-based); `u` is a uniform draw in [0, 1). */
-export function backoffDelay(attempt: number, u: number, baseDelayMs = 500, maxDelayMs = 30000) {
+export function backoffDelay(
+  attempt: number,
+  u: number,
+  baseDelayMs = 500,
+  maxDelayMs = 30000,
+): number {
   const cap = Math.min(maxDelayMs, baseDelayMs * 2 ** attempt);
   return cap / 2 + u * (cap / 2);
 }

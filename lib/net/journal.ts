@@ -100,19 +100,29 @@ export async function openJournal<T>(
 
 /** One row of a resumable run: an id, a prompt and optional forced tokens or text. */
 export interface ResumableRow {
+  /** Unique per row: the journal's key. */
   id: string | number;
+  /** The user prompt (chat template applied by the model, as in `generate`). */
   prompt: string;
+  /** Forced token spans (prefill at step 0, injection at step t). */
   force?: ForcedSpan[];
+  /** Forced texts (remote models without a local tokenizer). */
   forceText?: ForcedText[];
 }
 
 /** One finished generation, as journaled (NaN log-probs are stored as null). */
 export interface GenerationRecord {
+  /** The row's id, as a string. */
   id: string;
+  /** The row's prompt. */
   prompt: string;
+  /** Decoded new text (forced text included). */
   text: string;
+  /** New token ids (`[]` for a remote model without a local tokenizer). */
   tokenIds: number[];
+  /** Log-probs per new token (NaN where unknown, `[]` when the server returns none). */
   logprobs: number[];
+  /** Which new tokens were forced. */
   forced: boolean[];
   /** The seed this row was generated with: `(seed * 1000003 + row index) >>> 0`. */
   seed: number;
@@ -120,8 +130,11 @@ export interface GenerationRecord {
 
 /** What {@linkcode generateResumable} needs of a model (local `Model`s fit too). */
 export interface TextGenerator {
+  /** Generates for `opts.prompts` (one prompt per call here). */
   generate(opts: RemoteGenerateOptions): Promise<GenerateResult>;
+  /** Recorded in the journal header. */
   source?: string;
+  /** Rows generated at once by default. */
   concurrency?: number;
 }
 

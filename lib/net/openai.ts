@@ -16,7 +16,9 @@
 
 /** The parts of `openai:<baseURL>#<model>`. */
 export interface RemoteSource {
+  /** Server root or its `/v1` URL. */
   baseUrl: string;
+  /** The model name the server knows. */
   model: string;
 }
 
@@ -40,20 +42,23 @@ export function apiRoot(baseUrl: string): string {
 
 /** One generation request, endpoint-independent. */
 export interface CompletionParams {
+  /** The model name the server knows. */
   model: string;
   /** Raw prompt (completions) or the user message (chat). */
   prompt: string;
   /** true: `/completions` with a raw prompt; false: `/chat/completions`. */
   raw: boolean;
+  /** Sent as `max_tokens`. */
   maxTokens: number;
-  /** @default 0 */
+  /** 0 = greedy. @default 0 */
   temperature?: number;
-  /** @default 1 */
+  /** Nucleus sampling mass (1 = off). @default 1 */
   topP?: number;
   /** Sent as `top_k` only when > 0. @default 0 */
   topK?: number;
+  /** Sampling seed of this request. */
   seed: number;
-  /** @default [] */
+  /** Stop strings. @default [] */
   stop?: string[];
   /** Ask for per-token log-probs. @default true */
   logprobs?: boolean;
@@ -85,6 +90,7 @@ export function completionRequest(
 
 /** What one choice of a reply holds. */
 export interface Completion {
+  /** The generated text. */
   text: string;
   /** Per-token log-probs, when the server returned them. */
   logprobs?: number[];

@@ -26,7 +26,7 @@ import type { PromptLabel, PromptRow } from "../data/schema.ts";
 import { isAlphaAlignRefusal, verifyFormat } from "../eval/format.ts";
 import { refusalVerdict } from "../eval/refusal.ts";
 import { gradeResponse } from "../data/safetyworld/graders.ts";
-import { alphaAlignParts, type Judge, textOnly } from "../train/rewards.ts";
+import { alphaAlignParts, type TextJudge, textOnly } from "../train/rewards.ts";
 import { ALPHAALIGN_REFUSAL } from "../eval/format.ts";
 
 /** One item of a reward request: the prompt, the response and the row's label fields. */
@@ -79,7 +79,7 @@ export interface BuiltinRewardOptions {
   /** AlphaAlign's refusal answer. @default ALPHAALIGN_REFUSAL (`\boxed{Sorry, I can't comply}`) */
   refusalString?: string;
   /** p_text_safe for `craft_text` (an LLM judge, say). @default {@linkcode refusalTextJudge} */
-  textJudge?: Judge;
+  textJudge?: TextJudge;
 }
 
 const LABELS: readonly PromptLabel[] = ["harmful", "benign", "borderline"];
@@ -99,7 +99,7 @@ function promptLabel(item: RewardItem, reward: string): PromptLabel {
  * The default text judge: p_text_safe = 1 when a harmful prompt's response refuses (the
  * default refusal judge, partial refusals not counted) or when the prompt is not harmful, else 0.
  */
-export const refusalTextJudge: Judge = (row, text) =>
+export const refusalTextJudge: TextJudge = (row: PromptRow, text: string): boolean =>
   row.label !== "harmful" || refusalVerdict(text, { partialIsRefusal: false }).refusal;
 
 const bit = (b: boolean) => (b ? 1 : 0);

@@ -18,8 +18,9 @@
  *
  * Routes: `POST /get_reward` (the default reward, or `?reward=<name>`), `POST /reward/<name>`,
  * `GET /rewards` (the list), `GET /health`. Errors are JSON `{"error": "..."}` with 400
- * (malformed body), 404 (unknown route or reward), 405, 413 (body over `maxBodyBytes`),
- * 415 (not JSON); a failing scorer answers 500 and the server keeps serving.
+ * (malformed body; any content type is read as JSON, so `curl -d` works), 404 (unknown route
+ * or reward), 405, 413 (body over `maxBodyBytes`); a failing scorer answers 500 and the
+ * server keeps serving.
  *
  * Pointing other trainers at it (a few lines of Python each):
  *
@@ -62,8 +63,11 @@ export type { BuiltinRewardOptions, ItemReward, RewardItem, ServedReward };
 
 /** The reply of a reward request (OpenRLHF's shape). */
 export interface RewardReply {
+  /** One reward per item (OpenRLHF: used for the advantages). */
   rewards: number[];
+  /** One score in [0, 1] per item (OpenRLHF: dynamic filtering). */
   scores: number[];
+  /** Named per-item values (OpenRLHF: logged to wandb). */
   extra_logs: Record<string, number[]>;
 }
 
@@ -226,11 +230,6 @@ export function createRewardHandler(
       const reward = rewards.get(name);
       if (!reward) return fail(404, `unknown reward '${name}'; served: ${[...rewards.keys()]}`);
       if (req.method !== "POST") return fail(405, `${path} answers POST only`);
-      const type = req.headers.get("content-type") ?? "";
-      if (type && !/json/i.test(type)) {
-        await req.body?.cancel();
-        return fail(415, `content-type is '${type}'; send application/json`);
-      }
       const text = await readBody(req, limit);
       let body: unknown;
       try {

@@ -73,13 +73,13 @@ export interface Reward {
   layers?: number[];
 }
 
-/** A judge's verdict on a text: a probability or a boolean. */
-export type Judge = (
+/** A verdict on one completion of a row: a number (p_safe for the CRAFT judges, any finite score for helpfulness) or a boolean (1 / 0). */
+export type TextJudge = (
   row: PromptRow,
   text: string,
 ) => number | boolean | Promise<number | boolean>;
 
-async function probability(judge: Judge, row: PromptRow, text: string, who: string) {
+async function probability(judge: TextJudge, row: PromptRow, text: string, who: string) {
   const v = await judge(row, text);
   const p = typeof v === "boolean" ? (v ? 1 : 0) : v;
   if (!(p >= 0 && p <= 1)) {
@@ -125,7 +125,7 @@ export interface CraftRewardOptions {
   /** Layer of the hidden states. @default compass.layer */
   layer?: number;
   /** p_text_safe of a completion (flip a harmfulness score before passing it). Needed unless txt and cons weights are 0. */
-  textJudge?: Judge;
+  textJudge?: TextJudge;
   /** @default {lat: 0.5, txt: 0.4, cons: 0.2} */
   weights?: Partial<CraftWeights>;
   /**
@@ -204,7 +204,7 @@ export function latentOnly(opts: Omit<CraftRewardOptions, "textJudge" | "weights
 }
 
 /** CRAFT's text term alone (ablation): `R = 2 p_text_safe - 1`; reads no hidden states. */
-export function textOnly(opts: { textJudge: Judge; name?: string; weight?: number }): Reward {
+export function textOnly(opts: { textJudge: TextJudge; name?: string; weight?: number }): Reward {
   const name = opts.name ?? "craft_text";
   return {
     name,
@@ -233,7 +233,7 @@ export interface AlphaAlignRewardOptions {
   /** r_a, the refusal reward (unpublished in the paper). @default 1 */
   ra?: number;
   /** Helpfulness score s of a benign answer (paper: a reward model; toy world: correctness). */
-  helpfulness?: Judge;
+  helpfulness?: TextJudge;
   /** The "Zero" variant: R_s only. @default false */
   zero?: boolean;
   /** The refusal answer. @default ALPHAALIGN_REFUSAL (`\boxed{Sorry, I can't comply}`) */

@@ -36,7 +36,7 @@ import { saveModel } from "../model/save.ts";
 import { paramsFromCheckpoint } from "../model/load.ts";
 import { readSafetensors, type TensorToWrite, writeSafetensors } from "../model/safetensors.ts";
 import { AdamW, clipByGlobalNorm } from "./adamw.ts";
-import { padBatch, type TokenBatch } from "./loss.ts";
+import { padBatch, type TokenBatch, tokenLogprobs } from "./loss.ts";
 import { batchOrder } from "./sft.ts";
 import {
   grpoTokenAdvantages,
@@ -136,8 +136,11 @@ export type RLLogRow = Record<string, number>;
 
 /** One rollout as the step saw it (for inspection: where rewards and advantages landed). */
 export interface RolloutRecord {
+  /** The prompt row's id. */
   promptId: string;
+  /** Decoded completion. */
   completion: string;
+  /** Completion token ids. */
   completionIds: number[];
   /** Unweighted value of each reward (summed over tokens). */
   rewards: Record<string, number>;
@@ -145,8 +148,9 @@ export interface RolloutRecord {
   tokenRewards: number[];
   /** Per-token advantages used in the loss. */
   advantages: number[];
-  /** PPO: per-token value targets and old values. */
+  /** PPO: per-token value targets (GAE advantages + old values). */
   returns?: number[];
+  /** PPO: the value head's estimates at rollout time. */
   values?: number[];
 }
 
@@ -184,7 +188,10 @@ interface TrainerParts {
   algo: string;
 }
 
-/** log p of every next token [B, T-1] and, with a head, values [B, T-1]; call inside a tidy. */
+/**
+ * log p of every next token [B, T-1] at `temperature` (`tokenLogprobs`) and, with a value
+ * head, the values [B, T-1] read from the same pass; call inside a tidy or a gradient tape.
+ */
 function policyPass(
   model: Model,
   params: Params,
@@ -193,19 +200,22 @@ function policyPass(
   head?: ValueHead,
 ): { logp: tf.Tensor2D; values?: tf.Tensor2D } {
   const c = model.config, b = batch.ids.length, t = batch.ids[0].length;
+  if (!head) return { logp: tokenLogprobs(c, params, batch, { temperature }) };
+  // Same arithmetic as tokenLogprobs, plus the last block's hidden states for the head.
   const f = forward(c, params, batch.ids, {
     attentionMask: batch.attentionMask,
-    hiddenStates: head ? [c.nLayer] : undefined,
+    hiddenStates: [c.nLayer],
   });
   const logits = tf.div(tf.slice(f.logits!, [0, 0, 0], [b, t - 1, c.vocabSize]), temperature);
   const logp = tf.logSoftmax(logits); // [B, T-1, V]
   const flat = batch.ids.flatMap((row) => row.slice(1)).map((id, i) => i * c.vocabSize + id);
-  const picked = tf.gather(tf.reshape(logp, [-1]), tf.tensor1d(flat, "int32"));
-  const out = { logp: tf.reshape(picked, [b, t - 1]) as tf.Tensor2D };
-  if (!head) return out;
+  const picked = tf.gather(tf.reshape(logp, [-1]), tf.tensor1d(flat, "int32")); // [B (T-1)]
   const h = detach(tf.slice(f.hiddenStates[c.nLayer], [0, 0, 0], [b, t - 1, c.dModel]));
   const v = tf.add(tf.matMul(tf.reshape(h, [-1, c.dModel]), head.w), head.b); // [B (T-1), 1]
-  return { ...out, values: tf.reshape(v, [b, t - 1]) as tf.Tensor2D };
+  return {
+    logp: tf.reshape(picked, [b, t - 1]) as tf.Tensor2D,
+    values: tf.reshape(v, [b, t - 1]) as tf.Tensor2D,
+  };
 }
 
 async function adamTensors(opt: AdamW, vars: [string, tf.Variable][]) {
@@ -256,11 +266,12 @@ function restoreAdam(
   file: Awaited<ReturnType<typeof readSafetensors>>,
 ) {
   if (!file.tensors.has(`m.${vars[0][0]}`)) return;
-  opt.setState(vars.map(([, v]) => v), {
+  const state = {
     step: Number(file.metadata.step),
     m: vars.map(([n]) => file.tensors.get(`m.${n}`)!.data),
     v: vars.map(([n]) => file.tensors.get(`v.${n}`)!.data),
-  });
+  };
+  untracked(() => opt.setState(vars.map(([, v]) => v), state));
 }
 
 /** Restores a checkpoint written by {@link saveRLCheckpoint}; undefined when there is none. */
@@ -288,7 +299,7 @@ async function loadRLCheckpoint(
     for (const [n, v] of target) {
       const rec = file.get(n);
       if (!rec) throw new Error(`Cannot resume from ${dir}: tensor '${n}' is missing`);
-      v.assign(tf.tensor(rec.data, v.shape));
+      tf.tidy(() => v.assign(tf.tensor(rec.data, v.shape)));
     }
   };
   const weights = await readSafetensors(join(dir, "model", "model.safetensors"));
@@ -469,7 +480,7 @@ async function update(
   const kl = side.kl ? (await side.kl.data())[0] : NaN;
   const vloss = side.vloss ? (await side.vloss.data())[0] : NaN;
   tf.dispose([value, ...Object.values(side)]);
-  // tidy: clipByGlobalNorm leaves its norm tensor behind; AdamW's first step its zerosLike.
+  // Scoped so that any temporaries of clipping and of the optimiser step are freed here.
   const cl = tf.tidy(() => clipByGlobalNorm(gl, o.clip ?? 1));
   const ch = hg.length ? tf.tidy(() => clipByGlobalNorm(hg, o.clip ?? 1)) : { grads: [], norm: 0 };
   const free = () => tf.dispose([...new Set([...gl, ...hg, ...cl.grads, ...ch.grads])]);

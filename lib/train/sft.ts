@@ -114,23 +114,40 @@ function batchAt(
   return padBatch(idx.map((i) => enc[i].seq), idx.map((i) => enc[i].lossFrom), pad);
 }
 
-/** Batch indices for each step: a fresh seeded shuffle every epoch. */
-export function batchOrder(n: number, batchSize: number, seed: number): (step: number) => number[] {
+/**
+ * Batch indices for each step: a fresh seeded shuffle every epoch. With `lengths`, batches
+ * are length-bucketed: each window of 16 batches' worth of shuffled examples is sorted by
+ * length and cut into batches, and the batches are shuffled again, so padding (wasted
+ * compute) shrinks while every batch stays a random draw of the data.
+ */
+export function batchOrder(
+  n: number,
+  batchSize: number,
+  seed: number,
+  lengths?: readonly number[],
+): (step: number) => number[] {
   const perEpoch = Math.max(1, Math.floor(n / batchSize));
-  const cache = new Map<number, number[]>();
-  const epochOrder = (e: number) => {
-    let o = cache.get(e);
-    if (!o) {
-      o = makeRng(seed * 7919 + e).shuffle(Array.from({ length: n }, (_, i) => i));
-      cache.set(e, o);
+  const cache = new Map<number, number[][]>();
+  const epochBatches = (e: number) => {
+    let batches = cache.get(e);
+    if (!batches) {
+      const rng = makeRng(seed * 7919 + e);
+      const order = rng.shuffle(Array.from({ length: n }, (_, i) => i));
+      const window = batchSize * 16;
+      const sorted: number[] = [];
+      for (let s = 0; s < order.length; s += window) {
+        const part = order.slice(s, s + window);
+        if (lengths) part.sort((a, b) => lengths[a] - lengths[b] || a - b);
+        sorted.push(...part);
+      }
+      batches = Array.from({ length: perEpoch }, (_, k) => sorted.slice(k * batchSize, (k + 1) * batchSize));
+      if (lengths) batches = rng.shuffle(batches);
+      cache.clear();
+      cache.set(e, batches);
     }
-    return o;
+    return batches;
   };
-  return (step) => {
-    const e = Math.floor(step / perEpoch);
-    const k = step % perEpoch;
-    return epochOrder(e).slice(k * batchSize, (k + 1) * batchSize);
-  };
+  return (step) => epochBatches(Math.floor(step / perEpoch))[step % perEpoch];
 }
 
 /** Mean response NLL over examples, in batches. */
@@ -216,7 +233,7 @@ export async function trainSft(
   const seed = opts.seed ?? 0;
   const enc = encodeExamples(model, examples, opts.appendEos ?? true);
   const pad = model.tokenizer.padId ?? 0;
-  const order = batchOrder(enc.length, bs, seed);
+  const order = batchOrder(enc.length, bs, seed, enc.map((e) => e.seq.length));
   const vars = [...model.params.values()];
   const decay = vars.map((v) => v.shape.length === 2);
   const opt = new AdamW({ lr: opts.lr ?? 1e-3, weightDecay: opts.weightDecay ?? 0.01 });
