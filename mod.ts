@@ -101,6 +101,18 @@ export {
 } from "./lib/eval/format.ts";
 export { profileModel, type RateRow } from "./lib/eval/profile.ts";
 export { klByPosition, type PositionKl } from "./lib/eval/diagnostics.ts";
+export {
+  type AttackSpec,
+  injectionAttack,
+  jailbreakAttack,
+  noAttack,
+  prefillAttack,
+  randomInsertionAttack,
+  runAttack,
+} from "./lib/eval/attacks.ts";
+export { defaultJudge, type EvalJudge, EvalReport, evaluate, type EvalSuite, llmEvalJudge } from "./lib/eval/evaluate.ts";
+export { injectionCurve, injectionPredictability, perPromptRate, prefillCurve } from "./lib/eval/injection.ts";
+export { LlmJudge, type LlmJudgeOptions } from "./lib/eval/llm_judge.ts";
 
 // Plots, display, reports
 export {

@@ -217,6 +217,11 @@ Deno.test("completions with a local tokenizer: template applied here, token ids 
     // chat: false sends the prompt as written
     await m.generate({ prompts: ["w7 w8"], maxNewTokens: 1, chat: false, ...QUIET });
     assert.equal(fake.requests[1].body.prompt, "w7 w8");
+    // Token ids are sent as their decoded text, without a template.
+    const t = await m.generate({ inputIds: [[id("user"), id("w5")]], maxNewTokens: 2, ...QUIET });
+    assert.equal(fake.requests[2].body.prompt, "user w5");
+    assert.deepEqual(t.promptIds, [[id("user"), id("w5")]]);
+    assert.equal(t.text[0], " w6 w7");
   });
 });
 

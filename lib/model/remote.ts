@@ -171,16 +171,21 @@ export class RemoteModel {
     if (opts.returnHiddenStates || opts.interventions?.length) {
       requireCapability(this, "hiddenStates");
     }
-    if (!opts.prompts) {
-      throw new Error(`Cannot generate with ${this.source}: pass text \`prompts\` (not inputIds)`);
-    }
     const tok = this.tokenizer;
+    if (!opts.prompts && !(opts.inputIds && tok)) {
+      throw new Error(
+        `Cannot generate with ${this.source}: pass text \`prompts\` (token \`inputIds\` need ` +
+          `a local tokenizer: pass tokenizerDir to loadRemoteModel)`,
+      );
+    }
     const raw = tok !== undefined || opts.chat === false;
-    const prompts = opts.prompts.map((p) =>
-      tok && (opts.chat ?? "auto") !== false
-        ? tok.applyChatTemplate([{ role: "user", content: p }], { addGenerationPrompt: true })
-        : p
-    );
+    // Token ids are sent as their decoded text, used as given (as local generation does).
+    const prompts =
+      opts.prompts?.map((p) =>
+        tok && (opts.chat ?? "auto") !== false
+          ? tok.applyChatTemplate([{ role: "user", content: p }], { addGenerationPrompt: true })
+          : p
+      ) ?? opts.inputIds!.map((ids) => tok!.decode(ids, { skipSpecialTokens: false }));
     const forced = prompts.map((_, i) => this.#forcedOf(opts, i, raw));
     const bar = new Progress({ total: prompts.length, label: this.source, mode: opts.progress });
     let done = 0;
@@ -196,7 +201,7 @@ export class RemoteModel {
     const rows = settled.map((s) => (s as PromiseFulfilledResult<Row>).value);
     const ids = (t: string) => tok ? tok.encode(t) : [];
     return {
-      promptIds: prompts.map(ids),
+      promptIds: opts.prompts ? prompts.map(ids) : opts.inputIds!.map((r) => r.slice()),
       tokenIds: rows.map((r) => r.tokenIds),
       text: rows.map((r) => r.text),
       logprobs: rows.map((r) => r.logprobs),
