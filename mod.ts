@@ -43,6 +43,9 @@ export {
 } from "./lib/model/tokenizer.ts";
 export { readModelWeights, readSafetensors, writeSafetensors } from "./lib/model/safetensors.ts";
 export { downloadHfModel } from "./lib/model/hub.ts";
+export { loadRemoteModel, RemoteModel, type RemoteModelOptions, requireCapability } from "./lib/model/remote.ts";
+export { serveRewards } from "./lib/serve/rewards.ts";
+export { exportCompassForTorch } from "./lib/compass/export_torch.ts";
 
 // Training
 export {

@@ -23,9 +23,12 @@ import {
 import { Model } from "./model.ts";
 import { type BackendName, type BackendOptions, initBackend } from "../engine/backend.ts";
 import { downloadHfModel, parseHfSource } from "./hub.ts";
+import { loadRemoteModel, type RemoteModel, type RemoteModelOptions } from "./remote.ts";
 
 /** Options of {@link loadModel}. */
 export interface LoadOptions extends BackendOptions {
+  /** For `openai:` sources: the remote client's settings (API key variable, tokenizer folder, ...). */
+  remote?: Partial<RemoteModelOptions>;
   /** @default "auto" */
   backend?: BackendName;
   /** Compute dtype; only float32 is supported (F16/BF16 weights are upcast). @default "float32" */
@@ -123,10 +126,14 @@ export function paramsFromCheckpoint(
 }
 
 /**
- * Loads a model. `source`: a Hugging Face folder path, `hf:owner/name[@revision]`, or a
- * SafetyWorld checkpoint name (`toy-base`, `toy-shallow`).
+ * Loads a model. `source`: a Hugging Face folder path, `hf:owner/name[@revision]`, a
+ * SafetyWorld checkpoint name (`toy-base`, `toy-shallow`), or `openai:<baseURL>#<model>`
+ * for a served model (a {@link RemoteModel}: generation only, no hidden states).
  */
-export async function loadModel(source: string, opts: LoadOptions = {}): Promise<Model> {
+export async function loadModel(source: `openai:${string}`, opts?: LoadOptions): Promise<RemoteModel>;
+export async function loadModel(source: string, opts?: LoadOptions): Promise<Model>;
+export async function loadModel(source: string, opts: LoadOptions = {}): Promise<Model | RemoteModel> {
+  if (source.startsWith("openai:")) return await loadRemoteModel(source, opts.remote);
   if (opts.dtype && opts.dtype !== "float32") {
     throw new Error(`loadModel: dtype '${opts.dtype}' is not supported; use float32`);
   }

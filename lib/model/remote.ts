@@ -18,6 +18,10 @@
  * separately; they match the server's only when both tokenizers agree); without one they are
  * `[]`, `forced` counts the server's tokens, and a forced text counts as one entry.
  * `logprobs` are the server's, with NaN at forced entries, or `[]` when it returns none.
+ * `inputIds` (with a local tokenizer) are sent as their decoded text, as given.
+ *
+ * Also here: {@linkcode requireCapability} (fail early on a missing capability) and, from
+ * lib/net/journal.ts, `generateResumable` (a JSONL-journaled, restartable evaluation).
  *
  * @module
  */
