@@ -17,6 +17,7 @@ import {
   formatResult,
   isTransient,
   joinText,
+  kernelWarnings,
   listNotebooks,
   type Notebook,
 } from "../lib/cli/test_notebooks.ts";
@@ -228,4 +229,15 @@ Deno.test("formatResult names the attempt after a retry; isTransient spares cell
   assert.equal(isTransient(passed), false);
   assert.match(formatResult(passed), /^ok {3}01_quickstart\.ipynb .* 1\.0 s {2}\(attempt 2\)$/);
   assert.doesNotMatch(formatResult({ ...passed, attempts: 1 }), /attempt/);
+});
+
+Deno.test("kernelWarnings counts skipped messages and iopub timeouts in an nbconvert log", () => {
+  assert.deepEqual(kernelWarnings("[NbConvertApp] Writing 1437 bytes to x.ipynb\n"), []);
+  const log = "[NbConvertApp] WARNING | skipped an unreadable iopub message (Invalid Signature)\n" +
+    "[NbConvertApp] WARNING | skipped an unreadable iopub message (Invalid Signature)\n" +
+    "[NbConvertApp] WARNING | Timeout waiting for IOPub output\n";
+  assert.deepEqual(kernelWarnings(log), [
+    "2 unreadable kernel message(s) skipped; their outputs are lost",
+    "1 cell(s) timed out waiting for outputs (iopub_timeout)",
+  ]);
 });

@@ -53,7 +53,8 @@ export const LATE_OUTPUT_GRACE_S = 1.5;
  * outputs published after a cell's `idle` status, and skip messages that fail the signature
  * check (logging `skipped an unreadable iopub message`) instead of aborting the run.
  */
-export const NBCLIENT_PATCH = `# Written by safety-compass lib/cli/test_notebooks.ts; passed to nbconvert --config.
+export const NBCLIENT_PATCH =
+  `# Written by safety-compass lib/cli/test_notebooks.ts; passed to nbconvert --config.
 from queue import Empty
 from nbclient.client import NotebookClient
 from nbclient.exceptions import CellExecutionComplete
@@ -125,6 +126,8 @@ export interface NotebookResult {
   attempts?: number;
   /** Problems of the earlier, retried attempts. */
   retried?: string[];
+  /** Kernel transport trouble that nbconvert survived (see {@link kernelWarnings}). */
+  warnings?: string[];
 }
 
 /** The text of a notebook string field (nbformat allows a string or a list of lines). */
@@ -167,6 +170,20 @@ function emptyResult(name: string): NotebookResult {
     problems: [],
     seconds: 0,
   };
+}
+
+/**
+ * Transport trouble an nbconvert log reports: messages skipped by {@link NBCLIENT_PATCH}
+ * (their output is lost) and cells whose outputs did not end in time.
+ */
+export function kernelWarnings(log: string): string[] {
+  const count = (needle: string) => log.split(needle).length - 1;
+  const skipped = count("skipped an unreadable iopub message");
+  const late = count("Timeout waiting for IOPub output");
+  return [
+    ...(skipped ? [`${skipped} unreadable kernel message(s) skipped; their outputs are lost`] : []),
+    ...(late ? [`${late} cell(s) timed out waiting for outputs (iopub_timeout)`] : []),
+  ];
 }
 
 /** Whether a failed run may be the kernel's lost-output race: no cell raised, yet it failed. */
@@ -286,6 +303,7 @@ export async function testNotebook(
     ...["--output-dir", outDir, path],
   ]);
   await writeTextFileAtomic(join(outDir, `${stem}.execute.log`), exec.log);
+  r.warnings = kernelWarnings(exec.log);
   const executed = join(outDir, name);
   let nb: Notebook;
   try {
@@ -375,6 +393,7 @@ async function main(argv: string[]): Promise<number> {
       results.push(r);
       console.log(formatResult(r));
       for (const p of r.problems) console.log(`     - ${p}`);
+      for (const w of r.warnings ?? []) console.log(`     ~ ${w}`);
     }
   } finally {
     await launched?.then((b) => b.close(), () => undefined); // launch errors are per notebook
