@@ -43,7 +43,12 @@ export {
 } from "./lib/model/tokenizer.ts";
 export { readModelWeights, readSafetensors, writeSafetensors } from "./lib/model/safetensors.ts";
 export { downloadHfModel } from "./lib/model/hub.ts";
-export { loadRemoteModel, RemoteModel, type RemoteModelOptions, requireCapability } from "./lib/model/remote.ts";
+export {
+  loadRemoteModel,
+  RemoteModel,
+  type RemoteModelOptions,
+  requireCapability,
+} from "./lib/model/remote.ts";
 export { serveRewards } from "./lib/serve/rewards.ts";
 export { exportCompassForTorch } from "./lib/compass/export_torch.ts";
 
@@ -86,9 +91,14 @@ export { gradeResponse } from "./lib/data/safetyworld/graders.ts";
 export { type Compass, fitProbe, loadCompass, type Pooling } from "./lib/compass/compass.ts";
 export { type CraftOptions, fitCraft } from "./lib/compass/craft.ts";
 export { layerSweep, type SweepRow } from "./lib/compass/sweep.ts";
-export { Activations, collectActivations, type CollectOptions, collectPairs } from "./lib/compass/collect.ts";
+export {
+  Activations,
+  collectActivations,
+  type CollectOptions,
+  collectPairs,
+} from "./lib/compass/collect.ts";
 export { fitCompass, type FitCompassOptions, sweepLayers } from "./lib/compass/fit.ts";
-export { ablationInterventions, steerIntervention, steeringVector } from "./lib/compass/steer.ts";
+export { ablationInterventions, steeringVector, steerIntervention } from "./lib/compass/steer.ts";
 export { auditGeneration, AuditResult } from "./lib/compass/audit.ts";
 export { auroc, bootstrapCI, pearson, proportionCI, spearman } from "./lib/compass/metrics.ts";
 export { type Matrix } from "./lib/compass/matrix.ts";
@@ -113,8 +123,20 @@ export {
   randomInsertionAttack,
   runAttack,
 } from "./lib/eval/attacks.ts";
-export { defaultJudge, type EvalJudge, EvalReport, evaluate, type EvalSuite, llmEvalJudge } from "./lib/eval/evaluate.ts";
-export { injectionCurve, injectionPredictability, perPromptRate, prefillCurve } from "./lib/eval/injection.ts";
+export {
+  defaultJudge,
+  type EvalJudge,
+  EvalReport,
+  type EvalSuite,
+  evaluate,
+  llmEvalJudge,
+} from "./lib/eval/evaluate.ts";
+export {
+  injectionCurve,
+  injectionPredictability,
+  perPromptRate,
+  prefillCurve,
+} from "./lib/eval/injection.ts";
 export { LlmJudge, type LlmJudgeOptions } from "./lib/eval/llm_judge.ts";
 
 // Plots, display, reports

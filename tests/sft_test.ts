@@ -78,9 +78,15 @@ Deno.test("length-bucketed batch order covers each example once per epoch and cu
   const seen = Array.from({ length: 40 }, (_, s) => order(s)).flat();
   assert.deepEqual(seen.slice().sort((a, b) => a - b), Array.from({ length: 640 }, (_, i) => i));
   const padded = (o: (s: number) => number[]) =>
-    Array.from({ length: 40 }, (_, s) => o(s)).reduce((a, b) => a + 16 * Math.max(...b.map((i) => lengths[i])), 0);
+    Array.from({ length: 40 }, (_, s) => o(s)).reduce(
+      (a, b) => a + 16 * Math.max(...b.map((i) => lengths[i])),
+      0,
+    );
   const plain = batchOrder(640, 16, 1);
-  assert.ok(padded(order) < 0.7 * padded(plain), `${padded(order)} vs ${padded(plain)} padded tokens`);
+  assert.ok(
+    padded(order) < 0.7 * padded(plain),
+    `${padded(order)} vs ${padded(plain)} padded tokens`,
+  );
   assert.deepEqual(batchOrder(640, 16, 1, lengths)(41), order(41), "deterministic for a seed");
   assert.notDeepEqual(order(40), order(0), "a new epoch reshuffles");
 });

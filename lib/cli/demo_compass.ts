@@ -90,7 +90,8 @@ export async function runCompassSection(
   return {
     section: {
       heading: "The safety compass",
-      text: `Traces to harmful prompts: ${train.length} from train templates (fit) and ${test.length} ` +
+      text:
+        `Traces to harmful prompts: ${train.length} from train templates (fit) and ${test.length} ` +
         "from held-out test templates and entities (scored). Hidden states are mean-pooled over " +
         "prompt and trace (CRAFT's pooling); rethink traces are CRAFT's third class and are " +
         "dropped for the binary probes. " +
@@ -103,12 +104,21 @@ export async function runCompassSection(
       html: audit.html({ title: `Audit: "${probe.prompt}"` }),
       figures: [
         plotLayerSweep(
-          rows.map((r) => ({ layer: r.layer, method: r.method, auroc: r.auroc, lo: r.aurocLo, hi: r.aurocHi })),
+          rows.map((r) => ({
+            layer: r.layer,
+            method: r.method,
+            auroc: r.auroc,
+            lo: r.aurocLo,
+            hi: r.aurocHi,
+          })),
           { title: "Safety compass: held-out AUROC by layer (95% bootstrap intervals)" },
         ),
         plotProjection(points, { title: `Test traces, layer ${last}: top-2 principal axes` }),
       ],
-      tables: [{ title: "Layer sweep (held-out test templates)", rows: rows as unknown as Record<string, unknown>[] }],
+      tables: [{
+        title: "Layer sweep (held-out test templates)",
+        rows: rows as unknown as Record<string, unknown>[],
+      }],
     },
     metrics: { sweep: rows, collectTokensPerSecond: trainActs.tokensPerSecond },
   };

@@ -130,9 +130,15 @@ export function paramsFromCheckpoint(
  * SafetyWorld checkpoint name (`toy-base`, `toy-shallow`), or `openai:<baseURL>#<model>`
  * for a served model (a {@link RemoteModel}: generation only, no hidden states).
  */
-export async function loadModel(source: `openai:${string}`, opts?: LoadOptions): Promise<RemoteModel>;
+export async function loadModel(
+  source: `openai:${string}`,
+  opts?: LoadOptions,
+): Promise<RemoteModel>;
 export async function loadModel(source: string, opts?: LoadOptions): Promise<Model>;
-export async function loadModel(source: string, opts: LoadOptions = {}): Promise<Model | RemoteModel> {
+export async function loadModel(
+  source: string,
+  opts: LoadOptions = {},
+): Promise<Model | RemoteModel> {
   if (source.startsWith("openai:")) return await loadRemoteModel(source, opts.remote);
   if (opts.dtype && opts.dtype !== "float32") {
     throw new Error(`loadModel: dtype '${opts.dtype}' is not supported; use float32`);

@@ -140,7 +140,10 @@ export function batchOrder(
         if (lengths) part.sort((a, b) => lengths[a] - lengths[b] || a - b);
         sorted.push(...part);
       }
-      batches = Array.from({ length: perEpoch }, (_, k) => sorted.slice(k * batchSize, (k + 1) * batchSize));
+      batches = Array.from(
+        { length: perEpoch },
+        (_, k) => sorted.slice(k * batchSize, (k + 1) * batchSize),
+      );
       if (lengths) batches = rng.shuffle(batches);
       cache.clear();
       cache.set(e, batches);
