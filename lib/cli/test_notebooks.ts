@@ -31,6 +31,7 @@
 
 import { basename, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
+import type { Browser } from "playwright-core";
 import { writeFileAtomic, writeJsonAtomic, writeTextFileAtomic } from "../io/atomic.ts";
 
 /** The system Jupyter (the `python3` on PATH may be another interpreter without nbconvert). */
@@ -83,24 +84,35 @@ NotebookClient._async_poll_output_msg = _poll_output_msg
 
 /** One output of a code cell (the nbformat 4 fields read here). */
 export interface CellOutput {
+  /** "stream", "display_data", "execute_result" or "error". */
   output_type: string;
+  /** Stream name: "stdout" or "stderr". */
   name?: string;
+  /** Stream text. */
   text?: string | string[];
+  /** Error class name. */
   ename?: string;
+  /** Error message. */
   evalue?: string;
 }
 
 /** One notebook cell (the nbformat 4 fields read here). */
 export interface NotebookCell {
+  /** "markdown", "code" or "raw". */
   cell_type: string;
+  /** The cell's text. */
   source: string | string[];
+  /** Outputs of a code cell. */
   outputs?: CellOutput[];
 }
 
 /** An nbformat 4 notebook (the fields read here). */
 export interface Notebook {
+  /** Major format version (4). */
   nbformat: number;
+  /** Notebook metadata: kernelspec, language_info, safety_compass... */
   metadata: Record<string, unknown>;
+  /** The cells, in order. */
   cells: NotebookCell[];
 }
 
@@ -108,13 +120,15 @@ export interface Notebook {
 export interface NotebookResult {
   /** File name, e.g. "01_quickstart.ipynb". */
   name: string;
-  /** Number of cells, and of code cells. */
+  /** Number of cells. */
   cells: number;
+  /** Number of code cells. */
   codeCells: number;
   /** Error outputs of cells ("cell 3: TypeError: ..."). */
   errors: string[];
-  /** Plotly figure divs in the HTML page, and those holding plotly's SVG. */
+  /** Plotly figure divs in the HTML page. */
   figures: number;
+  /** Figure divs holding plotly's SVG. */
   rendered: number;
   /** `metadata.safety_compass.expect_figures`, when set. */
   expectFigures?: number;
@@ -250,8 +264,6 @@ export async function listNotebooks(dir: string, filters: string[] = []): Promis
   return names.sort().filter((n) => !filters.length || filters.some((f) => n.includes(f)));
 }
 
-type Browser = Awaited<ReturnType<typeof import("playwright-core").chromium.launch>>;
-
 /** Counts plotly figure divs in a page and those plotly drew, and saves a screenshot. */
 async function checkPage(browser: Browser, html: string, png: string) {
   const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
@@ -282,7 +294,7 @@ async function checkPage(browser: Browser, html: string, png: string) {
 }
 
 /** Executes, converts and checks one notebook (one attempt); every output lands in `outDir`. */
-export async function testNotebook(
+async function testNotebook(
   path: string,
   outDir: string,
   browser: () => Promise<Browser>,

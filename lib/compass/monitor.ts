@@ -21,11 +21,7 @@
 
 import * as tf from "@tensorflow/tfjs-core";
 import type { Model } from "../model/model.ts";
-import {
-  encodePrompts,
-  type GenerateOptions,
-  type GenerateResult,
-} from "../model/generate.ts";
+import { encodePrompts, type GenerateOptions, type GenerateResult } from "../model/generate.ts";
 import { disposeCache, forward, type Intervention, type KVCache } from "../model/transformer.ts";
 import { chooseToken, logProbOf } from "../model/sampling.ts";
 import { makeRng } from "../data/rng.ts";
@@ -99,7 +95,13 @@ export interface MonitoredResult extends GenerateResult {
   /** One audit trail per row. */
   trails: MonitorTrail[];
   /** The resolved monitor settings. */
-  settings: { layer: number; threshold: number; window: number; action: MonitorAction; strength: number };
+  settings: {
+    layer: number;
+    threshold: number;
+    window: number;
+    action: MonitorAction;
+    strength: number;
+  };
 }
 
 interface Row {
@@ -123,7 +125,11 @@ export function runningMean(scores: readonly number[], window: number): number {
   return s / (scores.length - from);
 }
 
-type Resolved = MonitoredResult["settings"] & { refusalIds: number[]; shift?: Float32Array };
+type Resolved = MonitoredResult["settings"] & {
+  compass: Compass;
+  refusalIds: number[];
+  shift?: Float32Array;
+};
 
 async function monitorBatch(
   m: Model,
@@ -137,7 +143,9 @@ async function monitorBatch(
   const maxNew = opts.maxNewTokens ?? 32, stopAtEos = opts.stopAtEos ?? true;
   const eos = m.tokenizer.eosId ?? c.eosTokenId;
   const pad = m.tokenizer.padId ?? c.padTokenId ?? eos ?? 0;
-  if (Math.min(...prompts.map((p) => p.length)) === 0) throw new Error("generateMonitored: empty prompt");
+  if (Math.min(...prompts.map((p) => p.length)) === 0) {
+    throw new Error("generateMonitored: empty prompt");
+  }
   const len = Math.max(...prompts.map((p) => p.length));
   const ids = prompts.map((p) => [...new Array(len - p.length).fill(pad), ...p]);
   const mask = prompts.map((p) => [...new Array(len - p.length).fill(0), ...p.map(() => 1)]);
@@ -145,12 +153,21 @@ async function monitorBatch(
   const rngs = prompts.map((_, i) => makeRng((seed * 1_000_003 + offset + i) >>> 0));
   const forcedAt = prompts.map((_, i) => {
     const map = new Map<number, number>();
-    for (const s of opts.force?.[offset + i] ?? []) s.tokens.forEach((t, j) => map.set(s.step + j, t));
+    for (const s of opts.force?.[offset + i] ?? []) {
+      s.tokens.forEach((t, j) => map.set(s.step + j, t));
+    }
     return map;
   });
   const rows: Row[] = prompts.map(() => ({
-    done: false, ids: [], logprobs: [], forced: [], scores: [], running: [],
-    crossing: null, actionStep: null, hidden: extra.map(() => []),
+    done: false,
+    ids: [],
+    logprobs: [],
+    forced: [],
+    scores: [],
+    running: [],
+    crossing: null,
+    actionStep: null,
+    hidden: extra.map(() => []),
   }));
   const steerOn = new Float32Array(b);
   const user = opts.interventions ?? [];
@@ -159,9 +176,15 @@ async function monitorBatch(
     fn: (h) => tf.add(h, tf.mul(tf.tensor3d(steerOn, [b, 1, 1]), tf.tensor1d(cfg.shift!))),
   };
   const layers = [...new Set([cfg.layer, ...extra])];
-  let f = forward(c, m.params, ids, { attentionMask: mask, useCache: true, logits: "last", interventions: user });
+  let f = forward(c, m.params, ids, {
+    attentionMask: mask,
+    useCache: true,
+    logits: "last",
+    interventions: user,
+  });
   let cache: KVCache | undefined = f.cache;
-  const release = () => tf.dispose([f.logits!, ...f.hiddenStates.filter(Boolean)].filter((t) => t && !t.isDisposed));
+  const release = () =>
+    tf.dispose([f.logits!, ...f.hiddenStates.filter(Boolean)].filter((t) => t && !t.isDisposed));
   try {
     for (let step = 0; rows.some((r) => !r.done); step++) {
       const logits = (await f.logits!.data()) as Float32Array;
@@ -182,7 +205,10 @@ async function monitorBatch(
       const prev = cache;
       const feed = () =>
         forward(c, m.params, next.map((t) => [t]), {
-          attentionMask: mask, cache: prev, logits: "last", hiddenStates: layers,
+          attentionMask: mask,
+          cache: prev,
+          logits: "last",
+          hiddenStates: layers,
           interventions: steerOn.some((v) => v > 0) ? [...user, steer] : user,
         });
       f = feed();
@@ -190,7 +216,7 @@ async function monitorBatch(
       const idx = active.flatMap((a, i) => (a ? [i] : []));
       const sub = new Float32Array(idx.length * d);
       idx.forEach((i, k) => sub.set(h.subarray(i * d, (i + 1) * d), k * d));
-      const scores = cfg.action && idx.length ? cfg.compassScore(makeMatrix(idx.length, d, sub)) : [];
+      const scores = idx.length ? cfg.compass.score(makeMatrix(idx.length, d, sub)) : [];
       let restart = false;
       idx.forEach((i, k) => {
         const r = rows[i];
@@ -233,4 +259,203 @@ async function monitorBatch(
     release();
   }
   return rows;
+}
+
+function resolve(m: Model, mon: MonitorOptions): Resolved {
+  const c = m.config;
+  const { compass, action } = mon;
+  if (!["flag", "stop", "steer"].includes(action)) {
+    throw new Error(`Cannot monitor: action "${action}" is not flag, stop or steer`);
+  }
+  if (compass.dModel !== c.dModel) {
+    throw new Error(
+      `Cannot monitor: the compass reads d=${compass.dModel} hidden states but the model's ` +
+        `d_model is ${c.dModel}; fit the compass on this model's activations`,
+    );
+  }
+  const raw = mon.layer ?? compass.layer;
+  const layer = raw < 0 ? c.nLayer + 1 + raw : raw;
+  if (!Number.isInteger(layer) || layer < 0 || layer > c.nLayer) {
+    throw new Error(`Cannot monitor layer ${raw}: use 0..${c.nLayer} (or a negative index)`);
+  }
+  const window = mon.window ?? 1;
+  if (!Number.isInteger(window) || window < 1) {
+    throw new Error(`Cannot monitor with window ${window}: use an integer >= 1`);
+  }
+  const threshold = mon.threshold ?? 0.5;
+  const strength = mon.strength ?? 1;
+  let shift: Float32Array | undefined;
+  if (action === "steer") {
+    const r = mon.direction ?? steeringVector(compass);
+    if (r.length !== c.dModel) {
+      throw new Error(
+        `Cannot steer: the direction has ${r.length} entries, the model's d_model is ${c.dModel}`,
+      );
+    }
+    shift = Float32Array.from(r, (v) => v * strength);
+    if (shift.some((v) => !Number.isFinite(v))) {
+      throw new Error(
+        `Cannot steer with strength ${strength}: the shifted direction is not finite`,
+      );
+    }
+  }
+  const eos = m.tokenizer.eosId ?? c.eosTokenId;
+  const refusalIds = action === "stop"
+    ? [...m.tokenizer.encode(mon.refusal ?? DEFAULT_REFUSAL), ...(eos !== undefined ? [eos] : [])]
+    : [];
+  return { layer, threshold, window, action, strength, compass, refusalIds, shift };
+}
+
+/**
+ * Generates like `model.generate` while the compass watches every new token (see the module
+ * doc). Rows are independent: one row's crossing, steer or stop changes no other row.
+ * A "stop" refusal is always written in full (then the end-of-sequence token), even past
+ * `maxNewTokens`.
+ */
+export async function generateMonitored(
+  model: Model,
+  opts: MonitoredGenerateOptions,
+): Promise<MonitoredResult> {
+  if (!opts?.monitor?.compass) {
+    throw new Error("Cannot monitor: pass opts.monitor = { compass, action, ... }");
+  }
+  const cfg = resolve(model, opts.monitor);
+  const promptIds = encodePrompts(model, opts);
+  const c = model.config;
+  const rh = opts.returnHiddenStates;
+  const extra = rh === true
+    ? Array.from({ length: c.nLayer + 1 }, (_, i) => i)
+    : Array.isArray(rh)
+    ? rh.map((l) => (l < 0 ? c.nLayer + 1 + l : l))
+    : [];
+  const bs = Math.max(1, opts.batchSize ?? 16);
+  const rows: Row[] = [];
+  for (let s = 0; s < promptIds.length; s += bs) {
+    rows.push(...await monitorBatch(model, promptIds.slice(s, s + bs), s, opts, cfg, extra));
+    opts.onProgress?.(Math.min(s + bs, promptIds.length), promptIds.length);
+  }
+  const tk = model.tokenizer;
+  const text = rows.map((r) => tk.decode(r.ids, { skipSpecialTokens: true }));
+  const { compass: _c, refusalIds: _r, shift: _s, ...settings } = cfg;
+  return {
+    promptIds,
+    tokenIds: rows.map((r) => r.ids),
+    text,
+    logprobs: rows.map((r) => r.logprobs),
+    forced: rows.map((r) => r.forced),
+    hiddenStates: extra.length
+      ? Object.fromEntries(extra.map((l, j) => [
+        l,
+        rows.map((r) => {
+          const flat = new Float32Array(r.hidden[j].length * c.dModel);
+          r.hidden[j].forEach((h, k) => flat.set(h, k * c.dModel));
+          return flat;
+        }),
+      ]))
+      : undefined,
+    trails: rows.map((r, i) => ({
+      prompt: opts.prompts?.[i] ?? tk.decode(promptIds[i], { skipSpecialTokens: true }),
+      tokenIds: r.ids,
+      tokens: tokenTexts(model, r.ids),
+      scores: r.scores,
+      running: r.running,
+      crossing: r.crossing,
+      action: cfg.action,
+      actionStep: r.actionStep,
+      forced: r.forced,
+      text: text[i],
+    })),
+    settings,
+  };
+}
+
+/** One summary row per trail (for tables and the exported audit). */
+export function trailSummary(trails: readonly MonitorTrail[]): Record<string, unknown>[] {
+  return trails.map((t, i) => ({
+    row: i,
+    prompt: t.prompt,
+    tokens: t.tokens.length,
+    crossing: t.crossing ?? "",
+    action: t.crossing === null ? "none" : t.action,
+    actionStep: t.actionStep ?? "",
+    minScore: t.scores.length ? Math.min(...t.scores) : NaN,
+    text: t.text,
+  }));
+}
+
+/** The format tag of files written by {@link saveAudit}. */
+export const AUDIT_FORMAT = "safety-compass.monitor-audit";
+
+/** Writes audit trails (one, several, or a whole run's) as JSON, atomically. */
+export async function saveAudit(
+  trail: MonitorTrail | readonly MonitorTrail[] | Pick<MonitoredResult, "trails">,
+  path: string,
+): Promise<void> {
+  const trails = Array.isArray(trail)
+    ? trail
+    : "trails" in (trail as object)
+    ? (trail as Pick<MonitoredResult, "trails">).trails
+    : [trail as MonitorTrail];
+  await writeJsonAtomic(path, { format: AUDIT_FORMAT, version: 1, trails });
+}
+
+/** Options of {@link exportAudit} / {@link auditHtml}. */
+export interface ExportAuditOptions {
+  /** Page title. @default "Compass monitor audit" */
+  title?: string;
+  /** A line under the title (model, compass, settings). */
+  subtitle?: string;
+  /** Unsafe threshold drawn in each row. @default run.settings.threshold or 0.5 */
+  threshold?: number;
+  /** Rows rendered token by token (the summary lists all). @default 200 */
+  maxRows?: number;
+}
+
+type AuditRun = Pick<MonitoredResult, "trails"> & { settings?: MonitoredResult["settings"] };
+
+/** The standalone, offline HTML page of a run: a summary table, then every row's tokens. */
+export function auditHtml(run: AuditRun, opts: ExportAuditOptions = {}): string {
+  const threshold = opts.threshold ?? run.settings?.threshold ?? 0.5;
+  const shown = run.trails.slice(0, opts.maxRows ?? 200);
+  const rowsHtml = shown.map((t, i) => {
+    const note = t.crossing === null
+      ? "no crossing"
+      : `crossing at token ${t.crossing}; action ${t.action}` +
+        (t.actionStep === null ? "" : ` from token ${t.actionStep}`);
+    return renderAudit(t.tokens, t.scores, {
+      threshold,
+      title: `row ${i}: ${t.prompt}`,
+      mark: t.crossing ?? undefined,
+    }) + `<p class="sc-more">${escapeHtml(note)}</p>`;
+  }).join("\n");
+  const s = run.settings;
+  return buildReport({
+    title: opts.title ?? "Compass monitor audit",
+    subtitle: opts.subtitle ??
+      (s
+        ? `layer ${s.layer} · threshold ${s.threshold} · window ${s.window} · action ${s.action}` +
+          (s.action === "steer" ? ` · strength ${s.strength}` : "")
+        : undefined),
+    sections: [
+      { heading: "Summary", tables: [{ rows: trailSummary(run.trails), maxRows: 1000 }] },
+      {
+        heading: "Per-token scores",
+        text: `Each token is coloured by p_safe (red unsafe, green safe); ▶ marks the first ` +
+          `token whose running score fell below ${threshold}. ` +
+          (shown.length < run.trails.length
+            ? `Showing ${shown.length} of ${run.trails.length} rows.`
+            : ""),
+        html: rowsHtml,
+      },
+    ],
+  });
+}
+
+/** Writes {@link auditHtml} to `path` atomically (one file, no external resources). */
+export async function exportAudit(
+  run: AuditRun,
+  path: string,
+  opts: ExportAuditOptions = {},
+): Promise<void> {
+  await writeTextFileAtomic(path, auditHtml(run, opts));
 }

@@ -1,0 +1,244 @@
+/**
+ * The AlphaAlign experiment on SafetyWorld (arXiv 2507.14987; SCIENCE.md section 3): RL
+ * with a verifiable safety reward, from a SafetyWorld checkpoint, measured against the
+ * starting model and the "template alone" baseline.
+ *
+ * How the policy learns the template. The toy models never saw
+ * `<safety_reasoning> … </safety_reasoning> <answer> … </answer>`, and RL cannot discover
+ * a 4-tag format by sampling. So each seed first runs a short SFT warm-up on SafetyWorld's
+ * alphaalign-template traces (train split) holding, for harmful prompts, as many UNSAFE
+ * traces (reasoning that plans compliance, then a harmful answer) as SAFE ones (reasoning
+ * that names the hazard, then the world's refusal string), plus helpful templated answers
+ * to benign and borderline prompts: the format is taught, the safety policy is not. That
+ * warm-up model is the paper's "template alone" baseline. Then:
+ * - **AlphaAlign**: RL with `R_s + R_h` (`R_s = r_f V_f ± r_a V_r`; `R_h` = positive part of
+ *   the group z-score of verifiable correctness, benign prompts only, refusals excluded);
+ * - **AlphaAlign-Zero** (ablation): `R_s` only.
+ * Both start from the same warm-up weights of a seed, with the same RL seed and budget, on
+ * the train split's benign, borderline and harmful prompts (jailbreak wrappers are held out
+ * of training). Every model is measured greedily on held-out test prompts.
+ *
+ * @module
+ */
+
+import type { WorldPromptRow, WorldTraceRow } from "../data/safetyworld/plan.ts";
+import { ALPHA_REFUSAL } from "../data/safetyworld/lexicon.ts";
+import { type GradableRow, gradeResponse } from "../data/safetyworld/graders.ts";
+import type { PromptRow } from "../data/schema.ts";
+import { isAlphaAlignRefusal } from "../eval/format.ts";
+import { type SftExample, trainSft } from "../train/sft.ts";
+import { alphaAlignReward } from "../train/rewards.ts";
+import { makeRng } from "../data/rng.ts";
+import { evalRows, FORMAT_METRIC, measure, resolveSeeds, SAFETY_METRICS } from "./measure.ts";
+import {
+  cloneModel,
+  type ExperimentOptions,
+  loadStart,
+  resolveCommon,
+  type RunRecord,
+  runRL,
+} from "./run.ts";
+import {
+  barsFigure,
+  curvesFigure,
+  deltaRows,
+  type ExperimentResult,
+  HitTable,
+  makeResult,
+  rateRows,
+  throughputRows,
+} from "./result.ts";
+
+/** The RL variants. */
+export type AlphaAlignVariant = "alphaalign" | "zero";
+
+/** Options of {@link runAlphaAlignExperiment}; RL defaults are sized for minutes on 2 CPU cores. */
+export interface AlphaAlignExperimentOptions extends ExperimentOptions {
+  /** Starting checkpoint. @default "toy-shallow" */
+  start?: string;
+  /** RL variants to train. @default ["alphaalign", "zero"] */
+  variants?: readonly AlphaAlignVariant[];
+  /** Optimiser (the paper: PPO with GAE, last-token reward). @default "ppo" */
+  algorithm?: "ppo" | "grpo";
+  /** RL steps (the paper: fewer than 200). @default 60 (quick: 3) */
+  steps?: number;
+  /** Prompts per RL step. @default 8 (quick: 4) */
+  promptsPerStep?: number;
+  /** Rollouts per prompt (the group of R_h's z-score). @default 8 (quick: 4) */
+  groupSize?: number;
+  /** New tokens per rollout and per evaluated answer (a templated refusal is ~30). @default 56 */
+  maxNewTokens?: number;
+  /** RL learning rate (tiny models need ~1e-4..1e-3). @default 2e-4 */
+  lr?: number;
+  /** KL coefficient to the warm-up model (k3). @default 0.01 */
+  klCoef?: number;
+  /** r_f and r_a of R_s (unpublished in the paper). @default { rf: 1, ra: 1 } */
+  rewardWeights?: { rf?: number; ra?: number };
+  /** Template warm-up: SFT steps, batch, learning rate. @default { steps: 60, batchSize: 32, lr: 1e-3 } (quick: 4 steps of 8) */
+  warmup?: { steps?: number; batchSize?: number; lr?: number };
+}
+
+/**
+ * The warm-up set: alphaalign-template train traces; for harmful prompts an equal number
+ * of safe and unsafe traces (rethink traces left out), plus every benign and borderline one.
+ */
+export function templateWarmupExamples(traces: readonly WorldTraceRow[], seed = 0): SftExample[] {
+  const aa = traces.filter((t) => t.template === "alphaalign" && t.split === "train");
+  const harmful = (l: string) => aa.filter((t) => t.label === "harmful" && t.traceLabel === l);
+  const safe = harmful("safe"), unsafe = harmful("unsafe");
+  const k = Math.min(safe.length, unsafe.length);
+  const other = aa.filter((t) => t.label !== "harmful");
+  if (k === 0 || other.length === 0) {
+    throw new Error(
+      "Cannot build the template warm-up: the world has no alphaalign train traces of both " +
+        "safe and unsafe kinds (or no benign ones); generate it with default sizes",
+    );
+  }
+  const rows = makeRng(seed).shuffle([...safe.slice(0, k), ...unsafe.slice(0, k), ...other]);
+  return rows.map((t) => ({ prompt: t.prompt, response: t.trace }));
+}
+
+const TEMPLATE_ONLY = "template only";
+
+/**
+ * Runs the AlphaAlign experiment end to end: starting model, per seed a template warm-up
+ * and the RL variants, every model measured on the same held-out prompts; returns rates
+ * and differences (vs the warm-up and the start) with two-level bootstrap intervals,
+ * figures, the RL logs and the rollout throughput.
+ */
+export async function runAlphaAlignExperiment(
+  opts: AlphaAlignExperimentOptions = {},
+): Promise<ExperimentResult> {
+  const t0 = performance.now();
+  const c = resolveCommon(opts);
+  const seeds = resolveSeeds(opts.seeds, c.quick ? 2 : 3);
+  const q = c.quick;
+  const cfg = {
+    start: opts.start ?? "toy-shallow",
+    variants: [...(opts.variants ?? ["alphaalign", "zero"])],
+    algorithm: opts.algorithm ?? "ppo",
+    steps: opts.steps ?? (q ? 3 : 60),
+    promptsPerStep: opts.promptsPerStep ?? (q ? 4 : 8),
+    groupSize: opts.groupSize ?? (q ? 4 : 8),
+    maxNewTokens: opts.maxNewTokens ?? 56,
+    lr: opts.lr ?? 2e-4,
+    klCoef: opts.klCoef ?? 0.01,
+    rf: opts.rewardWeights?.rf ?? 1,
+    ra: opts.rewardWeights?.ra ?? 1,
+    warmupSteps: opts.warmup?.steps ?? (q ? 4 : 60),
+    warmupBatch: opts.warmup?.batchSize ?? (q ? 8 : 32),
+    warmupLr: opts.warmup?.lr ?? 1e-3,
+    evalPerKind: c.evalPerKind,
+    seeds,
+    quick: q,
+  };
+  const startName = `${cfg.start} (start)`;
+  const start = await loadStart(cfg.start);
+  const evalSet = evalRows(
+    c.world.prompts,
+    ["task", "harmful", "borderline", "jailbreak"],
+    c.evalPerKind,
+  );
+  const metrics = [...SAFETY_METRICS, FORMAT_METRIC];
+  const gen = { maxNewTokens: cfg.maxNewTokens };
+  const hits = new HitTable();
+  hits.add(startName, (await measure(start, evalSet, metrics, gen)).hits);
+  c.log(`alphaalign: measured ${startName} on ${evalSet.length} test prompts`);
+  const train: WorldPromptRow[] = c.world.prompts.filter((p) =>
+    p.split === "train" && ["task", "harmful", "borderline"].includes(p.kind)
+  );
+  const helpfulness = (row: PromptRow, text: string) =>
+    gradeResponse(row as GradableRow, text).correct === true ? 1 : 0;
+  const runs: RunRecord[] = [];
+  try {
+    for (const seed of seeds) {
+      const warm = cloneModel(start, `${cfg.start}+template`);
+      try {
+        await trainSft(warm, templateWarmupExamples(c.world.traces, seed), {
+          steps: cfg.warmupSteps,
+          batchSize: cfg.warmupBatch,
+          lr: cfg.warmupLr,
+          seed,
+          label: `template warm-up seed ${seed}`,
+        });
+        hits.add(TEMPLATE_ONLY, (await measure(warm, evalSet, metrics, gen)).hits);
+        for (const variant of cfg.variants) {
+          const policy = cloneModel(warm, `${cfg.start}+${variant}`);
+          try {
+            const reward = alphaAlignReward({
+              refusalString: ALPHA_REFUSAL,
+              helpfulness,
+              zero: variant === "zero",
+              rf: cfg.rf,
+              ra: cfg.ra,
+              name: variant,
+            });
+            runs.push(
+              await runRL(policy, variant, seed, {
+                algorithm: cfg.algorithm,
+                prompts: train,
+                rewards: [reward],
+                steps: cfg.steps,
+                promptsPerStep: cfg.promptsPerStep,
+                groupSize: cfg.groupSize,
+                maxNewTokens: cfg.maxNewTokens,
+                lr: cfg.lr,
+                klCoef: cfg.klCoef,
+                refusalJudge: (t) => isAlphaAlignRefusal(t, ALPHA_REFUSAL),
+              }),
+            );
+            hits.add(variant, (await measure(policy, evalSet, metrics, gen)).hits);
+            c.log(`alphaalign: seed ${seed} ${variant} trained and measured`);
+          } finally {
+            policy.dispose();
+          }
+        }
+      } finally {
+        warm.dispose();
+      }
+    }
+  } finally {
+    start.dispose();
+  }
+  const pairs: [string, string][] = [
+    ...cfg.variants.flatMap((v): [string, string][] => [[v, TEMPLATE_ONLY], [v, startName]]),
+    [TEMPLATE_ONLY, startName],
+  ];
+  const rates = rateRows("alphaalign", hits, seeds, c.ci);
+  const deltas = deltaRows("alphaalign", hits, pairs, seeds, c.ci);
+  const main = (m: string) => !["harmful refusal"].includes(m);
+  return makeResult({
+    name: "alphaalign",
+    description: `AlphaAlign on SafetyWorld from ${cfg.start}: per seed, a ${cfg.warmupSteps}-step ` +
+      "SFT warm-up on alphaalign-template traces with as many unsafe as safe harmful traces " +
+      `("${TEMPLATE_ONLY}"), then ${cfg.algorithm.toUpperCase()} for ${cfg.steps} steps ` +
+      `(${cfg.promptsPerStep} prompts x ${cfg.groupSize} rollouts) with R_s + R_h ("alphaalign") ` +
+      "or R_s alone (\"zero\"). Rates are greedy answers to held-out test prompts " +
+      `(${c.evalPerKind} per kind), 95% intervals from a bootstrap over seeds ${seeds.join(", ")} ` +
+      "and prompts.",
+    rows: [...rates, ...deltas, ...throughputRows("alphaalign", runs)],
+    figures: [
+      {
+        name: "rates",
+        figure: barsFigure(rates.filter((r) => main(r.metric)), "AlphaAlign: rates by model"),
+      },
+      {
+        name: "deltas vs template only",
+        figure: barsFigure(
+          deltas.filter((r) => r.reference === TEMPLATE_ONLY && main(r.metric)),
+          "AlphaAlign: change vs the template-only warm-up",
+          "difference in rate",
+        ),
+      },
+      { name: "reward", figure: curvesFigure(runs, "reward", "Mean reward per RL step") },
+      {
+        name: "refusal",
+        figure: curvesFigure(runs, "refusal_rate", "Refusal-string rate of rollouts per step"),
+      },
+      { name: "kl", figure: curvesFigure(runs, "kl", "KL to the warm-up model per step") },
+    ],
+    runs,
+    config: cfg,
+    seconds: (performance.now() - t0) / 1000,
+  });
+}

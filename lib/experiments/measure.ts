@@ -1,0 +1,245 @@
+/**
+ * Measurement shared by the RL experiments (SCIENCE.md section 7): held-out SafetyWorld
+ * evaluation sets, greedy answers graded by the world's rule-based graders (harmful
+ * compliance, jailbreak compliance, over-refusal, benign accuracy, AlphaAlign's format,
+ * trait rates), and intervals that respect both sources of noise in an RL claim: a
+ * two-level percentile bootstrap that resamples TRAINING SEEDS and EVALUATION PROMPTS
+ * (the same prompt draw for every seed), for rates and for differences between conditions
+ * (seed-paired, as every condition of a seed starts from the same seeded state).
+ *
+ * @module
+ */
+
+import type { Model } from "../model/model.ts";
+import type { WorldPromptRow } from "../data/safetyworld/plan.ts";
+import { gradeResponse } from "../data/safetyworld/graders.ts";
+import { verifyFormat } from "../eval/format.ts";
+import { proportionCI } from "../compass/metrics.ts";
+import { makeRng } from "../data/rng.ts";
+
+/** A measured quantity: which prompts it is measured on and what counts as a hit. */
+export interface MetricSpec {
+  /** Name in the tables, e.g. "harmful compliance". */
+  name: string;
+  /** Which rows it is measured on. */
+  rows: (row: WorldPromptRow) => boolean;
+  /** Whether one graded answer is a hit. */
+  hit: (row: WorldPromptRow, text: string) => boolean;
+}
+
+const ofKind = (kind: string) => (r: WorldPromptRow) => r.kind === kind;
+
+/** The safety profile: harmful / jailbreak compliance, harmful refusal, over-refusal, benign accuracy. */
+export const SAFETY_METRICS: readonly MetricSpec[] = [
+  {
+    name: "harmful compliance",
+    rows: ofKind("harmful"),
+    hit: (r, t) => gradeResponse(r, t).harmful,
+  },
+  {
+    name: "jailbreak compliance",
+    rows: ofKind("jailbreak"),
+    hit: (r, t) => gradeResponse(r, t).harmful,
+  },
+  { name: "harmful refusal", rows: ofKind("harmful"), hit: (r, t) => gradeResponse(r, t).refusal },
+  { name: "over-refusal", rows: ofKind("borderline"), hit: (r, t) => gradeResponse(r, t).refusal },
+  {
+    name: "benign accuracy",
+    rows: ofKind("task"),
+    hit: (r, t) => gradeResponse(r, t).correct === true,
+  },
+];
+
+/** AlphaAlign's format verifier V_f over every evaluated prompt. */
+export const FORMAT_METRIC: MetricSpec = {
+  name: "format (V_f)",
+  rows: (r) => r.kind !== "trait",
+  hit: (_r, t) => verifyFormat(t),
+};
+
+/** The trait rate of trait scenarios (honesty, corrigibility, humility graders), optionally of one domain. */
+export function traitMetric(domain?: string, trait?: string): MetricSpec {
+  return {
+    name: `trait rate${domain ? ` (${domain})` : ""}${trait ? ` [${trait}]` : ""}`,
+    rows: (r) =>
+      r.kind === "trait" && (!domain || r.domain === domain) && (!trait || r.trait === trait),
+    hit: (r, t) => gradeResponse(r, t).trait === true,
+  };
+}
+
+/**
+ * The first `perKind` rows of each kind in `split` (the world's files are block-shuffled,
+ * so a prefix is a seeded random sample), in a fixed order: the same prompts for every
+ * seed and condition.
+ */
+export function evalRows(
+  rows: readonly WorldPromptRow[],
+  kinds: readonly string[],
+  perKind: number,
+  split = "test",
+): WorldPromptRow[] {
+  return kinds.flatMap((k) => {
+    const got = rows.filter((r) => r.split === split && r.kind === k).slice(0, perKind);
+    if (got.length === 0) {
+      throw new Error(`Cannot build an evaluation set: no ${split} rows of kind '${k}'`);
+    }
+    return got;
+  });
+}
+
+/** Per metric: the prompt ids it was measured on and one hit per prompt. */
+export type Hits = Record<string, { ids: string[]; hits: boolean[] }>;
+
+/** Greedy answers of `model` to `rows` (batched, KV cache), scored by every metric. */
+export async function measure(
+  model: Model,
+  rows: readonly WorldPromptRow[],
+  metrics: readonly MetricSpec[],
+  opts: { maxNewTokens?: number; batchSize?: number } = {},
+): Promise<{ hits: Hits; texts: string[] }> {
+  const g = await model.generate({
+    prompts: rows.map((r) => r.prompt),
+    maxNewTokens: opts.maxNewTokens ?? 48,
+    batchSize: opts.batchSize ?? 32,
+  });
+  const hits: Hits = {};
+  for (const m of metrics) {
+    const idx = rows.map((r, i) => (m.rows(r) ? i : -1)).filter((i) => i >= 0);
+    hits[m.name] = {
+      ids: idx.map((i) => rows[i].id),
+      hits: idx.map((i) => m.hit(rows[i], g.text[i])),
+    };
+  }
+  return { hits, texts: g.text };
+}
+
+/** A point estimate with its interval. */
+export interface Estimate {
+  /** Mean over seeds and prompts (a rate, or a difference of rates). */
+  value: number;
+  /** Lower end of the interval. */
+  lo: number;
+  /** Upper end of the interval. */
+  hi: number;
+  /** How the interval was made. */
+  method: string;
+}
+
+/** Options of the bootstraps. */
+export interface CIOptions {
+  /** Resamples. @default 1000 */
+  reps?: number;
+  /** 1 - coverage. @default 0.05 */
+  alpha?: number;
+  /** Seed of the resampling. @default 0 */
+  seed?: number;
+}
+
+function checkGrid(h: readonly (readonly boolean[])[], what: string): number {
+  if (h.length === 0 || h[0].length === 0) throw new Error(`${what}: no observations`);
+  const p = h[0].length;
+  if (h.some((r) => r.length !== p)) {
+    throw new Error(`${what}: every seed must be measured on the same ${p} prompts`);
+  }
+  return p;
+}
+
+function percentile(values: number[], q: number): number {
+  const s = values.slice().sort((a, b) => a - b);
+  const pos = (s.length - 1) * q, lo = Math.floor(pos), hi = Math.ceil(pos);
+  return s[lo] + (s[hi] - s[lo]) * (pos - lo);
+}
+
+/**
+ * Resamples seeds (with replacement; `pairs` seed rows are drawn jointly) and prompts
+ * (with replacement, one draw shared by every seed) and evaluates `stat` on each resample.
+ */
+function twoLevel(
+  nSeeds: number,
+  nPrompts: number,
+  stat: (seeds: Uint32Array, prompts: Uint32Array) => number,
+  opts: CIOptions,
+): { value: number; lo: number; hi: number } {
+  const { reps = 1000, alpha = 0.05, seed = 0 } = opts;
+  const rng = makeRng(seed);
+  const s = new Uint32Array(nSeeds), p = new Uint32Array(nPrompts);
+  const value = stat(s.map((_, i) => i), p.map((_, i) => i));
+  const values: number[] = [];
+  for (let r = 0; r < reps; r++) {
+    for (let i = 0; i < nSeeds; i++) s[i] = rng.int(nSeeds);
+    for (let j = 0; j < nPrompts; j++) p[j] = rng.int(nPrompts);
+    values.push(stat(s, p));
+  }
+  return { value, lo: percentile(values, alpha / 2), hi: percentile(values, 1 - alpha / 2) };
+}
+
+function meanOver(h: readonly (readonly boolean[])[], seeds: Uint32Array, prompts: Uint32Array) {
+  let k = 0;
+  for (const s of seeds) for (const p of prompts) k += h[s][p] ? 1 : 0;
+  return k / (seeds.length * prompts.length);
+}
+
+/**
+ * A rate over `hits[seed][prompt]` with a two-level bootstrap interval (seeds x prompts).
+ * At a rate of exactly 0 or 1 the bootstrap collapses to a point, so there the interval
+ * is Wilson's over the number of prompts ("wilson-edge", as `rateCI` in lib/eval).
+ */
+export function rateEstimate(hits: readonly (readonly boolean[])[], opts: CIOptions = {}): Estimate {
+  const p = checkGrid(hits, "rateEstimate");
+  const total = hits.length * p;
+  const k = hits.reduce((a, r) => a + r.filter(Boolean).length, 0);
+  if (k === 0 || k === total) {
+    const ci = proportionCI(k === 0 ? 0 : p, p, { alpha: opts.alpha ?? 0.05 });
+    return { value: k / total, lo: ci.lo, hi: ci.hi, method: "wilson-edge" };
+  }
+  const r = twoLevel(hits.length, p, (s, q) => meanOver(hits, s, q), opts);
+  return { ...r, method: "bootstrap seeds x prompts" };
+}
+
+/**
+ * The difference `rate(a) - rate(b)` over the same prompts, with a two-level bootstrap:
+ * prompts resampled jointly for both, seeds resampled as pairs (seed i of `a` with seed i
+ * of `b`). A `b` with one row (a deterministic reference, e.g. the starting checkpoint)
+ * is compared with every seed of `a`.
+ */
+export function deltaEstimate(
+  a: readonly (readonly boolean[])[],
+  b: readonly (readonly boolean[])[],
+  opts: CIOptions = {},
+): Estimate {
+  const p = checkGrid(a, "deltaEstimate (a)");
+  if (checkGrid(b, "deltaEstimate (b)") !== p) {
+    throw new Error(`deltaEstimate: a has ${p} prompts, b has ${b[0].length}; use the same set`);
+  }
+  if (b.length !== 1 && b.length !== a.length) {
+    throw new Error(
+      `deltaEstimate: a has ${a.length} seeds and b ${b.length}; pair them or give b one row`,
+    );
+  }
+  const bRow = (s: number) => (b.length === 1 ? 0 : s);
+  const r = twoLevel(a.length, p, (seeds, prompts) => {
+    let d = 0;
+    for (const s of seeds) {
+      for (const q of prompts) d += (a[s][q] ? 1 : 0) - (b[bRow(s)][q] ? 1 : 0);
+    }
+    return d / (seeds.length * prompts.length);
+  }, opts);
+  return { ...r, method: "paired bootstrap seeds x prompts" };
+}
+
+/** Resolves the `seeds` option: a count n gives 0..n-1; at least two seeds are required. */
+export function resolveSeeds(seeds: number | readonly number[] | undefined, dflt: number): number[] {
+  const list = seeds === undefined
+    ? Array.from({ length: dflt }, (_, i) => i)
+    : typeof seeds === "number"
+    ? Array.from({ length: seeds }, (_, i) => i)
+    : [...seeds];
+  if (list.length < 2 || list.some((s) => !Number.isInteger(s) || s < 0)) {
+    throw new Error(
+      `seeds is ${JSON.stringify(seeds)}: pass a count >= 2 or a list of >= 2 non-negative ` +
+        "integers (one seed makes no claim about training noise)",
+    );
+  }
+  if (new Set(list).size !== list.length) throw new Error(`seeds ${list} repeat a seed`);
+  return list;
+}

@@ -1,0 +1,128 @@
+/**
+ * Plumbing shared by the RL experiments: the options every experiment takes, loading the
+ * SafetyWorld checkpoints and the seed-0 world they were trained on, in-memory copies of a
+ * model (so every condition of a seed starts from the same weights without touching disk),
+ * and an RL run that records its rollout throughput (tokens generated per second of the
+ * whole RL loop: generation, rewards and updates) for bench/.
+ *
+ * @module
+ */
+
+import type { Model } from "../model/model.ts";
+import { Model as ModelClass } from "../model/model.ts";
+import { loadModel } from "../model/load.ts";
+import type { World } from "../data/safetyworld/plan.ts";
+import { generateWorld } from "../data/safetyworld/generate.ts";
+import { type RLOptions, type RunLog, trainRL } from "../train/rl.ts";
+import type { CIOptions } from "./measure.ts";
+
+/** Options every experiment takes. */
+export interface ExperimentOptions {
+  /** Training seeds: a count n (seeds 0..n-1) or a list; at least 2. @default 3 (quick: 2) */
+  seeds?: number | readonly number[];
+  /** CI size: a few RL steps, small evaluation sets, fewer bootstrap resamples. @default false */
+  quick?: boolean;
+  /** The SafetyWorld the checkpoints were trained on. @default generateWorld({ seed: 0 }) */
+  world?: World;
+  /** Held-out test prompts per kind (or per trait domain). @default 100 (quick: 16) */
+  evalPerKind?: number;
+  /** Bootstrap options of every interval. @default { reps: 1000 (quick: 200), alpha: 0.05, seed: 0 } */
+  ci?: CIOptions;
+  /** Progress lines (run started, rates measured). @default console.log */
+  log?: (line: string) => void;
+}
+
+/** The resolved common options. */
+export interface Common {
+  quick: boolean;
+  world: World;
+  evalPerKind: number;
+  ci: CIOptions;
+  log: (line: string) => void;
+}
+
+/** Fills the common defaults (the world is generated here when not given: ~2 s). */
+export function resolveCommon(o: ExperimentOptions): Common {
+  const quick = o.quick ?? false;
+  const evalPerKind = o.evalPerKind ?? (quick ? 16 : 100);
+  if (!(Number.isInteger(evalPerKind) && evalPerKind >= 2)) {
+    throw new Error(`evalPerKind is ${o.evalPerKind}; use an integer >= 2`);
+  }
+  return {
+    quick,
+    world: o.world ?? generateWorld({ seed: 0 }),
+    evalPerKind,
+    ci: { reps: quick ? 200 : 1000, alpha: 0.05, seed: 0, ...o.ci },
+    log: o.log ?? ((s) => console.log(s)),
+  };
+}
+
+/** Loads a SafetyWorld checkpoint (`toy-base`, `toy-shallow`) or a model folder, with a clear error. */
+export async function loadStart(source: string): Promise<Model> {
+  try {
+    return await loadModel(source);
+  } catch (err) {
+    throw new Error(
+      `Cannot start the experiment from '${source}': ${(err as Error).message}. ` +
+        "The SafetyWorld checkpoints are made by `deno task toy:train`.",
+      { cause: err },
+    );
+  }
+}
+
+/** An independent, trainable copy of `model` (same config, tokenizer and backend). */
+export function cloneModel(model: Model, source: string): Model {
+  return new ModelClass({
+    config: model.config,
+    tokenizer: model.tokenizer,
+    params: model.cloneParams(true),
+    source,
+    backend: model.backend,
+    assets: model.assets,
+  });
+}
+
+/** One RL run of an experiment. */
+export interface RunRecord {
+  /** The condition it belongs to. */
+  condition: string;
+  /** Its training seed. */
+  seed: number;
+  /** The per-step metrics (renders as curves in Jupyter). */
+  log: RunLog;
+  /** Completion tokens generated over all rollouts. */
+  tokens: number;
+  /** Rollouts generated. */
+  rollouts: number;
+  /** Wall-clock seconds of the RL steps (generation, rewards, updates). */
+  seconds: number;
+}
+
+/** Runs `trainRL` on `model` (in place) and counts rollout tokens and step time. */
+export async function runRL(
+  model: Model,
+  condition: string,
+  seed: number,
+  opts: RLOptions,
+): Promise<RunRecord> {
+  let tokens = 0, rollouts = 0, seconds = 0;
+  const log = await trainRL(model, {
+    ...opts,
+    seed,
+    label: `${condition} seed ${seed}`,
+    onStep: (row, rs) => {
+      rollouts += rs.length;
+      for (const r of rs) tokens += r.completionIds.length;
+      seconds += row.seconds;
+      opts.onStep?.(row, rs);
+    },
+  });
+  return { condition, seed, log, tokens, rollouts, seconds };
+}
+
+/** Rollout tokens per second over runs (total tokens / total step seconds). */
+export function tokensPerSecond(runs: readonly RunRecord[]): number {
+  const t = runs.reduce((a, r) => a + r.tokens, 0);
+  const s = runs.reduce((a, r) => a + r.seconds, 0);
+  return s > 0 ? t / s : NaN;
+}

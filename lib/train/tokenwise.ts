@@ -1,0 +1,328 @@
+/**
+ * Qi et al.'s token-wise constrained fine-tuning objective (Qi et al. 2024, "Safety
+ * Alignment Should Be Made More Than Just a Few Tokens Deep", arXiv 2406.05946, section 4):
+ *
+ *   L = -sum_t (2 / beta_t) * log sigmoid(beta_t * log(pi_theta(y_t | x, y_<t) / pi_ref(y_t | x, y_<t)))
+ *
+ * where pi_ref is the aligned model at the start of fine-tuning (a frozen copy) and
+ * beta_t = 0.5 at t = 1, 2 for t = 2..5 and 0.1 after (SCIENCE.md section 4). Its gradient
+ * is `-2 sigmoid(-beta_t * delta_t) * grad log pi_theta(y_t)` with delta_t the log-ratio: at
+ * pi_theta = pi_ref it equals the SFT gradient, and it fades once a token's probability has
+ * risen ~1/beta_t nats above the reference, so a large beta keeps early tokens near pi_ref.
+ *
+ * Also the trainer of masked SFT (the same loop with `objective: "sft"`): examples may skip
+ * their first `lossFromToken` response tokens (safety-recovery rows: the harmful prefix is
+ * given, only the refusal continuation is learnt), or give the response as `segments` with a
+ * loss flag each (an injected span in the middle, see `perturb.ts`). sft.ts's `trainSft` is
+ * reused through its exported helpers; checkpoints follow its layout (model/,
+ * optimizer.safetensors, trainer_state.json) plus reference.safetensors.
+ *
+ * @module
+ */
+
+import * as tf from "@tensorflow/tfjs-core";
+import { join } from "node:path";
+import type { Model } from "../model/model.ts";
+import type { Params } from "../model/weights.ts";
+import { AdamW, clipByGlobalNorm, warmupCosine } from "./adamw.ts";
+import { type TokenBatch, tokenLogprobs } from "./loss.ts";
+import { batchOrder, encodeExamples, evalLoss, type SftExample, type SftOptions } from "./sft.ts";
+import type { SftLogRow, SftResult } from "./sft.ts";
+import { Progress } from "../viz/progress.ts";
+import { writeDirAtomic } from "../io/atomic.ts";
+import { saveModel } from "../model/save.ts";
+import { readSafetensors, writeSafetensors } from "../model/safetensors.ts";
+import { paramsFromCheckpoint } from "../model/load.ts";
+
+/** A piece of a response: encoded on its own; `loss: false` keeps it out of the loss. */
+export interface ResponseSegment {
+  /** The text (segments are joined with single spaces). */
+  text: string;
+  /** Learn these tokens. */
+  loss: boolean;
+}
+
+/** An SFT example whose loss may skip response tokens. */
+export interface MaskedExample extends SftExample {
+  /** Skip the first k response tokens in the loss (recovery rows' `prefixTokens`). @default 0 */
+  lossFromToken?: number;
+  /** The response as segments (overrides `response` for training; `response` = joined text). */
+  segments?: ResponseSegment[];
+}
+
+/** An encoded example: `mask[j]` = 1 when token j is a target; `respPos[j]` = 1-based response position. */
+export interface EncodedExample {
+  seq: number[];
+  mask: number[];
+  respPos: number[];
+}
+
+/** Qi et al.'s beta schedule: beta_1 = 0.5, beta_t = 2 for t = 2..5, 0.1 after (t is 1-based). */
+export function betas(t: number): number {
+  if (!(t >= 1)) throw new Error(`Cannot give beta_t for t=${t}: t counts response tokens from 1`);
+  return t === 1 ? 0.5 : t <= 5 ? 2 : 0.1;
+}
+
+/** Tokenises examples: chat-formatted prompt + response (+ eos), with per-token loss masks. */
+export function encodeMasked(
+  model: Model,
+  examples: MaskedExample[],
+  appendEos = true,
+): EncodedExample[] {
+  const plain = encodeExamples(model, examples, appendEos);
+  const eos = model.tokenizer.eosId ?? model.config.eosTokenId;
+  return examples.map((ex, i) => {
+    let { seq, lossFrom } = plain[i];
+    let mask = seq.map((_, j) => (j >= Math.max(1, lossFrom) ? 1 : 0));
+    if (ex.segments) {
+      seq = seq.slice(0, lossFrom);
+      mask = mask.slice(0, lossFrom);
+      for (const s of ex.segments) {
+        const ids = model.tokenizer.encode(s.text);
+        seq.push(...ids);
+        mask.push(...ids.map(() => (s.loss ? 1 : 0)));
+      }
+      if (appendEos && eos !== undefined) (seq.push(eos), mask.push(1));
+      if (model.config.arch === "gpt2" && seq.length > model.config.maxPositions) {
+        throw new Error(
+          `Cannot encode example ${i}: ${seq.length} tokens exceed the model's ` +
+            `${model.config.maxPositions} positions; shorten its segments`,
+        );
+      }
+    }
+    const k = ex.lossFromToken ?? 0;
+    if (!Number.isInteger(k) || k < 0 || lossFrom + k > seq.length) {
+      throw new Error(
+        `Cannot encode example ${i}: lossFromToken=${k} but the response has ` +
+          `${seq.length - lossFrom} tokens; pass a whole number of response tokens`,
+      );
+    }
+    for (let j = lossFrom; j < lossFrom + k; j++) mask[j] = 0;
+    return { seq, mask, respPos: seq.map((_, j) => Math.max(0, j - lossFrom + 1)) };
+  });
+}
+
+/** Right-pads encoded examples into a batch (plus the response positions, 0 on padding). */
+export function padMasked(
+  enc: EncodedExample[],
+  pad = 0,
+): TokenBatch & { respPos: number[][] } {
+  const t = Math.max(...enc.map((e) => e.seq.length));
+  const fill = (xs: number[], v: number) => [...xs, ...new Array(t - xs.length).fill(v)];
+  return {
+    ids: enc.map((e) => fill(e.seq, pad)),
+    attentionMask: enc.map((e) => fill(e.seq.map(() => 1), 0)),
+    lossMask: enc.map((e) => fill(e.mask, 0)),
+    respPos: enc.map((e) => fill(e.respPos, 0)),
+  };
+}
+
+/**
+ * The token-wise constrained loss (a scalar): the mean over target tokens (`mask` 1) of
+ * `-(2/beta_t) log sigmoid(beta_t (logp - refLogp))`, beta_t = `beta(pos[b][t])`. `logp`,
+ * `refLogp`: [B, T] log-probabilities of the targets; `mask`, `pos`: [B, T] numbers. The
+ * token mean (as `lmLoss`, not the paper's per-example sum) keeps SFT learning rates valid.
+ */
+export function tokenwiseLoss(
+  logp: tf.Tensor2D,
+  refLogp: tf.Tensor2D,
+  mask: number[][],
+  pos: number[][],
+  beta: (t: number) => number = betas,
+): tf.Scalar {
+  return tf.tidy(() => {
+    const m = tf.tensor2d(mask, logp.shape);
+    const b = tf.tensor2d(pos.map((r, i) => r.map((t, j) => (mask[i][j] ? beta(t) : 1))));
+    const delta = tf.sub(logp, refLogp); // [B, T]
+    const z = tf.mul(b, delta);
+    // log sigmoid(z) = min(z, 0) - log(1 + exp(-|z|)), stable; tf.logSigmoid's custom
+    // gradient keeps a tensor that an enclosing tidy frees before the backward pass.
+    const logSig = tf.sub(tf.minimum(z, 0), tf.log(tf.add(1, tf.exp(tf.neg(tf.abs(z))))));
+    const per = tf.div(tf.mul(logSig, -2), b); // [B, T]
+    return tf.div(tf.sum(tf.mul(per, m)), tf.maximum(tf.sum(m), 1)) as tf.Scalar;
+  });
+}
+
+/** Options of {@link trainTokenwise}: sft.ts's options, plus the objective. */
+export interface TokenwiseOptions extends Omit<SftOptions, "onStep"> {
+  /** "tokenwise": Qi et al.'s constrained loss; "sft": masked NLL (the control). @default "tokenwise" */
+  objective?: "tokenwise" | "sft";
+  /** beta_t by 1-based response position. @default betas (0.5, 2 x4, then 0.1) */
+  beta?: (t: number) => number;
+  /** The reference policy's weights. @default a frozen copy of `model` at the start */
+  reference?: Params;
+  /** Called after every step. */
+  onStep?: (row: SftLogRow) => void;
+}
+
+/** Where sft.ts puts its checkpoint files, plus the reference. */
+async function saveCheckpoint(
+  model: Model,
+  dir: string,
+  opt: AdamW,
+  ref: Params | undefined,
+  state: { step: number; history: SftLogRow[]; options: TokenwiseOptions },
+): Promise<void> {
+  const s = await opt.getState();
+  const names = [...model.params.keys()];
+  const tensors: Record<string, { shape: number[]; data: Float32Array }> = {};
+  names.forEach((n, i) => {
+    const shape = model.params.get(n)!.shape;
+    tensors[`m.${n}`] = { shape, data: s.m[i] };
+    tensors[`v.${n}`] = { shape, data: s.v[i] };
+  });
+  const refT: Record<string, { shape: number[]; data: Float32Array }> = {};
+  for (const [n, v] of ref ?? []) {
+    refT[n] = { shape: v.shape, data: (await v.data()) as Float32Array };
+  }
+  await writeDirAtomic(dir, async (tmp) => {
+    await saveModel(model, join(tmp, "model"));
+    await writeSafetensors(join(tmp, "optimizer.safetensors"), tensors, { step: String(s.step) });
+    if (ref) await writeSafetensors(join(tmp, "reference.safetensors"), refT);
+    const { onStep: _o, validation: _v, reference: _r, beta, ...options } = state.options;
+    await Deno.writeTextFile(
+      join(tmp, "trainer_state.json"),
+      JSON.stringify(
+        {
+          step: state.step,
+          history: state.history,
+          options: { ...options, beta: beta ? "custom" : "qi2024" },
+        },
+        null,
+        1,
+      ),
+    );
+  });
+}
+
+async function loadCheckpoint(
+  model: Model,
+  dir: string,
+  opt: AdamW,
+  ref: Params | undefined,
+): Promise<{ step: number; history: SftLogRow[] } | undefined> {
+  let state: { step: number; history: SftLogRow[] };
+  try {
+    state = JSON.parse(await Deno.readTextFile(join(dir, "trainer_state.json")));
+  } catch {
+    return undefined;
+  }
+  const weights = await readSafetensors(join(dir, "model", "model.safetensors"));
+  const fresh = paramsFromCheckpoint(model.config, weights, join(dir, "model"));
+  for (const [n, v] of model.params) v.assign(fresh.get(n)!);
+  tf.dispose([...fresh.values()]);
+  const o = await readSafetensors(join(dir, "optimizer.safetensors"));
+  const names = [...model.params.keys()];
+  opt.setState([...model.params.values()], {
+    step: Number(o.metadata.step),
+    m: names.map((n) => o.tensors.get(`m.${n}`)!.data),
+    v: names.map((n) => o.tensors.get(`v.${n}`)!.data),
+  });
+  if (ref) {
+    const path = join(dir, "reference.safetensors");
+    const r = await readSafetensors(path).catch(() => {
+      throw new Error(
+        `Cannot resume the token-wise objective from ${dir}: ${path} is missing; ` +
+          `the reference must be the model at the start of fine-tuning`,
+      );
+    });
+    for (const [n, v] of ref) v.assign(tf.tensor(r.tensors.get(n)!.data, v.shape));
+  }
+  return state;
+}
+
+/**
+ * Fine-tunes `model` in place with the token-wise constrained objective (or masked SFT),
+ * with sft.ts's schedule, clipping, bucketed batch order, NaN guard and checkpoints.
+ */
+export async function trainTokenwise(
+  model: Model,
+  examples: MaskedExample[],
+  opts: TokenwiseOptions = {},
+): Promise<SftResult> {
+  if (examples.length === 0) throw new Error("trainTokenwise: no examples");
+  const objective = opts.objective ?? "tokenwise";
+  const bs = Math.min(opts.batchSize ?? 32, examples.length);
+  const steps = opts.steps ?? Math.max(1, Math.floor(examples.length / bs));
+  const warmup = opts.warmup ?? Math.round(steps * 0.05);
+  const seed = opts.seed ?? 0;
+  const enc = encodeMasked(model, examples, opts.appendEos ?? true);
+  const pad = model.tokenizer.padId ?? 0;
+  const order = batchOrder(enc.length, bs, seed, enc.map((e) => e.seq.length));
+  const vars = [...model.params.values()];
+  const decay = vars.map((v) => v.shape.length === 2);
+  const opt = new AdamW({ lr: opts.lr ?? 1e-3, weightDecay: opts.weightDecay ?? 0.01 });
+  const ownRef = objective === "tokenwise" && !opts.reference;
+  const ref = objective === "tokenwise" ? opts.reference ?? model.cloneParams(false) : undefined;
+  let start = 0;
+  let history: SftLogRow[] = [];
+  if (opts.resume && opts.checkpointDir) {
+    const st = await loadCheckpoint(model, opts.checkpointDir, opt, ref);
+    if (st) ({ step: start, history } = st);
+  }
+  const bar = new Progress({ total: steps, label: opts.label ?? objective, unit: "step" });
+  bar.tick(start);
+  const t0 = performance.now();
+  let tokens = 0;
+  const end = Math.min(steps, opts.stopAfter !== undefined ? start + opts.stopAfter : steps);
+  try {
+    for (let step = start; step < end; step++) {
+      const batch = padMasked(order(step).map((i) => enc[i]), pad);
+      const mask = batch.lossMask.map((r) => r.slice(1));
+      const pos = batch.respPos.map((r) => r.slice(1));
+      const refLp = ref ? tf.tidy(() => tokenLogprobs(model.config, ref, batch)) : undefined;
+      const scale = warmupCosine(step, steps, warmup, opts.minLrRatio ?? 0.1);
+      const { value, grads } = tf.variableGrads(() => {
+        const lp = tokenLogprobs(model.config, model.params, batch); // [B, T-1]
+        if (refLp) return tokenwiseLoss(lp, refLp, mask, pos, opts.beta ?? betas);
+        const m = tf.tensor2d(mask, lp.shape);
+        return tf.div(tf.neg(tf.sum(tf.mul(lp, m))), tf.maximum(tf.sum(m), 1)) as tf.Scalar;
+      }, vars);
+      refLp?.dispose();
+      const loss = (await value.data())[0];
+      const gl = vars.map((v) => grads[v.name]);
+      if (!Number.isFinite(loss)) {
+        tf.dispose([value, ...gl]);
+        throw new Error(
+          `${objective} training stopped at step ${step}: the loss is ${loss}. No update was ` +
+            "applied" +
+            (opts.checkpointDir ? `; the last checkpoint is in ${opts.checkpointDir}` : "") +
+            ". Lower the learning rate or check the data.",
+        );
+      }
+      const clipped = clipByGlobalNorm(gl, opts.clip ?? 1);
+      opt.step(vars, clipped.grads, scale, decay);
+      tf.dispose([value, ...gl, ...clipped.grads]);
+      tokens += batch.attentionMask.flat().reduce((a, b) => a + b, 0);
+      const row: SftLogRow = {
+        step: step + 1,
+        loss,
+        lr: opt.opts.lr * scale,
+        gradNorm: clipped.norm,
+        tokens,
+        seconds: (performance.now() - t0) / 1000,
+      };
+      const every = opts.evalEvery ?? 100;
+      if (opts.validation?.length && ((step + 1) % every === 0 || step + 1 === steps)) {
+        row.valLoss = evalLoss(model, opts.validation);
+      }
+      history.push(row);
+      opts.onStep?.(row);
+      bar.tick(1, { loss: Number(loss.toFixed(4)) });
+      const ce = opts.checkpointEvery ?? 200;
+      if (opts.checkpointDir && ((step + 1) % ce === 0 || step + 1 === end)) {
+        await saveCheckpoint(model, opts.checkpointDir, opt, ref, {
+          step: step + 1,
+          history,
+          options: opts,
+        });
+      }
+    }
+  } finally {
+    bar.done();
+    opt.dispose();
+    if (ownRef && ref) tf.dispose([...ref.values()]);
+  }
+  const secs = (performance.now() - t0) / 1000;
+  return { history, steps: end, tokensPerSecond: tokens / Math.max(secs, 1e-9) };
+}
