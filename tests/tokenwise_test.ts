@@ -133,7 +133,10 @@ function klByPos(m: Model, ref: Model, ex: MaskedExample[]): number[] {
     const kl = tf.sum(tf.mul(tf.exp(la), tf.sub(la, lb)), -1).arraySync() as number[][];
     const start = enc[0].respPos.indexOf(1); // every prompt has 8 tokens here
     // The distribution predicting response token t sits at sequence position start + t - 2.
-    return Array.from({ length: 8 }, (_, j) => kl.reduce((s, r) => s + r[start + j - 1], 0) / kl.length);
+    return Array.from(
+      { length: 8 },
+      (_, j) => kl.reduce((s, r) => s + r[start + j - 1], 0) / kl.length,
+    );
   });
 }
 

@@ -310,8 +310,12 @@ export async function toBundle(x: unknown): Promise<MimeBundle> {
 export async function show(x: unknown): Promise<void> {
   const bundle = await toBundle(x);
   const jupyter = jupyterRuntime();
-  if (jupyter) await jupyter.display(bundle, { raw: true });
-  else console.log(bundle["text/plain"]);
+  if (jupyter) {
+    await jupyter.display(bundle, { raw: true });
+    // Deno's kernel can report the cell idle before a large display has gone out, and
+    // frontends (nbconvert among them) drop outputs that arrive after idle: give it a moment.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  } else console.log(bundle["text/plain"]);
 }
 
 /** A figure that renders itself when it ends a notebook cell. */
