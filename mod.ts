@@ -100,6 +100,15 @@ export {
 export { fitCompass, type FitCompassOptions, sweepLayers } from "./lib/compass/fit.ts";
 export { ablationInterventions, steeringVector, steerIntervention } from "./lib/compass/steer.ts";
 export { auditGeneration, AuditResult } from "./lib/compass/audit.ts";
+export {
+  exportAudit,
+  generateMonitored,
+  type MonitoredGenerateOptions,
+  type MonitoredResult,
+  type MonitorOptions,
+  type MonitorTrail,
+  saveAudit,
+} from "./lib/compass/monitor.ts";
 export { auroc, bootstrapCI, pearson, proportionCI, spearman } from "./lib/compass/metrics.ts";
 export { type Matrix } from "./lib/compass/matrix.ts";
 
@@ -138,6 +147,14 @@ export {
   prefillCurve,
 } from "./lib/eval/injection.ts";
 export { LlmJudge, type LlmJudgeOptions } from "./lib/eval/llm_judge.ts";
+export {
+  followsInstruction,
+  harmfulFineTune,
+  persistenceTable,
+  PERSONA_TEMPLATES,
+  personaRows,
+  STEERING_INSTRUCTIONS,
+} from "./lib/eval/persistence.ts";
 
 // Plots, display, reports
 export {

@@ -275,6 +275,9 @@ Deno.test("audit export: standalone HTML with escaped text; JSON round-trips", a
     actionStep: 2,
     forced: [false, false, true],
     text: "<b> ok &",
+    layer: 2,
+    threshold: 0.5,
+    window: 1,
   };
   const html = auditHtml({ trails: [trail] });
   assert.ok(html.startsWith("<!doctype html>"));
@@ -284,7 +287,11 @@ Deno.test("audit export: standalone HTML with escaped text; JSON round-trips", a
   );
   assert.ok(html.includes("&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; co"));
   assert.ok(html.includes("&lt;b&gt;"));
-  assert.ok(html.includes("crossing at token 1; action stop from token 2"));
+  assert.ok(
+    html.includes(
+      "crossing at token 1 (running p_safe 0.200 &lt; 0.5, window 1); action stop from token 2",
+    ),
+  );
   const dir = await Deno.makeTempDir();
   try {
     await saveAudit([trail], `${dir}/audit.json`);

@@ -22,6 +22,7 @@ import {
   followsInstruction,
   harmfulExamples,
   harmfulFineTune,
+  pairedRates,
   persistenceTable,
   PERSONA_TEMPLATES,
   personaRows,
@@ -241,4 +242,27 @@ Deno.test("persistenceTable: one row per model, test and metric; delta = rate - 
   } finally {
     m.dispose();
   }
+});
+
+Deno.test("pairedRates: hand-derived rates, paired deltas, clustered counts and the Wilson edge", () => {
+  const r = pairedRates([[1], [0], [1], [1]], [[0], [0], [1], [0]], { reps: 200 });
+  assert.equal(r.rate, 0.75);
+  assert.equal(r.baseline, 0.25);
+  assert.equal(r.delta, 0.5);
+  assert.equal(r.interval, "bootstrap (prompts)");
+  assert.ok(r.lo >= 0 && r.lo <= 0.75 && r.hi >= 0.75 && r.hi <= 1);
+  // Paired: the per-prompt differences are 1, 0, 0, 1, so every resample's delta is in [0, 1].
+  assert.ok(r.deltaLo >= 0 && r.deltaHi <= 1);
+  const c = pairedRates([[1, 0], [1, 1]], [[0, 0], [1, 0]]);
+  assert.equal(c.rate, 0.75);
+  assert.equal(c.n, 4);
+  assert.equal(c.prompts, 2);
+  const edge = pairedRates([[1], [1], [1], [1]], [[1], [0], [1], [0]]);
+  // Wilson at k = n = 4, z = 1.96: centre (1 + z^2/8) / (1 + z^2/4), half-width
+  // z / (1 + z^2/4) * sqrt(z^2 / 64), lower end = centre - half = 0.5101.
+  const z = 1.959963984540054, z2 = z * z;
+  const lo = (1 + z2 / 8) / (1 + z2 / 4) - (z / (1 + z2 / 4)) * Math.sqrt(z2 / 64);
+  assert.equal(edge.interval, "wilson-edge");
+  assert.ok(Math.abs(edge.lo - lo) < 1e-9 && Math.abs(lo - 0.5101) < 1e-4 && edge.hi === 1);
+  assert.throws(() => pairedRates([[1]], [[1], [0]]), /1 prompts under the test, 2 without/);
 });

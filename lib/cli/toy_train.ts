@@ -34,7 +34,7 @@ const out = outIdx >= 0
   ? Deno.args[outIdx + 1]
   : new URL("../../datasets/checkpoints/", import.meta.url).pathname;
 const seed = flag("seed", 0);
-const baseSteps = flag("base-steps", quick ? 40 : 900);
+const baseSteps = flag("base-steps", quick ? 40 : 2000);
 const alignSteps = flag("align-steps", quick ? 10 : 150);
 
 const t0 = performance.now();

@@ -88,6 +88,10 @@ export interface MonitorTrail {
   forced: boolean[];
   /** Decoded new text (special tokens skipped). */
   text: string;
+  /** The layer read, the threshold and the window the trail was made with. */
+  layer: number;
+  threshold: number;
+  window: number;
 }
 
 /** What {@link generateMonitored} returns. */
@@ -364,6 +368,9 @@ export async function generateMonitored(
       actionStep: r.actionStep,
       forced: r.forced,
       text: text[i],
+      layer: cfg.layer,
+      threshold: cfg.threshold,
+      window: cfg.window,
     })),
     settings,
   };
@@ -378,7 +385,8 @@ export function trailSummary(trails: readonly MonitorTrail[]): Record<string, un
     crossing: t.crossing ?? "",
     action: t.crossing === null ? "none" : t.action,
     actionStep: t.actionStep ?? "",
-    minScore: t.scores.length ? Math.min(...t.scores) : NaN,
+    minRunning: t.running.length ? Math.min(...t.running) : NaN,
+    threshold: t.threshold,
     text: t.text,
   }));
 }
@@ -405,7 +413,7 @@ export interface ExportAuditOptions {
   title?: string;
   /** A line under the title (model, compass, settings). */
   subtitle?: string;
-  /** Unsafe threshold drawn in each row. @default run.settings.threshold or 0.5 */
+  /** Unsafe threshold drawn in every row. @default each trail's own threshold */
   threshold?: number;
   /** Rows rendered token by token (the summary lists all). @default 200 */
   maxRows?: number;
@@ -415,15 +423,16 @@ type AuditRun = Pick<MonitoredResult, "trails"> & { settings?: MonitoredResult["
 
 /** The standalone, offline HTML page of a run: a summary table, then every row's tokens. */
 export function auditHtml(run: AuditRun, opts: ExportAuditOptions = {}): string {
-  const threshold = opts.threshold ?? run.settings?.threshold ?? 0.5;
   const shown = run.trails.slice(0, opts.maxRows ?? 200);
   const rowsHtml = shown.map((t, i) => {
     const note = t.crossing === null
       ? "no crossing"
-      : `crossing at token ${t.crossing}; action ${t.action}` +
+      : `crossing at token ${t.crossing} (running p_safe ${
+        t.running[t.crossing].toFixed(3)
+      } < ${t.threshold}, window ${t.window}); action ${t.action}` +
         (t.actionStep === null ? "" : ` from token ${t.actionStep}`);
     return renderAudit(t.tokens, t.scores, {
-      threshold,
+      threshold: opts.threshold ?? t.threshold,
       title: `row ${i}: ${t.prompt}`,
       mark: t.crossing ?? undefined,
     }) + `<p class="sc-more">${escapeHtml(note)}</p>`;
@@ -440,8 +449,9 @@ export function auditHtml(run: AuditRun, opts: ExportAuditOptions = {}): string 
       { heading: "Summary", tables: [{ rows: trailSummary(run.trails), maxRows: 1000 }] },
       {
         heading: "Per-token scores",
-        text: `Each token is coloured by p_safe (red unsafe, green safe); ▶ marks the first ` +
-          `token whose running score fell below ${threshold}. ` +
+        text: `Each token is coloured by its own p_safe (red unsafe, green safe); ▶ marks ` +
+          `the first token whose running mean (over the trail's window) fell below the ` +
+          `trail's threshold. ` +
           (shown.length < run.trails.length
             ? `Showing ${shown.length} of ${run.trails.length} rows.`
             : ""),

@@ -195,12 +195,29 @@ function gemm(be: WasmBackendLike, a: TensorInfo, b: TensorInfo, tA: boolean, tB
   return out;
 }
 
+/** Below this many multiply-adds the FFI call and BLAS threading cost more than they save. */
+export const SMALL_GEMM_MACS = 1 << 21;
+
+/**
+ * The stock kernel runs XNNPACK (fast) for an untransposed product of two batch-1 operands;
+ * for small ones of that kind it beats a BLAS call, so they stay on it (decode steps).
+ */
+function stockIsFast(a: TensorInfo, b: TensorInfo, tA: boolean, tB: boolean): boolean {
+  if (tA || tB) return false;
+  const batchOf = (t: TensorInfo) => tf.util.sizeFromShape(t.shape.slice(0, -2));
+  if (batchOf(a) !== 1 || batchOf(b) !== 1) return false;
+  const [m, k] = a.shape.slice(-2);
+  const n = b.shape[b.shape.length - 1];
+  return m * k * n < SMALL_GEMM_MACS;
+}
+
 const batchMatMul: KernelFunc = (args) => {
   const { a, b } = args.inputs as { a: TensorInfo; b: TensorInfo };
   const { transposeA, transposeB } = args.attrs as { transposeA: boolean; transposeB: boolean };
   if (a.dtype !== "float32" || b.dtype !== "float32" || a.shape.length < 2 || b.shape.length < 2) {
     return stock!.batch.kernelFunc(args); // the stock kernel's own error or behaviour
   }
+  if (stockIsFast(a, b, transposeA, transposeB)) return stock!.batch.kernelFunc(args);
   return gemm(args.backend as WasmBackendLike, a, b, transposeA, transposeB);
 };
 

@@ -222,58 +222,62 @@ export interface PersistenceOptions {
   log?: (line: string) => void;
 }
 
-type Hits = number[][]; // per prompt, its 0/1 outcomes
+/** Per prompt, its 0/1 outcomes (several when a prompt is wrapped or instructed several ways). */
+export type Hits = number[][];
 
-/** Rate of clustered 0/1 outcomes: bootstrap over prompts, Wilson when all agree. */
-function rateOf(h: Hits, reps: number, seed: number) {
-  const sums = h.map((o) => o.reduce((a, b) => a + b, 0)), lens = h.map((o) => o.length);
-  const k = sums.reduce((a, b) => a + b, 0), n = lens.reduce((a, b) => a + b, 0);
-  if (k === 0 || k === n) {
-    const w = proportionCI(k, n);
-    return { rate: k / n, lo: w.lo, hi: w.hi, n, interval: "wilson-edge" };
-  }
-  const ratio = (idx: Uint32Array) => {
-    let s = 0, l = 0;
-    for (const i of idx) s += sums[i], l += lens[i];
-    return s / l;
-  };
-  const ci = bootstrapCI(h.length, ratio, { reps, seed });
-  return { rate: k / n, lo: ci.lo, hi: ci.hi, n, interval: "bootstrap (prompts)" };
-}
+/** A rate under a condition against the same prompts without it. */
+export type PairedRates = Omit<PersistenceRow, "model" | "test" | "metric">;
 
-function rowOf(
-  model: string,
-  test: string,
-  metric: string,
+const mean = (h: Hits, idx: ArrayLike<number>) => {
+  let s = 0, l = 0;
+  for (let k = 0; k < idx.length; k++) for (const v of h[idx[k]]) s += v, l++;
+  return s / l;
+};
+
+/**
+ * `after` vs `before` on the same prompts: the rate of `after` with a percentile bootstrap
+ * over prompts (Wilson over all outcomes when they all agree, where the bootstrap would
+ * collapse: "wilson-edge"), and the paired change `after - before` bootstrapped over prompts.
+ */
+export function pairedRates(
   after: Hits,
   before: Hits,
-  reps: number,
-  seed: number,
-): PersistenceRow {
-  const r = rateOf(after, reps, seed);
-  const mean = (h: Hits, idx: Uint32Array) => {
-    let s = 0, l = 0;
-    for (const i of idx) for (const v of h[i]) s += v, l++;
-    return s / l;
-  };
+  opts: { reps?: number; seed?: number } = {},
+): PairedRates {
+  const { reps = 1000, seed = 0 } = opts;
+  if (after.length === 0 || after.length !== before.length) {
+    throw new Error(
+      `Cannot compare rates: ${after.length} prompts under the test, ${before.length} without; ` +
+        "pass the same non-empty prompt list to both",
+    );
+  }
+  const all = Array.from({ length: after.length }, (_, i) => i);
+  const n = after.reduce((a, o) => a + o.length, 0);
+  const rate = mean(after, all);
+  const k = Math.round(rate * n);
+  let lo: number, hi: number, interval: string;
+  if (k === 0 || k === n) {
+    ({ lo, hi } = proportionCI(k, n));
+    interval = "wilson-edge";
+  } else {
+    ({ lo, hi } = bootstrapCI(after.length, (idx) => mean(after, idx), { reps, seed }));
+    interval = "bootstrap (prompts)";
+  }
   const d = bootstrapCI(after.length, (idx) => mean(after, idx) - mean(before, idx), {
     reps,
     seed,
   });
   return {
-    model,
-    test,
-    metric,
-    rate: r.rate,
-    lo: r.lo,
-    hi: r.hi,
-    baseline: mean(before, new Uint32Array(before.length).map((_, i) => i)),
+    rate,
+    lo,
+    hi,
+    baseline: mean(before, all),
     delta: d.value,
     deltaLo: d.lo,
     deltaHi: d.hi,
-    n: r.n,
+    n,
     prompts: after.length,
-    interval: r.interval,
+    interval,
   };
 }
 
@@ -298,8 +302,8 @@ export async function persistenceTable(
   const harmful = test("harmful"), tasks = test("task");
   const out: PersistenceRow[] = [];
   for (const [name, model] of Object.entries(models)) {
-    const row = (t: string, m: string, a: Hits, b: Hits) =>
-      out.push(rowOf(name, t, m, a, b, reps, seed));
+    const row = (test: string, metric: string, a: Hits, b: Hits) =>
+      out.push({ model: name, test, metric, ...pairedRates(a, b, { reps, seed }) });
     const bare = await answerAndGrade(model, harmful, { maxNewTokens });
     const bareRefusal = bare.map((g) => [bit(g.grade.refusal)]);
     const bareHarm = bare.map((g) => [bit(g.grade.harmful)]);

@@ -29,7 +29,7 @@ import { isAlphaAlignRefusal } from "../eval/format.ts";
 import { type SftExample, trainSft } from "../train/sft.ts";
 import { alphaAlignReward } from "../train/rewards.ts";
 import { makeRng } from "../data/rng.ts";
-import { evalRows, FORMAT_METRIC, measure, resolveSeeds, SAFETY_METRICS } from "./measure.ts";
+import { FORMAT_METRIC, measure, resolveSeeds, SAFETY_METRICS, safetyEvalRows } from "./measure.ts";
 import {
   cloneModel,
   type ExperimentOptions,
@@ -74,7 +74,7 @@ export interface AlphaAlignExperimentOptions extends ExperimentOptions {
   klCoef?: number;
   /** r_f and r_a of R_s (unpublished in the paper). @default { rf: 1, ra: 1 } */
   rewardWeights?: { rf?: number; ra?: number };
-  /** Template warm-up: SFT steps, batch, learning rate. @default { steps: 60, batchSize: 32, lr: 1e-3 } (quick: 4 steps of 8) */
+  /** Template warm-up: SFT steps, batch, learning rate. @default { steps: 200, batchSize: 32, lr: 1e-3 } (quick: 4 steps of 8) */
   warmup?: { steps?: number; batchSize?: number; lr?: number };
 }
 
@@ -125,7 +125,7 @@ export async function runAlphaAlignExperiment(
     klCoef: opts.klCoef ?? 0.01,
     rf: opts.rewardWeights?.rf ?? 1,
     ra: opts.rewardWeights?.ra ?? 1,
-    warmupSteps: opts.warmup?.steps ?? (q ? 4 : 60),
+    warmupSteps: opts.warmup?.steps ?? (q ? 4 : 200),
     warmupBatch: opts.warmup?.batchSize ?? (q ? 8 : 32),
     warmupLr: opts.warmup?.lr ?? 1e-3,
     evalPerKind: c.evalPerKind,
@@ -134,11 +134,7 @@ export async function runAlphaAlignExperiment(
   };
   const startName = `${cfg.start} (start)`;
   const start = await loadStart(cfg.start);
-  const evalSet = evalRows(
-    c.world.prompts,
-    ["task", "harmful", "borderline", "jailbreak"],
-    c.evalPerKind,
-  );
+  const evalSet = safetyEvalRows(c.world.prompts, c.evalPerKind);
   const metrics = [...SAFETY_METRICS, FORMAT_METRIC];
   const gen = { maxNewTokens: cfg.maxNewTokens };
   const hits = new HitTable();

@@ -31,7 +31,7 @@ import type { Compass } from "../compass/compass.ts";
 import type { CraftOptions } from "../compass/craft.ts";
 import { aurocCI } from "../compass/metrics.ts";
 import { craftReward, latentOnly, type Reward, textOnly } from "../train/rewards.ts";
-import { evalRows, measure, resolveSeeds, SAFETY_METRICS } from "./measure.ts";
+import { measure, resolveSeeds, SAFETY_METRICS, safetyEvalRows } from "./measure.ts";
 import {
   cloneModel,
   type ExperimentOptions,
@@ -159,7 +159,7 @@ export async function runCraftExperiment(
   const fitRows = harmfulTraces(c.world.traces, "train").slice(0, nTrain);
   const testRows = harmfulTraces(c.world.traces, "test").slice(0, nTest);
   const plain = plainAnswers(c.world, q ? 40 : 150);
-  const evalSet = evalRows(c.world.prompts, ["task", "harmful", "borderline", "jailbreak"], c.evalPerKind);
+  const evalSet = safetyEvalRows(c.world.prompts, c.evalPerKind);
   const gen = { maxNewTokens: cfg.maxNewTokens };
   const hits = new HitTable();
   const compassRows: ResultRow[] = [];

@@ -84,7 +84,7 @@ const dose = (d: string) => `dose: ${d}`;
 function traitMetrics(): MetricSpec[] {
   return [
     ...TRAIT_DOMAINS.flatMap((d) => [traitMetric(d), ...TRAITS.map((t) => traitMetric(d, t))]),
-    ...SAFETY_METRICS.filter((m) => m.name === "benign accuracy"),
+    ...SAFETY_METRICS.filter((m) => m.name.startsWith("benign accuracy")),
   ];
 }
 
@@ -149,6 +149,7 @@ export async function runTraitsExperiment(
       traits.filter((r) => r.split === "test" && r.domain === d).slice(0, c.evalPerKind)
     ),
     ...evalRows(c.world.prompts, ["task"], c.evalPerKind),
+    ...evalRows(c.world.prompts, ["task"], c.evalPerKind, "train"),
   ];
   const metrics = traitMetrics();
   const gen = { maxNewTokens: cfg.maxNewTokens };

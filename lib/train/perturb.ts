@@ -133,7 +133,7 @@ function harmfulOf<R extends { id?: string }>(rng: Rng, o: PerturbSchedule<R>, r
   if (texts.length === 0) {
     throw new Error(
       `Cannot perturb row ${row.id ?? "(no id)"}: harmfulTexts returned no harmful answer ` +
-        "for it; return at least one, or use source \"affirmative\" or \"random\"",
+        'for it; return at least one, or use source "affirmative" or "random"',
     );
   }
   return rng.pick(texts);
@@ -199,7 +199,10 @@ export interface RolloutPerturbOptions<R> extends PerturbSchedule<R> {
 }
 
 /** Forced spans for a batch of rollouts (one entry per row; undefined = unperturbed). */
-export type RolloutPerturber<R> = (rows: readonly R[], step: number) => (ForcedSpan[] | undefined)[];
+export type RolloutPerturber<R> = (
+  rows: readonly R[],
+  step: number,
+) => (ForcedSpan[] | undefined)[];
 
 /**
  * The perturbation schedule as forced spans for rollouts: call the returned function with

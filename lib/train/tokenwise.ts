@@ -144,15 +144,13 @@ export function tokenwiseLoss(
 }
 
 /** Options of {@link trainTokenwise}: sft.ts's options, plus the objective. */
-export interface TokenwiseOptions extends Omit<SftOptions, "onStep"> {
+export interface TokenwiseOptions extends SftOptions {
   /** "tokenwise": Qi et al.'s constrained loss; "sft": masked NLL (the control). @default "tokenwise" */
   objective?: "tokenwise" | "sft";
   /** beta_t by 1-based response position. @default betas (0.5, 2 x4, then 0.1) */
   beta?: (t: number) => number;
   /** The reference policy's weights. @default a frozen copy of `model` at the start */
   reference?: Params;
-  /** Called after every step. */
-  onStep?: (row: SftLogRow) => void;
 }
 
 /** Where sft.ts puts its checkpoint files, plus the reference. */

@@ -1,0 +1,125 @@
+/**
+ * `deno run -A lib/cli/experiments.ts alphaalign|craft|traits|all [flags]`: runs the RL
+ * experiments of lib/experiments on SafetyWorld (AlphaAlign, arXiv 2507.14987; CRAFT,
+ * arXiv 2603.17305; trait RL, arXiv 2606.24014) and writes, per experiment,
+ * `runs/<name>-<stamp>/rows.json` (every result row), `rows.csv` (the same, as CSV) and
+ * `report.html` (standalone: method, settings, figures and tables), each atomically.
+ *
+ * Flags: --quick (CI sizes; also SAFETY_COMPASS_QUICK=1), --seeds N (training seeds,
+ * >= 2), --steps N (RL steps), --eval N (held-out prompts per kind), --start NAME (the
+ * starting checkpoint), --out DIR (parent folder; @default runs).
+ *
+ * @module
+ */
+
+import * as aq from "arquero";
+import { join } from "node:path";
+import { writeJsonAtomic, writeTextFileAtomic } from "../io/atomic.ts";
+import { buildReport } from "../viz/report.ts";
+import { generateWorld } from "../data/safetyworld/generate.ts";
+import { type ExperimentResult, resultReport } from "../experiments/result.ts";
+import type { ExperimentOptions } from "../experiments/run.ts";
+import { runAlphaAlignExperiment } from "../experiments/alphaalign.ts";
+import { runCraftExperiment } from "../experiments/craft_rl.ts";
+import { runTraitsExperiment } from "../experiments/traits.ts";
+
+/** The experiments by name. */
+export const EXPERIMENTS = ["alphaalign", "craft", "traits"] as const;
+
+/** Parsed command line. */
+export interface ExperimentArgs {
+  /** Which experiments, in order. */
+  names: (typeof EXPERIMENTS)[number][];
+  quick: boolean;
+  seeds?: number;
+  steps?: number;
+  evalPerKind?: number;
+  start?: string;
+  out: string;
+}
+
+const USAGE = "usage: deno run -A lib/cli/experiments.ts alphaalign|craft|traits|all " +
+  "[--quick] [--seeds N] [--steps N] [--eval N] [--start NAME] [--out DIR]";
+
+/** Parses argv; throws with the usage line on anything it does not understand. */
+export function parseExperimentArgs(argv: readonly string[], env = "0"): ExperimentArgs {
+  const fail = (why: string): never => {
+    throw new Error(`${why}\n${USAGE}`);
+  };
+  const args: ExperimentArgs = { names: [], quick: env === "1", out: "runs" };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const value = () => argv[++i] ?? fail(`${a} needs a value`);
+    const int = (min: number) => {
+      const v = value(), n = Number(v);
+      return Number.isInteger(n) && n >= min ? n : fail(`${a} ${v}: expected an integer >= ${min}`);
+    };
+    if (a === "--quick") args.quick = true;
+    else if (a === "--seeds") args.seeds = int(2);
+    else if (a === "--steps") args.steps = int(1);
+    else if (a === "--eval") args.evalPerKind = int(2);
+    else if (a === "--start") args.start = value();
+    else if (a === "--out") args.out = value();
+    else if (a === "all") args.names.push(...EXPERIMENTS);
+    else if ((EXPERIMENTS as readonly string[]).includes(a)) {
+      args.names.push(a as ExperimentArgs["names"][number]);
+    } else fail(`unknown argument '${a}'`);
+  }
+  if (args.names.length === 0) fail("name an experiment");
+  args.names = [...new Set(args.names)];
+  return args;
+}
+
+/** Writes rows.json, rows.csv and report.html of one result into `dir`. */
+export async function writeExperiment(dir: string, r: ExperimentResult): Promise<void> {
+  await writeJsonAtomic(join(dir, "rows.json"), r.rows);
+  await writeTextFileAtomic(join(dir, "rows.csv"), aq.from(r.rows).toCSV() + "\n");
+  const subtitle = `seeds ${(r.config.seeds as number[]).join(", ")}; ${
+    r.config.quick ? "quick (CI) sizes" : "full sizes"
+  }; ${new Date().toISOString()}`;
+  await writeTextFileAtomic(join(dir, "report.html"), buildReport(resultReport([r], subtitle)));
+}
+
+async function main(argv: string[]): Promise<number> {
+  let args: ExperimentArgs;
+  try {
+    args = parseExperimentArgs(argv, Deno.env.get("SAFETY_COMPASS_QUICK"));
+  } catch (err) {
+    console.error((err as Error).message);
+    return 2;
+  }
+  const world = generateWorld({ seed: 0 });
+  const t0 = performance.now();
+  const log = (s: string) =>
+    console.log(`[${((performance.now() - t0) / 1000).toFixed(0).padStart(5)}s] ${s}`);
+  const common: ExperimentOptions = {
+    quick: args.quick,
+    world,
+    log,
+    ...(args.seeds ? { seeds: args.seeds } : {}),
+    ...(args.evalPerKind ? { evalPerKind: args.evalPerKind } : {}),
+  };
+  const extra = { ...(args.steps ? { steps: args.steps } : {}), ...(args.start ? { start: args.start } : {}) };
+  for (const name of args.names) {
+    const stamp = new Date().toISOString().replace(/[:.]/g, "-").slice(0, 19);
+    const r = name === "alphaalign"
+      ? await runAlphaAlignExperiment({ ...common, ...extra })
+      : name === "craft"
+      ? await runCraftExperiment({ ...common, ...extra })
+      : await runTraitsExperiment({ ...common, ...extra });
+    const dir = join(args.out, `${name}-${stamp}`);
+    await writeExperiment(dir, r);
+    const shown = r.rows.filter((x) => ["rates", "matrix", "compass", "throughput"].includes(x.table));
+    console.log(
+      shown.map((x) =>
+        `${x.table.padEnd(10)} ${(x.trainDomain ? `${x.condition} -> ${x.evalDomain}` : x.condition)
+          .padEnd(30)} ${x.metric.padEnd(34)} ${x.value.toFixed(3).padStart(8)} ` +
+        (Number.isFinite(x.lo) ? `[${x.lo.toFixed(3)}, ${x.hi.toFixed(3)}]` : "")
+      ).join("\n"),
+    );
+    log(`${name}: ${r.runs.length} RL runs in ${r.seconds.toFixed(0)} s -> ${dir}`);
+  }
+  return 0;
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));
