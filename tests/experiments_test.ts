@@ -110,7 +110,11 @@ Deno.test("curvesFigure averages a metric over the seeds of each condition", () 
     rollouts: 0,
     seconds: 1,
   });
-  const fig = curvesFigure([run("a", 0, [1, 2]), run("a", 1, [3, 4]), run("b", 0, [5, 5])], "reward", "r");
+  const fig = curvesFigure(
+    [run("a", 0, [1, 2]), run("a", 1, [3, 4]), run("b", 0, [5, 5])],
+    "reward",
+    "r",
+  );
   assert.deepEqual(fig.data.map((t) => [t.name, t.y]), [["a", [2, 3]], ["b", [5, 5]]]);
 });
 
@@ -124,7 +128,10 @@ Deno.test("template warm-up: equal safe and unsafe harmful traces, all in AlphaA
   const byText = new Map(aa.map((t) => [t.trace, t.traceLabel]));
   const labels = ex.map((e) => byText.get(e.response));
   assert.equal(labels.filter((l) => l === "rethink").length, 0);
-  assert.ok(ex.every((e) => followsFormat(e.response, "alphaalign")), "every response is templated");
+  assert.ok(
+    ex.every((e) => followsFormat(e.response, "alphaalign")),
+    "every response is templated",
+  );
   assert.notDeepEqual(ex, templateWarmupExamples(world.traces, 1), "the order follows the seed");
 });
 
@@ -150,9 +157,13 @@ Deno.test("parseExperimentArgs: names, all, flags and errors", () => {
   assert.throws(() => parseExperimentArgs(["rlhf"]), /unknown argument 'rlhf'/);
 });
 
-const hasToy = await Deno.stat(new URL("../datasets/checkpoints/toy-base/config.json", import.meta.url))
+const hasToy = await Deno.stat(
+  new URL("../datasets/checkpoints/toy-base/config.json", import.meta.url),
+)
   .then(() => true, () => false);
-if (!hasToy) console.warn("experiments_test: no datasets/checkpoints/toy-base; skipping the end-to-end run");
+if (!hasToy) {
+  console.warn("experiments_test: no datasets/checkpoints/toy-base; skipping the end-to-end run");
+}
 
 Deno.test({
   name: "a tiny trait experiment runs end to end: matrix, rates, deltas, throughput",

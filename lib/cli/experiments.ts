@@ -99,7 +99,10 @@ async function main(argv: string[]): Promise<number> {
     ...(args.seeds ? { seeds: args.seeds } : {}),
     ...(args.evalPerKind ? { evalPerKind: args.evalPerKind } : {}),
   };
-  const extra = { ...(args.steps ? { steps: args.steps } : {}), ...(args.start ? { start: args.start } : {}) };
+  const extra = {
+    ...(args.steps ? { steps: args.steps } : {}),
+    ...(args.start ? { start: args.start } : {}),
+  };
   for (const name of args.names) {
     const stamp = new Date().toISOString().replace(/[:.]/g, "-").slice(0, 19);
     const r = name === "alphaalign"
@@ -109,11 +112,15 @@ async function main(argv: string[]): Promise<number> {
       : await runTraitsExperiment({ ...common, ...extra });
     const dir = join(args.out, `${name}-${stamp}`);
     await writeExperiment(dir, r);
-    const shown = r.rows.filter((x) => ["rates", "matrix", "compass", "throughput"].includes(x.table));
+    const shown = r.rows.filter((x) =>
+      ["rates", "matrix", "compass", "throughput"].includes(x.table)
+    );
     console.log(
       shown.map((x) =>
-        `${x.table.padEnd(10)} ${(x.trainDomain ? `${x.condition} -> ${x.evalDomain}` : x.condition)
-          .padEnd(30)} ${x.metric.padEnd(34)} ${x.value.toFixed(3).padStart(8)} ` +
+        `${x.table.padEnd(10)} ${
+          (x.trainDomain ? `${x.condition} -> ${x.evalDomain}` : x.condition)
+            .padEnd(30)
+        } ${x.metric.padEnd(34)} ${x.value.toFixed(3).padStart(8)} ` +
         (Number.isFinite(x.lo) ? `[${x.lo.toFixed(3)}, ${x.hi.toFixed(3)}]` : "")
       ).join("\n"),
     );

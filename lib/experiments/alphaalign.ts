@@ -205,12 +205,15 @@ export async function runAlphaAlignExperiment(
   const main = (m: string) => !["harmful refusal"].includes(m);
   return makeResult({
     name: "alphaalign",
-    description: `AlphaAlign on SafetyWorld from ${cfg.start}: per seed, a ${cfg.warmupSteps}-step ` +
+    description:
+      `AlphaAlign on SafetyWorld from ${cfg.start}: per seed, a ${cfg.warmupSteps}-step ` +
       "SFT warm-up on alphaalign-template traces with as many unsafe as safe harmful traces " +
       `("${TEMPLATE_ONLY}"), then ${cfg.algorithm.toUpperCase()} for ${cfg.steps} steps ` +
       `(${cfg.promptsPerStep} prompts x ${cfg.groupSize} rollouts) with R_s + R_h ("alphaalign") ` +
-      "or R_s alone (\"zero\"). Rates are greedy answers to held-out test prompts " +
-      `(${c.evalPerKind} per kind), 95% intervals from a bootstrap over seeds ${seeds.join(", ")} ` +
+      'or R_s alone ("zero"). Rates are greedy answers to held-out test prompts ' +
+      `(${c.evalPerKind} per kind), 95% intervals from a bootstrap over seeds ${
+        seeds.join(", ")
+      } ` +
       "and prompts.",
     rows: [...rates, ...deltas, ...throughputRows("alphaalign", runs)],
     figures: [

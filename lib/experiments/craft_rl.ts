@@ -235,11 +235,16 @@ export async function runCraftExperiment(
       `(pooling ${cfg.pooling}), then GRPO for ${cfg.steps} steps (${cfg.promptsPerStep} prompts x ` +
       `${cfg.groupSize} rollouts, T 0.6, top-p 0.95, k3 KL ${cfg.klCoef}) with each reward: ` +
       `${conds.join(", ")}. Rates are greedy answers to held-out test prompts ` +
-      `(${c.evalPerKind} per kind), 95% intervals from a bootstrap over seeds ${seeds.join(", ")} ` +
+      `(${c.evalPerKind} per kind), 95% intervals from a bootstrap over seeds ${
+        seeds.join(", ")
+      } ` +
       "and prompts.",
     rows: [...compassRows, ...rates, ...deltas, ...throughputRows("craft", runs)],
     figures: [
-      { name: "rates", figure: barsFigure(rates.filter((r) => main(r.metric)), "CRAFT: rates by model") },
+      {
+        name: "rates",
+        figure: barsFigure(rates.filter((r) => main(r.metric)), "CRAFT: rates by model"),
+      },
       {
         name: `deltas vs ${startName}`,
         figure: barsFigure(
@@ -249,7 +254,10 @@ export async function runCraftExperiment(
         ),
       },
       { name: "reward", figure: curvesFigure(runs, "reward", "Mean reward per GRPO step") },
-      { name: "refusal", figure: curvesFigure(runs, "refusal_rate", "Refusal rate of rollouts per step") },
+      {
+        name: "refusal",
+        figure: curvesFigure(runs, "refusal_rate", "Refusal rate of rollouts per step"),
+      },
       { name: "kl", figure: curvesFigure(runs, "kl", `KL to ${cfg.start} per step`) },
     ],
     runs,

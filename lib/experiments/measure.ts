@@ -206,7 +206,10 @@ function meanOver(h: readonly (readonly boolean[])[], seeds: Uint32Array, prompt
  * At a rate of exactly 0 or 1 the bootstrap collapses to a point, so there the interval
  * is Wilson's over the number of prompts ("wilson-edge", as `rateCI` in lib/eval).
  */
-export function rateEstimate(hits: readonly (readonly boolean[])[], opts: CIOptions = {}): Estimate {
+export function rateEstimate(
+  hits: readonly (readonly boolean[])[],
+  opts: CIOptions = {},
+): Estimate {
   const p = checkGrid(hits, "rateEstimate");
   const total = hits.length * p;
   const k = hits.reduce((a, r) => a + r.filter(Boolean).length, 0);
@@ -250,7 +253,10 @@ export function deltaEstimate(
 }
 
 /** Resolves the `seeds` option: a count n gives 0..n-1; at least two seeds are required. */
-export function resolveSeeds(seeds: number | readonly number[] | undefined, dflt: number): number[] {
+export function resolveSeeds(
+  seeds: number | readonly number[] | undefined,
+  dflt: number,
+): number[] {
   const list = seeds === undefined
     ? Array.from({ length: dflt }, (_, i) => i)
     : typeof seeds === "number"

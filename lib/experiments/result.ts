@@ -9,10 +9,16 @@
  */
 
 import * as aq from "arquero";
-import { type PlotlyFigure, plotBars, plotCurves } from "../viz/figure.ts";
+import { plotBars, plotCurves, type PlotlyFigure } from "../viz/figure.ts";
 import { figureBundle, JUPYTER_DISPLAY, type MimeBundle, tableBundle } from "../viz/display.ts";
 import type { Report, ReportSection } from "../viz/report.ts";
-import { type CIOptions, deltaEstimate, type Estimate, type Hits, rateEstimate } from "./measure.ts";
+import {
+  type CIOptions,
+  deltaEstimate,
+  type Estimate,
+  type Hits,
+  rateEstimate,
+} from "./measure.ts";
 import { type RunRecord, tokensPerSecond } from "./run.ts";
 
 /** One result row (long format). `table` says which table of the experiment it belongs to. */
@@ -48,7 +54,9 @@ export interface ResultRow {
 }
 
 /** A row with the defaults filled in. */
-export function resultRow(r: Partial<ResultRow> & Pick<ResultRow, "experiment" | "table">): ResultRow {
+export function resultRow(
+  r: Partial<ResultRow> & Pick<ResultRow, "experiment" | "table">,
+): ResultRow {
   return {
     condition: "",
     metric: "",
@@ -182,7 +190,11 @@ export function throughputRows(experiment: string, runs: readonly RunRecord[]): 
 }
 
 /** Grouped bars (x = metric, one colour per condition) of one table's rows, with intervals. */
-export function barsFigure(rows: readonly ResultRow[], title: string, yTitle = "rate"): PlotlyFigure {
+export function barsFigure(
+  rows: readonly ResultRow[],
+  title: string,
+  yTitle = "rate",
+): PlotlyFigure {
   return plotBars(
     rows.map((r) => ({ name: r.metric, value: r.value, lo: r.lo, hi: r.hi, group: r.condition })),
     { title, yTitle },
@@ -190,7 +202,11 @@ export function barsFigure(rows: readonly ResultRow[], title: string, yTitle = "
 }
 
 /** `metric` per RL step, mean over the seeds of each condition, one line per condition. */
-export function curvesFigure(runs: readonly RunRecord[], metric: string, title: string): PlotlyFigure {
+export function curvesFigure(
+  runs: readonly RunRecord[],
+  metric: string,
+  title: string,
+): PlotlyFigure {
   const conds = [...new Set(runs.map((r) => r.condition))];
   const steps = Math.max(0, ...runs.map((r) => r.log.rows.length));
   const rows = Array.from({ length: steps }, (_, s) => {
@@ -235,7 +251,16 @@ export interface ExperimentResult {
   [JUPYTER_DISPLAY](): MimeBundle;
 }
 
-const SHOWN = ["condition", "reference", "trainDomain", "evalDomain", "metric", "value", "lo", "hi"];
+const SHOWN = [
+  "condition",
+  "reference",
+  "trainDomain",
+  "evalDomain",
+  "metric",
+  "value",
+  "lo",
+  "hi",
+];
 
 function tableRowsOf(rows: readonly ResultRow[], table: string): Record<string, unknown>[] {
   const mine = rows.filter((r) => r.table === table);

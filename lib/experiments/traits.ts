@@ -19,10 +19,17 @@
 import type { WorldPromptRow } from "../data/safetyworld/plan.ts";
 import type { PromptRow } from "../data/schema.ts";
 import { type GradableRow, gradeResponse } from "../data/safetyworld/graders.ts";
-import { TRAIT_DOMAINS, TRAITS, type TraitDomain } from "../data/safetyworld/traits.ts";
+import { TRAIT_DOMAINS, type TraitDomain, TRAITS } from "../data/safetyworld/traits.ts";
 import type { Reward } from "../train/rewards.ts";
 import { plotHeatmap } from "../viz/figure.ts";
-import { evalRows, measure, type MetricSpec, resolveSeeds, SAFETY_METRICS, traitMetric } from "./measure.ts";
+import {
+  evalRows,
+  measure,
+  type MetricSpec,
+  resolveSeeds,
+  SAFETY_METRICS,
+  traitMetric,
+} from "./measure.ts";
 import {
   cloneModel,
   type ExperimentOptions,
@@ -137,7 +144,9 @@ export async function runTraitsExperiment(
     seeds,
     quick: q,
   };
-  if (!(cfg.share > 0 && cfg.share < 1)) throw new Error(`share is ${cfg.share}; use 0 < share < 1`);
+  if (!(cfg.share > 0 && cfg.share < 1)) {
+    throw new Error(`share is ${cfg.share}; use 0 < share < 1`);
+  }
   for (const d of cfg.domains) {
     if (!TRAIT_DOMAINS.includes(d)) throw new Error(`domain '${d}' is not one of ${TRAIT_DOMAINS}`);
   }
@@ -200,14 +209,19 @@ export async function runTraitsExperiment(
     c.ci,
     tag,
   );
-  const matrix = deltas.filter((r) => r.reference === BASELINE && /^trait rate \(\w+\)$/.test(r.metric))
+  const matrix = deltas.filter((r) =>
+    r.reference === BASELINE && /^trait rate \(\w+\)$/.test(r.metric)
+  )
     .map((r) => ({ ...r, table: "matrix" }));
-  const overall = (r: ResultRow) => /^trait rate \(\w+\)$/.test(r.metric) || r.metric === "benign accuracy";
+  const overall = (r: ResultRow) =>
+    /^trait rate \(\w+\)$/.test(r.metric) || r.metric === "benign accuracy";
   return makeResult({
     name: "traits",
     description: `Trait RL on SafetyWorld from ${cfg.start}: GRPO for ${cfg.steps} steps ` +
       `(${cfg.promptsPerStep} prompts x ${cfg.groupSize} rollouts) on benign tasks rewarded by ` +
-      `correctness; each dose arm replaces ${(100 * cfg.share).toFixed(0)}% of the step's prompts ` +
+      `correctness; each dose arm replaces ${
+        (100 * cfg.share).toFixed(0)
+      }% of the step's prompts ` +
       "(in expectation) by trait scenarios of one domain graded by the trait graders; the " +
       "baseline has the same steps, prompts and rollouts per step and no trait data. Trait " +
       `rates are greedy answers to ${c.evalPerKind} held-out scenarios per domain; the matrix ` +
@@ -217,9 +231,16 @@ export async function runTraitsExperiment(
     figures: [
       {
         name: "matrix",
-        figure: matrixFigure(matrix, cfg.domains, "Trait rate: dose - baseline (train x eval domain)"),
+        figure: matrixFigure(
+          matrix,
+          cfg.domains,
+          "Trait rate: dose - baseline (train x eval domain)",
+        ),
       },
-      { name: "rates", figure: barsFigure(rates.filter(overall), "Trait rates and benign accuracy") },
+      {
+        name: "rates",
+        figure: barsFigure(rates.filter(overall), "Trait rates and benign accuracy"),
+      },
       { name: "reward", figure: curvesFigure(runs, "reward", "Mean reward per GRPO step") },
       { name: "kl", figure: curvesFigure(runs, "kl", `KL to ${cfg.start} per step`) },
     ],

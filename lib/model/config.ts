@@ -30,8 +30,10 @@ export interface ModelConfig {
   normEps: number;
   /** RoPE base (llama). */
   ropeTheta: number;
-  /** q/k/v projections have biases (Qwen2; always for GPT-2). */
+  /** q/k/v projections have biases (Qwen2, Llama's attention_bias; always for GPT-2). */
   attnBias: boolean;
+  /** The attention output projection has a bias (GPT-2; Llama's attention_bias; not Qwen2). */
+  outBias: boolean;
   /** Output head shares the token-embedding matrix. */
   tieWordEmbeddings: boolean;
   bosTokenId?: number;
@@ -89,6 +91,7 @@ export function parseConfig(raw: Record<string, unknown>, source = "config.json"
       normEps: typeof raw.layer_norm_epsilon === "number" ? raw.layer_norm_epsilon : 1e-5,
       ropeTheta: 0,
       attnBias: true,
+      outBias: true,
       tieWordEmbeddings: raw.tie_word_embeddings !== false,
     };
   }
@@ -123,6 +126,8 @@ export function parseConfig(raw: Record<string, unknown>, source = "config.json"
       normEps: typeof raw.rms_norm_eps === "number" ? raw.rms_norm_eps : 1e-6,
       ropeTheta: typeof raw.rope_theta === "number" ? raw.rope_theta : 10000,
       attnBias: raw.attention_bias === true || modelType === "qwen2",
+      // HF Llama/Mistral: attention_bias adds biases to q, k, v AND o; Qwen2: q, k, v only.
+      outBias: raw.attention_bias === true && modelType !== "qwen2",
       tieWordEmbeddings: raw.tie_word_embeddings === true,
     };
   }
@@ -144,6 +149,8 @@ export interface ConfigSpec {
   ropeTheta?: number;
   attnBias?: boolean;
   tieWordEmbeddings?: boolean;
+  /** Llama-family flavour written to config.json (qwen2: q/k/v biases only). @default "llama" */
+  modelType?: "llama" | "mistral" | "qwen2";
   bosTokenId?: number;
   eosTokenId?: number;
   padTokenId?: number;
@@ -167,8 +174,12 @@ export function makeConfig(spec: ConfigSpec): ModelConfig {
       tie_word_embeddings: spec.tieWordEmbeddings ?? true,
     }
     : {
-      model_type: "llama",
-      architectures: ["LlamaForCausalLM"],
+      model_type: spec.modelType ?? "llama",
+      architectures: [
+        { llama: "LlamaForCausalLM", mistral: "MistralForCausalLM", qwen2: "Qwen2ForCausalLM" }[
+          spec.modelType ?? "llama"
+        ],
+      ],
       vocab_size: spec.vocabSize,
       num_hidden_layers: spec.nLayer,
       hidden_size: spec.dModel,

@@ -290,7 +290,11 @@ export function forward(
         x = tf.add(x, tf.reshape(m, [b, t, d]));
       } else {
         const pre = `model.layers.${i}.`;
-        const o = linear(att, g(pre + "self_attn.o_proj.weight"));
+        const o = linear(
+          att,
+          g(pre + "self_attn.o_proj.weight"),
+          c.outBias ? g(pre + "self_attn.o_proj.bias") : undefined,
+        );
         x = tf.add(x, tf.reshape(o, [b, t, d]));
         const h2 = tf.reshape(
           rmsNorm(x, g(pre + "post_attention_layernorm.weight"), c.normEps),

@@ -69,6 +69,7 @@ export function paramSpecs(c: ModelConfig): ParamSpec[] {
       zeros(p + "self_attn.v_proj.bias", kvd);
     }
     w(p + "self_attn.o_proj.weight", [qd, d], projStd, true);
+    if (c.outBias) zeros(p + "self_attn.o_proj.bias", d);
     ones(p + "post_attention_layernorm.weight", d);
     w(p + "mlp.gate_proj.weight", [d, c.dFf], 0.02, true);
     w(p + "mlp.up_proj.weight", [d, c.dFf], 0.02, true);
