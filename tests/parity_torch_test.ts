@@ -18,7 +18,8 @@ const PY = "/usr/bin/python3";
 const REF = new URL("./ref/hf_reference.py", import.meta.url).pathname;
 const hasTorch = (() => {
   try {
-    return new Deno.Command(PY, { args: ["-c", "import torch"], stderr: "null" }).outputSync().success;
+    return new Deno.Command(PY, { args: ["-c", "import torch"], stderr: "null" }).outputSync()
+      .success;
   } catch {
     return false;
   }
@@ -27,8 +28,25 @@ if (!hasTorch) console.log("parity_torch_test: skipped (no python3-torch at /usr
 
 const CASES: [string, ConfigSpec][] = [
   ["gpt2", { arch: "gpt2", vocabSize: 50, nLayer: 2, dModel: 24, nHead: 4, maxPositions: 32 }],
-  ["gpt2 untied", { arch: "gpt2", vocabSize: 50, nLayer: 1, dModel: 16, nHead: 2, maxPositions: 32, tieWordEmbeddings: false }],
-  ["llama GQA", { arch: "llama", vocabSize: 50, nLayer: 2, dModel: 32, nHead: 4, nKvHead: 2, dFf: 48, ropeTheta: 10000 }],
+  ["gpt2 untied", {
+    arch: "gpt2",
+    vocabSize: 50,
+    nLayer: 1,
+    dModel: 16,
+    nHead: 2,
+    maxPositions: 32,
+    tieWordEmbeddings: false,
+  }],
+  ["llama GQA", {
+    arch: "llama",
+    vocabSize: 50,
+    nLayer: 2,
+    dModel: 32,
+    nHead: 4,
+    nKvHead: 2,
+    dFf: 48,
+    ropeTheta: 10000,
+  }],
   ["qwen2-style bias, tied, MHA", {
     arch: "llama",
     vocabSize: 50,
@@ -55,49 +73,69 @@ const CASES: [string, ConfigSpec][] = [
 ];
 
 for (const [name, spec] of CASES) {
-  Deno.test({ name: `parity with PyTorch (HF semantics): ${name}`, ignore: !hasTorch }, async () => {
-    const m = await createModel(spec, { tokenizer: numberTokenizer(50), seed: 11, backend: TEST_BACKEND });
-    // Non-trivial norms and biases, so their layout is exercised too.
-    for (const [n, v] of m.params) {
-      if (/(ln_|norm|bias)/.test(n)) {
-        v.assign(tf.tidy(() => tf.add(v, tf.randomNormal(v.shape, 0, 0.1, "float32", 5))));
-      }
-    }
-    const dir = await Deno.makeTempDir();
-    await m.save(dir);
-    const ids = [[3, 9, 14, 2, 44, 7, 1], [0, 0, 5, 6, 31, 8, 12]];
-    const mask = [[1, 1, 1, 1, 1, 1, 1], [0, 0, 1, 1, 1, 1, 1]];
-    await Deno.writeTextFile(join(dir, "ids.json"), JSON.stringify({ input_ids: ids, attention_mask: mask }));
-    const out = await new Deno.Command(PY, {
-      args: [REF, dir, join(dir, "ids.json"), join(dir, "out.json")],
-      stderr: "piped",
-    }).output();
-    assert.ok(out.success, new TextDecoder().decode(out.stderr));
-    const ref = JSON.parse(await Deno.readTextFile(join(dir, "out.json")));
-    const f = m.forward(ids, { attentionMask: mask, hiddenStates: "all" });
-    const logits = (await f.logits!.array()) as number[][][];
-    let worst = 0;
-    let worstHidden = 0;
-    for (let b = 0; b < ids.length; b++) {
-      for (let t = 0; t < ids[b].length; t++) {
-        if (mask[b][t] === 0) continue; // padded queries are implementation-defined
-        for (let v = 0; v < 50; v++) worst = Math.max(worst, Math.abs(logits[b][t][v] - ref.logits[b][t][v]));
-      }
-    }
-    for (let l = 0; l <= spec.nLayer; l++) {
-      const h = (await f.hiddenStates[l].array()) as number[][][];
-      for (let b = 0; b < ids.length; b++) {
-        for (let t = 0; t < ids[b].length; t++) {
-          if (mask[b][t] === 0) continue;
-          h[b][t].forEach((x, j) => worstHidden = Math.max(worstHidden, Math.abs(x - ref.hidden_states[l][b][t][j])));
+  Deno.test(
+    { name: `parity with PyTorch (HF semantics): ${name}`, ignore: !hasTorch },
+    async () => {
+      const m = await createModel(spec, {
+        tokenizer: numberTokenizer(50),
+        seed: 11,
+        backend: TEST_BACKEND,
+      });
+      // Non-trivial norms and biases, so their layout is exercised too.
+      for (const [n, v] of m.params) {
+        if (/(ln_|norm|bias)/.test(n)) {
+          v.assign(tf.tidy(() => tf.add(v, tf.randomNormal(v.shape, 0, 0.1, "float32", 5))));
         }
       }
-    }
-    console.log(`  ${name}: max |logits diff| ${worst.toExponential(2)}, hidden ${worstHidden.toExponential(2)} (tol 1e-4)`);
-    assert.ok(worst < 1e-4, `logits differ by ${worst}`);
-    assert.ok(worstHidden < 1e-4, `hidden states differ by ${worstHidden}`);
-    tf.dispose([f.logits!, ...f.hiddenStates]);
-    m.dispose();
-    await Deno.remove(dir, { recursive: true });
-  });
+      const dir = await Deno.makeTempDir();
+      await m.save(dir);
+      const ids = [[3, 9, 14, 2, 44, 7, 1], [0, 0, 5, 6, 31, 8, 12]];
+      const mask = [[1, 1, 1, 1, 1, 1, 1], [0, 0, 1, 1, 1, 1, 1]];
+      await Deno.writeTextFile(
+        join(dir, "ids.json"),
+        JSON.stringify({ input_ids: ids, attention_mask: mask }),
+      );
+      const out = await new Deno.Command(PY, {
+        args: [REF, dir, join(dir, "ids.json"), join(dir, "out.json")],
+        stderr: "piped",
+      }).output();
+      assert.ok(out.success, new TextDecoder().decode(out.stderr));
+      const ref = JSON.parse(await Deno.readTextFile(join(dir, "out.json")));
+      const f = m.forward(ids, { attentionMask: mask, hiddenStates: "all" });
+      const logits = (await f.logits!.array()) as number[][][];
+      let worst = 0;
+      let worstHidden = 0;
+      for (let b = 0; b < ids.length; b++) {
+        for (let t = 0; t < ids[b].length; t++) {
+          if (mask[b][t] === 0) continue; // padded queries are implementation-defined
+          for (let v = 0; v < 50; v++) {
+            worst = Math.max(worst, Math.abs(logits[b][t][v] - ref.logits[b][t][v]));
+          }
+        }
+      }
+      for (let l = 0; l <= spec.nLayer; l++) {
+        const h = (await f.hiddenStates[l].array()) as number[][][];
+        for (let b = 0; b < ids.length; b++) {
+          for (let t = 0; t < ids[b].length; t++) {
+            if (mask[b][t] === 0) {
+              continue;
+            }
+            h[b][t].forEach((x, j) =>
+              worstHidden = Math.max(worstHidden, Math.abs(x - ref.hidden_states[l][b][t][j]))
+            );
+          }
+        }
+      }
+      console.log(
+        `  ${name}: max |logits diff| ${worst.toExponential(2)}, hidden ${
+          worstHidden.toExponential(2)
+        } (tol 1e-4)`,
+      );
+      assert.ok(worst < 1e-4, `logits differ by ${worst}`);
+      assert.ok(worstHidden < 1e-4, `hidden states differ by ${worstHidden}`);
+      tf.dispose([f.logits!, ...f.hiddenStates]);
+      m.dispose();
+      await Deno.remove(dir, { recursive: true });
+    },
+  );
 }

@@ -9,7 +9,12 @@ import { type ConfigSpec, makeConfig } from "./config.ts";
 import { initParams } from "./weights.ts";
 import { Model } from "./model.ts";
 import type { TextTokenizer } from "./tokenizer.ts";
-import { type BackendName, type BackendOptions, initBackend } from "../engine/backend.ts";
+import {
+  backendInfo,
+  type BackendName,
+  type BackendOptions,
+  initBackend,
+} from "../engine/backend.ts";
 
 /** Options of {@link createModel}. */
 export interface CreateOptions extends BackendOptions {
@@ -19,7 +24,7 @@ export interface CreateOptions extends BackendOptions {
   assets?: Map<string, Uint8Array>;
   /** Initialisation seed. @default 0 */
   seed?: number;
-  /** @default "auto" */
+  /** @default the backend already initialised in this process, else "auto" */
   backend?: BackendName;
   /** Name shown as the model's source. @default "random" */
   name?: string;
@@ -27,7 +32,10 @@ export interface CreateOptions extends BackendOptions {
 
 /** A model with seeded random weights (GPT-2-style initialisation). */
 export async function createModel(spec: ConfigSpec, opts: CreateOptions): Promise<Model> {
-  const backend = await initBackend(opts.backend ?? "auto", opts);
+  const chosen = backendInfo();
+  const backend = opts.backend === undefined && chosen
+    ? chosen
+    : await initBackend(opts.backend ?? "auto", opts);
   const config = makeConfig(spec);
   if (opts.tokenizer.vocabSize > config.vocabSize) {
     throw new Error(

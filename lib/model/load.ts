@@ -9,7 +9,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { join } from "node:path";
 import { type ModelConfig, parseConfig } from "./config.ts";
-import { loadTokenizer } from "./tokenizer.ts";
+import { loadTokenizer, type TextTokenizer } from "./tokenizer.ts";
 import { readModelWeights, type SafetensorsFile } from "./safetensors.ts";
 import {
   canonicalName,
@@ -21,15 +21,22 @@ import {
   variableFrom,
 } from "./weights.ts";
 import { Model } from "./model.ts";
-import { type BackendName, type BackendOptions, initBackend } from "../engine/backend.ts";
+import {
+  backendInfo,
+  type BackendName,
+  type BackendOptions,
+  initBackend,
+} from "../engine/backend.ts";
 import { downloadHfModel, parseHfSource } from "./hub.ts";
 import { loadRemoteModel, type RemoteModel, type RemoteModelOptions } from "./remote.ts";
 
 /** Options of {@link loadModel}. */
 export interface LoadOptions extends BackendOptions {
+  /** Use this tokenizer instead of the folder's tokenizer.json (custom tokenizers, tests). */
+  tokenizer?: TextTokenizer;
   /** For `openai:` sources: the remote client's settings (API key variable, tokenizer folder, ...). */
   remote?: Partial<RemoteModelOptions>;
-  /** @default "auto" */
+  /** @default the backend already initialised in this process, else "auto" */
   backend?: BackendName;
   /** Compute dtype; only float32 is supported (F16/BF16 weights are upcast). @default "float32" */
   dtype?: "float32";
@@ -144,7 +151,10 @@ export async function loadModel(
     throw new Error(`loadModel: dtype '${opts.dtype}' is not supported; use float32`);
   }
   const dir = await resolveSource(source, opts);
-  const backend = await initBackend(opts.backend ?? "auto", opts);
+  const chosen = backendInfo();
+  const backend = opts.backend === undefined && chosen
+    ? chosen
+    : await initBackend(opts.backend ?? "auto", opts);
   const cfgPath = join(dir, "config.json");
   let raw: Record<string, unknown>;
   try {
@@ -153,7 +163,7 @@ export async function loadModel(
     throw new Error(`Cannot read ${cfgPath}: ${(err as Error).message}`, { cause: err });
   }
   const config = parseConfig(raw, cfgPath);
-  const tokenizer = await loadTokenizer(dir);
+  const tokenizer = opts.tokenizer ?? await loadTokenizer(dir);
   const file = await readModelWeights(dir);
   const params = paramsFromCheckpoint(config, file, dir);
   const assets = new Map<string, Uint8Array>();
