@@ -18,6 +18,7 @@ import { lmLoss, padBatch } from "../lib/train/loss.ts";
 import { AdamW } from "../lib/train/adamw.ts";
 import { writeJsonAtomic } from "../lib/io/atomic.ts";
 import type { Model } from "../lib/model/model.ts";
+import { collectActivations } from "../lib/compass/collect.ts";
 
 const quick = Deno.args.includes("--quick");
 const only = Deno.args.includes("--only") ? Deno.args[Deno.args.indexOf("--only") + 1] : undefined;
@@ -124,7 +125,18 @@ async function measure(m: Model, s: Shape, reps: number, skipTrain: boolean) {
     });
     opt.dispose();
   }
+  // Activation collection: all layers captured in one pass per batch, mean-pooled.
+  const rows = fx.map((r) => ({
+    prompt: r.slice(0, s.fwd.t / 2).join(" "),
+    trace: r.slice(s.fwd.t / 2).join(" "),
+  }));
+  let collectTok = 0;
+  const collect = await timeIt(Math.max(1, reps - 1), async () => {
+    const acts = await collectActivations(m, rows, { batchSize: s.fwd.b, progress: "silent" });
+    collectTok = acts.tokenCounts.reduce((a, b) => a + b, 0);
+  });
   return {
+    collect: collectTok / collect,
     forward: (s.fwd.b * s.fwd.t) / fwd,
     decode: (s.gen.b * s.gen.steps) / gen,
     train: (s.train.b * s.train.t) / train,
