@@ -44,6 +44,15 @@ export {
 export { readModelWeights, readSafetensors, writeSafetensors } from "./lib/model/safetensors.ts";
 export { downloadHfModel } from "./lib/model/hub.ts";
 export {
+  addLora,
+  loadLora,
+  type LoraOptions,
+  mergeLora,
+  removeLora,
+  saveLora,
+  trainableVariables,
+} from "./lib/model/lora.ts";
+export {
   loadRemoteModel,
   RemoteModel,
   type RemoteModelOptions,

@@ -10,7 +10,8 @@
 
 import assert from "node:assert/strict";
 import { deltaEstimate, evalRows, rateEstimate, resolveSeeds } from "../lib/experiments/measure.ts";
-import { curvesFigure, deltaRows, HitTable, rateRows } from "../lib/experiments/result.ts";
+import { deltaRows, HitTable, rateRows } from "../lib/experiments/result.ts";
+import { curvesFigure } from "../lib/experiments/figures.ts";
 import { templateWarmupExamples } from "../lib/experiments/alphaalign.ts";
 import { runTraitsExperiment, taskOrTraitReward } from "../lib/experiments/traits.ts";
 import { parseExperimentArgs } from "../lib/cli/experiments.ts";

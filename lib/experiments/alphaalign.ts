@@ -25,6 +25,7 @@ import type { WorldPromptRow, WorldTraceRow } from "../data/safetyworld/plan.ts"
 import { ALPHA_REFUSAL } from "../data/safetyworld/lexicon.ts";
 import { type GradableRow, gradeResponse } from "../data/safetyworld/graders.ts";
 import type { PromptRow } from "../data/schema.ts";
+import type { Model } from "../model/model.ts";
 import { isAlphaAlignRefusal } from "../eval/format.ts";
 import { type SftExample, trainSft } from "../train/sft.ts";
 import { alphaAlignReward } from "../train/rewards.ts";
@@ -39,15 +40,16 @@ import {
   runRL,
 } from "./run.ts";
 import {
-  barsFigure,
-  curvesFigure,
   deltaRows,
+  type ExampleRow,
   type ExperimentResult,
   HitTable,
   makeResult,
+  pickExamples,
   rateRows,
   throughputRows,
 } from "./result.ts";
+import { barsFigure, curvesFigure } from "./figures.ts";
 
 /** The RL variants. */
 export type AlphaAlignVariant = "alphaalign" | "zero";
@@ -66,7 +68,7 @@ export interface AlphaAlignExperimentOptions extends ExperimentOptions {
   promptsPerStep?: number;
   /** Rollouts per prompt (the group of R_h's z-score). @default 8 (quick: 4) */
   groupSize?: number;
-  /** New tokens per rollout and per evaluated answer (a templated refusal is ~30). @default 56 */
+  /** New tokens per rollout and per evaluated answer (templated warm-up answers: p90 59, max 74 tokens; a cut-off answer fails V_f). @default 80 */
   maxNewTokens?: number;
   /** RL learning rate (tiny models need ~1e-4..1e-3). @default 2e-4 */
   lr?: number;
@@ -99,6 +101,7 @@ export function templateWarmupExamples(traces: readonly WorldTraceRow[], seed = 
 }
 
 const TEMPLATE_ONLY = "template only";
+const EXAMPLE_KINDS = ["harmful", "jailbreak", "borderline", "task"];
 
 /**
  * Runs the AlphaAlign experiment end to end: starting model, per seed a template warm-up
@@ -120,7 +123,7 @@ export async function runAlphaAlignExperiment(
     steps: opts.steps ?? (q ? 3 : 60),
     promptsPerStep: opts.promptsPerStep ?? (q ? 4 : 8),
     groupSize: opts.groupSize ?? (q ? 4 : 8),
-    maxNewTokens: opts.maxNewTokens ?? 56,
+    maxNewTokens: opts.maxNewTokens ?? 80,
     lr: opts.lr ?? 2e-4,
     klCoef: opts.klCoef ?? 0.01,
     rf: opts.rewardWeights?.rf ?? 1,
@@ -138,7 +141,15 @@ export async function runAlphaAlignExperiment(
   const metrics = [...SAFETY_METRICS, FORMAT_METRIC];
   const gen = { maxNewTokens: cfg.maxNewTokens };
   const hits = new HitTable();
-  hits.add(startName, (await measure(start, evalSet, metrics, gen)).hits);
+  const examples: ExampleRow[] = [];
+  const record = async (condition: string, seed: number | string, model: Model) => {
+    const m = await measure(model, evalSet, metrics, gen);
+    hits.add(condition, m.hits);
+    if (seed === seeds[0] || seed === "start") {
+      examples.push(...pickExamples(condition, seed, evalSet, m.texts, EXAMPLE_KINDS));
+    }
+  };
+  await record(startName, "start", start);
   c.log(`alphaalign: measured ${startName} on ${evalSet.length} test prompts`);
   const train: WorldPromptRow[] = c.world.prompts.filter((p) =>
     p.split === "train" && ["task", "harmful", "borderline"].includes(p.kind)
@@ -157,7 +168,7 @@ export async function runAlphaAlignExperiment(
           seed,
           label: `template warm-up seed ${seed}`,
         });
-        hits.add(TEMPLATE_ONLY, (await measure(warm, evalSet, metrics, gen)).hits);
+        await record(TEMPLATE_ONLY, seed, warm);
         for (const variant of cfg.variants) {
           const policy = cloneModel(warm, `${cfg.start}+${variant}`);
           try {
@@ -183,7 +194,7 @@ export async function runAlphaAlignExperiment(
                 refusalJudge: (t) => isAlphaAlignRefusal(t, ALPHA_REFUSAL),
               }),
             );
-            hits.add(variant, (await measure(policy, evalSet, metrics, gen)).hits);
+            await record(variant, seed, policy);
             c.log(`alphaalign: seed ${seed} ${variant} trained and measured`);
           } finally {
             policy.dispose();
@@ -237,6 +248,7 @@ export async function runAlphaAlignExperiment(
       { name: "kl", figure: curvesFigure(runs, "kl", "KL to the warm-up model per step") },
     ],
     runs,
+    examples,
     config: cfg,
     seconds: (performance.now() - t0) / 1000,
   });

@@ -41,17 +41,18 @@ import {
   runRL,
 } from "./run.ts";
 import {
-  barsFigure,
-  curvesFigure,
   deltaRows,
+  type ExampleRow,
   type ExperimentResult,
   HitTable,
   makeResult,
+  pickExamples,
   rateRows,
   type ResultRow,
   resultRow,
   throughputRows,
 } from "./result.ts";
+import { barsFigure, curvesFigure } from "./figures.ts";
 
 /** The reward conditions. */
 export const CRAFT_CONDITIONS = [
@@ -75,7 +76,7 @@ export interface CraftExperimentOptions extends ExperimentOptions {
   promptsPerStep?: number;
   /** Rollouts per prompt (CRAFT: 8). @default 8 (quick: 4) */
   groupSize?: number;
-  /** @default 40 */
+  /** New tokens per rollout and evaluated answer. @default 48 */
   maxNewTokens?: number;
   /** @default 2e-4 */
   lr?: number;
@@ -84,6 +85,8 @@ export interface CraftExperimentOptions extends ExperimentOptions {
   /** Compass: pooling of the fit, CRAFT head options. @default { pooling: "mean-response" } */
   compass?: { pooling?: "mean" | "mean-response"; craft?: CraftOptions };
 }
+
+const EXAMPLE_KINDS = ["harmful", "jailbreak", "borderline", "task"];
 
 const harmfulTraces = (traces: readonly WorldTraceRow[], split: string) =>
   traces.filter((t) => t.label === "harmful" && t.split === split);
@@ -143,7 +146,7 @@ export async function runCraftExperiment(
     steps: opts.steps ?? (q ? 3 : 60),
     promptsPerStep: opts.promptsPerStep ?? (q ? 4 : 8),
     groupSize: opts.groupSize ?? (q ? 4 : 8),
-    maxNewTokens: opts.maxNewTokens ?? 40,
+    maxNewTokens: opts.maxNewTokens ?? 48,
     lr: opts.lr ?? 2e-4,
     klCoef: opts.klCoef ?? 0.01,
     pooling: opts.compass?.pooling ?? "mean-response",
@@ -162,6 +165,14 @@ export async function runCraftExperiment(
   const evalSet = safetyEvalRows(c.world.prompts, c.evalPerKind);
   const gen = { maxNewTokens: cfg.maxNewTokens };
   const hits = new HitTable();
+  const examples: ExampleRow[] = [];
+  const record = async (condition: string, seed: number | string, model: Model) => {
+    const m = await measure(model, evalSet, SAFETY_METRICS, gen);
+    hits.add(condition, m.hits);
+    if (seed === seeds[0] || seed === "start") {
+      examples.push(...pickExamples(condition, seed, evalSet, m.texts, EXAMPLE_KINDS));
+    }
+  };
   const compassRows: ResultRow[] = [];
   const runs: RunRecord[] = [];
   try {
@@ -170,7 +181,7 @@ export async function runCraftExperiment(
       pooling: cfg.pooling,
       progress: "silent",
     });
-    hits.add(startName, (await measure(start, evalSet, SAFETY_METRICS, gen)).hits);
+    await record(startName, "start", start);
     const train: WorldPromptRow[] = c.world.prompts.filter((p) =>
       p.split === "train" && ["task", "harmful", "borderline"].includes(p.kind)
     );
@@ -210,7 +221,7 @@ export async function runCraftExperiment(
               klCoef: cfg.klCoef,
             }),
           );
-          hits.add(cond, (await measure(policy, evalSet, SAFETY_METRICS, gen)).hits);
+          await record(cond, seed, policy);
           c.log(`craft: seed ${seed} ${cond} trained and measured`);
         } finally {
           policy.dispose();
@@ -261,6 +272,7 @@ export async function runCraftExperiment(
       { name: "kl", figure: curvesFigure(runs, "kl", `KL to ${cfg.start} per step`) },
     ],
     runs,
+    examples,
     config: { ...cfg, compassTraces: fitRows.length, layer },
     seconds: (performance.now() - t0) / 1000,
   });

@@ -20,6 +20,7 @@ import {
   rateEstimate,
 } from "./measure.ts";
 import { type RunRecord, tokensPerSecond } from "./run.ts";
+import type { WorldPromptRow } from "../data/safetyworld/plan.ts";
 
 /** One result row (long format). `table` says which table of the experiment it belongs to. */
 export interface ResultRow {
@@ -189,36 +190,29 @@ export function throughputRows(experiment: string, runs: readonly RunRecord[]): 
   });
 }
 
-/** Grouped bars (x = metric, one colour per condition) of one table's rows, with intervals. */
-export function barsFigure(
-  rows: readonly ResultRow[],
-  title: string,
-  yTitle = "rate",
-): PlotlyFigure {
-  return plotBars(
-    rows.map((r) => ({ name: r.metric, value: r.value, lo: r.lo, hi: r.hi, group: r.condition })),
-    { title, yTitle },
-  );
+/** One greedy answer of one condition to one held-out prompt. */
+export interface ExampleRow {
+  condition: string;
+  seed: number | string;
+  kind: string;
+  prompt: string;
+  answer: string;
 }
 
-/** `metric` per RL step, mean over the seeds of each condition, one line per condition. */
-export function curvesFigure(
-  runs: readonly RunRecord[],
-  metric: string,
-  title: string,
-): PlotlyFigure {
-  const conds = [...new Set(runs.map((r) => r.condition))];
-  const steps = Math.max(0, ...runs.map((r) => r.log.rows.length));
-  const rows = Array.from({ length: steps }, (_, s) => {
-    const row: Record<string, number> = { step: s + 1 };
-    for (const c of conds) {
-      const v = runs.filter((r) => r.condition === c).map((r) => r.log.rows[s]?.[metric])
-        .filter((x): x is number => typeof x === "number" && Number.isFinite(x));
-      if (v.length) row[c] = v.reduce((a, b) => a + b, 0) / v.length;
-    }
-    return row;
-  });
-  return plotCurves(rows, { x: "step", y: conds, overlay: true, title, yTitle: metric });
+/** The answers to the first `perKind` prompts of each of `kinds` in an evaluated set. */
+export function pickExamples(
+  condition: string,
+  seed: number | string,
+  rows: readonly WorldPromptRow[],
+  texts: readonly string[],
+  kinds: readonly string[],
+  perKind = 2,
+): ExampleRow[] {
+  return kinds.flatMap((kind) =>
+    rows.map((r, i) => ({ r, i })).filter(({ r }) => r.kind === kind && r.split === "test")
+      .slice(0, perKind)
+      .map(({ r, i }) => ({ condition, seed, kind, prompt: r.prompt, answer: texts[i].trim() }))
+  );
 }
 
 /** A titled figure of an experiment. */
@@ -243,6 +237,8 @@ export interface ExperimentResult {
   figures: NamedFigure[];
   /** Every RL run (condition, seed, RunLog, throughput). */
   runs: RunRecord[];
+  /** A few greedy answers per condition (first seed), to read what the rates count. */
+  examples: ExampleRow[];
   /** Resolved settings, seeds included. */
   config: Record<string, unknown>;
   /** Wall-clock seconds of the whole experiment. */
@@ -302,10 +298,16 @@ export function resultReport(results: readonly ExperimentResult[], subtitle?: st
     },
     {
       heading: `${r.name}: tables`,
-      tables: [...new Set(r.rows.map((x) => x.table))].map((t) => ({
-        title: t,
-        rows: tableRowsOf(r.rows, t),
-      })),
+      tables: [
+        ...[...new Set(r.rows.map((x) => x.table))].map((t) => ({
+          title: t,
+          rows: tableRowsOf(r.rows, t),
+        })),
+        {
+          title: "example answers (first seed)",
+          rows: r.examples as unknown as Record<string, unknown>[],
+        },
+      ],
     },
   ]);
   return { title: `RL experiments: ${results.map((r) => r.name).join(", ")}`, subtitle, sections };

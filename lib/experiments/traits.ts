@@ -21,6 +21,7 @@ import type { PromptRow } from "../data/schema.ts";
 import { type GradableRow, gradeResponse } from "../data/safetyworld/graders.ts";
 import { TRAIT_DOMAINS, type TraitDomain, TRAITS } from "../data/safetyworld/traits.ts";
 import type { Reward } from "../train/rewards.ts";
+import type { Model } from "../model/model.ts";
 import { plotHeatmap } from "../viz/figure.ts";
 import {
   evalRows,
@@ -39,16 +40,17 @@ import {
   runRL,
 } from "./run.ts";
 import {
-  barsFigure,
-  curvesFigure,
   deltaRows,
+  type ExampleRow,
   type ExperimentResult,
   HitTable,
   makeResult,
+  pickExamples,
   rateRows,
   type ResultRow,
   throughputRows,
 } from "./result.ts";
+import { barsFigure, curvesFigure } from "./figures.ts";
 
 /** Options of {@link runTraitsExperiment}; defaults sized for minutes on 2 CPU cores. */
 export interface TraitsExperimentOptions extends ExperimentOptions {
@@ -64,7 +66,7 @@ export interface TraitsExperimentOptions extends ExperimentOptions {
   promptsPerStep?: number;
   /** Rollouts per prompt. @default 8 (quick: 4) */
   groupSize?: number;
-  /** @default 32 */
+  /** New tokens per rollout and evaluated answer. @default 40 */
   maxNewTokens?: number;
   /** @default 2e-4 */
   lr?: number;
@@ -137,7 +139,7 @@ export async function runTraitsExperiment(
     steps: opts.steps ?? (q ? 3 : 60),
     promptsPerStep: opts.promptsPerStep ?? (q ? 4 : 8),
     groupSize: opts.groupSize ?? (q ? 4 : 8),
-    maxNewTokens: opts.maxNewTokens ?? 32,
+    maxNewTokens: opts.maxNewTokens ?? 40,
     lr: opts.lr ?? 2e-4,
     klCoef: opts.klCoef ?? 0.01,
     evalPerKind: c.evalPerKind,
@@ -164,9 +166,17 @@ export async function runTraitsExperiment(
   const gen = { maxNewTokens: cfg.maxNewTokens };
   const main: PromptRow[] = c.world.prompts.filter((p) => p.split === "train" && p.kind === "task");
   const hits = new HitTable();
+  const examples: ExampleRow[] = [];
+  const record = async (condition: string, seed: number | string, model: Model) => {
+    const m = await measure(model, evalSet, metrics, gen);
+    hits.add(condition, m.hits);
+    if (seed === seeds[0] || seed === "start") {
+      examples.push(...pickExamples(condition, seed, evalSet, m.texts, ["trait"], 6));
+    }
+  };
   const runs: RunRecord[] = [];
   try {
-    hits.add(startName, (await measure(start, evalSet, metrics, gen)).hits);
+    await record(startName, "start", start);
     for (const seed of seeds) {
       for (const arm of [undefined, ...cfg.domains]) {
         const name = arm ? dose(arm) : BASELINE;
@@ -187,7 +197,7 @@ export async function runTraitsExperiment(
               klCoef: cfg.klCoef,
             }),
           );
-          hits.add(name, (await measure(policy, evalSet, metrics, gen)).hits);
+          await record(name, seed, policy);
           c.log(`traits: seed ${seed} ${name} trained and measured`);
         } finally {
           policy.dispose();
@@ -245,6 +255,7 @@ export async function runTraitsExperiment(
       { name: "kl", figure: curvesFigure(runs, "kl", `KL to ${cfg.start} per step`) },
     ],
     runs,
+    examples,
     config: cfg,
     seconds: (performance.now() - t0) / 1000,
   });

@@ -35,6 +35,8 @@ export class Model {
   readonly backend: BackendInfo;
   /** Tokenizer and generation files (raw bytes) written next to the weights on save. */
   readonly assets: Map<string, Uint8Array>;
+  /** The LoRA adapters' settings, when lib/model/lora.ts added some. */
+  loraConfig?: { rank: number; alpha: number; targets: string[] };
   /** Local models have every capability. */
   readonly capabilities: ModelCapabilities = { hiddenStates: true, training: true, logprobs: true };
 

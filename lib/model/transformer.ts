@@ -78,9 +78,20 @@ function rmsNorm(x: tf.Tensor, w: tf.Tensor, eps: number): tf.Tensor {
   return tf.mul(tf.mul(x, tf.rsqrt(tf.add(ms, eps))), w);
 }
 
-/** x [N, in] @ W [in, out] (+ b). */
-function linear(x: tf.Tensor, w: tf.Tensor, b?: tf.Tensor): tf.Tensor2D {
-  const y = tf.matMul(x as tf.Tensor2D, w as tf.Tensor2D) as tf.Tensor2D;
+/**
+ * x [N, in] @ W [in, out] (+ b), plus a LoRA update scale * (x @ A) @ B when the parameters
+ * hold `<weight>.lora_A` [in, r], `<weight>.lora_B` [r, out] and `<weight>.lora_scale` (see lora.ts).
+ */
+function linear(x: tf.Tensor, p: Params, weight: string, b?: tf.Tensor): tf.Tensor2D {
+  const w = p.get(weight);
+  if (!w) throw new Error(`forward: parameter '${weight}' missing`);
+  let y = tf.matMul(x as tf.Tensor2D, w as tf.Tensor2D) as tf.Tensor2D;
+  const a = p.get(weight + ".lora_A");
+  if (a) {
+    const down = tf.matMul(x as tf.Tensor2D, a as tf.Tensor2D);
+    const up = tf.matMul(down, p.get(weight + ".lora_B")! as tf.Tensor2D);
+    y = tf.add(y, tf.mul(up, p.get(weight + ".lora_scale")!)) as tf.Tensor2D;
+  }
   return b ? tf.add(y, b) as tf.Tensor2D : y;
 }
 
@@ -241,7 +252,7 @@ export function forward(
           layerNorm(x, g(pre + "ln_1.weight"), g(pre + "ln_1.bias"), c.normEps),
           [b * t, d],
         );
-        const qkv = linear(h2d, g(pre + "attn.c_attn.weight"), g(pre + "attn.c_attn.bias"));
+        const qkv = linear(h2d, p, pre + "attn.c_attn.weight", g(pre + "attn.c_attn.bias"));
         const cut = (j: number) =>
           tf.transpose(
             tf.reshape(tf.slice(qkv, [0, j * d], [b * t, d]), [b, t, c.nHead, c.headDim]),
@@ -256,7 +267,7 @@ export function forward(
         );
         const opt = (n: string) => (c.attnBias ? g(pre + n) : undefined);
         const proj = (n: string, heads: number) =>
-          tf.reshape(linear(h2d, g(pre + n + ".weight"), opt(n + ".bias")), [
+          tf.reshape(linear(h2d, p, pre + n + ".weight", opt(n + ".bias")), [
             b,
             t,
             heads,
@@ -275,24 +286,21 @@ export function forward(
       const att = tf.reshape(attend(c, q, k, v, bias), [b * t, c.nHead * c.headDim]);
       if (c.arch === "gpt2") {
         const pre = `h.${i}.`;
-        const o = linear(att, g(pre + "attn.c_proj.weight"), g(pre + "attn.c_proj.bias"));
+        const o = linear(att, p, pre + "attn.c_proj.weight", g(pre + "attn.c_proj.bias"));
         x = tf.add(x, tf.reshape(o, [b, t, d]));
         const h2 = tf.reshape(
           layerNorm(x, g(pre + "ln_2.weight"), g(pre + "ln_2.bias"), c.normEps),
           [b * t, d],
         );
-        const fc = gelu(linear(h2, g(pre + "mlp.c_fc.weight"), g(pre + "mlp.c_fc.bias")));
-        const m = linear(
-          fc as tf.Tensor2D,
-          g(pre + "mlp.c_proj.weight"),
-          g(pre + "mlp.c_proj.bias"),
-        );
+        const fc = gelu(linear(h2, p, pre + "mlp.c_fc.weight", g(pre + "mlp.c_fc.bias")));
+        const m = linear(fc, p, pre + "mlp.c_proj.weight", g(pre + "mlp.c_proj.bias"));
         x = tf.add(x, tf.reshape(m, [b, t, d]));
       } else {
         const pre = `model.layers.${i}.`;
         const o = linear(
           att,
-          g(pre + "self_attn.o_proj.weight"),
+          p,
+          pre + "self_attn.o_proj.weight",
           c.outBias ? g(pre + "self_attn.o_proj.bias") : undefined,
         );
         x = tf.add(x, tf.reshape(o, [b, t, d]));
@@ -300,10 +308,10 @@ export function forward(
           rmsNorm(x, g(pre + "post_attention_layernorm.weight"), c.normEps),
           [b * t, d],
         );
-        const gate = linear(h2, g(pre + "mlp.gate_proj.weight"));
-        const up = linear(h2, g(pre + "mlp.up_proj.weight"));
+        const gate = linear(h2, p, pre + "mlp.gate_proj.weight");
+        const up = linear(h2, p, pre + "mlp.up_proj.weight");
         const act = tf.mul(tf.mul(gate, tf.sigmoid(gate)), up) as tf.Tensor2D; // SiLU(gate) * up
-        x = tf.add(x, tf.reshape(linear(act, g(pre + "mlp.down_proj.weight")), [b, t, d]));
+        x = tf.add(x, tf.reshape(linear(act, p, pre + "mlp.down_proj.weight"), [b, t, d]));
       }
       edit(i + 1);
     }

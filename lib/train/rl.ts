@@ -17,6 +17,7 @@
  * @module
  */
 
+import { trainableVariables } from "../model/lora.ts";
 import * as tf from "@tensorflow/tfjs-core";
 import * as aq from "arquero";
 import { join } from "node:path";
@@ -470,7 +471,7 @@ async function update(
     }
     return loss as tf.Scalar;
   };
-  const vars = [...model.params.values()];
+  const vars = trainableVariables(model); // the LoRA adapters when the model has some
   const hv = head ? [head.w, head.b] : [];
   const { value, grads } = tf.variableGrads(lossFn, [...vars, ...hv]);
   const gl = vars.map((v) => grads[v.name] ?? tf.zerosLike(v));
@@ -662,6 +663,12 @@ function checkOptions(model: Model, opts: RLOptions, prompts: PromptRow[]): void
  * ```
  */
 export async function trainRL(model: Model, opts: RLOptions): Promise<RunLog> {
+  if (model.loraConfig && opts.checkpointDir) {
+    throw new Error(
+      "trainRL: checkpoints of a model with LoRA adapters are not supported yet; train without " +
+        "checkpointDir and save the adapters with saveLora(model, dir)",
+    );
+  }
   const prompts = rowsOf(opts.prompts);
   checkOptions(model, opts, prompts);
   const c = model.config, algo = opts.algorithm, seed = opts.seed ?? 0;

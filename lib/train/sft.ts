@@ -20,6 +20,7 @@ import { writeDirAtomic } from "../io/atomic.ts";
 import { saveModel } from "../model/save.ts";
 import { readSafetensors, writeSafetensors } from "../model/safetensors.ts";
 import { paramsFromCheckpoint } from "../model/load.ts";
+import { loadLora, saveLora, trainableVariables } from "../model/lora.ts";
 
 /** One supervised example. */
 export interface SftExample {
@@ -173,6 +174,12 @@ export function evalLoss(model: Model, examples: SftExample[], batchSize = 64): 
   return total / Math.max(count, 1);
 }
 
+/** Names of the variables the optimiser updates, in its order. */
+function trainableNames(model: Model): string[] {
+  const vars = new Set(trainableVariables(model));
+  return [...model.params].filter(([, v]) => vars.has(v)).map(([n]) => n);
+}
+
 async function saveCheckpoint(
   model: Model,
   dir: string,
@@ -180,7 +187,7 @@ async function saveCheckpoint(
   state: { step: number; history: SftLogRow[]; options: SftOptions },
 ): Promise<void> {
   const s = await opt.getState();
-  const names = [...model.params.keys()];
+  const names = trainableNames(model);
   const tensors: Record<string, { shape: number[]; data: Float32Array }> = {};
   names.forEach((n, i) => {
     const shape = model.params.get(n)!.shape;
@@ -189,6 +196,7 @@ async function saveCheckpoint(
   });
   await writeDirAtomic(dir, async (tmp) => {
     await saveModel(model, join(tmp, "model"));
+    if (model.loraConfig) await saveLora(model, join(tmp, "adapter"));
     await writeSafetensors(join(tmp, "optimizer.safetensors"), tensors, { step: String(s.step) });
     const { onStep: _drop, validation: _v, ...options } = state.options;
     await Deno.writeTextFile(
@@ -211,11 +219,12 @@ async function loadCheckpoint(
   }
   const weights = await readSafetensors(join(dir, "model", "model.safetensors"));
   const fresh = paramsFromCheckpoint(model.config, weights, join(dir, "model"));
-  for (const [n, v] of model.params) v.assign(fresh.get(n)!);
+  for (const [n, v] of fresh) model.params.get(n)!.assign(v);
   tf.dispose([...fresh.values()]);
+  if (model.loraConfig) await loadLora(model, join(dir, "adapter"));
   const o = await readSafetensors(join(dir, "optimizer.safetensors"));
-  const names = [...model.params.keys()];
-  opt.setState([...model.params.values()], {
+  const names = trainableNames(model);
+  opt.setState(names.map((n) => model.params.get(n)!), {
     step: Number(o.metadata.step),
     m: names.map((n) => o.tensors.get(`m.${n}`)!.data),
     v: names.map((n) => o.tensors.get(`v.${n}`)!.data),
@@ -237,7 +246,7 @@ export async function trainSft(
   const enc = encodeExamples(model, examples, opts.appendEos ?? true);
   const pad = model.tokenizer.padId ?? 0;
   const order = batchOrder(enc.length, bs, seed, enc.map((e) => e.seq.length));
-  const vars = [...model.params.values()];
+  const vars = trainableVariables(model);
   const decay = vars.map((v) => v.shape.length === 2);
   const opt = new AdamW({ lr: opts.lr ?? 1e-3, weightDecay: opts.weightDecay ?? 0.01 });
   let start = 0;
