@@ -177,8 +177,75 @@ async function torchPeer(s: Shape): Promise<Record<string, number> | string> {
   }
 }
 
+type Config = { label: string; backend: "wasm" | "cpu"; blas: boolean };
+const CONFIGS: Config[] = [
+  { label: "wasm + OpenBLAS", backend: "wasm", blas: true },
+  { label: "wasm (stock kernels)", backend: "wasm", blas: false },
+  { label: "cpu (pure JS)", backend: "cpu", blas: false },
+];
+
+/** Child mode: measure one (shape, configuration) in a fresh process and print one JSON line. */
+async function child(shapeName: string, label: string): Promise<void> {
+  const s = SHAPES.find((x) => x.name === shapeName)!;
+  const cfg = CONFIGS.find((c) => c.label === label)!;
+  const m = await createModel(s.spec, {
+    tokenizer: tok(s.spec.vocabSize),
+    backend: cfg.backend,
+    blas: cfg.blas,
+    seed: 1,
+  });
+  if (cfg.blas && !m.backend.blas?.enabled) {
+    console.log(JSON.stringify({ skipped: m.backend.blas?.reason }));
+    return;
+  }
+  const slow = !cfg.blas && s.name === "gpt2-small";
+  const r = await measure(m, s, quick ? 2 : 3, slow);
+  console.log(JSON.stringify({ ...r, backend: m.backend.reason }));
+}
+
+if (Deno.args[0] === "--child") {
+  await child(Deno.args[1], Deno.args[2]);
+  Deno.exit(0);
+}
+
+/** Runs one configuration in its own process, so a wasm heap abort (4 GiB) costs one row only. */
+async function runChild(shape: string, label: string): Promise<Record<string, unknown>> {
+  const args = [
+    "run",
+    "--allow-read",
+    "--allow-write",
+    "--allow-env",
+    "--allow-sys",
+    "--allow-ffi",
+    "--allow-run",
+    new URL(import.meta.url).pathname,
+    "--child",
+    shape,
+    label,
+    ...(quick ? ["--quick"] : []),
+  ];
+  const out = await new Deno.Command(Deno.execPath(), {
+    args,
+    stdout: "piped",
+    stderr: "piped",
+    env: { SAFETY_COMPASS_QUIET: "1" },
+  }).output();
+  const lines = new TextDecoder().decode(out.stdout).trim().split("\n").filter((l) =>
+    l.startsWith("{")
+  );
+  if (out.success && lines.length) return JSON.parse(lines.at(-1)!);
+  const err = new TextDecoder().decode(out.stderr);
+  return {
+    failed: /Aborted\(\)/.test(err)
+      ? "aborted: wasm heap exhausted (4 GiB)"
+      : (err.trim().split("\n").at(-1) ?? "failed"),
+  };
+}
+
 const rows: Record<string, unknown>[] = [];
-const fmt = (x: number) => (Number.isFinite(x) ? x.toFixed(1).padStart(9) : "        -");
+const fmt = (
+  x: unknown,
+) => (typeof x === "number" && Number.isFinite(x) ? x.toFixed(1).padStart(9) : "        -");
 console.log(
   `safety-compass bench  (${new Date().toISOString()}, ${navigator.hardwareConcurrency} cores${
     quick ? ", quick" : ""
@@ -192,61 +259,45 @@ for (const s of SHAPES) {
   const peer = await torchPeer(s);
   const peerRow = typeof peer === "string" ? undefined : peer;
   if (typeof peer === "string") console.log(`  ${peer}`);
-  const configs: { label: string; backend: "wasm" | "cpu"; blas: boolean }[] = [
-    { label: "wasm + OpenBLAS", backend: "wasm", blas: true },
-    { label: "wasm (stock kernels)", backend: "wasm", blas: false },
-  ];
-  if (s.name === "safetyworld") {
-    configs.push({ label: "cpu (pure JS)", backend: "cpu", blas: false });
-  }
   console.log(
-    `  ${"configuration".padEnd(34)} ${"forward".padStart(9)} ${"decode".padStart(9)} ${
+    `  ${"configuration".padEnd(24)} ${"forward".padStart(9)} ${"decode".padStart(9)} ${
       "train".padStart(9)
-    }   tok/s`,
+    } ${"collect".padStart(9)}   tok/s`,
   );
   if (peerRow) {
     console.log(
-      `  ${`PyTorch ${peerRow.torch_version ?? ""} CPU`.padEnd(34)} ${fmt(peerRow.forward_tok_s)} ${
+      `  ${`PyTorch ${peerRow.torch_version ?? ""} CPU`.padEnd(24)} ${fmt(peerRow.forward_tok_s)} ${
         fmt(peerRow.decode_tok_s)
       } ${fmt(peerRow.train_tok_s)}`,
     );
   }
-  for (const cfg of configs) {
-    const m = await createModel(s.spec, {
-      tokenizer: tok(s.spec.vocabSize),
-      backend: cfg.backend,
-      blas: cfg.blas,
-      seed: 1,
-    });
-    if (cfg.blas && !m.backend.blas?.enabled) {
-      console.log(`  ${cfg.label.padEnd(34)} skipped: ${m.backend.blas?.reason}`);
-      m.dispose();
-      continue;
-    }
-    const slow = !cfg.blas && s.name === "gpt2-small";
-    if (slow && quick) {
+  for (const cfg of CONFIGS) {
+    if (cfg.backend === "cpu" && s.name === "gpt2-small") continue; // minutes per row
+    if (quick && !cfg.blas && s.name === "gpt2-small") {
       console.log(
-        `  ${cfg.label.padEnd(34)} skipped in --quick (stock transposed matmuls: minutes per row)`,
+        `  ${cfg.label.padEnd(24)} skipped in --quick (stock transposed matmuls: minutes per row)`,
       );
-      m.dispose();
       continue;
     }
-    const r = await measure(m, s, quick ? 2 : 3, slow);
+    const r = await runChild(s.name, cfg.label);
+    if (r.skipped || r.failed) {
+      console.log(`  ${cfg.label.padEnd(24)} ${r.skipped ? `skipped: ${r.skipped}` : r.failed}`);
+      rows.push({ shape: s.name, config: cfg.label, ...r });
+      continue;
+    }
     const ratio = (k: "forward" | "decode" | "train") =>
-      peerRow && Number.isFinite(r[k]) ? (r[k] / peerRow[`${k}_tok_s`]).toFixed(2) + "x" : "-";
+      peerRow && typeof r[k] === "number" && Number.isFinite(r[k] as number)
+        ? ((r[k] as number) / peerRow[`${k}_tok_s`]).toFixed(2) + "x"
+        : "-";
     console.log(
-      `  ${cfg.label.padEnd(34)} ${fmt(r.forward)} ${fmt(r.decode)} ${fmt(r.train)}   vs PyTorch: ${
-        ratio("forward")
-      } / ${ratio("decode")} / ${ratio("train")}`,
+      `  ${cfg.label.padEnd(24)} ${fmt(r.forward)} ${fmt(r.decode)} ${fmt(r.train)} ${
+        fmt(r.collect)
+      }   ` +
+        `vs PyTorch: forward ${ratio("forward")}, decode ${ratio("decode")}, train ${
+          ratio("train")
+        }`,
     );
-    rows.push({
-      shape: s.name,
-      config: cfg.label,
-      ...r,
-      peer: peerRow ?? null,
-      backend: m.backend.reason,
-    });
-    m.dispose();
+    rows.push({ shape: s.name, config: cfg.label, ...r, peer: peerRow ?? null });
   }
 }
 if (jsonOut) await writeJsonAtomic(jsonOut, rows);

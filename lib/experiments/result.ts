@@ -9,7 +9,7 @@
  */
 
 import * as aq from "arquero";
-import { plotBars, plotCurves, type PlotlyFigure } from "../viz/figure.ts";
+import type { PlotlyFigure } from "../viz/figure.ts";
 import { figureBundle, JUPYTER_DISPLAY, type MimeBundle, tableBundle } from "../viz/display.ts";
 import type { Report, ReportSection } from "../viz/report.ts";
 import {
