@@ -156,6 +156,7 @@ export {
   prefillCurve,
 } from "./lib/eval/injection.ts";
 export { LlmJudge, type LlmJudgeOptions } from "./lib/eval/llm_judge.ts";
+export { compareDefences, DEFENCE_VARIANTS, type DefenceOptions } from "./lib/eval/defences.ts";
 export {
   followsInstruction,
   harmfulFineTune,

@@ -58,7 +58,10 @@ export interface ResultRow {
 export function resultRow(
   r: Partial<ResultRow> & Pick<ResultRow, "experiment" | "table">,
 ): ResultRow {
+  const { experiment, table, ...rest } = r;
   return {
+    experiment,
+    table,
     condition: "",
     metric: "",
     value: NaN,
@@ -71,7 +74,7 @@ export function resultRow(
     reference: "",
     trainDomain: "",
     evalDomain: "",
-    ...r,
+    ...rest,
   };
 }
 
