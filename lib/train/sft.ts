@@ -184,7 +184,8 @@ async function saveCheckpoint(
   model: Model,
   dir: string,
   opt: AdamW,
-  state: { step: number; history: SftLogRow[]; options: SftOptions },
+  state: { step: number; history: SftLogRow[]; options: Record<string, unknown> },
+  extra?: (tmp: string) => Promise<void>,
 ): Promise<void> {
   const s = await opt.getState();
   const names = trainableNames(model);
@@ -197,11 +198,11 @@ async function saveCheckpoint(
   await writeDirAtomic(dir, async (tmp) => {
     await saveModel(model, join(tmp, "model"));
     if (model.loraConfig) await saveLora(model, join(tmp, "adapter"));
+    await extra?.(tmp);
     await writeSafetensors(join(tmp, "optimizer.safetensors"), tensors, { step: String(s.step) });
-    const { onStep: _drop, validation: _v, ...options } = state.options;
     await Deno.writeTextFile(
       join(tmp, "trainer_state.json"),
-      JSON.stringify({ step: state.step, history: state.history, options }, null, 1),
+      JSON.stringify({ step: state.step, history: state.history, options: state.options }, null, 1),
     );
   });
 }
@@ -232,20 +233,39 @@ async function loadCheckpoint(
   return state;
 }
 
-/** Fine-tunes `model` in place on `examples`. */
-export async function trainSft(
+/**
+ * What a supervised trainer plugs into the shared loop of {@link runSupervised}: its batches,
+ * its loss, and any state its checkpoints must carry besides weights and optimiser.
+ */
+export interface SupervisedTask<B extends Pick<TokenBatch, "attentionMask">> {
+  /** Name in messages and the progress bar. */
+  name: string;
+  /** Total optimiser steps. */
+  steps: number;
+  /** The batch of a step (deterministic in the step, so resumption is exact). */
+  batch(step: number): B;
+  /** The differentiable loss of a batch. */
+  loss(batch: B): tf.Scalar;
+  /** JSON-safe options recorded in trainer_state.json. */
+  stateOptions: Record<string, unknown>;
+  /** Writes extra checkpoint files into the checkpoint's temporary folder. */
+  saveExtra?(tmp: string): Promise<void>;
+  /** Restores them from a checkpoint folder. */
+  loadExtra?(dir: string): Promise<void>;
+}
+
+/**
+ * The supervised training loop shared by SFT and the token-wise objective: AdamW with
+ * warm-up + cosine, global-norm clipping, NaN guard before any update, validation loss,
+ * progress bar, atomic checkpoints and exact resumption.
+ */
+export async function runSupervised<B extends Pick<TokenBatch, "attentionMask">>(
   model: Model,
-  examples: SftExample[],
+  task: SupervisedTask<B>,
   opts: SftOptions = {},
 ): Promise<SftResult> {
-  if (examples.length === 0) throw new Error("trainSft: no examples");
-  const bs = Math.min(opts.batchSize ?? 32, examples.length);
-  const steps = opts.steps ?? Math.max(1, Math.floor(examples.length / bs));
+  const steps = task.steps;
   const warmup = opts.warmup ?? Math.round(steps * 0.05);
-  const seed = opts.seed ?? 0;
-  const enc = encodeExamples(model, examples, opts.appendEos ?? true);
-  const pad = model.tokenizer.padId ?? 0;
-  const order = batchOrder(enc.length, bs, seed, enc.map((e) => e.seq.length));
   const vars = trainableVariables(model);
   const decay = vars.map((v) => v.shape.length === 2);
   const opt = new AdamW({ lr: opts.lr ?? 1e-3, weightDecay: opts.weightDecay ?? 0.01 });
@@ -253,27 +273,27 @@ export async function trainSft(
   let history: SftLogRow[] = [];
   if (opts.resume && opts.checkpointDir) {
     const st = await loadCheckpoint(model, opts.checkpointDir, opt);
-    if (st) ({ step: start, history } = st);
+    if (st) {
+      ({ step: start, history } = st);
+      await task.loadExtra?.(opts.checkpointDir);
+    }
   }
-  const bar = new Progress({ total: steps, label: opts.label ?? "sft", unit: "step" });
+  const bar = new Progress({ total: steps, label: opts.label ?? task.name, unit: "step" });
   bar.tick(start);
   const t0 = performance.now();
   let tokens = 0;
   const end = Math.min(steps, opts.stopAfter !== undefined ? start + opts.stopAfter : steps);
   try {
     for (let step = start; step < end; step++) {
-      const batch = batchAt(enc, order, step, pad);
+      const batch = task.batch(step);
       const scale = warmupCosine(step, steps, warmup, opts.minLrRatio ?? 0.1);
-      const { value, grads } = tf.variableGrads(
-        () => lmLoss(model.config, model.params, batch),
-        vars,
-      );
+      const { value, grads } = tf.variableGrads(() => task.loss(batch), vars);
       const loss = (await value.data())[0];
       const gl = vars.map((v) => grads[v.name]);
       if (!Number.isFinite(loss)) {
         tf.dispose([value, ...gl]);
         throw new Error(
-          `SFT stopped at step ${step}: the loss is ${loss}. No update was applied` +
+          `${task.name} stopped at step ${step}: the loss is ${loss}. No update was applied` +
             (opts.checkpointDir ? `; the last good checkpoint is in ${opts.checkpointDir}` : "") +
             ". Lower the learning rate or check the data.",
         );
@@ -302,11 +322,13 @@ export async function trainSft(
       });
       const ce = opts.checkpointEvery ?? 200;
       if (opts.checkpointDir && ((step + 1) % ce === 0 || step + 1 === end)) {
-        await saveCheckpoint(model, opts.checkpointDir, opt, {
-          step: step + 1,
-          history,
-          options: opts,
-        });
+        await saveCheckpoint(
+          model,
+          opts.checkpointDir,
+          opt,
+          { step: step + 1, history, options: task.stateOptions },
+          task.saveExtra,
+        );
       }
     }
   } finally {
@@ -315,4 +337,25 @@ export async function trainSft(
   }
   const secs = (performance.now() - t0) / 1000;
   return { history, steps: end, tokensPerSecond: tokens / Math.max(secs, 1e-9) };
+}
+
+/** Fine-tunes `model` in place on `examples`. */
+export function trainSft(
+  model: Model,
+  examples: SftExample[],
+  opts: SftOptions = {},
+): Promise<SftResult> {
+  if (examples.length === 0) throw new Error("trainSft: no examples");
+  const bs = Math.min(opts.batchSize ?? 32, examples.length);
+  const enc = encodeExamples(model, examples, opts.appendEos ?? true);
+  const pad = model.tokenizer.padId ?? 0;
+  const order = batchOrder(enc.length, bs, opts.seed ?? 0, enc.map((e) => e.seq.length));
+  const { onStep: _o, validation: _v, ...stateOptions } = opts;
+  return runSupervised(model, {
+    name: "SFT",
+    steps: opts.steps ?? Math.max(1, Math.floor(examples.length / bs)),
+    batch: (step) => batchAt(enc, order, step, pad),
+    loss: (batch) => lmLoss(model.config, model.params, batch),
+    stateOptions,
+  }, { label: "sft", ...opts });
 }

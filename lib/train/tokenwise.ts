@@ -24,15 +24,16 @@ import * as tf from "@tensorflow/tfjs-core";
 import { join } from "node:path";
 import type { Model } from "../model/model.ts";
 import type { Params } from "../model/weights.ts";
-import { AdamW, clipByGlobalNorm, warmupCosine } from "./adamw.ts";
 import { type TokenBatch, tokenLogprobs } from "./loss.ts";
-import { batchOrder, encodeExamples, evalLoss, type SftExample, type SftOptions } from "./sft.ts";
-import type { SftLogRow, SftResult } from "./sft.ts";
-import { Progress } from "../viz/progress.ts";
-import { writeDirAtomic } from "../io/atomic.ts";
-import { saveModel } from "../model/save.ts";
+import {
+  batchOrder,
+  encodeExamples,
+  runSupervised,
+  type SftExample,
+  type SftOptions,
+  type SftResult,
+} from "./sft.ts";
 import { readSafetensors, writeSafetensors } from "../model/safetensors.ts";
-import { paramsFromCheckpoint } from "../model/load.ts";
 
 /** A piece of a response: encoded on its own; `loss: false` keeps it out of the loss. */
 export interface ResponseSegment {
@@ -153,85 +154,10 @@ export interface TokenwiseOptions extends SftOptions {
   reference?: Params;
 }
 
-/** Where sft.ts puts its checkpoint files, plus the reference. */
-async function saveCheckpoint(
-  model: Model,
-  dir: string,
-  opt: AdamW,
-  ref: Params | undefined,
-  state: { step: number; history: SftLogRow[]; options: TokenwiseOptions },
-): Promise<void> {
-  const s = await opt.getState();
-  const names = [...model.params.keys()];
-  const tensors: Record<string, { shape: number[]; data: Float32Array }> = {};
-  names.forEach((n, i) => {
-    const shape = model.params.get(n)!.shape;
-    tensors[`m.${n}`] = { shape, data: s.m[i] };
-    tensors[`v.${n}`] = { shape, data: s.v[i] };
-  });
-  const refT: Record<string, { shape: number[]; data: Float32Array }> = {};
-  for (const [n, v] of ref ?? []) {
-    refT[n] = { shape: v.shape, data: (await v.data()) as Float32Array };
-  }
-  await writeDirAtomic(dir, async (tmp) => {
-    await saveModel(model, join(tmp, "model"));
-    await writeSafetensors(join(tmp, "optimizer.safetensors"), tensors, { step: String(s.step) });
-    if (ref) await writeSafetensors(join(tmp, "reference.safetensors"), refT);
-    const { onStep: _o, validation: _v, reference: _r, beta, ...options } = state.options;
-    await Deno.writeTextFile(
-      join(tmp, "trainer_state.json"),
-      JSON.stringify(
-        {
-          step: state.step,
-          history: state.history,
-          options: { ...options, beta: beta ? "custom" : "qi2024" },
-        },
-        null,
-        1,
-      ),
-    );
-  });
-}
-
-async function loadCheckpoint(
-  model: Model,
-  dir: string,
-  opt: AdamW,
-  ref: Params | undefined,
-): Promise<{ step: number; history: SftLogRow[] } | undefined> {
-  let state: { step: number; history: SftLogRow[] };
-  try {
-    state = JSON.parse(await Deno.readTextFile(join(dir, "trainer_state.json")));
-  } catch {
-    return undefined;
-  }
-  const weights = await readSafetensors(join(dir, "model", "model.safetensors"));
-  const fresh = paramsFromCheckpoint(model.config, weights, join(dir, "model"));
-  for (const [n, v] of model.params) v.assign(fresh.get(n)!);
-  tf.dispose([...fresh.values()]);
-  const o = await readSafetensors(join(dir, "optimizer.safetensors"));
-  const names = [...model.params.keys()];
-  opt.setState([...model.params.values()], {
-    step: Number(o.metadata.step),
-    m: names.map((n) => o.tensors.get(`m.${n}`)!.data),
-    v: names.map((n) => o.tensors.get(`v.${n}`)!.data),
-  });
-  if (ref) {
-    const path = join(dir, "reference.safetensors");
-    const r = await readSafetensors(path).catch(() => {
-      throw new Error(
-        `Cannot resume the token-wise objective from ${dir}: ${path} is missing; ` +
-          `the reference must be the model at the start of fine-tuning`,
-      );
-    });
-    for (const [n, v] of ref) v.assign(tf.tensor(r.tensors.get(n)!.data, v.shape));
-  }
-  return state;
-}
-
 /**
  * Fine-tunes `model` in place with the token-wise constrained objective (or masked SFT),
- * with sft.ts's schedule, clipping, bucketed batch order, NaN guard and checkpoints.
+ * through sft.ts's shared loop (schedule, clipping, bucketed batches, NaN guard, atomic
+ * checkpoints and exact resumption); the frozen reference is saved with each checkpoint.
  */
 export async function trainTokenwise(
   model: Model,
@@ -241,86 +167,53 @@ export async function trainTokenwise(
   if (examples.length === 0) throw new Error("trainTokenwise: no examples");
   const objective = opts.objective ?? "tokenwise";
   const bs = Math.min(opts.batchSize ?? 32, examples.length);
-  const steps = opts.steps ?? Math.max(1, Math.floor(examples.length / bs));
-  const warmup = opts.warmup ?? Math.round(steps * 0.05);
-  const seed = opts.seed ?? 0;
   const enc = encodeMasked(model, examples, opts.appendEos ?? true);
   const pad = model.tokenizer.padId ?? 0;
-  const order = batchOrder(enc.length, bs, seed, enc.map((e) => e.seq.length));
-  const vars = [...model.params.values()];
-  const decay = vars.map((v) => v.shape.length === 2);
-  const opt = new AdamW({ lr: opts.lr ?? 1e-3, weightDecay: opts.weightDecay ?? 0.01 });
+  const order = batchOrder(enc.length, bs, opts.seed ?? 0, enc.map((e) => e.seq.length));
   const ownRef = objective === "tokenwise" && !opts.reference;
   const ref = objective === "tokenwise" ? opts.reference ?? model.cloneParams(false) : undefined;
-  let start = 0;
-  let history: SftLogRow[] = [];
-  if (opts.resume && opts.checkpointDir) {
-    const st = await loadCheckpoint(model, opts.checkpointDir, opt, ref);
-    if (st) ({ step: start, history } = st);
-  }
-  const bar = new Progress({ total: steps, label: opts.label ?? objective, unit: "step" });
-  bar.tick(start);
-  const t0 = performance.now();
-  let tokens = 0;
-  const end = Math.min(steps, opts.stopAfter !== undefined ? start + opts.stopAfter : steps);
+  const { onStep: _o, validation: _v, reference: _r, beta, ...rest } = opts;
   try {
-    for (let step = start; step < end; step++) {
-      const batch = padMasked(order(step).map((i) => enc[i]), pad);
-      const mask = batch.lossMask.map((r) => r.slice(1));
-      const pos = batch.respPos.map((r) => r.slice(1));
-      const refLp = ref ? tf.tidy(() => tokenLogprobs(model.config, ref, batch)) : undefined;
-      const scale = warmupCosine(step, steps, warmup, opts.minLrRatio ?? 0.1);
-      const { value, grads } = tf.variableGrads(() => {
+    return await runSupervised(model, {
+      name: objective,
+      steps: opts.steps ?? Math.max(1, Math.floor(examples.length / bs)),
+      batch: (step) => padMasked(order(step).map((i) => enc[i]), pad),
+      loss: (batch) => {
+        const mask = batch.lossMask.map((r) => r.slice(1));
         const lp = tokenLogprobs(model.config, model.params, batch); // [B, T-1]
-        if (refLp) return tokenwiseLoss(lp, refLp, mask, pos, opts.beta ?? betas);
+        if (ref) {
+          // The reference is frozen (not among the trained variables): a constant here.
+          const refLp = tokenLogprobs(model.config, ref, batch);
+          const pos = batch.respPos.map((r) => r.slice(1));
+          return tokenwiseLoss(lp, refLp as tf.Tensor2D, mask, pos, beta ?? betas);
+        }
         const m = tf.tensor2d(mask, lp.shape);
         return tf.div(tf.neg(tf.sum(tf.mul(lp, m))), tf.maximum(tf.sum(m), 1)) as tf.Scalar;
-      }, vars);
-      refLp?.dispose();
-      const loss = (await value.data())[0];
-      const gl = vars.map((v) => grads[v.name]);
-      if (!Number.isFinite(loss)) {
-        tf.dispose([value, ...gl]);
-        throw new Error(
-          `${objective} training stopped at step ${step}: the loss is ${loss}. No update was ` +
-            "applied" +
-            (opts.checkpointDir ? `; the last checkpoint is in ${opts.checkpointDir}` : "") +
-            ". Lower the learning rate or check the data.",
-        );
-      }
-      const clipped = clipByGlobalNorm(gl, opts.clip ?? 1);
-      opt.step(vars, clipped.grads, scale, decay);
-      tf.dispose([value, ...gl, ...clipped.grads]);
-      tokens += batch.attentionMask.flat().reduce((a, b) => a + b, 0);
-      const row: SftLogRow = {
-        step: step + 1,
-        loss,
-        lr: opt.opts.lr * scale,
-        gradNorm: clipped.norm,
-        tokens,
-        seconds: (performance.now() - t0) / 1000,
-      };
-      const every = opts.evalEvery ?? 100;
-      if (opts.validation?.length && ((step + 1) % every === 0 || step + 1 === steps)) {
-        row.valLoss = evalLoss(model, opts.validation);
-      }
-      history.push(row);
-      opts.onStep?.(row);
-      bar.tick(1, { loss: Number(loss.toFixed(4)) });
-      const ce = opts.checkpointEvery ?? 200;
-      if (opts.checkpointDir && ((step + 1) % ce === 0 || step + 1 === end)) {
-        await saveCheckpoint(model, opts.checkpointDir, opt, ref, {
-          step: step + 1,
-          history,
-          options: opts,
-        });
-      }
-    }
+      },
+      stateOptions: { ...rest, objective, beta: beta ? "custom" : "qi2024" },
+      saveExtra: ref
+        ? async (tmp) => {
+          const t: Record<string, { shape: number[]; data: Float32Array }> = {};
+          for (const [n, v] of ref) {
+            t[n] = { shape: v.shape, data: (await v.data()) as Float32Array };
+          }
+          await writeSafetensors(join(tmp, "reference.safetensors"), t);
+        }
+        : undefined,
+      loadExtra: ref
+        ? async (dir) => {
+          const path = join(dir, "reference.safetensors");
+          const r = await readSafetensors(path).catch(() => {
+            throw new Error(
+              `Cannot resume the token-wise objective from ${dir}: ${path} is missing; ` +
+                `the reference must be the model at the start of fine-tuning`,
+            );
+          });
+          for (const [n, v] of ref) v.assign(tf.tensor(r.tensors.get(n)!.data, v.shape));
+        }
+        : undefined,
+    }, { label: objective, ...opts });
   } finally {
-    bar.done();
-    opt.dispose();
     if (ownRef && ref) tf.dispose([...ref.values()]);
   }
-  const secs = (performance.now() - t0) / 1000;
-  return { history, steps: end, tokensPerSecond: tokens / Math.max(secs, 1e-9) };
 }
