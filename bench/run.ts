@@ -234,7 +234,6 @@ async function runChild(
     shape,
     label,
     phase,
-    phase,
     ...(quick ? ["--quick"] : []),
   ];
   const out = await new Deno.Command(Deno.execPath(), {
