@@ -247,11 +247,12 @@ async function runChild(
   );
   if (out.success && lines.length) return JSON.parse(lines.at(-1)!);
   const err = new TextDecoder().decode(out.stderr);
-  return {
-    failed: /Aborted\(\)/.test(err)
-      ? "aborted: wasm heap exhausted (4 GiB)"
-      : (err.trim().split("\n").at(-1) ?? "failed"),
-  };
+  if (/Aborted\(\)|memory access out of bounds|Out of memory/.test(err)) {
+    return { failed: "aborted: wasm heap exhausted (4 GiB)" };
+  }
+  const first = err.split("\n").find((l) => /error/i.test(l)) ?? err.trim().split("\n").at(-1);
+  // deno-lint-ignore no-control-regex -- strips ANSI colour codes from the child's stderr
+  return { failed: first?.replace(/\x1b\[[0-9;]*m/g, "").trim() ?? "failed" };
 }
 
 const rows: Record<string, unknown>[] = [];

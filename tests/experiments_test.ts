@@ -19,8 +19,9 @@ import { generateWorld } from "../lib/data/safetyworld/generate.ts";
 import { followsFormat } from "../lib/data/safetyworld/graders.ts";
 import { makeRunLog } from "../lib/train/rl.ts";
 import type { RewardContext } from "../lib/train/rewards.ts";
-import type { RunRecord } from "../lib/experiments/run.ts";
-import { useTestBackend } from "./_helpers.ts";
+import { cloneModel, type RunRecord, weightsFingerprint } from "../lib/experiments/run.ts";
+import { tinyModel, useTestBackend } from "./_helpers.ts";
+import * as tf from "@tensorflow/tfjs-core";
 
 Deno.env.set("SAFETY_COMPASS_QUIET", "1");
 const world = generateWorld({ seed: 0, sizes: { sft: 2000, align: 1000, recovery: 10 } });
@@ -58,9 +59,11 @@ Deno.test("deltaEstimate: identical arms give exactly 0; a one-prompt flip gives
   const a = [[T, F, T, F, T], [F, F, T, T, T]];
   const z = deltaEstimate(a, a, { reps: 300 });
   assert.deepEqual([z.value, z.lo, z.hi], [0, 0, 0]);
+  assert.match(z.method, /no discordant answers/);
   const b = a.map((r) => [F, ...r.slice(1)]); // a hits prompt 0 in seed 0 only
   const d = deltaEstimate(a, b, { reps: 500 });
   assert.equal(d.value, 1 / 10);
+  assert.doesNotMatch(d.method, /discordant/);
   assert.ok(d.lo >= 0 && d.hi <= 1, `[${d.lo}, ${d.hi}]`);
   // A deterministic reference (one row) is compared with every seed.
   const one = deltaEstimate(a, [[F, F, F, F, F]], { reps: 300 });
@@ -156,6 +159,24 @@ Deno.test("parseExperimentArgs: names, all, flags and errors", () => {
   assert.throws(() => parseExperimentArgs([]), /name an experiment/);
   assert.throws(() => parseExperimentArgs(["craft", "--seeds", "1"]), /integer >= 2/);
   assert.throws(() => parseExperimentArgs(["rlhf"]), /unknown argument 'rlhf'/);
+});
+
+Deno.test("cloneModel copies the weights; weightsFingerprint tells copies from changed weights", async () => {
+  await useTestBackend();
+  const m = await tinyModel("gpt2", 3);
+  const c = cloneModel(m, "copy");
+  try {
+    const f = await weightsFingerprint(m);
+    assert.match(f, /^[0-9a-f]{8}$/);
+    assert.equal(await weightsFingerprint(c), f);
+    const [name, v] = [...c.params][0];
+    tf.tidy(() => v.assign(tf.add(v, 1e-3)));
+    assert.notEqual(await weightsFingerprint(c), f, `changing ${name} changes the fingerprint`);
+    assert.equal(await weightsFingerprint(m), f, "the original is untouched");
+  } finally {
+    c.dispose();
+    m.dispose();
+  }
 });
 
 const hasToy = await Deno.stat(

@@ -38,6 +38,7 @@ import {
   resolveCommon,
   type RunRecord,
   runRL,
+  weightsFingerprint,
 } from "./run.ts";
 import {
   deltaRows,
@@ -137,6 +138,7 @@ export async function runAlphaAlignExperiment(
   };
   const startName = `${cfg.start} (start)`;
   const start = await loadStart(cfg.start);
+  const startWeights = await weightsFingerprint(start);
   const evalSet = safetyEvalRows(c.world.prompts, c.evalPerKind);
   const metrics = [...SAFETY_METRICS, FORMAT_METRIC];
   const gen = { maxNewTokens: cfg.maxNewTokens };
@@ -249,7 +251,7 @@ export async function runAlphaAlignExperiment(
     ],
     runs,
     examples,
-    config: cfg,
+    config: { ...cfg, startWeights },
     seconds: (performance.now() - t0) / 1000,
   });
 }

@@ -39,6 +39,7 @@ import {
   resolveCommon,
   type RunRecord,
   runRL,
+  weightsFingerprint,
 } from "./run.ts";
 import {
   deltaRows,
@@ -157,6 +158,7 @@ export async function runCraftExperiment(
   };
   const startName = `${cfg.start} (start)`;
   const start = await loadStart(cfg.start);
+  const startWeights = await weightsFingerprint(start);
   const layer = start.config.nLayer;
   const nTrain = q ? 240 : 100_000, nTest = q ? 90 : 300;
   const fitRows = harmfulTraces(c.world.traces, "train").slice(0, nTrain);
@@ -273,7 +275,7 @@ export async function runCraftExperiment(
     ],
     runs,
     examples,
-    config: { ...cfg, compassTraces: fitRows.length, layer },
+    config: { ...cfg, startWeights, compassTraces: fitRows.length, layer },
     seconds: (performance.now() - t0) / 1000,
   });
 }

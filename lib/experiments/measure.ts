@@ -249,7 +249,10 @@ export function deltaEstimate(
     }
     return d / (seeds.length * prompts.length);
   }, opts);
-  return { ...r, method: "paired bootstrap seeds x prompts" };
+  const discordant = a.some((row, s) => row.some((x, q) => x !== b[bRow(s)][q]));
+  const method = "paired bootstrap seeds x prompts" +
+    (discordant ? "" : " (no discordant answers: the interval is a point)");
+  return { ...r, method };
 }
 
 /** Resolves the `seeds` option: a count n gives 0..n-1; at least two seeds are required. */

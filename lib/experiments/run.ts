@@ -70,6 +70,20 @@ export async function loadStart(source: string): Promise<Model> {
   }
 }
 
+/**
+ * A short fingerprint of a model's weights (FNV-1a over the float bits of every parameter,
+ * in name order), recorded with the results so a rerun can tell whether the checkpoint
+ * it started from was the same.
+ */
+export async function weightsFingerprint(model: Model): Promise<string> {
+  let h = 0x811c9dc5;
+  for (const name of [...model.params.keys()].sort()) {
+    const bits = new Uint32Array((await model.params.get(name)!.data() as Float32Array).buffer);
+    for (let i = 0; i < bits.length; i++) h = Math.imul(h ^ bits[i], 0x01000193) >>> 0;
+  }
+  return h.toString(16).padStart(8, "0");
+}
+
 /** An independent, trainable copy of `model` (same config, tokenizer and backend). */
 export function cloneModel(model: Model, source: string): Model {
   return new ModelClass({

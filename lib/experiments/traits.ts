@@ -38,6 +38,7 @@ import {
   resolveCommon,
   type RunRecord,
   runRL,
+  weightsFingerprint,
 } from "./run.ts";
 import {
   deltaRows,
@@ -154,6 +155,7 @@ export async function runTraitsExperiment(
   }
   const startName = `${cfg.start} (start)`;
   const start = await loadStart(cfg.start);
+  const startWeights = await weightsFingerprint(start);
   const traits = c.world.traits as WorldPromptRow[];
   const evalSet = [
     ...TRAIT_DOMAINS.flatMap((d) =>
@@ -256,7 +258,7 @@ export async function runTraitsExperiment(
     ],
     runs,
     examples,
-    config: cfg,
+    config: { ...cfg, startWeights },
     seconds: (performance.now() - t0) / 1000,
   });
 }
