@@ -76,6 +76,14 @@ for (const arch of ["gpt2", "llama"] as Arch[]) {
     assert.equal(g.tokenIds[0].length, 6);
     assert.equal(g.logprobs[1].length, 6);
     assert.equal(g.hiddenStates![1][0].length, 6 * m.config.dModel);
+    const dup = await m.generate({
+      inputIds: [[1, 2, 3], [5, 6]],
+      maxNewTokens: 6,
+      stopAtEos: false,
+      returnHiddenStates: [1, 1, -1],
+    });
+    assert.deepEqual(Object.keys(dup.hiddenStates!).map(Number), [1, m.config.nLayer]);
+    assert.deepEqual(dup.hiddenStates![1][1], g.hiddenStates![1][1], "repeated layers stay aligned");
     // Greedy tokens equal the argmax of a full forward over prompt + generated tokens.
     const seq = [1, 2, 3, ...g.tokenIds[0]];
     const f = m.forward([seq.slice(0, -1)]);

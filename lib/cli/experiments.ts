@@ -3,7 +3,8 @@
  * experiments of lib/experiments on SafetyWorld (AlphaAlign, arXiv 2507.14987; CRAFT,
  * arXiv 2603.17305; trait RL, arXiv 2606.24014) and writes, per experiment,
  * `runs/<name>-<stamp>/rows.json` (every result row), `rows.csv` (the same, as CSV) and
- * `report.html` (standalone: method, settings, figures and tables), each atomically.
+ * `report.html` (standalone: method, settings, figures and tables), each atomically (in JSON,
+ * a missing interval end, NaN, is written as null).
  *
  * Flags: --quick (CI sizes; also SAFETY_COMPASS_QUICK=1), --seeds N (training seeds,
  * >= 2), --steps N (RL steps), --eval N (held-out prompts per kind), --start NAME (the

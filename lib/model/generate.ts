@@ -211,7 +211,7 @@ export async function generate(m: Generator, opts: GenerateOptions): Promise<Gen
   const layers = rh === true
     ? Array.from({ length: c.nLayer + 1 }, (_, i) => i)
     : Array.isArray(rh)
-    ? rh.map((l) => (l < 0 ? c.nLayer + 1 + l : l))
+    ? [...new Set(rh.map((l) => (l < 0 ? c.nLayer + 1 + l : l)))] // -1 and nLayer are one layer
     : [];
   const bs = Math.max(1, opts.batchSize ?? 16);
   const result: GenerateResult = {
