@@ -83,7 +83,11 @@ for (const arch of ["gpt2", "llama"] as Arch[]) {
       returnHiddenStates: [1, 1, -1],
     });
     assert.deepEqual(Object.keys(dup.hiddenStates!).map(Number), [1, m.config.nLayer]);
-    assert.deepEqual(dup.hiddenStates![1][1], g.hiddenStates![1][1], "repeated layers stay aligned");
+    assert.deepEqual(
+      dup.hiddenStates![1][1],
+      g.hiddenStates![1][1],
+      "repeated layers stay aligned",
+    );
     // Greedy tokens equal the argmax of a full forward over prompt + generated tokens.
     const seq = [1, 2, 3, ...g.tokenIds[0]];
     const f = m.forward([seq.slice(0, -1)]);
