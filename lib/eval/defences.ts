@@ -246,7 +246,7 @@ function figures(rows: DefenceRow[]): PlotlyFigure[] {
   const several = new Set(rows.filter((r) => r.seed === "all").map((r) => r.variant));
   const pooled = rows.filter((r) => !several.has(r.variant) || r.seed === "all");
   const curve = (metric: string) =>
-    pooled.filter((r) => r.metric === metric)
+    pooled.filter((r) => r.metric === metric && Number.isFinite(r.value)) // no rows reached: no point
       .map((r) => ({ x: r.x!, rate: r.value, lo: r.lo, hi: r.hi, series: r.variant }));
   return [
     plotRateCurve(curve("prefill ASR"), {
