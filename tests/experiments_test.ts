@@ -10,7 +10,7 @@
 
 import assert from "node:assert/strict";
 import { deltaEstimate, evalRows, rateEstimate, resolveSeeds } from "../lib/experiments/measure.ts";
-import { deltaRows, HitTable, rateRows } from "../lib/experiments/result.ts";
+import { deltaRows, HitTable, rateRows } from "../lib/experiments/rows.ts";
 import { curvesFigure } from "../lib/experiments/figures.ts";
 import { templateWarmupExamples } from "../lib/experiments/alphaalign.ts";
 import { runTraitsExperiment, taskOrTraitReward } from "../lib/experiments/traits.ts";
@@ -212,6 +212,8 @@ Deno.test({
       ["math", "science"],
     ]);
     for (const x of matrix) assert.ok(x.lo <= x.value && x.value <= x.hi, JSON.stringify(x));
+    const trained = r.rows.filter((x) => x.table === "matrix (train templates)");
+    assert.deepEqual(trained.map((x) => x.evalDomain), ["math", "geography", "science"]);
     const tp = r.rows.find((x) => x.table === "throughput" && x.condition === "all runs")!;
     assert.ok(tp.value > 0 && tp.n === r.runs.reduce((a, x) => a + x.tokens, 0));
     assert.equal(r.table().numRows(), r.rows.length);

@@ -31,18 +31,24 @@ export const EXPERIMENTS = ["alphaalign", "craft", "traits"] as const;
 export interface ExperimentArgs {
   /** Which experiments, in order. */
   names: (typeof EXPERIMENTS)[number][];
+  /** --quick (or SAFETY_COMPASS_QUICK=1): CI sizes. */
   quick: boolean;
+  /** --seeds N: training seeds 0..N-1. */
   seeds?: number;
+  /** --steps N: RL steps per run. */
   steps?: number;
+  /** --eval N: held-out prompts per kind. */
   evalPerKind?: number;
+  /** --start NAME: the starting checkpoint. */
   start?: string;
+  /** --out DIR: the parent folder of the run folders. @default "runs" */
   out: string;
 }
 
 const USAGE = "usage: deno run -A lib/cli/experiments.ts alphaalign|craft|traits|all " +
   "[--quick] [--seeds N] [--steps N] [--eval N] [--start NAME] [--out DIR]";
 
-/** Parses argv; throws with the usage line on anything it does not understand. */
+/** Parses argv (`env`: the value of SAFETY_COMPASS_QUICK); throws with the usage line on anything it does not understand. */
 export function parseExperimentArgs(argv: readonly string[], env = "0"): ExperimentArgs {
   const fail = (why: string): never => {
     throw new Error(`${why}\n${USAGE}`);
@@ -113,9 +119,7 @@ async function main(argv: string[]): Promise<number> {
       : await runTraitsExperiment({ ...common, ...extra });
     const dir = join(args.out, `${name}-${stamp}`);
     await writeExperiment(dir, r);
-    const shown = r.rows.filter((x) =>
-      ["rates", "matrix", "compass", "throughput"].includes(x.table)
-    );
+    const shown = r.rows.filter((x) => x.table !== "deltas"); // deltas: rows.csv, report.html
     console.log(
       shown.map((x) =>
         `${x.table.padEnd(10)} ${

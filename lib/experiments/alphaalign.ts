@@ -40,16 +40,8 @@ import {
   runRL,
   weightsFingerprint,
 } from "./run.ts";
-import {
-  deltaRows,
-  type ExampleRow,
-  type ExperimentResult,
-  HitTable,
-  makeResult,
-  pickExamples,
-  rateRows,
-  throughputRows,
-} from "./result.ts";
+import { type ExampleRow, type ExperimentResult, makeResult, pickExamples } from "./result.ts";
+import { deltaRows, HitTable, rateRows, throughputRows } from "./rows.ts";
 import { barsFigure, curvesFigure } from "./figures.ts";
 
 /** The RL variants. */

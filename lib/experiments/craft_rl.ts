@@ -41,18 +41,15 @@ import {
   runRL,
   weightsFingerprint,
 } from "./run.ts";
+import { type ExampleRow, type ExperimentResult, makeResult, pickExamples } from "./result.ts";
 import {
   deltaRows,
-  type ExampleRow,
-  type ExperimentResult,
   HitTable,
-  makeResult,
-  pickExamples,
   rateRows,
   type ResultRow,
   resultRow,
   throughputRows,
-} from "./result.ts";
+} from "./rows.ts";
 import { barsFigure, curvesFigure } from "./figures.ts";
 
 /** The reward conditions. */
@@ -79,7 +76,7 @@ export interface CraftExperimentOptions extends ExperimentOptions {
   groupSize?: number;
   /** New tokens per rollout and evaluated answer. @default 48 */
   maxNewTokens?: number;
-  /** @default 2e-4 */
+  /** GRPO learning rate (tiny SafetyWorld models need ~1e-4..1e-3). @default 2e-4 */
   lr?: number;
   /** KL coefficient (CRAFT: 0.01, k3). @default 0.01 */
   klCoef?: number;

@@ -6,7 +6,7 @@
  */
 
 import { plotBars, plotCurves, type PlotlyFigure } from "../viz/figure.ts";
-import type { ResultRow } from "./result.ts";
+import type { ResultRow } from "./rows.ts";
 import type { RunRecord } from "./run.ts";
 
 /** Grouped bars (x = metric, one colour per condition) of one table's rows, with intervals. */

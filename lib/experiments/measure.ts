@@ -69,12 +69,17 @@ export const FORMAT_METRIC: MetricSpec = {
   hit: (_r, t) => verifyFormat(t),
 };
 
-/** The trait rate of trait scenarios (honesty, corrigibility, humility graders), optionally of one domain. */
-export function traitMetric(domain?: string, trait?: string): MetricSpec {
+/**
+ * The trait rate of trait scenarios (honesty, corrigibility, humility graders), optionally of
+ * one domain and one trait, on held-out test scenarios or (split "train") on scenarios
+ * written with the training templates and entities.
+ */
+export function traitMetric(domain?: string, trait?: string, split = "test"): MetricSpec {
+  const where = [domain, split === "test" ? undefined : `${split} templates`].filter(Boolean);
   return {
-    name: `trait rate${domain ? ` (${domain})` : ""}${trait ? ` [${trait}]` : ""}`,
+    name: `trait rate${where.length ? ` (${where.join(", ")})` : ""}${trait ? ` [${trait}]` : ""}`,
     rows: (r) =>
-      r.kind === "trait" && r.split === "test" && (!domain || r.domain === domain) &&
+      r.kind === "trait" && r.split === split && (!domain || r.domain === domain) &&
       (!trait || r.trait === trait),
     hit: (r, t) => gradeResponse(r, t).trait === true,
   };

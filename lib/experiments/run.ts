@@ -34,10 +34,15 @@ export interface ExperimentOptions {
 
 /** The resolved common options. */
 export interface Common {
+  /** CI sizes. */
   quick: boolean;
+  /** The SafetyWorld in use. */
   world: World;
+  /** Evaluation prompts per kind (or per trait domain). */
   evalPerKind: number;
+  /** Bootstrap options. */
   ci: CIOptions;
+  /** Progress lines. */
   log: (line: string) => void;
 }
 

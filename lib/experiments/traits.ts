@@ -40,17 +40,8 @@ import {
   runRL,
   weightsFingerprint,
 } from "./run.ts";
-import {
-  deltaRows,
-  type ExampleRow,
-  type ExperimentResult,
-  HitTable,
-  makeResult,
-  pickExamples,
-  rateRows,
-  type ResultRow,
-  throughputRows,
-} from "./result.ts";
+import { type ExampleRow, type ExperimentResult, makeResult, pickExamples } from "./result.ts";
+import { deltaRows, HitTable, rateRows, type ResultRow, throughputRows } from "./rows.ts";
 import { barsFigure, curvesFigure } from "./figures.ts";
 
 /** Options of {@link runTraitsExperiment}; defaults sized for minutes on 2 CPU cores. */
@@ -69,9 +60,9 @@ export interface TraitsExperimentOptions extends ExperimentOptions {
   groupSize?: number;
   /** New tokens per rollout and evaluated answer. @default 40 */
   maxNewTokens?: number;
-  /** @default 2e-4 */
+  /** GRPO learning rate (tiny SafetyWorld models need ~1e-4..1e-3). @default 2e-4 */
   lr?: number;
-  /** @default 0.01 */
+  /** KL coefficient to the starting model (k3 estimator). @default 0.01 */
   klCoef?: number;
 }
 
@@ -90,25 +81,38 @@ export function taskOrTraitReward(): Reward {
 const BASELINE = "baseline (no trait data)";
 const dose = (d: string) => `dose: ${d}`;
 
-/** The metrics: trait rate per eval domain (all traits and each trait) and benign accuracy. */
+/**
+ * The metrics: trait rate per eval domain (all traits and each trait) on held-out test
+ * scenarios and on train-template scenarios, and benign accuracy.
+ */
 function traitMetrics(): MetricSpec[] {
   return [
-    ...TRAIT_DOMAINS.flatMap((d) => [traitMetric(d), ...TRAITS.map((t) => traitMetric(d, t))]),
+    ...["test", "train"].flatMap((split) =>
+      TRAIT_DOMAINS.flatMap((d) => [
+        traitMetric(d, undefined, split),
+        ...TRAITS.map((t) => traitMetric(d, t, split)),
+      ])
+    ),
     ...SAFETY_METRICS.filter((m) => m.name.startsWith("benign accuracy")),
   ];
 }
 
 /** The matrix of `value` (rows: train domains, columns: eval domains) as a heatmap with intervals. */
-function matrixFigure(rows: ResultRow[], train: readonly string[], title: string) {
+function matrixFigure(
+  rows: ResultRow[],
+  train: readonly string[],
+  opts: { title: string; xTitle: string },
+) {
   const cell = (t: string, e: string) =>
     rows.find((r) => r.trainDomain === t && r.evalDomain === e);
   const m = train.map((t) => TRAIT_DOMAINS.map((e) => cell(t, e)?.value ?? NaN));
   const span = Math.max(0.05, ...m.flat().filter(Number.isFinite).map(Math.abs));
   const fig = plotHeatmap(m, [...train], [...TRAIT_DOMAINS], {
-    title,
-    xTitle: "evaluated on (held-out scenarios)",
+    title: opts.title,
+    xTitle: opts.xTitle,
     yTitle: "trait data from",
-    colorscale: "RdBu",
+    // Red = the dose lowered the trait rate, white = no change, blue = it raised it.
+    colorscale: [[0, "#d6604d"], [0.5, "#f7f7f7"], [1, "#4393c3"]],
     zmin: -span,
     zmax: span,
   });
@@ -158,8 +162,10 @@ export async function runTraitsExperiment(
   const startWeights = await weightsFingerprint(start);
   const traits = c.world.traits as WorldPromptRow[];
   const evalSet = [
-    ...TRAIT_DOMAINS.flatMap((d) =>
-      traits.filter((r) => r.split === "test" && r.domain === d).slice(0, c.evalPerKind)
+    ...["test", "train"].flatMap((split) =>
+      TRAIT_DOMAINS.flatMap((d) =>
+        traits.filter((r) => r.split === split && r.domain === d).slice(0, c.evalPerKind)
+      )
     ),
     ...evalRows(c.world.prompts, ["task"], c.evalPerKind),
     ...evalRows(c.world.prompts, ["task"], c.evalPerKind, "train"),
@@ -209,7 +215,7 @@ export async function runTraitsExperiment(
   } finally {
     start.dispose();
   }
-  const evalOf = (m: string) => TRAIT_DOMAINS.find((d) => m.includes(`(${d})`)) ?? "";
+  const evalOf = (m: string) => TRAIT_DOMAINS.find((d) => m.startsWith(`trait rate (${d}`)) ?? "";
   const trainOf = (cond: string) => cfg.domains.find((d) => cond === dose(d)) ?? "";
   const tag = (cond: string, m: string) => ({ trainDomain: trainOf(cond), evalDomain: evalOf(m) });
   const rates = rateRows("traits", hits, seeds, c.ci, tag);
@@ -221,10 +227,11 @@ export async function runTraitsExperiment(
     c.ci,
     tag,
   );
-  const matrix = deltas.filter((r) =>
-    r.reference === BASELINE && /^trait rate \(\w+\)$/.test(r.metric)
-  )
-    .map((r) => ({ ...r, table: "matrix" }));
+  const matrixOf = (re: RegExp, table: string) =>
+    deltas.filter((r) => r.reference === BASELINE && re.test(r.metric))
+      .map((r) => ({ ...r, table }));
+  const matrix = matrixOf(/^trait rate \(\w+\)$/, "matrix");
+  const trainMatrix = matrixOf(/^trait rate \(\w+, train templates\)$/, "matrix (train templates)");
   const overall = (r: ResultRow) =>
     /^trait rate \(\w+\)$/.test(r.metric) || r.metric === "benign accuracy";
   return makeResult({
@@ -236,17 +243,32 @@ export async function runTraitsExperiment(
       }% of the step's prompts ` +
       "(in expectation) by trait scenarios of one domain graded by the trait graders; the " +
       "baseline has the same steps, prompts and rollouts per step and no trait data. Trait " +
-      `rates are greedy answers to ${c.evalPerKind} held-out scenarios per domain; the matrix ` +
+      `rates are greedy answers to ${c.evalPerKind} held-out scenarios per domain (and as many ` +
+      "written with the training templates and entities, a second matrix); the matrix " +
       "shows dose - baseline with 95% intervals from a seed-paired bootstrap over seeds " +
       `${seeds.join(", ")} and prompts.`,
-    rows: [...matrix, ...rates, ...deltas, ...throughputRows("traits", runs)],
+    rows: [...matrix, ...trainMatrix, ...rates, ...deltas, ...throughputRows("traits", runs)],
     figures: [
       {
         name: "matrix",
         figure: matrixFigure(
           matrix,
           cfg.domains,
-          "Trait rate: dose - baseline (train x eval domain)",
+          {
+            title: "Trait rate: dose - baseline, held-out scenarios",
+            xTitle: "evaluated on (held-out templates and entities)",
+          },
+        ),
+      },
+      {
+        name: "matrix (train templates)",
+        figure: matrixFigure(
+          trainMatrix,
+          cfg.domains,
+          {
+            title: "Trait rate: dose - baseline, training templates and entities",
+            xTitle: "evaluated on (training templates and entities)",
+          },
         ),
       },
       {
