@@ -11,6 +11,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { drainMs } from "../lib/viz/display.ts";
 import {
   cellErrors,
   expectedFigures,
@@ -237,7 +238,15 @@ Deno.test("kernelWarnings counts skipped messages and iopub timeouts in an nbcon
     "[NbConvertApp] WARNING | skipped an unreadable iopub message (Invalid Signature)\n" +
     "[NbConvertApp] WARNING | Timeout waiting for IOPub output\n";
   assert.deepEqual(kernelWarnings(log), [
-    "2 unreadable kernel message(s) skipped; their outputs are lost",
+    "2 unreadable kernel message(s) skipped; their outputs are lost (first: Invalid Signature)",
     "1 cell(s) timed out waiting for outputs (iopub_timeout)",
   ]);
+});
+
+Deno.test("drainMs waits longer after large bundles, within bounds", () => {
+  assert.equal(drainMs({ "text/plain": "x" }), 50);
+  // plotly.js is ~4.8 MB: about 2.9 s more.
+  const big = drainMs({ "text/plain": "f", "text/html": "x".repeat(4_800_000) });
+  assert.ok(big > 2500 && big < 3500, `got ${big}`);
+  assert.equal(drainMs({ "text/plain": "x".repeat(100_000_000) }), 8000);
 });

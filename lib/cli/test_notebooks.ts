@@ -20,7 +20,7 @@
  * notebooks. nbconvert therefore runs with {@link NBCLIENT_PATCH} as a config file: it keeps
  * reading for {@link LATE_OUTPUT_GRACE_S} quiet seconds after `idle` and skips unreadable
  * (bad-signature) messages instead of crashing. A notebook whose cells raised nothing but
- * whose run still failed is run again, `--retries` times (@default 1); the earlier failure is
+ * whose run still failed is run again, `--retries` times (@default 2); the earlier failure is
  * printed and kept in `summary.json`, and a real bug fails every attempt.
  *
  * `SAFETY_COMPASS_QUICK=1` in the environment reaches the kernel (notebooks may shrink their
@@ -194,8 +194,15 @@ export function kernelWarnings(log: string): string[] {
   const count = (needle: string) => log.split(needle).length - 1;
   const skipped = count("skipped an unreadable iopub message");
   const late = count("Timeout waiting for IOPub output");
+  // The reason of the first skipped message, e.g. "Invalid Signature: b'...'" (cut short).
+  const why = /skipped an unreadable iopub message \((.*)\)/.exec(log)?.[1].slice(0, 120);
   return [
-    ...(skipped ? [`${skipped} unreadable kernel message(s) skipped; their outputs are lost`] : []),
+    ...(skipped
+      ? [
+        `${skipped} unreadable kernel message(s) skipped; their outputs are lost` +
+        (why ? ` (first: ${why})` : ""),
+      ]
+      : []),
     ...(late ? [`${late} cell(s) timed out waiting for outputs (iopub_timeout)`] : []),
   ];
 }
@@ -366,7 +373,7 @@ export function formatResult(r: NotebookResult): string {
 
 async function main(argv: string[]): Promise<number> {
   const retryFlag = argv.find((a) => a.startsWith("--retries="));
-  const retries = retryFlag ? Number(retryFlag.slice(10)) : 1;
+  const retries = retryFlag ? Number(retryFlag.slice(10)) : 2;
   if (!Number.isInteger(retries) || retries < 0) {
     console.error(`Bad ${retryFlag}: expected --retries=N with N a whole number >= 0.`);
     return 2;
@@ -400,6 +407,7 @@ async function main(argv: string[]): Promise<number> {
         r = { ...r, attempts: attempt, retried: [...retried] };
         if (!isTransient(r) || attempt > retries) break;
         console.log(`     ! ${n}, attempt ${attempt} failed; retrying: ${r.problems.join("; ")}`);
+        for (const w of r.warnings ?? []) console.log(`       ~ ${w}`);
         retried.push(...r.problems.map((p) => `attempt ${attempt}: ${p}`));
       }
       results.push(r);

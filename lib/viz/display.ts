@@ -304,6 +304,16 @@ export async function toBundle(x: unknown): Promise<MimeBundle> {
 }
 
 /**
+ * Milliseconds to wait after sending `bundle` to the kernel: 50 ms plus 600 ms per MB of its
+ * text payloads (about 3 s for the bundle that carries plotly.js), capped at 8 s.
+ */
+export function drainMs(bundle: MimeBundle): number {
+  let chars = 0;
+  for (const v of Object.values(bundle)) if (typeof v === "string") chars += v.length;
+  return Math.min(8000, 50 + Math.round((600 * chars) / 1e6));
+}
+
+/**
  * Displays `x` now: through `Deno.jupyter.display` inside Jupyter (awaited, so it works as a
  * cell's last statement under nbconvert), else prints its text/plain to stdout.
  */
@@ -313,8 +323,9 @@ export async function show(x: unknown): Promise<void> {
   if (jupyter) {
     await jupyter.display(bundle, { raw: true });
     // Deno's kernel can report the cell idle before a large display has gone out, and
-    // frontends (nbconvert among them) drop outputs that arrive after idle: give it a moment.
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    // frontends (nbconvert among them) drop outputs that arrive after idle: give the kernel's
+    // socket time to drain, longer for large bundles (the first figure carries plotly.js).
+    await new Promise((resolve) => setTimeout(resolve, drainMs(bundle)));
   } else console.log(bundle["text/plain"]);
 }
 
