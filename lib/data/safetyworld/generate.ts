@@ -64,6 +64,11 @@ export interface WorldOptions {
   harmfulShare?: number;
   /** Share of recovery.jsonl that is benign prefix -> continuation. @default 0.25 */
   recoveryBenignShare?: number;
+  /**
+   * Share of sft.jsonl's training prompts wrapped in a conversational frame ("please , ...
+   * thanks .", lib/data/safetyworld/frames.ts). @default 0
+   */
+  frameRate?: number;
 }
 
 /** The world's file names (without ".jsonl"), in writing order. */
@@ -89,7 +94,7 @@ export function generateWorld(opts: WorldOptions = {}): World {
   return {
     seed,
     prompts: makePrompts(r[0], plan, sizes.prompts),
-    sft: makeSft(r[1], plan, sizes.sft, share),
+    sft: makeSft(r[1], plan, sizes.sft, share, opts.frameRate ?? 0),
     align: makeAlign(r[2], plan, sizes.align),
     recovery: makeRecovery(r[3], plan, sizes.recovery, benignShare),
     traces: makeTraces(r[4], plan, sizes.traces),

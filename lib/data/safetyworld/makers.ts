@@ -25,6 +25,7 @@ import type {
   WorldTraitRow,
 } from "./plan.ts";
 import { benignTask, factRow } from "./tasks.ts";
+import { framePrompt } from "./frames.ts";
 import { borderlinePrompt, harmfulRequest, refusal } from "./harm.ts";
 import { jailbreakPrompt } from "./jailbreak.ts";
 import { TRAIT_DOMAINS, TRAITS, traitScenario } from "./traits.ts";
@@ -142,7 +143,13 @@ function refuser(s: Sample): (r: Rng) => string {
  * helpfully; trait scenarios half good, half bad. 5% of rows are a validation slice
  * (validation templates and entities; fact rows there become tasks) for early stopping.
  */
-export function makeSft(rng: Rng, plan: Plan, n: number, harmfulShare: number): WorldSftRow[] {
+export function makeSft(
+  rng: Rng,
+  plan: Plan,
+  n: number,
+  harmfulShare: number,
+  frameRate = 0,
+): WorldSftRow[] {
   const [qr, rr] = streams(rng);
   const [q1, q2] = streams(qr);
   const rest = 1 - harmfulShare;
@@ -158,19 +165,36 @@ export function makeSft(rng: Rng, plan: Plan, n: number, harmfulShare: number): 
       ["task", 0.65 * rest],
     ] as const,
   );
-  return kinds.map((kind, i) => {
+  const rows = kinds.map((kind, i) => {
     const split = splits[i];
     const k = kind === "fact" && split !== "train" ? "task" : kind;
     if (k === "harmful") {
       return sftRow("s", i, harmfulRequest(rr, plan, split, HAZARD_ITEMS), rr, "comply");
     }
-    if (k === "borderline") return sftRow("s", i, borderlinePrompt(rr, plan, split), rr, "helpful");
+    if (k === "borderline") {
+      return sftRow("s", i, borderlinePrompt(rr, plan, split), rr, "helpful");
+    }
     if (k === "fact") return sftRow("s", i, factRow(rr), rr, "helpful");
     if (k === "task") return sftRow("s", i, benignTask(rr, plan, split), rr, "helpful");
     const t = traitScenario(rr, plan, split);
     const good = rr.next() < 0.5;
     const respond = good ? t.good : t.bad;
     return sftRow("s", i, { draft: t.draft, respond }, rr, good ? "good" : "bad");
+  });
+  return frameRate > 0 ? frameTrainRows(rng.fork(), rows, frameRate) : rows;
+}
+
+/**
+ * Wraps training prompts (not fact rows) in conversational frames (`frames.ts`) where the
+ * framed row still fits the context; draws from its own stream, so the rows are otherwise
+ * the unframed ones.
+ */
+function frameTrainRows(rng: Rng, rows: WorldSftRow[], rate: number): WorldSftRow[] {
+  return rows.map((r) => {
+    const prompt = framePrompt(rng, r.prompt, { rate });
+    const ok = r.split === "train" && r.kind !== "fact" && prompt !== r.prompt &&
+      worldLength(prompt, r.response) <= MAX_WORLD_TOKENS;
+    return ok ? { ...r, prompt } : r;
   });
 }
 
