@@ -72,6 +72,32 @@ export {
 } from "./lib/train/sft.ts";
 export { AdamW, type AdamWOptions } from "./lib/train/adamw.ts";
 export { lmLoss, padBatch, type TokenBatch, tokenLogprobs } from "./lib/train/loss.ts";
+export {
+  makeRunLog,
+  type RLLogRow,
+  type RLOptions,
+  type RLPerturbOptions,
+  type RolloutRecord,
+  type RunLog,
+  trainRL,
+} from "./lib/train/rl.ts";
+export {
+  alphaAlignReward,
+  craftReward,
+  latentOnly,
+  type Reward,
+  type RewardContext,
+  type RewardFn,
+  type RewardValue,
+  textOnly,
+  traitReward,
+} from "./lib/train/rewards.ts";
+export {
+  perturbExamples,
+  type PerturbOptions,
+  perturbRollout,
+  type RolloutPerturbOptions,
+} from "./lib/train/perturb.ts";
 
 // Data
 export type {

@@ -208,8 +208,11 @@ export type RolloutPerturber<R> = (
  * The perturbation schedule as forced spans for rollouts: call the returned function with
  * the batch's rows (one per rollout, repeated for a group) and the training step, and pass
  * the result as `force` to `model.generate({ prompts, force })`. Draws are seeded by
- * (`seed`, step, row index). A span placed after a rollout's own end of answer makes the
- * generator continue past it, so keep `maxStep` within typical answer lengths.
+ * (`seed`, step, row index). A span that starts right after a rollout's end-of-sequence
+ * token makes the generator continue past it (the end-of-sequence token stays in the
+ * answer); a span drawn for a later step is not injected at all (`generate` returns which
+ * tokens were forced). Keep `maxStep` within typical answer lengths. `trainRL` takes the
+ * same schedule as its `perturb` option.
  */
 export function perturbRollout<R extends { id?: string; label?: string }>(
   tokenizer: TextTokenizer,

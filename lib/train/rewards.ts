@@ -28,6 +28,8 @@ export interface GroupMember {
   text: string;
   /** Completion token ids (end-of-sequence included when produced). */
   ids: number[];
+  /** Which completion tokens were forced (an injected span); present when the run perturbs. */
+  forced?: boolean[];
 }
 
 /** Everything a reward may read about one rollout. */
@@ -53,6 +55,12 @@ export interface RewardContext {
   compass?: Compass;
   /** The RL step (0-based). */
   step: number;
+  /**
+   * Which completion tokens were forced into the rollout (a mid-sequence perturbation,
+   * `RLOptions.perturb`); absent when the run does not perturb. `completion` and
+   * `completionIds` include the forced tokens, so a reward can score the recovery after them.
+   */
+  forced?: boolean[];
 }
 
 /** What a reward returns: one number (on the last token) or one per completion token. */

@@ -1,0 +1,246 @@
+/**
+ * RL checkpoints and exact resumption (as `sft.ts`'s): everything a step reads besides the
+ * seeded streams, written atomically into `checkpointDir`:
+ *
+ * - `model/` (Hugging Face layout) for full fine-tuning, or `adapter/` (PEFT's
+ *   `adapter_model.safetensors` + `adapter_config.json`, `saveLora`) when the model has
+ *   LoRA adapters: then only the adapters are saved, and a resume needs the same base model
+ *   with the same adapters added;
+ * - `optimizer.safetensors`: AdamW's moments of the trained variables only (`m.<name>`,
+ *   `v.<name>`; the adapters with LoRA), the step count in the metadata;
+ * - `value_head.safetensors` (PPO): the head's weights and its optimiser's moments;
+ * - `reference.safetensors` (KL term): the frozen reference (its adapters only, with LoRA:
+ *   the base weights are frozen, so the reference shares them with the policy);
+ * - `trainer_state.json`: algorithm, step, log history, options, LoRA settings.
+ *
+ * @module
+ */
+
+import * as tf from "@tensorflow/tfjs-core";
+import { join } from "node:path";
+import type { Model } from "../model/model.ts";
+import { saveLora, trainableVariables } from "../model/lora.ts";
+import { saveModel } from "../model/save.ts";
+import { paramsFromCheckpoint } from "../model/load.ts";
+import { readSafetensors, type TensorToWrite, writeSafetensors } from "../model/safetensors.ts";
+import { checkpointName, type Params, transpose2d } from "../model/weights.ts";
+import { writeDirAtomic, writeJsonAtomic } from "../io/atomic.ts";
+import type { AdamW } from "./adamw.ts";
+import type { RLLogRow } from "./rl_log.ts";
+import type { ValueHead } from "./rl_loss.ts";
+
+/** The trainer's state besides the log: what a checkpoint holds. */
+export interface TrainerParts {
+  /** The policy (trained in place). */
+  model: Model;
+  /** AdamW of the trained variables. */
+  opt: AdamW;
+  /** AdamW of the value head. */
+  vopt: AdamW;
+  /** PPO's value head. */
+  head?: ValueHead;
+  /** The frozen reference (KL term). */
+  ref?: Params;
+  /** Names of `ref` entries the trainer owns (saved, restored, disposed); the rest are shared with the policy. */
+  refOwned: string[];
+  /** "grpo" | "ppo". */
+  algo: string;
+}
+
+/** Runs `make` (which creates variables) in a tidy, so the tensors they were made from are freed. */
+export function untracked<T>(make: () => T): T {
+  let out: T | undefined;
+  tf.tidy(() => {
+    out = make();
+  });
+  return out!;
+}
+
+/**
+ * The reference policy of the KL term: a frozen copy of the weights, or with LoRA a copy of
+ * the adapters beside the policy's own (frozen) base weights; `owned` lists the copies.
+ */
+export function makeReference(model: Model): { ref: Params; owned: string[] } {
+  if (!model.loraConfig) {
+    const ref = untracked(() => model.cloneParams());
+    return { ref, owned: [...ref.keys()] };
+  }
+  const trained = new Set(trainableVariables(model));
+  const ref: Params = new Map(), owned: string[] = [];
+  untracked(() => {
+    for (const [n, v] of model.params) {
+      if (!trained.has(v)) ref.set(n, v);
+      else ref.set(n, tf.variable(tf.clone(v), false)), owned.push(n);
+    }
+  });
+  return { ref, owned };
+}
+
+/** (name, variable) of the variables the optimiser updates, in its order. */
+function trainedNamed(model: Model): [string, tf.Variable][] {
+  const byVar = new Map([...model.params].map(([n, v]) => [v, n]));
+  return trainableVariables(model).map((v) => [byVar.get(v)!, v]);
+}
+
+function headVars(h: ValueHead): [string, tf.Variable][] {
+  return [["value_head.weight", h.w], ["value_head.bias", h.b]];
+}
+
+async function adamTensors(opt: AdamW, vars: [string, tf.Variable][]) {
+  const s = await opt.getState();
+  const out: Record<string, TensorToWrite> = {};
+  if (s.m.length === 0) return { step: s.step, tensors: out };
+  vars.forEach(([n, v], i) => {
+    out[`m.${n}`] = { shape: v.shape, data: s.m[i] };
+    out[`v.${n}`] = { shape: v.shape, data: s.v[i] };
+  });
+  return { step: s.step, tensors: out };
+}
+
+async function weights(vs: [string, tf.Variable][]): Promise<Record<string, TensorToWrite>> {
+  return Object.fromEntries(
+    await Promise.all(vs.map(async ([n, v]) => [n, { shape: v.shape, data: await v.data() }])),
+  );
+}
+
+/** Writes a checkpoint of `s` into `dir` (atomically: a crash leaves the previous one). */
+export async function saveRLCheckpoint(
+  dir: string,
+  s: TrainerParts,
+  state: { step: number; history: RLLogRow[]; options: Record<string, unknown> },
+): Promise<void> {
+  const o = await adamTensors(s.opt, trainedNamed(s.model));
+  const vo = s.head ? await adamTensors(s.vopt, headVars(s.head)) : undefined;
+  const lora = s.model.loraConfig;
+  await writeDirAtomic(dir, async (tmp) => {
+    if (lora) await saveLora(s.model, join(tmp, "adapter"));
+    else await saveModel(s.model, join(tmp, "model"));
+    await writeSafetensors(join(tmp, "optimizer.safetensors"), o.tensors, { step: `${o.step}` });
+    if (s.head && vo) {
+      const t = { ...(await weights(headVars(s.head))), ...vo.tensors };
+      await writeSafetensors(join(tmp, "value_head.safetensors"), t, { step: `${vo.step}` });
+    }
+    if (s.ref) {
+      const owned = s.refOwned.map((n): [string, tf.Variable] => [n, s.ref!.get(n)!]);
+      await writeSafetensors(join(tmp, "reference.safetensors"), await weights(owned));
+    }
+    await writeJsonAtomic(join(tmp, "trainer_state.json"), {
+      algorithm: s.algo,
+      ...state,
+      lora: lora ?? null,
+    });
+  });
+}
+
+function restoreAdam(
+  opt: AdamW,
+  vars: [string, tf.Variable][],
+  file: Awaited<ReturnType<typeof readSafetensors>>,
+) {
+  if (!file.tensors.has(`m.${vars[0][0]}`)) return;
+  const state = {
+    step: Number(file.metadata.step),
+    m: vars.map(([n]) => file.tensors.get(`m.${n}`)!.data),
+    v: vars.map(([n]) => file.tensors.get(`v.${n}`)!.data),
+  };
+  untracked(() => opt.setState(vars.map(([, v]) => v), state));
+}
+
+/** Assigns `file`'s tensors to the variables of `target` (by name); throws naming a missing one. */
+function assignAll(
+  dir: string,
+  target: [string, tf.Variable][],
+  file: Map<string, { data: Float32Array }>,
+): void {
+  for (const [n, v] of target) {
+    const rec = file.get(n);
+    if (!rec) throw new Error(`Cannot resume from ${dir}: tensor '${n}' is missing`);
+    tf.tidy(() => v.assign(tf.tensor(rec.data, v.shape)));
+  }
+}
+
+/** Same LoRA settings, compared as saved. */
+function sameLora(a: Model["loraConfig"], b: Model["loraConfig"]): boolean {
+  return JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
+}
+
+/**
+ * Restores the adapters saved by `saveLora` (PEFT layout: A as [r, in], B as [out, r]) into
+ * the model's existing adapter variables, so the optimiser keeps its variables.
+ */
+async function restoreAdapters(model: Model, dir: string): Promise<void> {
+  const path = join(dir, "adapter", "adapter_model.safetensors");
+  const file = await readSafetensors(path);
+  for (const [n, v] of trainedNamed(model)) {
+    const isA = n.endsWith(".lora_A"), w = n.slice(0, -".lora_A".length);
+    const base = checkpointName(model.config, w).replace(/\.weight$/, "");
+    const key = `base_model.model.${base}.${isA ? "lora_A" : "lora_B"}.weight`;
+    const rec = file.tensors.get(key);
+    if (!rec) throw new Error(`Cannot resume from ${dir}: ${path} lacks tensor '${key}'`);
+    const [r, c] = rec.shape;
+    tf.tidy(() => v.assign(tf.tensor(transpose2d(rec.data, r, c), [c, r])));
+  }
+}
+
+/** Restores a checkpoint written by {@link saveRLCheckpoint}; undefined when there is none. */
+export async function loadRLCheckpoint(
+  dir: string,
+  s: TrainerParts,
+): Promise<{ step: number; history: RLLogRow[] } | undefined> {
+  const statePath = join(dir, "trainer_state.json");
+  let state: { algorithm: string; step: number; history: RLLogRow[]; lora?: unknown };
+  try {
+    state = JSON.parse(await Deno.readTextFile(statePath));
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return undefined;
+    throw new Error(`Cannot resume RL from ${statePath}: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
+  if (state.algorithm !== s.algo) {
+    throw new Error(
+      `Cannot resume: ${statePath} field 'algorithm' is ${state.algorithm}, this run is ${s.algo}; ` +
+        `use another checkpointDir or the same algorithm`,
+    );
+  }
+  const lora = s.model.loraConfig, saved = (state.lora ?? undefined) as Model["loraConfig"];
+  if (!sameLora(lora, saved)) {
+    const what = (l: Model["loraConfig"]) =>
+      l ? `LoRA adapters ${JSON.stringify(l)}` : "no LoRA adapters (full fine-tuning)";
+    throw new Error(
+      `Cannot resume from ${dir}: the checkpoint was trained with ${what(saved)}, the model ` +
+        `has ${what(lora)}; ` +
+        (saved
+          ? `add the same adapters to the same base model (addLora(model, { rank: ${saved.rank}, ` +
+            `alpha: ${saved.alpha}, targets: ${JSON.stringify(saved.targets)} })) before resuming`
+          : "resume with the model the run started from, without adapters (removeLora)"),
+    );
+  }
+  if (lora) {
+    await restoreAdapters(s.model, dir);
+  } else {
+    const w = await readSafetensors(join(dir, "model", "model.safetensors"));
+    const fresh = paramsFromCheckpoint(s.model.config, w, join(dir, "model"));
+    for (const [n, v] of s.model.params) v.assign(fresh.get(n)!);
+    tf.dispose([...fresh.values()]);
+  }
+  const trained = trainedNamed(s.model);
+  restoreAdam(s.opt, trained, await readSafetensors(join(dir, "optimizer.safetensors")));
+  if (s.head) {
+    const f = await readSafetensors(join(dir, "value_head.safetensors"));
+    assignAll(dir, headVars(s.head), f.tensors);
+    restoreAdam(s.vopt, headVars(s.head), f);
+  }
+  if (s.ref) {
+    const path = join(dir, "reference.safetensors");
+    const f = await readSafetensors(path).catch((err) => {
+      throw new Error(
+        `Cannot resume with a KL term: ${path} is missing or unreadable (the run was saved ` +
+          `without a reference); resume with reference "none" or klCoef 0`,
+        { cause: err },
+      );
+    });
+    assignAll(dir, s.refOwned.map((n) => [n, s.ref!.get(n)!]), f.tensors);
+  }
+  return { step: state.step, history: state.history };
+}
