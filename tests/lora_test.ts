@@ -56,6 +56,9 @@ for (const arch of ["gpt2", "llama"] as Arch[]) {
     await saveLora(m, dir);
     const cfg = JSON.parse(await Deno.readTextFile(join(dir, "adapter_config.json")));
     assert.equal(cfg.r, 4);
+    const withAdapters = tf.memory().numTensors; // the adapters are still on: loading replaces them
+    await loadLora(m, dir);
+    assert.equal(tf.memory().numTensors, withAdapters, "loadLora leaks no tensors");
     removeLora(m);
     assert.equal(maxAbsDiff(await logits(m), before), 0);
     await loadLora(m, dir);

@@ -164,6 +164,6 @@ export async function loadLora(model: Model, dir: string): Promise<void> {
     const rec = file.tensors.get(key);
     if (!rec) throw new Error(`${dir}/adapter_model.safetensors lacks tensor '${key}'`);
     const [r, c] = rec.shape;
-    v.assign(tf.tensor(transpose2d(rec.data, r, c), [c, r]));
+    tf.tidy(() => v.assign(tf.tensor(transpose2d(rec.data, r, c), [c, r])));
   }
 }
