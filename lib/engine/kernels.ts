@@ -5,6 +5,13 @@
  * embedding lookup): without it no model with an embedding can be trained on wasm. The
  * kernel here is a plain scatter-add over the wasm heap.
  *
+ * The wasm backend's `Identity` copies its input, and tfjs calls it for every tensor it keeps
+ * for the backward pass (`saveTensorsForBackwardMode` clones them): every weight of a matmul
+ * was duplicated in the 4 GiB heap while gradients were recorded. The replacement shares the
+ * input's data (a reference count, as the cpu backend and wasm's own `Reshape` do); tensors
+ * are immutable, so sharing is safe. Measured on GPT-2-small training at 1 x 128: peak heap
+ * 3.32 -> 2.29 GiB, same loss and gradient norm.
+ *
  * @module
  */
 
@@ -15,6 +22,20 @@ interface WasmBackendLike {
   makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
   typedArrayFromHeap(info: tf.TensorInfo): Float32Array | Int32Array | Uint8Array;
   readSync(dataId: tf.DataId): ArrayLike<number>;
+  incRef(dataId: tf.DataId): void;
+}
+
+/** `Identity` without a copy: the output shares the input's data (string tensors excepted). */
+function identitySharedWasm(
+  args: { inputs: tf.NamedTensorInfoMap; backend: unknown },
+): tf.TensorInfo {
+  const backend = args.backend as WasmBackendLike;
+  const x = args.inputs.x!;
+  if (x.dtype === "string") {
+    return tf.tensor(backend.readSync(x.dataId) as unknown as string[], x.shape, x.dtype);
+  }
+  backend.incRef(x.dataId);
+  return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
 }
 
 function unsortedSegmentSumWasm(
@@ -59,5 +80,11 @@ export function registerWasmKernels(): void {
       kernelFunc: unsortedSegmentSumWasm as unknown as tf.KernelFunc,
     });
   }
+  if (tf.getKernel("Identity", "wasm") !== undefined) tf.unregisterKernel("Identity", "wasm");
+  tf.registerKernel({
+    kernelName: "Identity",
+    backendName: "wasm",
+    kernelFunc: identitySharedWasm as unknown as tf.KernelFunc,
+  });
   registered = true;
 }

@@ -2,6 +2,11 @@
  * AdamW (Loshchilov & Hutter, arXiv 1711.05101): Adam with decoupled weight decay. The
  * state can be exported and restored exactly, so a resumed run continues bit for bit.
  *
+ * The moments live on the backend (`stateLocation: "heap"`, fast elementwise kernels) or in
+ * host memory as Float32Arrays (`"host"`): tfjs-wasm's heap is wasm32, 4 GiB at most, and
+ * full fine-tuning keeps weights, gradients and two moments (4x the parameters' bytes) there;
+ * with the moments on the host only weights and one set of gradients remain in the heap.
+ *
  * @module
  */
 
@@ -20,7 +25,17 @@ export interface AdamWOptions {
   eps?: number;
   /** Decoupled weight decay. @default 0.01 */
   weightDecay?: number;
+  /**
+   * Where the moments m and v live: "heap" as tf.Variables on the backend; "host" as
+   * Float32Arrays in JS memory, updated in a JS loop, with the new weights written back by
+   * `assign` (for models whose weights, gradients and moments outgrow the wasm heap). The
+   * two give the same result within float32 rounding. @default "heap"
+   */
+  stateLocation?: StateLocation;
 }
+
+/** Where optimiser state (and accumulated gradients) live: on the backend or in host memory. */
+export type StateLocation = "heap" | "host";
 
 /** Exported optimiser state. */
 export interface AdamWState {
@@ -34,47 +49,174 @@ export class AdamW {
   readonly opts: Required<AdamWOptions>;
   private m: tf.Variable[] = [];
   private v: tf.Variable[] = [];
+  private hm: Float32Array[] = [];
+  private hv: Float32Array[] = [];
   /** Steps taken. */
   t = 0;
 
   constructor(opts: AdamWOptions) {
-    this.opts = { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, ...opts };
+    this.opts = {
+      beta1: 0.9,
+      beta2: 0.999,
+      eps: 1e-8,
+      weightDecay: 0.01,
+      stateLocation: "heap",
+      ...opts,
+    };
+    if (this.opts.stateLocation !== "heap" && this.opts.stateLocation !== "host") {
+      throw new Error(
+        `AdamW: stateLocation must be "heap" or "host", got ${JSON.stringify(opts.stateLocation)}`,
+      );
+    }
   }
 
   /**
    * One update. `decay[i]` = false exempts a variable from weight decay (norms, biases).
-   * `lrScale` multiplies the learning rate (schedules).
+   * `lrScale` multiplies the learning rate (schedules). In host mode the gradients are read
+   * with `dataSync`; {@link stepFromHost} takes gradients already on the host.
    */
   step(vars: tf.Variable[], grads: tf.Tensor[], lrScale = 1, decay?: boolean[]): void {
-    if (this.m.length === 0) {
-      this.m = vars.map((x) => variableFrom(tf.zerosLike(x), false));
-      this.v = vars.map((x) => variableFrom(tf.zerosLike(x), false));
-    }
-    if (vars.length !== this.m.length) {
-      throw new Error(`AdamW: ${vars.length} variables given, ${this.m.length} expected`);
-    }
-    this.t += 1;
-    const { beta1, beta2, eps, weightDecay } = this.opts;
-    const lr = this.opts.lr * lrScale;
-    const bc1 = 1 - Math.pow(beta1, this.t);
-    const bc2 = 1 - Math.pow(beta2, this.t);
-    tf.tidy(() => {
+    if (this.opts.stateLocation === "host") {
+      this.begin(vars);
       vars.forEach((x, i) => {
+        this.updateHost(i, x, x.dataSync() as Float32Array, grads[i].dataSync(), 1, lrScale, decay);
+      });
+      return;
+    }
+    this.begin(vars);
+    const { beta1, beta2, eps } = this.opts;
+    const { lr, bc1, bc2 } = this.rates(lrScale);
+    // One tidy per variable: the intermediates of all variables at once would be ~15x the
+    // parameters' bytes (the reason GPT-2-small could not take a step in the wasm heap).
+    vars.forEach((x, i) => {
+      tf.tidy(() => {
         const g = grads[i];
         const m = tf.add(tf.mul(this.m[i], beta1), tf.mul(g, 1 - beta1));
         const v = tf.add(tf.mul(this.v[i], beta2), tf.mul(tf.mul(g, g), 1 - beta2));
         this.m[i].assign(m);
         this.v[i].assign(v);
         const update = tf.div(tf.div(m, bc1), tf.add(tf.sqrt(tf.div(v, bc2)), eps));
-        const wd = decay?.[i] === false ? 0 : weightDecay;
+        const wd = this.decayOf(i, decay);
         const decayed = wd > 0 ? tf.mul(x, 1 - lr * wd) : x;
         x.assign(tf.sub(decayed, tf.mul(update, lr)));
       });
     });
   }
 
-  /** The state, as plain arrays. */
+  /**
+   * One update from gradients held on the host (e.g. accumulated over micro-batches), each
+   * multiplied by `gradScale` first (global-norm clipping). In heap mode they are uploaded one
+   * variable at a time and {@link step} runs on them.
+   */
+  async stepFromHost(
+    vars: tf.Variable[],
+    grads: Float32Array[],
+    lrScale = 1,
+    decay?: boolean[],
+    gradScale = 1,
+  ): Promise<void> {
+    if (grads.length !== vars.length) {
+      throw new Error(`AdamW: ${grads.length} gradients given for ${vars.length} variables`);
+    }
+    if (this.opts.stateLocation === "heap") {
+      const gs = vars.map((x, i) =>
+        tf.tidy(() => {
+          const g = tf.tensor(grads[i], x.shape, "float32");
+          return gradScale === 1 ? g : tf.mul(g, gradScale);
+        })
+      );
+      try {
+        this.step(vars, gs, lrScale, decay);
+      } finally {
+        tf.dispose(gs);
+      }
+      return;
+    }
+    this.begin(vars);
+    for (let i = 0; i < vars.length; i++) {
+      const w = (await vars[i].data()) as Float32Array;
+      this.updateHost(i, vars[i], w, grads[i], gradScale, lrScale, decay);
+    }
+  }
+
+  /** Allocates the moments on the first step, checks the variable count, counts the step. */
+  private begin(vars: tf.Variable[]): void {
+    const host = this.opts.stateLocation === "host";
+    const have = host ? this.hm.length : this.m.length;
+    if (have === 0) {
+      if (host) {
+        this.hm = vars.map((x) => new Float32Array(x.size));
+        this.hv = vars.map((x) => new Float32Array(x.size));
+      } else {
+        this.m = vars.map((x) => variableFrom(tf.zerosLike(x), false));
+        this.v = vars.map((x) => variableFrom(tf.zerosLike(x), false));
+      }
+    } else if (vars.length !== have) {
+      throw new Error(`AdamW: ${vars.length} variables given, ${have} expected`);
+    }
+    this.t += 1;
+  }
+
+  private rates(lrScale: number): { lr: number; bc1: number; bc2: number } {
+    return {
+      lr: this.opts.lr * lrScale,
+      bc1: 1 - Math.pow(this.opts.beta1, this.t),
+      bc2: 1 - Math.pow(this.opts.beta2, this.t),
+    };
+  }
+
+  private decayOf(i: number, decay?: boolean[]): number {
+    return decay?.[i] === false ? 0 : this.opts.weightDecay;
+  }
+
+  /**
+   * The host update of variable `i`: `w` its current values (read only: on the cpu backend it
+   * is the tensor's own storage), `g` its gradient times `gs`. Same arithmetic as the heap
+   * path, in float64 with the moments stored as float32.
+   */
+  private updateHost(
+    i: number,
+    x: tf.Variable,
+    w: Float32Array,
+    g: ArrayLike<number>,
+    gs: number,
+    lrScale: number,
+    decay?: boolean[],
+  ): void {
+    const m = this.hm[i];
+    const v = this.hv[i];
+    if (g.length !== m.length || w.length !== m.length) {
+      throw new Error(
+        `AdamW: variable ${i} (${x.name}) has ${w.length} values and a gradient of ${g.length}; ` +
+          `its state holds ${m.length}. Pass the same variables, in the same order, every step`,
+      );
+    }
+    const { beta1, beta2, eps } = this.opts;
+    const { lr, bc1, bc2 } = this.rates(lrScale);
+    const c1 = 1 - beta1;
+    const c2 = 1 - beta2;
+    const keep = 1 - lr * this.decayOf(i, decay);
+    const step = lr / bc1;
+    const ib2 = 1 / bc2;
+    const out = new Float32Array(m.length);
+    for (let j = 0; j < out.length; j++) {
+      const gj = g[j] * gs;
+      const mj = Math.fround(beta1 * m[j] + c1 * gj); // the stored (float32) moments
+      const vj = Math.fround(beta2 * v[j] + c2 * gj * gj);
+      m[j] = mj;
+      v[j] = vj;
+      out[j] = w[j] * keep - (step * mj) / (Math.sqrt(vj * ib2) + eps);
+    }
+    const t = tf.tensor(out, x.shape, "float32");
+    x.assign(t);
+    t.dispose();
+  }
+
+  /** The state, as plain arrays (copies). */
   async getState(): Promise<AdamWState> {
+    if (this.opts.stateLocation === "host") {
+      return { step: this.t, m: this.hm.map((a) => a.slice()), v: this.hv.map((a) => a.slice()) };
+    }
     return {
       step: this.t,
       m: await Promise.all(this.m.map(async (x) => (await x.data()) as Float32Array)),
@@ -82,10 +224,32 @@ export class AdamW {
     };
   }
 
-  /** Restores a state saved by {@link getState}, for these variables. */
+  /**
+   * Restores a state saved by {@link getState}, for these variables (in either location: a
+   * state saved from the heap restores on the host and vice versa).
+   */
   setState(vars: tf.Variable[], s: AdamWState): void {
+    if (s.m.length !== vars.length || s.v.length !== vars.length) {
+      throw new Error(
+        `AdamW.setState: the state holds ${s.m.length} moments for ${vars.length} variables; ` +
+          `restore it for the variables it was saved from`,
+      );
+    }
+    vars.forEach((x, i) => {
+      if (s.m[i].length !== x.size || s.v[i].length !== x.size) {
+        throw new Error(
+          `AdamW.setState: variable ${i} (${x.name}) has ${x.size} values but its saved ` +
+            `moments ${s.m[i].length} and ${s.v[i].length}; restore it for the same model`,
+        );
+      }
+    });
     this.dispose();
     this.t = s.step;
+    if (this.opts.stateLocation === "host") {
+      this.hm = s.m.map((a) => Float32Array.from(a));
+      this.hv = s.v.map((a) => Float32Array.from(a));
+      return;
+    }
     this.m = vars.map((x, i) => variableFrom(tf.tensor(s.m[i], x.shape), false));
     this.v = vars.map((x, i) => variableFrom(tf.tensor(s.v[i], x.shape), false));
   }
@@ -95,6 +259,8 @@ export class AdamW {
     tf.dispose([...this.m, ...this.v]);
     this.m = [];
     this.v = [];
+    this.hm = [];
+    this.hv = [];
   }
 }
 

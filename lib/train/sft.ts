@@ -12,7 +12,8 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { join } from "node:path";
 import type { Model } from "../model/model.ts";
-import { AdamW, clipByGlobalNorm, warmupCosine } from "./adamw.ts";
+import { AdamW, type StateLocation, warmupCosine } from "./adamw.ts";
+import { chunk, GradientAccumulator, targetTokens } from "./accumulate.ts";
 import { lmLoss, padBatch, type TokenBatch } from "./loss.ts";
 import { makeRng } from "../data/rng.ts";
 import { Progress } from "../viz/progress.ts";
@@ -21,6 +22,8 @@ import { saveModel } from "../model/save.ts";
 import { readSafetensors, writeSafetensors } from "../model/safetensors.ts";
 import { paramsFromCheckpoint } from "../model/load.ts";
 import { loadLora, saveLora, trainableVariables } from "../model/lora.ts";
+import type { WorkerPool } from "../engine/pool.ts";
+import { trainSftOnWorkers } from "./parallel.ts";
 
 /** One supervised example. */
 export interface SftExample {
@@ -34,6 +37,19 @@ export interface SftOptions {
   steps?: number;
   /** Examples per step. @default 32 */
   batchSize?: number;
+  /**
+   * Examples per forward/backward pass: each step's batch is cut into micro-batches of this
+   * many, whose gradients are accumulated (weighted by their target tokens, so the sum is the
+   * full batch's gradient) before one clipped update. Peak memory then holds one
+   * micro-batch's activations. @default batchSize (off)
+   */
+  microBatch?: number;
+  /**
+   * Where AdamW's moments and the accumulated gradients live: "heap" on the backend, "host" as
+   * Float32Arrays in JS memory (full fine-tuning of models whose weights, gradients and
+   * moments outgrow tfjs-wasm's 4 GiB heap, e.g. GPT-2-small). @default "heap"
+   */
+  stateLocation?: StateLocation;
   /** Peak learning rate. @default 1e-3 */
   lr?: number;
   /** Warm-up steps. @default 5% of steps */
@@ -64,6 +80,13 @@ export interface SftOptions {
   onStep?: (row: SftLogRow) => void;
   /** Stop after this many steps in this call (for tests of resumption). */
   stopAfter?: number;
+  /**
+   * Data-parallel training on a worker pool (trainSft only): each worker computes the
+   * gradient of its share of every batch, the gradients are summed (weighted by target
+   * tokens, so the sum is the full batch's gradient) and every replica applies the same
+   * AdamW update; see lib/train/parallel.ts. @default undefined (this thread)
+   */
+  workers?: WorkerPool;
 }
 
 /** One row of the training log. */
@@ -103,16 +126,6 @@ export function encodeExamples(
     }
     return { seq, lossFrom: p.length };
   });
-}
-
-function batchAt(
-  enc: { seq: number[]; lossFrom: number }[],
-  order: (step: number) => number[],
-  step: number,
-  pad: number,
-): TokenBatch {
-  const idx = order(step);
-  return padBatch(idx.map((i) => enc[i].seq), idx.map((i) => enc[i].lossFrom), pad);
 }
 
 /**
@@ -175,12 +188,16 @@ export function evalLoss(model: Model, examples: SftExample[], batchSize = 64): 
 }
 
 /** Names of the variables the optimiser updates, in its order. */
-function trainableNames(model: Model): string[] {
+export function trainableNames(model: Model): string[] {
   const vars = new Set(trainableVariables(model));
   return [...model.params].filter(([, v]) => vars.has(v)).map(([n]) => n);
 }
 
-async function saveCheckpoint(
+/**
+ * Writes a training checkpoint into `dir` atomically: model/ (+ adapter/), the optimiser's
+ * moments (optimizer.safetensors) and trainer_state.json.
+ */
+export async function saveCheckpoint(
   model: Model,
   dir: string,
   opt: AdamW,
@@ -207,7 +224,11 @@ async function saveCheckpoint(
   });
 }
 
-async function loadCheckpoint(
+/**
+ * Restores a checkpoint written by {@link saveCheckpoint} into `model` and `opt`; undefined
+ * when `dir` holds none.
+ */
+export async function loadCheckpoint(
   model: Model,
   dir: string,
   opt: AdamW,
@@ -234,18 +255,26 @@ async function loadCheckpoint(
 }
 
 /**
- * What a supervised trainer plugs into the shared loop of {@link runSupervised}: its batches,
- * its loss, and any state its checkpoints must carry besides weights and optimiser.
+ * What a supervised trainer plugs into the shared loop of {@link runSupervised}: its batches
+ * (as example indices, so the loop can cut them into micro-batches), its loss, and any state
+ * its checkpoints must carry besides weights and optimiser.
  */
-export interface SupervisedTask<B extends Pick<TokenBatch, "attentionMask">> {
+export interface SupervisedTask<B extends Pick<TokenBatch, "attentionMask" | "lossMask">> {
   /** Name in messages and the progress bar. */
   name: string;
   /** Total optimiser steps. */
   steps: number;
-  /** The batch of a step (deterministic in the step, so resumption is exact). */
-  batch(step: number): B;
-  /** The differentiable loss of a batch. */
+  /** The examples of a step, as indices (deterministic in the step, so resumption is exact). */
+  examples(step: number): number[];
+  /** A padded batch of these examples (each micro-batch is padded to its own longest). */
+  collate(indices: number[]): B;
+  /** The differentiable loss of a batch: a mean over its {@link lossWeight} terms. */
   loss(batch: B): tf.Scalar;
+  /**
+   * How many terms `loss(batch)` averages over: a micro-batch's weight in the step's
+   * gradient. @default its target tokens (ones in lossMask[:, 1:]), as lmLoss normalises
+   */
+  lossWeight?(batch: B): number;
   /** JSON-safe options recorded in trainer_state.json. */
   stateOptions: Record<string, unknown>;
   /** Writes extra checkpoint files into the checkpoint's temporary folder. */
@@ -259,7 +288,7 @@ export interface SupervisedTask<B extends Pick<TokenBatch, "attentionMask">> {
  * warm-up + cosine, global-norm clipping, NaN guard before any update, validation loss,
  * progress bar, atomic checkpoints and exact resumption.
  */
-export async function runSupervised<B extends Pick<TokenBatch, "attentionMask">>(
+export async function runSupervised<B extends Pick<TokenBatch, "attentionMask" | "lossMask">>(
   model: Model,
   task: SupervisedTask<B>,
   opts: SftOptions = {},
@@ -268,7 +297,17 @@ export async function runSupervised<B extends Pick<TokenBatch, "attentionMask">>
   const warmup = opts.warmup ?? Math.round(steps * 0.05);
   const vars = trainableVariables(model);
   const decay = vars.map((v) => v.shape.length === 2);
-  const opt = new AdamW({ lr: opts.lr ?? 1e-3, weightDecay: opts.weightDecay ?? 0.01 });
+  const location = opts.stateLocation ?? "heap";
+  const micro = opts.microBatch;
+  if (micro !== undefined && !(Number.isInteger(micro) && micro >= 1)) {
+    throw new Error(`${task.name}: microBatch must be a whole number >= 1, got ${micro}`);
+  }
+  const opt = new AdamW({
+    lr: opts.lr ?? 1e-3,
+    weightDecay: opts.weightDecay ?? 0.01,
+    stateLocation: location,
+  });
+  const acc = new GradientAccumulator(vars, location);
   let start = 0;
   let history: SftLogRow[] = [];
   if (opts.resume && opts.checkpointDir) {
@@ -285,28 +324,32 @@ export async function runSupervised<B extends Pick<TokenBatch, "attentionMask">>
   const end = Math.min(steps, opts.stopAfter !== undefined ? start + opts.stopAfter : steps);
   try {
     for (let step = start; step < end; step++) {
-      const batch = task.batch(step);
+      const idx = task.examples(step);
+      const parts = chunk(idx, Math.min(micro ?? idx.length, idx.length)).map((p) =>
+        task.collate(p)
+      );
       const scale = warmupCosine(step, steps, warmup, opts.minLrRatio ?? 0.1);
-      const { value, grads } = tf.variableGrads(() => task.loss(batch), vars);
-      const loss = (await value.data())[0];
-      const gl = vars.map((v) => grads[v.name]);
+      const loss = await acc.accumulate(
+        parts.map((batch) => ({
+          batch,
+          weight: parts.length === 1 ? 1 : task.lossWeight?.(batch) ?? targetTokens(batch),
+        })),
+        (b) => task.loss(b),
+      );
       if (!Number.isFinite(loss)) {
-        tf.dispose([value, ...gl]);
         throw new Error(
           `${task.name} stopped at step ${step}: the loss is ${loss}. No update was applied` +
             (opts.checkpointDir ? `; the last good checkpoint is in ${opts.checkpointDir}` : "") +
             ". Lower the learning rate or check the data.",
         );
       }
-      const clipped = clipByGlobalNorm(gl, opts.clip ?? 1);
-      opt.step(vars, clipped.grads, scale, decay);
-      tf.dispose([value, ...gl, ...clipped.grads]);
-      tokens += batch.attentionMask.flat().reduce((a, b) => a + b, 0);
+      const gradNorm = await acc.apply(opt, { clip: opts.clip ?? 1, lrScale: scale, decay });
+      for (const b of parts) tokens += b.attentionMask.flat().reduce((a, x) => a + x, 0);
       const row: SftLogRow = {
         step: step + 1,
         loss,
         lr: opt.opts.lr * scale,
-        gradNorm: clipped.norm,
+        gradNorm,
         tokens,
         seconds: (performance.now() - t0) / 1000,
       };
@@ -333,6 +376,7 @@ export async function runSupervised<B extends Pick<TokenBatch, "attentionMask">>
     }
   } finally {
     bar.done();
+    acc.dispose();
     opt.dispose();
   }
   const secs = (performance.now() - t0) / 1000;
@@ -346,6 +390,7 @@ export function trainSft(
   opts: SftOptions = {},
 ): Promise<SftResult> {
   if (examples.length === 0) throw new Error("trainSft: no examples");
+  if (opts.workers) return trainSftOnWorkers(opts.workers, model, examples, opts);
   const bs = Math.min(opts.batchSize ?? 32, examples.length);
   const enc = encodeExamples(model, examples, opts.appendEos ?? true);
   const pad = model.tokenizer.padId ?? 0;
@@ -354,7 +399,8 @@ export function trainSft(
   return runSupervised(model, {
     name: "SFT",
     steps: opts.steps ?? Math.max(1, Math.floor(examples.length / bs)),
-    batch: (step) => batchAt(enc, order, step, pad),
+    examples: order,
+    collate: (idx) => padBatch(idx.map((i) => enc[i].seq), idx.map((i) => enc[i].lossFrom), pad),
     loss: (batch) => lmLoss(model.config, model.params, batch),
     stateOptions,
   }, { label: "sft", ...opts });

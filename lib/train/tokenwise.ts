@@ -177,7 +177,8 @@ export async function trainTokenwise(
     return await runSupervised(model, {
       name: objective,
       steps: opts.steps ?? Math.max(1, Math.floor(examples.length / bs)),
-      batch: (step) => padMasked(order(step).map((i) => enc[i]), pad),
+      examples: order,
+      collate: (idx) => padMasked(idx.map((i) => enc[i]), pad),
       loss: (batch) => {
         const mask = batch.lossMask.map((r) => r.slice(1));
         const lp = tokenLogprobs(model.config, model.params, batch); // [B, T-1]
