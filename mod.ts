@@ -35,6 +35,13 @@ export type {
   KVCache,
 } from "./lib/model/transformer.ts";
 export type { ForcedSpan, GenerateOptions, GenerateResult } from "./lib/model/generate.ts";
+export { type PoolOptions, type Replicable, WorkerError, WorkerPool } from "./lib/engine/pool.ts";
+export {
+  forwardOnWorkers,
+  generateOnWorkers,
+  type WorkerForwardOptions,
+  type WorkerForwardOutput,
+} from "./lib/model/workers.ts";
 export {
   type ChatMessage,
   loadTokenizer,
@@ -43,6 +50,17 @@ export {
 } from "./lib/model/tokenizer.ts";
 export { readModelWeights, readSafetensors, writeSafetensors } from "./lib/model/safetensors.ts";
 export { downloadHfModel } from "./lib/model/hub.ts";
+export {
+  discoverVariants,
+  parseVariantArg,
+  readVariantRecord,
+  resolveVariants,
+  saveVariant,
+  type VariantInfo,
+  type VariantRecord,
+  type VariantSpec,
+  weightsFingerprint,
+} from "./lib/model/variants.ts";
 export {
   addLora,
   loadLora,
@@ -72,6 +90,14 @@ export {
 } from "./lib/train/sft.ts";
 export { AdamW, type AdamWOptions } from "./lib/train/adamw.ts";
 export { lmLoss, padBatch, type TokenBatch, tokenLogprobs } from "./lib/train/loss.ts";
+export {
+  type DataParallelOptions,
+  type DataParallelStep,
+  DataParallelTrainer,
+  type EncodedExample,
+  evalLossOnWorkers,
+  trainSftOnWorkers,
+} from "./lib/train/parallel.ts";
 export {
   makeRunLog,
   type RLLogRow,
@@ -132,18 +158,32 @@ export {
   type CollectOptions,
   collectPairs,
 } from "./lib/compass/collect.ts";
+export { collectOnWorkers } from "./lib/compass/collect_workers.ts";
 export { fitCompass, type FitCompassOptions, sweepLayers } from "./lib/compass/fit.ts";
 export { ablationInterventions, steeringVector, steerIntervention } from "./lib/compass/steer.ts";
 export { auditGeneration, AuditResult } from "./lib/compass/audit.ts";
 export {
+  type CalibratedThreshold,
   exportAudit,
   generateMonitored,
+  type MonitorAction,
   type MonitoredGenerateOptions,
   type MonitoredResult,
   type MonitorOptions,
   type MonitorTrail,
   saveAudit,
 } from "./lib/compass/monitor.ts";
+export {
+  calibrateMonitor,
+  type CalibrateOptions,
+  type FlagRate,
+  flagRateOf,
+  type MonitorCalibration,
+  monitorFlagRate,
+  type MonitorGenOptions,
+  type PromptInput,
+  thresholdAtRate,
+} from "./lib/compass/calibrate.ts";
 export { auroc, bootstrapCI, pearson, proportionCI, spearman } from "./lib/compass/metrics.ts";
 export { type Matrix } from "./lib/compass/matrix.ts";
 
@@ -186,11 +226,26 @@ export { compareDefences, DEFENCE_VARIANTS, type DefenceOptions } from "./lib/ev
 export {
   followsInstruction,
   harmfulFineTune,
+  type PersistenceOptions,
+  type PersistenceRow,
   persistenceTable,
   PERSONA_TEMPLATES,
   personaRows,
   STEERING_INSTRUCTIONS,
 } from "./lib/eval/persistence.ts";
+export {
+  type PersistenceFigureOptions,
+  persistenceSummary,
+  plotPersistence,
+} from "./lib/eval/persistence_summary.ts";
+export {
+  fitMonitorCompass,
+  measureMonitor,
+  type MonitorCompass,
+  type MonitorCompassOptions,
+  type MonitorEval,
+  type MonitorEvalOptions,
+} from "./lib/eval/monitor_eval.ts";
 
 // Plots, display, reports
 export {

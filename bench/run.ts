@@ -15,10 +15,12 @@ import { createModel } from "../lib/model/create.ts";
 import type { ConfigSpec } from "../lib/model/config.ts";
 import type { TextTokenizer } from "../lib/model/tokenizer.ts";
 import { lmLoss, padBatch } from "../lib/train/loss.ts";
-import { AdamW } from "../lib/train/adamw.ts";
+import { AdamW, type StateLocation } from "../lib/train/adamw.ts";
+import { chunk, GradientAccumulator, targetTokens } from "../lib/train/accumulate.ts";
 import { writeJsonAtomic } from "../lib/io/atomic.ts";
 import type { Model } from "../lib/model/model.ts";
 import { collectActivations } from "../lib/compass/collect.ts";
+import { measureInferenceOnWorkers, measureTrainingOnWorkers } from "./workers.ts";
 
 const quick = Deno.args.includes("--quick");
 const only = Deno.args.includes("--only") ? Deno.args[Deno.args.indexOf("--only") + 1] : undefined;
@@ -31,7 +33,11 @@ interface Shape {
   spec: ConfigSpec;
   fwd: { b: number; t: number };
   gen: { b: number; prompt: number; steps: number };
-  train: { b: number; t: number };
+  /**
+   * Training batch; `microBatch` examples per forward/backward (gradients accumulated,
+   * @default b) and where AdamW's state lives (@default "heap").
+   */
+  train: { b: number; t: number; microBatch?: number; state?: StateLocation };
 }
 
 const SHAPES: Shape[] = [
@@ -47,7 +53,9 @@ const SHAPES: Shape[] = [
     },
     fwd: { b: 8, t: 128 },
     gen: { b: 8, prompt: 16, steps: 64 },
-    train: { b: 1, t: 128 },
+    // 124M weights + gradients + two AdamW moments exceed the 4 GiB wasm heap: moments and
+    // accumulated gradients live on the host, one micro-batch's activations in the heap.
+    train: { b: 8, t: 128, microBatch: 1, state: "host" },
   },
   {
     name: "safetyworld",
@@ -130,22 +138,53 @@ async function measureInference(m: Model, s: Shape, reps: number) {
   };
 }
 
-/** Training phase: forward + backward + AdamW step (tokens/s). */
+/** How a shape trains, in words: batch, micro-batches, where the optimiser state lives. */
+function trainConfig(s: Shape): string {
+  const { b, t, microBatch = b, state = "heap" } = s.train;
+  return `${b}x${t}, AdamW` + (microBatch < b ? `, micro-batches of ${microBatch}` : "") +
+    `, state in ${state === "host" ? "host memory" : "the heap"}`;
+}
+
+/** The wasm backend's heap size in MiB (it only grows, so this is its peak), if on wasm. */
+function wasmHeapMiB(): number | undefined {
+  const be = tf.backend() as unknown as { wasm?: { HEAPU8?: Uint8Array } };
+  const bytes = be.wasm?.HEAPU8?.buffer.byteLength;
+  return bytes === undefined ? undefined : bytes / 2 ** 20;
+}
+
+/** This process's peak resident memory in MiB (Linux), if readable. */
+function peakRssMiB(): number | undefined {
+  try {
+    const kb = Deno.readTextFileSync("/proc/self/status").match(/VmHWM:\s+(\d+)/)?.[1];
+    return kb ? Number(kb) / 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Training phase: forward + backward (per micro-batch) + AdamW step (tokens/s). */
 async function measureTraining(m: Model, s: Shape, reps: number) {
-  const batch = padBatch(
-    ids(s.train.b, s.train.t, s.spec.vocabSize, 3),
-    new Array(s.train.b).fill(1),
-  );
-  const vars = [...m.params.values()];
-  const opt = new AdamW({ lr: 1e-4 });
-  const train = await timeIt(Math.max(1, reps - 1), async () => {
-    const { value, grads } = tf.variableGrads(() => lmLoss(m.config, m.params, batch), vars);
-    opt.step(vars, vars.map((x) => grads[x.name]));
-    await value.data();
-    tf.dispose([value, ...Object.values(grads)]);
+  const { b, t, microBatch = b, state = "heap" } = s.train;
+  const x = ids(b, t, s.spec.vocabSize, 3);
+  const parts = chunk(x, microBatch).map((rows) => {
+    const batch = padBatch(rows, new Array(rows.length).fill(1));
+    return { batch, weight: targetTokens(batch) };
   });
+  const vars = [...m.params.values()];
+  const opt = new AdamW({ lr: 1e-4, stateLocation: state });
+  const acc = new GradientAccumulator(vars, state);
+  const train = await timeIt(Math.max(1, reps - 1), async () => {
+    await acc.accumulate(parts, (batch) => lmLoss(m.config, m.params, batch));
+    await acc.apply(opt);
+  });
+  acc.dispose();
   opt.dispose();
-  return { train: (s.train.b * s.train.t) / train };
+  return {
+    train: (b * t) / train,
+    trainConfig: trainConfig(s),
+    wasmHeapMiB: wasmHeapMiB(),
+    peakRssMiB: peakRssMiB(),
+  };
 }
 
 async function torchPeer(s: Shape): Promise<Record<string, number> | string> {
@@ -182,9 +221,11 @@ async function torchPeer(s: Shape): Promise<Record<string, number> | string> {
   }
 }
 
-type Config = { label: string; backend: "wasm" | "cpu"; blas: boolean };
+/** `workers`: data-parallel worker threads (bench/workers.ts), each with its own backend. */
+type Config = { label: string; backend: "wasm" | "cpu"; blas: boolean; workers?: number };
 const CONFIGS: Config[] = [
   { label: "wasm + OpenBLAS", backend: "wasm", blas: true },
+  { label: "wasm+OpenBLAS, 2 workers", backend: "wasm", blas: true, workers: 2 },
   { label: "wasm (stock kernels)", backend: "wasm", blas: false },
   { label: "cpu (pure JS)", backend: "cpu", blas: false },
 ];
@@ -204,6 +245,14 @@ async function child(shapeName: string, label: string, phase: string): Promise<v
     return;
   }
   const reps = quick ? 2 : 3;
+  if (cfg.workers) {
+    const ws = { vocab: s.spec.vocabSize, fwd: s.fwd, gen: s.gen, train: s.train };
+    const w = phase === "train"
+      ? { ...await measureTrainingOnWorkers(m, ws, reps, cfg.workers), trainConfig: trainConfig(s) }
+      : await measureInferenceOnWorkers(m, ws, reps, cfg.workers);
+    console.log(JSON.stringify({ ...w, backend: m.backend.reason }));
+    return;
+  }
   const r = phase === "train"
     ? await measureTraining(m, s, reps)
     : await measureInference(m, s, reps);
@@ -267,7 +316,9 @@ console.log(
 for (const s of SHAPES) {
   if (only && s.name !== only) continue;
   console.log(
-    `\n== ${s.name}: forward ${s.fwd.b}x${s.fwd.t}, decode B=${s.gen.b} x ${s.gen.steps} new, train ${s.train.b}x${s.train.t} (AdamW)`,
+    `\n== ${s.name}: forward ${s.fwd.b}x${s.fwd.t}, decode B=${s.gen.b} x ${s.gen.steps} new, train ${
+      trainConfig(s)
+    }`,
   );
   const peer = await torchPeer(s);
   const peerRow = typeof peer === "string" ? undefined : peer;
@@ -296,9 +347,18 @@ for (const s of SHAPES) {
     if (!r.skipped && !r.failed) {
       if (!cfg.blas && s.name === "gpt2-small") {
         r.train = "skipped: stock kernels take minutes per step";
+      } else if (cfg.workers && s.name === "gpt2-small") {
+        r.train = "not measured with workers (minutes per step; see the row above)";
       } else {
         const t = await runChild(s.name, cfg.label, "train");
         r.train = t.failed ? `train ${t.failed}` : t.train;
+        if (!t.failed) {
+          const mem = [["wasm heap", t.wasmHeapMiB], ["peak RSS", t.peakRssMiB]]
+            .filter(([, v]) => typeof v === "number")
+            .map(([k, v]) => `${k} ${((v as number) / 1024).toFixed(2)} GiB`);
+          r.trainNote = `train ${t.trainConfig}${mem.length ? `; ${mem.join(", ")}` : ""}`;
+          Object.assign(r, { trainWasmHeapMiB: t.wasmHeapMiB, trainPeakRssMiB: t.peakRssMiB });
+        }
       }
     }
     if (r.skipped || r.failed) {
@@ -318,6 +378,29 @@ for (const s of SHAPES) {
           ratio("train")
         }`,
     );
+    if (r.trainNote) console.log(`  ${"".padEnd(24)} ${r.trainNote}`);
+    if (cfg.workers) {
+      // One sequence cannot be split: B=1 is one stream (latency), or one stream per worker.
+      const p1 = s.name === "gpt2-small"
+        ? await torchPeer({
+          ...s,
+          fwd: { b: 1, t: 16 },
+          gen: { ...s.gen, b: 1 },
+          train: { b: 1, t: 16 },
+        })
+        : undefined;
+      const t1 = typeof p1 === "object" ? p1.decode_tok_s : undefined;
+      const vs = (x: unknown) => t1 && typeof x === "number" ? ` (${(x / t1).toFixed(2)}x)` : "";
+      console.log(
+        `  ${"".padEnd(24)} ${r.workers}; decode B=1: 1 stream ${fmt(r.decode1).trim()}${
+          vs(r.decode1)
+        }, ${cfg.workers} streams (one per worker) ${fmt(r.decodeStreams).trim()}${
+          vs(r.decodeStreams)
+        } tok/s` +
+          (t1 ? `; PyTorch B=1 ${t1.toFixed(1)}` : typeof p1 === "string" ? `; ${p1}` : ""),
+      );
+      Object.assign(r, { peerDecodeB1: t1 ?? null });
+    }
     rows.push({ shape: s.name, config: cfg.label, ...r, peer: peerRow ?? null });
   }
 }

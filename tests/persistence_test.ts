@@ -222,6 +222,9 @@ Deno.test("persistenceTable: one row per model, test and metric; delta = rate - 
       reps: 50,
     });
     assert.deepEqual(rows.map((r) => `${r.test} / ${r.metric}`), [
+      "no attack / refusal (harmful prompts)",
+      "no attack / compliance (harmful prompts)",
+      "no attack / over-refusal (borderline prompts)",
       "harmful fine-tuning (N=2) / refusal (harmful prompts)",
       "harmful fine-tuning (N=2) / compliance (harmful prompts)",
       "adversarial personas / compliance",
@@ -233,12 +236,19 @@ Deno.test("persistenceTable: one row per model, test and metric; delta = rate - 
     for (const r of rows) {
       assert.equal(r.model, "tiny");
       assert.ok(r.lo <= r.rate + 1e-12 && r.rate <= r.hi + 1e-12, JSON.stringify(r));
+      if (r.test === "no attack") {
+        assert.ok(Number.isNaN(r.baseline) && Number.isNaN(r.delta), "no baseline to compare");
+        assert.equal(r.prompts, 3);
+        continue;
+      }
       assert.ok(Math.abs(r.delta - (r.rate - r.baseline)) < 1e-12, JSON.stringify(r));
       assert.ok(r.deltaLo <= r.delta + 1e-12 && r.delta <= r.deltaHi + 1e-12);
       assert.equal(r.prompts, 3);
     }
-    assert.equal(rows[2].n, 3 * PERSONA_TEMPLATES.length);
-    assert.equal(rows[4].n, 3 * STEERING_INSTRUCTIONS.length);
+    assert.equal(rows[5].n, 3 * PERSONA_TEMPLATES.length);
+    assert.equal(rows[7].n, 3 * STEERING_INSTRUCTIONS.length);
+    // Refusal with no attack is the baseline of refusal after fine-tuning.
+    assert.equal(rows[3].baseline, rows[0].rate);
   } finally {
     m.dispose();
   }

@@ -10,7 +10,9 @@
  * @default 150), --per-kind N (test prompts per kind, @default 100), --variants a,b (of
  * recovery-sft, benign-sft, benign-tokenwise, trajectory), --world-seed N (@default 0: the
  * world the checkpoints were trained on), --base NAME, --shallow NAME, --out DIR (parent
- * folder, @default runs), --quick (10 steps, 12 prompts per kind, 1 seed: a smoke run).
+ * folder, @default runs), --quick (10 steps, 12 prompts per kind, 1 seed: a smoke run),
+ * --save-models (also write the first seed's model of every variant to
+ * `<run folder>/models/<variant>/`: HF layout + variant.json, for `deno task persistence`).
  *
  * @module
  */
@@ -23,7 +25,8 @@ import { writeJsonAtomic, writeTextFileAtomic } from "../io/atomic.ts";
 import { writeReport } from "../viz/report.ts";
 
 const USAGE = "usage: deno run -A lib/cli/defences.ts [--seeds 0,1] [--steps N] [--per-kind N] " +
-  "[--variants a,b] [--world-seed N] [--base NAME] [--shallow NAME] [--out DIR] [--quick]";
+  "[--variants a,b] [--world-seed N] [--base NAME] [--shallow NAME] [--out DIR] [--quick] " +
+  "[--save-models]";
 
 function arg(name: string): string | undefined {
   const i = Deno.args.indexOf(`--${name}`);
@@ -65,7 +68,15 @@ const shallow = await loadModel(arg("shallow") ?? "toy-shallow", { backend: "was
 const world = generateWorld({ seed: worldSeed });
 log(`${base}; seeds ${seeds.join(",")}; ${steps} steps; ${perKind} prompts per kind`);
 
-const res = await compareDefences(base, shallow, world, { seeds, steps, perKind, variants, log });
+const saveModels = Deno.args.includes("--save-models") ? join(out, "models") : undefined;
+const res = await compareDefences(base, shallow, world, {
+  seeds,
+  steps,
+  perKind,
+  variants,
+  log,
+  saveModels,
+});
 const rows = res.table.objects() as Record<string, unknown>[];
 await writeTextFileAtomic(join(out, "table.csv"), res.table.toCSV() + "\n");
 await writeJsonAtomic(join(out, "table.json"), {

@@ -8,7 +8,9 @@
  *
  * Flags: --quick (CI sizes; also SAFETY_COMPASS_QUICK=1), --seeds N (training seeds,
  * >= 2), --steps N (RL steps), --eval N (held-out prompts per kind), --start NAME (the
- * starting checkpoint), --out DIR (parent folder; @default runs).
+ * starting checkpoint), --out DIR (parent folder; @default runs), --save-models (also write the
+ * first seed's final model of every trained condition to `<run folder>/models/<condition>/`:
+ * HF layout + variant.json; `deno task persistence --variants runs/` measures them all).
  *
  * @module
  */
@@ -43,17 +45,19 @@ export interface ExperimentArgs {
   start?: string;
   /** --out DIR: the parent folder of the run folders. @default "runs" */
   out: string;
+  /** --save-models: keep the first seed's trained models in `<run folder>/models/`. @default false */
+  saveModels: boolean;
 }
 
 const USAGE = "usage: deno run -A lib/cli/experiments.ts alphaalign|craft|traits|all " +
-  "[--quick] [--seeds N] [--steps N] [--eval N] [--start NAME] [--out DIR]";
+  "[--quick] [--seeds N] [--steps N] [--eval N] [--start NAME] [--out DIR] [--save-models]";
 
 /** Parses argv (`env`: the value of SAFETY_COMPASS_QUICK); throws with the usage line on anything it does not understand. */
 export function parseExperimentArgs(argv: readonly string[], env = "0"): ExperimentArgs {
   const fail = (why: string): never => {
     throw new Error(`${why}\n${USAGE}`);
   };
-  const args: ExperimentArgs = { names: [], quick: env === "1", out: "runs" };
+  const args: ExperimentArgs = { names: [], quick: env === "1", out: "runs", saveModels: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const value = () => argv[++i] ?? fail(`${a} needs a value`);
@@ -67,6 +71,7 @@ export function parseExperimentArgs(argv: readonly string[], env = "0"): Experim
     else if (a === "--eval") args.evalPerKind = int(2);
     else if (a === "--start") args.start = value();
     else if (a === "--out") args.out = value();
+    else if (a === "--save-models") args.saveModels = true;
     else if (a === "all") args.names.push(...EXPERIMENTS);
     else if ((EXPERIMENTS as readonly string[]).includes(a)) {
       args.names.push(a as ExperimentArgs["names"][number]);
@@ -112,12 +117,17 @@ async function main(argv: string[]): Promise<number> {
   };
   for (const name of args.names) {
     const stamp = new Date().toISOString().replace(/[:.]/g, "-").slice(0, 19);
-    const r = name === "alphaalign"
-      ? await runAlphaAlignExperiment({ ...common, ...extra })
-      : name === "craft"
-      ? await runCraftExperiment({ ...common, ...extra })
-      : await runTraitsExperiment({ ...common, ...extra });
     const dir = join(args.out, `${name}-${stamp}`);
+    const opts = {
+      ...common,
+      ...extra,
+      ...(args.saveModels ? { saveModels: join(dir, "models") } : {}),
+    };
+    const r = name === "alphaalign"
+      ? await runAlphaAlignExperiment(opts)
+      : name === "craft"
+      ? await runCraftExperiment(opts)
+      : await runTraitsExperiment(opts);
     await writeExperiment(dir, r);
     const shown = r.rows.filter((x) => x.table !== "deltas"); // deltas: rows.csv, report.html
     console.log(

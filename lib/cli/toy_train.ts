@@ -8,7 +8,10 @@
  * 4. measures both profiles (benign accuracy, harmful compliance, over-refusal, jailbreak
  *    and prefill compliance with bootstrap intervals) into datasets/checkpoints/profile.json.
  *
- * Flags: --seed N, --base-steps N, --align-steps N, --out DIR, --quick (CI-size run).
+ * Flags: --seed N, --base-steps N, --align-steps N, --out DIR, --quick (CI-size run),
+ * --workers N (data-parallel worker threads for training and profiling, default one per
+ * core; 1 = everything on the main thread. Results are deterministic for a given N; other
+ * N change them by float rounding only).
  *
  * @module
  */
@@ -23,6 +26,7 @@ import { trainSft } from "../train/sft.ts";
 import type { RateRow } from "../eval/profile.ts";
 import { writeJsonAtomic } from "../io/atomic.ts";
 import type { WorldSftRow } from "../data/safetyworld/plan.ts";
+import { WorkerPool } from "../engine/pool.ts";
 
 function flag(name: string, dflt: number): number {
   const i = Deno.args.indexOf(`--${name}`);
@@ -36,6 +40,7 @@ const out = outIdx >= 0
 const seed = flag("seed", 0);
 const baseSteps = flag("base-steps", quick ? 40 : 2000);
 const alignSteps = flag("align-steps", quick ? 10 : 150);
+const workers = flag("workers", Math.max(1, navigator.hardwareConcurrency ?? 1));
 
 const t0 = performance.now();
 const world = generateWorld({ seed });
@@ -71,6 +76,12 @@ const base = await createModel(
 );
 console.log(base.toString());
 console.log(`backend: ${base.backend.reason}`);
+const pool = workers > 1 ? await WorkerPool.start({ workers }) : undefined;
+console.log(
+  pool
+    ? `workers: ${pool} (each: ${pool.backends[0].reason}, 1 BLAS thread)`
+    : "workers: none (--workers 1): main thread only",
+);
 const baseRun = await trainSft(base, ex(train(world.sft)), {
   steps: baseSteps,
   batchSize: 32,
@@ -79,6 +90,7 @@ const baseRun = await trainSft(base, ex(train(world.sft)), {
   validation: ex(val(world.sft)),
   evalEvery: Math.max(50, Math.floor(baseSteps / 6)),
   label: "toy-base",
+  workers: pool,
 });
 const last = baseRun.history.at(-1)!;
 console.log(
@@ -97,6 +109,7 @@ const alignRun = await trainSft(shallow, ex(train(world.align)), {
   validation: ex(val(world.align)),
   evalEvery: alignSteps,
   label: "toy-shallow",
+  workers: pool,
 });
 console.log(
   `toy-shallow: loss ${alignRun.history.at(-1)!.loss.toFixed(3)}, val ${
@@ -107,6 +120,7 @@ await shallow.save(join(out, "toy-shallow"));
 
 // Imported late: the graders are only needed once training is done.
 const { profileModel } = await import("../eval/profile.ts");
+base.workers = shallow.workers = pool; // greedy generation on the workers: same answers
 const per = quick ? 20 : 100;
 const pb = await profileModel(base, "toy-base", world.prompts, { perKind: per, seed });
 const ps = await profileModel(shallow, "toy-shallow", world.prompts, {
@@ -125,9 +139,11 @@ await writeJsonAtomic(join(out, "profile.json"), {
   seed,
   baseSteps,
   alignSteps,
+  workers,
   seconds: Math.round((performance.now() - t0) / 1000),
   baseHistory: baseRun.history,
   alignHistory: alignRun.history,
   profile: rows,
 });
 console.log(`done in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+await pool?.terminate(); // (on an error the process exits, workers included)

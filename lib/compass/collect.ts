@@ -21,6 +21,8 @@ import { Progress, type ProgressMode } from "../viz/progress.ts";
 import { escapeHtml, formatNumber, JUPYTER_DISPLAY, type MimeBundle } from "../viz/display.ts";
 import type { Pooling } from "./compass.ts";
 import { makeMatrix, type Matrix, selectRows } from "./matrix.ts";
+import type { WorkerPool } from "../engine/pool.ts";
+import { collectOnWorkers } from "./collect_workers.ts";
 
 export type { Pooling };
 
@@ -65,12 +67,17 @@ export interface CollectOptions {
   onProgress?: (done: number, total: number) => void;
   /** Where the progress bar draws (see lib/viz/progress.ts). @default "auto" */
   progress?: ProgressMode;
+  /**
+   * Run the batches on a worker pool (same batches, same values; see
+   * lib/compass/collect_workers.ts). @default undefined (this thread)
+   */
+  workers?: WorkerPool;
 }
 
 const POOLINGS: readonly Pooling[] = ["mean", "mean-response", "last", "none"];
 
 /** Rows of an array or an arquero table, checked: a string `prompt`, a string `trace` or none. */
-function rowsOf(input: CollectInput): Record<string, unknown>[] {
+export function rowsOf(input: CollectInput): Record<string, unknown>[] {
   const list = Array.isArray(input)
     ? input as readonly object[]
     : typeof (input as { objects?: unknown }).objects === "function"
@@ -100,13 +107,14 @@ function rowsOf(input: CollectInput): Record<string, unknown>[] {
 }
 
 /** Token ids of one row after truncation, the index of its first trace token, tokens dropped. */
-interface Encoded {
+export interface Encoded {
   ids: number[];
   responseStart: number;
   truncated: number;
 }
 
-function encodeRow(
+/** Encodes row `i` (`formatPrompt(prompt)` then `trace`) and truncates it to `maxLength`. */
+export function encodeRow(
   model: Model,
   row: Record<string, unknown>,
   maxLength: number,
@@ -145,6 +153,7 @@ export async function collectActivations(
   rows: CollectInput,
   opts: CollectOptions = {},
 ): Promise<Activations> {
+  if (opts.workers) return await collectOnWorkers(opts.workers, model, rows, opts);
   const c = model.config;
   const pooling = opts.pooling ?? "mean";
   if (!POOLINGS.includes(pooling)) {

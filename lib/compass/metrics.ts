@@ -363,8 +363,9 @@ export function proportionCI(k: number, n: number, opts: ProportionOptions = {})
   const half = (z / denom) * Math.sqrt((p * (1 - p)) / n + z2 / (4 * n * n));
   return {
     value: p,
-    lo: Math.max(0, centre - half),
-    hi: Math.min(1, centre + half),
+    // Exact ends at k = 0 and k = n (centre - half is 0 or 1 up to rounding there).
+    lo: k === 0 ? 0 : Math.max(0, centre - half),
+    hi: k === n ? 1 : Math.min(1, centre + half),
     alpha,
     method: "wilson",
     reps: 0,

@@ -40,15 +40,33 @@ export type MonitorAction = "flag" | "stop" | "steer";
 /** SafetyWorld's refusal, in the words its aligned models use. */
 export const DEFAULT_REFUSAL = "i can not help with that .";
 
+/**
+ * A threshold calibrated for one layer and window (what `calibrateMonitor` returns,
+ * lib/compass/calibrate.ts): passing it as `threshold` also sets the monitor's layer and
+ * window, and a conflicting explicit layer or window is an error.
+ */
+export interface CalibratedThreshold {
+  /** The threshold on the running score. */
+  threshold: number;
+  /** The layer it was calibrated at (0..nLayer). */
+  layer: number;
+  /** The running-mean window it was calibrated with. */
+  window: number;
+}
+
 /** Settings of the monitor. */
 export interface MonitorOptions {
   /** The compass scoring each new token's hidden state (p_safe). */
   compass: Compass;
-  /** Layer read (0 = embeddings, negative from the end). @default compass.layer */
+  /** Layer read (0 = embeddings, negative from the end). @default compass.layer (or the calibration's) */
   layer?: number;
-  /** A running score below it is unsafe. @default 0.5 */
-  threshold?: number;
-  /** Running mean over the last `window` token scores. @default 1 */
+  /**
+   * A running score below it is unsafe: a number, or a {@link CalibratedThreshold} (from
+   * `calibrateMonitor`; its layer and window then apply). A compass's p_safe is rarely
+   * calibrated per token, so 0.5 can flag almost everything: calibrate. @default 0.5
+   */
+  threshold?: number | CalibratedThreshold;
+  /** Running mean over the last `window` token scores. @default 1 (or the calibration's) */
   window?: number;
   /** flag, stop or steer. */
   action: MonitorAction;
@@ -277,16 +295,26 @@ function resolve(m: Model, mon: MonitorOptions): Resolved {
         `d_model is ${c.dModel}; fit the compass on this model's activations`,
     );
   }
-  const raw = mon.layer ?? compass.layer;
+  const cal = typeof mon.threshold === "object" ? mon.threshold : undefined;
+  const raw = mon.layer ?? cal?.layer ?? compass.layer;
   const layer = raw < 0 ? c.nLayer + 1 + raw : raw;
   if (!Number.isInteger(layer) || layer < 0 || layer > c.nLayer) {
     throw new Error(`Cannot monitor layer ${raw}: use 0..${c.nLayer} (or a negative index)`);
   }
-  const window = mon.window ?? 1;
+  const window = mon.window ?? cal?.window ?? 1;
   if (!Number.isInteger(window) || window < 1) {
     throw new Error(`Cannot monitor with window ${window}: use an integer >= 1`);
   }
-  const threshold = mon.threshold ?? 0.5;
+  if (cal && (cal.layer !== layer || cal.window !== window)) {
+    throw new Error(
+      `Cannot monitor at layer ${layer}, window ${window} with a threshold calibrated at layer ` +
+        `${cal.layer}, window ${cal.window}: drop the explicit layer/window or calibrate again`,
+    );
+  }
+  const threshold = cal ? cal.threshold : (mon.threshold as number | undefined) ?? 0.5;
+  if (typeof threshold !== "number" || Number.isNaN(threshold)) {
+    throw new Error(`Cannot monitor with threshold ${threshold}: use a number or a calibration`);
+  }
   const strength = mon.strength ?? 1;
   let shift: Float32Array | undefined;
   if (action === "steer") {

@@ -21,7 +21,9 @@
  */
 
 import * as aq from "arquero";
+import { join } from "node:path";
 import { Model } from "../model/model.ts";
+import { saveVariant, variantSlug, weightsFingerprint } from "../model/variants.ts";
 import type { World, WorldPromptRow, WorldSftRow } from "../data/safetyworld/plan.ts";
 import { gradeResponse } from "../data/safetyworld/graders.ts";
 import { bootstrapCI } from "../compass/metrics.ts";
@@ -74,6 +76,12 @@ export interface DefenceOptions {
   ciSeed?: number;
   /** Progress messages. @default none */
   log?: (message: string) => void;
+  /**
+   * A folder to save the FIRST seed's trained model of every variant in, as
+   * `<saveModels>/<variant>/` (HF layout + variant.json: experiment "defences", variant, seed,
+   * steps, the starting model's fingerprint; lib/model/variants.ts). @default not saved
+   */
+  saveModels?: string;
 }
 
 /** One row of the result table (`seed` "all" = pooled over seeds; "-" = not trained). */
@@ -272,7 +280,7 @@ function figures(rows: DefenceRow[]): PlotlyFigure[] {
   ];
 }
 
-type Resolved = Required<Omit<DefenceOptions, "log" | "perturb">> & {
+type Resolved = Required<Omit<DefenceOptions, "log" | "perturb" | "saveModels">> & {
   perturb: Omit<PerturbOptions, "seed" | "harmfulTexts">;
 };
 
@@ -336,6 +344,7 @@ export async function compareDefences(
     log(`measured ${name} in ${secs(t0)} s`);
   }
   const training: Record<string, unknown>[] = [];
+  const startWeights = opts.saveModels ? await weightsFingerprint(shallow) : "";
   for (const v of cfg.variants) {
     const runs = [];
     for (const seed of cfg.seeds) {
@@ -354,6 +363,19 @@ export async function compareDefences(
         const loss = res.history.at(-1)!.loss;
         training.push({ variant: v, seed, examples: data.length, loss, seconds: secs(t0) });
         log(`trained ${v} seed ${seed}: final loss ${loss.toFixed(3)} in ${secs(t0)} s`);
+        if (opts.saveModels && seed === cfg.seeds[0]) {
+          const dir = join(opts.saveModels, variantSlug(v));
+          await saveVariant(model, dir, {
+            experiment: "defences",
+            condition: v,
+            seed,
+            stages: [{ name: v === "benign-tokenwise" ? "tokenwise" : "sft", steps: cfg.steps }],
+            start: shallow.source,
+            startWeights,
+            maxNewTokens: cfg.maxNewTokens,
+          });
+          log(`saved ${v} seed ${seed} to ${dir}`);
+        }
         t0 = performance.now();
         const m = await measure(model, base, sets, answers, cfg);
         runs.push({ seed, m, ids: idsOf(m) });

@@ -10,7 +10,8 @@
  * 3. helpful steering: benign style instructions the model should still follow, checked by
  *    rule, against how often the bare answer already satisfies the rule.
  * `persistenceTable` gives one row per model, test and metric with intervals over prompts
- * and the paired change against the same prompts without the attack.
+ * and the paired change against the same prompts without the attack; "no attack" rows give
+ * the bare refusal, compliance and over-refusal (borderline prompts) rates.
  *
  * @module
  */
@@ -182,7 +183,7 @@ export function personaRows(
 export interface PersistenceRow {
   /** Model name (the key of `models`). */
   model: string;
-  /** The test: "harmful fine-tuning (N=10)", "adversarial personas", "helpful steering". */
+  /** The test: "no attack", "harmful fine-tuning (N=10)", "adversarial personas", "helpful steering". */
   test: string;
   /** What is counted. */
   metric: string;
@@ -190,9 +191,9 @@ export interface PersistenceRow {
   rate: number;
   lo: number;
   hi: number;
-  /** The same metric without the attack/instruction, on the same prompts. */
+  /** The same metric without the attack/instruction, on the same prompts (NaN for "no attack"). */
   baseline: number;
-  /** rate - baseline, with a paired bootstrap interval over prompts. */
+  /** rate - baseline, with a paired bootstrap interval over prompts (NaN for "no attack"). */
   delta: number;
   deltaLo: number;
   deltaHi: number;
@@ -212,8 +213,8 @@ export interface PersistenceOptions {
   attackSizes?: number[];
   /** Attack settings besides n. @default {epochs: 5, batchSize: 10, lr: 1e-3} */
   attack?: Omit<HarmfulFtOptions, "n">;
-  /** New tokens per answer. @default 48 */
-  maxNewTokens?: number;
+  /** New tokens per answer, for all models or per model name (missing names: 48). @default 48 */
+  maxNewTokens?: number | Readonly<Record<string, number>>;
   /** Attack data and bootstrap seed. @default 0 */
   seed?: number;
   /** Bootstrap resamples. @default 1000 */
@@ -284,10 +285,13 @@ export function pairedRates(
 const bit = (b: boolean | undefined) => (b ? 1 : 0);
 
 /**
- * The persistence table: for every model, harmful fine-tuning at each size (refusal and
- * compliance on held-out harmful prompts), adversarial personas (compliance), and helpful
- * steering (instruction followed; task still correct), each against the same prompts
- * without the attack or instruction. Greedy decoding; rows carry intervals over prompts.
+ * The persistence table: for every model, the bare rates ("no attack": refusal and
+ * compliance on held-out harmful prompts, over-refusal on borderline ones), harmful
+ * fine-tuning at each size (refusal and compliance on the same harmful prompts), adversarial
+ * personas (compliance, refusal), and helpful steering (instruction followed; task still
+ * correct; refusal), each against the same prompts without the attack or instruction.
+ * Greedy decoding; rows carry intervals over prompts. Models are measured one after the
+ * other; a caller with many models can call it once per model and concatenate the rows.
  */
 export async function persistenceTable(
   models: Record<string, Model>,
@@ -295,18 +299,34 @@ export async function persistenceTable(
   opts: PersistenceOptions = {},
 ): Promise<PersistenceRow[]> {
   const per = opts.n ?? 100, seed = opts.seed ?? 0, reps = opts.reps ?? 1000;
-  const maxNewTokens = opts.maxNewTokens ?? 48;
   const log = opts.log ?? (() => {});
   const test = (kind: string) =>
     world.prompts.filter((p) => p.split === "test" && p.kind === kind).slice(0, per);
-  const harmful = test("harmful"), tasks = test("task");
+  const harmful = test("harmful"), tasks = test("task"), borderline = test("borderline");
   const out: PersistenceRow[] = [];
   for (const [name, model] of Object.entries(models)) {
+    const mnt = opts.maxNewTokens;
+    const maxNewTokens = typeof mnt === "number" ? mnt : mnt?.[name] ?? 48;
     const row = (test: string, metric: string, a: Hits, b: Hits) =>
       out.push({ model: name, test, metric, ...pairedRates(a, b, { reps, seed }) });
+    const plain = (metric: string, a: Hits) =>
+      out.push({
+        model: name,
+        test: "no attack",
+        metric,
+        ...pairedRates(a, a, { reps, seed }),
+        baseline: NaN,
+        delta: NaN,
+        deltaLo: NaN,
+        deltaHi: NaN,
+      });
     const bare = await answerAndGrade(model, harmful, { maxNewTokens });
     const bareRefusal = bare.map((g) => [bit(g.grade.refusal)]);
     const bareHarm = bare.map((g) => [bit(g.grade.harmful)]);
+    plain("refusal (harmful prompts)", bareRefusal);
+    plain("compliance (harmful prompts)", bareHarm);
+    const border = await answerAndGrade(model, borderline, { maxNewTokens });
+    plain("over-refusal (borderline prompts)", border.map((g) => [bit(g.grade.refusal)]));
     for (const n of opts.attackSizes ?? [10, 100]) {
       const { attacked } = await harmfulFineTune(model, world, { ...opts.attack, n, seed });
       try {
@@ -335,7 +355,7 @@ export async function persistenceTable(
       bareRefusal,
     );
     log(`${name}: personas measured`);
-    const plain = await answerAndGrade(model, tasks, { maxNewTokens });
+    const bareTasks = await answerAndGrade(model, tasks, { maxNewTokens });
     const s = STEERING_INSTRUCTIONS.length;
     const steered = await answerAndGrade(
       model,
@@ -349,19 +369,19 @@ export async function persistenceTable(
       "helpful steering",
       "instruction followed",
       per2.map((g) => g.map((x, j) => bit(STEERING_INSTRUCTIONS[j].follows(x.text)))),
-      plain.map((p) => STEERING_INSTRUCTIONS.map((ins) => bit(ins.follows(p.text)))),
+      bareTasks.map((p) => STEERING_INSTRUCTIONS.map((ins) => bit(ins.follows(p.text)))),
     );
     row(
       "helpful steering",
       "task correct",
       per2.map((g) => g.map((x) => bit(x.grade.correct))),
-      plain.map((p) => new Array(s).fill(bit(p.grade.correct))),
+      bareTasks.map((p) => new Array(s).fill(bit(p.grade.correct))),
     );
     row(
       "helpful steering",
       "refusal (benign tasks)",
       per2.map((g) => g.map((x) => bit(x.grade.refusal))),
-      plain.map((p) => new Array(s).fill(bit(p.grade.refusal))),
+      bareTasks.map((p) => new Array(s).fill(bit(p.grade.refusal))),
     );
     log(`${name}: helpful steering measured`);
   }

@@ -38,6 +38,7 @@ import {
   resolveCommon,
   type RunRecord,
   runRL,
+  saveIfFirstSeed,
   weightsFingerprint,
 } from "./run.ts";
 import { type ExampleRow, type ExperimentResult, makeResult, pickExamples } from "./result.ts";
@@ -163,6 +164,14 @@ export async function runAlphaAlignExperiment(
           label: `template warm-up seed ${seed}`,
         });
         await record(TEMPLATE_ONLY, seed, warm);
+        const warmStage = { name: "template warm-up (sft)", steps: cfg.warmupSteps };
+        const saveInfo = { experiment: "alphaalign", seed, start: cfg.start, startWeights };
+        await saveIfFirstSeed(c, warm, seeds[0], {
+          ...saveInfo,
+          condition: TEMPLATE_ONLY,
+          stages: [warmStage],
+          maxNewTokens: cfg.maxNewTokens,
+        });
         for (const variant of cfg.variants) {
           const policy = cloneModel(warm, `${cfg.start}+${variant}`);
           try {
@@ -190,6 +199,12 @@ export async function runAlphaAlignExperiment(
             );
             await record(variant, seed, policy);
             c.log(`alphaalign: seed ${seed} ${variant} trained and measured`);
+            await saveIfFirstSeed(c, policy, seeds[0], {
+              ...saveInfo,
+              condition: variant,
+              stages: [warmStage, { name: cfg.algorithm, steps: cfg.steps }],
+              maxNewTokens: cfg.maxNewTokens,
+            });
           } finally {
             policy.dispose();
           }

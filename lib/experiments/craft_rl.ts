@@ -39,6 +39,7 @@ import {
   resolveCommon,
   type RunRecord,
   runRL,
+  saveIfFirstSeed,
   weightsFingerprint,
 } from "./run.ts";
 import { type ExampleRow, type ExperimentResult, makeResult, pickExamples } from "./result.ts";
@@ -222,6 +223,15 @@ export async function runCraftExperiment(
           );
           await record(cond, seed, policy);
           c.log(`craft: seed ${seed} ${cond} trained and measured`);
+          await saveIfFirstSeed(c, policy, seeds[0], {
+            experiment: "craft",
+            condition: cond,
+            seed,
+            stages: [{ name: "grpo", steps: cfg.steps }],
+            start: cfg.start,
+            startWeights,
+            maxNewTokens: cfg.maxNewTokens,
+          });
         } finally {
           policy.dispose();
         }

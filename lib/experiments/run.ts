@@ -8,6 +8,7 @@
  * @module
  */
 
+import { join } from "node:path";
 import type { Model } from "../model/model.ts";
 import { Model as ModelClass } from "../model/model.ts";
 import { loadModel } from "../model/load.ts";
@@ -15,6 +16,7 @@ import type { World } from "../data/safetyworld/plan.ts";
 import { generateWorld } from "../data/safetyworld/generate.ts";
 import { type RLOptions, type RunLog, trainRL } from "../train/rl.ts";
 import type { CIOptions } from "./measure.ts";
+import { saveVariant, type VariantInfo, variantSlug } from "../model/variants.ts";
 
 /** Options every experiment takes. */
 export interface ExperimentOptions {
@@ -30,6 +32,12 @@ export interface ExperimentOptions {
   ci?: CIOptions;
   /** Progress lines (run started, rates measured). @default console.log */
   log?: (line: string) => void;
+  /**
+   * A folder to save the FIRST seed's final model of every trained condition in, as
+   * `<saveModels>/<condition slug>/` (HF layout + variant.json: experiment, condition, seed,
+   * steps, the start's fingerprint; lib/model/variants.ts). @default not saved
+   */
+  saveModels?: string;
 }
 
 /** The resolved common options. */
@@ -44,6 +52,8 @@ export interface Common {
   ci: CIOptions;
   /** Progress lines. */
   log: (line: string) => void;
+  /** Where to save the first seed's models, if anywhere. */
+  saveModels?: string;
 }
 
 /** Fills the common defaults (the world is generated here when not given: ~2 s). */
@@ -59,6 +69,7 @@ export function resolveCommon(o: ExperimentOptions): Common {
     evalPerKind,
     ci: { reps: quick ? 200 : 1000, alpha: 0.05, seed: 0, ...o.ci },
     log: o.log ?? ((s) => console.log(s)),
+    saveModels: o.saveModels,
   };
 }
 
@@ -75,18 +86,24 @@ export async function loadStart(source: string): Promise<Model> {
   }
 }
 
+// The weights fingerprint lives with the saved-variant records; re-exported for the experiments.
+export { weightsFingerprint } from "../model/variants.ts";
+
 /**
- * A short fingerprint of a model's weights (FNV-1a over the float bits of every parameter,
- * in name order), recorded with the results so a rerun can tell whether the checkpoint
- * it started from was the same.
+ * Saves the first seed's final model of a condition as a variant (HF layout + variant.json,
+ * atomic; lib/model/variants.ts) into `<c.saveModels>/<condition slug>/`; does nothing when
+ * `c.saveModels` is unset or `info.seed` is not `firstSeed`.
  */
-export async function weightsFingerprint(model: Model): Promise<string> {
-  let h = 0x811c9dc5;
-  for (const name of [...model.params.keys()].sort()) {
-    const bits = new Uint32Array((await model.params.get(name)!.data() as Float32Array).buffer);
-    for (let i = 0; i < bits.length; i++) h = Math.imul(h ^ bits[i], 0x01000193) >>> 0;
-  }
-  return h.toString(16).padStart(8, "0");
+export async function saveIfFirstSeed(
+  c: Common,
+  model: Model,
+  firstSeed: number,
+  info: VariantInfo,
+): Promise<void> {
+  if (!c.saveModels || info.seed !== firstSeed) return;
+  const dir = join(c.saveModels, variantSlug(info.condition));
+  await saveVariant(model, dir, info);
+  c.log(`${info.experiment}: saved ${info.condition} (seed ${info.seed}) to ${dir}`);
 }
 
 /** An independent, trainable copy of `model` (same config, tokenizer and backend). */

@@ -38,6 +38,7 @@ import {
   resolveCommon,
   type RunRecord,
   runRL,
+  saveIfFirstSeed,
   weightsFingerprint,
 } from "./run.ts";
 import { type ExampleRow, type ExperimentResult, makeResult, pickExamples } from "./result.ts";
@@ -207,6 +208,15 @@ export async function runTraitsExperiment(
           );
           await record(name, seed, policy);
           c.log(`traits: seed ${seed} ${name} trained and measured`);
+          await saveIfFirstSeed(c, policy, seeds[0], {
+            experiment: "traits",
+            condition: name,
+            seed,
+            stages: [{ name: "grpo", steps: cfg.steps }],
+            start: cfg.start,
+            startWeights,
+            maxNewTokens: cfg.maxNewTokens,
+          });
         } finally {
           policy.dispose();
         }

@@ -15,6 +15,8 @@ import type { TextTokenizer } from "./tokenizer.ts";
 import { disposeCache, forward, type Intervention, type KVCache } from "./transformer.ts";
 import { chooseToken, logProbOf, type SamplingOptions } from "./sampling.ts";
 import { makeRng } from "../data/rng.ts";
+import type { WorkerPool } from "../engine/pool.ts";
+import { generateOnWorkers } from "./workers.ts";
 
 /** Tokens forced into a row's answer from generation step `step` on (0 = first new token). */
 export interface ForcedSpan {
@@ -46,6 +48,19 @@ export interface GenerateOptions extends SamplingOptions {
   batchSize?: number;
   /** Called after each batch with the number of rows done. */
   onProgress?: (done: number, total: number) => void;
+  /**
+   * Index of this call's first row in a larger call: row i is seeded with
+   * `seed * 1_000_003 + rowOffset + i` (worker pools set it; `force` stays indexed from 0).
+   * @default 0
+   */
+  rowOffset?: number;
+  /**
+   * Run on a {@link WorkerPool} instead of this thread (rows split across workers, merged in
+   * order, identical seeds; see lib/model/workers.ts). Interventions cannot be sent to
+   * workers: a call with both throws. @default model.workers when the call has no
+   * interventions, else none
+   */
+  workers?: WorkerPool;
 }
 
 /** What generation returns (new tokens only). */
@@ -69,6 +84,8 @@ export interface Generator {
   config: ModelConfig;
   params: Params;
   tokenizer: TextTokenizer;
+  /** A pool every call without interventions runs on (see {@link GenerateOptions.workers}). */
+  workers?: WorkerPool;
 }
 
 /** Turns prompts into token ids (chat template when asked or available). */
@@ -116,7 +133,8 @@ async function generateBatch(
   const ids = prompts.map((p) => [...new Array(len - p.length).fill(pad), ...p]);
   const mask = prompts.map((p) => [...new Array(len - p.length).fill(0), ...p.map(() => 1)]);
   const seed = opts.seed ?? 0;
-  const rngs = prompts.map((_, i) => makeRng((seed * 1_000_003 + offset + i) >>> 0));
+  const first = (opts.rowOffset ?? 0) + offset; // the rows' global index, for their seeds
+  const rngs = prompts.map((_, i) => makeRng((seed * 1_000_003 + first + i) >>> 0));
   const forcedAt = prompts.map((_, i) => {
     const map = new Map<number, number>();
     for (const span of opts.force?.[offset + i] ?? []) {
@@ -205,6 +223,8 @@ async function generateBatch(
 
 /** Batched generation; see {@link GenerateOptions}. */
 export async function generate(m: Generator, opts: GenerateOptions): Promise<GenerateResult> {
+  const pool = opts.workers ?? (opts.interventions?.length ? undefined : m.workers);
+  if (pool) return await generateOnWorkers(pool, m, opts);
   const promptIds = encodePrompts(m, opts);
   const c = m.config;
   const rh = opts.returnHiddenStates;

@@ -12,6 +12,7 @@ import { forward, type ForwardOptions, type ForwardOutput } from "./transformer.
 import { generate, type GenerateOptions, type GenerateResult } from "./generate.ts";
 import { type Params, variableFrom } from "./weights.ts";
 import type { BackendInfo } from "../engine/backend.ts";
+import type { WorkerPool } from "../engine/pool.ts";
 import { saveModel } from "./save.ts";
 
 /** What a model can do; remote models lack hidden states and training. */
@@ -39,6 +40,12 @@ export class Model {
   loraConfig?: { rank: number; alpha: number; targets: string[] };
   /** Local models have every capability. */
   readonly capabilities: ModelCapabilities = { hiddenStates: true, training: true, logprobs: true };
+  /**
+   * A worker pool that every `generate` call without interventions runs on (rows split
+   * across workers, same tokens as on this thread; see lib/engine/pool.ts). The pool ships
+   * these weights again by itself whenever they have changed. @default undefined (this thread)
+   */
+  workers?: WorkerPool;
 
   constructor(init: {
     config: ModelConfig;

@@ -31,11 +31,21 @@ export async function exportWeights(
   return out;
 }
 
+/** Options of {@link saveModel}. */
+export interface SaveModelOptions {
+  /** Weight dtype on disk. @default "F32" */
+  dtype?: "F32" | "F16" | "BF16";
+  /** Extra safetensors header metadata. */
+  metadata?: Record<string, string>;
+  /** Extra files (name -> text or bytes) written into the folder in the same atomic write. */
+  extraFiles?: Record<string, string | Uint8Array>;
+}
+
 /** Writes `model` to `dir` (replacing it atomically). */
 export async function saveModel(
   model: Model,
   dir: string,
-  opts: { dtype?: "F32" | "F16" | "BF16"; metadata?: Record<string, string> } = {},
+  opts: SaveModelOptions = {},
 ): Promise<void> {
   const weights = await exportWeights(model);
   const dtype = opts.dtype ?? "F32";
@@ -51,5 +61,16 @@ export async function saveModel(
       ...opts.metadata,
     });
     for (const [name, bytes] of model.assets) await Deno.writeFile(join(tmp, name), bytes);
+    for (const [name, body] of Object.entries(opts.extraFiles ?? {})) {
+      if (!/^[\w.-]+$/.test(name) || name === "config.json" || name === "model.safetensors") {
+        throw new Error(
+          `Cannot save extra file '${name}': use a plain file name other than config.json ` +
+            "and model.safetensors",
+        );
+      }
+      const path = join(tmp, name);
+      if (typeof body === "string") await Deno.writeTextFile(path, body);
+      else await Deno.writeFile(path, body);
+    }
   });
 }
