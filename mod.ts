@@ -88,7 +88,13 @@ export {
   type SftResult,
   trainSft,
 } from "./lib/train/sft.ts";
-export { AdamW, type AdamWOptions } from "./lib/train/adamw.ts";
+export {
+  AdamW,
+  type AdamWOptions,
+  type AdamWState,
+  type StateLocation,
+} from "./lib/train/adamw.ts";
+export { GradientAccumulator } from "./lib/train/accumulate.ts";
 export { lmLoss, padBatch, type TokenBatch, tokenLogprobs } from "./lib/train/loss.ts";
 export {
   type DataParallelOptions,
