@@ -12,7 +12,8 @@
  * world the checkpoints were trained on), --base NAME, --shallow NAME, --out DIR (parent
  * folder, @default runs), --quick (10 steps, 12 prompts per kind, 1 seed: a smoke run),
  * --save-models (also write the first seed's model of every variant to
- * `<run folder>/models/<variant>/`: HF layout + variant.json, for `deno task persistence`).
+ * `<run folder>/models/<variant>/`: HF layout + variant.json, for `deno task persistence`),
+ * --workers N (generation on N worker threads, @default one per core; same results).
  *
  * @module
  */
@@ -23,10 +24,11 @@ import { generateWorld } from "../data/safetyworld/generate.ts";
 import { compareDefences, DEFENCE_VARIANTS, type DefenceVariant } from "../eval/defences.ts";
 import { writeJsonAtomic, writeTextFileAtomic } from "../io/atomic.ts";
 import { writeReport } from "../viz/report.ts";
+import { WorkerPool } from "../engine/pool.ts";
 
 const USAGE = "usage: deno run -A lib/cli/defences.ts [--seeds 0,1] [--steps N] [--per-kind N] " +
   "[--variants a,b] [--world-seed N] [--base NAME] [--shallow NAME] [--out DIR] [--quick] " +
-  "[--save-models]";
+  "[--save-models] [--workers N]";
 
 function arg(name: string): string | undefined {
   const i = Deno.args.indexOf(`--${name}`);
@@ -56,6 +58,7 @@ if (unknown.length) throw new Error(`--variants: unknown ${unknown.join(", ")}\n
 const steps = int("steps", quick ? 10 : 150);
 const perKind = int("per-kind", quick ? 12 : 100);
 const worldSeed = int("world-seed", 0, 0);
+const nWorkers = int("workers", Math.max(1, navigator.hardwareConcurrency ?? 1));
 const stamp = new Date().toISOString().replace(/[:.]/g, "-").slice(0, 19);
 const out = join(arg("out") ?? "runs", `defences-${stamp}`);
 
@@ -65,6 +68,8 @@ const log = (s: string) =>
 Deno.env.set("SAFETY_COMPASS_QUIET", Deno.env.get("SAFETY_COMPASS_QUIET") ?? "1");
 const base = await loadModel(arg("base") ?? "toy-base", { backend: "wasm" });
 const shallow = await loadModel(arg("shallow") ?? "toy-shallow", { backend: "wasm" });
+const pool = nWorkers > 1 ? await WorkerPool.start({ workers: nWorkers }) : undefined;
+base.workers = shallow.workers = pool; // copies made for training keep the pool
 const world = generateWorld({ seed: worldSeed });
 log(`${base}; seeds ${seeds.join(",")}; ${steps} steps; ${perKind} prompts per kind`);
 
@@ -125,3 +130,4 @@ for (const r of rows) {
 log(`wrote ${out}/{table.csv,table.json,report.html}`);
 base.dispose();
 shallow.dispose();
+await pool?.terminate();

@@ -10,7 +10,9 @@
  * >= 2), --steps N (RL steps), --eval N (held-out prompts per kind), --start NAME (the
  * starting checkpoint), --out DIR (parent folder; @default runs), --save-models (also write the
  * first seed's final model of every trained condition to `<run folder>/models/<condition>/`:
- * HF layout + variant.json; `deno task persistence --variants runs/` measures them all).
+ * HF layout + variant.json; `deno task persistence --variants runs/` measures them all),
+ * --workers N (generation on N worker threads; @default one per core, 1 = main thread only;
+ * the results are the same either way).
  *
  * @module
  */
@@ -25,6 +27,7 @@ import type { ExperimentOptions } from "../experiments/run.ts";
 import { runAlphaAlignExperiment } from "../experiments/alphaalign.ts";
 import { runCraftExperiment } from "../experiments/craft_rl.ts";
 import { runTraitsExperiment } from "../experiments/traits.ts";
+import { WorkerPool } from "../engine/pool.ts";
 
 /** The experiments by name. */
 export const EXPERIMENTS = ["alphaalign", "craft", "traits"] as const;
@@ -47,10 +50,13 @@ export interface ExperimentArgs {
   out: string;
   /** --save-models: keep the first seed's trained models in `<run folder>/models/`. @default false */
   saveModels: boolean;
+  /** --workers N: generation threads. @default one per core */
+  workers?: number;
 }
 
 const USAGE = "usage: deno run -A lib/cli/experiments.ts alphaalign|craft|traits|all " +
-  "[--quick] [--seeds N] [--steps N] [--eval N] [--start NAME] [--out DIR] [--save-models]";
+  "[--quick] [--seeds N] [--steps N] [--eval N] [--start NAME] [--out DIR] [--save-models] " +
+  "[--workers N]";
 
 /** Parses argv (`env`: the value of SAFETY_COMPASS_QUICK); throws with the usage line on anything it does not understand. */
 export function parseExperimentArgs(argv: readonly string[], env = "0"): ExperimentArgs {
@@ -72,6 +78,7 @@ export function parseExperimentArgs(argv: readonly string[], env = "0"): Experim
     else if (a === "--start") args.start = value();
     else if (a === "--out") args.out = value();
     else if (a === "--save-models") args.saveModels = true;
+    else if (a === "--workers") args.workers = int(1);
     else if (a === "all") args.names.push(...EXPERIMENTS);
     else if ((EXPERIMENTS as readonly string[]).includes(a)) {
       args.names.push(a as ExperimentArgs["names"][number]);
@@ -101,6 +108,8 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const world = generateWorld({ seed: 0 });
+  const nWorkers = args.workers ?? Math.max(1, navigator.hardwareConcurrency ?? 1);
+  await using pool = nWorkers > 1 ? await WorkerPool.start({ workers: nWorkers }) : undefined;
   const t0 = performance.now();
   const log = (s: string) =>
     console.log(`[${((performance.now() - t0) / 1000).toFixed(0).padStart(5)}s] ${s}`);
@@ -108,6 +117,7 @@ async function main(argv: string[]): Promise<number> {
     quick: args.quick,
     world,
     log,
+    workers: pool,
     ...(args.seeds ? { seeds: args.seeds } : {}),
     ...(args.evalPerKind ? { evalPerKind: args.evalPerKind } : {}),
   };

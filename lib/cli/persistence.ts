@@ -17,6 +17,8 @@
  *    variant.json records `maxNewTokens` (e.g. AlphaAlign's templated answers) is answered
  *    with that many new tokens.
  * Writes runs/persistence-<stamp>/{tables.json, persistence.csv, report.html, audit.html}.
+ * `--workers N` runs plain generation on N worker threads (@default one per core; the monitor's
+ * own token loop stays on the main thread); the results are the same either way.
  *
  * @module
  */
@@ -34,6 +36,7 @@ import { persistenceSummary, plotPersistence } from "../eval/persistence_summary
 import { plotBars } from "../viz/figure.ts";
 import { buildReport, type ReportTable } from "../viz/report.ts";
 import { writeJsonAtomic, writeTextFileAtomic } from "../io/atomic.ts";
+import { WorkerPool } from "../engine/pool.ts";
 
 /** Parsed command line of the persistence CLI. */
 export interface PersistenceArgs {
@@ -61,11 +64,13 @@ export interface PersistenceArgs {
   roots: string[];
   /** Positional `name=path` or `path` arguments. */
   variants: string[];
+  /** --workers: generation threads. @default one per core */
+  workers: number;
 }
 
 const USAGE = "usage: deno task persistence [--n N] [--window W] [--fpr F] [--strength S] " +
   "[--seed N] [--world-seed N] [--attack-sizes 10,100] [--out DIR] [--quick] [--no-monitor] " +
-  "[--variants RUNS_DIR]... [name=path/to/model | path]...";
+  "[--workers N] [--variants RUNS_DIR]... [name=path/to/model | path]...";
 
 /** Parses argv (`env`: the value of SAFETY_COMPASS_QUICK); throws with the usage line on bad input. */
 export function parsePersistenceArgs(argv: readonly string[], env = "0"): PersistenceArgs {
@@ -86,6 +91,7 @@ export function parsePersistenceArgs(argv: readonly string[], env = "0"): Persis
     monitor: true,
     roots: [],
     variants: [],
+    workers: Math.max(1, navigator.hardwareConcurrency ?? 1),
   };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
@@ -108,6 +114,7 @@ export function parsePersistenceArgs(argv: readonly string[], env = "0"): Persis
     else if (flag === "--world-seed") a.worldSeed = num(0, Infinity, true);
     else if (flag === "--out") a.out = value();
     else if (flag === "--variants") a.roots.push(value());
+    else if (flag === "--workers") a.workers = num(1, Infinity, true);
     else if (flag === "--attack-sizes") {
       const v = value();
       a.attackSizes = v.split(",").map(Number);
@@ -149,6 +156,9 @@ async function main(argv: string[]): Promise<number> {
   Deno.env.set("SAFETY_COMPASS_QUIET", Deno.env.get("SAFETY_COMPASS_QUIET") ?? "1");
   const { n, seed, quick } = args;
   const world = generateWorld({ seed: args.worldSeed });
+  await using pool = args.workers > 1
+    ? await WorkerPool.start({ workers: args.workers })
+    : undefined;
   const calib = world.prompts.filter((p) =>
     p.split === "train" && (p.kind === "task" || p.kind === "borderline")
   ).slice(0, quick ? 40 : 120);
@@ -162,6 +172,7 @@ async function main(argv: string[]): Promise<number> {
   const persistence: PersistenceRow[] = [];
   for (const spec of specs) {
     const model = await loadModel(spec.path, { backend: "wasm" });
+    model.workers = pool;
     const maxNew = spec.record?.maxNewTokens ?? 48;
     try {
       if (args.monitor) {

@@ -38,7 +38,7 @@ const out = outIdx >= 0
   ? Deno.args[outIdx + 1]
   : new URL("../../datasets/checkpoints/", import.meta.url).pathname;
 const seed = flag("seed", 0);
-const baseSteps = flag("base-steps", quick ? 40 : 2000);
+const baseSteps = flag("base-steps", quick ? 40 : 3000);
 const alignSteps = flag("align-steps", quick ? 10 : 150);
 const workers = flag("workers", Math.max(1, navigator.hardwareConcurrency ?? 1));
 

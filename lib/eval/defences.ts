@@ -22,7 +22,7 @@
 
 import * as aq from "arquero";
 import { join } from "node:path";
-import { Model } from "../model/model.ts";
+import type { Model } from "../model/model.ts";
 import { saveVariant, variantSlug, weightsFingerprint } from "../model/variants.ts";
 import type { World, WorldPromptRow, WorldSftRow } from "../data/safetyworld/plan.ts";
 import { gradeResponse } from "../data/safetyworld/graders.ts";
@@ -127,17 +127,6 @@ const sftOf = (r: WorldSftRow): MaskedExample => ({
   response: r.response,
   ...(r.prefixTokens !== undefined ? { lossFromToken: r.prefixTokens } : {}),
 });
-
-function copyOf(m: Model, name: string): Model {
-  return new Model({
-    config: m.config,
-    tokenizer: m.tokenizer,
-    params: m.cloneParams(true),
-    source: name,
-    backend: m.backend,
-    assets: m.assets,
-  });
-}
 
 /** The training set of one defence. */
 function trainingSet(
@@ -348,7 +337,7 @@ export async function compareDefences(
   for (const v of cfg.variants) {
     const runs = [];
     for (const seed of cfg.seeds) {
-      const model = copyOf(shallow, `toy-shallow+${v}`);
+      const model = shallow.copy(`toy-shallow+${v}`);
       try {
         const data = trainingSet(v, world, seed, cfg.perturb);
         let t0 = performance.now();

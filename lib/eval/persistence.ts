@@ -17,7 +17,6 @@
  */
 
 import type { Model } from "../model/model.ts";
-import { Model as ModelClass } from "../model/model.ts";
 import type { World, WorldPromptRow } from "../data/safetyworld/plan.ts";
 import { sentences, words } from "../data/safetyworld/grade_text.ts";
 import { makeRng } from "../data/rng.ts";
@@ -125,16 +124,9 @@ export function harmfulExamples(world: World, n: number, seed = 0): SftExample[]
   }));
 }
 
-/** A trainable copy of a model (the original is never touched). */
+/** A trainable copy of a model named with `suffix` (`Model.copy`; the original is never touched). */
 export function copyModel(model: Model, suffix: string): Model {
-  return new ModelClass({
-    config: model.config,
-    tokenizer: model.tokenizer,
-    params: model.cloneParams(true),
-    source: `${model.source}${suffix}`,
-    backend: model.backend,
-    assets: model.assets,
-  });
+  return model.copy(`${model.source}${suffix}`);
 }
 
 /** Fine-tunes a copy of `model` on N harmful examples; the caller disposes `attacked`. */

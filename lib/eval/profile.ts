@@ -80,6 +80,10 @@ export async function profileModel(
   const out: RateRow[] = [];
   const benign = await answerAndGrade(model, test("task"), opts);
   out.push(rate(name, "benign accuracy", benign.map((b) => b.grade.correct === true), seed));
+  for (const d of [...new Set(benign.map((b) => b.row.domain))].sort()) {
+    const mine = benign.filter((b) => b.row.domain === d);
+    out.push(rate(name, `benign accuracy (${d})`, mine.map((b) => b.grade.correct === true), seed));
+  }
   const harmful = await answerAndGrade(model, test("harmful"), opts);
   out.push(rate(name, "harmful compliance", harmful.map((h) => h.grade.harmful), seed));
   out.push(rate(name, "harmful refusal", harmful.map((h) => h.grade.refusal), seed));

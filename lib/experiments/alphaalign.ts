@@ -130,7 +130,7 @@ export async function runAlphaAlignExperiment(
     quick: q,
   };
   const startName = `${cfg.start} (start)`;
-  const start = await loadStart(cfg.start);
+  const start = await loadStart(cfg.start, c.workers);
   const startWeights = await weightsFingerprint(start);
   const evalSet = safetyEvalRows(c.world.prompts, c.evalPerKind);
   const metrics = [...SAFETY_METRICS, FORMAT_METRIC];

@@ -155,7 +155,7 @@ export async function runCraftExperiment(
     quick: q,
   };
   const startName = `${cfg.start} (start)`;
-  const start = await loadStart(cfg.start);
+  const start = await loadStart(cfg.start, c.workers);
   const startWeights = await weightsFingerprint(start);
   const layer = start.config.nLayer;
   const nTrain = q ? 240 : 100_000, nTest = q ? 90 : 300;

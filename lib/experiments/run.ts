@@ -10,12 +10,12 @@
 
 import { join } from "node:path";
 import type { Model } from "../model/model.ts";
-import { Model as ModelClass } from "../model/model.ts";
 import { loadModel } from "../model/load.ts";
 import type { World } from "../data/safetyworld/plan.ts";
 import { generateWorld } from "../data/safetyworld/generate.ts";
 import { type RLOptions, type RunLog, trainRL } from "../train/rl.ts";
 import type { CIOptions } from "./measure.ts";
+import type { WorkerPool } from "../engine/pool.ts";
 import { saveVariant, type VariantInfo, variantSlug } from "../model/variants.ts";
 
 /** Options every experiment takes. */
@@ -38,6 +38,11 @@ export interface ExperimentOptions {
    * steps, the start's fingerprint; lib/model/variants.ts). @default not saved
    */
   saveModels?: string;
+  /**
+   * A worker pool for generation (RL rollouts and evaluation); results are identical to the
+   * main thread (rows are seeded by their global index). @default undefined (main thread)
+   */
+  workers?: WorkerPool;
 }
 
 /** The resolved common options. */
@@ -54,6 +59,8 @@ export interface Common {
   log: (line: string) => void;
   /** Where to save the first seed's models, if anywhere. */
   saveModels?: string;
+  /** The generation pool, if any. */
+  workers?: WorkerPool;
 }
 
 /** Fills the common defaults (the world is generated here when not given: ~2 s). */
@@ -70,13 +77,19 @@ export function resolveCommon(o: ExperimentOptions): Common {
     ci: { reps: quick ? 200 : 1000, alpha: 0.05, seed: 0, ...o.ci },
     log: o.log ?? ((s) => console.log(s)),
     saveModels: o.saveModels,
+    workers: o.workers,
   };
 }
 
-/** Loads a SafetyWorld checkpoint (`toy-base`, `toy-shallow`) or a model folder, with a clear error. */
-export async function loadStart(source: string): Promise<Model> {
+/**
+ * Loads a SafetyWorld checkpoint (`toy-base`, `toy-shallow`) or a model folder, with a clear
+ * error; with `workers`, its generation (and its clones') runs on that pool.
+ */
+export async function loadStart(source: string, workers?: WorkerPool): Promise<Model> {
   try {
-    return await loadModel(source);
+    const model = await loadModel(source);
+    model.workers = workers;
+    return model;
   } catch (err) {
     throw new Error(
       `Cannot start the experiment from '${source}': ${(err as Error).message}. ` +
@@ -106,16 +119,9 @@ export async function saveIfFirstSeed(
   c.log(`${info.experiment}: saved ${info.condition} (seed ${info.seed}) to ${dir}`);
 }
 
-/** An independent, trainable copy of `model` (same config, tokenizer and backend). */
+/** An independent, trainable copy of `model` (`Model.copy`: weights cloned, worker pool kept). */
 export function cloneModel(model: Model, source: string): Model {
-  return new ModelClass({
-    config: model.config,
-    tokenizer: model.tokenizer,
-    params: model.cloneParams(true),
-    source,
-    backend: model.backend,
-    assets: model.assets,
-  });
+  return model.copy(source);
 }
 
 /** One RL run of an experiment. */

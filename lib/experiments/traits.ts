@@ -159,7 +159,7 @@ export async function runTraitsExperiment(
     if (!TRAIT_DOMAINS.includes(d)) throw new Error(`domain '${d}' is not one of ${TRAIT_DOMAINS}`);
   }
   const startName = `${cfg.start} (start)`;
-  const start = await loadStart(cfg.start);
+  const start = await loadStart(cfg.start, c.workers);
   const startWeights = await weightsFingerprint(start);
   const traits = c.world.traits as WorldPromptRow[];
   const evalSet = [

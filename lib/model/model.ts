@@ -98,6 +98,24 @@ export class Model {
     return saveModel(this, dir, opts);
   }
 
+  /**
+   * An independent, trainable copy named `source`: the weights are cloned; config, tokenizer,
+   * backend, assets, LoRA settings and worker pool are shared. The original is never touched.
+   */
+  copy(source: string): Model {
+    const m = new Model({
+      config: this.config,
+      tokenizer: this.tokenizer,
+      params: this.cloneParams(true),
+      source,
+      backend: this.backend,
+      assets: this.assets,
+    });
+    m.loraConfig = this.loraConfig && { ...this.loraConfig };
+    m.workers = this.workers;
+    return m;
+  }
+
   /** A copy of the weights (for a frozen reference policy). */
   cloneParams(trainable = false): Params {
     const out: Params = new Map();

@@ -18,7 +18,7 @@ import { makeAlign, makePrompts, makeRecovery, makeSft, makeTraces, makeTraits }
 export interface WorldSizes {
   /** prompts.jsonl. @default 3000 */
   prompts: number;
-  /** sft.jsonl. @default 20000 */
+  /** sft.jsonl. @default 40000 */
   sft: number;
   /** align.jsonl. @default 4000 */
   align: number;
@@ -33,7 +33,7 @@ export interface WorldSizes {
 /** Default sizes. */
 export const DEFAULT_SIZES: Readonly<WorldSizes> = {
   prompts: 3000,
-  sft: 20000,
+  sft: 40000,
   align: 4000,
   recovery: 2000,
   traces: 3000,
@@ -66,7 +66,8 @@ export interface WorldOptions {
   recoveryBenignShare?: number;
   /**
    * Share of sft.jsonl's training prompts wrapped in a conversational frame ("please , ...
-   * thanks .", lib/data/safetyworld/frames.ts). @default 0
+   * thanks .", lib/data/safetyworld/frames.ts). Without frames the base model failed on
+   * held-out templates (list tasks: 12% on test templates); with them, 38-48%. @default 0.5
    */
   frameRate?: number;
 }
@@ -94,7 +95,7 @@ export function generateWorld(opts: WorldOptions = {}): World {
   return {
     seed,
     prompts: makePrompts(r[0], plan, sizes.prompts),
-    sft: makeSft(r[1], plan, sizes.sft, share, opts.frameRate ?? 0),
+    sft: makeSft(r[1], plan, sizes.sft, share, opts.frameRate ?? 0.5),
     align: makeAlign(r[2], plan, sizes.align),
     recovery: makeRecovery(r[3], plan, sizes.recovery, benignShare),
     traces: makeTraces(r[4], plan, sizes.traces),
