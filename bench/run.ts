@@ -121,6 +121,15 @@ async function measureInference(m: Model, s: Shape, reps: number) {
       batchSize: s.gen.b,
     });
   });
+  // One sequence (B=1): the latency a single user sees.
+  const gen1 = await timeIt(Math.max(1, reps - 1), async () => {
+    await m.generate({
+      inputIds: gx.slice(0, 1),
+      maxNewTokens: s.gen.steps,
+      stopAtEos: false,
+      batchSize: 1,
+    });
+  });
   // Activation collection: all layers captured in one pass per batch, mean-pooled.
   const rows = fx.map((r) => ({
     prompt: r.slice(0, s.fwd.t / 2).join(" "),
@@ -134,6 +143,7 @@ async function measureInference(m: Model, s: Shape, reps: number) {
   return {
     forward: (s.fwd.b * s.fwd.t) / fwd,
     decode: (s.gen.b * s.gen.steps) / gen,
+    decode1: s.gen.steps / gen1,
     collect: collectTok / collect,
   };
 }
@@ -323,16 +333,26 @@ for (const s of SHAPES) {
   const peer = await torchPeer(s);
   const peerRow = typeof peer === "string" ? undefined : peer;
   if (typeof peer === "string") console.log(`  ${peer}`);
+  // PyTorch decoding one sequence (B=1), in its own small run.
+  const p1 = peerRow
+    ? await torchPeer({
+      ...s,
+      fwd: { b: 1, t: 16 },
+      gen: { ...s.gen, b: 1 },
+      train: { b: 1, t: 16 },
+    })
+    : undefined;
+  const peerDecode1 = typeof p1 === "object" ? p1.decode_tok_s : undefined;
   console.log(
     `  ${"configuration".padEnd(24)} ${"forward".padStart(9)} ${"decode".padStart(9)} ${
-      "train".padStart(9)
-    } ${"collect".padStart(9)}   tok/s`,
+      "dec B=1".padStart(9)
+    } ${"train".padStart(9)} ${"collect".padStart(9)}   tok/s`,
   );
   if (peerRow) {
     console.log(
       `  ${`PyTorch ${peerRow.torch_version ?? ""} CPU`.padEnd(24)} ${fmt(peerRow.forward_tok_s)} ${
         fmt(peerRow.decode_tok_s)
-      } ${fmt(peerRow.train_tok_s)}`,
+      } ${fmt(peerDecode1)} ${fmt(peerRow.train_tok_s)}`,
     );
   }
   for (const cfg of CONFIGS) {
@@ -366,30 +386,26 @@ for (const s of SHAPES) {
       rows.push({ shape: s.name, config: cfg.label, ...r });
       continue;
     }
-    const ratio = (k: "forward" | "decode" | "train") =>
-      peerRow && typeof r[k] === "number" && Number.isFinite(r[k] as number)
-        ? ((r[k] as number) / peerRow[`${k}_tok_s`]).toFixed(2) + "x"
+    const peerOf = (k: "forward" | "decode" | "decode1" | "train") =>
+      k === "decode1" ? peerDecode1 : peerRow?.[`${k}_tok_s`];
+    const ratio = (k: "forward" | "decode" | "decode1" | "train") => {
+      const p = peerOf(k);
+      return p && typeof r[k] === "number" && Number.isFinite(r[k] as number)
+        ? ((r[k] as number) / p).toFixed(2) + "x"
         : "-";
+    };
     console.log(
-      `  ${cfg.label.padEnd(24)} ${fmt(r.forward)} ${fmt(r.decode)} ${fmt(r.train)} ${
-        fmt(r.collect)
-      }   ` +
-        `vs PyTorch: forward ${ratio("forward")}, decode ${ratio("decode")}, train ${
-          ratio("train")
-        }`,
+      `  ${cfg.label.padEnd(24)} ${fmt(r.forward)} ${fmt(r.decode)} ${fmt(r.decode1)} ${
+        fmt(r.train)
+      } ${fmt(r.collect)}   ` +
+        `vs PyTorch: forward ${ratio("forward")}, decode ${ratio("decode")}, B=1 ${
+          ratio("decode1")
+        }, train ${ratio("train")}`,
     );
     if (r.trainNote) console.log(`  ${"".padEnd(24)} ${r.trainNote}`);
     if (cfg.workers) {
       // One sequence cannot be split: B=1 is one stream (latency), or one stream per worker.
-      const p1 = s.name === "gpt2-small"
-        ? await torchPeer({
-          ...s,
-          fwd: { b: 1, t: 16 },
-          gen: { ...s.gen, b: 1 },
-          train: { b: 1, t: 16 },
-        })
-        : undefined;
-      const t1 = typeof p1 === "object" ? p1.decode_tok_s : undefined;
+      const t1 = peerDecode1;
       const vs = (x: unknown) => t1 && typeof x === "number" ? ` (${(x / t1).toFixed(2)}x)` : "";
       console.log(
         `  ${"".padEnd(24)} ${r.workers}; decode B=1: 1 stream ${fmt(r.decode1).trim()}${
@@ -399,9 +415,13 @@ for (const s of SHAPES) {
         } tok/s` +
           (t1 ? `; PyTorch B=1 ${t1.toFixed(1)}` : typeof p1 === "string" ? `; ${p1}` : ""),
       );
-      Object.assign(r, { peerDecodeB1: t1 ?? null });
     }
-    rows.push({ shape: s.name, config: cfg.label, ...r, peer: peerRow ?? null });
+    rows.push({
+      shape: s.name,
+      config: cfg.label,
+      ...r,
+      peer: peerRow ? { ...peerRow, decode1_tok_s: peerDecode1 ?? null } : null,
+    });
   }
 }
 if (jsonOut) await writeJsonAtomic(jsonOut, rows);
