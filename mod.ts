@@ -27,14 +27,27 @@ export {
 export { CHECKPOINT_DIR, loadModel, type LoadOptions } from "./lib/model/load.ts";
 export { createModel, type CreateOptions } from "./lib/model/create.ts";
 export { Model, type ModelCapabilities } from "./lib/model/model.ts";
-export { type ConfigSpec, makeConfig, type ModelConfig, parseConfig } from "./lib/model/config.ts";
+export {
+  type Arch,
+  type ConfigSpec,
+  makeConfig,
+  type ModelConfig,
+  parseConfig,
+} from "./lib/model/config.ts";
+export type { Params } from "./lib/model/weights.ts";
 export type {
   ForwardOptions,
   ForwardOutput,
   Intervention,
   KVCache,
 } from "./lib/model/transformer.ts";
-export type { ForcedSpan, GenerateOptions, GenerateResult } from "./lib/model/generate.ts";
+export type {
+  ForcedSpan,
+  GenerateOptions,
+  GenerateResult,
+  Generator,
+} from "./lib/model/generate.ts";
+export type { SamplingOptions } from "./lib/model/sampling.ts";
 export { type PoolOptions, type Replicable, WorkerError, WorkerPool } from "./lib/engine/pool.ts";
 export {
   forwardOnWorkers,
@@ -48,8 +61,16 @@ export {
   type TextTokenizer,
   tokenizerFromJson,
 } from "./lib/model/tokenizer.ts";
-export { readModelWeights, readSafetensors, writeSafetensors } from "./lib/model/safetensors.ts";
-export { downloadHfModel } from "./lib/model/hub.ts";
+export {
+  readModelWeights,
+  readSafetensors,
+  type SafetensorsDType,
+  type SafetensorsFile,
+  type TensorRecord,
+  type TensorToWrite,
+  writeSafetensors,
+} from "./lib/model/safetensors.ts";
+export { downloadHfModel, type DownloadHfOptions } from "./lib/model/hub.ts";
 export {
   discoverVariants,
   parseVariantArg,
@@ -59,6 +80,7 @@ export {
   type VariantInfo,
   type VariantRecord,
   type VariantSpec,
+  type VariantStage,
   weightsFingerprint,
 } from "./lib/model/variants.ts";
 export {
@@ -71,12 +93,27 @@ export {
   trainableVariables,
 } from "./lib/model/lora.ts";
 export {
+  type ForcedText,
+  type HasCapabilities,
   loadRemoteModel,
+  type RemoteGenerateOptions,
   RemoteModel,
   type RemoteModelOptions,
   requireCapability,
 } from "./lib/model/remote.ts";
-export { serveRewards } from "./lib/serve/rewards.ts";
+export type { DiskCache, FetchLike } from "./lib/net/http.ts";
+export {
+  type RewardServer,
+  type RewardServiceOptions,
+  serveRewards,
+  type ServeRewardsOptions,
+} from "./lib/serve/rewards.ts";
+export type {
+  BuiltinRewardOptions,
+  ItemReward,
+  RewardItem,
+  ServedReward,
+} from "./lib/serve/catalog.ts";
 export { exportCompassForTorch } from "./lib/compass/export_torch.ts";
 
 // Training
@@ -94,7 +131,7 @@ export {
   type AdamWState,
   type StateLocation,
 } from "./lib/train/adamw.ts";
-export { GradientAccumulator } from "./lib/train/accumulate.ts";
+export { type ApplyOptions, GradientAccumulator, type MicroBatch } from "./lib/train/accumulate.ts";
 export { lmLoss, padBatch, type TokenBatch, tokenLogprobs } from "./lib/train/loss.ts";
 export {
   type DataParallelOptions,
@@ -115,21 +152,33 @@ export {
 } from "./lib/train/rl.ts";
 export {
   alphaAlignReward,
+  type AlphaAlignRewardOptions,
   craftReward,
+  type CraftRewardOptions,
+  type CraftWeights,
+  type GroupMember,
   latentOnly,
   type Reward,
   type RewardContext,
   type RewardFn,
   type RewardValue,
+  type TextJudge,
   textOnly,
   traitReward,
 } from "./lib/train/rewards.ts";
 export {
+  type PerturbedExample,
   perturbExamples,
   type PerturbOptions,
+  type PerturbPositions,
   perturbRollout,
+  type PerturbRow,
+  type PerturbSchedule,
+  type PerturbSource,
+  type RolloutPerturber,
   type RolloutPerturbOptions,
 } from "./lib/train/perturb.ts";
+export type { MaskedExample, ResponseSegment } from "./lib/train/tokenwise.ts";
 
 // Data
 export type {
@@ -144,33 +193,92 @@ export { makeRng, type Rng } from "./lib/data/rng.ts";
 export {
   applyJailbreak,
   type BenchmarkName,
+  type JailbreakTemplate,
   loadBenchmark,
+  type LoadBenchmarkOptions,
   loadJailbreakTemplates,
   loadPrompts,
+  type LoadPromptsOptions,
   loadRefusalDirectionSplit,
   loadRefusalPrefixes,
+  type RefusalPrefixList,
+  type RefusalSplitOptions,
 } from "./lib/data/benchmarks.ts";
-export { generateWorld, writeWorld } from "./lib/data/safetyworld/generate.ts";
-export { loadSafetyWorld } from "./lib/data/safetyworld/load.ts";
-export { gradeResponse } from "./lib/data/safetyworld/graders.ts";
+export {
+  generateWorld,
+  type WorldOptions,
+  type WorldSizes,
+  writeWorld,
+} from "./lib/data/safetyworld/generate.ts";
+export type {
+  Draft,
+  World,
+  WorldKind,
+  WorldPromptRow,
+  WorldSftRow,
+  WorldTraceRow,
+  WorldTraitRow,
+} from "./lib/data/safetyworld/plan.ts";
+export {
+  loadSafetyWorld,
+  type LoadWorldOptions,
+  type WorldFile,
+} from "./lib/data/safetyworld/load.ts";
+export { type Grade, gradeResponse } from "./lib/data/safetyworld/graders.ts";
+export type { GradableRow } from "./lib/data/safetyworld/grade_text.ts";
 
 // The compass
-export { type Compass, fitProbe, loadCompass, type Pooling } from "./lib/compass/compass.ts";
-export { type CraftOptions, fitCraft } from "./lib/compass/craft.ts";
-export { layerSweep, type SweepRow } from "./lib/compass/sweep.ts";
+export {
+  type Compass,
+  type CompassMethod,
+  fitProbe,
+  type FitProbeOptions,
+  loadCompass,
+  type Pooling,
+} from "./lib/compass/compass.ts";
+export type { LinearProbe, LinearProbeSpec, ProbeMethod } from "./lib/compass/probes.ts";
+export {
+  type CRAFT_CLASSES,
+  type CRAFT_PARAM_NAMES,
+  type CraftClass,
+  type CraftEpoch,
+  type CraftFitInfo,
+  type CraftHead,
+  type CraftLossWeights,
+  type CraftOptions,
+  type CraftParams,
+  fitCraft,
+  type WeightRecord,
+} from "./lib/compass/craft.ts";
+export {
+  layerSweep,
+  type SweepOptions,
+  type SweepRow,
+  type SweepSplit,
+} from "./lib/compass/sweep.ts";
 export {
   Activations,
   collectActivations,
+  type CollectInput,
   type CollectOptions,
   collectPairs,
+  type CollectRow,
 } from "./lib/compass/collect.ts";
 export { collectOnWorkers } from "./lib/compass/collect_workers.ts";
-export { fitCompass, type FitCompassOptions, sweepLayers } from "./lib/compass/fit.ts";
-export { ablationInterventions, steeringVector, steerIntervention } from "./lib/compass/steer.ts";
-export { auditGeneration, AuditResult } from "./lib/compass/audit.ts";
 export {
+  fitCompass,
+  type FitCompassOptions,
+  type LabelMapping,
+  sweepLayers,
+  type SweepLayersOptions,
+} from "./lib/compass/fit.ts";
+export { ablationInterventions, steeringVector, steerIntervention } from "./lib/compass/steer.ts";
+export { auditGeneration, type AuditGenerationOptions, AuditResult } from "./lib/compass/audit.ts";
+export {
+  type AuditRun,
   type CalibratedThreshold,
   exportAudit,
+  type ExportAuditOptions,
   generateMonitored,
   type MonitorAction,
   type MonitoredGenerateOptions,
@@ -190,28 +298,63 @@ export {
   type PromptInput,
   thresholdAtRate,
 } from "./lib/compass/calibrate.ts";
-export { auroc, bootstrapCI, pearson, proportionCI, spearman } from "./lib/compass/metrics.ts";
+export {
+  auroc,
+  type BinaryLabels,
+  bootstrapCI,
+  type BootstrapOptions,
+  type Interval,
+  pearson,
+  proportionCI,
+  type ProportionOptions,
+  spearman,
+} from "./lib/compass/metrics.ts";
 export { type Matrix } from "./lib/compass/matrix.ts";
 
 // Evaluation
-export { isRefusalText, prefixRefusalJudge, refusalVerdict } from "./lib/eval/refusal.ts";
+export {
+  isRefusalText,
+  type PrefixJudgeOptions,
+  prefixRefusalJudge,
+  type RefusalJudge,
+  type RefusalKind,
+  type RefusalOptions,
+  type RefusalVerdict,
+  refusalVerdict,
+} from "./lib/eval/refusal.ts";
 export {
   ALPHAALIGN_REFUSAL,
   extractAnswer,
   isAlphaAlignRefusal,
+  type ThinkFormatOptions,
   verifyFormat,
   verifyThinkFormat,
 } from "./lib/eval/format.ts";
-export { profileModel, type RateRow } from "./lib/eval/profile.ts";
+export { profileModel, type ProfileOptions, type RateRow } from "./lib/eval/profile.ts";
 export { klByPosition, type PositionKl } from "./lib/eval/diagnostics.ts";
 export {
+  type AttackBase,
+  type AttackParams,
+  type AttackResult,
   type AttackSpec,
+  type AttackTarget,
+  type HarmfulAnswers,
+  type InjectionAttack,
   injectionAttack,
+  type InjectionOptions,
+  type InjectionSource,
+  type JailbreakAttack,
   jailbreakAttack,
+  type NoAttack,
   noAttack,
+  type PrefillAttack,
   prefillAttack,
+  type PromptRowsInput,
+  type RandomInsertionAttack,
   randomInsertionAttack,
+  type RandomInsertionOptions,
   runAttack,
+  type RunAttackOptions,
 } from "./lib/eval/attacks.ts";
 export {
   defaultJudge,
@@ -219,25 +362,50 @@ export {
   EvalReport,
   type EvalSuite,
   evaluate,
+  type EvaluateOptions,
+  type IntervalOptions,
+  type JudgeContext,
   llmEvalJudge,
+  type Verdict,
 } from "./lib/eval/evaluate.ts";
 export {
+  type CurveOptions,
+  type CurveRow,
   injectionCurve,
+  type InjectionCurveOptions,
   injectionPredictability,
   perPromptRate,
+  type Predictability,
   prefillCurve,
 } from "./lib/eval/injection.ts";
-export { LlmJudge, type LlmJudgeOptions } from "./lib/eval/llm_judge.ts";
-export { compareDefences, DEFENCE_VARIANTS, type DefenceOptions } from "./lib/eval/defences.ts";
+export {
+  type JudgeItem,
+  type JudgeStats,
+  type JudgeTemplate,
+  type JudgeVerdict,
+  LlmJudge,
+  type LlmJudgeOptions,
+  type ParsedVerdict,
+} from "./lib/eval/llm_judge.ts";
+export {
+  compareDefences,
+  DEFENCE_VARIANTS,
+  type DefenceComparison,
+  type DefenceOptions,
+  type DefenceVariant,
+} from "./lib/eval/defences.ts";
 export {
   followsInstruction,
   harmfulFineTune,
+  type HarmfulFtOptions,
   type PersistenceOptions,
   type PersistenceRow,
   persistenceTable,
   PERSONA_TEMPLATES,
   personaRows,
+  type PromptTemplate,
   STEERING_INSTRUCTIONS,
+  type SteeringInstruction,
 } from "./lib/eval/persistence.ts";
 export {
   type PersistenceFigureOptions,
@@ -254,19 +422,47 @@ export {
 } from "./lib/eval/monitor_eval.ts";
 
 // Plots, display, reports
+// (figure.ts's `RateRow`, the row of `plotRateCurve`, is not lib/eval/profile.ts's `RateRow`
+// above; it is exported as `RateCurveRow`.)
 export {
+  type BarRow,
+  type CurvesOptions,
+  type HeatmapOptions,
+  type LayerSweepRow,
   plotBars,
   plotCurves,
   plotHeatmap,
   plotLayerSweep,
   type PlotlyFigure,
+  type PlotlyTrace,
   plotPositionKl,
   plotProjection,
   plotRateCurve,
   plotScatter,
+  type PositionKlRow,
+  type ProjectionPoint,
+  type RateRow as RateCurveRow,
+  type RowsInput,
+  type ScatterRow,
+  type TitleOptions,
 } from "./lib/viz/figure.ts";
-export { Figure, figureBundle, show, tableBundle } from "./lib/viz/display.ts";
-export { Progress, progress } from "./lib/viz/progress.ts";
-export { renderAudit } from "./lib/viz/audit.ts";
-export { saveFigure } from "./lib/viz/export.ts";
-export { buildReport, writeReport } from "./lib/viz/report.ts";
+export {
+  Figure,
+  figureBundle,
+  type JUPYTER_DISPLAY,
+  type MimeBundle,
+  show,
+  tableBundle,
+  type TableInput,
+  type TableOptions,
+} from "./lib/viz/display.ts";
+export { Progress, progress, type ProgressMode } from "./lib/viz/progress.ts";
+export { type AuditOptions, renderAudit } from "./lib/viz/audit.ts";
+export { saveFigure, type SaveFigureOptions } from "./lib/viz/export.ts";
+export {
+  buildReport,
+  type Report,
+  type ReportSection,
+  type ReportTable,
+  writeReport,
+} from "./lib/viz/report.ts";

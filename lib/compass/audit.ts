@@ -51,6 +51,8 @@ export function tokenTexts(model: Model, ids: readonly number[]): string[] {
 /** One audited generation: the new tokens, their p_safe scores, and its rendering. */
 export class AuditResult {
   /**
+   * One generation's audit, from its tokens and their scores ({@link auditGeneration} makes it).
+   *
    * @param prompt the prompt
    * @param tokenIds new token ids
    * @param tokens their display text

@@ -56,6 +56,7 @@ export interface FlagRate {
   rate: number;
   /** Interval ends. */
   lo: number;
+  /** Upper end of the interval. */
   hi: number;
   /** Answers flagged. */
   flagged: number;

@@ -82,13 +82,21 @@ export interface CraftOptions {
 
 /** Mean loss components over one epoch. */
 export interface CraftEpoch {
+  /** Epoch index, from 0. */
   epoch: number;
+  /** The weighted total loss. */
   total: number;
+  /** L_proto, the prototype margin loss (unweighted). */
   proto: number;
+  /** L_inst, the InfoNCE loss between the two views (unweighted). */
   inst: number;
+  /** The 3-class cross-entropy (unweighted). */
   ce: number;
+  /** KL(p_lat || p_text) (unweighted; 0 without p_text). */
   kl: number;
+  /** L_contr, the contrastive margin loss (unweighted). */
   contr: number;
+  /** Optimiser steps (batches) in the epoch. */
   steps: number;
 }
 
@@ -296,6 +304,9 @@ export class CraftHead {
   readonly embedDim: number;
 
   /**
+   * A head from fitted weights and prototypes (as built by {@link fitCraft} and
+   * {@link CraftHead.fromWeights}).
+   *
    * @param params the six parameters ({@link CRAFT_PARAM_NAMES}, weights [in, out])
    * @param prototypes [3, embedDim], rows safe/unsafe/rethink (zero rows: never seen)
    * @param history loss components per epoch
@@ -312,6 +323,10 @@ export class CraftHead {
     this.embedDim = params["fc2.b"].length;
   }
 
+  /**
+   * Runs the head on `x` in chunks of 1024 rows; `read` turns z and the logits into the
+   * `cols`-wide output.
+   */
   private run(
     x: Matrix,
     cols: number,

@@ -108,7 +108,9 @@ export interface MonitorTrail {
   text: string;
   /** The layer read, the threshold and the window the trail was made with. */
   layer: number;
+  /** The unsafe threshold on the running score. */
   threshold: number;
+  /** Tokens in the running mean. */
   window: number;
 }
 
@@ -447,7 +449,8 @@ export interface ExportAuditOptions {
   maxRows?: number;
 }
 
-type AuditRun = Pick<MonitoredResult, "trails"> & { settings?: MonitoredResult["settings"] };
+/** The part of a run that {@link auditHtml} and {@link exportAudit} read: trails, settings. */
+export type AuditRun = Pick<MonitoredResult, "trails"> & { settings?: MonitoredResult["settings"] };
 
 /** The standalone, offline HTML page of a run: a summary table, then every row's tokens. */
 export function auditHtml(run: AuditRun, opts: ExportAuditOptions = {}): string {

@@ -40,16 +40,21 @@ export interface SweepOptions {
 
 /** One (layer, method) result on the held-out split. */
 export interface SweepRow {
+  /** The model's layer number (from `layerIds`). */
   layer: number;
+  /** The probe fitted. */
   method: CompassMethod;
   /** Held-out AUROC of p_safe (safe vs unsafe; rethink rows left out). */
   auroc: number;
+  /** Lower end of the AUROC's class-stratified bootstrap interval. */
   aurocLo: number;
+  /** Upper end of the AUROC's class-stratified bootstrap interval. */
   aurocHi: number;
   /** Held-out accuracy of `p_safe >= threshold`. */
   accuracy: number;
   /** Wilson interval of the accuracy. */
   accLo: number;
+  /** Upper end of the accuracy's Wilson interval. */
   accHi: number;
   /**
    * Cohen's d of logit(p_safe) between held-out safe and unsafe rows; for the linear

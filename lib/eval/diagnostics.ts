@@ -12,8 +12,11 @@ import { padBatch } from "../train/loss.ts";
 
 /** Mean KL at one response position, over the sequences long enough to have it. */
 export interface PositionKl {
+  /** Response token index (0 = the first response token). */
   position: number;
+  /** Mean KL(aligned || base) of the next-token distributions there, in nats. */
   kl: number;
+  /** Sequences long enough to have this position. */
   n: number;
 }
 

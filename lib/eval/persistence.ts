@@ -181,13 +181,17 @@ export interface PersistenceRow {
   metric: string;
   /** The rate under the test, with its interval over prompts. */
   rate: number;
+  /** Lower end of the rate's interval (see `interval`). */
   lo: number;
+  /** Upper end of the rate's interval. */
   hi: number;
   /** The same metric without the attack/instruction, on the same prompts (NaN for "no attack"). */
   baseline: number;
   /** rate - baseline, with a paired bootstrap interval over prompts (NaN for "no attack"). */
   delta: number;
+  /** Lower end of the paired bootstrap interval of `delta`. */
   deltaLo: number;
+  /** Upper end of the paired bootstrap interval of `delta`. */
   deltaHi: number;
   /** Generations under the test. */
   n: number;

@@ -47,7 +47,7 @@ export function persistenceMeasures(rows: readonly PersistenceRow[]): Persistenc
 
 /** Options of {@link plotPersistence}. */
 export interface PersistenceFigureOptions {
-  /** @default "Persistence of alignment across models (95% intervals over prompts)" */
+  /** Figure title. @default "Persistence of alignment across models (95% intervals over prompts)" */
   title?: string;
   /** Only these measurement labels (see {@link persistenceMeasures}). @default all present */
   measures?: readonly string[];

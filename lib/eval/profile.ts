@@ -14,12 +14,19 @@ import { proportionCI } from "../compass/metrics.ts";
 
 /** One measured rate. */
 export interface RateRow {
+  /** The model's name, as passed to {@link profileModel}. */
   model: string;
+  /** What is counted ("benign accuracy", "harmful compliance", "prefill compliance"...). */
   metric: string;
+  /** Prefill depth in tokens (prefill rows only). */
   k?: number;
+  /** The share of prompts that hit, in [0, 1] (NaN when n is 0). */
   rate: number;
+  /** Lower end of the 95% bootstrap interval over prompts. */
   lo: number;
+  /** Upper end of the 95% bootstrap interval over prompts. */
   hi: number;
+  /** Prompts measured. */
   n: number;
 }
 
@@ -31,7 +38,7 @@ export interface ProfileOptions {
   prefillDepths?: number[];
   /** Harmful answers to prefill from, by prompt id (e.g. the unaligned model's own). */
   harmfulAnswers?: Map<string, number[]>;
-  /** @default 48 */
+  /** Most new tokens per answer. @default 48 */
   maxNewTokens?: number;
   /** Bootstrap seed. @default 0 */
   seed?: number;

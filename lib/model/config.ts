@@ -14,9 +14,13 @@ export interface ModelConfig {
   arch: Arch;
   /** HF `model_type` as read (gpt2, llama, mistral, qwen2, ...). */
   modelType: string;
+  /** Vocabulary size: rows of the token embedding and of the output head. */
   vocabSize: number;
+  /** Number of transformer blocks. */
   nLayer: number;
+  /** Hidden size (residual stream width). */
   dModel: number;
+  /** Attention (query) heads per block. */
   nHead: number;
   /** Key/value heads (GQA); equals nHead for multi-head attention. */
   nKvHead: number;
@@ -36,8 +40,11 @@ export interface ModelConfig {
   outBias: boolean;
   /** Output head shares the token-embedding matrix. */
   tieWordEmbeddings: boolean;
+  /** Beginning-of-sequence token id (`bos_token_id`; the first entry when it is a list). */
   bosTokenId?: number;
+  /** End-of-sequence token id (`eos_token_id`; the first entry when it is a list). */
   eosTokenId?: number;
+  /** Padding token id (`pad_token_id`; the first entry when it is a list). */
   padTokenId?: number;
   /** The raw config.json, kept for saving. */
   raw: Record<string, unknown>;
@@ -138,21 +145,38 @@ export function parseConfig(raw: Record<string, unknown>, source = "config.json"
 
 /** Options for {@link makeConfig}: a config built in code (tests, SafetyWorld models). */
 export interface ConfigSpec {
+  /** Architecture family (see {@link ModelConfig.arch}). */
   arch: Arch;
+  /** Vocabulary size. */
   vocabSize: number;
+  /** Number of transformer blocks. */
   nLayer: number;
+  /** Hidden size (residual stream width). */
   dModel: number;
+  /** Attention (query) heads per block. */
   nHead: number;
+  /** Key/value heads (GQA; llama only, GPT-2 always uses nHead). @default nHead */
   nKvHead?: number;
+  /** MLP hidden size. @default 4 * dModel */
   dFf?: number;
+  /** Maximum context length. @default 1024 for gpt2, 2048 for llama */
   maxPositions?: number;
+  /** RoPE base (llama only). @default 10000 */
   ropeTheta?: number;
+  /**
+   * Llama `attention_bias`: biases on q/k/v and the output projection. Ignored for GPT-2 (always
+   * biased); qwen2 always has q/k/v biases and never an output bias. @default false
+   */
   attnBias?: boolean;
+  /** Output head shares the token-embedding matrix. @default true for gpt2, false for llama */
   tieWordEmbeddings?: boolean;
   /** Llama-family flavour written to config.json (qwen2: q/k/v biases only). @default "llama" */
   modelType?: "llama" | "mistral" | "qwen2";
+  /** Beginning-of-sequence token id, written as `bos_token_id` when set. */
   bosTokenId?: number;
+  /** End-of-sequence token id, written as `eos_token_id` when set. */
   eosTokenId?: number;
+  /** Padding token id, written as `pad_token_id` when set. */
   padTokenId?: number;
 }
 

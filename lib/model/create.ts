@@ -24,7 +24,7 @@ export interface CreateOptions extends BackendOptions {
   assets?: Map<string, Uint8Array>;
   /** Initialisation seed. @default 0 */
   seed?: number;
-  /** @default the backend already initialised in this process, else "auto" */
+  /** Backend to run on. @default the backend already initialised in this process, else "auto" */
   backend?: BackendName;
   /** Name shown as the model's source. @default "random" */
   name?: string;

@@ -20,7 +20,9 @@ import { generateOnWorkers } from "./workers.ts";
 
 /** Tokens forced into a row's answer from generation step `step` on (0 = first new token). */
 export interface ForcedSpan {
+  /** Generation step of the first forced token (0 = first new token). */
   step: number;
+  /** Token ids forced, one per step from `step` on. */
   tokens: number[];
 }
 
@@ -30,9 +32,9 @@ export interface GenerateOptions extends SamplingOptions {
   prompts?: string[];
   /** Or token ids, used as given. */
   inputIds?: number[][];
-  /** @default 32 */
+  /** Most tokens generated per row. @default 32 */
   maxNewTokens?: number;
-  /** @default 0 */
+  /** Sampling seed; row i draws from `seed * 1_000_003 + rowOffset + i`. @default 0 */
   seed?: number;
   /** Per-token hidden states of these layers (true = all) for every new token. @default false */
   returnHiddenStates?: boolean | number[];
@@ -81,8 +83,11 @@ export interface GenerateResult {
 
 /** What generate needs of a model. */
 export interface Generator {
+  /** Normalised architecture and sizes. */
   config: ModelConfig;
+  /** Weights by canonical (HF) name. */
   params: Params;
+  /** Encodes prompts and decodes the new tokens. */
   tokenizer: TextTokenizer;
   /** A pool every call without interventions runs on (see {@link GenerateOptions.workers}). */
   workers?: WorkerPool;

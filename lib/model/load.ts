@@ -36,7 +36,7 @@ export interface LoadOptions extends BackendOptions {
   tokenizer?: TextTokenizer;
   /** For `openai:` sources: the remote client's settings (API key variable, tokenizer folder, ...). */
   remote?: Partial<RemoteModelOptions>;
-  /** @default the backend already initialised in this process, else "auto" */
+  /** Backend to run on. @default the backend already initialised in this process, else "auto" */
   backend?: BackendName;
   /** Compute dtype; only float32 is supported (F16/BF16 weights are upcast). @default "float32" */
   dtype?: "float32";
@@ -141,6 +141,7 @@ export async function loadModel(
   source: `openai:${string}`,
   opts?: LoadOptions,
 ): Promise<RemoteModel>;
+/** Loads a local model (a Hugging Face folder, `hf:` source or SafetyWorld checkpoint name). */
 export async function loadModel(source: string, opts?: LoadOptions): Promise<Model>;
 export async function loadModel(
   source: string,

@@ -17,8 +17,11 @@ import { saveModel } from "./save.ts";
 
 /** What a model can do; remote models lack hidden states and training. */
 export interface ModelCapabilities {
+  /** Per-layer hidden states can be read (forward, collection, compass fitting). */
   hiddenStates: boolean;
+  /** Weights are local variables that can be trained (SFT, RL, LoRA). */
   training: boolean;
+  /** Per-token log-probabilities are returned. */
   logprobs: boolean;
 }
 
@@ -47,6 +50,10 @@ export class Model {
    */
   workers?: WorkerPool;
 
+  /**
+   * Wraps parts already built: a config, its tokenizer and weights on the active backend.
+   * Notebooks get models from {@link loadModel} or {@link createModel} instead.
+   */
   constructor(init: {
     config: ModelConfig;
     tokenizer: TextTokenizer;

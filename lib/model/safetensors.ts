@@ -30,21 +30,29 @@ export type SafetensorsDType =
  * F32 tensors possibly a view of the file's bytes, see {@linkcode parseSafetensors}).
  */
 export interface TensorRecord {
+  /** The dtype stored in the file. */
   dtype: SafetensorsDType;
+  /** Dimensions, outermost first. */
   shape: number[];
+  /** Values decoded to f32, row-major. */
   data: Float32Array;
 }
 
 /** A parsed safetensors file (or the union of a sharded checkpoint's shards). */
 export interface SafetensorsFile {
+  /** The header's `__metadata__` strings (for shards, merged; the first shard wins a key). */
   metadata: Record<string, string>;
+  /** Tensors by name. */
   tensors: Map<string, TensorRecord>;
 }
 
 /** A tensor to write: shape, f32 values (row-major) and the stored dtype (@default "F32"). */
 export interface TensorToWrite {
+  /** Dimensions, outermost first. */
   shape: number[];
+  /** f32 values, row-major. */
   data: Float32Array;
+  /** Dtype to store (values are converted on write). @default "F32" */
   dtype?: "F32" | "F16" | "BF16";
 }
 

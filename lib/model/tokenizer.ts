@@ -14,7 +14,9 @@ import { Template } from "@huggingface/jinja";
 
 /** One turn of a conversation. */
 export interface ChatMessage {
+  /** Who speaks this turn. */
   role: "system" | "user" | "assistant";
+  /** The turn's text. */
   content: string;
 }
 

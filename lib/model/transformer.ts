@@ -19,7 +19,9 @@ import type { Params } from "./weights.ts";
 
 /** Keys and values of past positions, per layer: [B, Hkv, S, D]. */
 export interface KVCache {
+  /** Keys, one [B, Hkv, S, D] tensor per layer. */
   k: tf.Tensor4D[];
+  /** Values, one [B, Hkv, S, D] tensor per layer. */
   v: tf.Tensor4D[];
   /** Number of cached positions S. */
   length: number;
@@ -27,6 +29,7 @@ export interface KVCache {
 
 /** An edit of the residual stream after block `layer` (0 = embeddings), scoped to one call. */
 export interface Intervention {
+  /** Hidden-state index it edits: 0 = embeddings, i = after block i. */
   layer: number;
   /** Returns the new hidden state [B, T, d]; called inside tf.tidy. */
   fn: (h: tf.Tensor3D) => tf.Tensor3D;

@@ -66,6 +66,8 @@ export class GradientAccumulator {
   private ready = false;
 
   /**
+   * An accumulator for `vars`, holding their gradients on the backend or on the host.
+   *
    * @param vars the trained variables, in the optimiser's order
    * @param location where gradients accumulate; pass the optimiser's `stateLocation`
    */
@@ -111,6 +113,7 @@ export class GradientAccumulator {
     return value;
   }
 
+  /** Adds `share` x the gradients `gl` to the backend sums (`first`: starts them); frees `gl`. */
   private addHeap(gl: tf.Tensor[], share: number, first: boolean): void {
     if (first) {
       this.heap = gl.map((g) => {
@@ -128,6 +131,7 @@ export class GradientAccumulator {
     });
   }
 
+  /** Adds `share` x the gradients `gl` to the host sums (`first`: starts them); frees `gl`. */
   private async addHost(gl: tf.Tensor[], share: number, first: boolean): Promise<void> {
     if (this.host.length === 0) this.host = this.vars.map((x) => new Float32Array(x.size));
     for (let i = 0; i < gl.length; i++) {
@@ -139,6 +143,7 @@ export class GradientAccumulator {
     }
   }
 
+  /** Sets the accumulated gradients to zero (every part had weight 0). */
   private zero(): void {
     if (this.location === "host") {
       if (this.host.length === 0) this.host = this.vars.map((x) => new Float32Array(x.size));
@@ -189,6 +194,7 @@ export class GradientAccumulator {
     return clipped.norm;
   }
 
+  /** Throws unless gradients are held (`what` names the refused action in the message). */
   private check(what: string): void {
     if (!this.ready) {
       throw new Error(

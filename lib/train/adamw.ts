@@ -17,11 +17,11 @@ import { variableFrom } from "../model/weights.ts";
 export interface AdamWOptions {
   /** Learning rate. */
   lr: number;
-  /** @default 0.9 */
+  /** Decay rate of the first moment (mean of the gradients). @default 0.9 */
   beta1?: number;
-  /** @default 0.999 */
+  /** Decay rate of the second moment (mean of the squared gradients). @default 0.999 */
   beta2?: number;
-  /** @default 1e-8 */
+  /** Added to the denominator's square root for numerical stability. @default 1e-8 */
   eps?: number;
   /** Decoupled weight decay. @default 0.01 */
   weightDecay?: number;
@@ -39,13 +39,17 @@ export type StateLocation = "heap" | "host";
 
 /** Exported optimiser state. */
 export interface AdamWState {
+  /** Steps taken (the bias correction's t). */
   step: number;
+  /** First moments, one array per variable, in the variables' order. */
   m: Float32Array[];
+  /** Second moments, one array per variable, in the variables' order. */
   v: Float32Array[];
 }
 
 /** AdamW over a fixed list of variables. */
 export class AdamW {
+  /** The settings, with every default filled in. */
   readonly opts: Required<AdamWOptions>;
   private m: tf.Variable[] = [];
   private v: tf.Variable[] = [];
@@ -54,6 +58,7 @@ export class AdamW {
   /** Steps taken. */
   t = 0;
 
+  /** An optimiser with these settings; its moments are allocated on the first step. */
   constructor(opts: AdamWOptions) {
     this.opts = {
       beta1: 0.9,
@@ -157,6 +162,7 @@ export class AdamW {
     this.t += 1;
   }
 
+  /** This step's learning rate and the bias corrections 1 - beta1^t and 1 - beta2^t. */
   private rates(lrScale: number): { lr: number; bc1: number; bc2: number } {
     return {
       lr: this.opts.lr * lrScale,
@@ -165,6 +171,7 @@ export class AdamW {
     };
   }
 
+  /** Weight decay of variable `i`: 0 when `decay[i]` is false, else `weightDecay`. */
   private decayOf(i: number, decay?: boolean[]): number {
     return decay?.[i] === false ? 0 : this.opts.weightDecay;
   }

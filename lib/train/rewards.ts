@@ -134,16 +134,16 @@ export interface CraftRewardOptions {
   layer?: number;
   /** p_text_safe of a completion (flip a harmfulness score before passing it). Needed unless txt and cons weights are 0. */
   textJudge?: TextJudge;
-  /** @default {lat: 0.5, txt: 0.4, cons: 0.2} */
+  /** Weights of the three terms (missing ones keep theirs). @default {lat: 0.5, txt: 0.4, cons: 0.2} */
   weights?: Partial<CraftWeights>;
   /**
    * Per-token latent reward: token t gets `weights.lat * R_lat(h_t)` (its own hidden
    * state) and the last token also gets the text and consistency terms. @default false
    */
   perToken?: boolean;
-  /** @default "craft" */
+  /** Name in the metrics (`rewards/<name>/mean`). @default "craft" ("craft_latent" in latentOnly) */
   name?: string;
-  /** @default 1 */
+  /** Weight in the total reward. @default 1 */
   weight?: number;
 }
 
@@ -248,9 +248,9 @@ export interface AlphaAlignRewardOptions {
   refusalString?: string;
   /** Added to the group std in the z-score. @default 1e-4 */
   eps?: number;
-  /** @default "alphaalign" */
+  /** Name in the metrics (`rewards/<name>/mean`). @default "alphaalign" */
   name?: string;
-  /** @default 1 */
+  /** Weight in the total reward. @default 1 */
   weight?: number;
 }
 

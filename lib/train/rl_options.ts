@@ -58,7 +58,7 @@ export interface RLOptions {
   topP?: number;
   /** Top-k sampling (0 = off). @default 0 */
   topK?: number;
-  /** @default 32 */
+  /** Most new tokens per rollout. @default 32 */
   maxNewTokens?: number;
   /** Learning rate: 1e-6..1e-5 for real chat models; tiny SafetyWorld models need ~1e-4..1e-3. @default 1e-5 */
   lr?: number;

@@ -27,7 +27,9 @@ import { trainSftOnWorkers } from "./parallel.ts";
 
 /** One supervised example. */
 export interface SftExample {
+  /** The user turn (wrapped in the chat template when the tokenizer has one). */
   prompt: string;
+  /** The target answer; the loss covers only its tokens. */
   response: string;
 }
 
@@ -91,19 +93,29 @@ export interface SftOptions {
 
 /** One row of the training log. */
 export interface SftLogRow {
+  /** Steps completed (1-based, counting steps restored from a checkpoint). */
   step: number;
+  /** The batch's training loss, computed before the update. */
   loss: number;
+  /** Learning rate of this step, after warm-up and cosine decay. */
   lr: number;
+  /** Global gradient norm before clipping. */
   gradNorm: number;
+  /** Validation loss, on the steps where it was computed (every `evalEvery` and the last). */
   valLoss?: number;
+  /** Tokens processed (prompt + response, no padding) since this call started. */
   tokens: number;
+  /** Wall-clock seconds since this call started. */
   seconds: number;
 }
 
 /** What {@link trainSft} returns. */
 export interface SftResult {
+  /** One row per step, including the rows restored from a checkpoint. */
   history: SftLogRow[];
+  /** The step training stopped at (`steps`, or earlier with `stopAfter`). */
   steps: number;
+  /** Throughput of this call: tokens processed per wall-clock second. */
   tokensPerSecond: number;
 }
 
