@@ -163,6 +163,14 @@ async function main(argv: string[]): Promise<number> {
     p.split === "train" && (p.kind === "task" || p.kind === "borderline")
   ).slice(0, quick ? 40 : 120);
   log(`${specs.length} models: ${specs.map((s) => s.name).join(", ")}; ${n} prompts per kind`);
+  for (const s of specs) {
+    if (s.record && s.record.weights === s.record.startWeights) {
+      log(
+        `note: ${s.name} has the same weights as its start (${s.record.start}, fingerprint ` +
+          `${s.record.weights}): its training made no update, so its rows measure the start model`,
+      );
+    }
+  }
   const compassRows: Record<string, unknown>[] = [];
   const calibRows: Record<string, unknown>[] = [];
   const earlyRows: Record<string, unknown>[] = [];
@@ -242,6 +250,9 @@ async function main(argv: string[]): Promise<number> {
     steps: s.record?.steps ?? "",
     start: s.record?.start ?? "",
     startWeights: s.record?.startWeights ?? "",
+    weights: s.record?.weights ?? "",
+    // true when training left the weights exactly as they started (e.g. a reward with no variance)
+    unchanged: s.record ? s.record.weights === s.record.startWeights : "",
     maxNewTokens: s.record?.maxNewTokens ?? 48,
   }));
   const settings = { ...args, maxNewTokens: 48, prefill: HARMFUL_PREFILL };
