@@ -21,6 +21,7 @@ import { writeJsonAtomic } from "../lib/io/atomic.ts";
 import type { Model } from "../lib/model/model.ts";
 import { collectActivations } from "../lib/compass/collect.ts";
 import { measureInferenceOnWorkers, measureTrainingOnWorkers } from "./workers.ts";
+import { timeIt } from "./timing.ts";
 
 const quick = Deno.args.includes("--quick");
 const only = Deno.args.includes("--only") ? Deno.args[Deno.args.indexOf("--only") + 1] : undefined;
@@ -85,22 +86,6 @@ function ids(b: number, t: number, vocab: number, salt = 0): number[][] {
     { length: b },
     (_, i) => Array.from({ length: t }, (_, j) => 1 + ((i * 131 + j * 17 + salt) % (vocab - 1))),
   );
-}
-
-function median(xs: number[]): number {
-  const s = xs.slice().sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
-}
-
-async function timeIt(reps: number, fn: () => Promise<void> | void): Promise<number> {
-  await fn(); // warm-up
-  const times: number[] = [];
-  for (let i = 0; i < reps; i++) {
-    const t0 = performance.now();
-    await fn();
-    times.push((performance.now() - t0) / 1000);
-  }
-  return median(times);
 }
 
 /** Inference phase: forward, KV-cache decoding, activation collection (tokens/s). */

@@ -10,7 +10,8 @@ weights (seeded), and measures on the CPU with 2 torch threads:
               reported as prefill_tok_s; the cache is preallocated, as a static cache);
   - train:    tokens/s of one step of next-token cross-entropy over [batch, seq]
               (forward + backward + AdamW, lr 1e-4, weight decay 0.01).
-Each measure gets one warm-up run, then the median of `steps` timed repeats.
+Each measure is timed by the rule of bench/timing.ts: warm-up runs (at least one, more for a
+short measure), then the median of at least `steps` timed repeats (more for a short one).
 
 Usage:
     python3 bench/torch_peer.py '{"arch": "gpt2", "n_layer": 12, "d_model": 768, ...}'
@@ -31,7 +32,6 @@ OpenBLAS's own on 2 cores collapse decode speed ~5x); it must precede `import to
 import json
 import math
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -155,14 +155,28 @@ class Model(nn.Module):
         return self.head(x) if self.llama else x @ self.wte.weight.T  # [B, T, vocab]
 
 
-def timed(fn, repeats):
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
+def timed(fn, repeats, setup=None, warm_seconds=0.5, min_seconds=1.0, max_repeats=50):
+    """Median seconds of fn, by the rule of bench/timing.ts: warm up until warm_seconds of
+    warm-up runs (1 to 10 runs), then time at least `repeats` runs and, for a short fn,
+    enough to fill min_seconds (at most max_repeats). With `setup`, each run calls
+    fn(setup()) and times fn alone."""
+
+    def run():
+        arg = setup() if setup else None
         t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        fn(arg) if setup else fn()
+        return time.perf_counter() - t0
+
+    warm, i = 0.0, 0
+    while i < 10 and (i == 0 or warm < warm_seconds):
+        warm += run()
+        i += 1
+    times, total = [], 0.0
+    while len(times) < max(repeats, max_repeats) and (len(times) < repeats or total < min_seconds):
+        times.append(run())
+        total += times[-1]
+    times.sort()
+    return times[len(times) // 2]
 
 
 def blas_library():
@@ -249,14 +263,7 @@ def main():
                 nxt = model(nxt, caches, prompt.shape[1] + i)[:, -1].argmax(-1, keepdim=True)
 
         out["prefill_tok_s"] = round(prompt.numel() / timed(prefill, reps), 1)
-        times = []
-        for r in range(reps + 1):
-            state = prefill()
-            t0 = time.perf_counter()
-            decode(state)
-            if r > 0:  # the first is a warm-up
-                times.append(time.perf_counter() - t0)
-        out["decode_tok_s"] = round(gb * c["new_tokens"] / statistics.median(times), 1)
+        out["decode_tok_s"] = round(gb * c["new_tokens"] / timed(decode, reps, setup=prefill), 1)
 
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)

@@ -16,6 +16,7 @@ import type { Model } from "../lib/model/model.ts";
 import { forwardOnWorkers, generateOnWorkers } from "../lib/model/workers.ts";
 import { collectActivations } from "../lib/compass/collect.ts";
 import { DataParallelTrainer } from "../lib/train/parallel.ts";
+import { timeIt } from "./timing.ts";
 import type { StateLocation } from "../lib/train/adamw.ts";
 
 /** The sizes a worker row measures (bench/run.ts's Shape, less its name and config). */
@@ -35,17 +36,6 @@ function ids(b: number, t: number, vocab: number, salt = 0): number[][] {
     { length: b },
     (_, i) => Array.from({ length: t }, (_, j) => 1 + ((i * 131 + j * 17 + salt) % (vocab - 1))),
   );
-}
-
-async function timeIt(reps: number, fn: () => Promise<void>): Promise<number> {
-  await fn(); // warm-up (and the weights' shipping)
-  const times: number[] = [];
-  for (let i = 0; i < reps; i++) {
-    const t0 = performance.now();
-    await fn();
-    times.push((performance.now() - t0) / 1000);
-  }
-  return times.sort((a, b) => a - b)[Math.floor(times.length / 2)];
 }
 
 /** The pool's configuration in words (printed beside the row). */

@@ -154,42 +154,10 @@ export async function collectActivations(
   opts: CollectOptions = {},
 ): Promise<Activations> {
   if (opts.workers) return await collectOnWorkers(opts.workers, model, rows, opts);
-  const c = model.config;
-  const pooling = opts.pooling ?? "mean";
-  if (!POOLINGS.includes(pooling)) {
-    throw new Error(`Cannot collect activations: pooling '${pooling}' is not one of ${POOLINGS}`);
-  }
-  const layers = opts.layers === undefined || opts.layers === "all"
-    ? Array.from({ length: c.nLayer + 1 }, (_, i) => i)
-    : [...new Set(opts.layers.map((l) => (l < 0 ? c.nLayer + 1 + l : l)))].sort((a, b) => a - b);
-  for (const l of layers) {
-    if (!Number.isInteger(l) || l < 0 || l > c.nLayer) {
-      throw new Error(
-        `Cannot collect activations: layer ${l} is outside 0..${c.nLayer} (0 = embeddings)`,
-      );
-    }
-  }
-  if (layers.length === 0) throw new Error("Cannot collect activations: `layers` is empty");
-  const batchSize = Math.max(1, Math.floor(opts.batchSize ?? 16));
-  const maxLength = opts.maxLength ?? c.maxPositions;
-  if (!(maxLength >= 1)) throw new Error(`Cannot collect activations: maxLength ${maxLength} < 1`);
-  const meta = rowsOf(rows);
-  const enc = meta.map((r, i) => encodeRow(model, r, maxLength, i));
-  const bare = enc.findIndex((e) => e.responseStart === e.ids.length);
-  if (pooling === "mean-response" && bare >= 0) {
-    throw new Error(
-      `Cannot pool row ${bare} with "mean-response": it has no trace tokens (empty trace, ` +
-        `or truncated away); give it a trace or use pooling "mean"`,
-    );
-  }
-  const n = meta.length, d = c.dModel;
-  const pad = model.tokenizer.padId ?? c.padTokenId ?? model.tokenizer.eosId ?? 0;
-  const data = new Map(layers.map((l) => [l, makeMatrix(n, d)]));
-  const tokens = pooling === "none"
-    ? new Map(layers.map((l) => [l, new Array<Matrix>(n)]))
-    : undefined;
-  const order = Array.from({ length: n }, (_, i) => i)
-    .sort((a, b) => enc[b].ids.length - enc[a].ids.length || a - b);
+  const plan = planCollection(model, rows, opts);
+  const { pooling, layers, batchSize, enc, n, data, tokens, order } = plan;
+  const d = model.config.dModel;
+  const pad = model.tokenizer.padId ?? model.config.padTokenId ?? model.tokenizer.eosId ?? 0;
   const bar = new Progress({ total: n, label: "collect", unit: "row", mode: opts.progress });
   const t0 = performance.now();
   let realTokens = 0;
@@ -231,7 +199,85 @@ export async function collectActivations(
   } finally {
     bar.done();
   }
+  return finishCollection(model, plan, t0, realTokens);
+}
+
+/** What both collection paths (single process and workers) prepare before the forwards. */
+export interface CollectionPlan {
+  pooling: Pooling;
+  /** Resolved, sorted, checked layer indices (0 = embeddings). */
+  layers: number[];
+  batchSize: number;
+  maxLength: number;
+  meta: Record<string, unknown>[];
+  enc: Encoded[];
+  n: number;
+  /** One [n, dModel] matrix per layer, filled in input order. */
+  data: Map<number, Matrix>;
+  /** Per-token states per layer and row (pooling "none" only). */
+  tokens?: Map<number, Matrix[]>;
+  /** Row indices, longest first (ties in input order): the batching order. */
+  order: number[];
+}
+
+/**
+ * Checks the options, encodes and truncates every row and allocates the outputs: the part
+ * of {@link collectActivations} shared with the worker-pool path. Throws on an unknown
+ * pooling, a layer outside `0..nLayer`, an empty layer list, `maxLength < 1`, or a row
+ * with no trace tokens under "mean-response".
+ */
+export function planCollection(
+  model: Model,
+  rows: CollectInput,
+  opts: CollectOptions = {},
+): CollectionPlan {
+  const c = model.config;
+  const pooling = opts.pooling ?? "mean";
+  if (!POOLINGS.includes(pooling)) {
+    throw new Error(`Cannot collect activations: pooling '${pooling}' is not one of ${POOLINGS}`);
+  }
+  const layers = opts.layers === undefined || opts.layers === "all"
+    ? Array.from({ length: c.nLayer + 1 }, (_, i) => i)
+    : [...new Set(opts.layers.map((l) => (l < 0 ? c.nLayer + 1 + l : l)))].sort((a, b) => a - b);
+  for (const l of layers) {
+    if (!Number.isInteger(l) || l < 0 || l > c.nLayer) {
+      throw new Error(
+        `Cannot collect activations: layer ${l} is outside 0..${c.nLayer} (0 = embeddings)`,
+      );
+    }
+  }
+  if (layers.length === 0) throw new Error("Cannot collect activations: `layers` is empty");
+  const batchSize = Math.max(1, Math.floor(opts.batchSize ?? 16));
+  const maxLength = opts.maxLength ?? c.maxPositions;
+  if (!(maxLength >= 1)) throw new Error(`Cannot collect activations: maxLength ${maxLength} < 1`);
+  const meta = rowsOf(rows);
+  const enc = meta.map((r, i) => encodeRow(model, r, maxLength, i));
+  const bare = enc.findIndex((e) => e.responseStart === e.ids.length);
+  if (pooling === "mean-response" && bare >= 0) {
+    throw new Error(
+      `Cannot pool row ${bare} with "mean-response": it has no trace tokens (empty trace, ` +
+        `or truncated away); give it a trace or use pooling "mean"`,
+    );
+  }
+  const n = meta.length;
+  const data = new Map(layers.map((l) => [l, makeMatrix(n, c.dModel)]));
+  const tokens = pooling === "none"
+    ? new Map(layers.map((l) => [l, new Array<Matrix>(n)]))
+    : undefined;
+  const order = Array.from({ length: n }, (_, i) => i)
+    .sort((a, b) => enc[b].ids.length - enc[a].ids.length || a - b);
+  return { pooling, layers, batchSize, maxLength, meta, enc, n, data, tokens, order };
+}
+
+/** Wraps a filled {@link CollectionPlan} as {@link Activations} (timing from `t0`). */
+export function finishCollection(
+  model: Model,
+  plan: CollectionPlan,
+  t0: number,
+  realTokens: number,
+): Activations {
   const seconds = (performance.now() - t0) / 1000;
+  const { meta, layers, pooling, data, tokens, enc } = plan;
   return new Activations({
     meta,
     layers,
@@ -244,7 +290,7 @@ export async function collectActivations(
     tokensPerSecond: seconds > 0 ? realTokens / seconds : 0,
     seconds,
     model: model.source,
-    nLayer: c.nLayer,
+    nLayer: model.config.nLayer,
   });
 }
 

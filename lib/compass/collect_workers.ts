@@ -16,18 +16,15 @@ import type { WorkerPool } from "../engine/pool.ts";
 import type { Model } from "../model/model.ts";
 import { Progress } from "../viz/progress.ts";
 import {
-  Activations,
+  type Activations,
   collectActivations,
   type CollectInput,
   type CollectOptions,
   type CollectRow,
-  encodeRow,
-  rowsOf,
+  finishCollection,
+  planCollection,
 } from "./collect.ts";
-import type { Pooling } from "./compass.ts";
-import { makeMatrix, type Matrix } from "./matrix.ts";
-
-const POOLINGS: readonly Pooling[] = ["mean", "mean-response", "last", "none"];
+import { makeMatrix } from "./matrix.ts";
 
 /** What a worker returns for one batch (rows in the task's order). */
 interface Part {
@@ -37,23 +34,6 @@ interface Part {
   tokenCounts: number[];
 }
 
-/** The requested layers, resolved and checked as collectActivations does. */
-function resolveLayers(model: Model, layers: CollectOptions["layers"]): number[] {
-  const c = model.config;
-  const out = layers === undefined || layers === "all"
-    ? Array.from({ length: c.nLayer + 1 }, (_, i) => i)
-    : [...new Set(layers.map((l) => (l < 0 ? c.nLayer + 1 + l : l)))].sort((a, b) => a - b);
-  for (const l of out) {
-    if (!Number.isInteger(l) || l < 0 || l > c.nLayer) {
-      throw new Error(
-        `Cannot collect activations: layer ${l} is outside 0..${c.nLayer} (0 = embeddings)`,
-      );
-    }
-  }
-  if (out.length === 0) throw new Error("Cannot collect activations: `layers` is empty");
-  return out;
-}
-
 /** collectOnWorkers inside the pool's exclusive section. */
 async function collectOnWorkersHeld(
   pool: WorkerPool,
@@ -61,37 +41,14 @@ async function collectOnWorkersHeld(
   rows: CollectInput,
   opts: CollectOptions = {},
 ): Promise<Activations> {
-  const c = model.config;
-  const pooling = opts.pooling ?? "mean";
-  if (!POOLINGS.includes(pooling)) {
-    throw new Error(`Cannot collect activations: pooling '${pooling}' is not one of ${POOLINGS}`);
-  }
-  const layers = resolveLayers(model, opts.layers);
-  const batchSize = Math.max(1, Math.floor(opts.batchSize ?? 16));
-  const maxLength = opts.maxLength ?? c.maxPositions;
-  if (!(maxLength >= 1)) throw new Error(`Cannot collect activations: maxLength ${maxLength} < 1`);
-  const meta = rowsOf(rows);
-  const n = meta.length;
+  const plan = planCollection(model, rows, opts);
+  const { pooling, layers, batchSize, maxLength, enc, n, data, tokens, order } = plan;
   if (n === 0) return await collectActivations(model, rows, { ...opts, workers: undefined });
-  const enc = meta.map((r, i) => encodeRow(model, r, maxLength, i));
-  const bare = enc.findIndex((e) => e.responseStart === e.ids.length);
-  if (pooling === "mean-response" && bare >= 0) {
-    throw new Error(
-      `Cannot pool row ${bare} with "mean-response": it has no trace tokens (empty trace, ` +
-        `or truncated away); give it a trace or use pooling "mean"`,
-    );
-  }
   await pool.sync(model);
-  const order = Array.from({ length: n }, (_, i) => i)
-    .sort((a, b) => enc[b].ids.length - enc[a].ids.length || a - b);
   const size = Math.min(batchSize, Math.ceil(n / pool.size));
   const tasks: number[][] = [];
   for (let s = 0; s < n; s += size) tasks.push(order.slice(s, s + size));
-  const d = c.dModel;
-  const data = new Map(layers.map((l) => [l, makeMatrix(n, d)]));
-  const tokens = pooling === "none"
-    ? new Map(layers.map((l) => [l, new Array<Matrix>(n)]))
-    : undefined;
+  const d = model.config.dModel;
   const bar = new Progress({ total: n, label: "collect", unit: "row", mode: opts.progress });
   const t0 = performance.now();
   let done = 0;
@@ -131,22 +88,8 @@ async function collectOnWorkersHeld(
   } finally {
     bar.done();
   }
-  const seconds = (performance.now() - t0) / 1000;
   const realTokens = enc.reduce((a, e) => a + e.ids.length, 0);
-  return new Activations({
-    meta,
-    layers,
-    pooling,
-    data,
-    tokens,
-    tokenCounts: enc.map((e) => e.ids.length),
-    responseStart: enc.map((e) => e.responseStart),
-    truncated: enc.map((e) => e.truncated),
-    tokensPerSecond: seconds > 0 ? realTokens / seconds : 0,
-    seconds,
-    model: model.source,
-    nLayer: c.nLayer,
-  });
+  return finishCollection(model, plan, t0, realTokens);
 }
 
 /**
