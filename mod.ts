@@ -143,6 +143,7 @@ export {
 } from "./lib/train/parallel.ts";
 export {
   makeRunLog,
+  runWarnings,
   type RLLogRow,
   type RLOptions,
   type RLPerturbOptions,

@@ -318,3 +318,35 @@ Deno.test("RunLog renders curves and a table; bad options fail clearly", async (
   );
   m.dispose();
 });
+
+Deno.test("a GRPO run whose groups never vary makes no update and says so", async () => {
+  const m = await tinyModel("gpt2", 12);
+  const snapshot = () => Promise.all([...m.params.values()].map((v) => v.data()));
+  const before = await snapshot();
+  const { log } = await collect(m, {
+    prompts: PROMPTS,
+    algorithm: "grpo",
+    rewards: [SCALAR], // the same value for every rollout: zero variance in every group
+    steps: 2,
+    promptsPerStep: 2,
+    groupSize: 4,
+    maxNewTokens: 4,
+  });
+  assert.deepEqual(log.rows.map((r) => r.frac_reward_zero_std), [1, 1]);
+  const after = await snapshot();
+  after.forEach((a, i) => assert.equal(maxAbsDiff([...a], [...before[i]]), 0));
+  assert.equal(log.warnings.length, 1);
+  assert.match(log.warnings[0], /identical rewards.*did not change/);
+  // A reward that varies within groups gives no warning.
+  const varied = await collect(m, {
+    prompts: PROMPTS,
+    algorithm: "grpo",
+    rewards: [{ name: "len", weight: 1, fn: (ctx) => ctx.completionIds.length + Math.random() }],
+    steps: 1,
+    promptsPerStep: 2,
+    groupSize: 4,
+    maxNewTokens: 4,
+  });
+  assert.deepEqual(varied.log.warnings, []);
+  m.dispose();
+});

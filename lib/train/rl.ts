@@ -50,7 +50,13 @@ import {
 } from "./rl_checkpoint.ts";
 
 export type { RLOptions, RLPerturbOptions } from "./rl_options.ts";
-export { makeRunLog, type RLLogRow, type RolloutRecord, type RunLog } from "./rl_log.ts";
+export {
+  makeRunLog,
+  type RLLogRow,
+  type RolloutRecord,
+  type RunLog,
+  runWarnings,
+} from "./rl_log.ts";
 export { policyMask } from "./rl_loss.ts";
 
 /** What a step has gathered before its updates. */
@@ -235,5 +241,7 @@ export async function trainRL(model: Model, opts: RLOptions): Promise<RunLog> {
     if (parts.head) tf.dispose([parts.head.w, parts.head.b]);
     if (parts.ref) tf.dispose(parts.refOwned.map((n) => parts.ref!.get(n)!));
   }
-  return makeRunLog(history, options);
+  const log = makeRunLog(history, options);
+  for (const w of log.warnings) console.warn(`trainRL (${opts.label ?? "run"}): ${w}`);
+  return log;
 }

@@ -70,6 +70,8 @@ export interface RunLog {
   table(): aq.ColumnTable;
   /** The resolved, serialisable options (seed included). */
   options: Record<string, unknown>;
+  /** What looks wrong with the run as a whole (see {@link runWarnings}); empty when nothing. */
+  warnings: string[];
   /** Jupyter display: plotly curves and the table. */
   [JUPYTER_DISPLAY](): MimeBundle;
 }
@@ -79,14 +81,38 @@ export function meanOf(xs: readonly number[]): number {
   return xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : 0;
 }
 
+/**
+ * Whole-run problems a per-step log hides. Today one: a GRPO run in which every group of
+ * every step had identical rewards (`frac_reward_zero_std` = 1 throughout) had all-zero
+ * advantages, so its policy never moved (the KL term has no gradient while the policy equals
+ * its reference); typical of a binary reward on a policy that always answers the same way.
+ */
+export function runWarnings(rows: readonly RLLogRow[], options: Record<string, unknown>): string[] {
+  const out: string[] = [];
+  if (
+    options.algorithm === "grpo" && rows.length > 0 &&
+    rows.every((r) => r.frac_reward_zero_std === 1)
+  ) {
+    out.push(
+      `every group of all ${rows.length} GRPO steps had identical rewards, so every advantage ` +
+        `was 0 and the policy did not change: the rewards need variance within a group ` +
+        `(a graded reward, a larger groupSize or a higher temperature)`,
+    );
+  }
+  return out;
+}
+
 /** Wraps log rows as a {@link RunLog} (curves of reward, kl, entropy... and the table). */
 export function makeRunLog(rows: RLLogRow[], options: Record<string, unknown>): RunLog {
+  const warnings = runWarnings(rows, options);
   return {
     rows,
     options,
+    warnings,
     table: () => aq.from(rows),
     [JUPYTER_DISPLAY]: () => {
-      const title = `RL (${options.algorithm ?? "?"}): ${rows.length} steps`;
+      const title = `RL (${options.algorithm ?? "?"}): ${rows.length} steps` +
+        (warnings.length ? ` · warning: ${warnings.join("; ")}` : "");
       const table = tableBundle(rows, { title });
       if (rows.length === 0) return table;
       const y = ["reward", "kl", "entropy", "clip_ratio", "refusal_rate", "completion_length"]
