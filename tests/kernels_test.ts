@@ -28,3 +28,77 @@ Deno.test("wasm gather gradient (UnsortedSegmentSum) scatters into the right row
   assert.deepEqual(Array.from(grads[table.name].dataSync()), [1, 1, 0, 0, 2, 2]);
   tf.dispose([table, ids, value, ...Object.values(grads)]);
 });
+
+/** The slice of a row-major array by index arithmetic alone (the reference). */
+function sliceReference(
+  vals: ArrayLike<number>,
+  shape: number[],
+  begin: number[],
+  size: number[],
+): number[] {
+  const strides = shape.map((_, d) => shape.slice(d + 1).reduce((a, b) => a * b, 1));
+  const n = size.reduce((a, b) => a * b, 1);
+  const out: number[] = [];
+  for (let o = 0; o < n; o++) {
+    let rest = o, off = 0;
+    for (let d = shape.length - 1; d >= 0; d--) {
+      off += (begin[d] + (rest % size[d])) * strides[d];
+      rest = Math.floor(rest / size[d]);
+    }
+    out.push(vals[off]);
+  }
+  return out;
+}
+
+Deno.test("wasm Slice equals index arithmetic for every rank, dtype and block layout", () => {
+  let seed = 7;
+  const rand = (k: number) => ((seed = (seed * 1103515245 + 12345) >>> 0) % k);
+  const cases: { shape: number[]; begin: number[]; size: number[] }[] = [
+    { shape: [6], begin: [2], size: [3] },
+    { shape: [4, 9], begin: [0, 3], size: [4, 3] }, // a column block (the q|k|v cut)
+    { shape: [4, 9], begin: [1, 0], size: [2, 9] }, // whole rows: one contiguous block
+    { shape: [3, 1024, 8], begin: [1, 0, 0], size: [1, 1024, 8] },
+    { shape: [2, 3, 4, 8], begin: [0, 0, 0, 4], size: [2, 3, 4, 4] }, // RoPE's halves
+    { shape: [2, 3, 4, 5, 2], begin: [1, 1, 0, 2, 0], size: [1, 2, 4, 3, 2] },
+    { shape: [2, 3], begin: [0, 0], size: [2, 3] }, // the whole tensor
+    { shape: [3, 4], begin: [1, 2], size: [0, 2] }, // empty
+  ];
+  for (let r = 0; r < 30; r++) { // random layouts, ranks 1..4
+    const shape = Array.from({ length: 1 + rand(4) }, () => 1 + rand(5));
+    const begin = shape.map((s) => rand(s));
+    cases.push({ shape, begin, size: shape.map((s, d) => 1 + rand(s - begin[d])) });
+  }
+  for (const { shape, begin, size } of cases) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    for (const dtype of ["float32", "int32", "bool"] as const) {
+      const vals = Array.from({ length: n }, (_, i) => dtype === "bool" ? i % 3 === 0 ? 1 : 0 : i);
+      const x = tf.tensor(vals, shape, dtype);
+      const y = tf.slice(x, begin, size);
+      assert.deepEqual(y.shape, size);
+      assert.equal(y.dtype, dtype);
+      assert.deepEqual(
+        Array.from(y.dataSync()),
+        sliceReference(vals, shape, begin, size),
+        `slice of [${shape}] at [${begin}] size [${size}] (${dtype})`,
+      );
+      tf.dispose([x, y]);
+    }
+  }
+  // size -1 = "to the end"; a string tensor goes to the stock kernel.
+  const x = tf.tensor2d([[1, 2, 3], [4, 5, 6]]);
+  assert.deepEqual(tf.slice(x, [0, 1], [-1, -1]).arraySync(), [[2, 3], [5, 6]]);
+  assert.deepEqual(tf.slice(tf.tensor1d(["a", "b", "c"], "string"), [1], [2]).arraySync(), [
+    "b",
+    "c",
+  ]);
+});
+
+Deno.test("wasm Slice's gradient pads back into place", () => {
+  const x = tf.variable(tf.tensor2d([[1, 2, 3, 4], [5, 6, 7, 8]]));
+  const { grads, value } = tf.variableGrads(
+    () => tf.sum(tf.mul(tf.slice(x, [0, 1], [2, 2]), tf.tensor2d([[1, 2], [3, 4]]))),
+    [x],
+  );
+  assert.deepEqual(Array.from(grads[x.name].dataSync()), [0, 1, 2, 0, 0, 3, 4, 0]);
+  tf.dispose([x, value, ...Object.values(grads)]);
+});

@@ -12,6 +12,11 @@
  * are immutable, so sharing is safe. Measured on GPT-2-small training at 1 x 128: peak heap
  * 3.32 -> 2.29 GiB, same loss and gradient norm.
  *
+ * The wasm backend's `Slice` copies its whole input out of the heap before cutting the slice
+ * from the copy; the replacement copies only the slice's contiguous blocks. Measured on a
+ * GPT-2-small forward (8 x 128, OpenBLAS): Slice kernel time 1.00 s -> 0.03 s, the forward
+ * 3.96 s -> 2.81 s.
+ *
  * @module
  */
 
@@ -68,6 +73,50 @@ function unsortedSegmentSumWasm(
   return out;
 }
 
+/**
+ * `Slice` that copies only the slice, straight between heap views. The stock wasm kernel first
+ * copies its whole input out of the heap (`readSync`) and then cuts the slice from that copy:
+ * for GPT-2-small's q|k|v cut (three slices of a [B*T, 3d] tensor per layer) that was a third
+ * of a forward pass's kernel time. Here the slice is a run of contiguous blocks (the trailing
+ * dimensions the slice takes whole, merged) copied with `TypedArray.set`.
+ */
+function sliceWasm(
+  args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap },
+): tf.TensorInfo {
+  const backend = args.backend as WasmBackendLike;
+  const x = args.inputs.x!;
+  if (x.dtype === "string") return stockSlice!(args as never) as tf.TensorInfo;
+  const attrs = args.attrs as { begin: number | number[]; size?: number | number[] };
+  const [begin, size] = tf.slice_util.parseSliceParams(x as tf.Tensor, attrs.begin, attrs.size);
+  const out = backend.makeOutput(size, x.dtype);
+  const n = size.reduce((a, b) => a * b, 1);
+  if (n === 0) return out;
+  // Views are taken after makeOutput: growing the heap detaches older views.
+  const src = backend.typedArrayFromHeap(x);
+  const dst = backend.typedArrayFromHeap(out);
+  const rank = x.shape.length;
+  if (rank === 0) {
+    dst[0] = src[0];
+    return out;
+  }
+  const strides = [...tf.util.computeStrides(x.shape), 1];
+  // Dimensions after j are taken whole: one block spans dims j..rank-1.
+  let j = rank - 1;
+  while (j > 0 && size[j] === x.shape[j]) j--;
+  const block = size.slice(j).reduce((a, b) => a * b, 1);
+  let start = 0;
+  for (let d = 0; d < rank; d++) start += begin[d] * strides[d];
+  const idx = new Array<number>(j).fill(0);
+  for (let o = 0; o < n; o += block) {
+    let off = start;
+    for (let d = 0; d < j; d++) off += idx[d] * strides[d];
+    dst.set(src.subarray(off, off + block), o);
+    for (let d = j - 1; d >= 0 && ++idx[d] === size[d]; d--) idx[d] = 0;
+  }
+  return out;
+}
+
+let stockSlice: tf.KernelFunc | undefined;
 let registered = false;
 
 /** Registers the missing kernels on the wasm backend (idempotent). */
@@ -85,6 +134,16 @@ export function registerWasmKernels(): void {
     kernelName: "Identity",
     backendName: "wasm",
     kernelFunc: identitySharedWasm as unknown as tf.KernelFunc,
+  });
+  const slice = tf.getKernel("Slice", "wasm");
+  if (slice !== undefined) {
+    stockSlice = slice.kernelFunc;
+    tf.unregisterKernel("Slice", "wasm");
+  }
+  tf.registerKernel({
+    kernelName: "Slice",
+    backendName: "wasm",
+    kernelFunc: sliceWasm as unknown as tf.KernelFunc,
   });
   registered = true;
 }
