@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
 import { initBackend } from "../lib/engine/backend.ts";
+import { wasmHeapView } from "../lib/engine/kernels.ts";
 
 await initBackend("wasm");
 
@@ -101,4 +102,16 @@ Deno.test("wasm Slice's gradient pads back into place", () => {
   );
   assert.deepEqual(Array.from(grads[x.name].dataSync()), [0, 1, 2, 0, 0, 3, 4, 0]);
   tf.dispose([x, value, ...Object.values(grads)]);
+});
+
+Deno.test("wasmHeapView reads a float32 tensor in place, and declines what it cannot view", () => {
+  const x = tf.tensor2d([[1.5, -2], [3, 4.25]]);
+  const view = wasmHeapView(x)!;
+  assert.ok(view instanceof Float32Array);
+  assert.deepEqual(Array.from(view), Array.from(x.dataSync()));
+  const ints = tf.tensor1d([1, 2], "int32");
+  assert.equal(wasmHeapView(ints), undefined, "int32 is not viewed as float32");
+  x.dispose();
+  assert.equal(wasmHeapView(x), undefined, "a disposed tensor has no view");
+  ints.dispose();
 });

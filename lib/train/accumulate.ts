@@ -14,6 +14,7 @@
  */
 
 import * as tf from "@tensorflow/tfjs-core";
+import { wasmHeapView } from "../engine/kernels.ts";
 import { type AdamW, clipByGlobalNorm, type StateLocation } from "./adamw.ts";
 import type { TokenBatch } from "./loss.ts";
 
@@ -135,11 +136,13 @@ export class GradientAccumulator {
   private async addHost(gl: tf.Tensor[], share: number, first: boolean): Promise<void> {
     if (this.host.length === 0) this.host = this.vars.map((x) => new Float32Array(x.size));
     for (let i = 0; i < gl.length; i++) {
-      const d = (await gl[i].data()) as Float32Array;
-      gl[i].dispose();
+      // On wasm, read the gradient in place (no 4-byte-per-parameter copy out of the heap);
+      // nothing allocates between taking the view and the end of the loop.
+      const d = wasmHeapView(gl[i]) ?? ((await gl[i].data()) as Float32Array);
       const a = this.host[i];
       if (first) { for (let j = 0; j < a.length; j++) a[j] = share * d[j]; }
       else for (let j = 0; j < a.length; j++) a[j] += share * d[j];
+      gl[i].dispose();
     }
   }
 

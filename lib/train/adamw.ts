@@ -11,6 +11,7 @@
  */
 
 import * as tf from "@tensorflow/tfjs-core";
+import { wasmHeapView } from "../engine/kernels.ts";
 import { variableFrom } from "../model/weights.ts";
 
 /** AdamW settings. */
@@ -139,7 +140,8 @@ export class AdamW {
     }
     this.begin(vars);
     for (let i = 0; i < vars.length; i++) {
-      const w = (await vars[i].data()) as Float32Array;
+      // On wasm the weights are read in place: updateHost reads all of w before it allocates.
+      const w = wasmHeapView(vars[i]) ?? ((await vars[i].data()) as Float32Array);
       this.updateHost(i, vars[i], w, grads[i], gradScale, lrScale, decay);
     }
   }
