@@ -143,12 +143,12 @@ export {
 } from "./lib/train/parallel.ts";
 export {
   makeRunLog,
-  runWarnings,
   type RLLogRow,
   type RLOptions,
   type RLPerturbOptions,
   type RolloutRecord,
   type RunLog,
+  runWarnings,
   trainRL,
 } from "./lib/train/rl.ts";
 export {
