@@ -83,9 +83,10 @@ export function meanOf(xs: readonly number[]): number {
 
 /**
  * Whole-run problems a per-step log hides. Today one: a GRPO run in which every group of
- * every step had identical rewards (`frac_reward_zero_std` = 1 throughout) had all-zero
- * advantages, so its policy never moved (the KL term has no gradient while the policy equals
- * its reference); typical of a binary reward on a policy that always answers the same way.
+ * every step had identical total rewards (`frac_reward_zero_std` = 1 throughout) had all-zero
+ * outcome advantages, so nothing but per-token rewards or the KL term could move its policy,
+ * and the KL term has no gradient while the policy equals its reference; typical of a binary
+ * reward on a policy that always answers the same way.
  */
 export function runWarnings(rows: readonly RLLogRow[], options: Record<string, unknown>): string[] {
   const out: string[] = [];
@@ -94,9 +95,11 @@ export function runWarnings(rows: readonly RLLogRow[], options: Record<string, u
     rows.every((r) => r.frac_reward_zero_std === 1)
   ) {
     out.push(
-      `every group of all ${rows.length} GRPO steps had identical rewards, so every advantage ` +
-        `was 0 and the policy did not change: the rewards need variance within a group ` +
-        `(a graded reward, a larger groupSize or a higher temperature)`,
+      `every group of all ${rows.length} GRPO steps had identical rewards, so the outcome ` +
+        `advantages were all 0 and the policy did not change through them (only per-token ` +
+        `rewards or the KL term could move it, and KL does not while the policy equals its ` +
+        `reference): the rewards need variance within a group (a graded reward, a larger ` +
+        `groupSize or a higher temperature)`,
     );
   }
   return out;
