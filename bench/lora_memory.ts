@@ -12,8 +12,7 @@
 import { createModel } from "../lib/model/create.ts";
 import { addLora } from "../lib/model/lora.ts";
 import { trainSft } from "../lib/train/sft.ts";
-import type { TextTokenizer } from "../lib/model/tokenizer.ts";
-import * as tf from "@tensorflow/tfjs-core";
+import { numberTokenizer, peakRssMiB, wasmHeapMiB } from "./common.ts";
 
 const num = (name: string, dflt: number) => {
   const i = Deno.args.indexOf(`--${name}`);
@@ -25,26 +24,9 @@ const batch = num("batch", 4);
 const seq = num("seq", 128);
 const VOCAB = 151936;
 
-const tokenizer: TextTokenizer = {
-  vocabSize: VOCAB,
-  eosId: undefined,
-  padId: 0,
-  hasChatTemplate: false,
-  encode: (s) => s.split(" ").map(Number),
-  decode: (ids) => ids.join(" "),
-  tokenToId: () => undefined,
-  idToToken: (i) => String(i),
-  applyChatTemplate: (m) => m.map((x) => x.content).join(" "),
-};
-
-function peakRssGiB(): number {
-  const kb = Deno.readTextFileSync("/proc/self/status").match(/VmHWM:\s+(\d+)/)?.[1];
-  return kb ? Number(kb) / 2 ** 20 : NaN;
-}
-function heapGiB(): number {
-  const be = tf.backend() as unknown as { wasm?: { HEAPU8?: Uint8Array } };
-  return (be.wasm?.HEAPU8?.buffer.byteLength ?? NaN) / 2 ** 30;
-}
+const tokenizer = numberTokenizer(VOCAB);
+const peakRssGiB = () => (peakRssMiB() ?? NaN) / 1024;
+const heapGiB = () => (wasmHeapMiB() ?? NaN) / 1024;
 
 const t0 = performance.now();
 const model = await createModel({

@@ -13,7 +13,6 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { createModel } from "../lib/model/create.ts";
 import type { ConfigSpec } from "../lib/model/config.ts";
-import type { TextTokenizer } from "../lib/model/tokenizer.ts";
 import { lmLoss, padBatch } from "../lib/train/loss.ts";
 import { AdamW, type StateLocation } from "../lib/train/adamw.ts";
 import { chunk, GradientAccumulator, targetTokens } from "../lib/train/accumulate.ts";
@@ -22,6 +21,7 @@ import type { Model } from "../lib/model/model.ts";
 import { collectActivations } from "../lib/compass/collect.ts";
 import { measureInferenceOnWorkers, measureTrainingOnWorkers } from "./workers.ts";
 import { timeIt } from "./timing.ts";
+import { numberTokenizer, peakRssMiB, wasmHeapMiB } from "./common.ts";
 
 const quick = Deno.args.includes("--quick");
 const only = Deno.args.includes("--only") ? Deno.args[Deno.args.indexOf("--only") + 1] : undefined;
@@ -66,20 +66,6 @@ const SHAPES: Shape[] = [
     train: { b: 32, t: 64 },
   },
 ];
-
-function tok(vocab: number): TextTokenizer {
-  return {
-    vocabSize: vocab,
-    eosId: undefined,
-    padId: 0,
-    hasChatTemplate: false,
-    encode: (s) => s.split(" ").map(Number),
-    decode: (ids) => ids.join(" "),
-    tokenToId: () => undefined,
-    idToToken: (i) => String(i),
-    applyChatTemplate: (m) => m.map((x) => x.content).join(" "),
-  };
-}
 
 function ids(b: number, t: number, vocab: number, salt = 0): number[][] {
   return Array.from(
@@ -138,23 +124,6 @@ function trainConfig(s: Shape): string {
   const { b, t, microBatch = b, state = "heap" } = s.train;
   return `${b}x${t}, AdamW` + (microBatch < b ? `, micro-batches of ${microBatch}` : "") +
     `, state in ${state === "host" ? "host memory" : "the heap"}`;
-}
-
-/** The wasm backend's heap size in MiB (it only grows, so this is its peak), if on wasm. */
-function wasmHeapMiB(): number | undefined {
-  const be = tf.backend() as unknown as { wasm?: { HEAPU8?: Uint8Array } };
-  const bytes = be.wasm?.HEAPU8?.buffer.byteLength;
-  return bytes === undefined ? undefined : bytes / 2 ** 20;
-}
-
-/** This process's peak resident memory in MiB (Linux), if readable. */
-function peakRssMiB(): number | undefined {
-  try {
-    const kb = Deno.readTextFileSync("/proc/self/status").match(/VmHWM:\s+(\d+)/)?.[1];
-    return kb ? Number(kb) / 1024 : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 /** Training phase: forward + backward (per micro-batch) + AdamW step (tokens/s). */
@@ -230,7 +199,7 @@ async function child(shapeName: string, label: string, phase: string): Promise<v
   const s = SHAPES.find((x) => x.name === shapeName)!;
   const cfg = CONFIGS.find((c) => c.label === label)!;
   const m = await createModel(s.spec, {
-    tokenizer: tok(s.spec.vocabSize),
+    tokenizer: numberTokenizer(s.spec.vocabSize),
     backend: cfg.backend,
     blas: cfg.blas,
     seed: 1,
