@@ -45,16 +45,17 @@ export type {
   ForcedSpan,
   GenerateOptions,
   GenerateResult,
+  GenerateRunner,
   Generator,
 } from "./lib/model/generate.ts";
 export type { SamplingOptions } from "./lib/model/sampling.ts";
-export { type PoolOptions, type Replicable, WorkerError, WorkerPool } from "./lib/engine/pool.ts";
+export { type PoolOptions, type Replicable, WorkerError, WorkerPool } from "./lib/parallel/pool.ts";
 export {
   forwardOnWorkers,
   generateOnWorkers,
   type WorkerForwardOptions,
   type WorkerForwardOutput,
-} from "./lib/model/workers.ts";
+} from "./lib/parallel/generate.ts";
 export {
   type ChatMessage,
   loadTokenizer,
@@ -69,7 +70,7 @@ export {
   type TensorRecord,
   type TensorToWrite,
   writeSafetensors,
-} from "./lib/model/safetensors.ts";
+} from "./lib/io/safetensors.ts";
 export { downloadHfModel, type DownloadHfOptions } from "./lib/model/hub.ts";
 export {
   discoverVariants,
@@ -123,6 +124,7 @@ export {
   type SftLogRow,
   type SftOptions,
   type SftResult,
+  type SftRunner,
   trainSft,
 } from "./lib/train/sft.ts";
 export {
@@ -130,9 +132,9 @@ export {
   type AdamWOptions,
   type AdamWState,
   type StateLocation,
-} from "./lib/train/adamw.ts";
-export { type ApplyOptions, GradientAccumulator, type MicroBatch } from "./lib/train/accumulate.ts";
-export { lmLoss, padBatch, type TokenBatch, tokenLogprobs } from "./lib/train/loss.ts";
+} from "./lib/optim/adamw.ts";
+export { type ApplyOptions, GradientAccumulator, type MicroBatch } from "./lib/optim/accumulate.ts";
+export { lmLoss, padBatch, type TokenBatch, tokenLogprobs } from "./lib/optim/loss.ts";
 export {
   type DataParallelOptions,
   type DataParallelStep,
@@ -140,7 +142,7 @@ export {
   type EncodedExample,
   evalLossOnWorkers,
   trainSftOnWorkers,
-} from "./lib/train/parallel.ts";
+} from "./lib/parallel/sft.ts";
 export {
   makeRunLog,
   type RLLogRow,
@@ -150,7 +152,7 @@ export {
   type RunLog,
   runWarnings,
   trainRL,
-} from "./lib/train/rl.ts";
+} from "./lib/train/rl/train.ts";
 export {
   alphaAlignReward,
   type AlphaAlignRewardOptions,
@@ -193,18 +195,23 @@ export type {
 export { makeRng, type Rng } from "./lib/data/rng.ts";
 export {
   applyJailbreak,
-  type BenchmarkName,
   type JailbreakTemplate,
+  loadJailbreakTemplates,
+} from "./lib/data/benchmarks/jailbreak_templates.ts";
+export {
+  type BenchmarkName,
   loadBenchmark,
   type LoadBenchmarkOptions,
-  loadJailbreakTemplates,
-  loadPrompts,
-  type LoadPromptsOptions,
+} from "./lib/data/benchmarks/load.ts";
+export { loadPrompts, type LoadPromptsOptions } from "./lib/data/benchmarks/prompts.ts";
+export {
   loadRefusalDirectionSplit,
+  type RefusalSplitOptions,
+} from "./lib/data/benchmarks/refusal_splits.ts";
+export {
   loadRefusalPrefixes,
   type RefusalPrefixList,
-  type RefusalSplitOptions,
-} from "./lib/data/benchmarks.ts";
+} from "./lib/data/benchmarks/refusal_prefixes.ts";
 export {
   generateWorld,
   type WorldOptions,
@@ -257,15 +264,16 @@ export {
   type SweepRow,
   type SweepSplit,
 } from "./lib/compass/sweep.ts";
+export { Activations } from "./lib/compass/activations.ts";
 export {
-  Activations,
   collectActivations,
   type CollectInput,
   type CollectOptions,
+  type CollectRunner,
   collectPairs,
   type CollectRow,
 } from "./lib/compass/collect.ts";
-export { collectOnWorkers } from "./lib/compass/collect_workers.ts";
+export { collectOnWorkers } from "./lib/parallel/collect.ts";
 export {
   fitCompass,
   type FitCompassOptions,
@@ -277,9 +285,14 @@ export { ablationInterventions, steeringVector, steerIntervention } from "./lib/
 export { auditGeneration, type AuditGenerationOptions, AuditResult } from "./lib/compass/audit.ts";
 export {
   type AuditRun,
-  type CalibratedThreshold,
+  type AuditTrail,
+  auditHtml,
   exportAudit,
   type ExportAuditOptions,
+  trailSummary,
+} from "./lib/viz/audit_page.ts";
+export {
+  type CalibratedThreshold,
   generateMonitored,
   type MonitorAction,
   type MonitoredGenerateOptions,
@@ -322,7 +335,7 @@ export {
   type RefusalOptions,
   type RefusalVerdict,
   refusalVerdict,
-} from "./lib/eval/refusal.ts";
+} from "./lib/judges/refusal.ts";
 export {
   ALPHAALIGN_REFUSAL,
   extractAnswer,
@@ -330,8 +343,8 @@ export {
   type ThinkFormatOptions,
   verifyFormat,
   verifyThinkFormat,
-} from "./lib/eval/format.ts";
-export { profileModel, type ProfileOptions, type RateRow } from "./lib/eval/profile.ts";
+} from "./lib/judges/format.ts";
+export { profileModel, type ProfileOptions, type RateRow } from "./lib/experiments/profile.ts";
 export { klByPosition, type PositionKl } from "./lib/eval/diagnostics.ts";
 export {
   type AttackBase,
@@ -387,14 +400,14 @@ export {
   LlmJudge,
   type LlmJudgeOptions,
   type ParsedVerdict,
-} from "./lib/eval/llm_judge.ts";
+} from "./lib/judges/llm_judge.ts";
 export {
   compareDefences,
   DEFENCE_VARIANTS,
   type DefenceComparison,
   type DefenceOptions,
   type DefenceVariant,
-} from "./lib/eval/defences.ts";
+} from "./lib/experiments/defences.ts";
 export {
   followsInstruction,
   harmfulFineTune,
@@ -407,12 +420,12 @@ export {
   type PromptTemplate,
   STEERING_INSTRUCTIONS,
   type SteeringInstruction,
-} from "./lib/eval/persistence.ts";
+} from "./lib/experiments/persistence.ts";
 export {
   type PersistenceFigureOptions,
   persistenceSummary,
   plotPersistence,
-} from "./lib/eval/persistence_summary.ts";
+} from "./lib/experiments/persistence_summary.ts";
 export {
   fitMonitorCompass,
   measureMonitor,
@@ -420,33 +433,25 @@ export {
   type MonitorCompassOptions,
   type MonitorEval,
   type MonitorEvalOptions,
-} from "./lib/eval/monitor_eval.ts";
+} from "./lib/experiments/monitor_eval.ts";
 
 // Plots, display, reports
 // (figure.ts's `RateRow`, the row of `plotRateCurve`, is not lib/eval/profile.ts's `RateRow`
 // above; it is exported as `RateCurveRow`.)
+export { type BarRow, plotBars } from "./lib/viz/plots/bars.ts";
+export { type CurvesOptions, plotCurves } from "./lib/viz/plots/curves.ts";
+export { type HeatmapOptions, plotHeatmap } from "./lib/viz/plots/heatmap.ts";
+export { type LayerSweepRow, plotLayerSweep } from "./lib/viz/plots/layer_sweep.ts";
 export {
-  type BarRow,
-  type CurvesOptions,
-  type HeatmapOptions,
-  type LayerSweepRow,
-  plotBars,
-  plotCurves,
-  plotHeatmap,
-  plotLayerSweep,
   type PlotlyFigure,
   type PlotlyTrace,
-  plotPositionKl,
-  plotProjection,
-  plotRateCurve,
-  plotScatter,
-  type PositionKlRow,
-  type ProjectionPoint,
-  type RateRow as RateCurveRow,
   type RowsInput,
-  type ScatterRow,
   type TitleOptions,
 } from "./lib/viz/figure.ts";
+export { plotPositionKl, type PositionKlRow } from "./lib/viz/plots/position_kl.ts";
+export { plotProjection, type ProjectionPoint } from "./lib/viz/plots/projection.ts";
+export { plotRateCurve, type RateRow as RateCurveRow } from "./lib/viz/plots/rate_curve.ts";
+export { plotScatter, type ScatterRow } from "./lib/viz/plots/scatter.ts";
 export {
   Figure,
   figureBundle,

@@ -13,9 +13,9 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { createModel } from "../lib/model/create.ts";
 import type { ConfigSpec } from "../lib/model/config.ts";
-import { lmLoss, padBatch } from "../lib/train/loss.ts";
-import { AdamW, type StateLocation } from "../lib/train/adamw.ts";
-import { chunk, GradientAccumulator, targetTokens } from "../lib/train/accumulate.ts";
+import { lmLoss, padBatch } from "../lib/optim/loss.ts";
+import { AdamW, type StateLocation } from "../lib/optim/adamw.ts";
+import { chunk, GradientAccumulator, targetTokens } from "../lib/optim/accumulate.ts";
 import { writeJsonAtomic } from "../lib/io/atomic.ts";
 import type { Model } from "../lib/model/model.ts";
 import { collectActivations } from "../lib/compass/collect.ts";

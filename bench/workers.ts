@@ -11,13 +11,13 @@
  * @module
  */
 
-import { WorkerPool } from "../lib/engine/pool.ts";
+import { WorkerPool } from "../lib/parallel/pool.ts";
 import type { Model } from "../lib/model/model.ts";
-import { forwardOnWorkers, generateOnWorkers } from "../lib/model/workers.ts";
+import { forwardOnWorkers, generateOnWorkers } from "../lib/parallel/generate.ts";
 import { collectActivations } from "../lib/compass/collect.ts";
-import { DataParallelTrainer } from "../lib/train/parallel.ts";
+import { DataParallelTrainer } from "../lib/parallel/sft.ts";
 import { timeIt } from "./timing.ts";
-import type { StateLocation } from "../lib/train/adamw.ts";
+import type { StateLocation } from "../lib/optim/adamw.ts";
 
 /** The sizes a worker row measures (bench/run.ts's Shape, less its name and config). */
 export interface WorkerBenchShape {

@@ -1,12 +1,12 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
 import { tinyModel, useTestBackend } from "./_helpers.ts";
-import { lmLoss, padBatch, type TokenBatch } from "../lib/train/loss.ts";
-import { AdamW, type StateLocation } from "../lib/train/adamw.ts";
-import { chunk, GradientAccumulator, targetTokens } from "../lib/train/accumulate.ts";
+import { lmLoss, padBatch, type TokenBatch } from "../lib/optim/loss.ts";
+import { AdamW, type StateLocation } from "../lib/optim/adamw.ts";
+import { chunk, GradientAccumulator, targetTokens } from "../lib/optim/accumulate.ts";
 import { type SftExample, trainSft } from "../lib/train/sft.ts";
 import { padMasked, tokenwiseLoss, trainTokenwise } from "../lib/train/tokenwise.ts";
-import { tokenLogprobs } from "../lib/train/loss.ts";
+import { tokenLogprobs } from "../lib/optim/loss.ts";
 import { makeRng } from "../lib/data/rng.ts";
 import type { Arch } from "../lib/model/config.ts";
 import type { Model } from "../lib/model/model.ts";

@@ -18,7 +18,7 @@ import {
   refusalSteps,
   runAttack,
 } from "../lib/eval/attacks.ts";
-import { refusalVerdict } from "../lib/eval/refusal.ts";
+import { refusalVerdict } from "../lib/judges/refusal.ts";
 import type { PromptRow } from "../lib/data/schema.ts";
 import type { TextTokenizer } from "../lib/model/tokenizer.ts";
 

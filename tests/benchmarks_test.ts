@@ -12,13 +12,12 @@ import { csvRecords, lineOf, parseCsv, readCsvRecords } from "../lib/data/csv.ts
 import { parseJsonl, parseJsonlEntries, readJsonl } from "../lib/data/jsonl.ts";
 import {
   applyJailbreak,
-  type BenchmarkName,
-  loadBenchmark,
   loadJailbreakTemplates,
-  loadPrompts,
-  loadRefusalDirectionSplit,
-  loadRefusalPrefixes,
-} from "../lib/data/benchmarks.ts";
+} from "../lib/data/benchmarks/jailbreak_templates.ts";
+import { type BenchmarkName, loadBenchmark } from "../lib/data/benchmarks/load.ts";
+import { loadPrompts } from "../lib/data/benchmarks/prompts.ts";
+import { loadRefusalDirectionSplit } from "../lib/data/benchmarks/refusal_splits.ts";
+import { loadRefusalPrefixes } from "../lib/data/benchmarks/refusal_prefixes.ts";
 
 const DATA = new URL("../../shared/datasets/", import.meta.url).pathname;
 const hasData = await Deno.stat(DATA).then(() => true, () => false);

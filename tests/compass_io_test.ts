@@ -14,7 +14,7 @@ import { makeRng } from "../lib/data/rng.ts";
 import type { TraceLabel } from "../lib/data/schema.ts";
 import { binaryLabels, type CompassMethod, fitProbe, loadCompass } from "../lib/compass/compass.ts";
 import { fromRows, type Matrix } from "../lib/compass/matrix.ts";
-import { readSafetensors } from "../lib/model/safetensors.ts";
+import { readSafetensors } from "../lib/io/safetensors.ts";
 import { layerSweep } from "../lib/compass/sweep.ts";
 
 await tf.setBackend("cpu");

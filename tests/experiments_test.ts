@@ -17,7 +17,7 @@ import { runTraitsExperiment, taskOrTraitReward } from "../lib/experiments/trait
 import { parseExperimentArgs } from "../lib/cli/experiments.ts";
 import { generateWorld } from "../lib/data/safetyworld/generate.ts";
 import { followsFormat } from "../lib/data/safetyworld/graders.ts";
-import { makeRunLog } from "../lib/train/rl.ts";
+import { makeRunLog } from "../lib/train/rl/train.ts";
 import type { RewardContext } from "../lib/train/rewards.ts";
 import { cloneModel, type RunRecord, weightsFingerprint } from "../lib/experiments/run.ts";
 import { tinyModel, useTestBackend } from "./_helpers.ts";

@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { findChromium, saveFigure, standaloneFigureHtml } from "../lib/viz/export.ts";
 import { plotlyJsSource } from "../lib/viz/display.ts";
-import { plotRateCurve } from "../lib/viz/figure.ts";
+import { plotRateCurve } from "../lib/viz/plots/rate_curve.ts";
 
 const fig = plotRateCurve(
   [0, 1, 2, 4, 8].map((k) => ({ x: k, rate: k === 0 ? 0.02 : 0.9, lo: 0, hi: 1 })),

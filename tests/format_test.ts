@@ -13,7 +13,7 @@ import {
   isAlphaAlignRefusal,
   verifyFormat,
   verifyThinkFormat,
-} from "../lib/eval/format.ts";
+} from "../lib/judges/format.ts";
 
 const SR = (r: string, a: string) =>
   `<safety_reasoning>${r}</safety_reasoning><answer>${a}</answer>`;

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { downloadHfModel, parseHfSource } from "../lib/model/hub.ts";
-import { readModelWeights, serializeSafetensors } from "../lib/model/safetensors.ts";
+import { readModelWeights, serializeSafetensors } from "../lib/io/safetensors.ts";
 
 interface FakeRepo {
   sha: string;

@@ -9,7 +9,7 @@
  */
 
 import assert from "node:assert/strict";
-import { LlmJudge, parseRubric, parseSafeUnsafe } from "../lib/eval/llm_judge.ts";
+import { LlmJudge, parseRubric, parseSafeUnsafe } from "../lib/judges/llm_judge.ts";
 
 /** `stop` aborts when the server closes (ends slow replies without touching `req.signal`). */
 type Handler = (

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
 import { tinyModel, useTestBackend } from "./_helpers.ts";
-import { lmLoss, padBatch } from "../lib/train/loss.ts";
-import { AdamW } from "../lib/train/adamw.ts";
+import { lmLoss, padBatch } from "../lib/optim/loss.ts";
+import { AdamW } from "../lib/optim/adamw.ts";
 import type { Arch } from "../lib/model/config.ts";
 
 await useTestBackend();

@@ -17,8 +17,8 @@ import { tinyModel, useTestBackend } from "./_helpers.ts";
 import type { Model } from "../lib/model/model.ts";
 import type { Compass } from "../lib/compass/compass.ts";
 import type { Matrix } from "../lib/compass/matrix.ts";
+import { auditHtml } from "../lib/viz/audit_page.ts";
 import {
-  auditHtml,
   generateMonitored,
   type MonitorAction,
   type MonitoredGenerateOptions,

@@ -27,7 +27,7 @@ import {
   PERSONA_TEMPLATES,
   personaRows,
   STEERING_INSTRUCTIONS,
-} from "../lib/eval/persistence.ts";
+} from "../lib/experiments/persistence.ts";
 
 Deno.env.set("SAFETY_COMPASS_QUIET", "1");
 await useTestBackend();

@@ -12,13 +12,13 @@
 import assert from "node:assert/strict";
 import { useTestBackend } from "./_helpers.ts";
 import { smallWorld, tinyWorldModel } from "./_tiny_world.ts";
-import { persistenceTable } from "../lib/eval/persistence.ts";
+import { persistenceTable } from "../lib/experiments/persistence.ts";
 import {
   persistenceMeasures,
   persistenceSummary,
   plotPersistence,
-} from "../lib/eval/persistence_summary.ts";
-import { fitMonitorCompass, measureMonitor } from "../lib/eval/monitor_eval.ts";
+} from "../lib/experiments/persistence_summary.ts";
+import { fitMonitorCompass, measureMonitor } from "../lib/experiments/monitor_eval.ts";
 import { calibrateMonitor } from "../lib/compass/calibrate.ts";
 
 Deno.env.set("SAFETY_COMPASS_QUIET", "1");

@@ -1,18 +1,20 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
 import { maxAbsDiff, tinyModel, useTestBackend } from "./_helpers.ts";
-import { WorkerError, WorkerPool } from "../lib/engine/pool.ts";
-import { forwardOnWorkers, generateOnWorkers } from "../lib/model/workers.ts";
+import { WorkerError, WorkerPool } from "../lib/parallel/pool.ts";
+import { forwardOnWorkers, generateOnWorkers } from "../lib/parallel/generate.ts";
 import type { GenerateOptions, GenerateResult } from "../lib/model/generate.ts";
 import { collectActivations } from "../lib/compass/collect.ts";
 import { type SftExample, trainSft } from "../lib/train/sft.ts";
 import { evalLoss } from "../lib/train/sft.ts";
-import { evalLossOnWorkers, shardRoundRobin } from "../lib/train/parallel.ts";
+import { evalLossOnWorkers, shardRoundRobin } from "../lib/parallel/sft.ts";
 import type { Arch } from "../lib/model/config.ts";
 import type { Model } from "../lib/model/model.ts";
-import { trainRL } from "../lib/train/rl.ts";
+import { trainRL } from "../lib/train/rl/train.ts";
 import type { Reward } from "../lib/train/rewards.ts";
 import type { PromptRow } from "../lib/data/schema.ts";
+
+import { numberPrompts } from "./_rl_fixtures.ts";
 
 await useTestBackend();
 
@@ -367,13 +369,7 @@ Deno.test("worker pool: generation, forward, collection and training match one p
       }
     });
     await t.step("RL rollouts on an attached pool equal single-process RL", async () => {
-      const rows: PromptRow[] = ["1 2 3", "4 5 6", "8 9 10", "11 12"].map((prompt, i) => ({
-        id: `p${i}`,
-        prompt,
-        label: "benign",
-        category: "toy",
-        source: "test",
-      }));
+      const rows: PromptRow[] = numberPrompts();
       const reward: Reward = {
         name: "len",
         weight: 1,

@@ -8,7 +8,10 @@
  */
 
 import assert from "node:assert/strict";
-import { loadRefusalPrefixes, type RefusalPrefixList } from "../lib/data/benchmarks.ts";
+import {
+  loadRefusalPrefixes,
+  type RefusalPrefixList,
+} from "../lib/data/benchmarks/refusal_prefixes.ts";
 import { readJsonl } from "../lib/data/jsonl.ts";
 import {
   isRefusalText,
@@ -16,7 +19,7 @@ import {
   type RefusalJudge,
   type RefusalKind,
   refusalVerdict,
-} from "../lib/eval/refusal.ts";
+} from "../lib/judges/refusal.ts";
 
 interface Labelled {
   id: string;

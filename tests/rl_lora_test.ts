@@ -2,28 +2,19 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
 import { join } from "node:path";
 import { tinyModel, useTestBackend } from "./_helpers.ts";
-import { type RLLogRow, type RLOptions, trainRL } from "../lib/train/rl.ts";
+import { type RLLogRow, type RLOptions, trainRL } from "../lib/train/rl/train.ts";
 import { addLora, isLoraParam, loadLora } from "../lib/model/lora.ts";
-import { readSafetensors } from "../lib/model/safetensors.ts";
+import { readSafetensors } from "../lib/io/safetensors.ts";
 import type { Reward } from "../lib/train/rewards.ts";
 import type { PromptRow } from "../lib/data/schema.ts";
 import type { Model } from "../lib/model/model.ts";
 
+import { alternating, numberPrompts, TOKEN1 } from "./_rl_fixtures.ts";
+
 await useTestBackend();
 Deno.env.set("SAFETY_COMPASS_QUIET", "1");
 
-const PROMPTS: PromptRow[] = ["1 2 3", "4 5 6", "8 9 10", "11 12"].map((prompt, i) => ({
-  id: `p${i}`,
-  prompt,
-  label: i % 2 === 0 ? "harmful" : "benign",
-  category: "toy",
-  source: "test",
-}));
-const TOKEN1: Reward = {
-  name: "token1",
-  weight: 1,
-  fn: (ctx) => ctx.completionIds.map((_, t) => (t === 1 ? 1 : 0)),
-};
+const PROMPTS: PromptRow[] = numberPrompts(alternating);
 const FIRST: Reward = { name: "first", weight: 1, fn: (c) => (c.completionIds[0] % 3) / 2 };
 const LORA = { rank: 2, alpha: 4, targets: ["c_attn", "c_fc"], seed: 3 };
 

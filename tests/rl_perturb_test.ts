@@ -1,42 +1,25 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
 import { tinyModel, useTestBackend } from "./_helpers.ts";
-import {
-  policyMask,
-  type RLLogRow,
-  type RLOptions,
-  type RolloutRecord,
-  trainRL,
-} from "../lib/train/rl.ts";
+import { policyMask, type RLOptions, trainRL } from "../lib/train/rl/train.ts";
 import { perturbRollout } from "../lib/train/perturb.ts";
-import { padBatch } from "../lib/train/loss.ts";
+import { padBatch } from "../lib/optim/loss.ts";
 import type { Reward } from "../lib/train/rewards.ts";
 import type { PromptRow } from "../lib/data/schema.ts";
 import type { Model } from "../lib/model/model.ts";
+
+import { alternating, numberPrompts, trainCollecting } from "./_rl_fixtures.ts";
 
 await useTestBackend();
 Deno.env.set("SAFETY_COMPASS_QUIET", "1");
 
 /** Alternately harmful and benign prompts of number words. */
-const PROMPTS: PromptRow[] = ["1 2 3", "4 5 6", "8 9 10", "11 12"].map((prompt, i) => ({
-  id: `p${i}`,
-  prompt,
-  label: i % 2 === 0 ? "harmful" : "benign",
-  category: "toy",
-  source: "test",
-}));
+const PROMPTS: PromptRow[] = numberPrompts(alternating);
 const HARM = "20 21 22 23 24 25";
 /** Rewards differ within every group (the rollout's index), so advantages are never all 0. */
 const BY_INDEX: Reward = { name: "by_index", weight: 1, fn: (ctx) => ctx.groupIndex / 4 };
 
-async function collect(model: Model, opts: Omit<RLOptions, "onStep">) {
-  const steps: { row: RLLogRow; rollouts: RolloutRecord[] }[] = [];
-  const log = await trainRL(model, {
-    ...opts,
-    onStep: (row, rollouts) => steps.push({ row, rollouts }),
-  });
-  return { log, steps };
-}
+const collect = trainCollecting;
 
 const weightsOf = (m: Model) => [...m.params.values()].map((v) => v.dataSync().slice());
 

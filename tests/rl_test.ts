@@ -1,40 +1,23 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
 import { maxAbsDiff, tinyModel, useTestBackend } from "./_helpers.ts";
-import { type RLLogRow, type RLOptions, type RolloutRecord, trainRL } from "../lib/train/rl.ts";
+import { type RLLogRow, type RLOptions, trainRL } from "../lib/train/rl/train.ts";
 import type { Reward } from "../lib/train/rewards.ts";
 import type { PromptRow } from "../lib/data/schema.ts";
 import type { Model } from "../lib/model/model.ts";
 import { JUPYTER_DISPLAY } from "../lib/viz/display.ts";
 
+import { numberPrompts, TOKEN1, trainCollecting } from "./_rl_fixtures.ts";
+
 await useTestBackend();
 Deno.env.set("SAFETY_COMPASS_QUIET", "1");
 
-const PROMPTS: PromptRow[] = ["1 2 3", "4 5 6", "8 9 10", "11 12"].map((prompt, i) => ({
-  id: `p${i}`,
-  prompt,
-  label: "benign",
-  category: "toy",
-  source: "test",
-}));
+const PROMPTS: PromptRow[] = numberPrompts();
 
-/** Per-token reward: 1 on completion token 1 (when there is one), 0 elsewhere. */
-const TOKEN1: Reward = {
-  name: "token1",
-  weight: 1,
-  fn: (ctx) => ctx.completionIds.map((_, t) => (t === 1 ? 1 : 0)),
-};
 /** A scalar reward of 0.5, weight 2: 1 on the last token. */
 const SCALAR: Reward = { name: "scalar", weight: 2, fn: () => 0.5 };
 
-async function collect(model: Model, opts: Omit<RLOptions, "onStep">) {
-  const steps: { row: RLLogRow; rollouts: RolloutRecord[] }[] = [];
-  const log = await trainRL(model, {
-    ...opts,
-    onStep: (row, rollouts) => steps.push({ row, rollouts }),
-  });
-  return { log, steps };
-}
+const collect = trainCollecting;
 
 Deno.test("a per-token reward reaches exactly its tokens (GRPO advantages, PPO returns)", async () => {
   const m = await tinyModel("gpt2", 11);

@@ -20,7 +20,7 @@ import {
   requireTensors,
   serializeSafetensors,
   writeSafetensors,
-} from "../lib/model/safetensors.ts";
+} from "../lib/io/safetensors.ts";
 
 const shared = new URL("../../shared/", import.meta.url);
 const fixture = new URL("fixtures/hf-fake-gpt2/", shared);

@@ -19,7 +19,7 @@ import {
 import { HAZARD_ITEMS } from "../lib/data/safetyworld/lexicon.ts";
 import { exportCompassForTorch, loadCompassPy } from "../lib/compass/export_torch.ts";
 import { fitProbe } from "../lib/compass/compass.ts";
-import { readSafetensors } from "../lib/model/safetensors.ts";
+import { readSafetensors } from "../lib/io/safetensors.ts";
 import { makeRng } from "../lib/data/rng.ts";
 import { initBackend } from "../lib/engine/backend.ts";
 

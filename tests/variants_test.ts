@@ -27,7 +27,7 @@ import {
   variantSlug,
   weightsFingerprint,
 } from "../lib/model/variants.ts";
-import { compareDefences } from "../lib/eval/defences.ts";
+import { compareDefences } from "../lib/experiments/defences.ts";
 import { runTraitsExperiment } from "../lib/experiments/traits.ts";
 import { parsePersistenceArgs, persistenceModels } from "../lib/cli/persistence.ts";
 import { parseExperimentArgs } from "../lib/cli/experiments.ts";

@@ -8,19 +8,15 @@
 
 import assert from "node:assert/strict";
 import * as aq from "arquero";
-import {
-  assignColors,
-  colorFor,
-  LABEL_COLORS,
-  plotBars,
-  plotCurves,
-  plotHeatmap,
-  plotLayerSweep,
-  plotPositionKl,
-  plotProjection,
-  plotRateCurve,
-  plotScatter,
-} from "../lib/viz/figure.ts";
+import { assignColors, colorFor, LABEL_COLORS } from "../lib/viz/figure.ts";
+import { plotBars } from "../lib/viz/plots/bars.ts";
+import { plotCurves } from "../lib/viz/plots/curves.ts";
+import { plotHeatmap } from "../lib/viz/plots/heatmap.ts";
+import { plotLayerSweep } from "../lib/viz/plots/layer_sweep.ts";
+import { plotPositionKl } from "../lib/viz/plots/position_kl.ts";
+import { plotProjection } from "../lib/viz/plots/projection.ts";
+import { plotRateCurve } from "../lib/viz/plots/rate_curve.ts";
+import { plotScatter } from "../lib/viz/plots/scatter.ts";
 import {
   Figure,
   figureBundle,

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
 import { maxAbsDiff, numberTokenizer } from "./_helpers.ts";
 import { createModel } from "../lib/model/create.ts";
-import { lmLoss, padBatch } from "../lib/train/loss.ts";
+import { lmLoss, padBatch } from "../lib/optim/loss.ts";
 
 async function adapterAvailable(): Promise<string | undefined> {
   if (!Deno.env.get("XDG_RUNTIME_DIR")) return undefined;

@@ -21,10 +21,10 @@
 import { join } from "node:path";
 import { loadModel } from "../model/load.ts";
 import { generateWorld } from "../data/safetyworld/generate.ts";
-import { compareDefences, DEFENCE_VARIANTS, type DefenceVariant } from "../eval/defences.ts";
+import { compareDefences, DEFENCE_VARIANTS, type DefenceVariant } from "../experiments/defences.ts";
 import { writeJsonAtomic, writeTextFileAtomic } from "../io/atomic.ts";
 import { writeReport } from "../viz/report.ts";
-import { WorkerPool } from "../engine/pool.ts";
+import { WorkerPool } from "../parallel/pool.ts";
 
 const USAGE = "usage: deno run -A lib/cli/defences.ts [--seeds 0,1] [--steps N] [--per-kind N] " +
   "[--variants a,b] [--world-seed N] [--base NAME] [--shallow NAME] [--out DIR] [--quick] " +

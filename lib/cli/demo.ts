@@ -19,15 +19,13 @@ import * as tf from "@tensorflow/tfjs-core";
 import { join } from "node:path";
 import { loadModel } from "../model/load.ts";
 import { generateWorld } from "../data/safetyworld/generate.ts";
-import { profileModel, type RateRow } from "../eval/profile.ts";
+import { profileModel, type RateRow } from "../experiments/profile.ts";
 import { klByPosition } from "../eval/diagnostics.ts";
-import {
-  plotBars,
-  plotCurves,
-  type PlotlyFigure,
-  plotPositionKl,
-  plotRateCurve,
-} from "../viz/figure.ts";
+import { plotBars } from "../viz/plots/bars.ts";
+import { plotCurves } from "../viz/plots/curves.ts";
+import type { PlotlyFigure } from "../viz/figure.ts";
+import { plotPositionKl } from "../viz/plots/position_kl.ts";
+import { plotRateCurve } from "../viz/plots/rate_curve.ts";
 import { buildReport, type ReportSection, writeReport } from "../viz/report.ts";
 import { writeJsonAtomic, writeTextFileAtomic } from "../io/atomic.ts";
 import { runCompassSection } from "./demo_compass.ts";

@@ -27,7 +27,7 @@ import type { ExperimentOptions } from "../experiments/run.ts";
 import { runAlphaAlignExperiment } from "../experiments/alphaalign.ts";
 import { runCraftExperiment } from "../experiments/craft_rl.ts";
 import { runTraitsExperiment } from "../experiments/traits.ts";
-import { WorkerPool } from "../engine/pool.ts";
+import { WorkerPool } from "../parallel/pool.ts";
 
 /** The experiments by name. */
 export const EXPERIMENTS = ["alphaalign", "craft", "traits"] as const;

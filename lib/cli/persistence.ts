@@ -29,14 +29,15 @@ import { loadModel } from "../model/load.ts";
 import { resolveVariants, type VariantSpec } from "../model/variants.ts";
 import { generateWorld } from "../data/safetyworld/generate.ts";
 import { calibrateMonitor } from "../compass/calibrate.ts";
-import { exportAudit, type MonitorTrail } from "../compass/monitor.ts";
-import { fitMonitorCompass, HARMFUL_PREFILL, measureMonitor } from "../eval/monitor_eval.ts";
-import { type PersistenceRow, persistenceTable } from "../eval/persistence.ts";
-import { persistenceSummary, plotPersistence } from "../eval/persistence_summary.ts";
-import { plotBars } from "../viz/figure.ts";
+import { exportAudit } from "../viz/audit_page.ts";
+import type { MonitorTrail } from "../compass/monitor.ts";
+import { fitMonitorCompass, HARMFUL_PREFILL, measureMonitor } from "../experiments/monitor_eval.ts";
+import { type PersistenceRow, persistenceTable } from "../experiments/persistence.ts";
+import { persistenceSummary, plotPersistence } from "../experiments/persistence_summary.ts";
+import { plotBars } from "../viz/plots/bars.ts";
 import { buildReport, type ReportTable } from "../viz/report.ts";
 import { writeJsonAtomic, writeTextFileAtomic } from "../io/atomic.ts";
-import { WorkerPool } from "../engine/pool.ts";
+import { WorkerPool } from "../parallel/pool.ts";
 
 /** Parsed command line of the persistence CLI. */
 export interface PersistenceArgs {

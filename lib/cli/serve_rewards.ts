@@ -17,7 +17,7 @@
 
 import { serveRewards } from "../serve/rewards.ts";
 import { builtinRewards } from "../serve/catalog.ts";
-import { LlmJudge } from "../eval/llm_judge.ts";
+import { LlmJudge } from "../judges/llm_judge.ts";
 import type { TextJudge } from "../train/rewards.ts";
 
 const FLAGS = [

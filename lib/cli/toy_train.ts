@@ -23,10 +23,10 @@ import { tokenizerFromJson } from "../model/tokenizer.ts";
 import { createModel } from "../model/create.ts";
 import { loadModel } from "../model/load.ts";
 import { trainSft } from "../train/sft.ts";
-import type { RateRow } from "../eval/profile.ts";
+import type { RateRow } from "../experiments/profile.ts";
 import { writeJsonAtomic } from "../io/atomic.ts";
 import type { WorldSftRow } from "../data/safetyworld/plan.ts";
-import { WorkerPool } from "../engine/pool.ts";
+import { WorkerPool } from "../parallel/pool.ts";
 
 function flag(name: string, dflt: number): number {
   const i = Deno.args.indexOf(`--${name}`);
@@ -119,7 +119,7 @@ console.log(
 await shallow.save(join(out, "toy-shallow"));
 
 // Imported late: the graders are only needed once training is done.
-const { profileModel } = await import("../eval/profile.ts");
+const { profileModel } = await import("../experiments/profile.ts");
 base.workers = shallow.workers = pool; // greedy generation on the workers: same answers
 const per = quick ? 20 : 100;
 const pb = await profileModel(base, "toy-base", world.prompts, { perKind: per, seed });

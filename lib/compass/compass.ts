@@ -13,7 +13,7 @@
 import { join } from "node:path";
 import type { TraceLabel } from "../data/schema.ts";
 import { writeDirAtomic, writeJsonAtomic } from "../io/atomic.ts";
-import { readSafetensors, writeSafetensors } from "../model/safetensors.ts";
+import { readSafetensors, writeSafetensors } from "../io/safetensors.ts";
 import { CraftHead, type CraftOptions, fitCraft, type WeightRecord } from "./craft.ts";
 import { assertMatrix, type Matrix, selectRows } from "./matrix.ts";
 import { accuracyAt, auroc, type BinaryLabels } from "./metrics.ts";

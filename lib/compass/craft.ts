@@ -18,7 +18,7 @@ import * as tf from "@tensorflow/tfjs-core";
 // tfjs-core alone registers no gradients; the union package registers all of them.
 import "@tensorflow/tfjs";
 import { makeRng, type Rng } from "../data/rng.ts";
-import { AdamW } from "../train/adamw.ts";
+import { AdamW } from "../optim/adamw.ts";
 import { type Matrix, row } from "./matrix.ts";
 
 /** The three trace classes, in the order of the head's outputs and of the prototypes. */

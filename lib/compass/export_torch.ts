@@ -16,7 +16,7 @@
 import { join } from "node:path";
 import type { Compass } from "./compass.ts";
 import { writeDirAtomic, writeJsonAtomic, writeTextFileAtomic } from "../io/atomic.ts";
-import { type TensorToWrite, writeSafetensors } from "../model/safetensors.ts";
+import { type TensorToWrite, writeSafetensors } from "../io/safetensors.ts";
 import { transpose2d } from "../model/weights.ts";
 
 /** The format tag of `compass_torch.json`. */

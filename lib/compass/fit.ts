@@ -11,7 +11,7 @@
 
 import type { TraceLabel } from "../data/schema.ts";
 import type { CraftOptions } from "./craft.ts";
-import type { Activations } from "./collect.ts";
+import type { Activations } from "./activations.ts";
 import { type Compass, type CompassMethod, fitProbe } from "./compass.ts";
 import { selectRows } from "./matrix.ts";
 import { layerSweep, type SweepRow } from "./sweep.ts";

@@ -25,10 +25,7 @@ import { encodePrompts, type GenerateOptions, type GenerateResult } from "../mod
 import { disposeCache, forward, type Intervention, type KVCache } from "../model/transformer.ts";
 import { chooseToken, logProbOf } from "../model/sampling.ts";
 import { makeRng } from "../data/rng.ts";
-import { writeJsonAtomic, writeTextFileAtomic } from "../io/atomic.ts";
-import { renderAudit } from "../viz/audit.ts";
-import { buildReport } from "../viz/report.ts";
-import { escapeHtml } from "../viz/display.ts";
+import { writeJsonAtomic } from "../io/atomic.ts";
 import type { Compass } from "./compass.ts";
 import { tokenTexts } from "./audit.ts";
 import { makeMatrix } from "./matrix.ts";
@@ -406,21 +403,6 @@ export async function generateMonitored(
   };
 }
 
-/** One summary row per trail (for tables and the exported audit). */
-export function trailSummary(trails: readonly MonitorTrail[]): Record<string, unknown>[] {
-  return trails.map((t, i) => ({
-    row: i,
-    prompt: t.prompt,
-    tokens: t.tokens.length,
-    crossing: t.crossing ?? "",
-    action: t.crossing === null ? "none" : t.action,
-    actionStep: t.actionStep ?? "",
-    minRunning: t.running.length ? Math.min(...t.running) : NaN,
-    threshold: t.threshold,
-    text: t.text,
-  }));
-}
-
 /** The format tag of files written by {@link saveAudit}. */
 export const AUDIT_FORMAT = "safety-compass.monitor-audit";
 
@@ -435,68 +417,4 @@ export async function saveAudit(
     ? (trail as Pick<MonitoredResult, "trails">).trails
     : [trail as MonitorTrail];
   await writeJsonAtomic(path, { format: AUDIT_FORMAT, version: 1, trails });
-}
-
-/** Options of {@link exportAudit} / {@link auditHtml}. */
-export interface ExportAuditOptions {
-  /** Page title. @default "Compass monitor audit" */
-  title?: string;
-  /** A line under the title (model, compass, settings). */
-  subtitle?: string;
-  /** Unsafe threshold drawn in every row. @default each trail's own threshold */
-  threshold?: number;
-  /** Rows rendered token by token (the summary lists all). @default 200 */
-  maxRows?: number;
-}
-
-/** The part of a run that {@link auditHtml} and {@link exportAudit} read: trails, settings. */
-export type AuditRun = Pick<MonitoredResult, "trails"> & { settings?: MonitoredResult["settings"] };
-
-/** The standalone, offline HTML page of a run: a summary table, then every row's tokens. */
-export function auditHtml(run: AuditRun, opts: ExportAuditOptions = {}): string {
-  const shown = run.trails.slice(0, opts.maxRows ?? 200);
-  const rowsHtml = shown.map((t, i) => {
-    const note = t.crossing === null
-      ? "no crossing"
-      : `crossing at token ${t.crossing} (running p_safe ${
-        t.running[t.crossing].toFixed(3)
-      } < ${t.threshold}, window ${t.window}); action ${t.action}` +
-        (t.actionStep === null ? "" : ` from token ${t.actionStep}`);
-    return renderAudit(t.tokens, t.scores, {
-      threshold: opts.threshold ?? t.threshold,
-      title: `row ${i}: ${t.prompt}`,
-      mark: t.crossing ?? undefined,
-    }) + `<p class="sc-more">${escapeHtml(note)}</p>`;
-  }).join("\n");
-  const s = run.settings;
-  return buildReport({
-    title: opts.title ?? "Compass monitor audit",
-    subtitle: opts.subtitle ??
-      (s
-        ? `layer ${s.layer} · threshold ${s.threshold} · window ${s.window} · action ${s.action}` +
-          (s.action === "steer" ? ` · strength ${s.strength}` : "")
-        : undefined),
-    sections: [
-      { heading: "Summary", tables: [{ rows: trailSummary(run.trails), maxRows: 1000 }] },
-      {
-        heading: "Per-token scores",
-        text: `Each token is coloured by its own p_safe (red unsafe, green safe); ▶ marks ` +
-          `the first token whose running mean (over the trail's window) fell below the ` +
-          `trail's threshold. ` +
-          (shown.length < run.trails.length
-            ? `Showing ${shown.length} of ${run.trails.length} rows.`
-            : ""),
-        html: rowsHtml,
-      },
-    ],
-  });
-}
-
-/** Writes {@link auditHtml} to `path` atomically (one file, no external resources). */
-export async function exportAudit(
-  run: AuditRun,
-  path: string,
-  opts: ExportAuditOptions = {},
-): Promise<void> {
-  await writeTextFileAtomic(path, auditHtml(run, opts));
 }

@@ -24,9 +24,9 @@
 import type { ForcedSpan, GenerateOptions, GenerateResult } from "../model/generate.ts";
 import type { TextTokenizer } from "../model/tokenizer.ts";
 import type { PromptRow } from "../data/schema.ts";
-import { applyJailbreak, type JailbreakTemplate } from "../data/benchmarks.ts";
+import { applyJailbreak, type JailbreakTemplate } from "../data/benchmarks/jailbreak_templates.ts";
 import { makeRng, type Rng } from "../data/rng.ts";
-import { refusalVerdict } from "./refusal.ts";
+import { refusalVerdict } from "../judges/refusal.ts";
 
 /** Harmful answers by row id: text (tokenised with the model's tokenizer) or token ids. */
 export type HarmfulAnswers = ReadonlyMap<string, string | readonly number[]>;

@@ -8,7 +8,7 @@
 
 import * as tf from "@tensorflow/tfjs-core";
 import type { Model } from "../model/model.ts";
-import { padBatch } from "../train/loss.ts";
+import { padBatch } from "../optim/loss.ts";
 
 /** Mean KL at one response position, over the sequences long enough to have it. */
 export interface PositionKl {

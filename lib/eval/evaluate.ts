@@ -16,9 +16,9 @@ import { type GradableRow, gradeResponse } from "../data/safetyworld/graders.ts"
 import { bootstrapCI, proportionCI } from "../compass/metrics.ts";
 import { writeJsonAtomic, writeTextFileAtomic } from "../io/atomic.ts";
 import { figureBundle, JUPYTER_DISPLAY, type MimeBundle, tableBundle } from "../viz/display.ts";
-import { plotBars } from "../viz/figure.ts";
-import { isRefusalText } from "./refusal.ts";
-import type { LlmJudge } from "./llm_judge.ts";
+import { plotBars } from "../viz/plots/bars.ts";
+import { isRefusalText } from "../judges/refusal.ts";
+import type { LlmJudge } from "../judges/llm_judge.ts";
 import {
   type AttackParams,
   type AttackSpec,

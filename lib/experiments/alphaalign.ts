@@ -25,49 +25,28 @@ import type { WorldPromptRow, WorldTraceRow } from "../data/safetyworld/plan.ts"
 import { ALPHA_REFUSAL } from "../data/safetyworld/lexicon.ts";
 import { type GradableRow, gradeResponse } from "../data/safetyworld/graders.ts";
 import type { PromptRow } from "../data/schema.ts";
-import type { Model } from "../model/model.ts";
-import { isAlphaAlignRefusal } from "../eval/format.ts";
+import { isAlphaAlignRefusal } from "../judges/format.ts";
 import { type SftExample, trainSft } from "../train/sft.ts";
 import { alphaAlignReward } from "../train/rewards.ts";
 import { makeRng } from "../data/rng.ts";
-import { FORMAT_METRIC, measure, resolveSeeds, SAFETY_METRICS, safetyEvalRows } from "./measure.ts";
-import {
-  cloneModel,
-  type ExperimentOptions,
-  loadStart,
-  resolveCommon,
-  type RunRecord,
-  runRL,
-  saveIfFirstSeed,
-  weightsFingerprint,
-} from "./run.ts";
-import { type ExampleRow, type ExperimentResult, makeResult, pickExamples } from "./result.ts";
-import { deltaRows, HitTable, rateRows, throughputRows } from "./rows.ts";
+import { FORMAT_METRIC, SAFETY_METRICS, safetyEvalRows } from "./measure.ts";
+import type { ExperimentOptions } from "./run.ts";
+import { type ExperimentResult, makeResult } from "./result.ts";
+import { deltaRows, rateRows, throughputRows } from "./rows.ts";
 import { barsFigure, curvesFigure } from "./figures.ts";
+import { openStart, type RLBudgetOptions, SeedConditionRunner, setUpExperiment } from "./runner.ts";
 
 /** The RL variants. */
 export type AlphaAlignVariant = "alphaalign" | "zero";
 
 /** Options of {@link runAlphaAlignExperiment}; RL defaults are sized for minutes on 2 CPU cores. */
-export interface AlphaAlignExperimentOptions extends ExperimentOptions {
+export interface AlphaAlignExperimentOptions extends ExperimentOptions, RLBudgetOptions {
   /** Starting checkpoint. @default "toy-shallow" */
   start?: string;
   /** RL variants to train. @default ["alphaalign", "zero"] */
   variants?: readonly AlphaAlignVariant[];
   /** Optimiser (the paper: PPO with GAE, last-token reward). @default "ppo" */
   algorithm?: "ppo" | "grpo";
-  /** RL steps (the paper: fewer than 200). @default 60 (quick: 3) */
-  steps?: number;
-  /** Prompts per RL step. @default 8 (quick: 4) */
-  promptsPerStep?: number;
-  /** Rollouts per prompt (the group of R_h's z-score). @default 8 (quick: 4) */
-  groupSize?: number;
-  /** New tokens per rollout and per evaluated answer (templated warm-up answers: p90 59, max 74 tokens; a cut-off answer fails V_f). @default 80 */
-  maxNewTokens?: number;
-  /** RL learning rate (tiny models need ~1e-4..1e-3). @default 2e-4 */
-  lr?: number;
-  /** KL coefficient to the warm-up model (k3). @default 0.01 */
-  klCoef?: number;
   /** r_f and r_a of R_s (unpublished in the paper). @default { rf: 1, ra: 1 } */
   rewardWeights?: { rf?: number; ra?: number };
   /** Template warm-up: SFT steps, batch, learning rate. @default { steps: 200, batchSize: 32, lr: 1e-3 } (quick: 4 steps of 8) */
@@ -106,20 +85,12 @@ const EXAMPLE_KINDS = ["harmful", "jailbreak", "borderline", "task"];
 export async function runAlphaAlignExperiment(
   opts: AlphaAlignExperimentOptions = {},
 ): Promise<ExperimentResult> {
-  const t0 = performance.now();
-  const c = resolveCommon(opts);
-  const seeds = resolveSeeds(opts.seeds, c.quick ? 2 : 3);
-  const q = c.quick;
+  const { t0, c, q, seeds, budget } = setUpExperiment(opts, 80);
   const cfg = {
     start: opts.start ?? "toy-shallow",
     variants: [...(opts.variants ?? ["alphaalign", "zero"])],
     algorithm: opts.algorithm ?? "ppo",
-    steps: opts.steps ?? (q ? 3 : 60),
-    promptsPerStep: opts.promptsPerStep ?? (q ? 4 : 8),
-    groupSize: opts.groupSize ?? (q ? 4 : 8),
-    maxNewTokens: opts.maxNewTokens ?? 80,
-    lr: opts.lr ?? 2e-4,
-    klCoef: opts.klCoef ?? 0.01,
+    ...budget,
     rf: opts.rewardWeights?.rf ?? 1,
     ra: opts.rewardWeights?.ra ?? 1,
     warmupSteps: opts.warmup?.steps ?? (q ? 4 : 200),
@@ -129,32 +100,29 @@ export async function runAlphaAlignExperiment(
     seeds,
     quick: q,
   };
-  const startName = `${cfg.start} (start)`;
-  const start = await loadStart(cfg.start, c.workers);
-  const startWeights = await weightsFingerprint(start);
-  const evalSet = safetyEvalRows(c.world.prompts, c.evalPerKind);
-  const metrics = [...SAFETY_METRICS, FORMAT_METRIC];
-  const gen = { maxNewTokens: cfg.maxNewTokens };
-  const hits = new HitTable();
-  const examples: ExampleRow[] = [];
-  const record = async (condition: string, seed: number | string, model: Model) => {
-    const m = await measure(model, evalSet, metrics, gen);
-    hits.add(condition, m.hits);
-    if (seed === seeds[0] || seed === "start") {
-      examples.push(...pickExamples(condition, seed, evalSet, m.texts, EXAMPLE_KINDS));
-    }
-  };
-  await record(startName, "start", start);
-  c.log(`alphaalign: measured ${startName} on ${evalSet.length} test prompts`);
+  const { start, startWeights } = await openStart(cfg.start, c);
+  const runner = new SeedConditionRunner({
+    experiment: "alphaalign",
+    common: c,
+    seeds,
+    start: cfg.start,
+    startWeights,
+    budget,
+    evalSet: safetyEvalRows(c.world.prompts, c.evalPerKind),
+    metrics: [...SAFETY_METRICS, FORMAT_METRIC],
+    exampleKinds: EXAMPLE_KINDS,
+  });
+  const startName = runner.startName;
+  await runner.record(startName, "start", start);
+  c.log(`alphaalign: measured ${startName} on ${runner.init.evalSet.length} test prompts`);
   const train: WorldPromptRow[] = c.world.prompts.filter((p) =>
     p.split === "train" && ["task", "harmful", "borderline"].includes(p.kind)
   );
   const helpfulness = (row: PromptRow, text: string) =>
     gradeResponse(row as GradableRow, text).correct === true ? 1 : 0;
-  const runs: RunRecord[] = [];
   try {
     for (const seed of seeds) {
-      const warm = cloneModel(start, `${cfg.start}+template`);
+      const warm = start.copy(`${cfg.start}+template`);
       try {
         await trainSft(warm, templateWarmupExamples(c.world.traces, seed), {
           steps: cfg.warmupSteps,
@@ -163,51 +131,28 @@ export async function runAlphaAlignExperiment(
           seed,
           label: `template warm-up seed ${seed}`,
         });
-        await record(TEMPLATE_ONLY, seed, warm);
+        await runner.record(TEMPLATE_ONLY, seed, warm);
         const warmStage = { name: "template warm-up (sft)", steps: cfg.warmupSteps };
-        const saveInfo = { experiment: "alphaalign", seed, start: cfg.start, startWeights };
-        await saveIfFirstSeed(c, warm, seeds[0], {
-          ...saveInfo,
-          condition: TEMPLATE_ONLY,
-          stages: [warmStage],
-          maxNewTokens: cfg.maxNewTokens,
-        });
+        await runner.save(warm, seed, TEMPLATE_ONLY, [warmStage]);
         for (const variant of cfg.variants) {
-          const policy = cloneModel(warm, `${cfg.start}+${variant}`);
-          try {
-            const reward = alphaAlignReward({
-              refusalString: ALPHA_REFUSAL,
-              helpfulness,
-              zero: variant === "zero",
-              rf: cfg.rf,
-              ra: cfg.ra,
-              name: variant,
-            });
-            runs.push(
-              await runRL(policy, variant, seed, {
-                algorithm: cfg.algorithm,
-                prompts: train,
-                rewards: [reward],
-                steps: cfg.steps,
-                promptsPerStep: cfg.promptsPerStep,
-                groupSize: cfg.groupSize,
-                maxNewTokens: cfg.maxNewTokens,
-                lr: cfg.lr,
-                klCoef: cfg.klCoef,
-                refusalJudge: (t) => isAlphaAlignRefusal(t, ALPHA_REFUSAL),
-              }),
-            );
-            await record(variant, seed, policy);
-            c.log(`alphaalign: seed ${seed} ${variant} trained and measured`);
-            await saveIfFirstSeed(c, policy, seeds[0], {
-              ...saveInfo,
-              condition: variant,
-              stages: [warmStage, { name: cfg.algorithm, steps: cfg.steps }],
-              maxNewTokens: cfg.maxNewTokens,
-            });
-          } finally {
-            policy.dispose();
-          }
+          const reward = alphaAlignReward({
+            refusalString: ALPHA_REFUSAL,
+            helpfulness,
+            zero: variant === "zero",
+            rf: cfg.rf,
+            ra: cfg.ra,
+            name: variant,
+          });
+          await runner.train(warm, seed, {
+            condition: variant,
+            before: [warmStage],
+            rl: {
+              algorithm: cfg.algorithm,
+              prompts: train,
+              rewards: [reward],
+              refusalJudge: (t) => isAlphaAlignRefusal(t, ALPHA_REFUSAL),
+            },
+          });
         }
       } finally {
         warm.dispose();
@@ -216,6 +161,7 @@ export async function runAlphaAlignExperiment(
   } finally {
     start.dispose();
   }
+  const { hits, examples, runs } = runner;
   const pairs: [string, string][] = [
     ...cfg.variants.flatMap((v): [string, string][] => [[v, TEMPLATE_ONLY], [v, startName]]),
     [TEMPLATE_ONLY, startName],

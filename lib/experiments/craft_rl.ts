@@ -31,27 +31,12 @@ import type { Compass } from "../compass/compass.ts";
 import type { CraftOptions } from "../compass/craft.ts";
 import { aurocCI } from "../compass/metrics.ts";
 import { craftReward, latentOnly, type Reward, textOnly } from "../train/rewards.ts";
-import { measure, resolveSeeds, SAFETY_METRICS, safetyEvalRows } from "./measure.ts";
-import {
-  cloneModel,
-  type ExperimentOptions,
-  loadStart,
-  resolveCommon,
-  type RunRecord,
-  runRL,
-  saveIfFirstSeed,
-  weightsFingerprint,
-} from "./run.ts";
-import { type ExampleRow, type ExperimentResult, makeResult, pickExamples } from "./result.ts";
-import {
-  deltaRows,
-  HitTable,
-  rateRows,
-  type ResultRow,
-  resultRow,
-  throughputRows,
-} from "./rows.ts";
+import { SAFETY_METRICS, safetyEvalRows } from "./measure.ts";
+import type { ExperimentOptions } from "./run.ts";
+import { type ExperimentResult, makeResult } from "./result.ts";
+import { deltaRows, rateRows, type ResultRow, resultRow, throughputRows } from "./rows.ts";
 import { barsFigure, curvesFigure } from "./figures.ts";
+import { openStart, type RLBudgetOptions, SeedConditionRunner, setUpExperiment } from "./runner.ts";
 
 /** The reward conditions. */
 export const CRAFT_CONDITIONS = [
@@ -64,23 +49,11 @@ export const CRAFT_CONDITIONS = [
 export type CraftCondition = typeof CRAFT_CONDITIONS[number];
 
 /** Options of {@link runCraftExperiment}; defaults sized for minutes on 2 CPU cores. */
-export interface CraftExperimentOptions extends ExperimentOptions {
+export interface CraftExperimentOptions extends ExperimentOptions, RLBudgetOptions {
   /** Starting checkpoint (compass and policy). @default "toy-base" */
   start?: string;
   /** Conditions to train. @default all four (quick: the first three) */
   conditions?: readonly CraftCondition[];
-  /** GRPO steps. @default 60 (quick: 3) */
-  steps?: number;
-  /** Prompts per step. @default 8 (quick: 4) */
-  promptsPerStep?: number;
-  /** Rollouts per prompt (CRAFT: 8). @default 8 (quick: 4) */
-  groupSize?: number;
-  /** New tokens per rollout and evaluated answer. @default 48 */
-  maxNewTokens?: number;
-  /** GRPO learning rate (tiny SafetyWorld models need ~1e-4..1e-3). @default 2e-4 */
-  lr?: number;
-  /** KL coefficient (CRAFT: 0.01, k3). @default 0.01 */
-  klCoef?: number;
   /** Compass: pooling of the fit, CRAFT head options. @default { pooling: "mean-response" } */
   compass?: { pooling?: "mean" | "mean-response"; craft?: CraftOptions };
 }
@@ -135,53 +108,43 @@ function rewardFor(cond: CraftCondition, compass: Compass): Reward {
 export async function runCraftExperiment(
   opts: CraftExperimentOptions = {},
 ): Promise<ExperimentResult> {
-  const t0 = performance.now();
-  const c = resolveCommon(opts);
-  const q = c.quick;
-  const seeds = resolveSeeds(opts.seeds, q ? 2 : 3);
+  const { t0, c, q, seeds, budget } = setUpExperiment(opts, 48);
   const cfg = {
     start: opts.start ?? "toy-base",
     conditions: [...(opts.conditions ?? CRAFT_CONDITIONS.slice(0, q ? 3 : 4))],
-    steps: opts.steps ?? (q ? 3 : 60),
-    promptsPerStep: opts.promptsPerStep ?? (q ? 4 : 8),
-    groupSize: opts.groupSize ?? (q ? 4 : 8),
-    maxNewTokens: opts.maxNewTokens ?? 48,
-    lr: opts.lr ?? 2e-4,
-    klCoef: opts.klCoef ?? 0.01,
+    ...budget,
     pooling: opts.compass?.pooling ?? "mean-response",
     craft: opts.compass?.craft ?? {},
     evalPerKind: c.evalPerKind,
     seeds,
     quick: q,
   };
-  const startName = `${cfg.start} (start)`;
-  const start = await loadStart(cfg.start, c.workers);
-  const startWeights = await weightsFingerprint(start);
+  const { start, startWeights } = await openStart(cfg.start, c);
   const layer = start.config.nLayer;
   const nTrain = q ? 240 : 100_000, nTest = q ? 90 : 300;
   const fitRows = harmfulTraces(c.world.traces, "train").slice(0, nTrain);
   const testRows = harmfulTraces(c.world.traces, "test").slice(0, nTest);
   const plain = plainAnswers(c.world, q ? 40 : 150);
-  const evalSet = safetyEvalRows(c.world.prompts, c.evalPerKind);
-  const gen = { maxNewTokens: cfg.maxNewTokens };
-  const hits = new HitTable();
-  const examples: ExampleRow[] = [];
-  const record = async (condition: string, seed: number | string, model: Model) => {
-    const m = await measure(model, evalSet, SAFETY_METRICS, gen);
-    hits.add(condition, m.hits);
-    if (seed === seeds[0] || seed === "start") {
-      examples.push(...pickExamples(condition, seed, evalSet, m.texts, EXAMPLE_KINDS));
-    }
-  };
+  const runner = new SeedConditionRunner({
+    experiment: "craft",
+    common: c,
+    seeds,
+    start: cfg.start,
+    startWeights,
+    budget,
+    evalSet: safetyEvalRows(c.world.prompts, c.evalPerKind),
+    metrics: SAFETY_METRICS,
+    exampleKinds: EXAMPLE_KINDS,
+  });
+  const startName = runner.startName;
   const compassRows: ResultRow[] = [];
-  const runs: RunRecord[] = [];
   try {
     const acts = await collectActivations(start, fitRows, {
       layers: [layer],
       pooling: cfg.pooling,
       progress: "silent",
     });
-    await record(startName, "start", start);
+    await runner.record(startName, "start", start);
     const train: WorldPromptRow[] = c.world.prompts.filter((p) =>
       p.split === "train" && ["task", "harmful", "borderline"].includes(p.kind)
     );
@@ -205,41 +168,16 @@ export async function runCraftExperiment(
       }
       c.log(`craft: seed ${seed} compass fitted on ${fitRows.length} traces (layer ${layer})`);
       for (const cond of cfg.conditions) {
-        const policy = cloneModel(start, `${cfg.start}+${cond}`);
-        try {
-          runs.push(
-            await runRL(policy, cond, seed, {
-              algorithm: "grpo",
-              prompts: train,
-              rewards: [rewardFor(cond, compass)],
-              compass,
-              steps: cfg.steps,
-              promptsPerStep: cfg.promptsPerStep,
-              groupSize: cfg.groupSize,
-              maxNewTokens: cfg.maxNewTokens,
-              lr: cfg.lr,
-              klCoef: cfg.klCoef,
-            }),
-          );
-          await record(cond, seed, policy);
-          c.log(`craft: seed ${seed} ${cond} trained and measured`);
-          await saveIfFirstSeed(c, policy, seeds[0], {
-            experiment: "craft",
-            condition: cond,
-            seed,
-            stages: [{ name: "grpo", steps: cfg.steps }],
-            start: cfg.start,
-            startWeights,
-            maxNewTokens: cfg.maxNewTokens,
-          });
-        } finally {
-          policy.dispose();
-        }
+        await runner.train(start, seed, {
+          condition: cond,
+          rl: { algorithm: "grpo", prompts: train, rewards: [rewardFor(cond, compass)], compass },
+        });
       }
     }
   } finally {
     start.dispose();
   }
+  const { hits, examples, runs } = runner;
   const conds = cfg.conditions as string[];
   const pairs = conds.map((k) => [k, startName] as const).concat(
     conds.filter((k) => k !== "text only" && conds.includes("text only"))

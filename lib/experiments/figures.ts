@@ -5,7 +5,9 @@
  * @module
  */
 
-import { plotBars, plotCurves, type PlotlyFigure } from "../viz/figure.ts";
+import { plotBars } from "../viz/plots/bars.ts";
+import { plotCurves } from "../viz/plots/curves.ts";
+import type { PlotlyFigure } from "../viz/figure.ts";
 import type { ResultRow } from "./rows.ts";
 import type { RunRecord } from "./run.ts";
 

@@ -13,7 +13,7 @@
 import type { Model } from "../model/model.ts";
 import type { WorldPromptRow } from "../data/safetyworld/plan.ts";
 import { gradeResponse } from "../data/safetyworld/graders.ts";
-import { verifyFormat } from "../eval/format.ts";
+import { verifyFormat } from "../judges/format.ts";
 import { proportionCI } from "../compass/metrics.ts";
 import { makeRng } from "../data/rng.ts";
 

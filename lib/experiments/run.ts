@@ -13,9 +13,9 @@ import type { Model } from "../model/model.ts";
 import { loadModel } from "../model/load.ts";
 import type { World } from "../data/safetyworld/plan.ts";
 import { generateWorld } from "../data/safetyworld/generate.ts";
-import { type RLOptions, type RunLog, trainRL } from "../train/rl.ts";
+import { type RLOptions, type RunLog, trainRL } from "../train/rl/train.ts";
 import type { CIOptions } from "./measure.ts";
-import type { WorkerPool } from "../engine/pool.ts";
+import type { WorkerPool } from "../parallel/pool.ts";
 import { saveVariant, type VariantInfo, variantSlug } from "../model/variants.ts";
 
 /** Options every experiment takes. */

@@ -21,50 +21,22 @@ import type { PromptRow } from "../data/schema.ts";
 import { type GradableRow, gradeResponse } from "../data/safetyworld/graders.ts";
 import { TRAIT_DOMAINS, type TraitDomain, TRAITS } from "../data/safetyworld/traits.ts";
 import type { Reward } from "../train/rewards.ts";
-import type { Model } from "../model/model.ts";
-import { plotHeatmap } from "../viz/figure.ts";
-import {
-  evalRows,
-  measure,
-  type MetricSpec,
-  resolveSeeds,
-  SAFETY_METRICS,
-  traitMetric,
-} from "./measure.ts";
-import {
-  cloneModel,
-  type ExperimentOptions,
-  loadStart,
-  resolveCommon,
-  type RunRecord,
-  runRL,
-  saveIfFirstSeed,
-  weightsFingerprint,
-} from "./run.ts";
-import { type ExampleRow, type ExperimentResult, makeResult, pickExamples } from "./result.ts";
-import { deltaRows, HitTable, rateRows, type ResultRow, throughputRows } from "./rows.ts";
+import { plotHeatmap } from "../viz/plots/heatmap.ts";
+import { evalRows, type MetricSpec, SAFETY_METRICS, traitMetric } from "./measure.ts";
+import type { ExperimentOptions } from "./run.ts";
+import { type ExperimentResult, makeResult } from "./result.ts";
+import { deltaRows, rateRows, type ResultRow, throughputRows } from "./rows.ts";
 import { barsFigure, curvesFigure } from "./figures.ts";
+import { openStart, type RLBudgetOptions, SeedConditionRunner, setUpExperiment } from "./runner.ts";
 
 /** Options of {@link runTraitsExperiment}; defaults sized for minutes on 2 CPU cores. */
-export interface TraitsExperimentOptions extends ExperimentOptions {
+export interface TraitsExperimentOptions extends ExperimentOptions, RLBudgetOptions {
   /** Starting checkpoint (its base SFT held good and bad trait answers half and half). @default "toy-base" */
   start?: string;
   /** Training domains (one dose arm each). @default all three */
   domains?: readonly TraitDomain[];
   /** Share of each step's prompts that are trait scenarios in the dose arms (paper: "a few percent"). @default 0.1 */
   share?: number;
-  /** GRPO steps per arm. @default 60 (quick: 3) */
-  steps?: number;
-  /** Prompts per step. @default 8 (quick: 4) */
-  promptsPerStep?: number;
-  /** Rollouts per prompt. @default 8 (quick: 4) */
-  groupSize?: number;
-  /** New tokens per rollout and evaluated answer. @default 40 */
-  maxNewTokens?: number;
-  /** GRPO learning rate (tiny SafetyWorld models need ~1e-4..1e-3). @default 2e-4 */
-  lr?: number;
-  /** KL coefficient to the starting model (k3 estimator). @default 0.01 */
-  klCoef?: number;
 }
 
 /** Correctness on main-stream tasks, the trait grader on trait scenarios (1 / 0). */
@@ -134,20 +106,12 @@ function matrixFigure(
 export async function runTraitsExperiment(
   opts: TraitsExperimentOptions = {},
 ): Promise<ExperimentResult> {
-  const t0 = performance.now();
-  const c = resolveCommon(opts);
-  const q = c.quick;
-  const seeds = resolveSeeds(opts.seeds, q ? 2 : 3);
+  const { t0, c, q, seeds, budget } = setUpExperiment(opts, 40);
   const cfg = {
     start: opts.start ?? "toy-base",
     domains: [...(opts.domains ?? TRAIT_DOMAINS)],
     share: opts.share ?? 0.1,
-    steps: opts.steps ?? (q ? 3 : 60),
-    promptsPerStep: opts.promptsPerStep ?? (q ? 4 : 8),
-    groupSize: opts.groupSize ?? (q ? 4 : 8),
-    maxNewTokens: opts.maxNewTokens ?? 40,
-    lr: opts.lr ?? 2e-4,
-    klCoef: opts.klCoef ?? 0.01,
+    ...budget,
     evalPerKind: c.evalPerKind,
     seeds,
     quick: q,
@@ -158,9 +122,7 @@ export async function runTraitsExperiment(
   for (const d of cfg.domains) {
     if (!TRAIT_DOMAINS.includes(d)) throw new Error(`domain '${d}' is not one of ${TRAIT_DOMAINS}`);
   }
-  const startName = `${cfg.start} (start)`;
-  const start = await loadStart(cfg.start, c.workers);
-  const startWeights = await weightsFingerprint(start);
+  const { start, startWeights } = await openStart(cfg.start, c);
   const traits = c.world.traits as WorldPromptRow[];
   const evalSet = [
     ...["test", "train"].flatMap((split) =>
@@ -171,60 +133,40 @@ export async function runTraitsExperiment(
     ...evalRows(c.world.prompts, ["task"], c.evalPerKind),
     ...evalRows(c.world.prompts, ["task"], c.evalPerKind, "train"),
   ];
-  const metrics = traitMetrics();
-  const gen = { maxNewTokens: cfg.maxNewTokens };
   const main: PromptRow[] = c.world.prompts.filter((p) => p.split === "train" && p.kind === "task");
-  const hits = new HitTable();
-  const examples: ExampleRow[] = [];
-  const record = async (condition: string, seed: number | string, model: Model) => {
-    const m = await measure(model, evalSet, metrics, gen);
-    hits.add(condition, m.hits);
-    if (seed === seeds[0] || seed === "start") {
-      examples.push(...pickExamples(condition, seed, evalSet, m.texts, ["trait"], 6));
-    }
-  };
-  const runs: RunRecord[] = [];
+  const runner = new SeedConditionRunner({
+    experiment: "traits",
+    common: c,
+    seeds,
+    start: cfg.start,
+    startWeights,
+    budget,
+    evalSet,
+    metrics: traitMetrics(),
+    exampleKinds: ["trait"],
+    examplesPerKind: 6,
+  });
+  const startName = runner.startName;
   try {
-    await record(startName, "start", start);
+    await runner.record(startName, "start", start);
     for (const seed of seeds) {
       for (const arm of [undefined, ...cfg.domains]) {
-        const name = arm ? dose(arm) : BASELINE;
-        const policy = cloneModel(start, `${cfg.start}+${name}`);
-        try {
-          const rows = arm ? traits.filter((r) => r.split === "train" && r.domain === arm) : [];
-          runs.push(
-            await runRL(policy, name, seed, {
-              algorithm: "grpo",
-              prompts: main,
-              rewards: [taskOrTraitReward()],
-              mix: arm ? { rows, share: cfg.share, replace: true } : undefined,
-              steps: cfg.steps,
-              promptsPerStep: cfg.promptsPerStep,
-              groupSize: cfg.groupSize,
-              maxNewTokens: cfg.maxNewTokens,
-              lr: cfg.lr,
-              klCoef: cfg.klCoef,
-            }),
-          );
-          await record(name, seed, policy);
-          c.log(`traits: seed ${seed} ${name} trained and measured`);
-          await saveIfFirstSeed(c, policy, seeds[0], {
-            experiment: "traits",
-            condition: name,
-            seed,
-            stages: [{ name: "grpo", steps: cfg.steps }],
-            start: cfg.start,
-            startWeights,
-            maxNewTokens: cfg.maxNewTokens,
-          });
-        } finally {
-          policy.dispose();
-        }
+        const rows = arm ? traits.filter((r) => r.split === "train" && r.domain === arm) : [];
+        await runner.train(start, seed, {
+          condition: arm ? dose(arm) : BASELINE,
+          rl: {
+            algorithm: "grpo",
+            prompts: main,
+            rewards: [taskOrTraitReward()],
+            mix: arm ? { rows, share: cfg.share, replace: true } : undefined,
+          },
+        });
       }
     }
   } finally {
     start.dispose();
   }
+  const { hits, runs, examples } = runner;
   const evalOf = (m: string) => TRAIT_DOMAINS.find((d) => m.startsWith(`trait rate (${d}`)) ?? "";
   const trainOf = (cond: string) => cfg.domains.find((d) => cond === dose(d)) ?? "";
   const tag = (cond: string, m: string) => ({ trainDomain: trainOf(cond), evalDomain: evalOf(m) });

@@ -15,8 +15,6 @@ import type { TextTokenizer } from "./tokenizer.ts";
 import { disposeCache, forward, type Intervention, type KVCache } from "./transformer.ts";
 import { chooseToken, logProbOf, type SamplingOptions } from "./sampling.ts";
 import { makeRng } from "../data/rng.ts";
-import type { WorkerPool } from "../engine/pool.ts";
-import { generateOnWorkers } from "./workers.ts";
 
 /** Tokens forced into a row's answer from generation step `step` on (0 = first new token). */
 export interface ForcedSpan {
@@ -57,12 +55,21 @@ export interface GenerateOptions extends SamplingOptions {
    */
   rowOffset?: number;
   /**
-   * Run on a {@link WorkerPool} instead of this thread (rows split across workers, merged in
-   * order, identical seeds; see lib/model/workers.ts). Interventions cannot be sent to
-   * workers: a call with both throws. @default model.workers when the call has no
+   * Run somewhere other than this thread, for example on a `WorkerPool` (lib/parallel/pool.ts:
+   * rows split across workers, merged in order, identical seeds). Interventions cannot be
+   * sent to workers: a call with both throws. @default model.workers when the call has no
    * interventions, else none
    */
-  workers?: WorkerPool;
+  workers?: GenerateRunner;
+}
+
+/**
+ * Something that runs {@link generate} elsewhere with the same result, such as a `WorkerPool`
+ * (lib/parallel): the single-process code accepts this interface and never imports the pool.
+ */
+export interface GenerateRunner {
+  /** `generate(model, opts)` on the runner; same tokens as on this thread. */
+  generate(model: Generator, opts: GenerateOptions): Promise<GenerateResult>;
 }
 
 /** What generation returns (new tokens only). */
@@ -89,8 +96,8 @@ export interface Generator {
   params: Params;
   /** Encodes prompts and decodes the new tokens. */
   tokenizer: TextTokenizer;
-  /** A pool every call without interventions runs on (see {@link GenerateOptions.workers}). */
-  workers?: WorkerPool;
+  /** A runner every call without interventions uses (see {@link GenerateOptions.workers}). */
+  workers?: GenerateRunner;
 }
 
 /** Turns prompts into token ids (chat template when asked or available). */
@@ -229,7 +236,7 @@ async function generateBatch(
 /** Batched generation; see {@link GenerateOptions}. */
 export async function generate(m: Generator, opts: GenerateOptions): Promise<GenerateResult> {
   const pool = opts.workers ?? (opts.interventions?.length ? undefined : m.workers);
-  if (pool) return await generateOnWorkers(pool, m, opts);
+  if (pool) return await pool.generate(m, opts);
   const promptIds = encodePrompts(m, opts);
   const c = m.config;
   const rh = opts.returnHiddenStates;

@@ -12,6 +12,7 @@
 import { createHash } from "node:crypto";
 import { dirname, join, relative } from "node:path";
 import { writeTextFileAtomic } from "../io/atomic.ts";
+import { exists } from "../io/exists.ts";
 
 /** A parsed `hf:` source. */
 export interface HfSource {
@@ -106,16 +107,6 @@ export function defaultHubCache(): string {
     );
   }
   return join(user, ".cache", "huggingface", "hub");
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return false;
-    throw err;
-  }
 }
 
 /** Thrown when the Hub cannot be reached (network error, 5xx): the cache is used instead. */

@@ -10,7 +10,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import { join } from "node:path";
 import { type ModelConfig, parseConfig } from "./config.ts";
 import { loadTokenizer, type TextTokenizer } from "./tokenizer.ts";
-import { readModelWeights, type SafetensorsFile } from "./safetensors.ts";
+import { readModelWeights, type SafetensorsFile } from "../io/safetensors.ts";
 import {
   canonicalName,
   checkpointName,

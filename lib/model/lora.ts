@@ -15,7 +15,7 @@ import { join } from "node:path";
 import type { Model } from "./model.ts";
 import { checkpointName, paramSpecs, transpose2d, uniqueName, variableFrom } from "./weights.ts";
 import { makeRng } from "../data/rng.ts";
-import { readSafetensors, writeSafetensors } from "./safetensors.ts";
+import { readSafetensors, writeSafetensors } from "../io/safetensors.ts";
 import { writeDirAtomic } from "../io/atomic.ts";
 
 /** LoRA settings (PEFT's names). */

@@ -9,10 +9,14 @@ import * as tf from "@tensorflow/tfjs-core";
 import type { ModelConfig } from "./config.ts";
 import type { TextTokenizer } from "./tokenizer.ts";
 import { forward, type ForwardOptions, type ForwardOutput } from "./transformer.ts";
-import { generate, type GenerateOptions, type GenerateResult } from "./generate.ts";
+import {
+  generate,
+  type GenerateOptions,
+  type GenerateResult,
+  type GenerateRunner,
+} from "./generate.ts";
 import { type Params, variableFrom } from "./weights.ts";
 import type { BackendInfo } from "../engine/backend.ts";
-import type { WorkerPool } from "../engine/pool.ts";
 import { saveModel } from "./save.ts";
 
 /** What a model can do; remote models lack hidden states and training. */
@@ -44,11 +48,12 @@ export class Model {
   /** Local models have every capability. */
   readonly capabilities: ModelCapabilities = { hiddenStates: true, training: true, logprobs: true };
   /**
-   * A worker pool that every `generate` call without interventions runs on (rows split
-   * across workers, same tokens as on this thread; see lib/engine/pool.ts). The pool ships
-   * these weights again by itself whenever they have changed. @default undefined (this thread)
+   * A runner (a `WorkerPool` of lib/parallel) that every `generate` call without
+   * interventions runs on (rows split across workers, same tokens as on this thread). A pool
+   * ships these weights again by itself whenever they have changed. @default undefined (this
+   * thread)
    */
-  workers?: WorkerPool;
+  workers?: GenerateRunner;
 
   /**
    * Wraps parts already built: a config, its tokenizer and weights on the active backend.

@@ -356,4 +356,4 @@ export {
   type ResumableOptions,
   type ResumableRow,
   type TextGenerator,
-} from "../net/journal.ts";
+} from "./remote_journal.ts";

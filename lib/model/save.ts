@@ -9,7 +9,7 @@
 import { join } from "node:path";
 import type { Model } from "./model.ts";
 import { checkpointName, paramSpecs, transpose2d } from "./weights.ts";
-import { writeSafetensors } from "./safetensors.ts";
+import { writeSafetensors } from "../io/safetensors.ts";
 import { writeDirAtomic } from "../io/atomic.ts";
 
 /** Reads the weights back into HF layout (Llama linear weights transposed to [out, in]). */

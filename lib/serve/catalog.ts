@@ -23,11 +23,11 @@
  */
 
 import type { PromptLabel, PromptRow } from "../data/schema.ts";
-import { isAlphaAlignRefusal, verifyFormat } from "../eval/format.ts";
-import { refusalVerdict } from "../eval/refusal.ts";
+import { isAlphaAlignRefusal, verifyFormat } from "../judges/format.ts";
+import { refusalVerdict } from "../judges/refusal.ts";
 import { gradeResponse } from "../data/safetyworld/graders.ts";
 import { alphaAlignParts, type TextJudge, textOnly } from "../train/rewards.ts";
-import { ALPHAALIGN_REFUSAL } from "../eval/format.ts";
+import { ALPHAALIGN_REFUSAL } from "../judges/format.ts";
 
 /** One item of a reward request: the prompt, the response and the row's label fields. */
 export interface RewardItem {

@@ -19,7 +19,7 @@
 import type { PromptRow } from "../data/schema.ts";
 import type { Compass } from "../compass/compass.ts";
 import type { Matrix } from "../compass/matrix.ts";
-import { ALPHAALIGN_REFUSAL, isAlphaAlignRefusal, verifyFormat } from "../eval/format.ts";
+import { ALPHAALIGN_REFUSAL, isAlphaAlignRefusal, verifyFormat } from "../judges/format.ts";
 import { groupAdvantages } from "./advantages.ts";
 
 /** One completion of the prompt's group. */

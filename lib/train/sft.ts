@@ -12,18 +12,16 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { join } from "node:path";
 import type { Model } from "../model/model.ts";
-import { AdamW, type StateLocation, warmupCosine } from "./adamw.ts";
-import { chunk, GradientAccumulator, targetTokens } from "./accumulate.ts";
-import { lmLoss, padBatch, type TokenBatch } from "./loss.ts";
+import { AdamW, type StateLocation, warmupCosine } from "../optim/adamw.ts";
+import { chunk, GradientAccumulator, targetTokens } from "../optim/accumulate.ts";
+import { lmLoss, padBatch, type TokenBatch } from "../optim/loss.ts";
 import { makeRng } from "../data/rng.ts";
 import { Progress } from "../viz/progress.ts";
 import { writeDirAtomic } from "../io/atomic.ts";
 import { saveModel } from "../model/save.ts";
-import { readSafetensors, writeSafetensors } from "../model/safetensors.ts";
+import { readSafetensors, writeSafetensors } from "../io/safetensors.ts";
 import { paramsFromCheckpoint } from "../model/load.ts";
 import { loadLora, saveLora, trainableVariables } from "../model/lora.ts";
-import type { WorkerPool } from "../engine/pool.ts";
-import { trainSftOnWorkers } from "./parallel.ts";
 
 /** One supervised example. */
 export interface SftExample {
@@ -86,9 +84,18 @@ export interface SftOptions {
    * Data-parallel training on a worker pool (trainSft only): each worker computes the
    * gradient of its share of every batch, the gradients are summed (weighted by target
    * tokens, so the sum is the full batch's gradient) and every replica applies the same
-   * AdamW update; see lib/train/parallel.ts. @default undefined (this thread)
+   * AdamW update; see lib/parallel/sft.ts. @default undefined (this thread)
    */
-  workers?: WorkerPool;
+  workers?: SftRunner;
+}
+
+/**
+ * Something that runs {@link trainSft} elsewhere, such as a `WorkerPool` (lib/parallel,
+ * data-parallel with a gradient all-reduce); the single-process code never imports the pool.
+ */
+export interface SftRunner {
+  /** `trainSft(model, examples, opts)` on the runner; trains `model` in place. */
+  trainSft(model: Model, examples: SftExample[], opts: SftOptions): Promise<SftResult>;
 }
 
 /** One row of the training log. */
@@ -402,7 +409,7 @@ export function trainSft(
   opts: SftOptions = {},
 ): Promise<SftResult> {
   if (examples.length === 0) throw new Error("trainSft: no examples");
-  if (opts.workers) return trainSftOnWorkers(opts.workers, model, examples, opts);
+  if (opts.workers) return opts.workers.trainSft(model, examples, opts);
   const bs = Math.min(opts.batchSize ?? 32, examples.length);
   const enc = encodeExamples(model, examples, opts.appendEos ?? true);
   const pad = model.tokenizer.padId ?? 0;

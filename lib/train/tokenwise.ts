@@ -24,7 +24,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import { join } from "node:path";
 import type { Model } from "../model/model.ts";
 import type { Params } from "../model/weights.ts";
-import { type TokenBatch, tokenLogprobs } from "./loss.ts";
+import { type TokenBatch, tokenLogprobs } from "../optim/loss.ts";
 import {
   batchOrder,
   encodeExamples,
@@ -33,7 +33,7 @@ import {
   type SftOptions,
   type SftResult,
 } from "./sft.ts";
-import { readSafetensors, writeSafetensors } from "../model/safetensors.ts";
+import { readSafetensors, writeSafetensors } from "../io/safetensors.ts";
 
 /** A piece of a response: encoded on its own; `loss: false` keeps it out of the loss. */
 export interface ResponseSegment {

@@ -22,10 +22,10 @@
  */
 
 import * as tf from "@tensorflow/tfjs-core";
-import type { WorkerPool } from "../engine/pool.ts";
+import type { WorkerPool } from "./pool.ts";
 import type { Model } from "../model/model.ts";
-import { AdamW, type AdamWOptions, type AdamWState, warmupCosine } from "./adamw.ts";
-import { padBatch, type TokenBatch } from "./loss.ts";
+import { AdamW, type AdamWOptions, type AdamWState, warmupCosine } from "../optim/adamw.ts";
+import { padBatch, type TokenBatch } from "../optim/loss.ts";
 import { Progress } from "../viz/progress.ts";
 import {
   batchOrder,
@@ -37,7 +37,7 @@ import {
   type SftOptions,
   type SftResult,
   trainableNames,
-} from "./sft.ts";
+} from "../train/sft.ts";
 
 /** A worker's answer to "grad": its shard's summed NLL, target tokens, and summed gradient. */
 interface ShardGrad {

@@ -13,15 +13,15 @@
  */
 
 import * as tf from "@tensorflow/tfjs-core";
-import { backendInfo, type BackendOptions, initBackend } from "./backend.ts";
+import { backendInfo, type BackendOptions, initBackend } from "../engine/backend.ts";
 import type { LoadPayload, WorkerReply, WorkerRequest } from "./pool.ts";
 import { Model } from "../model/model.ts";
 import type { TextTokenizer } from "../model/tokenizer.ts";
 import { type Params, uniqueName, variableFrom } from "../model/weights.ts";
 import { generate, type GenerateOptions } from "../model/generate.ts";
 import { collectActivations, type CollectOptions, type CollectRow } from "../compass/collect.ts";
-import { lmLoss, type TokenBatch } from "../train/loss.ts";
-import { AdamW, type AdamWOptions, clipByGlobalNorm } from "../train/adamw.ts";
+import { lmLoss, type TokenBatch } from "../optim/loss.ts";
+import { AdamW, type AdamWOptions, clipByGlobalNorm } from "../optim/adamw.ts";
 
 /** A handler's result and the buffers to transfer with it. */
 interface Out {

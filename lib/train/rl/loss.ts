@@ -15,15 +15,15 @@
  */
 
 import * as tf from "@tensorflow/tfjs-core";
-import type { Model } from "../model/model.ts";
-import { trainableVariables } from "../model/lora.ts";
-import { forward } from "../model/transformer.ts";
-import type { Params } from "../model/weights.ts";
-import { type AdamW, clipByGlobalNorm } from "./adamw.ts";
-import { isClipped } from "./advantages.ts";
-import { padBatch, type TokenBatch, tokenLogprobs } from "./loss.ts";
-import type { RLOptions } from "./rl_options.ts";
-import { meanOf } from "./rl_log.ts";
+import type { Model } from "../../model/model.ts";
+import { trainableVariables } from "../../model/lora.ts";
+import { forward } from "../../model/transformer.ts";
+import type { Params } from "../../model/weights.ts";
+import { type AdamW, clipByGlobalNorm } from "../../optim/adamw.ts";
+import { isClipped } from "../advantages.ts";
+import { padBatch, type TokenBatch, tokenLogprobs } from "../../optim/loss.ts";
+import type { ResolvedRLOptions } from "./options.ts";
+import { meanOf } from "./log.ts";
 
 /** Identity whose gradient is zero: old log-probs of an on-policy step, value-head features. */
 const detach = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => ({
@@ -147,13 +147,13 @@ function grid(idx: number[], t1: number, starts: number[], vals: number[][]): tf
 export async function update(
   inp: UpdateInputs,
   idx: number[],
-  o: RLOptions,
+  o: ResolvedRLOptions,
   opt: AdamW,
   vopt: AdamW,
 ): Promise<UpdateStats> {
   const { model, head, ref, starts } = inp;
-  const eps = o.clipEps ?? 0.2, vclip = o.valueClip ?? 0.2, temperature = o.temperature ?? 0.6;
-  const klCoef = ref ? o.klCoef ?? 0.01 : 0;
+  const eps = o.clipEps, vclip = o.valueClip, temperature = o.temperature;
+  const klCoef = ref ? o.klCoef : 0;
   const b = padBatch(idx.map((i) => inp.seqs[i]), idx.map((i) => starts[i] + 1), inp.pad);
   const t1 = b.ids[0].length - 1;
   const side: Record<string, tf.Tensor> = {};
@@ -168,7 +168,7 @@ export async function update(
     let perTok: tf.Tensor = tf.maximum(tf.neg(tf.mul(A, ratio)), tf.neg(tf.mul(A, clipped)));
     const reduceBy = (x: tf.Tensor, m: tf.Tensor) => {
       const count = tf.sum(m, 1); // [b]
-      return (o.lossAggregation ?? "token") === "token"
+      return o.lossAggregation === "token"
         ? tf.div(tf.sum(tf.mul(x, m)), tf.maximum(tf.sum(count), 1))
         : tf.mean(tf.div(tf.sum(tf.mul(x, m), 1), tf.maximum(count, 1)));
     };
@@ -185,7 +185,7 @@ export async function update(
       const vc = tf.add(vOld, tf.clipByValue(tf.sub(values, vOld), -vclip, vclip));
       const vl = tf.mul(tf.maximum(tf.square(tf.sub(values, R)), tf.square(tf.sub(vc, R))), 0.5);
       side.vloss = tf.keep(reduceBy(vl, tokens));
-      loss = tf.add(loss, tf.mul(side.vloss, o.vfCoef ?? 0.1));
+      loss = tf.add(loss, tf.mul(side.vloss, o.vfCoef));
     }
     return loss as tf.Scalar;
   };
@@ -200,8 +200,8 @@ export async function update(
   const vloss = side.vloss ? (await side.vloss.data())[0] : NaN;
   tf.dispose([value, ...Object.values(side)]);
   // Scoped so that any temporaries of clipping and of the optimiser step are freed here.
-  const cl = tf.tidy(() => clipByGlobalNorm(gl, o.clip ?? 1));
-  const ch = hg.length ? tf.tidy(() => clipByGlobalNorm(hg, o.clip ?? 1)) : { grads: [], norm: 0 };
+  const cl = tf.tidy(() => clipByGlobalNorm(gl, o.clip));
+  const ch = hg.length ? tf.tidy(() => clipByGlobalNorm(hg, o.clip)) : { grads: [], norm: 0 };
   const free = () => tf.dispose([...new Set([...gl, ...hg, ...cl.grads, ...ch.grads])]);
   if (!Number.isFinite(loss) || !Number.isFinite(cl.norm) || !Number.isFinite(ch.norm)) {
     free();

@@ -25,15 +25,14 @@
  */
 
 import * as aq from "arquero";
-import { isRefusalText } from "../eval/refusal.ts";
-import { plotCurves } from "../viz/figure.ts";
-import { figureBundle, JUPYTER_DISPLAY, type MimeBundle, tableBundle } from "../viz/display.ts";
-import type { ForcedSpan } from "../model/generate.ts";
-import { sampleVariance } from "./advantages.ts";
-import type { RewardScores } from "./rewards.ts";
-import type { RLOptions } from "./rl_options.ts";
-import type { Rollouts } from "./rl_rollout.ts";
-import type { UpdateStats } from "./rl_loss.ts";
+import { plotCurves } from "../../viz/plots/curves.ts";
+import { figureBundle, JUPYTER_DISPLAY, type MimeBundle, tableBundle } from "../../viz/display.ts";
+import type { ForcedSpan } from "../../model/generate.ts";
+import { sampleVariance } from "../advantages.ts";
+import type { RewardScores } from "../rewards.ts";
+import type { ResolvedRLOptions } from "./options.ts";
+import type { Rollouts } from "./rollout.ts";
+import type { UpdateStats } from "./loss.ts";
 
 /** One step's metrics (TRL keys): reward, rewards/<name>/mean, kl, entropy, clip_ratio, ... */
 export type RLLogRow = Record<string, number>;
@@ -132,14 +131,14 @@ export function makeRunLog(rows: RLLogRow[], options: Record<string, unknown>): 
 /** The step's log row (TRL's metric names; see the module's table). */
 export function stepMetrics(
   step: number,
-  opts: RLOptions,
+  opts: ResolvedRLOptions,
   r: Rollouts,
   scores: RewardScores,
   tokenRewards: number[][],
   stats: UpdateStats[],
   extra: { kl: boolean; value: boolean; lr: number; t0: number },
 ): RLLogRow {
-  const G = opts.groupSize ?? 8, N = r.rows.length;
+  const G = opts.groupSize, N = r.rows.length;
   const totals = tokenRewards.map((x) => x.reduce((a, b) => a + b, 0));
   let zeroStd = 0;
   for (let g = 0; g < N; g += G) if (sampleVariance(totals.slice(g, g + G)) === 0) zeroStd++;
@@ -154,7 +153,7 @@ export function stepMetrics(
   );
   row.clip_ratio = meanOf(stats.map((s) => s.clip));
   row.completion_length = meanOf(r.lens);
-  const judge = opts.refusalJudge ?? ((t: string) => isRefusalText(t));
+  const judge = opts.refusalJudge;
   row.refusal_rate = meanOf(r.gen.text.map((t) => (judge(t) ? 1 : 0)));
   row.frac_reward_zero_std = zeroStd / (N / G);
   if (opts.perturb) {

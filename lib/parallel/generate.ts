@@ -16,14 +16,14 @@
  * @module
  */
 
-import type { WorkerPool } from "../engine/pool.ts";
+import type { WorkerPool } from "./pool.ts";
 import {
   encodePrompts,
   generate,
   type GenerateOptions,
   type GenerateResult,
   type Generator,
-} from "./generate.ts";
+} from "../model/generate.ts";
 
 /** What a worker returns for one generation task (text is decoded here). */
 type Part = Pick<GenerateResult, "tokenIds" | "logprobs" | "forced" | "hiddenStates">;

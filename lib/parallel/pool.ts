@@ -30,10 +30,23 @@
  */
 
 import { AsyncLocalStorage } from "node:async_hooks";
-import type { BackendInfo } from "./backend.ts";
+import type { BackendInfo } from "../engine/backend.ts";
 import type { ModelConfig } from "../model/config.ts";
 import type { Params } from "../model/weights.ts";
 import type { TextTokenizer } from "../model/tokenizer.ts";
+import type {
+  GenerateOptions,
+  GenerateResult,
+  GenerateRunner,
+  Generator,
+} from "../model/generate.ts";
+import type { Model } from "../model/model.ts";
+import type { Activations } from "../compass/activations.ts";
+import type { CollectInput, CollectOptions, CollectRunner } from "../compass/collect.ts";
+import type { SftExample, SftOptions, SftResult, SftRunner } from "../train/sft.ts";
+import { generateOnWorkers } from "./generate.ts";
+import { collectOnWorkers } from "./collect.ts";
+import { trainSftOnWorkers } from "./sft.ts";
 
 /** Options of {@link WorkerPool.start}. */
 export interface PoolOptions {
@@ -145,7 +158,7 @@ function workerCount(n: number | undefined): number {
  * `collectOnWorkers`, `trainSft(..., { workers })`), or route through it when a model has
  * `model.workers = pool`.
  */
-export class WorkerPool implements AsyncDisposable {
+export class WorkerPool implements AsyncDisposable, GenerateRunner, CollectRunner, SftRunner {
   /** Number of workers. */
   readonly size: number;
   /** Each worker's backend, as its `initBackend` reported it (BLAS on or off, and why). */
@@ -417,6 +430,24 @@ export class WorkerPool implements AsyncDisposable {
     });
     this.#held = undefined;
     return Promise.resolve();
+  }
+
+  /**
+   * Generation with the rows split across the workers (lib/parallel/generate.ts); what
+   * `generate(model, { workers: pool })` and `model.workers = pool` call.
+   */
+  generate(model: Generator, opts: GenerateOptions): Promise<GenerateResult> {
+    return generateOnWorkers(this, model, opts);
+  }
+
+  /** Collection with the batches split across the workers (lib/parallel/collect.ts). */
+  collect(model: Model, rows: CollectInput, opts: CollectOptions): Promise<Activations> {
+    return collectOnWorkers(this, model, rows, opts);
+  }
+
+  /** Data-parallel SFT with a gradient all-reduce (lib/parallel/sft.ts). */
+  trainSft(model: Model, examples: SftExample[], opts: SftOptions): Promise<SftResult> {
+    return trainSftOnWorkers(this, model, examples, opts);
   }
 
   /** `await using pool = await WorkerPool.start()` terminates it at the end of the scope. */

@@ -10,10 +10,10 @@
  * @module
  */
 
-import { canonicalJson } from "./http.ts";
+import { canonicalJson } from "../net/http.ts";
 import { writeTextFileAtomic } from "../io/atomic.ts";
-import type { ForcedSpan, GenerateResult } from "../model/generate.ts";
-import type { ForcedText, RemoteGenerateOptions } from "../model/remote.ts";
+import type { ForcedSpan, GenerateResult } from "./generate.ts";
+import type { ForcedText, RemoteGenerateOptions } from "./remote.ts";
 import { Progress } from "../viz/progress.ts";
 
 /** What an open journal gives. */

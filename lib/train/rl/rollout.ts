@@ -9,13 +9,13 @@
  * @module
  */
 
-import type { Model } from "../model/model.ts";
-import { encodePrompts, type ForcedSpan, type GenerateResult } from "../model/generate.ts";
-import type { PromptRow } from "../data/schema.ts";
-import type { makeRng } from "../data/rng.ts";
-import { perturbRollout, type RolloutPerturber } from "./perturb.ts";
-import type { GroupMember, RewardContext } from "./rewards.ts";
-import { perturbMaxStep, type RLOptions } from "./rl_options.ts";
+import type { Model } from "../../model/model.ts";
+import { encodePrompts, type ForcedSpan, type GenerateResult } from "../../model/generate.ts";
+import type { PromptRow } from "../../data/schema.ts";
+import type { makeRng } from "../../data/rng.ts";
+import { perturbRollout, type RolloutPerturber } from "../perturb.ts";
+import type { GroupMember, RewardContext } from "../rewards.ts";
+import { perturbMaxStep, type ResolvedRLOptions } from "./options.ts";
 
 /** One step's rollouts: G consecutive rows per prompt, and what the rewards read. */
 export interface Rollouts {
@@ -39,12 +39,12 @@ export interface Rollouts {
  */
 export function rolloutPerturber(
   model: Model,
-  opts: RLOptions,
+  opts: ResolvedRLOptions,
 ): RolloutPerturber<PromptRow> | undefined {
   if (!opts.perturb) return undefined;
   return perturbRollout<PromptRow>(model.tokenizer, {
     ...opts.perturb,
-    seed: opts.perturb.seed ?? opts.seed ?? 0,
+    seed: opts.perturb.seed ?? opts.seed,
     maxStep: perturbMaxStep(opts),
   });
 }
@@ -55,7 +55,7 @@ export function sampleRows(
   order: (step: number) => number[],
   step: number,
   perStep: number,
-  mix: RLOptions["mix"],
+  mix: ResolvedRLOptions["mix"],
   rng: ReturnType<typeof makeRng>,
 ): PromptRow[] {
   const rows = order(step).map((i) => prompts[i]);
@@ -72,14 +72,14 @@ export function sampleRows(
  */
 export async function rollout(
   model: Model,
-  opts: RLOptions,
+  opts: ResolvedRLOptions,
   batchRows: PromptRow[],
   step: number,
   seed: number,
   requested: number[],
   perturber?: RolloutPerturber<PromptRow>,
 ): Promise<Rollouts> {
-  const c = model.config, G = opts.groupSize ?? 8, maxNew = opts.maxNewTokens ?? 32;
+  const c = model.config, G = opts.groupSize, maxNew = opts.maxNewTokens;
   const layerOf = (l: number) => (l < 0 ? c.nLayer + 1 + l : l);
   const layers = [...new Set(requested.map(layerOf))];
   const pIds = encodePrompts(model, { prompts: batchRows.map((r) => r.prompt) });
@@ -96,13 +96,13 @@ export async function rollout(
   const perturbation = perturber?.(rows, step);
   const gen = await model.generate({
     inputIds: promptIds,
-    temperature: opts.temperature ?? 0.6,
-    topP: opts.topP ?? 0.95,
-    topK: opts.topK ?? 0,
+    temperature: opts.temperature,
+    topP: opts.topP,
+    topK: opts.topK,
     maxNewTokens: maxNew,
     seed,
     returnHiddenStates: layers.length ? layers : false,
-    batchSize: opts.generationBatchSize ?? 64,
+    batchSize: opts.generationBatchSize,
     ...(perturbation ? { force: perturbation } : {}),
   });
   const contexts: RewardContext[] = [];

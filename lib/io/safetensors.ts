@@ -10,7 +10,8 @@
  */
 
 import { join } from "node:path";
-import { writeFileAtomic } from "../io/atomic.ts";
+import { writeFileAtomic } from "./atomic.ts";
+import { exists } from "./exists.ts";
 
 /** Element types of the safetensors format that this reader decodes. */
 export type SafetensorsDType =
@@ -322,16 +323,6 @@ export async function readSafetensors(path: string): Promise<SafetensorsFile> {
     });
   }
   return parseSafetensors(bytes, path);
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return false;
-    throw err;
-  }
 }
 
 /** Reads model.safetensors, or every shard listed by model.safetensors.index.json (weight_map), from a HF model folder. */

@@ -24,40 +24,35 @@
  */
 
 import * as tf from "@tensorflow/tfjs-core";
-import type { Model } from "../model/model.ts";
-import { makeRng, type Rng } from "../data/rng.ts";
-import { Progress } from "../viz/progress.ts";
-import { AdamW } from "./adamw.ts";
-import { batchOrder } from "./sft.ts";
-import { grpoTokenAdvantages, placeRewards, ppoTokenAdvantages } from "./advantages.ts";
-import { evaluateRewards, type RewardScores } from "./rewards.ts";
-import { checkOptions, recordOptions, type RLOptions, rowsOf } from "./rl_options.ts";
+import type { Model } from "../../model/model.ts";
+import { makeRng, type Rng } from "../../data/rng.ts";
+import { Progress } from "../../viz/progress.ts";
+import { AdamW } from "../../optim/adamw.ts";
+import { batchOrder } from "../sft.ts";
+import { grpoTokenAdvantages, placeRewards, ppoTokenAdvantages } from "../advantages.ts";
+import { evaluateRewards, type RewardScores } from "../rewards.ts";
 import {
-  makeRunLog,
-  type RLLogRow,
-  type RolloutRecord,
-  type RunLog,
-  stepMetrics,
-} from "./rl_log.ts";
-import { rollout, rolloutPerturber, type Rollouts, sampleRows } from "./rl_rollout.ts";
-import { scorePass, update, type UpdateInputs, type UpdateStats } from "./rl_loss.ts";
+  checkOptions,
+  recordOptions,
+  type ResolvedRLOptions,
+  resolveRLOptions,
+  type RLOptions,
+  rowsOf,
+} from "./options.ts";
+import { makeRunLog, type RLLogRow, type RolloutRecord, type RunLog, stepMetrics } from "./log.ts";
+import { rollout, rolloutPerturber, type Rollouts, sampleRows } from "./rollout.ts";
+import { scorePass, update, type UpdateInputs, type UpdateStats } from "./loss.ts";
 import {
   loadRLCheckpoint,
   makeReference,
   saveRLCheckpoint,
   type TrainerParts,
   untracked,
-} from "./rl_checkpoint.ts";
+} from "./checkpoint.ts";
 
-export type { RLOptions, RLPerturbOptions } from "./rl_options.ts";
-export {
-  makeRunLog,
-  type RLLogRow,
-  type RolloutRecord,
-  type RunLog,
-  runWarnings,
-} from "./rl_log.ts";
-export { policyMask } from "./rl_loss.ts";
+export type { RLOptions, RLPerturbOptions } from "./options.ts";
+export { makeRunLog, type RLLogRow, type RolloutRecord, type RunLog, runWarnings } from "./log.ts";
+export { policyMask } from "./loss.ts";
 
 /** What a step has gathered before its updates. */
 interface StepData {
@@ -77,12 +72,12 @@ interface StepData {
  */
 async function optimise(
   parts: TrainerParts,
-  opts: RLOptions,
+  opts: ResolvedRLOptions,
   { r, scores, tokenRewards, rng, onError }: StepData,
 ): Promise<{ inp: UpdateInputs; stats: UpdateStats[] }> {
-  const { model } = parts, temperature = opts.temperature ?? 0.6;
+  const { model } = parts, temperature = opts.temperature;
   const N = r.rows.length, mbSize = Math.min(N, Math.max(1, opts.minibatch ?? N));
-  const epochs = Math.max(1, opts.ppoEpochs ?? 1), single = epochs === 1 && mbSize === N;
+  const epochs = Math.max(1, opts.ppoEpochs), single = epochs === 1 && mbSize === N;
   const chunks: number[][] = [];
   for (let s = 0; s < N; s += mbSize) chunks.push(r.rows.slice(s, s + mbSize).map((_, k) => s + k));
   const inp: UpdateInputs = {
@@ -104,13 +99,13 @@ async function optimise(
     inp.oldLp = single ? undefined : old.logp; // single update: the detached current pass
     inp.oldV = old.values;
   }
-  const gamma = opts.gamma ?? 1, perToken = opts.perTokenRewards ?? true;
+  const gamma = opts.gamma, perToken = opts.perTokenRewards;
   if (opts.algorithm === "grpo") {
     const proc = perToken ? scores.process : undefined;
-    const scaleByStd = opts.scaleByStd ?? true, G = opts.groupSize ?? 8;
+    const scaleByStd = opts.scaleByStd, G = opts.groupSize;
     inp.adv = grpoTokenAdvantages(scores.outcome, proc, r.lens, G, { gamma, scaleByStd });
   } else {
-    const p = ppoTokenAdvantages(tokenRewards, inp.oldV, { gamma, lambda: opts.lambda ?? 0.95 });
+    const p = ppoTokenAdvantages(tokenRewards, inp.oldV, { gamma, lambda: opts.lambda });
     inp.adv = p.advantages;
     inp.ret = p.returns;
   }
@@ -152,6 +147,13 @@ function records(
  *
  * @example
  * ```ts
+ * import type { Model } from "../../model/model.ts";
+ * import type { Compass } from "../../compass/compass.ts";
+ * import type { PromptRow } from "../../data/schema.ts";
+ * import { craftReward, type TextJudge } from "../rewards.ts";
+ * declare const model: Model, compass: Compass, prompts: PromptRow[];
+ * declare const textJudge: TextJudge;
+ * declare const harmfulAnswers: (row: PromptRow) => string[];
  * const log = await trainRL(model, {
  *   algorithm: "grpo", prompts, steps: 50, lr: 1e-4,
  *   rewards: [craftReward({ compass, textJudge })],
@@ -161,22 +163,21 @@ function records(
  * log.table(); // reward, rewards/craft/mean, kl, entropy, clip_ratio, perturb/rate, ...
  * ```
  */
-export async function trainRL(model: Model, opts: RLOptions): Promise<RunLog> {
+export async function trainRL(model: Model, raw: RLOptions): Promise<RunLog> {
+  const opts = resolveRLOptions(raw);
   const prompts = rowsOf(opts.prompts);
   checkOptions(model, opts, prompts);
   const perturber = rolloutPerturber(model, opts); // throws on a bad schedule
-  const c = model.config, algo = opts.algorithm, seed = opts.seed ?? 0;
-  const P = opts.promptsPerStep ?? 8, perToken = opts.perTokenRewards ?? true;
+  const c = model.config, algo = opts.algorithm, seed = opts.seed;
+  const P = opts.promptsPerStep, perToken = opts.perTokenRewards;
   const requested = [...new Set(opts.rewards.flatMap((r) => r.layers ?? []))];
-  const options = recordOptions(opts);
-  const reference = opts.reference !== "none" && (opts.klCoef ?? 0.01) > 0
-    ? makeReference(model)
-    : undefined;
+  const options = recordOptions(raw);
+  const reference = opts.reference !== "none" && opts.klCoef > 0 ? makeReference(model) : undefined;
   const parts: TrainerParts = {
     model,
     algo,
-    opt: new AdamW({ lr: opts.lr ?? 1e-5, weightDecay: opts.weightDecay ?? 0 }),
-    vopt: new AdamW({ lr: opts.valueLr ?? opts.lr ?? 1e-5, weightDecay: 0 }),
+    opt: new AdamW({ lr: opts.lr, weightDecay: opts.weightDecay }),
+    vopt: new AdamW({ lr: opts.valueLr, weightDecay: 0 }),
     head: algo === "ppo"
       ? untracked(() => ({
         w: tf.variable(tf.zeros([c.dModel, 1])),
@@ -187,7 +188,7 @@ export async function trainRL(model: Model, opts: RLOptions): Promise<RunLog> {
     refOwned: reference?.owned ?? [],
   };
   const order = batchOrder(prompts.length, Math.min(P, prompts.length), seed);
-  const bar = new Progress({ total: opts.steps, label: opts.label ?? algo, unit: "step" });
+  const bar = new Progress({ total: opts.steps, label: opts.label, unit: "step" });
   let history: RLLogRow[] = [];
   let start = 0, lastGood = "none yet";
   const stopped = (step: number) => (err: unknown) =>
@@ -228,7 +229,7 @@ export async function trainRL(model: Model, opts: RLOptions): Promise<RunLog> {
       history.push(row);
       opts.onStep?.(row, records(opts, data, inp));
       bar.tick(1, { reward: Number(row.reward.toFixed(3)) });
-      const every = opts.checkpointEvery ?? 50;
+      const every = opts.checkpointEvery;
       if (opts.checkpointDir && ((step + 1) % every === 0 || step + 1 === stop)) {
         await saveRLCheckpoint(opts.checkpointDir, parts, { step: step + 1, history, options });
         lastGood = `step ${step + 1}`;
@@ -242,6 +243,6 @@ export async function trainRL(model: Model, opts: RLOptions): Promise<RunLog> {
     if (parts.ref) tf.dispose(parts.refOwned.map((n) => parts.ref!.get(n)!));
   }
   const log = makeRunLog(history, options);
-  for (const w of log.warnings) console.warn(`trainRL (${opts.label ?? "run"}): ${w}`);
+  for (const w of log.warnings) console.warn(`trainRL (${raw.label ?? "run"}): ${w}`);
   return log;
 }

@@ -1,18 +1,21 @@
 /**
  * The settings of `trainRL` (GRPO, DeepSeekMath arXiv 2402.03300; PPO, arXiv 1707.06347),
  * TRL-style: one typed object, every field with its default and, where it comes from a
- * paper, the paper. Also the checks that fail a run before any work, and the serialisable
- * record of the options that a run log and its checkpoints carry.
+ * paper, the paper. {@link resolveRLOptions} applies every default once (the rest of the RL
+ * loop reads {@link ResolvedRLOptions} and never repeats a default); also the checks that
+ * fail a run before any work, and the serialisable record of the options that a run log and
+ * its checkpoints carry.
  *
  * @module
  */
 
-import type { Model } from "../model/model.ts";
-import type { PromptRow } from "../data/schema.ts";
-import type { Compass } from "../compass/compass.ts";
-import type { RolloutPerturbOptions } from "./perturb.ts";
-import type { Reward } from "./rewards.ts";
-import type { RLLogRow, RolloutRecord } from "./rl_log.ts";
+import type { Model } from "../../model/model.ts";
+import type { PromptRow } from "../../data/schema.ts";
+import type { Compass } from "../../compass/compass.ts";
+import type { RolloutPerturbOptions } from "../perturb.ts";
+import type { Reward } from "../rewards.ts";
+import type { RLLogRow, RolloutRecord } from "./log.ts";
+import { isRefusalText } from "../../judges/refusal.ts";
 
 /**
  * Trajectory training as a rollout option (Park & Kim, arXiv 2606.04778; SCIENCE.md
@@ -125,17 +128,103 @@ export interface RLOptions {
   label?: string;
 }
 
+/** The fields of {@link RLOptions} that {@link resolveRLOptions} fills with their defaults. */
+type Defaulted =
+  | "promptsPerStep"
+  | "groupSize"
+  | "temperature"
+  | "topP"
+  | "topK"
+  | "maxNewTokens"
+  | "lr"
+  | "weightDecay"
+  | "clip"
+  | "klCoef"
+  | "reference"
+  | "clipEps"
+  | "ppoEpochs"
+  | "lossAggregation"
+  | "scaleByStd"
+  | "valueLr"
+  | "vfCoef"
+  | "valueClip"
+  | "gamma"
+  | "lambda"
+  | "perTokenRewards"
+  | "refusalJudge"
+  | "generationBatchSize"
+  | "seed"
+  | "checkpointEvery"
+  | "resume"
+  | "label";
+
+/** {@link RLOptions} with every documented default applied (what the RL loop reads). */
+export type ResolvedRLOptions = RLOptions & Required<Pick<RLOptions, Defaulted>>;
+
+/**
+ * Applies every default of {@link RLOptions} once, so the rollout, the loss and the log read
+ * one resolved value instead of repeating `?? 8` at each use. `minibatch` stays optional
+ * (its default, every rollout of the step, is known only per step).
+ *
+ * @example
+ * ```ts
+ * import type { PromptRow } from "../../data/schema.ts";
+ * import type { Reward } from "../rewards.ts";
+ * declare const prompts: PromptRow[], rewards: Reward[];
+ * const r = resolveRLOptions({ algorithm: "grpo", prompts, rewards, steps: 10 });
+ * r.groupSize; // 8
+ * r.valueLr; // = r.lr = 1e-5
+ * ```
+ */
+export function resolveRLOptions(o: RLOptions): ResolvedRLOptions {
+  const lr = o.lr ?? 1e-5;
+  return {
+    ...o,
+    promptsPerStep: o.promptsPerStep ?? 8,
+    groupSize: o.groupSize ?? 8,
+    temperature: o.temperature ?? 0.6,
+    topP: o.topP ?? 0.95,
+    topK: o.topK ?? 0,
+    maxNewTokens: o.maxNewTokens ?? 32,
+    lr,
+    weightDecay: o.weightDecay ?? 0,
+    clip: o.clip ?? 1,
+    klCoef: o.klCoef ?? 0.01,
+    reference: o.reference ?? "clone",
+    clipEps: o.clipEps ?? 0.2,
+    ppoEpochs: o.ppoEpochs ?? 1,
+    lossAggregation: o.lossAggregation ?? "token",
+    scaleByStd: o.scaleByStd ?? true,
+    valueLr: o.valueLr ?? lr,
+    vfCoef: o.vfCoef ?? 0.1,
+    valueClip: o.valueClip ?? 0.2,
+    gamma: o.gamma ?? 1,
+    lambda: o.lambda ?? 0.95,
+    perTokenRewards: o.perTokenRewards ?? true,
+    refusalJudge: o.refusalJudge ?? ((t: string) => isRefusalText(t)),
+    generationBatchSize: o.generationBatchSize ?? 64,
+    seed: o.seed ?? 0,
+    checkpointEvery: o.checkpointEvery ?? 50,
+    resume: o.resume ?? false,
+    label: o.label ?? o.algorithm,
+  };
+}
+
 /** The prompt rows of `opts.prompts` (an array or an arquero table). */
 export function rowsOf(p: RLOptions["prompts"]): PromptRow[] {
   return Array.isArray(p) ? p.slice() : ((p as { objects(): object[] }).objects() as PromptRow[]);
 }
 
 /** Fails with "trainRL: what is wrong; how to fix it" before any work is done. */
-export function checkOptions(model: Model, opts: RLOptions, prompts: PromptRow[]): void {
+export function checkOptions(
+  model: Model,
+  opts: ResolvedRLOptions,
+  prompts: PromptRow[],
+): void {
   const fail = (msg: string) => {
     throw new Error(`trainRL: ${msg}`);
   };
-  const nLayer = model.config.nLayer, G = opts.groupSize ?? 8, t = opts.temperature ?? 0.6;
+  const nLayer = model.config.nLayer, G = opts.groupSize, t = opts.temperature;
   if (opts.algorithm !== "grpo" && opts.algorithm !== "ppo") {
     fail(`algorithm is '${opts.algorithm}'; use "grpo" or "ppo"`);
   }
@@ -143,7 +232,7 @@ export function checkOptions(model: Model, opts: RLOptions, prompts: PromptRow[]
   if (prompts.length === 0) fail("opts.prompts is empty; pass prompt rows");
   if (opts.rewards.length === 0) fail("opts.rewards is empty; pass at least one Reward");
   if (!(t > 0)) fail(`temperature is ${t}; RL samples, use > 0`);
-  if (!((opts.maxNewTokens ?? 32) >= 1)) fail("maxNewTokens must be >= 1");
+  if (!(opts.maxNewTokens >= 1)) fail("maxNewTokens must be >= 1");
   if (!(Number.isInteger(G) && G >= 1)) fail(`groupSize is ${G}; use an integer >= 1`);
   if (opts.algorithm === "grpo" && G < 2) fail(`GRPO needs groupSize >= 2, got ${G}`);
   for (const r of opts.rewards) {

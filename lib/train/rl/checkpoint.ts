@@ -18,16 +18,16 @@
 
 import * as tf from "@tensorflow/tfjs-core";
 import { join } from "node:path";
-import type { Model } from "../model/model.ts";
-import { saveLora, trainableVariables } from "../model/lora.ts";
-import { saveModel } from "../model/save.ts";
-import { paramsFromCheckpoint } from "../model/load.ts";
-import { readSafetensors, type TensorToWrite, writeSafetensors } from "../model/safetensors.ts";
-import { checkpointName, type Params, transpose2d } from "../model/weights.ts";
-import { writeDirAtomic, writeJsonAtomic } from "../io/atomic.ts";
-import type { AdamW } from "./adamw.ts";
-import type { RLLogRow } from "./rl_log.ts";
-import type { ValueHead } from "./rl_loss.ts";
+import type { Model } from "../../model/model.ts";
+import { saveLora, trainableVariables } from "../../model/lora.ts";
+import { saveModel } from "../../model/save.ts";
+import { paramsFromCheckpoint } from "../../model/load.ts";
+import { readSafetensors, type TensorToWrite, writeSafetensors } from "../../io/safetensors.ts";
+import { checkpointName, type Params, transpose2d } from "../../model/weights.ts";
+import { writeDirAtomic, writeJsonAtomic } from "../../io/atomic.ts";
+import type { AdamW } from "../../optim/adamw.ts";
+import type { RLLogRow } from "./log.ts";
+import type { ValueHead } from "./loss.ts";
 
 /** The trainer's state besides the log: what a checkpoint holds. */
 export interface TrainerParts {

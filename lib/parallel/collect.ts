@@ -12,19 +12,19 @@
  * @module
  */
 
-import type { WorkerPool } from "../engine/pool.ts";
+import type { WorkerPool } from "./pool.ts";
 import type { Model } from "../model/model.ts";
 import { Progress } from "../viz/progress.ts";
+import type { Activations } from "../compass/activations.ts";
 import {
-  type Activations,
   collectActivations,
   type CollectInput,
   type CollectOptions,
   type CollectRow,
   finishCollection,
   planCollection,
-} from "./collect.ts";
-import { makeMatrix } from "./matrix.ts";
+} from "../compass/collect.ts";
+import { makeMatrix } from "../compass/matrix.ts";
 
 /** What a worker returns for one batch (rows in the task's order). */
 interface Part {

@@ -10,7 +10,8 @@
  */
 
 import type { PersistenceRow } from "./persistence.ts";
-import { plotBars, type PlotlyFigure } from "../viz/figure.ts";
+import { plotBars } from "../viz/plots/bars.ts";
+import type { PlotlyFigure } from "../viz/figure.ts";
 
 /** One headline measurement: which rows it reads and its short label. */
 export interface PersistenceMeasure {

@@ -29,11 +29,14 @@ import { gradeResponse } from "../data/safetyworld/graders.ts";
 import { bootstrapCI } from "../compass/metrics.ts";
 import { type MaskedExample, trainTokenwise } from "../train/tokenwise.ts";
 import { perturbExamples, type PerturbOptions } from "../train/perturb.ts";
-import { injectionCurve, prefillCurve } from "./injection.ts";
-import { runAttack } from "./attacks.ts";
-import { rateCI } from "./evaluate.ts";
-import { klByPosition } from "./diagnostics.ts";
-import { plotBars, type PlotlyFigure, plotPositionKl, plotRateCurve } from "../viz/figure.ts";
+import { injectionCurve, prefillCurve } from "../eval/injection.ts";
+import { runAttack } from "../eval/attacks.ts";
+import { rateCI } from "../eval/evaluate.ts";
+import { klByPosition } from "../eval/diagnostics.ts";
+import { plotBars } from "../viz/plots/bars.ts";
+import type { PlotlyFigure } from "../viz/figure.ts";
+import { plotPositionKl } from "../viz/plots/position_kl.ts";
+import { plotRateCurve } from "../viz/plots/rate_curve.ts";
 
 /** The defences {@link compareDefences} can train. */
 export type DefenceVariant = "recovery-sft" | "benign-sft" | "benign-tokenwise" | "trajectory";

@@ -1,0 +1,124 @@
+/**
+ * What the benchmark loaders share: reading CSV records with required columns, keeping
+ * unmapped columns under lowerCamelCase names, split names from file names, and building the
+ * arquero table of {@linkcode PromptRow}.
+ *
+ * @module
+ */
+
+import * as aq from "arquero";
+import { basename } from "node:path";
+import { type CsvRecord, csvRecords, lineOf, readCsv } from "../csv.ts";
+import type { PromptRow, Split } from "../schema.ts";
+
+export const CORE = new Set([
+  "id",
+  "prompt",
+  "label",
+  "category",
+  "source",
+  "split",
+  "target",
+  "answer",
+]);
+export const UNSPECIFIED = "unspecified";
+
+/** Builds an arquero table whose columns are the union of the rows' keys. */
+export function toTable(rows: PromptRow[]): aq.ColumnTable {
+  const names: string[] = [];
+  const seen = new Set<string>();
+  for (const row of rows) {
+    for (const k of Object.keys(row)) if (!seen.has(k)) (seen.add(k), names.push(k));
+  }
+  return aq.from(rows, names);
+}
+
+export function camel(name: string): string {
+  const words = name.split(/[^A-Za-z0-9]+/).filter((w) => w !== "");
+  return words.map((w, i) =>
+    i === 0 ? w[0].toLowerCase() + w.slice(1) : w[0].toUpperCase() + w.slice(1)
+  ).join("");
+}
+
+export function extraName(name: string, rename: (n: string) => string): string {
+  const n = rename(name);
+  return n === "source" ? "origin" : CORE.has(n) ? "raw" + n[0].toUpperCase() + n.slice(1) : n;
+}
+
+/** Copies every column not in `used` onto `row` (benchmark files: lowerCamelCase names). */
+export function keepExtras(
+  rec: Record<string, unknown>,
+  used: string[],
+  row: PromptRow,
+  rename: (n: string) => string,
+): PromptRow {
+  for (const [k, v] of Object.entries(rec)) {
+    if (k !== "" && !used.includes(k)) row[extraName(k, rename)] = v;
+  }
+  return row;
+}
+
+export async function readRecords(
+  path: string,
+  what: string,
+  required: string[],
+): Promise<CsvRecord[]> {
+  const table = await readCsv(path);
+  const missing = required.filter((c) => !table.header.includes(c));
+  if (missing.length > 0) {
+    throw new Error(
+      `Cannot load ${what} from ${path}: missing column${missing.length > 1 ? "s" : ""} ${
+        missing.map((m) => `"${m}"`).join(", ")
+      }; columns found: ${table.header.map((h) => `"${h}"`).join(", ")}. ` +
+        `Check that this is the ${what} file.`,
+    );
+  }
+  return csvRecords(table, path);
+}
+
+export function nonEmpty(rec: CsvRecord, col: string, path: string): string {
+  const v = rec[col];
+  if (v.trim() === "") {
+    throw new Error(`${path}:${lineOf(rec)}: empty "${col}"; every row needs a prompt.`);
+  }
+  return v;
+}
+
+export function splitFromName(path: string): Split | undefined {
+  const m = /[_.-](train|val|validation|dev|test)\.[a-z]+$/i.exec(basename(path));
+  if (!m) return undefined;
+  const s = m[1].toLowerCase();
+  return s === "train" ? "train" : s === "test" ? "test" : "validation";
+}
+
+export function answerList(s: string): string[] {
+  return s.split(";").map((a) => a.trim()).filter((a) => a !== "");
+}
+
+/** Maps one CSV record (row index, file path) to a PromptRow. */
+export type Mapper = (r: CsvRecord, i: number, path: string) => PromptRow;
+
+export async function readText(path: string): Promise<string> {
+  try {
+    return await Deno.readTextFile(path);
+  } catch (err) {
+    throw new Error(`Cannot read ${path}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+export async function readJson(path: string): Promise<unknown> {
+  const text = await readText(path);
+  try {
+    return JSON.parse(text.replace(/^\uFEFF/, ""));
+  } catch (err) {
+    throw new Error(`${path}: invalid JSON (${(err as Error).message}).`, { cause: err });
+  }
+}
+
+/** A benchmark file's required columns and its row mapper. */
+export interface BenchmarkSpec {
+  /** Columns the file must have. */
+  columns: string[];
+  /** One record -> one PromptRow. */
+  map: Mapper;
+}
