@@ -269,9 +269,9 @@ export {
   collectActivations,
   type CollectInput,
   type CollectOptions,
-  type CollectRunner,
   collectPairs,
   type CollectRow,
+  type CollectRunner,
 } from "./lib/compass/collect.ts";
 export { collectOnWorkers } from "./lib/parallel/collect.ts";
 export {
@@ -284,9 +284,9 @@ export {
 export { ablationInterventions, steeringVector, steerIntervention } from "./lib/compass/steer.ts";
 export { auditGeneration, type AuditGenerationOptions, AuditResult } from "./lib/compass/audit.ts";
 export {
+  auditHtml,
   type AuditRun,
   type AuditTrail,
-  auditHtml,
   exportAudit,
   type ExportAuditOptions,
   trailSummary,
