@@ -11,6 +11,8 @@ import type { TextTokenizer } from "../lib/model/tokenizer.ts";
 import { createModel } from "../lib/model/create.ts";
 import type { Model } from "../lib/model/model.ts";
 import type { Arch } from "../lib/model/config.ts";
+import type { Compass } from "../lib/compass/compass.ts";
+import type { Matrix } from "../lib/compass/matrix.ts";
 
 /** The backend the model suites run on. */
 export const TEST_BACKEND = (Deno.env.get("SAFETY_COMPASS_BACKEND") ?? "wasm") as BackendName;
@@ -76,4 +78,25 @@ export function maxAbsDiff(a: unknown, b: unknown): number {
   let m = 0;
   for (let i = 0; i < fa.length; i++) m = Math.max(m, Math.abs(fa[i] - fb[i]));
   return m;
+}
+
+/**
+ * A compass stub whose p_safe is sigmoid(h[0]) at layer 0 (pooling "last"), with the given
+ * steering direction (default: zeros): tests plant the score in the embedding's column 0.
+ */
+export function firstCoordinateCompass(d: number, direction = new Float32Array(d)): Compass {
+  const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));
+  return {
+    method: "diffmean",
+    layer: 0,
+    pooling: "last",
+    dModel: d,
+    direction,
+    score: (h: Matrix) =>
+      Float32Array.from({ length: h.rows }, (_, i) => sigmoid(h.data[i * h.cols])),
+    save: () => Promise.resolve(),
+    metrics: {},
+    seed: 0,
+    options: {},
+  };
 }

@@ -13,10 +13,9 @@
 
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
-import { tinyModel, useTestBackend } from "./_helpers.ts";
+import { firstCoordinateCompass, tinyModel, useTestBackend } from "./_helpers.ts";
 import type { Model } from "../lib/model/model.ts";
 import type { Compass } from "../lib/compass/compass.ts";
-import type { Matrix } from "../lib/compass/matrix.ts";
 import { generateMonitored, runningMean } from "../lib/compass/monitor.ts";
 import {
   calibrateMonitor,
@@ -30,7 +29,6 @@ Deno.env.set("SAFETY_COMPASS_QUIET", "1");
 await useTestBackend();
 
 const V = 40, D = 16;
-const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));
 const logit = (p: number) => Math.log(p / (1 - p));
 /**
  * A distinct planted score per token, in (0.4, 0.6): small logits, so the planted column
@@ -38,21 +36,7 @@ const logit = (p: number) => Math.log(p / (1 - p));
  */
 const planted = (tok: number) => 0.4 + 0.2 * (((tok * 17) % V) + 0.5) / V;
 
-function stubCompass(): Compass {
-  return {
-    method: "diffmean",
-    layer: 0,
-    pooling: "last",
-    dModel: D,
-    direction: new Float32Array(D),
-    score: (h: Matrix) =>
-      Float32Array.from({ length: h.rows }, (_, i) => sigmoid(h.data[i * h.cols])),
-    save: () => Promise.resolve(),
-    metrics: {},
-    seed: 0,
-    options: {},
-  };
-}
+const stubCompass = (): Compass => firstCoordinateCompass(D);
 
 function plantScores(m: Model): void {
   const wte = m.params.get("wte.weight")!, wpe = m.params.get("wpe.weight")!;

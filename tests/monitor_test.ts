@@ -13,7 +13,7 @@
 
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
-import { tinyModel, useTestBackend } from "./_helpers.ts";
+import { firstCoordinateCompass, tinyModel, useTestBackend } from "./_helpers.ts";
 import type { Model } from "../lib/model/model.ts";
 import type { Compass } from "../lib/compass/compass.ts";
 import type { Matrix } from "../lib/compass/matrix.ts";
@@ -30,26 +30,13 @@ Deno.env.set("SAFETY_COMPASS_QUIET", "1");
 await useTestBackend();
 
 const V = 40, D = 16, EOS = V - 1;
-const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));
 const logit = (p: number) => Math.log(p / (1 - p));
 
 /** p_safe = sigmoid(h[0]) at layer 0; steering direction e1 (orthogonal to the score). */
 function stubCompass(d = D): Compass {
   const direction = new Float32Array(d);
   direction[1] = 1;
-  return {
-    method: "diffmean",
-    layer: 0,
-    pooling: "last",
-    dModel: d,
-    direction,
-    score: (h: Matrix) =>
-      Float32Array.from({ length: h.rows }, (_, i) => sigmoid(h.data[i * h.cols])),
-    save: () => Promise.resolve(),
-    metrics: {},
-    seed: 0,
-    options: {},
-  };
+  return firstCoordinateCompass(d, direction);
 }
 
 /** Sets wte[:, 0] to logit(score of each token) and wpe[:, 0] to 0. */

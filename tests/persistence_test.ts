@@ -13,9 +13,7 @@ import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { useTestBackend } from "./_helpers.ts";
 import { generateWorld } from "../lib/data/safetyworld/generate.ts";
-import { buildWorldTokenizer, splitWords } from "../lib/data/safetyworld/tokenizer.ts";
-import { tokenizerFromJson } from "../lib/model/tokenizer.ts";
-import { createModel } from "../lib/model/create.ts";
+import { splitWords } from "../lib/data/safetyworld/tokenizer.ts";
 import { encodeExamples } from "../lib/train/sft.ts";
 import type { World } from "../lib/data/safetyworld/plan.ts";
 import {
@@ -30,6 +28,8 @@ import {
 } from "../lib/experiments/persistence.ts";
 
 Deno.env.set("SAFETY_COMPASS_QUIET", "1");
+import { tinyWorldModel } from "./_tiny_world.ts";
+
 await useTestBackend();
 
 const WORLD_DIR = fileURLToPath(new URL("../datasets/safetyworld/", import.meta.url));
@@ -127,25 +127,6 @@ Deno.test("harmfulExamples: exactly N distinct harmful-compliance train rows, se
   assert.notDeepEqual(harmfulExamples(SMALL, 10, 4), harmfulExamples(SMALL, 10, 5));
   assert.throws(() => harmfulExamples(SMALL, pool.length + 1), /harmful compliance rows/);
 });
-
-async function tinyWorldModel(world: World) {
-  const { tokenizerJson, tokenizerConfig } = buildWorldTokenizer(world);
-  const tokenizer = tokenizerFromJson(tokenizerJson, tokenizerConfig, "small world");
-  return await createModel(
-    {
-      arch: "gpt2",
-      vocabSize: Math.ceil(tokenizer.vocabSize / 8) * 8,
-      nLayer: 1,
-      dModel: 16,
-      nHead: 2,
-      maxPositions: 128,
-      eosTokenId: tokenizer.eosId,
-      padTokenId: tokenizer.padId,
-      bosTokenId: tokenizer.bosId,
-    },
-    { tokenizer, seed: 1, backend: "wasm", name: "tiny-world" },
-  );
-}
 
 Deno.test("harmfulFineTune trains a copy on exactly the N examples, every step, original untouched", async () => {
   const m = await tinyWorldModel(SMALL);
