@@ -24,9 +24,9 @@
 import * as tf from "@tensorflow/tfjs-core";
 import type { WorkerPool } from "./pool.ts";
 import type { Model } from "../model/model.ts";
-import { AdamW, type AdamWOptions, type AdamWState, warmupCosine } from "../optim/adamw.ts";
+import { AdamW, type AdamWOptions, type AdamWState } from "../optim/adamw.ts";
 import { padBatch, type TokenBatch } from "../optim/loss.ts";
-import { Progress } from "../viz/progress.ts";
+import { runStepLoop } from "../train/step_loop.ts";
 import {
   batchOrder,
   encodeExamples,
@@ -287,7 +287,6 @@ async function trainSftOnWorkersHeld(
   const pad = model.tokenizer.padId ?? 0;
   const order = batchOrder(enc.length, bs, opts.seed ?? 0, enc.map((e) => e.seq.length));
   const steps = opts.steps ?? Math.max(1, Math.floor(examples.length / bs));
-  const warmup = opts.warmup ?? Math.round(steps * 0.05);
   const { onStep: _o, validation: _v, workers: _w, ...stateOptions } = opts;
   const adamw: AdamWOptions = {
     lr: opts.lr ?? 1e-3,
@@ -316,70 +315,44 @@ async function trainSftOnWorkersHeld(
   });
   const vars = trainer.names.map((n) => model.params.get(n)!);
   const validation = opts.validation?.length ? evalBatchesOf(model, opts.validation) : undefined;
-  const bar = new Progress({ total: steps, label: opts.label ?? "sft", unit: "step" });
-  bar.tick(start);
-  const t0 = performance.now();
-  let tokens = 0;
-  const end = Math.min(steps, opts.stopAfter !== undefined ? start + opts.stopAfter : steps);
   try {
-    for (let step = start; step < end; step++) {
-      const idx = order(step);
-      const scale = warmupCosine(step, steps, warmup, opts.minLrRatio ?? 0.1);
-      const r = await trainer.step(idx.map((i) => enc[i]), {
-        lrScale: scale,
-        microBatch: micro,
-        pad,
-      });
-      if (!r.applied) {
-        throw new Error(
-          `SFT stopped at step ${step}: the loss is ${r.loss}. No update was applied` +
-            (opts.checkpointDir ? `; the last good checkpoint is in ${opts.checkpointDir}` : "") +
-            ". Lower the learning rate or check the data.",
-        );
-      }
-      for (const i of idx) tokens += enc[i].seq.length;
-      const row: SftLogRow = {
-        step: step + 1,
-        loss: r.loss,
-        lr: adamw.lr * scale,
-        gradNorm: r.gradNorm,
-        tokens,
-        seconds: (performance.now() - t0) / 1000,
-      };
-      const every = opts.evalEvery ?? 100;
-      if (validation && ((step + 1) % every === 0 || step + 1 === steps)) {
-        row.valLoss = await evalBatches(pool, validation);
-      }
-      history.push(row);
-      opts.onStep?.(row);
-      bar.tick(1, {
-        loss: Number(r.loss.toFixed(4)),
-        ...(row.valLoss ? { val: Number(row.valLoss.toFixed(4)) } : {}),
-      });
-      const ce = opts.checkpointEvery ?? 200;
-      if (opts.checkpointDir && ((step + 1) % ce === 0 || step + 1 === end)) {
-        await trainer.pullWeights();
-        const opt = new AdamW({ ...adamw, stateLocation: "host" });
-        try {
-          opt.setState(vars, await trainer.optimizerState());
-          await saveCheckpoint(model, opts.checkpointDir, opt, {
-            step: step + 1,
-            history,
-            options: stateOptions,
+    return await runStepLoop(
+      { name: "SFT", steps, start, history, lr: adamw.lr },
+      { ...opts, label: opts.label ?? "sft" },
+      {
+        step: async (step, scale) => {
+          const idx = order(step);
+          const r = await trainer.step(idx.map((i) => enc[i]), {
+            lrScale: scale,
+            microBatch: micro,
+            pad,
           });
-        } finally {
-          opt.dispose();
-        }
-      }
-    }
+          let tokens = 0;
+          for (const i of idx) tokens += enc[i].seq.length;
+          return { loss: r.loss, applied: r.applied, gradNorm: r.gradNorm, tokens };
+        },
+        validate: validation ? () => evalBatches(pool, validation) : undefined,
+        checkpoint: async (step, hist) => {
+          await trainer.pullWeights();
+          const opt = new AdamW({ ...adamw, stateLocation: "host" });
+          try {
+            opt.setState(vars, await trainer.optimizerState());
+            await saveCheckpoint(model, opts.checkpointDir!, opt, {
+              step,
+              history: hist,
+              options: stateOptions,
+            });
+          } finally {
+            opt.dispose();
+          }
+        },
+      },
+    );
   } finally {
-    bar.done();
     // Also after a failure: the replicas hold the last good step's weights (no update is
     // applied on a non-finite loss), which the model gets, as in the single-process loop.
     await trainer.end();
   }
-  const secs = (performance.now() - t0) / 1000;
-  return { history, steps: end, tokensPerSecond: tokens / Math.max(secs, 1e-9) };
 }
 
 /**

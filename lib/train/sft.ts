@@ -12,11 +12,11 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { join } from "node:path";
 import type { Model } from "../model/model.ts";
-import { AdamW, type StateLocation, warmupCosine } from "../optim/adamw.ts";
+import { AdamW, type StateLocation } from "../optim/adamw.ts";
 import { chunk, GradientAccumulator, targetTokens } from "../optim/accumulate.ts";
 import { lmLoss, padBatch, type TokenBatch } from "../optim/loss.ts";
+import { runStepLoop } from "./step_loop.ts";
 import { makeRng } from "../data/rng.ts";
-import { Progress } from "../viz/progress.ts";
 import { writeDirAtomic } from "../io/atomic.ts";
 import { saveModel } from "../model/save.ts";
 import { readSafetensors, writeSafetensors } from "../io/safetensors.ts";
@@ -313,7 +313,6 @@ export async function runSupervised<B extends Pick<TokenBatch, "attentionMask" |
   opts: SftOptions = {},
 ): Promise<SftResult> {
   const steps = task.steps;
-  const warmup = opts.warmup ?? Math.round(steps * 0.05);
   const vars = trainableVariables(model);
   const decay = vars.map((v) => v.shape.length === 2);
   const location = opts.stateLocation ?? "heap";
@@ -336,70 +335,44 @@ export async function runSupervised<B extends Pick<TokenBatch, "attentionMask" |
       await task.loadExtra?.(opts.checkpointDir);
     }
   }
-  const bar = new Progress({ total: steps, label: opts.label ?? task.name, unit: "step" });
-  bar.tick(start);
-  const t0 = performance.now();
-  let tokens = 0;
-  const end = Math.min(steps, opts.stopAfter !== undefined ? start + opts.stopAfter : steps);
   try {
-    for (let step = start; step < end; step++) {
-      const idx = task.examples(step);
-      const parts = chunk(idx, Math.min(micro ?? idx.length, idx.length)).map((p) =>
-        task.collate(p)
-      );
-      const scale = warmupCosine(step, steps, warmup, opts.minLrRatio ?? 0.1);
-      const loss = await acc.accumulate(
-        parts.map((batch) => ({
-          batch,
-          weight: parts.length === 1 ? 1 : task.lossWeight?.(batch) ?? targetTokens(batch),
-        })),
-        (b) => task.loss(b),
-      );
-      if (!Number.isFinite(loss)) {
-        throw new Error(
-          `${task.name} stopped at step ${step}: the loss is ${loss}. No update was applied` +
-            (opts.checkpointDir ? `; the last good checkpoint is in ${opts.checkpointDir}` : "") +
-            ". Lower the learning rate or check the data.",
-        );
-      }
-      const gradNorm = await acc.apply(opt, { clip: opts.clip ?? 1, lrScale: scale, decay });
-      for (const b of parts) tokens += b.attentionMask.flat().reduce((a, x) => a + x, 0);
-      const row: SftLogRow = {
-        step: step + 1,
-        loss,
-        lr: opt.opts.lr * scale,
-        gradNorm,
-        tokens,
-        seconds: (performance.now() - t0) / 1000,
-      };
-      const every = opts.evalEvery ?? 100;
-      if (opts.validation?.length && ((step + 1) % every === 0 || step + 1 === steps)) {
-        row.valLoss = evalLoss(model, opts.validation);
-      }
-      history.push(row);
-      opts.onStep?.(row);
-      bar.tick(1, {
-        loss: Number(loss.toFixed(4)),
-        ...(row.valLoss ? { val: Number(row.valLoss.toFixed(4)) } : {}),
-      });
-      const ce = opts.checkpointEvery ?? 200;
-      if (opts.checkpointDir && ((step + 1) % ce === 0 || step + 1 === end)) {
-        await saveCheckpoint(
-          model,
-          opts.checkpointDir,
-          opt,
-          { step: step + 1, history, options: task.stateOptions },
-          task.saveExtra,
-        );
-      }
-    }
+    return await runStepLoop(
+      { name: task.name, steps, start, history, lr: opt.opts.lr },
+      opts,
+      {
+        step: async (step, scale) => {
+          const idx = task.examples(step);
+          const parts = chunk(idx, Math.min(micro ?? idx.length, idx.length)).map((p) =>
+            task.collate(p)
+          );
+          const loss = await acc.accumulate(
+            parts.map((batch) => ({
+              batch,
+              weight: parts.length === 1 ? 1 : task.lossWeight?.(batch) ?? targetTokens(batch),
+            })),
+            (b) => task.loss(b),
+          );
+          if (!Number.isFinite(loss)) return { loss, applied: false, gradNorm: NaN, tokens: 0 };
+          const gradNorm = await acc.apply(opt, { clip: opts.clip ?? 1, lrScale: scale, decay });
+          let tokens = 0;
+          for (const b of parts) tokens += b.attentionMask.flat().reduce((a, x) => a + x, 0);
+          return { loss, applied: true, gradNorm, tokens };
+        },
+        validate: opts.validation?.length ? () => evalLoss(model, opts.validation!) : undefined,
+        checkpoint: (step, hist) =>
+          saveCheckpoint(
+            model,
+            opts.checkpointDir!,
+            opt,
+            { step, history: hist, options: task.stateOptions },
+            task.saveExtra,
+          ),
+      },
+    );
   } finally {
-    bar.done();
     acc.dispose();
     opt.dispose();
   }
-  const secs = (performance.now() - t0) / 1000;
-  return { history, steps: end, tokensPerSecond: tokens / Math.max(secs, 1e-9) };
 }
 
 /** Fine-tunes `model` in place on `examples`. */

@@ -1,0 +1,119 @@
+/**
+ * The loop around optimiser steps that single-process SFT (lib/train/sft.ts's
+ * `runSupervised`) and data-parallel SFT (lib/parallel/sft.ts) share: the warm-up + cosine
+ * schedule, the stop on a non-finite loss before any update, the log row, validation every
+ * `evalEvery` steps, the progress bar, the checkpoint cadence and `stopAfter`. What a step
+ * does (one process or many) is the caller's `step` hook.
+ *
+ * @module
+ */
+
+import { warmupCosine } from "../optim/adamw.ts";
+import { Progress } from "../viz/progress.ts";
+import type { SftLogRow, SftOptions, SftResult } from "./sft.ts";
+
+/** What one optimiser step reports to {@link runStepLoop}. */
+export interface StepReport {
+  /** The step's loss (mean over its target tokens). */
+  loss: number;
+  /** False when the loss was not finite and no update was applied. */
+  applied: boolean;
+  /** Global gradient norm before clipping. */
+  gradNorm: number;
+  /** Tokens the step consumed (for the log and tokens/s). */
+  tokens: number;
+}
+
+/** The parts of a training run that {@link runStepLoop} calls. */
+export interface StepHooks {
+  /** Runs step `step` at learning-rate scale `lrScale`; must not apply a non-finite update. */
+  step(step: number, lrScale: number): Promise<StepReport>;
+  /** The validation loss, called every `evalEvery` steps when the run has validation data. */
+  validate?(): number | Promise<number>;
+  /** Writes a checkpoint after `step` steps (atomically), every `checkpointEvery` steps. */
+  checkpoint?(step: number, history: SftLogRow[]): Promise<void>;
+}
+
+/** Where a run starts and what it is called. */
+export interface StepLoopInit {
+  /** Name in the progress bar's default label and in errors ("SFT"). */
+  name: string;
+  /** Total optimiser steps of the schedule. */
+  steps: number;
+  /** The step to start from (a resumed checkpoint's), with its history. */
+  start: number;
+  /** The log so far (continued in place). */
+  history: SftLogRow[];
+  /** The base learning rate (the log's `lr` is this times the schedule). */
+  lr: number;
+}
+
+/**
+ * Runs steps `init.start .. min(steps, start + stopAfter) - 1` with the schedule and cadence
+ * of `opts` (SftOptions: warmup, minLrRatio, evalEvery, checkpointEvery, checkpointDir,
+ * stopAfter, label, onStep). Throws, naming the step and the last good checkpoint, when a
+ * step reports a non-finite loss; the progress bar is closed either way.
+ *
+ * @example
+ * ```ts
+ * const result = await runStepLoop(
+ *   { name: "SFT", steps: 3, start: 0, history: [], lr: 1e-3 },
+ *   { steps: 3, warmup: 0 },
+ *   { step: () => Promise.resolve({ loss: 1, applied: true, gradNorm: 0.5, tokens: 8 }) },
+ * );
+ * result.history.length; // 3
+ * ```
+ */
+export async function runStepLoop(
+  init: StepLoopInit,
+  opts: SftOptions,
+  hooks: StepHooks,
+): Promise<SftResult> {
+  const { name, steps, start, history } = init;
+  const warmup = opts.warmup ?? Math.round(steps * 0.05);
+  const bar = new Progress({ total: steps, label: opts.label ?? name, unit: "step" });
+  bar.tick(start);
+  const t0 = performance.now();
+  let tokens = 0;
+  const end = Math.min(steps, opts.stopAfter !== undefined ? start + opts.stopAfter : steps);
+  try {
+    for (let step = start; step < end; step++) {
+      const scale = warmupCosine(step, steps, warmup, opts.minLrRatio ?? 0.1);
+      const r = await hooks.step(step, scale);
+      if (!r.applied || !Number.isFinite(r.loss)) {
+        throw new Error(
+          `${name} stopped at step ${step}: the loss is ${r.loss}. No update was applied` +
+            (opts.checkpointDir ? `; the last good checkpoint is in ${opts.checkpointDir}` : "") +
+            ". Lower the learning rate or check the data.",
+        );
+      }
+      tokens += r.tokens;
+      const row: SftLogRow = {
+        step: step + 1,
+        loss: r.loss,
+        lr: init.lr * scale,
+        gradNorm: r.gradNorm,
+        tokens,
+        seconds: (performance.now() - t0) / 1000,
+      };
+      const every = opts.evalEvery ?? 100;
+      if (hooks.validate && ((step + 1) % every === 0 || step + 1 === steps)) {
+        row.valLoss = await hooks.validate();
+      }
+      history.push(row);
+      opts.onStep?.(row);
+      bar.tick(1, {
+        loss: Number(r.loss.toFixed(4)),
+        ...(row.valLoss ? { val: Number(row.valLoss.toFixed(4)) } : {}),
+      });
+      const ce = opts.checkpointEvery ?? 200;
+      if (opts.checkpointDir && ((step + 1) % ce === 0 || step + 1 === end)) {
+        await hooks.checkpoint?.(step + 1, history);
+      }
+    }
+  } finally {
+    bar.done();
+  }
+  const secs = (performance.now() - t0) / 1000;
+  return { history, steps: end, tokensPerSecond: tokens / Math.max(secs, 1e-9) };
+}
