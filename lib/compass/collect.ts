@@ -15,6 +15,7 @@ import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
 import * as aq from "arquero";
 import type { Model } from "../model/model.ts";
+import { encodePrompt } from "../model/chat.ts";
 import { readSafetensors, serializeSafetensors, type TensorToWrite } from "../model/safetensors.ts";
 import { writeDirAtomic, writeFileAtomic, writeJsonAtomic } from "../io/atomic.ts";
 import { Progress, type ProgressMode } from "../viz/progress.ts";
@@ -120,9 +121,9 @@ export function encodeRow(
   maxLength: number,
   i: number,
 ): Encoded {
-  const p = model.tokenizer.encode(model.formatPrompt(row.prompt as string));
+  const p = encodePrompt(model.tokenizer, row.prompt as string);
   const trace = (row.trace as string | undefined) ?? "";
-  const t = trace === "" ? [] : model.tokenizer.encode(trace);
+  const t = trace === "" ? [] : model.tokenizer.encode(trace, { addSpecialTokens: false });
   const keepT = Math.min(t.length, maxLength);
   const keepP = Math.min(p.length, maxLength - keepT);
   const ids = [...p.slice(p.length - keepP), ...t.slice(0, keepT)];

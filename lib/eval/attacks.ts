@@ -242,7 +242,7 @@ export function needsBaseline(a: AttackSpec): boolean {
 
 /** Text to ids, checked: every id a whole number inside the vocabulary. */
 export function encodeChecked(tok: TextTokenizer, text: string, where: string): number[] {
-  const ids = tok.encode(text);
+  const ids = tok.encode(text, { addSpecialTokens: false }); // a fragment inside an answer: no BOS
   const bad = ids.findIndex((i) => !Number.isInteger(i) || i < 0 || i >= tok.vocabSize);
   if (bad >= 0) {
     throw new Error(

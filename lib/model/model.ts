@@ -37,6 +37,12 @@ export class Model {
   readonly source: string;
   /** The backend it runs on. */
   readonly backend: BackendInfo;
+  /**
+   * End-of-sequence ids of generation_config.json and config.json (an int or a list each),
+   * read at load; `generate` stops at any of them and at the tokenizer's `eos_token`.
+   * @default [] (models built in code: the tokenizer's eos only)
+   */
+  readonly eosTokenIds: readonly number[];
   /** Tokenizer and generation files (raw bytes) written next to the weights on save. */
   readonly assets: Map<string, Uint8Array>;
   /** The LoRA adapters' settings, when lib/model/lora.ts added some. */
@@ -61,8 +67,10 @@ export class Model {
     source: string;
     backend: BackendInfo;
     assets?: Map<string, Uint8Array>;
+    eosTokenIds?: readonly number[];
   }) {
     this.assets = init.assets ?? new Map();
+    this.eosTokenIds = init.eosTokenIds ?? [];
     this.config = init.config;
     this.tokenizer = init.tokenizer;
     this.params = init.params;
@@ -117,6 +125,7 @@ export class Model {
       source,
       backend: this.backend,
       assets: this.assets,
+      eosTokenIds: this.eosTokenIds,
     });
     m.loraConfig = this.loraConfig && { ...this.loraConfig };
     m.workers = this.workers;
