@@ -341,7 +341,10 @@ function resolve(m: Model, mon: MonitorOptions): Resolved {
   }
   const eos = m.tokenizer.eosId ?? c.eosTokenId;
   const refusalIds = action === "stop"
-    ? [...m.tokenizer.encode(mon.refusal ?? DEFAULT_REFUSAL, { addSpecialTokens: false }), ...(eos !== undefined ? [eos] : [])]
+    ? [
+      ...m.tokenizer.encode(mon.refusal ?? DEFAULT_REFUSAL, { addSpecialTokens: false }),
+      ...(eos !== undefined ? [eos] : []),
+    ]
     : [];
   return { layer, threshold, window, action, strength, compass, refusalIds, shift };
 }

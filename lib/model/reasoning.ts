@@ -85,7 +85,11 @@ export function splitReasoning(text: string, opts: SplitReasoningOptions = {}): 
  * promptOpensReasoning("<|im_start|>assistant\n<think>\n\n</think>\n\n"); // false
  * ```
  */
-export function promptOpensReasoning(prompt: string, open = "<think>", close = "</think>"): boolean {
+export function promptOpensReasoning(
+  prompt: string,
+  open = "<think>",
+  close = "</think>",
+): boolean {
   const o = prompt.lastIndexOf(open);
   return o >= 0 && o > prompt.lastIndexOf(close);
 }

@@ -241,7 +241,11 @@ export class RemoteModel {
       spans.push({ step: s.step, ids: s.tokens });
     }
     for (const s of opts.forceText?.[i] ?? []) {
-      spans.push({ step: s.step, text: s.text, ids: this.tokenizer?.encode(s.text, { addSpecialTokens: false }) });
+      spans.push({
+        step: s.step,
+        text: s.text,
+        ids: this.tokenizer?.encode(s.text, { addSpecialTokens: false }),
+      });
     }
     if (spans.length && !raw) {
       throw new Error(
@@ -343,7 +347,10 @@ export class RemoteModel {
     const reply = this.cache ? await this.cache.getOrCompute({ url, body }, send) : await send();
     const c = parseCompletion(reply, raw, url);
     if (c.logprobs) this.capabilities.logprobs = true;
-    return { ...c, tokens: c.tokens ?? this.tokenizer?.encode(c.text, { addSpecialTokens: false }).length ?? 0 };
+    return {
+      ...c,
+      tokens: c.tokens ?? this.tokenizer?.encode(c.text, { addSpecialTokens: false }).length ?? 0,
+    };
   }
 
   /** A one-line description. */

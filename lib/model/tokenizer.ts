@@ -177,8 +177,11 @@ export function tokenizerFromJson(
     hasChatTemplate: templateSrc !== undefined,
     encode: (text, opts) =>
       tok.encode(text, { add_special_tokens: opts?.addSpecialTokens ?? true }).ids,
+    // HF decodes [] to ""; @huggingface/tokenizers throws on an empty list.
     decode: (ids, opts) =>
-      tok.decode(ids, { skip_special_tokens: opts?.skipSpecialTokens ?? true }),
+      ids.length === 0
+        ? ""
+        : tok.decode(ids, { skip_special_tokens: opts?.skipSpecialTokens ?? true }),
     tokenToId: (token) => tok.token_to_id(token),
     idToToken: (id) => tok.id_to_token(id),
     applyChatTemplate: (messages, opts) => {
