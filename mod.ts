@@ -57,10 +57,20 @@ export {
 } from "./lib/model/workers.ts";
 export {
   type ChatMessage,
+  type ChatTemplateOptions,
   loadTokenizer,
   type TextTokenizer,
   tokenizerFromJson,
 } from "./lib/model/tokenizer.ts";
+export { encodeChat, encodePrompt, type PromptOptions } from "./lib/model/chat.ts";
+export {
+  promptOpensReasoning,
+  type ReasoningSplit,
+  splitReasoning,
+  splitReasoningIds,
+  type SplitReasoningOptions,
+} from "./lib/model/reasoning.ts";
+export { eosIdList, readEosTokenIds } from "./lib/model/generation_config.ts";
 export {
   readModelWeights,
   readSafetensors,

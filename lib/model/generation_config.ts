@@ -9,7 +9,18 @@
 
 import { join } from "node:path";
 
-/** An `eos_token_id` value (int, list of ints, null or absent) as a list of ids. */
+/**
+ * An `eos_token_id` value (int, list of ints, null or absent) as a list of ids; `where`
+ * names the file in the error for anything else.
+ *
+ * @example
+ * ```ts
+ * import { eosIdList } from "./generation_config.ts";
+ * eosIdList([151645, 151643], "generation_config.json"); // [151645, 151643]
+ * eosIdList(2, "config.json"); // [2]
+ * eosIdList(null, "config.json"); // []
+ * ```
+ */
 export function eosIdList(value: unknown, where: string): number[] {
   if (value === undefined || value === null) return [];
   const list = Array.isArray(value) ? value : [value];
