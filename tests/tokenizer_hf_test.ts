@@ -227,13 +227,14 @@ Deno.test({
 
 Deno.test({
   name: "Llama-style byte-fallback BPE with a BOS post-processor and the Llama-2 chat " +
-    "template, and a Qwen3-style ChatML tokenizer with enable_thinking: equal to transformers",
+    "template (also under add_bos_token/add_eos_token flags), and a Qwen3-style ChatML tokenizer " +
+    "with enable_thinking: equal to transformers",
   ignore: !PY,
   fn: async () => {
     const tmp = await Deno.makeTempDir();
     try {
       await run(["build", tmp]);
-      for (const name of ["llama", "qwen3"]) {
+      for (const name of ["llama", "llama_flags", "qwen3"]) {
         const dir = join(tmp, name);
         const tok = await loadTokenizer(dir);
         const ref = await reference(dir, tmp, true);
@@ -242,6 +243,12 @@ Deno.test({
           assert.equal(ref.texts[2].ids[0], tok.bosId);
           const chat = ref.chats[0] as { ids: number[] };
           assert.equal(chat.ids.filter((id) => id === tok.bosId).length, 1);
+        }
+        if (name === "llama_flags") {
+          // transformers 5 drops add_bos_token / add_eos_token when tokenizer.json exists: the
+          // file's post-processor alone decides (still <s>, no </s>), and so does the toolkit.
+          assert.equal(ref.texts[2].ids[0], tok.bosId);
+          assert.notEqual(ref.texts[2].ids.at(-1), tok.eosId);
         }
         compare(name, tok, ref);
       }

@@ -11,6 +11,9 @@ Two subcommands:
                          TemplateProcessing post-processor adding <s>, the Llama decoder
                          (Replace, ByteFallback, Fuse, Strip), and a Llama-2 [INST] chat
                          template in tokenizer_config.json.
+          OUT_DIR/llama_flags  the same tokenizer.json with `add_bos_token: false,
+                         add_eos_token: true` in tokenizer_config.json (flags that
+                         transformers 5 drops when a tokenizer.json exists).
           OUT_DIR/qwen3  a Qwen2/Qwen3-style byte-level BPE (NFC, the Qwen split regex,
                          ByteLevel without prefix space, no BOS), ChatML special tokens
                          <|endoftext|> <|im_start|> <|im_end|>, <think> and </think> as added
@@ -186,14 +189,22 @@ def build_llama(out):
     Tokenizer.from_str(json.dumps(spec))  # validates
     os.makedirs(out, exist_ok=True)
     write_json(os.path.join(out, "tokenizer.json"), spec)
-    write_json(os.path.join(out, "tokenizer_config.json"), {
+    config = {
         "tokenizer_class": "PreTrainedTokenizerFast",
         "bos_token": "<s>",
         "eos_token": "</s>",
         "unk_token": "<unk>",
         "clean_up_tokenization_spaces": False,
         "chat_template": LLAMA2_TEMPLATE,
-    })
+    }
+    write_json(os.path.join(out, "tokenizer_config.json"), config)
+    # The same file under tokenizer_config flags asking for no BOS and an EOS after every
+    # text: transformers 5 ignores them when tokenizer.json exists (the file decides).
+    flags = out + "_flags"
+    os.makedirs(flags, exist_ok=True)
+    write_json(os.path.join(flags, "tokenizer.json"), spec)
+    write_json(os.path.join(flags, "tokenizer_config.json"),
+               {**config, "add_bos_token": False, "add_eos_token": True})
 
 
 def build_qwen3(out):
