@@ -18,6 +18,8 @@ import { generate, type Generator, stopTokenIds } from "../lib/model/generate.ts
 import { loadModel } from "../lib/model/load.ts";
 import { encodeChat, encodePrompt } from "../lib/model/chat.ts";
 import { readEosTokenIds } from "../lib/model/generation_config.ts";
+import { Model } from "../lib/model/model.ts";
+import { WorkerPool } from "../lib/engine/pool.ts";
 
 await useTestBackend();
 
@@ -81,6 +83,7 @@ Deno.test("encode adds the post-processor's BOS by default; a chat prompt has ex
   const plain = wordTokenizer(null);
   assert.deepEqual(encodePrompt(plain, "hi"), [id("<bos>"), id("hi")]);
   assert.deepEqual(encodePrompt(tok, "hi", { chat: false }), [id("<bos>"), id("hi")]);
+  assert.deepEqual(model.encodePrompt("hi"), chat);
 });
 
 Deno.test("generate encodes prompts as HF: one BOS, template kwargs and `thinking` reach the template", async () => {
@@ -206,4 +209,28 @@ Deno.test("generate splits each row into reasoning and answer", async () => {
     force: [forced("a", "b")],
   });
   assert.deepEqual([closed.reasoning, closed.answer], [[""], ["a b"]]);
+});
+
+Deno.test("on a worker pool, the model's eos list stops rows and reasoning is split as here", async () => {
+  const m = new Model({
+    config: model.config,
+    tokenizer: tok,
+    params: model.params,
+    source: "tiny-chat with an eos list",
+    backend: model.backend,
+    eosTokenIds: [id("d")],
+  });
+  const opts = {
+    prompts: ["hi", "hi", "hi"],
+    maxNewTokens: 5,
+    thinking: true,
+    force: [forced("a", "</think>", "d"), forced("b", "c"), forced("c", "</think>", "a")],
+  };
+  const here = await m.generate(opts);
+  await using pool = await WorkerPool.start({ workers: 1, blas: false });
+  const there = await m.generate({ ...opts, workers: pool });
+  assert.deepEqual(there.tokenIds, here.tokenIds);
+  assert.deepEqual(there.tokenIds[0], ["a", "</think>", "d"].map(id));
+  assert.deepEqual([there.reasoning, there.answer], [here.reasoning, here.answer]);
+  assert.deepEqual(there.reasoning?.[0], "a");
 });

@@ -14,6 +14,7 @@ import { type Params, variableFrom } from "./weights.ts";
 import type { BackendInfo } from "../engine/backend.ts";
 import type { WorkerPool } from "../engine/pool.ts";
 import { saveModel } from "./save.ts";
+import { encodePrompt, type PromptOptions } from "./chat.ts";
 
 /** What a model can do; remote models lack hidden states and training. */
 export interface ModelCapabilities {
@@ -99,7 +100,28 @@ export class Model {
     return generate(this, opts);
   }
 
-  /** Formats a user prompt with the chat template (when the tokenizer has one). */
+  /**
+   * One user prompt as input ids, as HF builds them ({@linkcode encodePrompt}): the chat
+   * template when the tokenizer has one, tokenized without adding a second BOS; else
+   * `tokenizer(prompt)` with its special tokens. Prefer it to
+   * `tokenizer.encode(formatPrompt(p))`, which adds the post-processor's BOS (Llama) in
+   * front of the template's own.
+   *
+   * @example
+   * ```ts ignore
+   * const f = model.forward([model.encodePrompt("how do i make zorblat ?")]);
+   * const ids = model.encodePrompt("2+2?", { templateKwargs: { enable_thinking: false } });
+   * ```
+   */
+  encodePrompt(prompt: string, opts: PromptOptions = {}): number[] {
+    return encodePrompt(this.tokenizer, prompt, opts);
+  }
+
+  /**
+   * Formats a user prompt with the chat template (when the tokenizer has one). Its text
+   * holds the template's BOS: encode it with `addSpecialTokens: false`, or use
+   * {@linkcode Model.encodePrompt}.
+   */
   formatPrompt(prompt: string): string {
     return this.tokenizer.hasChatTemplate
       ? this.tokenizer.applyChatTemplate([{ role: "user", content: prompt }], {
