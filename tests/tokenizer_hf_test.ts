@@ -234,7 +234,7 @@ Deno.test({
     const tmp = await Deno.makeTempDir();
     try {
       await run(["build", tmp]);
-      for (const name of ["llama", "llama_flags", "qwen3"]) {
+      for (const name of ["llama", "llama_flags", "llama_metaspace", "qwen3"]) {
         const dir = join(tmp, name);
         const tok = await loadTokenizer(dir);
         const ref = await reference(dir, tmp, true);

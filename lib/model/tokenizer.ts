@@ -11,6 +11,7 @@
 import { join } from "node:path";
 import { Tokenizer } from "@huggingface/tokenizers";
 import { Template } from "@huggingface/jinja";
+import { patchDecoder } from "./tokenizer_fixes.ts";
 
 /** One turn of a conversation. */
 export interface ChatMessage {
@@ -130,6 +131,7 @@ export function tokenizerFromJson(
   let tok: Tokenizer;
   try {
     tok = new Tokenizer(tokenizerJson, config);
+    patchDecoder((tok as unknown as { decoder?: unknown }).decoder); // decode as Rust does
   } catch (err) {
     throw new Error(`Cannot load tokenizer from ${source}: ${(err as Error).message}`, {
       cause: err,

@@ -14,6 +14,8 @@ Two subcommands:
           OUT_DIR/llama_flags  the same tokenizer.json with `add_bos_token: false,
                          add_eos_token: true` in tokenizer_config.json (flags that
                          transformers 5 drops when a tokenizer.json exists).
+          OUT_DIR/llama_metaspace  the same vocabulary in the non-legacy layout: Metaspace
+                         pre-tokenizer and decoder (prepend_scheme "first"), no normalizer.
           OUT_DIR/qwen3  a Qwen2/Qwen3-style byte-level BPE (NFC, the Qwen split regex,
                          ByteLevel without prefix space, no BOS), ChatML special tokens
                          <|endoftext|> <|im_start|> <|im_end|>, <think> and </think> as added
@@ -205,6 +207,19 @@ def build_llama(out):
     write_json(os.path.join(flags, "tokenizer.json"), spec)
     write_json(os.path.join(flags, "tokenizer_config.json"),
                {**config, "add_bos_token": False, "add_eos_token": True})
+    # The non-legacy layout of newer conversions (Llama-2 re-saved, Mistral, Gemma): no
+    # normalizer, a Metaspace pre-tokenizer prepending "▁" to the first piece only, and the
+    # Metaspace decoder.
+    meta = dict(spec)
+    meta["normalizer"] = None
+    meta["pre_tokenizer"] = {"type": "Metaspace", "replacement": "▁",
+                             "prepend_scheme": "first", "split": False}
+    meta["decoder"] = {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "first",
+                       "split": False}
+    Tokenizer.from_str(json.dumps(meta))
+    os.makedirs(out + "_metaspace", exist_ok=True)
+    write_json(os.path.join(out + "_metaspace", "tokenizer.json"), meta)
+    write_json(os.path.join(out + "_metaspace", "tokenizer_config.json"), config)
 
 
 def build_qwen3(out):
