@@ -1,10 +1,12 @@
 /**
  * The toolkit's tokenizer against Hugging Face `transformers` itself, on three tokenizers:
- * the real GPT-2 one (../shared/fixtures/hf-fake-gpt2), and two built at test time by
+ * the real GPT-2 one (../shared/fixtures/hf-fake-gpt2), and five built at test time by
  * tests/ref/hf_tokenizers.py with the Python `tokenizers` package: a Llama-2-style
  * byte-fallback BPE whose post-processor adds `<s>` (with the Llama-2 `[INST]` chat
- * template) and a Qwen3-style ChatML byte-level BPE (with `enable_thinking` and `<think>`
- * tokens). For tricky strings it compares `encode` (default and without special tokens) with
+ * template), the same under `add_bos_token`/`add_eos_token` flags and in the Metaspace
+ * layout, a Llama-3-style byte-level BPE (Sequence post-processor adding
+ * `<|begin_of_text|>`, the Llama-3 template) and a Qwen3-style ChatML byte-level BPE (with
+ * `enable_thinking` and `<think>` tokens). For tricky strings it compares `encode` (default and without special tokens) with
  * `tokenizer(text)`, `decode` (special tokens skipped and kept) with `tokenizer.decode`, and
  * `encodeChat` / `applyChatTemplate` with `apply_chat_template(tokenize=True / False)`.
  *
@@ -226,19 +228,19 @@ Deno.test({
 });
 
 Deno.test({
-  name: "Llama-style byte-fallback BPE with a BOS post-processor and the Llama-2 chat " +
-    "template (also under add_bos_token/add_eos_token flags), and a Qwen3-style ChatML tokenizer " +
-    "with enable_thinking: equal to transformers",
+  name: "built tokenizers equal transformers: Llama-2-style byte-fallback BPE with a BOS " +
+    "post-processor (legacy, under add_bos/eos flags, Metaspace), Llama-3-style byte-level BPE, " +
+    "Qwen3-style ChatML with enable_thinking",
   ignore: !PY,
   fn: async () => {
     const tmp = await Deno.makeTempDir();
     try {
       await run(["build", tmp]);
-      for (const name of ["llama", "llama_flags", "llama_metaspace", "qwen3"]) {
+      for (const name of ["llama", "llama_flags", "llama_metaspace", "llama3", "qwen3"]) {
         const dir = join(tmp, name);
         const tok = await loadTokenizer(dir);
         const ref = await reference(dir, tmp, true);
-        if (name === "llama") {
+        if (name === "llama" || name === "llama3") {
           // Not vacuous: HF's tokenizer(text) starts with <s>, and its chat ids hold exactly one.
           assert.equal(ref.texts[2].ids[0], tok.bosId);
           const chat = ref.chats[0] as { ids: number[] };

@@ -4,7 +4,7 @@
 Two subcommands:
 
     python3 tests/ref/hf_tokenizers.py build OUT_DIR
-        Builds two tokenizer folders with the `tokenizers` package (trained on a small fixed
+        Builds five tokenizer folders with the `tokenizers` package (trained on a small fixed
         corpus, so they are deterministic) and writes them, as `save_pretrained` lays them out:
           OUT_DIR/llama  a Llama-2-style SentencePiece-like BPE: normalizer Prepend("▁") +
                          Replace(" ", "▁"), byte fallback to <0xNN> tokens, fuse_unk, a
@@ -16,6 +16,10 @@ Two subcommands:
                          transformers 5 drops when a tokenizer.json exists).
           OUT_DIR/llama_metaspace  the same vocabulary in the non-legacy layout: Metaspace
                          pre-tokenizer and decoder (prepend_scheme "first"), no normalizer.
+          OUT_DIR/llama3 a Llama-3-style byte-level BPE: the Llama-3 split regex, a
+                         Sequence(ByteLevel, TemplateProcessing) post-processor adding
+                         <|begin_of_text|>, header/eot special tokens and the Llama-3 chat
+                         template (`content | trim`, BOS on the first turn).
           OUT_DIR/qwen3  a Qwen2/Qwen3-style byte-level BPE (NFC, the Qwen split regex,
                          ByteLevel without prefix space, no BOS), ChatML special tokens
                          <|endoftext|> <|im_start|> <|im_end|>, <think> and </think> as added
@@ -138,6 +142,21 @@ QWEN3_TEMPLATE = """{%- if messages[0].role == 'system' %}
     {%- endif %}
 {%- endif %}"""
 
+LLAMA3_TEMPLATE = (
+    "{% set loop_messages = messages %}{% for message in loop_messages %}"
+    "{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'"
+    "+ message['content'] | trim + '<|eot_id|>' %}"
+    "{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}"
+    "{{ content }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}"
+    "{% endif %}"
+)
+
+LLAMA3_SPLIT = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
+    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+
 QWEN_SPLIT = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
     r"|\s*[\r\n]+|\s+(?!\S)|\s+"
@@ -222,12 +241,13 @@ def build_llama(out):
     write_json(os.path.join(out + "_metaspace", "tokenizer_config.json"), config)
 
 
-def build_qwen3(out):
-    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
+def byte_level_bpe(split, specials, normalizer=None):
+    """A byte-level BPE trained on CORPUS (GPT-2/Llama-3/Qwen layout), specials added."""
     tok = Tokenizer(models.BPE())
-    tok.normalizer = normalizers.NFC()
+    if normalizer is not None:
+        tok.normalizer = normalizer
     tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(tokenizers.Regex(QWEN_SPLIT), behavior="isolated", invert=False),
+        pre_tokenizers.Split(tokenizers.Regex(split), behavior="isolated", invert=False),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
     ])
     tok.decoder = decoders.ByteLevel()
@@ -236,6 +256,38 @@ def build_qwen3(out):
                          initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(CORPUS, trainer)
     tok.add_special_tokens(specials)
+    return tok
+
+
+def build_llama3(out):
+    specials = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>",
+                "<|end_header_id|>", "<|eot_id|>"]
+    tok = byte_level_bpe(LLAMA3_SPLIT, specials)
+    bos = tok.token_to_id("<|begin_of_text|>")
+    tok.post_processor = processors.Sequence([
+        processors.ByteLevel(trim_offsets=False),
+        processors.TemplateProcessing(
+            single="<|begin_of_text|> $A", pair="<|begin_of_text|> $A <|begin_of_text|>:1 $B:1",
+            special_tokens=[("<|begin_of_text|>", bos)]),
+    ])
+    os.makedirs(out, exist_ok=True)
+    tok.save(os.path.join(out, "tokenizer.json"))
+    write_json(os.path.join(out, "tokenizer_config.json"), {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "bos_token": "<|begin_of_text|>",
+        "eos_token": "<|eot_id|>",
+        "clean_up_tokenization_spaces": True,
+        "chat_template": LLAMA3_TEMPLATE,
+    })
+    write_json(os.path.join(out, "generation_config.json"), {
+        "bos_token_id": bos,
+        "eos_token_id": [tok.token_to_id("<|end_of_text|>"), tok.token_to_id("<|eot_id|>")],
+    })
+
+
+def build_qwen3(out):
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
+    tok = byte_level_bpe(QWEN_SPLIT, specials, normalizers.NFC())
     os.makedirs(out, exist_ok=True)
     tok.save(os.path.join(out, "tokenizer.json"))
     write_json(os.path.join(out, "tokenizer_config.json"), {
@@ -292,6 +344,7 @@ def reference(tok_dir, cases_path, out_path):
 def main(argv):
     if len(argv) == 3 and argv[1] == "build":
         build_llama(os.path.join(argv[2], "llama"))
+        build_llama3(os.path.join(argv[2], "llama3"))
         build_qwen3(os.path.join(argv[2], "qwen3"))
     elif len(argv) == 5 and argv[1] == "reference":
         reference(argv[2], argv[3], argv[4])
