@@ -5,6 +5,13 @@
  * `chat_template.jinja`) rendered by `@huggingface/jinja`, as `apply_chat_template` does in
  * transformers.
  *
+ * The calls mean what they mean in transformers: `encode(text)` is `tokenizer(text)` (special
+ * tokens added by the post-processor), `decode(ids)` is `tokenizer.decode(ids,
+ * skip_special_tokens=True)`, and lib/model/chat.ts's `encodeChat` is
+ * `apply_chat_template(..., tokenize=True)`. tests/tokenizer_hf_test.ts checks them against
+ * transformers; where the JavaScript port decodes differently from the Rust library,
+ * lib/model/tokenizer_fixes.ts patches it.
+ *
  * @module
  */
 
