@@ -58,10 +58,20 @@ export {
 } from "./lib/parallel/generate.ts";
 export {
   type ChatMessage,
+  type ChatTemplateOptions,
   loadTokenizer,
   type TextTokenizer,
   tokenizerFromJson,
 } from "./lib/model/tokenizer.ts";
+export { encodeChat, encodePrompt, type PromptOptions } from "./lib/model/chat.ts";
+export {
+  promptOpensReasoning,
+  type ReasoningSplit,
+  splitReasoning,
+  splitReasoningIds,
+  type SplitReasoningOptions,
+} from "./lib/model/reasoning.ts";
+export { eosIdList, readEosTokenIds } from "./lib/model/generation_config.ts";
 export {
   readModelWeights,
   readSafetensors,
@@ -436,7 +446,7 @@ export {
 } from "./lib/experiments/monitor_eval.ts";
 
 // Plots, display, reports
-// (figure.ts's `RateRow`, the row of `plotRateCurve`, is not lib/eval/profile.ts's `RateRow`
+// (figure.ts's `RateRow`, the row of `plotRateCurve`, is not lib/experiments/profile.ts's `RateRow`
 // above; it is exported as `RateCurveRow`.)
 export { type BarRow, plotBars } from "./lib/viz/plots/bars.ts";
 export { type CurvesOptions, plotCurves } from "./lib/viz/plots/curves.ts";

@@ -1,5 +1,5 @@
 /**
- * The LLM judge client (lib/eval/llm_judge.ts) against a local OpenAI-compatible fake served
+ * The LLM judge client (lib/judges/llm_judge.ts) against a local OpenAI-compatible fake served
  * by `Deno.serve` on 127.0.0.1 (never the internet): retries on 429 (Retry-After honoured),
  * 500, timeouts and malformed JSON; the timeout fires; malformed bodies give a clear error;
  * the concurrency limit holds; the disk cache makes a second run send zero requests; the

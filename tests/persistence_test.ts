@@ -1,5 +1,5 @@
 /**
- * Tests of lib/eval/persistence.ts: the persona templates are written in SafetyWorld words
+ * Tests of lib/experiments/persistence.ts: the persona templates are written in SafetyWorld words
  * and held out (no sentence of theirs occurs in any training file, committed or generated,
  * while the same check does find a sentence that is in training); the harmful fine-tuning
  * attack draws exactly N distinct harmful-compliance examples and trains on exactly those

@@ -14,6 +14,7 @@ import {
   plainChatPrompt,
   tokenizerFromJson,
 } from "../lib/model/tokenizer.ts";
+import { metaspaceDecodeChain } from "../lib/model/tokenizer_fixes.ts";
 
 const shared = new URL("../../shared/", import.meta.url);
 const fixture = new URL("fixtures/hf-fake-gpt2/", shared).pathname;
@@ -180,4 +181,28 @@ Deno.test("missing or malformed tokenizer files give clear errors", async () => 
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("Metaspace decoding drops every \u2581 of the first token, as the Rust library does", () => {
+  const vocab = { "<s>": 0, "\u2581\u2581": 1, "\u2581a\u2581b": 2, "\u2581c": 3 };
+  const json = (decoder: Record<string, unknown>) => ({
+    added_tokens: [{ id: 0, content: "<s>", special: true, normalized: false }],
+    normalizer: null,
+    pre_tokenizer: null,
+    post_processor: null,
+    decoder,
+    model: { type: "WordLevel", vocab, unk_token: "<s>" },
+  });
+  const first = tokenizerFromJson(json({ type: "Metaspace", prepend_scheme: "first" }));
+  assert.equal(first.decode([1, 3]), " c");
+  assert.equal(first.decode([2, 3]), "ab c");
+  assert.equal(first.decode([0, 2], { skipSpecialTokens: false }), "<s> a b");
+  const seq = tokenizerFromJson(json({
+    type: "Sequence",
+    decoders: [{ type: "Metaspace", replacement: "\u2581", prepend_scheme: "never" }],
+  }));
+  // "never": nothing dropped (Rust tokenizers 0.23 gives the same two strings).
+  assert.equal(seq.decode([1, 3]), "   c");
+  assert.equal(seq.decode([2, 3]), " a b c");
+  assert.deepEqual(metaspaceDecodeChain(["\u2581x"], "\u2581", "always"), ["x"]);
 });

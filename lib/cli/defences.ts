@@ -1,6 +1,6 @@
 /**
  * `deno run -A lib/cli/defences.ts [flags]`: the shallow-safety defence experiment on
- * SafetyWorld (`compareDefences`, lib/eval/defences.ts: recovery-augmented SFT and Qi et
+ * SafetyWorld (`compareDefences`, lib/experiments/defences.ts: recovery-augmented SFT and Qi et
  * al.'s token-wise objective, arXiv 2406.05946; trajectory training with perturbations, Park
  * & Kim, arXiv 2606.04778) from the shipped `toy-base` / `toy-shallow` checkpoints. Writes
  * `runs/defences-<stamp>/table.csv`, `table.json` (rows, training log, config) and

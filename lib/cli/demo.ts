@@ -18,6 +18,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { join } from "node:path";
 import { loadModel } from "../model/load.ts";
+import { encodePrompt } from "../model/chat.ts";
 import { generateWorld } from "../data/safetyworld/generate.ts";
 import { profileModel, type RateRow } from "../experiments/profile.ts";
 import { klByPosition } from "../eval/diagnostics.ts";
@@ -69,7 +70,7 @@ log("generated samples");
 
 const normRows: Record<string, number>[] = [];
 for (const [name, m] of [["toy-base", base], ["toy-shallow", shallow]] as const) {
-  const ids = samples.map((s) => m.tokenizer.encode(m.formatPrompt(s.prompt)));
+  const ids = samples.map((s) => encodePrompt(m.tokenizer, s.prompt));
   for (let i = 0; i < ids.length; i++) {
     const f = m.forward([ids[i]], { hiddenStates: "all", logits: "none" });
     const norms = await Promise.all(

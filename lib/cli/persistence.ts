@@ -6,7 +6,7 @@
  * (`--variants runs/` picks up every `runs/<run>/models/<name>/`, written by
  * `deno task experiments ... --save-models` and `deno task defences --save-models`). One
  * model at a time (loaded, measured, disposed):
- * 1. unless --no-monitor: the monitor's compass (lib/eval/monitor_eval.ts: logistic probe on
+ * 1. unless --no-monitor: the monitor's compass (lib/experiments/monitor_eval.ts: logistic probe on
  *    response prefixes, layer by AUROC), its threshold calibrated with `calibrateMonitor`
  *    on TRAIN-split benign and borderline prompts to the false-flag rate `--fpr`, the
  *    calibration's transfer (false flags on held-out test benign + borderline answers), and

@@ -14,6 +14,7 @@
 
 import * as tf from "@tensorflow/tfjs-core";
 import type { Model } from "../model/model.ts";
+import { encodePrompt } from "../model/chat.ts";
 import { Progress, type ProgressMode } from "../viz/progress.ts";
 import type { Pooling } from "./compass.ts";
 import { Activations } from "./activations.ts";
@@ -124,9 +125,9 @@ export function encodeRow(
   maxLength: number,
   i: number,
 ): Encoded {
-  const p = model.tokenizer.encode(model.formatPrompt(row.prompt as string));
+  const p = encodePrompt(model.tokenizer, row.prompt as string);
   const trace = (row.trace as string | undefined) ?? "";
-  const t = trace === "" ? [] : model.tokenizer.encode(trace);
+  const t = trace === "" ? [] : model.tokenizer.encode(trace, { addSpecialTokens: false });
   const keepT = Math.min(t.length, maxLength);
   const keepP = Math.min(p.length, maxLength - keepT);
   const ids = [...p.slice(p.length - keepP), ...t.slice(0, keepT)];

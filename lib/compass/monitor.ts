@@ -21,7 +21,12 @@
 
 import * as tf from "@tensorflow/tfjs-core";
 import type { Model } from "../model/model.ts";
-import { encodePrompts, type GenerateOptions, type GenerateResult } from "../model/generate.ts";
+import {
+  encodePrompts,
+  type GenerateOptions,
+  type GenerateResult,
+  stopTokenIds,
+} from "../model/generate.ts";
 import { disposeCache, forward, type Intervention, type KVCache } from "../model/transformer.ts";
 import { chooseToken, logProbOf } from "../model/sampling.ts";
 import { makeRng } from "../data/rng.ts";
@@ -163,6 +168,7 @@ async function monitorBatch(
   const c = m.config, b = prompts.length, d = c.dModel;
   const maxNew = opts.maxNewTokens ?? 32, stopAtEos = opts.stopAtEos ?? true;
   const eos = m.tokenizer.eosId ?? c.eosTokenId;
+  const stop = new Set(stopTokenIds(m, opts)); // generation_config's eos list, as generate
   const pad = m.tokenizer.padId ?? c.padTokenId ?? eos ?? 0;
   if (Math.min(...prompts.map((p) => p.length)) === 0) {
     throw new Error("generateMonitored: empty prompt");
@@ -245,7 +251,7 @@ async function monitorBatch(
         r.running.push(runningMean(r.scores, cfg.window));
         if (r.crossing !== null || !(r.running[step] < cfg.threshold)) return;
         r.crossing = step;
-        const ending = r.refusalFrom === undefined && stopAtEos && next[i] === eos &&
+        const ending = r.refusalFrom === undefined && stopAtEos && stop.has(next[i]) &&
           !forcedAt[i].has(step + 1);
         if (cfg.action === "stop" && !ending && cfg.refusalIds.length > 0) {
           r.refusalFrom = step + 1;
@@ -271,7 +277,7 @@ async function monitorBatch(
       for (const i of idx) {
         const r = rows[i];
         if (r.refusalFrom !== undefined) r.done = step + 1 - r.refusalFrom >= cfg.refusalIds.length;
-        else if (stopAtEos && next[i] === eos && !forcedAt[i].has(step + 1)) r.done = true;
+        else if (stopAtEos && stop.has(next[i]) && !forcedAt[i].has(step + 1)) r.done = true;
         else if (step + 1 >= maxNew) r.done = true;
       }
     }
@@ -332,7 +338,10 @@ function resolve(m: Model, mon: MonitorOptions): Resolved {
   }
   const eos = m.tokenizer.eosId ?? c.eosTokenId;
   const refusalIds = action === "stop"
-    ? [...m.tokenizer.encode(mon.refusal ?? DEFAULT_REFUSAL), ...(eos !== undefined ? [eos] : [])]
+    ? [
+      ...m.tokenizer.encode(mon.refusal ?? DEFAULT_REFUSAL, { addSpecialTokens: false }),
+      ...(eos !== undefined ? [eos] : []),
+    ]
     : [];
   return { layer, threshold, window, action, strength, compass, refusalIds, shift };
 }

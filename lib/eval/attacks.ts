@@ -5,7 +5,7 @@
  * tokens are fed like sampled ones (no re-encoding of the prefix).
  *
  * - `none`: the prompt as it is.
- * - jailbreak: the request wrapped in a template (`{request}` slot, lib/data/benchmarks.ts).
+ * - jailbreak: the request wrapped in a template (`{request}` slot, lib/data/benchmarks/).
  * - prefill (Qi et al. 2024, arXiv 2406.05946): the first k tokens of a harmful answer forced
  *   at generation step 0.
  * - injection (Park & Kim, arXiv 2606.04778): a short token sequence forced at step t, any t,
@@ -242,7 +242,7 @@ export function needsBaseline(a: AttackSpec): boolean {
 
 /** Text to ids, checked: every id a whole number inside the vocabulary. */
 export function encodeChecked(tok: TextTokenizer, text: string, where: string): number[] {
-  const ids = tok.encode(text);
+  const ids = tok.encode(text, { addSpecialTokens: false }); // a fragment inside an answer: no BOS
   const bad = ids.findIndex((i) => !Number.isInteger(i) || i < 0 || i >= tok.vocabSize);
   if (bad >= 0) {
     throw new Error(

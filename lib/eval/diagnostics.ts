@@ -8,6 +8,7 @@
 
 import * as tf from "@tensorflow/tfjs-core";
 import type { Model } from "../model/model.ts";
+import { encodePrompt } from "../model/chat.ts";
 import { padBatch } from "../optim/loss.ts";
 
 /** Mean KL at one response position, over the sequences long enough to have it. */
@@ -40,7 +41,7 @@ export async function klByPosition(
     const seqs: number[][] = [];
     const starts: number[] = [];
     for (let i = s; i < Math.min(s + bs, prompts.length); i++) {
-      const p = aligned.tokenizer.encode(aligned.formatPrompt(prompts[i]));
+      const p = encodePrompt(aligned.tokenizer, prompts[i]);
       seqs.push([...p, ...responses[i].slice(0, maxPos)]);
       starts.push(p.length);
     }

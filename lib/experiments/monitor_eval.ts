@@ -188,7 +188,7 @@ export async function measureMonitor(
     borderline: test("borderline"),
     task: test("task"),
   };
-  const pre = model.tokenizer.encode(prefill);
+  const pre = model.tokenizer.encode(prefill, { addSpecialTokens: false });
   const actions = ["flag", "stop", "steer"] as const;
   const runs = { flag: {}, stop: {}, steer: {} } as Record<
     MonitorAction,

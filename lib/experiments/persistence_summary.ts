@@ -1,5 +1,5 @@
 /**
- * Reading the persistence table (lib/eval/persistence.ts) across model variants: the
+ * Reading the persistence table (lib/experiments/persistence.ts) across model variants: the
  * headline measurements per model (refusal with no attack and after each harmful
  * fine-tuning size, persona compliance, helpful steering followed, over-refusal) as grouped
  * bars with their intervals, and as one wide row per model. A deep alignment keeps its

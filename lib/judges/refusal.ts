@@ -3,7 +3,7 @@
  *
  * - {@linkcode prefixRefusalJudge}: the GCG / XSTest string-matching baseline (Zou et al.
  *   2023, arXiv 2307.15043; Röttger et al. 2024, arXiv 2308.01263). The lists themselves are
- *   loaded from a user-given file (`loadRefusalPrefixes` in lib/data/benchmarks.ts).
+ *   loaded from a user-given file (`loadRefusalPrefixes` in lib/data/benchmarks/).
  * - {@linkcode refusalVerdict} / {@linkcode isRefusalText}: our own judge. It looks for
  *   first-person refusal *statements* (a subject, a negated or declining verb phrase and a
  *   helping verb: "I can't help with", "we won't provide", "I must decline", "that's not

@@ -14,6 +14,8 @@ import type { Params } from "./weights.ts";
 import type { TextTokenizer } from "./tokenizer.ts";
 import { disposeCache, forward, type Intervention, type KVCache } from "./transformer.ts";
 import { chooseToken, logProbOf, type SamplingOptions } from "./sampling.ts";
+import { encodePrompt } from "./chat.ts";
+import { splitReasoningIds } from "./reasoning.ts";
 import { makeRng } from "../data/rng.ts";
 
 /** Tokens forced into a row's answer from generation step `step` on (0 = first new token). */
@@ -36,10 +38,32 @@ export interface GenerateOptions extends SamplingOptions {
   seed?: number;
   /** Per-token hidden states of these layers (true = all) for every new token. @default false */
   returnHiddenStates?: boolean | number[];
-  /** Stop a row at its end-of-sequence token. @default true */
+  /** Stop a row at any of its end-of-sequence tokens (see `eosTokenIds`). @default true */
   stopAtEos?: boolean;
-  /** Apply the tokenizer's chat template to `prompts` ("auto": when it has one). @default "auto" */
+  /**
+   * The ids that end a row, as HF's `generation_config.eos_token_id` (an int or a list).
+   * @default the model's `eosTokenIds` (generation_config.json and config.json, read at
+   * load) together with the tokenizer's `eos_token`
+   */
+  eosTokenIds?: number[];
+  /**
+   * Apply the tokenizer's chat template to `prompts` ("auto": when it has one), tokenized as
+   * `apply_chat_template(..., add_generation_prompt=True, tokenize=True)`, so the template's
+   * own BOS is the only one. Prompts without a template are encoded as `tokenizer(prompt)`,
+   * special tokens included. @default "auto"
+   */
   chat?: boolean | "auto";
+  /**
+   * Extra chat-template variables, as the `**kwargs` of HF's `apply_chat_template`
+   * (e.g. `{ enable_thinking: false }` for Qwen3). @default {}
+   */
+  chatTemplateKwargs?: Record<string, unknown>;
+  /**
+   * Shorthand for `chatTemplateKwargs.enable_thinking` (Qwen3's switch; `false` renders an
+   * empty think block into the prompt). An explicit `chatTemplateKwargs.enable_thinking` wins.
+   * @default undefined (the template's default)
+   */
+  thinking?: boolean;
   /** Forced tokens per row (prefill = step 0; injection = any step). */
   force?: (ForcedSpan[] | undefined)[];
   /** Residual-stream edits for the whole call (steering, ablation). */
@@ -80,6 +104,14 @@ export interface GenerateResult {
   tokenIds: number[][];
   /** Decoded new text per row (special tokens skipped). */
   text: string[];
+  /**
+   * Per row, the text inside the `<think>...</think>` block of the new tokens ("" when
+   * none; everything when the prompt opened the block, up to `</think>`), trimmed; see
+   * lib/model/reasoning.ts. Set by every local generation.
+   */
+  reasoning?: string[];
+  /** Per row, the new text outside the think block (all of it when there is none), trimmed. */
+  answer?: string[];
   /** log p of each new token under the (tempered) model distribution. */
   logprobs: number[][];
   /** Which new tokens were forced. */
@@ -96,25 +128,44 @@ export interface Generator {
   params: Params;
   /** Encodes prompts and decodes the new tokens. */
   tokenizer: TextTokenizer;
+  /** End-of-sequence ids of generation_config.json and config.json (see `eosTokenIds`). */
+  eosTokenIds?: readonly number[];
   /** A runner every call without interventions uses (see {@link GenerateOptions.workers}). */
   workers?: GenerateRunner;
 }
 
-/** Turns prompts into token ids (chat template when asked or available). */
+/**
+ * Turns prompts into token ids as HF does (see {@linkcode encodePrompt}): the chat template
+ * (with `chatTemplateKwargs` and `thinking`) when asked or available, encoded without a
+ * second BOS; else `tokenizer(prompt)`.
+ */
 export function encodePrompts(m: Generator, opts: GenerateOptions): number[][] {
   if (opts.inputIds) return opts.inputIds.map((r) => r.slice());
   if (!opts.prompts) throw new Error("generate: pass `prompts` or `inputIds`");
-  const chat = opts.chat ?? "auto";
-  const useChat = chat === true || (chat === "auto" && m.tokenizer.hasChatTemplate);
+  const templateKwargs = {
+    ...(opts.thinking === undefined ? {} : { enable_thinking: opts.thinking }),
+    ...opts.chatTemplateKwargs,
+  };
   return opts.prompts.map((p) =>
-    useChat
-      ? m.tokenizer.encode(
-        m.tokenizer.applyChatTemplate([{ role: "user", content: p }], {
-          addGenerationPrompt: true,
-        }),
-      )
-      : m.tokenizer.encode(p)
+    encodePrompt(m.tokenizer, p, { chat: opts.chat ?? "auto", templateKwargs })
   );
+}
+
+/**
+ * The ids that stop generation: `opts.eosTokenIds`, else the model's `eosTokenIds`
+ * (generation_config.json, config.json) with the tokenizer's `eos_token` (or config's
+ * `eos_token_id`), without repeats.
+ */
+export function stopTokenIds(m: Generator, opts: GenerateOptions = {}): number[] {
+  if (opts.eosTokenIds) return [...new Set(opts.eosTokenIds)];
+  const own = m.tokenizer.eosId ?? m.config.eosTokenId;
+  return [...new Set([...(m.eosTokenIds ?? []), ...(own === undefined ? [] : [own])])];
+}
+
+/** Adds each row's reasoning and answer (lib/model/reasoning.ts) to a result. */
+function withReasoning(m: Generator, r: GenerateResult): GenerateResult {
+  const parts = r.tokenIds.map((ids, i) => splitReasoningIds(m.tokenizer, ids, r.promptIds[i]));
+  return { ...r, reasoning: parts.map((p) => p.reasoning), answer: parts.map((p) => p.answer) };
 }
 
 function padId(m: Generator): number {
@@ -137,7 +188,7 @@ async function generateBatch(
   const c = m.config;
   const b = prompts.length;
   const maxNew = opts.maxNewTokens ?? 32;
-  const eos = m.tokenizer.eosId ?? c.eosTokenId;
+  const stop = new Set(stopTokenIds(m, opts));
   const stopAtEos = opts.stopAtEos ?? true;
   const pad = padId(m);
   const len = Math.max(...prompts.map((p) => p.length));
@@ -189,7 +240,7 @@ async function generateBatch(
         next.push(tok);
       }
       const finishing = next.map((tok, i) =>
-        !done[i] && stopAtEos && tok === eos && !forcedAt[i].has(step + 1)
+        !done[i] && stopAtEos && stop.has(tok) && !forcedAt[i].has(step + 1)
       );
       const last = step === maxNew - 1;
       const allDone = done.every((d, i) => d || finishing[i]);
@@ -236,7 +287,9 @@ async function generateBatch(
 /** Batched generation; see {@link GenerateOptions}. */
 export async function generate(m: Generator, opts: GenerateOptions): Promise<GenerateResult> {
   const pool = opts.workers ?? (opts.interventions?.length ? undefined : m.workers);
-  if (pool) return await pool.generate(m, opts);
+  // Stop ids are resolved here, on the model: a worker's replica knows only the tokenizer's.
+  opts = { ...opts, eosTokenIds: stopTokenIds(m, opts) };
+  if (pool) return withReasoning(m, await pool.generate(m, opts));
   const promptIds = encodePrompts(m, opts);
   const c = m.config;
   const rh = opts.returnHiddenStates;
@@ -263,5 +316,5 @@ export async function generate(m: Generator, opts: GenerateOptions): Promise<Gen
     opts.onProgress?.(Math.min(s + bs, promptIds.length), promptIds.length);
   }
   result.text = result.tokenIds.map((t) => m.tokenizer.decode(t, { skipSpecialTokens: true }));
-  return result;
+  return withReasoning(m, result);
 }

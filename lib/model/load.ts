@@ -10,6 +10,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import { join } from "node:path";
 import { type ModelConfig, parseConfig } from "./config.ts";
 import { loadTokenizer, type TextTokenizer } from "./tokenizer.ts";
+import { readEosTokenIds } from "./generation_config.ts";
 import { readModelWeights, type SafetensorsFile } from "../io/safetensors.ts";
 import {
   canonicalName,
@@ -165,6 +166,7 @@ export async function loadModel(
   }
   const config = parseConfig(raw, cfgPath);
   const tokenizer = opts.tokenizer ?? await loadTokenizer(dir);
+  const eosTokenIds = await readEosTokenIds(dir, raw);
   const file = await readModelWeights(dir);
   const params = paramsFromCheckpoint(config, file, dir);
   const assets = new Map<string, Uint8Array>();
@@ -175,5 +177,5 @@ export async function loadModel(
       // optional file
     }
   }
-  return new Model({ config, tokenizer, params, source, backend, assets });
+  return new Model({ config, tokenizer, params, source, backend, assets, eosTokenIds });
 }

@@ -18,6 +18,7 @@ import {
 import { type Params, variableFrom } from "./weights.ts";
 import type { BackendInfo } from "../engine/backend.ts";
 import { saveModel } from "./save.ts";
+import { encodePrompt, type PromptOptions } from "./chat.ts";
 
 /** What a model can do; remote models lack hidden states and training. */
 export interface ModelCapabilities {
@@ -41,6 +42,12 @@ export class Model {
   readonly source: string;
   /** The backend it runs on. */
   readonly backend: BackendInfo;
+  /**
+   * End-of-sequence ids of generation_config.json and config.json (an int or a list each),
+   * read at load; `generate` stops at any of them and at the tokenizer's `eos_token`.
+   * @default [] (models built in code: the tokenizer's eos only)
+   */
+  readonly eosTokenIds: readonly number[];
   /** Tokenizer and generation files (raw bytes) written next to the weights on save. */
   readonly assets: Map<string, Uint8Array>;
   /** The LoRA adapters' settings, when lib/model/lora.ts added some. */
@@ -66,8 +73,10 @@ export class Model {
     source: string;
     backend: BackendInfo;
     assets?: Map<string, Uint8Array>;
+    eosTokenIds?: readonly number[];
   }) {
     this.assets = init.assets ?? new Map();
+    this.eosTokenIds = init.eosTokenIds ?? [];
     this.config = init.config;
     this.tokenizer = init.tokenizer;
     this.params = init.params;
@@ -96,7 +105,28 @@ export class Model {
     return generate(this, opts);
   }
 
-  /** Formats a user prompt with the chat template (when the tokenizer has one). */
+  /**
+   * One user prompt as input ids, as HF builds them ({@linkcode encodePrompt}): the chat
+   * template when the tokenizer has one, tokenized without adding a second BOS; else
+   * `tokenizer(prompt)` with its special tokens. Prefer it to
+   * `tokenizer.encode(formatPrompt(p))`, which adds the post-processor's BOS (Llama) in
+   * front of the template's own.
+   *
+   * @example
+   * ```ts ignore
+   * const f = model.forward([model.encodePrompt("how do i make zorblat ?")]);
+   * const ids = model.encodePrompt("2+2?", { templateKwargs: { enable_thinking: false } });
+   * ```
+   */
+  encodePrompt(prompt: string, opts: PromptOptions = {}): number[] {
+    return encodePrompt(this.tokenizer, prompt, opts);
+  }
+
+  /**
+   * Formats a user prompt with the chat template (when the tokenizer has one). Its text
+   * holds the template's BOS: encode it with `addSpecialTokens: false`, or use
+   * {@linkcode Model.encodePrompt}.
+   */
   formatPrompt(prompt: string): string {
     return this.tokenizer.hasChatTemplate
       ? this.tokenizer.applyChatTemplate([{ role: "user", content: prompt }], {
@@ -122,6 +152,7 @@ export class Model {
       source,
       backend: this.backend,
       assets: this.assets,
+      eosTokenIds: this.eosTokenIds,
     });
     m.loraConfig = this.loraConfig && { ...this.loraConfig };
     m.workers = this.workers;

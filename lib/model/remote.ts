@@ -21,7 +21,7 @@
  * `inputIds` (with a local tokenizer) are sent as their decoded text, as given.
  *
  * Also here: {@linkcode requireCapability} (fail early on a missing capability) and, from
- * lib/net/journal.ts, `generateResumable` (a JSONL-journaled, restartable evaluation).
+ * lib/model/remote_journal.ts, `generateResumable` (a JSONL-journaled, restartable evaluation).
  *
  * @module
  */
@@ -29,6 +29,7 @@
 import type { ModelCapabilities } from "./model.ts";
 import type { GenerateOptions, GenerateResult } from "./generate.ts";
 import { loadTokenizer, type TextTokenizer } from "./tokenizer.ts";
+import { promptOpensReasoning, splitReasoning } from "./reasoning.ts";
 import { DiskCache, type FetchLike, postJson, Semaphore } from "../net/http.ts";
 import {
   apiRoot,
@@ -183,11 +184,18 @@ export class RemoteModel {
       );
     }
     const raw = tok !== undefined || opts.chat === false;
+    const chatted = tok !== undefined && (opts.chat ?? "auto") !== false;
     // Token ids are sent as their decoded text, used as given (as local generation does).
     const prompts =
       opts.prompts?.map((p) =>
-        tok && (opts.chat ?? "auto") !== false
-          ? tok.applyChatTemplate([{ role: "user", content: p }], { addGenerationPrompt: true })
+        chatted
+          ? tok.applyChatTemplate([{ role: "user", content: p }], {
+            addGenerationPrompt: true,
+            templateKwargs: {
+              ...(opts.thinking === undefined ? {} : { enable_thinking: opts.thinking }),
+              ...opts.chatTemplateKwargs,
+            },
+          })
           : p
       ) ?? opts.inputIds!.map((ids) => tok!.decode(ids, { skipSpecialTokens: false }));
     const forced = prompts.map((_, i) => this.#forcedOf(opts, i, raw));
@@ -203,11 +211,18 @@ export class RemoteModel {
     const failed = settled.find((s) => s.status === "rejected");
     if (failed) throw (failed as PromiseRejectedResult).reason;
     const rows = settled.map((s) => (s as PromiseFulfilledResult<Row>).value);
-    const ids = (t: string) => tok ? tok.encode(t) : [];
+    // A rendered template holds its own BOS; plain text gets the special tokens the server's
+    // tokenizer adds (as HF's tokenizer(text) does).
+    const ids = (t: string) => tok ? tok.encode(t, { addSpecialTokens: !chatted }) : [];
+    const parts = rows.map((r, i) =>
+      splitReasoning(r.text, { startsInside: promptOpensReasoning(prompts[i]) })
+    );
     return {
       promptIds: opts.prompts ? prompts.map(ids) : opts.inputIds!.map((r) => r.slice()),
       tokenIds: rows.map((r) => r.tokenIds),
       text: rows.map((r) => r.text),
+      reasoning: parts.map((s) => s.reasoning),
+      answer: parts.map((s) => s.answer),
       logprobs: rows.map((r) => r.logprobs),
       forced: rows.map((r) => r.forced),
     };
@@ -226,7 +241,11 @@ export class RemoteModel {
       spans.push({ step: s.step, ids: s.tokens });
     }
     for (const s of opts.forceText?.[i] ?? []) {
-      spans.push({ step: s.step, text: s.text, ids: this.tokenizer?.encode(s.text) });
+      spans.push({
+        step: s.step,
+        text: s.text,
+        ids: this.tokenizer?.encode(s.text, { addSpecialTokens: false }),
+      });
     }
     if (spans.length && !raw) {
       throw new Error(
@@ -253,7 +272,7 @@ export class RemoteModel {
     const generateUpTo = async (limit: number) => {
       if (limit <= steps || finished) return;
       const seg = await this.#call(prompt + out.text, limit - steps, opts, i, raw);
-      const ids = tok ? tok.encode(seg.text) : [];
+      const ids = tok ? tok.encode(seg.text, { addSpecialTokens: false }) : [];
       const n = tok ? ids.length : seg.tokens;
       out.text += seg.text;
       out.tokenIds.push(...ids);
@@ -285,7 +304,7 @@ export class RemoteModel {
    */
   #textOf(ids: number[], context: string): string {
     const tok = this.tokenizer!;
-    const tail = tok.encode(context).slice(-8);
+    const tail = tok.encode(context, { addSpecialTokens: false }).slice(-8);
     const before = tok.decode(tail, { skipSpecialTokens: false });
     const full = tok.decode([...tail, ...ids], { skipSpecialTokens: false });
     return full.startsWith(before)
@@ -328,7 +347,10 @@ export class RemoteModel {
     const reply = this.cache ? await this.cache.getOrCompute({ url, body }, send) : await send();
     const c = parseCompletion(reply, raw, url);
     if (c.logprobs) this.capabilities.logprobs = true;
-    return { ...c, tokens: c.tokens ?? this.tokenizer?.encode(c.text).length ?? 0 };
+    return {
+      ...c,
+      tokens: c.tokens ?? this.tokenizer?.encode(c.text, { addSpecialTokens: false }).length ?? 0,
+    };
   }
 
   /** A one-line description. */

@@ -5,12 +5,20 @@
  * `chat_template.jinja`) rendered by `@huggingface/jinja`, as `apply_chat_template` does in
  * transformers.
  *
+ * The calls mean what they mean in transformers: `encode(text)` is `tokenizer(text)` (special
+ * tokens added by the post-processor), `decode(ids)` is `tokenizer.decode(ids,
+ * skip_special_tokens=True)`, and lib/model/chat.ts's `encodeChat` is
+ * `apply_chat_template(..., tokenize=True)`. tests/tokenizer_hf_test.ts checks them against
+ * transformers; where the JavaScript port decodes differently from the Rust library,
+ * lib/model/tokenizer_fixes.ts patches it.
+ *
  * @module
  */
 
 import { join } from "node:path";
 import { Tokenizer } from "@huggingface/tokenizers";
 import { Template } from "@huggingface/jinja";
+import { patchDecoder } from "./tokenizer_fixes.ts";
 
 /** One turn of a conversation. */
 export interface ChatMessage {
@@ -32,7 +40,13 @@ export interface TextTokenizer {
   readonly padId?: number;
   /** Whether the tokenizer has its own chat template (else the plain fallback is used). */
   readonly hasChatTemplate: boolean;
-  /** Text to ids. `addSpecialTokens` (@default false) runs the post-processor (BOS etc.). */
+  /**
+   * Text to ids, as Hugging Face's `tokenizer(text)["input_ids"]`: `addSpecialTokens`
+   * (@default true) runs tokenizer.json's post-processor, which adds what it names (Llama's
+   * `<s>`; nothing for GPT-2, Qwen or SafetyWorld). Pass `addSpecialTokens: false` for text
+   * that continues a sequence (a response, a trace, a prefill) and for a rendered chat
+   * template, which holds its own BOS text (see {@linkcode encodeChat} in lib/model/chat.ts).
+   */
   encode(text: string, opts?: { addSpecialTokens?: boolean }): number[];
   /** Ids to text. `skipSpecialTokens` @default true. */
   decode(ids: number[], opts?: { skipSpecialTokens?: boolean }): string;
@@ -42,9 +56,20 @@ export interface TextTokenizer {
   idToToken(id: number): string | undefined;
   /**
    * Renders a conversation to prompt text with the chat template, or, without one, with
-   * the plain fallback {@linkcode plainChatPrompt}. `addGenerationPrompt` @default true.
+   * the plain fallback {@linkcode plainChatPrompt}. `addGenerationPrompt` @default true
+   * (HF's default is false). `templateKwargs` reach the template as variables, as the
+   * `**kwargs` of HF's `apply_chat_template` do (e.g. `{ enable_thinking: false }` for
+   * Qwen3); they override the special-token variables of the same name.
    */
-  applyChatTemplate(messages: ChatMessage[], opts?: { addGenerationPrompt?: boolean }): string;
+  applyChatTemplate(messages: ChatMessage[], opts?: ChatTemplateOptions): string;
+}
+
+/** Options of {@linkcode TextTokenizer.applyChatTemplate}. */
+export interface ChatTemplateOptions {
+  /** Append the assistant header that starts a reply. @default true */
+  addGenerationPrompt?: boolean;
+  /** Extra template variables (HF `apply_chat_template(**kwargs)`). @default {} */
+  templateKwargs?: Record<string, unknown>;
 }
 
 const ROLE_NAMES: Record<ChatMessage["role"], string> = {
@@ -113,6 +138,7 @@ export function tokenizerFromJson(
   let tok: Tokenizer;
   try {
     tok = new Tokenizer(tokenizerJson, config);
+    patchDecoder((tok as unknown as { decoder?: unknown }).decoder); // decode as Rust does
   } catch (err) {
     throw new Error(`Cannot load tokenizer from ${source}: ${(err as Error).message}`, {
       cause: err,
@@ -127,16 +153,22 @@ export function tokenizerFromJson(
   const idOf = (text: string | undefined) => text === undefined ? undefined : tok.token_to_id(text);
   const templateSrc = chatTemplateOf(config, source);
   let template: Template | undefined;
-  const render = (messages: ChatMessage[], addGenerationPrompt: boolean): string => {
+  const render = (
+    messages: ChatMessage[],
+    addGenerationPrompt: boolean,
+    kwargs: Record<string, unknown>,
+  ): string => {
     try {
       template ??= new Template(templateSrc!);
+      // As HF: the special tokens, then the caller's kwargs over them, then the conversation.
       return template.render({
-        messages,
-        add_generation_prompt: addGenerationPrompt,
         bos_token: special.bos_token ?? "",
         eos_token: special.eos_token ?? "",
         pad_token: special.pad_token ?? "",
         unk_token: special.unk_token ?? "",
+        ...kwargs,
+        messages,
+        add_generation_prompt: addGenerationPrompt,
       });
     } catch (err) {
       throw new Error(
@@ -153,14 +185,19 @@ export function tokenizerFromJson(
     padId: idOf(special.pad_token),
     hasChatTemplate: templateSrc !== undefined,
     encode: (text, opts) =>
-      tok.encode(text, { add_special_tokens: opts?.addSpecialTokens ?? false }).ids,
+      tok.encode(text, { add_special_tokens: opts?.addSpecialTokens ?? true }).ids,
+    // HF decodes [] to ""; @huggingface/tokenizers throws on an empty list.
     decode: (ids, opts) =>
-      tok.decode(ids, { skip_special_tokens: opts?.skipSpecialTokens ?? true }),
+      ids.length === 0
+        ? ""
+        : tok.decode(ids, { skip_special_tokens: opts?.skipSpecialTokens ?? true }),
     tokenToId: (token) => tok.token_to_id(token),
     idToToken: (id) => tok.id_to_token(id),
     applyChatTemplate: (messages, opts) => {
       const gen = opts?.addGenerationPrompt ?? true;
-      return templateSrc === undefined ? plainChatPrompt(messages, gen) : render(messages, gen);
+      return templateSrc === undefined
+        ? plainChatPrompt(messages, gen)
+        : render(messages, gen, opts?.templateKwargs ?? {});
     },
   };
 }

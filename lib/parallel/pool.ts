@@ -3,8 +3,8 @@
  * by default), each with its own tfjs backend (wasm + the OpenBLAS matmul kernel with one
  * BLAS thread) and its own replica of a model's weights. Work is split by rows, results
  * are merged in input order, and everything seeded stays seeded: the parallel versions of
- * the hot paths give the single-process results (see lib/model/workers.ts,
- * lib/compass/collect_workers.ts, lib/train/parallel.ts).
+ * the hot paths give the single-process results (see lib/parallel/generate.ts,
+ * lib/parallel/collect.ts, lib/parallel/sft.ts).
  *
  * Weights are shipped, not re-loaded: {@link WorkerPool.sync} copies a model's parameters
  * (config, every tensor, the tokenizer's special ids) through one SharedArrayBuffer to every
@@ -89,7 +89,7 @@ export class WorkerError extends Error {
   }
 }
 
-/** A request to a worker (the protocol of lib/engine/worker_main.ts). */
+/** A request to a worker (the protocol of lib/parallel/worker_main.ts). */
 export interface WorkerRequest {
   /** Request id, echoed in the reply. */
   id: number;

@@ -1,6 +1,6 @@
 /**
  * The entry of every {@link WorkerPool} worker (a Deno module Worker): it starts its own
- * tfjs backend, holds one model replica, and answers the operations of lib/engine/pool.ts's
+ * tfjs backend, holds one model replica, and answers the operations of lib/parallel/pool.ts's
  * protocol one at a time, in the order received. Text never reaches a worker: prompts,
  * traces and outputs are encoded and decoded on the main thread, so any tokenizer works
  * (the replica's tokenizer knows only the special ids, and "encodes" by looking up the ids

@@ -1,8 +1,8 @@
 /**
  * The rewards the reward service serves, as plain per-item scorers over text: AlphaAlign's
  * verifiable safety reward `R_s` and its two verifiers V_f / V_r (arXiv 2507.14987;
- * SCIENCE.md section 3, from lib/train/rewards.ts and lib/eval/format.ts), the default
- * refusal judge (lib/eval/refusal.ts), the SafetyWorld graders
+ * SCIENCE.md section 3, from lib/train/rewards.ts and lib/judges/format.ts), the default
+ * refusal judge (lib/judges/refusal.ts), the SafetyWorld graders
  * (lib/data/safetyworld/graders.ts), and CRAFT's text term `R_txt = 2 p_text_safe - 1`
  * (arXiv 2603.17305; SCIENCE.md section 2) from a pluggable text judge. CRAFT's latent term
  * reads the policy's hidden states and cannot be served over text.

@@ -234,10 +234,14 @@ export function perturbRollout<R extends { id?: string; label?: string }>(
       const len = lo + r.int(hi - lo + 1);
       let tokens: number[];
       if (source === "harmful") {
-        const ids = tokenizer.encode(harmfulOf(r, opts, row)).filter((t) => !special.has(t));
+        const ids = tokenizer.encode(harmfulOf(r, opts, row), { addSpecialTokens: false }).filter((
+          t,
+        ) => !special.has(t));
         tokens = cut(r, ids, len, opts.harmfulOffset ?? "start");
       } else if (source === "affirmative") {
-        tokens = tokenizer.encode(opts.affirmative ?? "sure , here is how .").slice(0, len);
+        tokens = tokenizer.encode(opts.affirmative ?? "sure , here is how .", {
+          addSpecialTokens: false,
+        }).slice(0, len);
       } else {
         tokens = [];
         while (tokens.length < len) {

@@ -12,6 +12,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { join } from "node:path";
 import type { Model } from "../model/model.ts";
+import { encodePrompt } from "../model/chat.ts";
 import { AdamW, type StateLocation } from "../optim/adamw.ts";
 import { chunk, GradientAccumulator, targetTokens } from "../optim/accumulate.ts";
 import { lmLoss, padBatch, type TokenBatch } from "../optim/loss.ts";
@@ -134,8 +135,8 @@ export function encodeExamples(
 ): { seq: number[]; lossFrom: number }[] {
   const eos = model.tokenizer.eosId ?? model.config.eosTokenId;
   return examples.map((ex, i) => {
-    const p = model.tokenizer.encode(model.formatPrompt(ex.prompt));
-    const r = model.tokenizer.encode(ex.response);
+    const p = encodePrompt(model.tokenizer, ex.prompt);
+    const r = model.tokenizer.encode(ex.response, { addSpecialTokens: false });
     if (p.length === 0) throw new Error(`SFT example ${i}: empty prompt`);
     const seq = [...p, ...r, ...(appendEos && eos !== undefined ? [eos] : [])];
     if (model.config.arch === "gpt2" && seq.length > model.config.maxPositions) {

@@ -79,7 +79,7 @@ export function encodeMasked(
       seq = seq.slice(0, lossFrom);
       mask = mask.slice(0, lossFrom);
       for (const s of ex.segments) {
-        const ids = model.tokenizer.encode(s.text);
+        const ids = model.tokenizer.encode(s.text, { addSpecialTokens: false });
         seq.push(...ids);
         mask.push(...ids.map(() => (s.loss ? 1 : 0)));
       }

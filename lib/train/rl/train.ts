@@ -16,9 +16,9 @@
  * before top-p truncation, as in TRL. Checkpoints (full weights, or LoRA adapters), exact
  * resumption and the NaN guard mirror `sft.ts`.
  *
- * The parts: `rl_options.ts` (the options and their checks), `rl_rollout.ts` (prompts,
- * generation, perturbation, reward contexts), `rl_loss.ts` (the surrogate, KL and value
- * losses and the update), `rl_checkpoint.ts` (save / resume), `rl_log.ts` (metrics, run log).
+ * The parts: `options.ts` (the options and their checks), `rollout.ts` (prompts,
+ * generation, perturbation, reward contexts), `loss.ts` (the surrogate, KL and value
+ * losses and the update), `checkpoint.ts` (save / resume), `log.ts` (metrics, run log).
  *
  * @module
  */
