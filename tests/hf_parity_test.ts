@@ -78,7 +78,7 @@ interface Ref {
   attention_mask: number[][];
   logits: number[][][];
   hidden_states: number[][][][];
-  greedy: { prompts: number[][]; new_tokens: number; ids: number[][] };
+  greedy: { prompts: number[][]; new_tokens: number; ids: number[][]; ids_nocache: number[][] };
 }
 
 const LENGTH_DEPENDENT = new Set(["llama-dynamic", "phi3-longrope"]);
@@ -184,14 +184,17 @@ async function check(name: string, model: Model, ref: Ref) {
     assert.ok(dCache <= TOL, `${name}: cached decoding differs by ${dCache}`);
   }
 
-  // 4. Greedy generation vs HF generate, one prompt at a time.
+  // 4. Greedy generation vs HF generate, one prompt at a time. For phi3-longrope HF's
+  // generate mis-handles the step that crosses original_max_position_embeddings (see
+  // tests/ref/hf_families.py); the reference is then HF's greedy by full forwards.
+  const expected = name === "phi3-longrope" ? ref.greedy.ids_nocache : ref.greedy.ids;
   for (let r = 0; r < ref.greedy.prompts.length; r++) {
     const gen = await model.generate({
       inputIds: [ref.greedy.prompts[r]],
       maxNewTokens: ref.greedy.new_tokens,
       stopAtEos: false,
     });
-    assert.deepEqual(gen.tokenIds[0], ref.greedy.ids[r], `${name}: greedy ids of row ${r}`);
+    assert.deepEqual(gen.tokenIds[0], expected[r], `${name}: greedy ids of row ${r}`);
   }
 }
 

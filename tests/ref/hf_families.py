@@ -10,7 +10,9 @@ left-padded ragged batch through it and writes what HF computes:
     OUT_DIR/<case>/ref.json                          {
         "input_ids": [B][T], "attention_mask": [B][T], "position_ids": [B][T],
         "logits": [B][T][V], "hidden_states": [n_layer + 1][B][T][d]  (HF output_hidden_states),
-        "greedy": {"prompts": [[...]], "new_tokens": N, "ids": [[...]]}   (generate, one row at a time)
+        "greedy": {"prompts": [[...]], "new_tokens": N,
+                   "ids": [[...]],           HF generate (KV cache), one row at a time
+                   "ids_nocache": [[...]]}   greedy by full forwards, no cache
     }
     OUT_DIR/cases.json                               the list of case names
 
@@ -22,6 +24,12 @@ toolkit's convention; HF's forward would use arange when given only a mask). Out
 positions are implementation-defined: compare only unpadded positions. RoPE types whose
 frequencies depend on the sequence length (dynamic, longrope) keep state between calls in HF;
 it is reset before every call here, so each call sees the frequencies of its own length.
+
+Known HF quirk (transformers 5.18): Phi3ForCausalLM.prepare_inputs_for_generation drops the
+cache when a longrope sequence first outgrows original_max_position_embeddings, meaning to
+re-run the whole sequence with the long factors, but generate then feeds only the newest
+token without a cache, so that one step attends to itself alone. "ids_nocache" records the
+greedy ids of the re-run HF intends; the toolkit's generate re-runs the sequence and matches it.
 """
 
 import json
@@ -143,11 +151,19 @@ def build(case, out):
                                max_new_tokens=NEW_TOKENS, do_sample=False, pad_token_id=0,
                                eos_token_id=None)
             greedy.append(g[0, len(r):].tolist())
+        nocache = []  # greedy by full forwards, no cache (see the phi3-longrope note)
+        for r in ROWS:
+            seq = list(r)
+            for _ in range(NEW_TOKENS):
+                reset_rope(model)
+                seq.append(int(model(torch.tensor([seq]), use_cache=False).logits[0, -1].argmax()))
+            nocache.append(seq[len(r):])
     ref = {
         "case": case, "model_type": cfg.model_type, "n_layer": cfg.num_hidden_layers,
         "vocab": V, "input_ids": ids, "attention_mask": mask, "position_ids": pos.tolist(),
         "logits": o.logits.tolist(), "hidden_states": [h.tolist() for h in o.hidden_states],
-        "greedy": {"prompts": ROWS, "new_tokens": NEW_TOKENS, "ids": greedy},
+        "greedy": {"prompts": ROWS, "new_tokens": NEW_TOKENS, "ids": greedy,
+                   "ids_nocache": nocache},
     }
     (Path(out) / "ref.json").write_text(json.dumps(ref))
     assert len(o.hidden_states) == cfg.num_hidden_layers + 1 and b == len(ids)
