@@ -68,10 +68,10 @@ export function steerIntervention(
 }
 
 /**
- * Directional ablation (Arditi et al. 2024): one intervention per layer 0..nLayers
- * (inclusive: the embeddings and the output of every block), each replacing `h` with
- * `h - r_hat (r_hat . h)` at every position, `r_hat = r / |r|`. Pass
- * `model.config.nLayer` as `nLayers`.
+ * Directional ablation (Arditi et al. 2024): one intervention per residual stream, the
+ * embeddings and the output of every block (the last one before the final norm:
+ * `beforeFinalNorm`), each replacing `h` with `h - r_hat (r_hat . h)` at every position,
+ * `r_hat = r / |r|`. Pass `model.config.nLayer` as `nLayers`.
  */
 export function ablationInterventions(r: ArrayLike<number>, nLayers: number): Intervention[] {
   checkDirection(r, "ablation interventions");
@@ -85,7 +85,10 @@ export function ablationInterventions(r: ArrayLike<number>, nLayers: number): In
     const proj = tf.sum(tf.mul(h, u), -1, true); // [B, T, 1]
     return tf.sub(h, tf.mul(proj, u)) as tf.Tensor3D; // [B, T, d]
   };
-  return Array.from({ length: nLayers + 1 }, (_, layer) => ({ layer, fn }));
+  return Array.from(
+    { length: nLayers + 1 },
+    (_, layer) => ({ layer, fn, beforeFinalNorm: layer === nLayers && nLayers > 0 }),
+  );
 }
 
 /**

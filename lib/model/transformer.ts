@@ -14,7 +14,8 @@
  * (after Gemma's sqrt(d) scale), index i (1 <= i < nLayer) the residual stream after block i,
  * and index nLayer the output of the final norm (what the head reads). The raw residual after
  * the last block is `finalResidual` (ask with `finalResidual: true`). An intervention at
- * layer nLayer edits that post-norm state, right before the head.
+ * layer nLayer edits that post-norm state, right before the head; with `beforeFinalNorm` it
+ * edits the raw residual instead (before the final norm).
  *
  * Speed notes (PERF-NOTES.md): GELU is written with `sigmoid` (tfjs-wasm's tanh and pow are
  * slow), transposes stay 4-D, and q|k|v are cut with `slice`, not `split`.
@@ -44,6 +45,12 @@ export interface KVCache {
 export interface Intervention {
   /** Hidden-state index it edits: 0 = embeddings, i = after block i, nLayer = final-norm output. */
   layer: number;
+  /**
+   * With `layer` = nLayer: edit the raw residual after the last block, before the final norm
+   * (what the old numbering called layer nLayer; directional ablation of every residual
+   * stream uses it). @default false
+   */
+  beforeFinalNorm?: boolean;
   /** Returns the new hidden state [B, T, d]; called inside tf.tidy. */
   fn: (h: tf.Tensor3D) => tf.Tensor3D;
 }
@@ -349,6 +356,12 @@ export function forward(
     if (iv.layer < 0 || iv.layer > c.nLayer) {
       throw new Error(`forward: intervention layer ${iv.layer} outside 0..${c.nLayer}`);
     }
+    if (iv.beforeFinalNorm && iv.layer !== c.nLayer) {
+      throw new Error(
+        `forward: beforeFinalNorm edits the residual after the last block; use layer ${c.nLayer}, ` +
+          `not ${iv.layer}`,
+      );
+    }
   }
   const g = (name: string) => {
     const v = p.get(name);
@@ -396,7 +409,9 @@ export function forward(
     const newK: tf.Tensor4D[] = [];
     const newV: tf.Tensor4D[] = [];
     const edit = (layer: number) => {
-      for (const iv of opts.interventions ?? []) if (iv.layer === layer) x = iv.fn(x);
+      for (const iv of opts.interventions ?? []) {
+        if (iv.layer === layer && !iv.beforeFinalNorm) x = iv.fn(x);
+      }
       if (want.has(layer)) hidden[layer] = x;
     };
     // Hidden states 0 .. nLayer-1 are residuals; nLayer is the final-norm output (below).
@@ -420,8 +435,11 @@ export function forward(
       x = c.arch === "gpt2" ? gpt2Rest(c, p, g, i, x, att) : ropeRest(c, p, g, i, x, att);
       if (i + 1 < last) edit(i + 1);
     }
+    for (const iv of opts.interventions ?? []) if (iv.beforeFinalNorm) x = iv.fn(x);
     const residual = x;
-    const ivLast = (opts.interventions ?? []).some((iv) => iv.layer === last);
+    const ivLast = (opts.interventions ?? []).some((iv) =>
+      iv.layer === last && !iv.beforeFinalNorm
+    );
     let logits: tf.Tensor3D | undefined;
     let xs: tf.Tensor3D | undefined; // what the head reads
     const lastOnly = opts.logits === "last";
