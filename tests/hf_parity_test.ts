@@ -6,7 +6,8 @@
  *   - logits and EVERY hidden state of a left-padded ragged batch (unpadded positions), <= 1e-4;
  *   - each row run alone vs HF's batch row;
  *   - KV-cache decoding, one token at a time, vs the full forward;
- *   - greedy ids of the toolkit's `generate` vs HF `generate`.
+ *   - greedy ids of the toolkit's `generate` (one row, and a left-padded batch) vs HF `generate`;
+ *   - save() then loadModel() gives the same logits (HF names and layout written back).
  * Cases: gpt2, llama (GQA, head_dim != d/H, attention_bias), llama with linear, dynamic, llama3
  * and yarn RoPE scaling, mistral (sliding_window 5 < prompt), qwen2, qwen3, gemma2, gemma3_text,
  * phi3 (partial rotary, sliding window) and phi3 longrope.
@@ -196,6 +197,32 @@ async function check(name: string, model: Model, ref: Ref) {
     });
     assert.deepEqual(gen.tokenIds[0], expected[r], `${name}: greedy ids of row ${r}`);
   }
+  // ... and both prompts in one left-padded batch.
+  if (!LENGTH_DEPENDENT.has(name)) {
+    const both = await model.generate({
+      inputIds: ref.greedy.prompts,
+      maxNewTokens: ref.greedy.new_tokens,
+      stopAtEos: false,
+    });
+    assert.deepEqual(both.tokenIds, expected, `${name}: greedy ids of the padded batch`);
+  }
+}
+
+/** save() writes HF names and layout: the reloaded model computes the same logits. */
+async function roundTrip(name: string, model: Model, ref: Ref) {
+  const dir = await Deno.makeTempDir({ prefix: "sc-hf-save-" });
+  try {
+    await model.save(dir);
+    const again = await loadModel(dir, { tokenizer: model.tokenizer, backend: TEST_BACKEND });
+    const a = model.forward(ref.input_ids, { attentionMask: ref.attention_mask });
+    const b = again.forward(ref.input_ids, { attentionMask: ref.attention_mask });
+    const d = diffRows(await arr(a.logits!), await arr(b.logits!), ref.attention_mask);
+    tf.dispose([a.logits!, b.logits!]);
+    again.dispose();
+    assert.equal(d, 0, `${name}: save + load changed the logits by ${d}`);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 }
 
 for (const name of PY ? cases : ["(all families)"]) {
@@ -211,6 +238,7 @@ for (const name of PY ? cases : ["(all families)"]) {
       });
       try {
         await check(name, model, ref);
+        await roundTrip(name, model, ref);
       } finally {
         model.dispose();
       }

@@ -248,6 +248,8 @@ export function makeConfig(spec: ConfigSpec): ModelConfig {
       hidden_act: "silu",
       tie_word_embeddings: spec.tieWordEmbeddings ?? false,
     };
+  // MistralConfig defaults sliding_window to 4096 when absent; a config built here has none.
+  if (raw.model_type === "mistral") raw.sliding_window = null;
   for (const k of ["bos", "eos", "pad"] as const) {
     const v = spec[`${k}TokenId`];
     if (v !== undefined) raw[`${k}_token_id`] = v;
