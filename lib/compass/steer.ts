@@ -42,8 +42,9 @@ function checkWidth(h: tf.Tensor3D, d: number, what: string): void {
 }
 
 /**
- * Activation addition: an intervention adding `alpha * r` to the hidden state after block
- * `layer` (0 = embeddings) at every position, prompt and generated tokens alike.
+ * Activation addition: an intervention adding `alpha * r` to hidden state `layer` (HF
+ * numbering: 0 = embeddings, i = after block i, nLayer = after the final norm) at every
+ * position, prompt and generated tokens alike.
  * `r` is used as given (not normalised): with a diff-of-means `r`, alpha = 1 moves an
  * average unsafe state onto the average safe one.
  */
