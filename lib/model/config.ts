@@ -112,7 +112,20 @@ function optNum(raw: Record<string, unknown>, key: string): number | undefined {
   return undefined;
 }
 
-/** Reads a HF config.json object. `source` names the file in error messages. */
+/**
+ * Reads a HF config.json object. `source` names the file in error messages. A field whose
+ * value the engine does not implement is an error naming it.
+ *
+ * @example
+ * ```ts
+ * const c = parseConfig({
+ *   model_type: "gemma2", vocab_size: 256, hidden_size: 64, num_attention_heads: 4,
+ *   num_hidden_layers: 2, intermediate_size: 128, head_dim: 16,
+ * });
+ * c.layerTypes; // ["sliding", "full"]
+ * c.finalSoftcap; // 30 (Gemma2Config's default)
+ * ```
+ */
 export function parseConfig(raw: Record<string, unknown>, source = "config.json"): ModelConfig {
   const modelType = String(raw.model_type ?? "");
   const base = {

@@ -31,7 +31,19 @@ export type FamilyFields = Omit<
 
 const GEMMA = new Set(["gemma2", "gemma3_text"]);
 
-/** Reads the fields of a RoPE decoder (model types other than gpt2). */
+/**
+ * Reads the fields of a RoPE decoder (model types other than gpt2); `parseConfig` calls it.
+ *
+ * @example
+ * ```ts
+ * const f = parseRopeFamily({
+ *   model_type: "qwen3", hidden_size: 64, num_attention_heads: 4, num_hidden_layers: 2,
+ *   intermediate_size: 128, head_dim: 32,
+ * }, "qwen3", "config.json");
+ * f.qkNorm; // true
+ * f.headDim; // 32 (not 64 / 4)
+ * ```
+ */
 export function parseRopeFamily(
   raw: Record<string, unknown>,
   modelType: string,

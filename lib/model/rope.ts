@@ -272,6 +272,7 @@ export function ropeInvFreq(s: RopeSpec, maxPos: number): Float64Array {
  *
  * @example
  * ```ts
+ * import "@tensorflow/tfjs-backend-cpu";
  * const spec = resolveRope(null, { headDim: 4, maxPositions: 64, theta: 100, source: "x" });
  * const [cos, sin] = ropeTables([[0, 1]], spec); // each [1, 2, 1, 4]
  * ```
@@ -308,9 +309,11 @@ export function ropeTables(pos: number[][], s: RopeSpec): [tf.Tensor4D, tf.Tenso
  *
  * @example
  * ```ts
+ * import "@tensorflow/tfjs-backend-cpu";
+ * import * as tf from "@tensorflow/tfjs-core";
  * const spec = resolveRope(null, { headDim: 4, maxPositions: 64, theta: 100, source: "x" });
  * const [cos, sin] = ropeTables([[0, 1]], spec);
- * applyRope(tf.ones([1, 2, 2, 4]), cos, sin); // [1, 2, 2, 4]
+ * applyRope(tf.ones([1, 2, 2, 4]) as tf.Tensor4D, cos, sin); // [1, 2, 2, 4]
  * ```
  */
 export function applyRope(x: tf.Tensor4D, cos: tf.Tensor4D, sin: tf.Tensor4D): tf.Tensor4D {

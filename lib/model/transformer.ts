@@ -321,8 +321,12 @@ function finalNorm(c: ModelConfig, g: Get, x: tf.Tensor): tf.Tensor3D {
  *
  * @example
  * ```ts
- * const f = forward(model.config, model.params, [[1, 2, 3]], { hiddenStates: [0, -1] });
- * f.logits; // [1, 3, V]; f.hiddenStates[model.config.nLayer]: after the final norm
+ * import "@tensorflow/tfjs-backend-cpu";
+ * import { makeConfig } from "./config.ts";
+ * import { initParams } from "./weights.ts";
+ * const c = makeConfig({ arch: "llama", vocabSize: 32, nLayer: 2, dModel: 16, nHead: 4 });
+ * const f = forward(c, initParams(c, 0), [[1, 2, 3]], { hiddenStates: [0, -1] });
+ * f.logits; // [1, 3, 32]; f.hiddenStates[2]: after the final norm, as HF's hidden_states[-1]
  * ```
  */
 export function forward(
