@@ -227,3 +227,23 @@ Deno.test("rope: llama3 keeps high frequencies, divides low ones by the factor",
   assert.equal(scaled[0], plain[0]);
   assert.ok(Math.abs(scaled[31] - plain[31] / 8) < 1e-15);
 });
+
+Deno.test("families: forward with cache, sliding windows and local RoPE leaks no tensors", () => {
+  for (const name of ["gemma3_text", "phi3", "mistral"]) {
+    const c = parseConfig(RAW[name]);
+    const p = initParams(c, 5);
+    const before = tf.memory().numTensors;
+    const first = forward(c, p, [[1, 2, 3, 4, 5]], { useCache: true, hiddenStates: "all" });
+    const next = forward(c, p, [[6]], {
+      cache: first.cache,
+      hiddenStates: [-1],
+      finalResidual: true,
+      interventions: [{ layer: 1, fn: (h) => tf.mul(h, 2) as tf.Tensor3D }],
+    });
+    tf.dispose([first.logits!, ...first.hiddenStates, ...first.cache!.k, ...first.cache!.v]);
+    tf.dispose([next.logits!, next.finalResidual!, ...next.cache!.k, ...next.cache!.v]);
+    tf.dispose(next.hiddenStates.filter(Boolean));
+    assert.equal(tf.memory().numTensors, before, `${name}: tensors left behind`);
+    tf.dispose([...p.values()]);
+  }
+});
