@@ -2,7 +2,8 @@
  * Parity with an independent implementation: the same random weights, saved in the Hugging
  * Face layout, run through tests/ref/hf_reference.py (plain PyTorch written from the HF
  * modeling semantics). Covers GPT-2, Llama with grouped-query attention, Qwen2-style q/k/v
- * biases, tied and untied heads, a left-padded batch, and every hidden state. Skips with a
+ * biases, tied and untied heads, a left-padded batch, and every hidden state (HF's
+ * output_hidden_states convention: the last one after the final norm). Skips with a
  * message where Debian's python3-torch is absent (CI installs it).
  */
 import assert from "node:assert/strict";

@@ -26,13 +26,18 @@ await useTestBackend();
 
 const IDS = [[3, 7, 1, 12, 5, 9], [2, 30, 31, 4, 8, 6]];
 
-/** Every layer's hidden states [B][T][d] and the logits [B][T][V] of one forward pass. */
+/**
+ * Every layer's hidden states [B][T][d] (HF numbering: the last after the final norm), the
+ * residual streams (embeddings, every block's output; the last before the final norm) and the
+ * logits [B][T][V] of one forward pass.
+ */
 async function run(m: Model, opts: ForwardOptions = {}) {
-  const f = m.forward(IDS, { ...opts, hiddenStates: "all" });
+  const f = m.forward(IDS, { ...opts, hiddenStates: "all", finalResidual: true });
   const hidden = await Promise.all(f.hiddenStates.map((h) => h.array()));
+  const residuals = [...hidden.slice(0, -1), await f.finalResidual!.array()];
   const logits = await f.logits!.array();
-  tf.dispose([f.logits!, ...f.hiddenStates]);
-  return { hidden, logits };
+  tf.dispose([f.logits!, ...f.hiddenStates, f.finalResidual!]);
+  return { hidden, residuals, logits };
 }
 
 function randomDirection(seed: number, d: number): Float32Array {
@@ -67,24 +72,27 @@ for (const arch of ["gpt2", "llama"] as Arch[]) {
     m.dispose();
   });
 
-  Deno.test(`${arch}: directional ablation leaves no component along r at any layer`, async () => {
+  Deno.test(`${arch}: directional ablation leaves no component along r in any residual stream`, async () => {
     const m = await tinyModel(arch, 2);
-    // A direction the states actually use: the mean layer-2 state plus noise.
+    // A direction the states actually use: the mean final residual (pre-norm) plus noise.
     const base = await run(m);
     const d = m.config.dModel;
     const mean = Array.from(
       { length: d },
-      (_, j) => base.hidden[2][0].reduce((s, h) => s + h[j], 0),
+      (_, j) => base.residuals[2][0].reduce((s, h) => s + h[j], 0),
     );
     const r = Float32Array.from(mean, (v, j) => v + 0.1 * randomDirection(3, d)[j]);
     const u = normalize(r);
     const proj = (h: number[]) => h.reduce((s, v, j) => s + v * u[j], 0);
-    const before = Math.max(...base.hidden.flatMap((l) => l.flat().map((h) => Math.abs(proj(h)))));
+    const before = Math.max(
+      ...base.residuals.flatMap((l) => l.flat().map((h) => Math.abs(proj(h)))),
+    );
     const ivs = ablationInterventions(r, m.config.nLayer);
     assert.deepEqual(ivs.map((iv) => iv.layer), [0, 1, 2]);
+    assert.deepEqual(ivs.map((iv) => iv.beforeFinalNorm), [false, false, true]);
     const abl = await run(m, { interventions: ivs });
     let worst = 0;
-    for (const layer of abl.hidden) {
+    for (const layer of abl.residuals) {
       for (const h of layer.flat()) worst = Math.max(worst, Math.abs(proj(h)));
     }
     console.log(

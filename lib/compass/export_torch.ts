@@ -5,10 +5,9 @@
  * tensors, metrics, seed) and `load_compass.py`, a short script with the PyTorch lines that
  * load and apply it (generated from the template below). Written atomically.
  *
- * Layer convention: the toolkit's layer 0 is the embedding output and layer i the residual
- * stream after block i, with no final norm. That is Hugging Face's `hidden_states[i]` for
- * every i except the last (HF applies the final norm to its last entry), so the script reads
- * the output of block `layer - 1` with a forward hook instead.
+ * Layer convention: the toolkit's layers are Hugging Face's `output_hidden_states` (0 = the
+ * embedding output, i = the residual stream after block i, the last one after the final
+ * norm), so the script reads `hidden_states[layer]`.
  *
  * @module
  */
@@ -66,8 +65,8 @@ export function torchDescription(
     layer: compass.layer,
     pooling: compass.pooling,
     dModel: d,
-    layerConvention: "0 = embedding output, i = residual stream after block i (no final norm); " +
-      "equals Hugging Face hidden_states[i] except for the last layer",
+    layerConvention: "Hugging Face output_hidden_states: 0 = embedding output, i = residual " +
+      "stream after block i, the last = after the final norm",
     score: "p_safe in [0, 1] (class 1 = safe)",
     head: h
       ? {
@@ -135,22 +134,8 @@ W = load_tensors(HERE / "compass.safetensors")
 
 
 def layer_output(lm, batch, layer):
-    """Residual stream after block layer-1 ([B, T, d]; layer 0 = embeddings), no final norm."""
-    if layer == 0:
-        return lm(**batch, output_hidden_states=True).hidden_states[0]
-    core = getattr(lm, "model", None) or getattr(lm, "transformer")
-    blocks = getattr(core, "layers", None) or getattr(core, "h")
-    seen = {}
-
-    def keep(module, inputs, output):  # returns None: the model's output is left as it is
-        seen["h"] = output[0] if isinstance(output, tuple) else output
-
-    hook = blocks[layer - 1].register_forward_hook(keep)
-    try:
-        lm(**batch)
-    finally:
-        hook.remove()
-    return seen["h"]
+    """Hugging Face hidden_states[layer] ([B, T, d]; 0 = embeddings, last = after the final norm)."""
+    return lm(**batch, output_hidden_states=True).hidden_states[layer]
 
 
 def pool(hidden, attention_mask, response_mask=None):

@@ -42,8 +42,9 @@ function checkWidth(h: tf.Tensor3D, d: number, what: string): void {
 }
 
 /**
- * Activation addition: an intervention adding `alpha * r` to the hidden state after block
- * `layer` (0 = embeddings) at every position, prompt and generated tokens alike.
+ * Activation addition: an intervention adding `alpha * r` to hidden state `layer` (HF
+ * numbering: 0 = embeddings, i = after block i, nLayer = after the final norm) at every
+ * position, prompt and generated tokens alike.
  * `r` is used as given (not normalised): with a diff-of-means `r`, alpha = 1 moves an
  * average unsafe state onto the average safe one.
  */
@@ -68,10 +69,10 @@ export function steerIntervention(
 }
 
 /**
- * Directional ablation (Arditi et al. 2024): one intervention per layer 0..nLayers
- * (inclusive: the embeddings and the output of every block), each replacing `h` with
- * `h - r_hat (r_hat . h)` at every position, `r_hat = r / |r|`. Pass
- * `model.config.nLayer` as `nLayers`.
+ * Directional ablation (Arditi et al. 2024): one intervention per residual stream, the
+ * embeddings and the output of every block (the last one before the final norm:
+ * `beforeFinalNorm`), each replacing `h` with `h - r_hat (r_hat . h)` at every position,
+ * `r_hat = r / |r|`. Pass `model.config.nLayer` as `nLayers`.
  */
 export function ablationInterventions(r: ArrayLike<number>, nLayers: number): Intervention[] {
   checkDirection(r, "ablation interventions");
@@ -85,7 +86,10 @@ export function ablationInterventions(r: ArrayLike<number>, nLayers: number): In
     const proj = tf.sum(tf.mul(h, u), -1, true); // [B, T, 1]
     return tf.sub(h, tf.mul(proj, u)) as tf.Tensor3D; // [B, T, d]
   };
-  return Array.from({ length: nLayers + 1 }, (_, layer) => ({ layer, fn }));
+  return Array.from(
+    { length: nLayers + 1 },
+    (_, layer) => ({ layer, fn, beforeFinalNorm: layer === nLayers && nLayers > 0 }),
+  );
 }
 
 /**

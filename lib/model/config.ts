@@ -1,18 +1,26 @@
 /**
- * Model configuration, normalised from a Hugging Face `config.json` (GPT-2 and the Llama
- * family: Llama, Mistral, Qwen2, SmolLM) into one shape the transformer reads.
+ * Model configuration, normalised from a Hugging Face `config.json` into one shape the
+ * transformer reads: GPT-2 (`configuration_gpt2.py`), and the RMSNorm + RoPE decoders read by
+ * lib/model/families.ts (Llama, Mistral, Qwen2, Qwen3, Gemma 2, Gemma 3 text, Phi-3).
+ * A field whose value the engine does not implement is an error, never a warning.
  *
  * @module
  */
 
-/** Architecture family. */
+import type { RopeSpec } from "./rope.ts";
+import { parseRopeFamily } from "./families.ts";
+
+/** Architecture family: gpt2, or the RMSNorm + RoPE decoders (every other model type). */
 export type Arch = "gpt2" | "llama";
+
+/** Attention kind of one block: all past keys, or the last `slidingWindow` slots only. */
+export type LayerType = "full" | "sliding";
 
 /** The normalised configuration of a decoder-only transformer. */
 export interface ModelConfig {
-  /** gpt2 (LayerNorm, learned positions, GELU, fused c_attn) or llama (RMSNorm, RoPE, SwiGLU, GQA). */
+  /** gpt2 (LayerNorm, learned positions, GELU, fused c_attn) or llama (RMSNorm, RoPE, gated MLP, GQA). */
   arch: Arch;
-  /** HF `model_type` as read (gpt2, llama, mistral, qwen2, ...). */
+  /** HF `model_type` as read (gpt2, llama, mistral, qwen2, qwen3, gemma2, gemma3_text, phi3). */
   modelType: string;
   /** Vocabulary size: rows of the token embedding and of the output head. */
   vocabSize: number;
@@ -24,7 +32,7 @@ export interface ModelConfig {
   nHead: number;
   /** Key/value heads (GQA); equals nHead for multi-head attention. */
   nKvHead: number;
-  /** Per-head size. */
+  /** Per-head size (config `head_dim`; may differ from dModel / nHead). */
   headDim: number;
   /** MLP hidden size. */
   dFf: number;
@@ -32,7 +40,7 @@ export interface ModelConfig {
   maxPositions: number;
   /** LayerNorm / RMSNorm epsilon. */
   normEps: number;
-  /** RoPE base (llama). */
+  /** RoPE base of the full-attention layers (llama; 0 for gpt2). */
   ropeTheta: number;
   /** q/k/v projections have biases (Qwen2, Llama's attention_bias; always for GPT-2). */
   attnBias: boolean;
@@ -46,11 +54,48 @@ export interface ModelConfig {
   eosTokenId?: number;
   /** Padding token id (`pad_token_id`; the first entry when it is a list). */
   padTokenId?: number;
+  /** RoPE of the full-attention layers (llama arch). */
+  rope?: RopeSpec;
+  /** RoPE of the sliding layers when it differs (Gemma 3 `rope_local_base_freq`). */
+  ropeLocal?: RopeSpec;
+  /** Attention kind per block (Mistral, Qwen2/3 with use_sliding_window, Gemma 2/3, Phi-3). */
+  layerTypes: LayerType[];
+  /** Window of the sliding layers: query slot q sees key slots k with q - k < window. */
+  slidingWindow?: number;
+  /** Per-head RMSNorm of q and k before RoPE (Qwen3 q_norm/k_norm, Gemma 3). */
+  qkNorm: boolean;
+  /** RMSNorm scale is (offset + w): 1 for Gemma (zero-initialised weights), else 0. */
+  normOffset: number;
+  /** Gemma 2/3 extra norms: post_attention, pre_feedforward and post_feedforward layernorms. */
+  sandwichNorms: boolean;
+  /** Token embeddings times this (Gemma: sqrt(d_model) rounded to float32). */
+  embedScale: number;
+  /** Attention score scale (1/sqrt(head_dim); Gemma: query_pre_attn_scalar^-0.5). */
+  attnScale: number;
+  /** tanh soft-cap of attention scores (Gemma 2 attn_logit_softcapping). */
+  attnSoftcap?: number;
+  /** tanh soft-cap of the output logits (Gemma 2/3 final_logit_softcapping). */
+  finalSoftcap?: number;
+  /** Gated-MLP activation: silu (SwiGLU) or tanh-GELU (GeGLU, gelu_pytorch_tanh). */
+  mlpAct: "silu" | "gelu_tanh";
+  /** Phi-3 fused projections: qkv_proj and gate_up_proj. */
+  fusedProjections: boolean;
   /** The raw config.json, kept for saving. */
   raw: Record<string, unknown>;
 }
 
-const LLAMA_TYPES = new Set(["llama", "mistral", "qwen2", "smollm", "qwen3"]);
+/** The model types {@link parseConfig} reads. */
+export const SUPPORTED_MODEL_TYPES = [
+  "gpt2",
+  "llama",
+  "mistral",
+  "qwen2",
+  "qwen3",
+  "gemma2",
+  "gemma3_text",
+  "phi3",
+  "smollm",
+] as const;
 
 function num(raw: Record<string, unknown>, keys: string[], source: string): number {
   for (const k of keys) {
@@ -67,7 +112,20 @@ function optNum(raw: Record<string, unknown>, key: string): number | undefined {
   return undefined;
 }
 
-/** Reads a HF config.json object. `source` names the file in error messages. */
+/**
+ * Reads a HF config.json object. `source` names the file in error messages. A field whose
+ * value the engine does not implement is an error naming it.
+ *
+ * @example
+ * ```ts
+ * const c = parseConfig({
+ *   model_type: "gemma2", vocab_size: 256, hidden_size: 64, num_attention_heads: 4,
+ *   num_hidden_layers: 2, intermediate_size: 128, head_dim: 16,
+ * });
+ * c.layerTypes; // ["sliding", "full"]
+ * c.finalSoftcap; // 30 (Gemma2Config's default)
+ * ```
+ */
 export function parseConfig(raw: Record<string, unknown>, source = "config.json"): ModelConfig {
   const modelType = String(raw.model_type ?? "");
   const base = {
@@ -82,8 +140,17 @@ export function parseConfig(raw: Record<string, unknown>, source = "config.json"
     const dModel = num(raw, ["n_embd", "hidden_size"], source);
     const nHead = num(raw, ["n_head", "num_attention_heads"], source);
     const act = String(raw.activation_function ?? "gelu_new");
-    if (!["gelu_new", "gelu", "gelu_pytorch_tanh", "gelu_fast"].includes(act)) {
-      throw new Error(`${source}: activation_function '${act}' is not supported (gelu_new is)`);
+    if (!["gelu_new", "gelu_pytorch_tanh", "gelu_fast"].includes(act)) {
+      throw new Error(
+        `${source}: activation_function '${act}' is not supported (gelu_new, gelu_pytorch_tanh, ` +
+          "gelu_fast are: the tanh GELU)",
+      );
+    }
+    if (raw.scale_attn_by_inverse_layer_idx === true || raw.scale_attn_weights === false) {
+      throw new Error(
+        `${source}: scale_attn_by_inverse_layer_idx=true / scale_attn_weights=false are not ` +
+          "implemented (GPT-2's 1/sqrt(head_dim) attention scale is)",
+      );
     }
     return {
       ...base,
@@ -100,46 +167,23 @@ export function parseConfig(raw: Record<string, unknown>, source = "config.json"
       attnBias: true,
       outBias: true,
       tieWordEmbeddings: raw.tie_word_embeddings !== false,
+      layerTypes: new Array(num(raw, ["n_layer", "num_hidden_layers"], source)).fill("full"),
+      qkNorm: false,
+      normOffset: 0,
+      sandwichNorms: false,
+      embedScale: 1,
+      attnScale: 1 / Math.sqrt(dModel / nHead),
+      mlpAct: "gelu_tanh",
+      fusedProjections: false,
     };
   }
-  if (LLAMA_TYPES.has(modelType)) {
-    const dModel = num(raw, ["hidden_size"], source);
-    const nHead = num(raw, ["num_attention_heads"], source);
-    const nKvHead = typeof raw.num_key_value_heads === "number" ? raw.num_key_value_heads : nHead;
-    if (nHead % nKvHead !== 0) {
-      throw new Error(
-        `${source}: num_attention_heads (${nHead}) must be a multiple of num_key_value_heads (${nKvHead})`,
-      );
-    }
-    const scaling = raw.rope_scaling as Record<string, unknown> | null | undefined;
-    if (scaling && scaling.rope_type !== "default" && scaling.type !== "default") {
-      console.warn(
-        `${source}: rope_scaling ${JSON.stringify(scaling)} is not implemented; using plain RoPE ` +
-          "(exact within the original context length only)",
-      );
-    }
-    return {
-      ...base,
-      arch: "llama",
-      nLayer: num(raw, ["num_hidden_layers"], source),
-      dModel,
-      nHead,
-      nKvHead,
-      headDim: typeof raw.head_dim === "number" ? raw.head_dim : dModel / nHead,
-      dFf: num(raw, ["intermediate_size"], source),
-      maxPositions: typeof raw.max_position_embeddings === "number"
-        ? raw.max_position_embeddings
-        : 4096,
-      normEps: typeof raw.rms_norm_eps === "number" ? raw.rms_norm_eps : 1e-6,
-      ropeTheta: typeof raw.rope_theta === "number" ? raw.rope_theta : 10000,
-      attnBias: raw.attention_bias === true || modelType === "qwen2",
-      // HF Llama/Mistral: attention_bias adds biases to q, k, v AND o; Qwen2: q, k, v only.
-      outBias: raw.attention_bias === true && modelType !== "qwen2",
-      tieWordEmbeddings: raw.tie_word_embeddings === true,
-    };
+  if ((SUPPORTED_MODEL_TYPES as readonly string[]).includes(modelType)) {
+    return { ...base, ...parseRopeFamily(raw, modelType, source) };
   }
   throw new Error(
-    `${source}: model_type '${modelType}' is not supported (gpt2, llama, mistral, qwen2 are)`,
+    `${source}: model_type '${modelType}' is not supported (${
+      SUPPORTED_MODEL_TYPES.join(", ")
+    } are)`,
   );
 }
 
@@ -217,6 +261,8 @@ export function makeConfig(spec: ConfigSpec): ModelConfig {
       hidden_act: "silu",
       tie_word_embeddings: spec.tieWordEmbeddings ?? false,
     };
+  // MistralConfig defaults sliding_window to 4096 when absent; a config built here has none.
+  if (raw.model_type === "mistral") raw.sliding_window = null;
   for (const k of ["bos", "eos", "pad"] as const) {
     const v = spec[`${k}TokenId`];
     if (v !== undefined) raw[`${k}_token_id`] = v;

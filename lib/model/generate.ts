@@ -248,13 +248,27 @@ async function generateBatch(
       // Feed the chosen tokens: yields their hidden states and the next logits.
       for (let i = 0; i < b; i++) mask[i].push(done[i] ? 0 : 1);
       const prev: KVCache | undefined = cache;
-      f = forward(c, m.params, next.map((t) => [t]), {
+      ids.forEach((row, i) => row.push(next[i]));
+      // Phi-3 longrope (HF Phi3ForCausalLM.prepare_inputs_for_generation): when the sequence
+      // first outgrows original_max_position_embeddings, the cache built with the short
+      // factors is dropped and the whole sequence is run again (with the long ones).
+      const rerun = c.rope?.type === "longrope" && prev?.length === c.rope.originalMaxPositions;
+      f = forward(c, m.params, rerun ? ids : next.map((t) => [t]), {
         attentionMask: mask,
-        cache: prev,
+        cache: rerun ? undefined : prev,
+        useCache: true,
         logits: last || allDone ? "none" : "last",
         hiddenStates: hsOpt,
         interventions: opts.interventions,
       });
+      if (rerun) {
+        f.hiddenStates = f.hiddenStates.map((h) => {
+          if (!h) return h;
+          const s = tf.slice(h, [0, h.shape[1] - 1, 0], [b, 1, h.shape[2]]);
+          h.dispose();
+          return s;
+        });
+      }
       cache = f.cache;
       disposeCache(prev);
       for (let j = 0; j < layers.length; j++) {

@@ -8,7 +8,7 @@
 
 import * as tf from "@tensorflow/tfjs-core";
 import { join } from "node:path";
-import { type ModelConfig, parseConfig } from "./config.ts";
+import { type ModelConfig, parseConfig, SUPPORTED_MODEL_TYPES } from "./config.ts";
 import { loadTokenizer, type TextTokenizer } from "./tokenizer.ts";
 import { readEosTokenIds } from "./generation_config.ts";
 import { readModelWeights, type SafetensorsFile } from "../io/safetensors.ts";
@@ -128,7 +128,15 @@ export function paramsFromCheckpoint(
     !known.has(n) && !(n === "lm_head.weight" && c.tieWordEmbeddings)
   );
   if (extra.length) {
-    console.warn(`${source}: ignoring ${extra.length} unknown tensors (e.g. '${extra[0]}')`);
+    tf.dispose([...params.values()]);
+    const shown = extra.slice(0, 5).map((n) => `'${checkpointName(c, n)}'`).join(", ");
+    throw new Error(
+      `${source}: ${extra.length} checkpoint tensor(s) are not used by the ${c.modelType} ` +
+        `architecture implemented here (${shown}${extra.length > 5 ? ", ..." : ""}); ` +
+        "loading would compute different numbers than Hugging Face. The tensors a " +
+        `${c.modelType} config needs are listed by paramSpecs (lib/model/weights.ts); ` +
+        "supported model types: " + SUPPORTED_MODEL_TYPES.join(", "),
+    );
   }
   return params;
 }

@@ -26,7 +26,8 @@ export interface LoraOptions {
   alpha?: number;
   /**
    * Module names to adapt (matched against the weight's name), e.g. ["q_proj", "v_proj"]
-   * (Llama family) or ["c_attn"] (GPT-2). @default q_proj + v_proj, or c_attn for GPT-2
+   * (Llama family) or ["c_attn"] (GPT-2). @default q_proj + v_proj; c_attn for GPT-2;
+   * qkv_proj for Phi-3
    */
   targets?: string[];
   /** Initialisation seed. @default 0 */
@@ -53,7 +54,9 @@ export function addLora(model: Model, opts: LoraOptions = {}): string[] {
   const c = model.config;
   const rank = opts.rank ?? 8;
   const alpha = opts.alpha ?? 16;
-  const targets = opts.targets ?? (c.arch === "gpt2" ? ["c_attn"] : ["q_proj", "v_proj"]);
+  // PEFT's defaults: GPT-2 c_attn, Phi-3 the fused qkv_proj, other RoPE families q_proj + v_proj.
+  const targets = opts.targets ??
+    (c.arch === "gpt2" ? ["c_attn"] : c.fusedProjections ? ["qkv_proj"] : ["q_proj", "v_proj"]);
   const rng = makeRng(opts.seed ?? 0);
   const adapted: string[] = [];
   for (const spec of paramSpecs(c)) {

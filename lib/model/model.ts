@@ -93,7 +93,8 @@ export class Model {
 
   /**
    * One forward pass: `f.logits` [B, T, V], `f.hiddenStates[i]` [B, T, d] for requested
-   * layers (0 = embeddings, i = after block i). The caller disposes the tensors
+   * layers in Hugging Face's `output_hidden_states` numbering (0 = embeddings, i = after
+   * block i, nLayer = after the final norm). The caller disposes the tensors
    * (or wraps the call in `tf.tidy`).
    */
   forward(inputIds: number[][], opts: ForwardOptions = {}): ForwardOutput {

@@ -1,11 +1,21 @@
 /**
  * The decoder-only transformer, readable top to bottom (after nanoGPT): GPT-2 (LayerNorm,
- * learned positions, GELU, fused q|k|v) and the Llama family (RMSNorm, RoPE in HF's
- * rotate-half layout, SwiGLU, grouped-query attention, optional q/k/v biases as in Qwen2).
+ * learned positions, GELU, fused q|k|v) and the RoPE families of lib/model/families.ts
+ * (Llama, Mistral, Qwen2, Qwen3, Gemma 2, Gemma 3 text, Phi-3): RMSNorm (Gemma: (1 + w)),
+ * RoPE in HF's rotate-half layout with every scaling of lib/model/rope.ts, gated MLP (SwiGLU
+ * or GeGLU), grouped-query attention, sliding-window layers, q/k norms, soft-caps.
+ * Ported from transformers 5.x `LlamaDecoderLayer`, `Qwen3Attention`, `Gemma2DecoderLayer`,
+ * `Gemma3Attention`, `Phi3Attention`/`Phi3MLP` and their `eager_attention_forward`.
  *
  * Shapes: B batch, T new tokens, S = past + T keys, d model width, H heads, Hkv key/value
- * heads, D head size, V vocabulary. Hidden state i is the residual stream after block i
- * (0 = embedding output); the final norm is applied only before the head.
+ * heads, D head size, V vocabulary.
+ *
+ * Hidden states follow Hugging Face's `output_hidden_states`: index 0 is the embedding output
+ * (after Gemma's sqrt(d) scale), index i (1 <= i < nLayer) the residual stream after block i,
+ * and index nLayer the output of the final norm (what the head reads). The raw residual after
+ * the last block is `finalResidual` (ask with `finalResidual: true`). An intervention at
+ * layer nLayer edits that post-norm state, right before the head; with `beforeFinalNorm` it
+ * edits the raw residual instead (before the final norm).
  *
  * Speed notes (PERF-NOTES.md): GELU is written with `sigmoid` (tfjs-wasm's tanh and pow are
  * slow), transposes stay 4-D, and q|k|v are cut with `slice`, not `split`.
@@ -16,6 +26,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import type { ModelConfig } from "./config.ts";
 import type { Params } from "./weights.ts";
+import { applyRope, ropeTables } from "./rope.ts";
 
 /** Keys and values of past positions, per layer: [B, Hkv, S, D]. */
 export interface KVCache {
@@ -27,10 +38,19 @@ export interface KVCache {
   length: number;
 }
 
-/** An edit of the residual stream after block `layer` (0 = embeddings), scoped to one call. */
+/**
+ * An edit of hidden state `layer` (HF numbering: 0 = embeddings, i = after block i, nLayer =
+ * after the final norm, just before the head), scoped to one call.
+ */
 export interface Intervention {
-  /** Hidden-state index it edits: 0 = embeddings, i = after block i. */
+  /** Hidden-state index it edits: 0 = embeddings, i = after block i, nLayer = final-norm output. */
   layer: number;
+  /**
+   * With `layer` = nLayer: edit the raw residual after the last block, before the final norm
+   * (what the old numbering called layer nLayer; directional ablation of every residual
+   * stream uses it). @default false
+   */
+  beforeFinalNorm?: boolean;
   /** Returns the new hidden state [B, T, d]; called inside tf.tidy. */
   fn: (h: tf.Tensor3D) => tf.Tensor3D;
 }
@@ -39,8 +59,13 @@ export interface Intervention {
 export interface ForwardOptions {
   /** 1 = real token, 0 = padding; covers past + new positions [B, S]. @default all ones */
   attentionMask?: number[][];
-  /** Layers whose hidden states to return ("all" = 0..nLayer). @default none */
+  /**
+   * Hidden states to return, HF numbering ("all" = 0..nLayer; nLayer = after the final norm;
+   * negative counts from the end). @default none
+   */
   hiddenStates?: "all" | number[];
+  /** Also return the raw residual stream after the last block (before the final norm). @default false */
+  finalResidual?: boolean;
   /** Past keys/values; when given, the returned cache extends it. */
   cache?: KVCache;
   /** Return a cache for further decoding. @default false */
@@ -55,8 +80,10 @@ export interface ForwardOptions {
 export interface ForwardOutput {
   /** [B, T, V] (or [B, 1, V] with logits "last"); undefined with logits "none". */
   logits?: tf.Tensor3D;
-  /** Indexed by layer; only the requested entries are set. Each [B, T, d]. */
+  /** Indexed by layer (HF numbering); only the requested entries are set. Each [B, T, d]. */
   hiddenStates: tf.Tensor3D[];
+  /** The residual after the last block, before the final norm [B, T, d], when asked for. */
+  finalResidual?: tf.Tensor3D;
   /** The extended cache when useCache or cache was given. */
   cache?: KVCache;
 }
@@ -76,9 +103,15 @@ function layerNorm(x: tf.Tensor, w: tf.Tensor, b: tf.Tensor, eps: number): tf.Te
   return tf.add(tf.mul(tf.mul(xc, tf.rsqrt(tf.add(variance, eps))), w), b);
 }
 
-function rmsNorm(x: tf.Tensor, w: tf.Tensor, eps: number): tf.Tensor {
+/** RMSNorm over the last axis; scale w (Llama) or (1 + w) (Gemma, `offset` 1). */
+function rmsNorm(x: tf.Tensor, w: tf.Tensor, eps: number, offset = 0): tf.Tensor {
   const ms = tf.mean(tf.mul(x, x), -1, true);
-  return tf.mul(tf.mul(x, tf.rsqrt(tf.add(ms, eps))), w);
+  return tf.mul(tf.mul(x, tf.rsqrt(tf.add(ms, eps))), offset ? tf.add(w, offset) : w);
+}
+
+/** cap * tanh(x / cap) (Gemma 2 soft-capping). */
+function softcap(x: tf.Tensor, cap: number): tf.Tensor {
+  return tf.mul(tf.tanh(tf.div(x, cap)), cap);
 }
 
 /**
@@ -111,50 +144,27 @@ export function positionIds(mask: number[][], pastLen: number, t: number): numbe
   });
 }
 
-/** Additive attention mask [B, 1, T, S]: causal over absolute positions, padded keys hidden. */
-function attentionBias(mask: number[][], pastLen: number, t: number): tf.Tensor4D {
+/**
+ * Additive attention mask [B, 1, T, S]: causal over absolute slots, padded keys hidden, and
+ * with `window` only keys k with q - k < window (HF `sliding_window_overlay`, over cache
+ * slots; with left padding the slots of real tokens are contiguous, so this is also the
+ * distance in positions).
+ */
+function attentionBias(mask: number[][], pastLen: number, t: number, window?: number): tf.Tensor4D {
   const b = mask.length;
   const s = pastLen + t;
   const data = new Float32Array(b * t * s);
   for (let i = 0; i < b; i++) {
     for (let q = 0; q < t; q++) {
       const base = (i * t + q) * s;
+      const qs = pastLen + q;
       for (let k = 0; k < s; k++) {
-        const visible = k <= pastLen + q && mask[i][k] === 1;
+        const visible = k <= qs && mask[i][k] === 1 && (window === undefined || qs - k < window);
         data[base + k] = visible ? 0 : -1e9;
       }
     }
   }
   return tf.tensor4d(data, [b, 1, t, s]);
-}
-
-/** cos/sin tables [B, T, 1, D] for RoPE (HF rotate-half layout: frequencies repeated twice). */
-function ropeTables(pos: number[][], headDim: number, theta: number): [tf.Tensor4D, tf.Tensor4D] {
-  const b = pos.length;
-  const t = pos[0].length;
-  const half = headDim / 2;
-  const cos = new Float32Array(b * t * headDim);
-  const sin = new Float32Array(b * t * headDim);
-  for (let i = 0; i < b; i++) {
-    for (let j = 0; j < t; j++) {
-      const base = (i * t + j) * headDim;
-      for (let f = 0; f < half; f++) {
-        const angle = pos[i][j] * Math.pow(theta, (-2 * f) / headDim);
-        cos[base + f] = cos[base + f + half] = Math.cos(angle);
-        sin[base + f] = sin[base + f + half] = Math.sin(angle);
-      }
-    }
-  }
-  return [tf.tensor4d(cos, [b, t, 1, headDim]), tf.tensor4d(sin, [b, t, 1, headDim])];
-}
-
-/** x [B, T, H, D] rotated: x*cos + rotate_half(x)*sin, rotate_half(x) = [-x2, x1]. */
-function applyRope(x: tf.Tensor4D, cos: tf.Tensor4D, sin: tf.Tensor4D): tf.Tensor4D {
-  const [b, t, h, d] = x.shape;
-  const x1 = tf.slice(x, [0, 0, 0, 0], [b, t, h, d / 2]);
-  const x2 = tf.slice(x, [0, 0, 0, d / 2], [b, t, h, d / 2]);
-  const rotated = tf.concat([tf.neg(x2), x1], 3);
-  return tf.add(tf.mul(x, cos), tf.mul(rotated, sin));
 }
 
 /** Multi-head attention with GQA; q [B,H,T,D], k/v [B,Hkv,S,D] -> [B, T, H*D]. */
@@ -171,16 +181,153 @@ function attend(
   const rep = h / hkv;
   // Query heads g*rep .. g*rep+rep-1 share kv head g (HF repeat_kv): a reshape, no copy.
   const qg = tf.reshape(q, [b, hkv, rep * t, d]);
-  let scores = tf.mul(tf.matMul(qg, k, false, true), 1 / Math.sqrt(d)); // [B, Hkv, rep*T, S]
+  let scores = tf.mul(tf.matMul(qg, k, false, true), c.attnScale); // [B, Hkv, rep*T, S]
+  if (c.attnSoftcap !== undefined) scores = softcap(scores, c.attnSoftcap);
   scores = tf.add(tf.reshape(scores, [b, h, t, s]), bias); // [B, H, T, S]
   const probs = tf.reshape(tf.softmax(scores), [b, hkv, rep * t, s]);
   const out = tf.reshape(tf.matMul(probs, v), [b, h, t, d]); // [B, H, T, D]
   return tf.reshape(tf.transpose(out, [0, 2, 1, 3]), [b, t, h * d]);
 }
 
+type Get = (name: string) => tf.Tensor;
+
+/** GPT-2 q, k, v [B, H, T, D] from the fused c_attn of block i. */
+function gpt2Qkv(c: ModelConfig, p: Params, g: Get, i: number, x: tf.Tensor3D) {
+  const [b, t, d] = x.shape;
+  const pre = `h.${i}.`;
+  const h2d = tf.reshape(
+    layerNorm(x, g(pre + "ln_1.weight"), g(pre + "ln_1.bias"), c.normEps),
+    [b * t, d],
+  );
+  const qkv = linear(h2d, p, pre + "attn.c_attn.weight", g(pre + "attn.c_attn.bias"));
+  const cut = (j: number) =>
+    tf.transpose(
+      tf.reshape(tf.slice(qkv, [0, j * d], [b * t, d]), [b, t, c.nHead, c.headDim]),
+      [0, 2, 1, 3],
+    ) as tf.Tensor4D;
+  return [cut(0), cut(1), cut(2)];
+}
+
+/**
+ * RoPE-family q, k, v [B, H(kv), T, D] of block i: input norm, projections (fused for
+ * Phi-3), biases, per-head q/k norms (Qwen3, Gemma 3), rotary embedding.
+ */
+function ropeQkv(
+  c: ModelConfig,
+  p: Params,
+  g: Get,
+  i: number,
+  x: tf.Tensor3D,
+  cos: tf.Tensor4D,
+  sin: tf.Tensor4D,
+) {
+  const [b, t, d] = x.shape;
+  const pre = `model.layers.${i}.self_attn.`;
+  const h2d = tf.reshape(
+    rmsNorm(x, g(`model.layers.${i}.input_layernorm.weight`), c.normEps, c.normOffset),
+    [b * t, d],
+  );
+  const qd = c.nHead * c.headDim;
+  const kvd = c.nKvHead * c.headDim;
+  const heads = (y: tf.Tensor2D, n: number) => tf.reshape(y, [b, t, n, c.headDim]) as tf.Tensor4D;
+  let qf: tf.Tensor4D, kf: tf.Tensor4D, vf: tf.Tensor4D;
+  if (c.fusedProjections) {
+    const qkv = linear(h2d, p, pre + "qkv_proj.weight"); // [B*T, qd + 2 kvd]
+    qf = heads(tf.slice(qkv, [0, 0], [b * t, qd]), c.nHead);
+    kf = heads(tf.slice(qkv, [0, qd], [b * t, kvd]), c.nKvHead);
+    vf = heads(tf.slice(qkv, [0, qd + kvd], [b * t, kvd]), c.nKvHead);
+  } else {
+    const opt = (n: string) => (c.attnBias ? g(pre + n) : undefined);
+    const proj = (n: string, nh: number) =>
+      heads(linear(h2d, p, pre + n + ".weight", opt(n + ".bias")), nh);
+    qf = proj("q_proj", c.nHead);
+    kf = proj("k_proj", c.nKvHead);
+    vf = proj("v_proj", c.nKvHead);
+  }
+  if (c.qkNorm) {
+    qf = rmsNorm(qf, g(pre + "q_norm.weight"), c.normEps, c.normOffset) as tf.Tensor4D;
+    kf = rmsNorm(kf, g(pre + "k_norm.weight"), c.normEps, c.normOffset) as tf.Tensor4D;
+  }
+  const q = tf.transpose(applyRope(qf, cos, sin), [0, 2, 1, 3]) as tf.Tensor4D;
+  const k = tf.transpose(applyRope(kf, cos, sin), [0, 2, 1, 3]) as tf.Tensor4D;
+  const v = tf.transpose(vf, [0, 2, 1, 3]) as tf.Tensor4D;
+  return [q, k, v];
+}
+
+/** GPT-2: x + c_proj(att), then x + MLP(ln_2(x)) with GELU. */
+function gpt2Rest(c: ModelConfig, p: Params, g: Get, i: number, x: tf.Tensor3D, att: tf.Tensor2D) {
+  const [b, t, d] = x.shape;
+  const pre = `h.${i}.`;
+  const o = linear(att, p, pre + "attn.c_proj.weight", g(pre + "attn.c_proj.bias"));
+  x = tf.add(x, tf.reshape(o, [b, t, d]));
+  const h2 = tf.reshape(
+    layerNorm(x, g(pre + "ln_2.weight"), g(pre + "ln_2.bias"), c.normEps),
+    [b * t, d],
+  );
+  const fc = gelu(linear(h2, p, pre + "mlp.c_fc.weight", g(pre + "mlp.c_fc.bias")));
+  const m = linear(fc, p, pre + "mlp.c_proj.weight", g(pre + "mlp.c_proj.bias"));
+  return tf.add(x, tf.reshape(m, [b, t, d])) as tf.Tensor3D;
+}
+
+/**
+ * RoPE families: x + o_proj(att) (Gemma: post_attention_layernorm of it first), then the gated
+ * MLP act(gate) * up on the post-attention norm (Gemma: pre_feedforward_layernorm, and
+ * post_feedforward_layernorm on the output).
+ */
+function ropeRest(c: ModelConfig, p: Params, g: Get, i: number, x: tf.Tensor3D, att: tf.Tensor2D) {
+  const [b, t, d] = x.shape;
+  const pre = `model.layers.${i}.`;
+  const norm = (y: tf.Tensor, n: string) =>
+    rmsNorm(y, g(pre + n + ".weight"), c.normEps, c.normOffset);
+  let o: tf.Tensor = linear(
+    att,
+    p,
+    pre + "self_attn.o_proj.weight",
+    c.outBias ? g(pre + "self_attn.o_proj.bias") : undefined,
+  );
+  if (c.sandwichNorms) o = norm(o, "post_attention_layernorm");
+  x = tf.add(x, tf.reshape(o, [b, t, d]));
+  const h2 = tf.reshape(
+    norm(x, c.sandwichNorms ? "pre_feedforward_layernorm" : "post_attention_layernorm"),
+    [b * t, d],
+  );
+  let gate: tf.Tensor2D, up: tf.Tensor2D;
+  if (c.fusedProjections) {
+    const gu = linear(h2, p, pre + "mlp.gate_up_proj.weight"); // [B*T, 2 dFf]: gate | up
+    gate = tf.slice(gu, [0, 0], [b * t, c.dFf]);
+    up = tf.slice(gu, [0, c.dFf], [b * t, c.dFf]);
+  } else {
+    gate = linear(h2, p, pre + "mlp.gate_proj.weight");
+    up = linear(h2, p, pre + "mlp.up_proj.weight");
+  }
+  const act = c.mlpAct === "silu"
+    ? tf.mul(tf.mul(gate, tf.sigmoid(gate)), up) as tf.Tensor2D // SiLU(gate) * up
+    : tf.mul(gelu(gate), up) as tf.Tensor2D; // gelu_pytorch_tanh(gate) * up
+  let m: tf.Tensor = linear(act, p, pre + "mlp.down_proj.weight");
+  if (c.sandwichNorms) m = norm(m, "post_feedforward_layernorm");
+  return tf.add(x, tf.reshape(m, [b, t, d])) as tf.Tensor3D;
+}
+
+/** The final norm (ln_f / model.norm) of x [B, T', d]. */
+function finalNorm(c: ModelConfig, g: Get, x: tf.Tensor): tf.Tensor3D {
+  return (c.arch === "gpt2"
+    ? layerNorm(x, g("ln_f.weight"), g("ln_f.bias"), c.normEps)
+    : rmsNorm(x, g("model.norm.weight"), c.normEps, c.normOffset)) as tf.Tensor3D;
+}
+
 /**
  * One forward pass over `ids` [B, T] (new tokens; past ones live in `opts.cache`).
  * Runs inside tf.tidy; returned tensors belong to the caller.
+ *
+ * @example
+ * ```ts
+ * import "@tensorflow/tfjs-backend-cpu";
+ * import { makeConfig } from "./config.ts";
+ * import { initParams } from "./weights.ts";
+ * const c = makeConfig({ arch: "llama", vocabSize: 32, nLayer: 2, dModel: 16, nHead: 4 });
+ * const f = forward(c, initParams(c, 0), [[1, 2, 3]], { hiddenStates: [0, -1] });
+ * f.logits; // [1, 3, 32]; f.hiddenStates[2]: after the final norm, as HF's hidden_states[-1]
+ * ```
  */
 export function forward(
   c: ModelConfig,
@@ -209,6 +356,17 @@ export function forward(
   for (const l of want) {
     if (l < 0 || l > c.nLayer) throw new Error(`forward: layer ${l} outside 0..${c.nLayer}`);
   }
+  for (const iv of opts.interventions ?? []) {
+    if (iv.layer < 0 || iv.layer > c.nLayer) {
+      throw new Error(`forward: intervention layer ${iv.layer} outside 0..${c.nLayer}`);
+    }
+    if (iv.beforeFinalNorm && iv.layer !== c.nLayer) {
+      throw new Error(
+        `forward: beforeFinalNorm edits the residual after the last block; use layer ${c.nLayer}, ` +
+          `not ${iv.layer}`,
+      );
+    }
+  }
   const g = (name: string) => {
     const v = p.get(name);
     if (!v) throw new Error(`forward: parameter '${name}' missing`);
@@ -223,116 +381,95 @@ export function forward(
     }
   }
   const keep = opts.useCache || opts.cache !== undefined;
+  const last = c.nLayer;
 
   return tf.tidy(() => {
     const d = c.dModel;
     const flatIds = tf.tensor1d(ids.flat(), "int32");
-    const bias = attentionBias(mask, pastLen, t);
+    // One additive mask per attention kind used (full, sliding).
+    const biases = new Map<string, tf.Tensor4D>();
+    const biasOf = (i: number) => {
+      const sliding = c.layerTypes[i] === "sliding" && c.slidingWindow !== undefined;
+      const key = sliding ? "sliding" : "full";
+      if (!biases.has(key)) {
+        biases.set(key, attentionBias(mask, pastLen, t, sliding ? c.slidingWindow : undefined));
+      }
+      return biases.get(key)!;
+    };
     let x: tf.Tensor3D;
     let rope: [tf.Tensor4D, tf.Tensor4D] | undefined;
+    let ropeLocal: [tf.Tensor4D, tf.Tensor4D] | undefined;
     if (c.arch === "gpt2") {
       const tok = tf.gather(g("wte.weight"), flatIds);
       const pe = tf.gather(g("wpe.weight"), tf.tensor1d(pos.flat(), "int32"));
       x = tf.reshape(tf.add(tok, pe), [b, t, d]);
     } else {
       x = tf.reshape(tf.gather(g("model.embed_tokens.weight"), flatIds), [b, t, d]);
-      rope = ropeTables(pos, c.headDim, c.ropeTheta);
+      if (c.embedScale !== 1) x = tf.mul(x, c.embedScale); // Gemma: sqrt(d) in float32
+      rope = ropeTables(pos, c.rope!);
+      if (c.ropeLocal && c.layerTypes.includes("sliding")) ropeLocal = ropeTables(pos, c.ropeLocal);
     }
     const hidden: tf.Tensor3D[] = [];
     const newK: tf.Tensor4D[] = [];
     const newV: tf.Tensor4D[] = [];
     const edit = (layer: number) => {
-      for (const iv of opts.interventions ?? []) if (iv.layer === layer) x = iv.fn(x);
+      for (const iv of opts.interventions ?? []) {
+        if (iv.layer === layer && !iv.beforeFinalNorm) x = iv.fn(x);
+      }
       if (want.has(layer)) hidden[layer] = x;
     };
-    edit(0);
+    // Hidden states 0 .. nLayer-1 are residuals; nLayer is the final-norm output (below).
+    if (last > 0) edit(0);
     for (let i = 0; i < c.nLayer; i++) {
       let q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D;
-      let h2d: tf.Tensor2D;
-      if (c.arch === "gpt2") {
-        const pre = `h.${i}.`;
-        h2d = tf.reshape(
-          layerNorm(x, g(pre + "ln_1.weight"), g(pre + "ln_1.bias"), c.normEps),
-          [b * t, d],
-        );
-        const qkv = linear(h2d, p, pre + "attn.c_attn.weight", g(pre + "attn.c_attn.bias"));
-        const cut = (j: number) =>
-          tf.transpose(
-            tf.reshape(tf.slice(qkv, [0, j * d], [b * t, d]), [b, t, c.nHead, c.headDim]),
-            [0, 2, 1, 3],
-          ) as tf.Tensor4D;
-        [q, k, v] = [cut(0), cut(1), cut(2)];
-      } else {
-        const pre = `model.layers.${i}.self_attn.`;
-        h2d = tf.reshape(
-          rmsNorm(x, g(`model.layers.${i}.input_layernorm.weight`), c.normEps),
-          [b * t, d],
-        );
-        const opt = (n: string) => (c.attnBias ? g(pre + n) : undefined);
-        const proj = (n: string, heads: number) =>
-          tf.reshape(linear(h2d, p, pre + n + ".weight", opt(n + ".bias")), [
-            b,
-            t,
-            heads,
-            c.headDim,
-          ]) as tf.Tensor4D;
-        const [cos, sin] = rope!;
-        q = tf.transpose(applyRope(proj("q_proj", c.nHead), cos, sin), [0, 2, 1, 3]);
-        k = tf.transpose(applyRope(proj("k_proj", c.nKvHead), cos, sin), [0, 2, 1, 3]);
-        v = tf.transpose(proj("v_proj", c.nKvHead), [0, 2, 1, 3]);
+      if (c.arch === "gpt2") [q, k, v] = gpt2Qkv(c, p, g, i, x);
+      else {
+        const [cos, sin] = c.layerTypes[i] === "sliding" && ropeLocal ? ropeLocal : rope!;
+        [q, k, v] = ropeQkv(c, p, g, i, x, cos, sin);
       }
       if (opts.cache) {
         k = tf.concat([opts.cache.k[i], k], 2);
         v = tf.concat([opts.cache.v[i], v], 2);
       }
       if (keep) newK.push(k), newV.push(v);
-      const att = tf.reshape(attend(c, q, k, v, bias), [b * t, c.nHead * c.headDim]);
-      if (c.arch === "gpt2") {
-        const pre = `h.${i}.`;
-        const o = linear(att, p, pre + "attn.c_proj.weight", g(pre + "attn.c_proj.bias"));
-        x = tf.add(x, tf.reshape(o, [b, t, d]));
-        const h2 = tf.reshape(
-          layerNorm(x, g(pre + "ln_2.weight"), g(pre + "ln_2.bias"), c.normEps),
-          [b * t, d],
-        );
-        const fc = gelu(linear(h2, p, pre + "mlp.c_fc.weight", g(pre + "mlp.c_fc.bias")));
-        const m = linear(fc, p, pre + "mlp.c_proj.weight", g(pre + "mlp.c_proj.bias"));
-        x = tf.add(x, tf.reshape(m, [b, t, d]));
-      } else {
-        const pre = `model.layers.${i}.`;
-        const o = linear(
-          att,
-          p,
-          pre + "self_attn.o_proj.weight",
-          c.outBias ? g(pre + "self_attn.o_proj.bias") : undefined,
-        );
-        x = tf.add(x, tf.reshape(o, [b, t, d]));
-        const h2 = tf.reshape(
-          rmsNorm(x, g(pre + "post_attention_layernorm.weight"), c.normEps),
-          [b * t, d],
-        );
-        const gate = linear(h2, p, pre + "mlp.gate_proj.weight");
-        const up = linear(h2, p, pre + "mlp.up_proj.weight");
-        const act = tf.mul(tf.mul(gate, tf.sigmoid(gate)), up) as tf.Tensor2D; // SiLU(gate) * up
-        x = tf.add(x, tf.reshape(linear(act, p, pre + "mlp.down_proj.weight"), [b, t, d]));
-      }
-      edit(i + 1);
+      const att = tf.reshape(attend(c, q, k, v, biasOf(i)), [
+        b * t,
+        c.nHead * c.headDim,
+      ]) as tf.Tensor2D;
+      x = c.arch === "gpt2" ? gpt2Rest(c, p, g, i, x, att) : ropeRest(c, p, g, i, x, att);
+      if (i + 1 < last) edit(i + 1);
     }
+    for (const iv of opts.interventions ?? []) if (iv.beforeFinalNorm) x = iv.fn(x);
+    const residual = x;
+    const ivLast = (opts.interventions ?? []).some((iv) =>
+      iv.layer === last && !iv.beforeFinalNorm
+    );
     let logits: tf.Tensor3D | undefined;
-    if (opts.logits !== "none") {
-      const last = opts.logits === "last";
-      const xs = last ? tf.slice(x, [0, t - 1, 0], [b, 1, d]) : x;
-      const tt = last ? 1 : t;
-      const normed = c.arch === "gpt2"
-        ? layerNorm(xs, g("ln_f.weight"), g("ln_f.bias"), c.normEps)
-        : rmsNorm(xs, g("model.norm.weight"), c.normEps);
+    let xs: tf.Tensor3D | undefined; // what the head reads
+    const lastOnly = opts.logits === "last";
+    if (want.has(last) || ivLast || (opts.logits !== "none" && !lastOnly)) {
+      x = finalNorm(c, g, x);
+      edit(last);
+      if (opts.logits !== "none") xs = lastOnly ? tf.slice(x, [0, t - 1, 0], [b, 1, d]) : x;
+    } else if (lastOnly) {
+      xs = finalNorm(c, g, tf.slice(x, [0, t - 1, 0], [b, 1, d]));
+    }
+    if (xs) {
+      const tt = lastOnly ? 1 : t;
       const head = c.tieWordEmbeddings
         ? g(c.arch === "gpt2" ? "wte.weight" : "model.embed_tokens.weight")
         : g("lm_head.weight");
-      const flat = tf.matMul(tf.reshape(normed, [b * tt, d]), head as tf.Tensor2D, false, true);
+      let flat: tf.Tensor = tf.matMul(
+        tf.reshape(xs, [b * tt, d]),
+        head as tf.Tensor2D,
+        false,
+        true,
+      );
+      if (c.finalSoftcap !== undefined) flat = softcap(flat, c.finalSoftcap);
       logits = tf.reshape(flat, [b, tt, c.vocabSize]);
     }
     const out: ForwardOutput = { logits, hiddenStates: hidden };
+    if (opts.finalResidual) out.finalResidual = residual;
     if (keep) out.cache = { k: newK, v: newV, length: pastLen + t };
     return out as unknown as tf.TensorContainer;
   }) as unknown as ForwardOutput;

@@ -1,10 +1,13 @@
 /**
- * Parameter naming and layout for the two architectures, and seeded initialisation.
+ * Parameter naming and layout for GPT-2 and the RoPE families (lib/model/families.ts), and
+ * seeded initialisation.
  *
  * Names are Hugging Face's (without GPT-2's `transformer.` prefix), so a checkpoint maps
- * one to one. One layout change: Llama-family `*_proj.weight` matrices are stored in HF as
- * `[out, in]` and kept here as `[in, out]`, so every linear layer is a plain `x @ W` (the
- * fast path of tfjs matmul kernels); load and save transpose them.
+ * one to one: Qwen3/Gemma 3 `self_attn.q_norm`/`k_norm`, Gemma's `pre_feedforward_layernorm`
+ * and `post_feedforward_layernorm`, Phi-3's fused `qkv_proj` and `gate_up_proj`. One layout
+ * change: RoPE-family `*_proj.weight` matrices are stored in HF as `[out, in]` and kept here
+ * as `[in, out]`, so every linear layer is a plain `x @ W` (the fast path of tfjs matmul
+ * kernels); load and save transpose them.
  *
  * @module
  */
@@ -56,26 +59,44 @@ export function paramSpecs(c: ModelConfig): ParamSpec[] {
   }
   const qd = c.nHead * c.headDim;
   const kvd = c.nKvHead * c.headDim;
+  // RMSNorm weights: ones, or zeros where the scale is (1 + w) (Gemma).
+  const norm = (name: string, n: number) => (c.normOffset ? zeros(name, n) : ones(name, n));
   w("model.embed_tokens.weight", [c.vocabSize, d]);
   for (let i = 0; i < c.nLayer; i++) {
     const p = `model.layers.${i}.`;
-    ones(p + "input_layernorm.weight", d);
-    w(p + "self_attn.q_proj.weight", [d, qd], 0.02, true);
-    w(p + "self_attn.k_proj.weight", [d, kvd], 0.02, true);
-    w(p + "self_attn.v_proj.weight", [d, kvd], 0.02, true);
+    norm(p + "input_layernorm.weight", d);
+    if (c.fusedProjections) {
+      w(p + "self_attn.qkv_proj.weight", [d, qd + 2 * kvd], 0.02, true);
+    } else {
+      w(p + "self_attn.q_proj.weight", [d, qd], 0.02, true);
+      w(p + "self_attn.k_proj.weight", [d, kvd], 0.02, true);
+      w(p + "self_attn.v_proj.weight", [d, kvd], 0.02, true);
+    }
     if (c.attnBias) {
       zeros(p + "self_attn.q_proj.bias", qd);
       zeros(p + "self_attn.k_proj.bias", kvd);
       zeros(p + "self_attn.v_proj.bias", kvd);
     }
+    if (c.qkNorm) {
+      norm(p + "self_attn.q_norm.weight", c.headDim);
+      norm(p + "self_attn.k_norm.weight", c.headDim);
+    }
     w(p + "self_attn.o_proj.weight", [qd, d], projStd, true);
     if (c.outBias) zeros(p + "self_attn.o_proj.bias", d);
-    ones(p + "post_attention_layernorm.weight", d);
-    w(p + "mlp.gate_proj.weight", [d, c.dFf], 0.02, true);
-    w(p + "mlp.up_proj.weight", [d, c.dFf], 0.02, true);
+    norm(p + "post_attention_layernorm.weight", d);
+    if (c.sandwichNorms) {
+      norm(p + "pre_feedforward_layernorm.weight", d);
+      norm(p + "post_feedforward_layernorm.weight", d);
+    }
+    if (c.fusedProjections) {
+      w(p + "mlp.gate_up_proj.weight", [d, 2 * c.dFf], 0.02, true);
+    } else {
+      w(p + "mlp.gate_proj.weight", [d, c.dFf], 0.02, true);
+      w(p + "mlp.up_proj.weight", [d, c.dFf], 0.02, true);
+    }
     w(p + "mlp.down_proj.weight", [c.dFf, d], projStd, true);
   }
-  ones("model.norm.weight", d);
+  norm("model.norm.weight", d);
   if (!c.tieWordEmbeddings) w("lm_head.weight", [c.vocabSize, d]);
   return out;
 }

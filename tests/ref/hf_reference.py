@@ -15,10 +15,9 @@ shards); F32, F16, BF16 weights. IDS.json is either a list of equal-length lists
 ids, or {"input_ids": [[...]], "attention_mask": [[1/0...]]} (left padding). OUT.json gets
 {"logits": [B][T][vocab], "hidden_states": [n_layer + 1][B][T][d]}.
 
-Conventions (those of the toolkit, which differ from HF's `output_hidden_states` in one
-place): hidden_states[0] is the embedding output (GPT-2: wte + wpe), hidden_states[i] is the
-raw residual stream after block i for EVERY i, including the last (HF applies the final norm
-to its last entry; here the final norm is applied only before the head).
+Conventions (HF's `output_hidden_states`, which the toolkit follows): hidden_states[0] is the
+embedding output (GPT-2: wte + wpe), hidden_states[i] is the raw residual stream after block i
+for i < n_layer, and the last entry is the output of the final norm (what the head reads).
 Position ids are cumsum(mask) - 1 clipped at 0 (HF `generate` fills pads with 1 instead);
 padded keys are masked with the dtype's minimum, as HF's eager attention does. Outputs at
 padded query positions are implementation-defined: compare only unpadded positions.
@@ -186,6 +185,7 @@ def gpt2(cfg, w, ids, mask, pos, where):
         x = x + h @ g(p + "mlp.c_proj.weight") + g(p + "mlp.c_proj.bias")
         hidden.append(x)
     final = layer_norm(x, g("ln_f.weight"), g("ln_f.bias"), eps)
+    hidden[-1] = final  # HF: the last hidden state is after the final norm
     tied = cfg.get("tie_word_embeddings", True)
     head = g("wte.weight") if tied else g("lm_head.weight")
     return final @ head.T, hidden
@@ -264,6 +264,7 @@ def llama(cfg, w, ids, mask, pos, where, dtype):
         x = x + linear(gate * linear(h, p + "mlp.up_proj", mlp_bias), p + "mlp.down_proj", mlp_bias)
         hidden.append(x)
     final = rms_norm(x, g("model.norm.weight"), eps)
+    hidden[-1] = final  # HF: the last hidden state is after the final norm
     tied = cfg.get("tie_word_embeddings", False)
     head = g("model.embed_tokens.weight") if tied else g("lm_head.weight")
     return final @ head.T, hidden
