@@ -30,10 +30,12 @@ export { Model, type ModelCapabilities } from "./lib/model/model.ts";
 export {
   type Arch,
   type ConfigSpec,
+  type LayerType,
   makeConfig,
   type ModelConfig,
   parseConfig,
 } from "./lib/model/config.ts";
+export { ROPE_TYPES, type RopeSpec, type RopeType } from "./lib/model/rope.ts";
 export type { Params } from "./lib/model/weights.ts";
 export type {
   ForwardOptions,
