@@ -10,7 +10,7 @@
  *
  * `--model 1.7b-lora`: a Qwen3-1.7B shape (28 layers, d=2048, 16/8 heads, SwiGLU 6144, tied
  * 151936 x 2048 embedding) in bf16 host storage, LoRA adapters (rank 16, on q_proj and v_proj,
- * in the heap) and one training step over `--rows` tokens (a GRPO group of completions): a
+ * in the heap) and training steps over `--rows` tokens (@default 128: a GRPO micro-batch of completions; at 256 the backward pass outgrows the 4 GiB heap, since tfjs keeps every intermediate of the stack): a
  * stack of simplified blocks (q/k/v/o and the SwiGLU MLP through the external weights with
  * residuals; attention mixing and norms left out) and the LM head over the rows in chunks of
  * 128, its log-softmax picked at random targets as the loss; gradients for the adapters only.
@@ -40,7 +40,7 @@ const { values: args } = parseArgs({
   args: Deno.args,
   options: {
     model: { type: "string", default: "4b" },
-    rows: { type: "string", default: "512" },
+    rows: { type: "string", default: "128" },
     steps: { type: "string", default: "3" },
   },
 });
@@ -174,7 +174,7 @@ if (args.model === "4b") {
     return { q: mk(L.q), v: mk(L.v) };
   });
   const ids = Array.from({ length: rows }, () => rng.int(vocab));
-  const targets = tf.tensor1d(Array.from({ length: rows }, () => rng.int(vocab)), "int32");
+  const targets = Array.from({ length: rows }, () => rng.int(vocab));
   const x0 = externalGather(embed, ids); // [rows, d]
   const loraMatMul = (h: tf.Tensor, w: ExternalMatrix, ad: { a: tf.Variable; b: tf.Variable }) =>
     externalMatMul(h, w).add(h.matMul(ad.a).matMul(ad.b).mul(scale));
@@ -188,12 +188,14 @@ if (args.model === "4b") {
       h = h.add(externalMatMul(g.mul(tf.sigmoid(g)).mul(externalMatMul(h, L.up)), L.down).mul(0.1));
     }
     // LM head in chunks of 128 rows: [128, vocab] logits at a time (full [rows, vocab] would
-    // not fit next to everything else in the heap).
+    // not fit next to everything else in the heap). -log p(target) = logsumexp(logits) - the
+    // target's logit, the latter h . E[target] from a gathered embedding row.
     const parts: tf.Scalar[] = [];
     for (let r0 = 0; r0 < rows; r0 += 128) {
       const n = Math.min(128, rows - r0);
-      const logp = tf.logSoftmax(externalMatMul(h.slice([r0, 0], [n, d]), embed));
-      parts.push(tf.neg(tf.sum(tf.mul(logp, tf.oneHot(targets.slice(r0, n), vocab)))) as tf.Scalar);
+      const hc = h.slice([r0, 0], [n, d]);
+      const picked = hc.mul(externalGather(embed, targets.slice(r0, r0 + n))).sum(1);
+      parts.push(tf.logSumExp(externalMatMul(hc, embed), 1).sub(picked).sum() as tf.Scalar);
     }
     return tf.addN(parts).div(rows) as tf.Scalar;
   };
