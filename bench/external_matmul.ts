@@ -30,8 +30,28 @@ import {
 } from "../lib/engine/external_matrix.ts";
 import { externalMatMul, externalWeightsInfo } from "../lib/engine/external_weights.ts";
 import { makeRng } from "../lib/data/rng.ts";
-import { timeIt } from "./timing.ts";
 import { peakRssMiB } from "./common.ts";
+
+/**
+ * Fastest of at least `reps` timed runs (and at least 1 s of them, at most 50) after a
+ * warm-up: the best run, not the median (bench/timing.ts), because this bench is meant for
+ * a 2-core machine shared with other jobs, where a median measures the neighbours; the
+ * PyTorch peer takes the same minimum.
+ */
+async function bestTime(reps: number, fn: () => void): Promise<number> {
+  fn();
+  const times: number[] = [];
+  let total = 0;
+  while (times.length < 50 && (times.length < reps || total < 1)) {
+    const t0 = performance.now();
+    fn();
+    const dt = (performance.now() - t0) / 1000;
+    times.push(dt);
+    total += dt;
+  }
+  await Promise.resolve();
+  return Math.min(...times);
+}
 
 interface ModelShape {
   name: string;
@@ -118,7 +138,7 @@ for (const [mi, model] of MODELS.entries()) {
     const xs = new Map(widths.map((i) => [i, tf.randomNormal([m, i], 0, 1, "float32", 1)]));
     for (const [variant, copies] of [["ours f32", f32], ["ours bf16", bf16]] as const) {
       let next = 0;
-      const seconds = await timeIt(REPS, () => {
+      const seconds = await bestTime(REPS, () => {
         const layer = copies[next++ % copies.length];
         for (const w of layer) externalMatMul(xs.get(w.cols)!, w).dispose();
       });
