@@ -24,6 +24,8 @@ import {
   toExternalDType,
 } from "../lib/engine/external_matrix.ts";
 import {
+  disableBf16Helper,
+  enableBf16Helper,
   externalGather,
   externalMatMul,
   externalWeightsInfo,
@@ -282,6 +284,52 @@ Deno.test({
     assert.equal(tf.memory().numTensors, before);
     idsT.dispose();
     assert.throws(() => externalGather(w32, [50]), /Cannot gather row 50 of embed/);
+  },
+});
+
+Deno.test({
+  name: "with the bf16 helper thread, decode-sized bf16 products and gradients are unchanged",
+  ignore,
+  async fn() {
+    await useWasm();
+    assert.equal((await enableBf16Helper()).native, true);
+    try {
+      let worst = 0;
+      for (const layout of ["out_in", "in_out"] as ExternalLayout[]) {
+        for (const [m, k, n] of [[1, 1000, 300], [5, 333, 517], [16, 64, 2000], [1, 30, 10]]) {
+          const [rows, cols] = layout === "out_in" ? [n, k] : [k, n];
+          const w = toExternalDType(
+            externalMatrix(randomF32(rows * cols, m + k), [rows, cols], { layout }),
+            "bfloat16",
+          );
+          const values = bf16ToF32Array(w.data as Uint16Array);
+          const x = randomF32(m * k, n);
+          const xt = tf.tensor2d(x, [m, k]);
+          const before = tf.memory().numTensors;
+          const d = maxDiff(
+            read(externalMatMul(xt, w)),
+            reference(x, m, values, rows, cols, layout),
+          );
+          const r = tf.tensor2d(randomF32(m * n, 3), [m, n]);
+          const g = read(tf.grad((xx: tf.Tensor) => externalMatMul(xx, w).mul(r).sum())(xt));
+          const dense = tf.tensor2d(values, [rows, cols]);
+          const gRef = read(
+            tf.grad((xx: tf.Tensor) =>
+              tf.matMul(xx, dense, false, layout === "out_in").mul(r).sum()
+            )(xt),
+          );
+          tf.dispose([r, dense]);
+          assert.equal(tf.memory().numTensors, before);
+          const dg = maxDiff(g, gRef);
+          assert.ok(d.rel < TOL && dg.rel < TOL, `${layout} ${m}x${k}->${n}: ${d.rel} ${dg.rel}`);
+          worst = Math.max(worst, d.abs, dg.abs);
+          xt.dispose();
+        }
+      }
+      console.log(`helper thread: max abs diff ${worst.toExponential(2)} OK`);
+    } finally {
+      disableBf16Helper();
+    }
   },
 });
 

@@ -24,27 +24,30 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { detectBlas } from "./blas.ts";
 import { bf16TileToF32 } from "./bf16_convert.ts";
+import {
+  bf16HelperReady,
+  splitRowsProduct,
+  startBf16Helper,
+  stopBf16Helper,
+} from "./bf16_helper.ts";
+import {
+  FEW_ROWS,
+  GEMM_SYMBOLS,
+  type GemmLib,
+  type GemmMode,
+  rowsProduct,
+} from "./external_gemm.ts";
 import { externalF32, type ExternalMatrix, linearDims } from "./external_matrix.ts";
 
 export type { ExternalMatrix } from "./external_matrix.ts";
 
-const ROW_MAJOR = 101, NO_TRANS = 111, TRANS = 112;
 const F32 = 4;
-const I = "i32", F = "f32", P = "pointer";
-const SYMBOLS = {
-  // order, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc
-  cblas_sgemm: { parameters: [I, I, I, I, I, I, F, P, I, P, I, F, P, I], result: "void" },
-  // order, trans, M, N, alpha, A, lda, x, incx, beta, y, incy
-  cblas_sgemv: { parameters: [I, I, I, I, F, P, I, P, I, F, P, I], result: "void" },
-} as const;
 
 /** Largest matrix (as f32 bytes) uploaded as a dense tensor when native BLAS is absent. */
 export const DENSE_FALLBACK_BYTES = 1 << 30;
 
-/** Target f32 bytes of one converted bf16 tile: L2-sized for decode, larger for prefill. */
-const TILE_BYTES_FEW_ROWS = 512 << 10;
-const TILE_BYTES_MANY_ROWS = 8 << 20;
-const FEW_ROWS = 16;
+/** bf16 products split with the helper thread only from this many stored rows. */
+const SPLIT_MIN_ROWS = 64;
 
 /** What {@link externalWeightsInfo} reports. */
 export interface ExternalWeightsInfo {
@@ -54,10 +57,11 @@ export interface ExternalWeightsInfo {
   reason: string;
 }
 
-let lib: Deno.DynamicLibrary<typeof SYMBOLS> | null | undefined;
+let lib: GemmLib | null | undefined;
 let libReason = "";
+let libPath: string | undefined;
 
-function openLib(): Deno.DynamicLibrary<typeof SYMBOLS> | null {
+function openLib(): GemmLib | null {
   if (lib !== undefined) return lib;
   const found = detectBlas();
   if (found.path === undefined) {
@@ -65,7 +69,8 @@ function openLib(): Deno.DynamicLibrary<typeof SYMBOLS> | null {
     return (lib = null);
   }
   try {
-    lib = Deno.dlopen(found.path, SYMBOLS);
+    lib = Deno.dlopen(found.path, GEMM_SYMBOLS);
+    libPath = found.path;
     libReason = `OpenBLAS ${found.path}`;
   } catch (e) {
     libReason = `BLAS off: cannot open ${found.path} (${(e as Error).message})`;
@@ -95,6 +100,30 @@ export function externalWeightsInfo(): ExternalWeightsInfo {
   return { native: true, reason: libReason };
 }
 
+/**
+ * Starts a second thread for bf16 products at up to 16 rows (decode steps), which are bound
+ * by the bf16 -> f32 conversion on one core otherwise (see `bf16_helper.ts`). Process-wide;
+ * stop it with {@link disableBf16Helper}. Resolves to the state (not native: nothing started).
+ *
+ * @example
+ * ```ts ignore
+ * import { disableBf16Helper, enableBf16Helper } from "./external_weights.ts";
+ * console.log((await enableBf16Helper()).reason);
+ * disableBf16Helper();
+ * ```
+ */
+export async function enableBf16Helper(): Promise<ExternalWeightsInfo> {
+  const l = openLib();
+  if (l === null || libPath === undefined) return { native: false, reason: libReason };
+  await startBf16Helper(libPath);
+  return { native: true, reason: `${libReason}, bf16 helper thread on` };
+}
+
+/** Stops the thread started by {@link enableBf16Helper} (no-op when none runs). */
+export function disableBf16Helper(): void {
+  stopBf16Helper();
+}
+
 /** The parts of tfjs-backend-wasm's `BackendWasm` used here (not exported there). */
 interface WasmBackendLike {
   wasm: { HEAPU8: Uint8Array };
@@ -102,83 +131,19 @@ interface WasmBackendLike {
   makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
 }
 
-/**
- * Which product with the stored matrix S `[R, C]`:
- * `rowsOut`: out `[M, R]` = in `[M, C]` S^T; `rowsIn`: out `[M, C]` = in `[M, R]` S.
- */
-type Mode = "rowsOut" | "rowsIn";
-
-function ptrOf(view: ArrayBufferView): Deno.PointerObject {
-  const base = Deno.UnsafePointer.of(new Uint8Array(view.buffer as ArrayBuffer))!;
-  return Deno.UnsafePointer.offset(base, view.byteOffset) as Deno.PointerObject;
-}
-
-/** The native product, on pointers: input `[M, R or C]`, output `[M, C or R]`. */
+/** The native product on pointers; `outView` gives the output's values when needed. */
 function nativeProduct(
   w: ExternalMatrix,
-  mode: Mode,
+  mode: GemmMode,
   m: number,
   input: Deno.PointerObject,
   out: Deno.PointerObject,
+  outView: () => Float32Array,
 ): void {
-  const s = lib!.symbols;
-  const { rows: R, cols: C } = w;
-  const at = (p: Deno.PointerObject, floats: number) =>
-    Deno.UnsafePointer.offset(p, floats * F32) as Deno.PointerObject;
-  /** One tile: stored rows [r0, r0 + rows) at pointer `tile` (leading dimension C). */
-  const tileProduct = (r0: number, rows: number, tile: Deno.PointerObject) => {
-    if (mode === "rowsOut") {
-      if (m === 1) {
-        s.cblas_sgemv(ROW_MAJOR, NO_TRANS, rows, C, 1, tile, C, input, 1, 0, at(out, r0), 1);
-      } else {s.cblas_sgemm(
-          ROW_MAJOR,
-          NO_TRANS,
-          TRANS,
-          m,
-          rows,
-          C,
-          1,
-          input,
-          C,
-          tile,
-          C,
-          0,
-          at(out, r0),
-          R,
-        );}
-    } else {
-      const beta = r0 === 0 ? 0 : 1;
-      if (m === 1) {
-        s.cblas_sgemv(ROW_MAJOR, TRANS, rows, C, 1, tile, C, at(input, r0), 1, beta, out, 1);
-      } else {s.cblas_sgemm(
-          ROW_MAJOR,
-          NO_TRANS,
-          NO_TRANS,
-          m,
-          C,
-          rows,
-          1,
-          at(input, r0),
-          R,
-          tile,
-          C,
-          beta,
-          out,
-          C,
-        );}
-    }
-  };
-  if (w.data instanceof Float32Array) {
-    tileProduct(0, R, ptrOf(w.data));
-    return;
-  }
-  const bits = w.data as Uint16Array;
-  const target = m <= FEW_ROWS ? TILE_BYTES_FEW_ROWS : TILE_BYTES_MANY_ROWS;
-  const step = Math.max(1, Math.floor(target / (C * F32)));
-  for (let r0 = 0; r0 < R; r0 += step) {
-    const rows = Math.min(step, R - r0);
-    tileProduct(r0, rows, ptrOf(bf16TileToF32(bits, r0 * C, rows * C)));
-  }
+  const job = { data: w.data, rows: w.rows, cols: w.cols, mode, m, input, out, r0: 0, r1: w.rows };
+  const split = w.dtype === "bfloat16" && m <= FEW_ROWS && w.rows >= SPLIT_MIN_ROWS;
+  if (split && bf16HelperReady()) splitRowsProduct(lib!, job, outView);
+  else rowsProduct(lib!, job);
 }
 
 const KERNEL = "SafetyCompassExternalMatMul";
@@ -189,7 +154,7 @@ function externalKernel(
 ): tf.TensorInfo {
   const be = args.backend as WasmBackendLike;
   const x = args.inputs.x!;
-  const { matrix: w, mode } = args.attrs as unknown as { matrix: ExternalMatrix; mode: Mode };
+  const { matrix: w, mode } = args.attrs as unknown as { matrix: ExternalMatrix; mode: GemmMode };
   const [m, inner] = x.shape;
   const outCols = mode === "rowsOut" ? w.rows : w.cols;
   const out = be.makeOutput([m, outCols], "float32");
@@ -203,7 +168,13 @@ function externalKernel(
     new Float32Array(heap.buffer, be.dataIdMap.get(out.dataId)!.memoryOffset, m * outCols).fill(0);
     return out;
   }
-  nativeProduct(w, mode, m, ptr(x), ptr(out));
+  const outView = () =>
+    new Float32Array(
+      be.wasm.HEAPU8.buffer,
+      be.dataIdMap.get(out.dataId)!.memoryOffset,
+      m * outCols,
+    );
+  nativeProduct(w, mode, m, ptr(x), ptr(out), outView);
   return out;
 }
 
@@ -225,7 +196,7 @@ function gib(bytes: number): string {
 }
 
 /** The product through a dense upload (no native BLAS or another backend). */
-function denseProduct(x: tf.Tensor2D, w: ExternalMatrix, mode: Mode): tf.Tensor2D {
+function denseProduct(x: tf.Tensor2D, w: ExternalMatrix, mode: GemmMode): tf.Tensor2D {
   const bytes = w.rows * w.cols * F32;
   if (bytes > DENSE_FALLBACK_BYTES) {
     throw new Error(
@@ -242,7 +213,7 @@ function denseProduct(x: tf.Tensor2D, w: ExternalMatrix, mode: Mode): tf.Tensor2
   });
 }
 
-function product(x: tf.Tensor2D, w: ExternalMatrix, mode: Mode): tf.Tensor2D {
+function product(x: tf.Tensor2D, w: ExternalMatrix, mode: GemmMode): tf.Tensor2D {
   if (!externalWeightsInfo().native) return denseProduct(x, w, mode);
   ensureKernel();
   const attrs = { matrix: w, mode } as unknown as tf.NamedAttrMap;
@@ -276,8 +247,8 @@ export function externalMatMul(x: tf.Tensor, w: ExternalMatrix): tf.Tensor {
   }
   const lead = shape.slice(0, -1);
   const m = lead.reduce((a, b) => a * b, 1);
-  const forward: Mode = w.layout === "out_in" ? "rowsOut" : "rowsIn";
-  const backward: Mode = forward === "rowsOut" ? "rowsIn" : "rowsOut";
+  const forward: GemmMode = w.layout === "out_in" ? "rowsOut" : "rowsIn";
+  const backward: GemmMode = forward === "rowsOut" ? "rowsIn" : "rowsOut";
   const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const input = args[0] as tf.Tensor;
     const y = product(tf.reshape(input, [m, k]), w, forward);
