@@ -34,8 +34,13 @@ export type GemmLib = Deno.DynamicLibrary<typeof GEMM_SYMBOLS>;
 /** Which product (see the module doc). */
 export type GemmMode = "rowsOut" | "rowsIn";
 
-/** Target f32 bytes of one converted bf16 tile: L2-sized for few rows, larger for many. */
-const TILE_BYTES_FEW_ROWS = 512 << 10;
+/**
+ * Target f32 bytes of one converted bf16 tile: L2-sized at one input row (sgemv), larger
+ * for a few rows (sgemm's per-call packing costs more than the tile's cache misses:
+ * Qwen3-4B layer at M = 8, 512 KiB tiles 263 ms, 2 MiB tiles 132 ms), 8 MiB for many.
+ */
+const TILE_BYTES_ONE_ROW = 512 << 10;
+const TILE_BYTES_FEW_ROWS = 2 << 20;
 const TILE_BYTES_MANY_ROWS = 8 << 20;
 
 /** At most this many input rows count as "few" (decode). */
@@ -92,7 +97,11 @@ export function rowsProduct(lib: GemmLib, job: RowsJob): void {
     return;
   }
   const bits = job.data as Uint16Array;
-  const target = m <= FEW_ROWS ? TILE_BYTES_FEW_ROWS : TILE_BYTES_MANY_ROWS;
+  const target = m === 1
+    ? TILE_BYTES_ONE_ROW
+    : m <= FEW_ROWS
+    ? TILE_BYTES_FEW_ROWS
+    : TILE_BYTES_MANY_ROWS;
   const step = Math.max(1, Math.floor(target / (C * F32)));
   for (let r0 = job.r0; r0 < job.r1; r0 += step) {
     const n = Math.min(step, job.r1 - r0);
