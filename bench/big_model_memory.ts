@@ -15,6 +15,7 @@
  * residuals; attention mixing and norms left out) and the LM head over the rows in chunks of
  * 128, its log-softmax picked at random targets as the loss; gradients for the adapters only.
  *
+ * `--helper` turns on the bf16 helper thread (lib/engine/bf16_helper.ts) for M <= 16 products.
  * Prints times, the wasm heap and the process's peak RSS (VmHWM).
  *
  * @module
@@ -29,6 +30,7 @@ import { registerWasmKernels } from "../lib/engine/kernels.ts";
 import { f32ToBf16Array } from "../lib/engine/bf16_convert.ts";
 import { type ExternalMatrix, externalMatrix } from "../lib/engine/external_matrix.ts";
 import {
+  enableBf16Helper,
   externalGather,
   externalMatMul,
   externalWeightsInfo,
@@ -42,6 +44,7 @@ const { values: args } = parseArgs({
     model: { type: "string", default: "4b" },
     rows: { type: "string", default: "128" },
     steps: { type: "string", default: "3" },
+    helper: { type: "boolean", default: false },
   },
 });
 
@@ -66,6 +69,7 @@ enableBlas();
 if (!externalWeightsInfo().native) {
   throw new Error(`big_model_memory needs native BLAS: ${externalWeightsInfo().reason}`);
 }
+if (args.helper) console.log((await enableBf16Helper()).reason);
 const gib = (mib: number | undefined) => ((mib ?? NaN) / 1024).toFixed(2);
 const report = (what: string) =>
   console.log(`${what}: peak RSS ${gib(peakRssMiB())} GiB, wasm heap ${gib(wasmHeapMiB())} GiB`);

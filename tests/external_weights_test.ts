@@ -94,13 +94,14 @@ interface Shape {
   n: number;
 }
 // M = 1 (decode), M = 8 x 128 (a batch), odd K/N, and sizes that make bf16 run several tiles
-// (at M <= 16 a tile is 512 KiB of f32: 131 rows of 1000; above, 8 MiB: 1024 rows of 2048).
+// (at M = 1 a tile is 512 KiB of f32: 131 rows of 1000; above 16 rows, 8 MiB: 1024 rows of 2048).
 const SHAPES: Shape[] = [
   { lead: [1], k: 37, n: 29 },
   { lead: [8, 128], k: 70, n: 45 },
   { lead: [2, 3], k: 1, n: 5 },
   { lead: [1], k: 1000, n: 300 },
   { lead: [20], k: 2048, n: 2100 },
+  { lead: [8], k: 1100, n: 600 }, // 2-16 rows: 2 MiB tiles, 476 (out_in) or 873 rows
 ];
 const TOL = 1e-4;
 
