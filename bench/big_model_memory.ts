@@ -30,6 +30,7 @@ import { registerWasmKernels } from "../lib/engine/kernels.ts";
 import { f32ToBf16Array } from "../lib/engine/bf16_convert.ts";
 import { type ExternalMatrix, externalMatrix } from "../lib/engine/external_matrix.ts";
 import {
+  disableBf16Helper,
   enableBf16Helper,
   externalGather,
   externalMatMul,
@@ -219,3 +220,4 @@ if (args.model === "4b") {
   }
   report(`after ${args.steps} LoRA steps (rank ${rank} on q_proj, v_proj)`);
 }
+disableBf16Helper(); // the helper Worker would keep the process alive
