@@ -25,6 +25,9 @@ interface Helper {
 
 let helper: Helper | undefined;
 
+/** How long the main thread waits for the helper's half before giving up on it. */
+const HELPER_TIMEOUT_MS = 120_000;
+
 /** Whether a started helper is ready to take jobs. */
 export function bf16HelperReady(): boolean {
   return helper !== undefined;
@@ -125,8 +128,18 @@ export function splitRowsProduct(
       ownError = e;
     }
     let st: number;
+    const deadline = performance.now() + HELPER_TIMEOUT_MS;
     while ((st = Atomics.load(h.views.ctrl, CTRL.state)) === STATE.job) {
-      Atomics.wait(h.views.ctrl, CTRL.state, STATE.job);
+      const left = deadline - performance.now();
+      if (left <= 0) {
+        // It may still write into the output: end it before anyone reads that memory.
+        stopBf16Helper();
+        throw new Error(
+          `bf16 helper thread gave no answer in ${HELPER_TIMEOUT_MS / 1000} s and was ` +
+            "stopped; products run on one thread now (call enableBf16Helper() to retry)",
+        );
+      }
+      Atomics.wait(h.views.ctrl, CTRL.state, STATE.job, left);
     }
     Atomics.store(h.views.ctrl, CTRL.state, STATE.idle);
     if (ownError !== undefined) throw ownError;
