@@ -15,6 +15,9 @@
  * residuals; attention mixing and norms left out) and the LM head over the rows in chunks of
  * 128, its log-softmax picked at random targets as the loss; gradients for the adapters only.
  *
+ * `--from DIR` reads the weights from the sharded bf16 checkpoint in DIR instead (writing a
+ * synthetic one there first when DIR has no model.safetensors.index.json) with
+ * lib/engine/external_load.ts: the peak RSS then shows that loading holds each tensor once.
  * `--helper` turns on the bf16 helper thread (lib/engine/bf16_helper.ts) for M <= 16 products.
  * Prints times, the wasm heap and the process's peak RSS (VmHWM).
  *
@@ -37,6 +40,9 @@ import {
   externalWeightsInfo,
 } from "../lib/engine/external_weights.ts";
 import { makeRng } from "../lib/data/rng.ts";
+import { openCheckpoint, readExternalMatrix } from "../lib/engine/external_load.ts";
+import { writeSyntheticCheckpoint } from "./synthetic_checkpoint.ts";
+import { join } from "node:path";
 import { peakRssMiB, wasmHeapMiB } from "./common.ts";
 
 const { values: args } = parseArgs({
@@ -46,6 +52,7 @@ const { values: args } = parseArgs({
     rows: { type: "string", default: "128" },
     steps: { type: "string", default: "3" },
     helper: { type: "boolean", default: false },
+    from: { type: "string" },
   },
 });
 
@@ -71,6 +78,15 @@ if (!externalWeightsInfo().native) {
   throw new Error(`big_model_memory needs native BLAS: ${externalWeightsInfo().reason}`);
 }
 if (args.helper) console.log((await enableBf16Helper()).reason);
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
+  }
+}
 const gib = (mib: number | undefined) => ((mib ?? NaN) / 1024).toFixed(2);
 const report = (what: string) =>
   console.log(`${what}: peak RSS ${gib(peakRssMiB())} GiB, wasm heap ${gib(wasmHeapMiB())} GiB`);
@@ -112,27 +128,53 @@ function attention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor): tf.Tensor {
   return tf.tile(v, [1, group]).add(q.mul(tf.tile(k, [1, group])).mul(0.01));
 }
 
-const t0 = performance.now();
-const embed = bf16Matrix("model.embed_tokens.weight", vocab, d);
+const tLoad = performance.now();
+let source = "allocated with random values";
+let bytesRead = 0;
+let matrix = bf16Matrix;
+if (args.from !== undefined) {
+  // Weights from a checkpoint on disk (a synthetic one written first when absent).
+  const dir = args.from;
+  if (!(await exists(join(dir, "model.safetensors.index.json")))) {
+    const t = performance.now();
+    const bytes = await writeSyntheticCheckpoint(dir, shape);
+    console.log(
+      `wrote a synthetic bf16 checkpoint to ${dir}: ${(bytes / 2 ** 30).toFixed(2)} GiB in ` +
+        `${((performance.now() - t) / 1000).toFixed(1)} s`,
+    );
+  }
+  const ckpt = await openCheckpoint(dir);
+  const loaded = new Map<string, ExternalMatrix>();
+  for (const name of ckpt.tensors.keys()) {
+    if (ckpt.tensors.get(name)!.shape.length !== 2) continue;
+    const m = await readExternalMatrix(ckpt, name);
+    bytesRead += m.data.byteLength;
+    loaded.set(name, m);
+  }
+  matrix = (name) => loaded.get(name)!;
+  source = `read from ${dir} by byte range`;
+}
+const embed = matrix("model.embed_tokens.weight", vocab, d);
 const stack: Layer[] = [];
 for (let l = 0; l < layers; l++) {
   const p = `model.layers.${l}`;
   stack.push({
-    q: bf16Matrix(`${p}.self_attn.q_proj.weight`, heads * hd, d),
-    k: bf16Matrix(`${p}.self_attn.k_proj.weight`, kvHeads * hd, d),
-    v: bf16Matrix(`${p}.self_attn.v_proj.weight`, kvHeads * hd, d),
-    o: bf16Matrix(`${p}.self_attn.o_proj.weight`, d, heads * hd),
-    gate: bf16Matrix(`${p}.mlp.gate_proj.weight`, ff, d),
-    up: bf16Matrix(`${p}.mlp.up_proj.weight`, ff, d),
-    down: bf16Matrix(`${p}.mlp.down_proj.weight`, d, ff),
+    q: matrix(`${p}.self_attn.q_proj.weight`, heads * hd, d),
+    k: matrix(`${p}.self_attn.k_proj.weight`, kvHeads * hd, d),
+    v: matrix(`${p}.self_attn.v_proj.weight`, kvHeads * hd, d),
+    o: matrix(`${p}.self_attn.o_proj.weight`, d, heads * hd),
+    gate: matrix(`${p}.mlp.gate_proj.weight`, ff, d),
+    up: matrix(`${p}.mlp.up_proj.weight`, ff, d),
+    down: matrix(`${p}.mlp.down_proj.weight`, d, ff),
   });
 }
 const params = embed.data.length +
   stack.reduce((s, L) => s + Object.values(L).reduce((a, m) => a + m.data.length, 0), 0);
+const seconds = (performance.now() - tLoad) / 1000;
 console.log(
   `${args.model}: ${(params / 1e9).toFixed(3)}B parameters in bf16 host storage ` +
-    `(${(params * 2 / 2 ** 30).toFixed(2)} GiB), allocated in ` +
-    `${((performance.now() - t0) / 1000).toFixed(1)} s`,
+    `(${(params * 2 / 2 ** 30).toFixed(2)} GiB), ${source} in ${seconds.toFixed(1)} s` +
+    (bytesRead > 0 ? ` (${(bytesRead / seconds / 1e9).toFixed(2)} GB/s)` : ""),
 );
 report("after allocation");
 
