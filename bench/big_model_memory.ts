@@ -17,7 +17,7 @@
  *
  * `--from DIR` reads the weights from the sharded bf16 checkpoint in DIR instead (writing a
  * synthetic one there first when DIR has no model.safetensors.index.json) with
- * lib/engine/external_load.ts: the peak RSS then shows that loading holds each tensor once.
+ * lib/model/external_load.ts: the peak RSS then shows that loading holds each tensor once.
  * `--helper` turns on the bf16 helper thread (lib/engine/bf16_helper.ts) for M <= 16 products.
  * Prints times, the wasm heap and the process's peak RSS (VmHWM).
  *
@@ -40,7 +40,7 @@ import {
   externalWeightsInfo,
 } from "../lib/engine/external_weights.ts";
 import { makeRng } from "../lib/data/rng.ts";
-import { openCheckpoint, readExternalMatrix } from "../lib/engine/external_load.ts";
+import { openCheckpoint, readExternalMatrix } from "../lib/model/external_load.ts";
 import { writeSyntheticCheckpoint } from "./synthetic_checkpoint.ts";
 import { join } from "node:path";
 import { peakRssMiB, wasmHeapMiB } from "./common.ts";

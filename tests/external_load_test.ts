@@ -1,5 +1,5 @@
 /**
- * Round trips of lib/engine/external_load.ts against the project's own safetensors writer
+ * Round trips of lib/model/external_load.ts against the project's own safetensors writer
  * and reader (lib/model/safetensors.ts): F32, F16 and BF16 tensors of one file and of a
  * sharded checkpoint read into external storage by byte range; storage conversions; errors
  * for a missing tensor, a missing shard and a truncated file.
@@ -9,8 +9,8 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { readModelWeights, readSafetensors, writeSafetensors } from "../lib/model/safetensors.ts";
-import { openCheckpoint, readExternalMatrix, readTensorF32 } from "../lib/engine/external_load.ts";
+import { readModelWeights, readSafetensors, writeSafetensors } from "../lib/io/safetensors.ts";
+import { openCheckpoint, readExternalMatrix, readTensorF32 } from "../lib/model/external_load.ts";
 import { bf16ToF32Array, f32ToBf16Array } from "../lib/engine/bf16_convert.ts";
 import { makeRng } from "../lib/data/rng.ts";
 

@@ -246,6 +246,30 @@ for (const name of PY ? cases : ["(all families)"]) {
   });
 }
 
+// The same checks with the 2-D weights outside the wasm heap (models larger than the heap).
+const EXTERNAL_CASES = ["qwen3", "gemma3_text", "phi3", "gpt2"];
+for (const name of PY ? cases.filter((c) => EXTERNAL_CASES.includes(c)) : ["(external weights)"]) {
+  Deno.test({
+    name: `HF parity with weights outside the wasm heap: ${name}`,
+    ignore: !PY,
+    async fn() {
+      const dir = join(outDir!, name);
+      const ref: Ref = JSON.parse(await Deno.readTextFile(join(dir, "ref.json")));
+      const model = await loadModel(dir, {
+        tokenizer: numberTokenizer(ref.vocab),
+        backend: TEST_BACKEND,
+        weights: "external",
+      });
+      try {
+        assert.ok(model.external, "weights are external");
+        await check(`${name} (external)`, model, ref);
+      } finally {
+        model.dispose();
+      }
+    },
+  });
+}
+
 if (outDir) {
   Deno.test({
     name: "HF parity: remove the temporary checkpoints",

@@ -2,7 +2,7 @@
  * Frozen weight matrices held in host memory, outside the 4 GiB wasm32 heap of the tfjs
  * `wasm` backend: the storage half of "models larger than the wasm heap" (issue 17, item 5).
  * The ops that read them are in `external_weights.ts`; the loader that fills them from
- * safetensors checkpoints by byte range is `external_load.ts`.
+ * safetensors checkpoints by byte range is lib/model/external_load.ts.
  *
  * A matrix is `[rows, cols]` row-major, stored as f32 (`Float32Array`) or as bf16 bits
  * (`Uint16Array`, half the memory; converted to f32 tile by tile when multiplied). Its

@@ -13,8 +13,10 @@ import { loadTokenizer, type TextTokenizer } from "./tokenizer.ts";
 import { readEosTokenIds } from "./generation_config.ts";
 import { readModelWeights, type SafetensorsFile } from "../io/safetensors.ts";
 import {
+  attachExternal,
   canonicalName,
   checkpointName,
+  type ExternalParams,
   type Params,
   paramSpecs,
   transpose2d,
@@ -22,6 +24,8 @@ import {
   variableFrom,
 } from "./weights.ts";
 import { Model } from "./model.ts";
+import { openCheckpoint, readExternalMatrix, readTensorF32 } from "./external_load.ts";
+import { externalWeightsInfo } from "../engine/external_weights.ts";
 import {
   backendInfo,
   type BackendName,
@@ -43,7 +47,29 @@ export interface LoadOptions extends BackendOptions {
   dtype?: "float32";
   /** For hf: sources: cache folder, endpoint, token (see downloadHfModel). */
   hub?: { cacheDir?: string; endpoint?: string; token?: string };
+  /**
+   * Where the 2-D weights (projections, embeddings, head) live. "heap": tfjs tensors in the
+   * wasm heap (trainable; the heap stops at 4 GiB). "external": host memory outside the heap,
+   * read by the BLAS kernel in place (lib/engine/external_weights.ts): frozen, so full
+   * fine-tuning is refused while LoRA adapters train as usual; norms and biases stay on the
+   * heap. "auto": external when the 2-D weights exceed {@link EXTERNAL_AUTO_BYTES} as float32.
+   * @default "auto"
+   */
+  weights?: "auto" | "heap" | "external";
+  /**
+   * Host storage of external weights: "keep" the file's (BF16 stays bf16, half the memory,
+   * converted tile by tile when multiplied; F32/F16 become float32), or force one.
+   * @default "keep"
+   */
+  externalStorage?: "keep" | "float32" | "bfloat16";
 }
+
+/**
+ * The float32 size of a model's 2-D weights above which `weights: "auto"` keeps them outside
+ * the wasm heap (1.5 GiB: training a model of ~0.5 GiB already peaks near 3.3 GiB of the
+ * 4 GiB heap, so larger ones would leave no room for activations).
+ */
+export const EXTERNAL_AUTO_BYTES = 1.5 * 2 ** 30;
 
 /** Folder of the shipped SafetyWorld checkpoints. */
 export const CHECKPOINT_DIR: URL = new URL("../../datasets/checkpoints/", import.meta.url);
@@ -94,14 +120,7 @@ export function paramsFromCheckpoint(
     if (!IGNORED.test(name)) byCanon.set(canonicalName(c, name), name);
   }
   const specs = paramSpecs(c);
-  for (const s of specs) {
-    if (!byCanon.has(s.name)) {
-      throw new Error(
-        `${source}: the weights lack tensor '${checkpointName(c, s.name)}', required by ` +
-          `config.json (${c.modelType}, ${c.nLayer} layers); the files hold ${file.tensors.size} tensors`,
-      );
-    }
-  }
+  checkTensorSet(c, specs, byCanon, file.tensors.size, source);
   const params: Params = new Map();
   try {
     for (const s of specs) {
@@ -123,12 +142,82 @@ export function paramsFromCheckpoint(
     tf.dispose([...params.values()]);
     throw err;
   }
+  return params;
+}
+
+/**
+ * Reads a checkpoint with its 2-D weights outside the wasm heap (see `LoadOptions.weights`):
+ * headers first, then each tensor by byte range; a 2-D weight goes into host storage
+ * (layout as in the file: HF Linear `[out, in]`, GPT-2 Conv1D `[in, out]`), the rest into
+ * tfjs variables. The extra- and missing-tensor checks are those of {@link paramsFromCheckpoint}.
+ */
+export async function externalParamsFromCheckpoint(
+  c: ModelConfig,
+  dir: string,
+  storage: "keep" | "float32" | "bfloat16" = "keep",
+): Promise<Params> {
+  const ckpt = await openCheckpoint(dir);
+  const byCanon = new Map<string, string>();
+  for (const name of ckpt.tensors.keys()) {
+    if (!IGNORED.test(name)) byCanon.set(canonicalName(c, name), name);
+  }
+  const specs = paramSpecs(c);
+  checkTensorSet(c, specs, byCanon, ckpt.tensors.size, dir);
+  const params: Params = new Map();
+  const external: ExternalParams = new Map();
+  try {
+    for (const s of specs) {
+      const name = byCanon.get(s.name)!;
+      const shape = ckpt.tensors.get(name)!.shape;
+      const expected = s.transposed ? [s.shape[1], s.shape[0]] : s.shape;
+      if (shape.join(",") !== expected.join(",")) {
+        throw new Error(
+          `${dir}: tensor '${name}' has shape [${shape}], config.json implies [${expected}]`,
+        );
+      }
+      if (s.shape.length === 2 && !s.name.endsWith("wpe.weight")) { // positions stay on the heap
+        // HF Linear weights ([out, in], kept transposed on the heap) and embedding tables
+        // multiply as x M^T; GPT-2's Conv1D [in, out] as x M.
+        const embedding = /(^|\.)(wte|embed_tokens|lm_head)\.weight$/.test(s.name);
+        const layout = s.transposed || embedding ? "out_in" : "in_out";
+        external.set(s.name, await readExternalMatrix(ckpt, name, { storage, layout }));
+      } else {
+        const t = await readTensorF32(ckpt, name);
+        params.set(
+          s.name,
+          variableFrom(tf.tensor(t.data, s.shape, "float32"), true, uniqueName(s.name)),
+        );
+      }
+    }
+  } catch (err) {
+    tf.dispose([...params.values()]);
+    throw err;
+  }
+  attachExternal(params, external);
+  return params;
+}
+
+/** Throws, naming the tensor, when a required one is missing or an unused one is present. */
+function checkTensorSet(
+  c: ModelConfig,
+  specs: ReturnType<typeof paramSpecs>,
+  byCanon: Map<string, string>,
+  count: number,
+  source: string,
+): void {
+  for (const s of specs) {
+    if (!byCanon.has(s.name)) {
+      throw new Error(
+        `${source}: the weights lack tensor '${checkpointName(c, s.name)}', required by ` +
+          `config.json (${c.modelType}, ${c.nLayer} layers); the files hold ${count} tensors`,
+      );
+    }
+  }
   const known = new Set(specs.map((s) => s.name));
   const extra = [...byCanon.keys()].filter((n) =>
     !known.has(n) && !(n === "lm_head.weight" && c.tieWordEmbeddings)
   );
   if (extra.length) {
-    tf.dispose([...params.values()]);
     const shown = extra.slice(0, 5).map((n) => `'${checkpointName(c, n)}'`).join(", ");
     throw new Error(
       `${source}: ${extra.length} checkpoint tensor(s) are not used by the ${c.modelType} ` +
@@ -138,7 +227,12 @@ export function paramsFromCheckpoint(
         "supported model types: " + SUPPORTED_MODEL_TYPES.join(", "),
     );
   }
-  return params;
+}
+
+/** The float32 bytes of a config's 2-D weights (what "auto" compares). */
+export function matrixBytes(c: ModelConfig): number {
+  return paramSpecs(c).filter((s) => s.shape.length === 2)
+    .reduce((a, s) => a + s.shape[0] * s.shape[1] * 4, 0);
 }
 
 /**
@@ -175,8 +269,25 @@ export async function loadModel(
   const config = parseConfig(raw, cfgPath);
   const tokenizer = opts.tokenizer ?? await loadTokenizer(dir);
   const eosTokenIds = await readEosTokenIds(dir, raw);
-  const file = await readModelWeights(dir);
-  const params = paramsFromCheckpoint(config, file, dir);
+  const where = opts.weights ?? "auto";
+  if (!["auto", "heap", "external"].includes(where)) {
+    throw new Error(`loadModel: weights is '${where}'; use "auto", "heap" or "external"`);
+  }
+  const external = where === "external" ||
+    (where === "auto" && matrixBytes(config) > EXTERNAL_AUTO_BYTES);
+  let params: Params;
+  if (external) {
+    const info = externalWeightsInfo();
+    if (!info.native) {
+      console.warn(
+        `loadModel: weights kept outside the wasm heap, but ${info.reason}; every product ` +
+          "uploads its matrix (slow, <= 1 GiB each). Use the wasm backend with --allow-ffi.",
+      );
+    }
+    params = await externalParamsFromCheckpoint(config, dir, opts.externalStorage ?? "keep");
+  } else {
+    params = paramsFromCheckpoint(config, await readModelWeights(dir), dir);
+  }
   const assets = new Map<string, Uint8Array>();
   for (const name of ASSET_FILES) {
     try {

@@ -44,9 +44,15 @@ export function isLoraParam(name: string): boolean {
 /** The variables a trainer should update: the adapters when the model has any, else all weights. */
 export function trainableVariables(model: Model): tf.Variable[] {
   const lora = [...model.params].filter(([n]) => n.endsWith(".lora_A") || n.endsWith(".lora_B"));
-  return lora.length
-    ? lora.map(([, v]) => v)
-    : [...model.params.values()].filter((v) => v.trainable);
+  if (lora.length) return lora.map(([, v]) => v);
+  if (model.external) {
+    throw new Error(
+      `Cannot train every weight of ${model.source}: its ${model.external.size} large matrices ` +
+        "live outside the wasm heap and are frozen. Add LoRA adapters first " +
+        "(addLora(model, { rank: 8 })), or load with weights: \"heap\" if the model fits.",
+    );
+  }
+  return [...model.params.values()].filter((v) => v.trainable);
 }
 
 /** Adds adapters to `model` (in place); returns the adapted weight names. */
@@ -90,6 +96,12 @@ export function addLora(model: Model, opts: LoraOptions = {}): string[] {
 
 /** Folds the adapters into the weights (W += scale * A B) and removes them. */
 export function mergeLora(model: Model): void {
+  if (model.external) {
+    throw new Error(
+      "Cannot merge LoRA adapters into weights held outside the wasm heap (frozen, shared); " +
+        'keep the adapters (saveLora) or load the model with weights: "heap" if it fits',
+    );
+  }
   for (const name of [...model.params.keys()].filter((n) => n.endsWith(".lora_A"))) {
     const w = name.slice(0, -".lora_A".length);
     const v = model.params.get(w)!;

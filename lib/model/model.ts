@@ -15,7 +15,13 @@ import {
   type GenerateResult,
   type GenerateRunner,
 } from "./generate.ts";
-import { type Params, variableFrom } from "./weights.ts";
+import {
+  attachExternal,
+  externalOf,
+  type ExternalParams,
+  type Params,
+  variableFrom,
+} from "./weights.ts";
 import type { BackendInfo } from "../engine/backend.ts";
 import { saveModel } from "./save.ts";
 import { encodePrompt, type PromptOptions } from "./chat.ts";
@@ -88,7 +94,16 @@ export class Model {
   get numParams(): number {
     let n = 0;
     for (const v of this.params.values()) n += v.size;
+    for (const m of this.external?.values() ?? []) n += m.rows * m.cols;
     return n;
+  }
+
+  /**
+   * The frozen 2-D weights held outside the wasm heap (`loadModel(..., { weights:
+   * "external" })`, automatic for large models), or undefined when every weight is a tensor.
+   */
+  get external(): ExternalParams | undefined {
+    return externalOf(this.params);
   }
 
   /**
@@ -164,6 +179,9 @@ export class Model {
   cloneParams(trainable = false): Params {
     const out: Params = new Map();
     for (const [k, v] of this.params) out.set(k, variableFrom(tf.clone(v), trainable));
+    // Frozen host matrices are shared, never copied (they are never written).
+    const ext = this.external;
+    if (ext) attachExternal(out, ext);
     return out;
   }
 

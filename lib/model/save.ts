@@ -17,6 +17,13 @@ export async function exportWeights(
   model: Model,
 ): Promise<Record<string, { shape: number[]; data: Float32Array }>> {
   const out: Record<string, { shape: number[]; data: Float32Array }> = {};
+  if (model.external) {
+    throw new Error(
+      `Cannot save ${model.source} whole: its ${model.external.size} large weight matrices live ` +
+        "outside the wasm heap and are frozen, so they equal the checkpoint it was loaded from. " +
+        "Save the trained LoRA adapters with saveLora(model, dir) (PEFT layout) instead.",
+    );
+  }
   for (const spec of paramSpecs(model.config)) {
     const v = model.params.get(spec.name);
     if (!v) throw new Error(`Cannot save: parameter '${spec.name}' missing`);

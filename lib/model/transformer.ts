@@ -25,7 +25,8 @@
 
 import * as tf from "@tensorflow/tfjs-core";
 import type { ModelConfig } from "./config.ts";
-import type { Params } from "./weights.ts";
+import { externalOf, type Params } from "./weights.ts";
+import { externalGather, externalMatMul } from "../engine/external_weights.ts";
 import { applyRope, ropeTables } from "./rope.ts";
 
 /** Keys and values of past positions, per layer: [B, Hkv, S, D]. */
@@ -120,8 +121,10 @@ function softcap(x: tf.Tensor, cap: number): tf.Tensor {
  */
 function linear(x: tf.Tensor, p: Params, weight: string, b?: tf.Tensor): tf.Tensor2D {
   const w = p.get(weight);
-  if (!w) throw new Error(`forward: parameter '${weight}' missing`);
-  let y = tf.matMul(x as tf.Tensor2D, w as tf.Tensor2D) as tf.Tensor2D;
+  const ext = w ? undefined : externalOf(p)?.get(weight);
+  if (!w && !ext) throw new Error(`forward: parameter '${weight}' missing`);
+  let y =
+    (ext ? externalMatMul(x, ext) : tf.matMul(x as tf.Tensor2D, w as tf.Tensor2D)) as tf.Tensor2D;
   const a = p.get(weight + ".lora_A");
   if (a) {
     const down = tf.matMul(x as tf.Tensor2D, a as tf.Tensor2D);
@@ -396,15 +399,20 @@ export function forward(
       }
       return biases.get(key)!;
     };
+    const external = externalOf(p);
+    const embed = (name: string): tf.Tensor => {
+      const e = p.has(name) ? undefined : external?.get(name);
+      return e ? externalGather(e, flatIds) : tf.gather(g(name), flatIds);
+    };
     let x: tf.Tensor3D;
     let rope: [tf.Tensor4D, tf.Tensor4D] | undefined;
     let ropeLocal: [tf.Tensor4D, tf.Tensor4D] | undefined;
     if (c.arch === "gpt2") {
-      const tok = tf.gather(g("wte.weight"), flatIds);
+      const tok = embed("wte.weight");
       const pe = tf.gather(g("wpe.weight"), tf.tensor1d(pos.flat(), "int32"));
       x = tf.reshape(tf.add(tok, pe), [b, t, d]);
     } else {
-      x = tf.reshape(tf.gather(g("model.embed_tokens.weight"), flatIds), [b, t, d]);
+      x = tf.reshape(embed("model.embed_tokens.weight"), [b, t, d]);
       if (c.embedScale !== 1) x = tf.mul(x, c.embedScale); // Gemma: sqrt(d) in float32
       rope = ropeTables(pos, c.rope!);
       if (c.ropeLocal && c.layerTypes.includes("sliding")) ropeLocal = ropeTables(pos, c.ropeLocal);
@@ -456,15 +464,14 @@ export function forward(
     }
     if (xs) {
       const tt = lastOnly ? 1 : t;
-      const head = c.tieWordEmbeddings
-        ? g(c.arch === "gpt2" ? "wte.weight" : "model.embed_tokens.weight")
-        : g("lm_head.weight");
-      let flat: tf.Tensor = tf.matMul(
-        tf.reshape(xs, [b * tt, d]),
-        head as tf.Tensor2D,
-        false,
-        true,
-      );
+      const headName = c.tieWordEmbeddings
+        ? (c.arch === "gpt2" ? "wte.weight" : "model.embed_tokens.weight")
+        : "lm_head.weight";
+      const extHead = p.has(headName) ? undefined : external?.get(headName);
+      const rows = tf.reshape(xs, [b * tt, d]);
+      let flat: tf.Tensor = extHead
+        ? externalMatMul(rows, extHead)
+        : tf.matMul(rows, g(headName) as tf.Tensor2D, false, true);
       if (c.finalSoftcap !== undefined) flat = softcap(flat, c.finalSoftcap);
       logits = tf.reshape(flat, [b, tt, c.vocabSize]);
     }

@@ -11,6 +11,7 @@
 
 import { basename, join } from "node:path";
 import type { Model } from "./model.ts";
+import { externalOf } from "./weights.ts";
 import { saveModel } from "./save.ts";
 
 /** The format tag of {@link VARIANT_FILE}. */
@@ -70,6 +71,12 @@ export async function weightsFingerprint(model: Model): Promise<string> {
   for (const name of [...model.params.keys()].sort()) {
     const bits = new Uint32Array((await model.params.get(name)!.data() as Float32Array).buffer);
     for (let i = 0; i < bits.length; i++) h = Math.imul(h ^ bits[i], 0x01000193) >>> 0;
+  }
+  // Weights outside the wasm heap (large models): their stored bits, in name order too.
+  const ext = externalOf(model.params);
+  for (const name of [...(ext?.keys() ?? [])].sort()) {
+    const d = ext!.get(name)!.data;
+    for (let i = 0; i < d.length; i++) h = Math.imul(h ^ d[i], 0x01000193) >>> 0;
   }
   return h.toString(16).padStart(8, "0");
 }

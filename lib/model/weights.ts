@@ -15,6 +15,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import type { ModelConfig } from "./config.ts";
 import { makeRng } from "../data/rng.ts";
+import type { ExternalMatrix } from "../engine/external_matrix.ts";
 
 /** The model's parameters by canonical name. */
 export type Params = Map<string, tf.Variable>;
@@ -151,4 +152,36 @@ let counter = 0;
 /** tfjs variable names are global: make each model's names unique. */
 export function uniqueName(name: string): string {
   return `sc${++counter}/${name}`;
+}
+
+/**
+ * Frozen weight matrices held outside the wasm heap (lib/engine/external_matrix.ts), by
+ * canonical name: what {@link attachExternal} gives a {@link Params} map for models larger
+ * than the heap. The transformer reads a name here before the heap parameters.
+ */
+export type ExternalParams = Map<string, ExternalMatrix>;
+
+const EXTERNAL = new WeakMap<Params, ExternalParams>();
+
+/**
+ * Attaches frozen external matrices to a parameter map: `forward(config, params, ...)` then
+ * multiplies by them through `externalMatMul` (and gathers embeddings with `externalGather`)
+ * wherever `params` has no heap tensor of that name. Frozen: no gradient reaches them.
+ *
+ * @example
+ * ```ts
+ * import { externalMatrix } from "../engine/external_matrix.ts";
+ * const params: Params = new Map();
+ * attachExternal(params, new Map([["lm_head.weight", externalMatrix(new Float32Array(6), [3, 2])]]));
+ * externalOf(params)?.size; // 1
+ * ```
+ */
+export function attachExternal(params: Params, external: ExternalParams): void {
+  EXTERNAL.set(params, external);
+}
+
+/** The external matrices attached to `params` by {@link attachExternal}, if any. */
+export function externalOf(params: Params): ExternalParams | undefined {
+  const e = EXTERNAL.get(params);
+  return e && e.size > 0 ? e : undefined;
 }

@@ -32,7 +32,7 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import type { BackendInfo } from "../engine/backend.ts";
 import type { ModelConfig } from "../model/config.ts";
-import type { Params } from "../model/weights.ts";
+import { externalOf, type Params } from "../model/weights.ts";
 import type { TextTokenizer } from "../model/tokenizer.ts";
 import type {
   GenerateOptions,
@@ -349,6 +349,12 @@ export class WorkerPool implements AsyncDisposable, GenerateRunner, CollectRunne
    * with the number of parameters shipped (0: the workers were up to date).
    */
   async sync(model: Replicable): Promise<number> {
+    if (externalOf(model.params)) {
+      throw new Error(
+        "Cannot run this model on a worker pool: its large weights live outside the wasm heap " +
+          "and each worker would need its own copy. Run it on this thread (no `workers`).",
+      );
+    }
     if (this.holds(model)) return 0;
     const held = this.#held;
     const sameModel = held !== undefined && held.config === model.config &&

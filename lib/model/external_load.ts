@@ -8,20 +8,20 @@
  * `Uint16Array` with no conversion and no second copy; other dtypes are converted in 16 MiB
  * chunks. No tfjs tensor is created and no file is held in memory whole.
  *
- * The header parser is its own: `lib/model/safetensors.ts` parses a header only together
+ * The header parser is its own: `lib/io/safetensors.ts` parses a header only together
  * with the whole file's bytes (its offsets are checked against them).
  *
  * @module
  */
 
 import { join } from "node:path";
-import { bf16TileToF32, f32ToBf16Array } from "./bf16_convert.ts";
+import { bf16TileToF32, f32ToBf16Array } from "../engine/bf16_convert.ts";
 import {
   type ExternalDType,
   type ExternalLayout,
   type ExternalMatrix,
   externalMatrix,
-} from "./external_matrix.ts";
+} from "../engine/external_matrix.ts";
 
 /** Dtypes this reader decodes to f32 or bf16 storage. */
 export type StreamDType = "F32" | "F16" | "BF16";
@@ -153,7 +153,7 @@ function parseEntry(
   if (typeof dtype !== "string" || !(dtype in BYTES)) {
     return fail(
       `${t} has dtype ${JSON.stringify(dtype)}; this streaming reader reads F32, F16 and BF16 ` +
-        "(read other dtypes with lib/model/safetensors.ts)",
+        "(read other dtypes with lib/io/safetensors.ts)",
     );
   }
   if (!Array.isArray(shape) || !shape.every(isCount)) {
