@@ -24,7 +24,13 @@ export {
   type BackendOptions,
   initBackend,
 } from "./lib/engine/backend.ts";
-export { CHECKPOINT_DIR, loadModel, type LoadOptions } from "./lib/model/load.ts";
+export {
+  CHECKPOINT_DIR,
+  EXTERNAL_AUTO_BYTES,
+  loadModel,
+  type LoadOptions,
+  matrixBytes,
+} from "./lib/model/load.ts";
 export { createModel, type CreateOptions } from "./lib/model/create.ts";
 export { Model, type ModelCapabilities } from "./lib/model/model.ts";
 export {
@@ -36,7 +42,27 @@ export {
   parseConfig,
 } from "./lib/model/config.ts";
 export { ROPE_TYPES, type RopeSpec, type RopeType } from "./lib/model/rope.ts";
-export type { Params } from "./lib/model/weights.ts";
+export {
+  attachExternal,
+  externalOf,
+  type ExternalParams,
+  type Params,
+} from "./lib/model/weights.ts";
+export {
+  type ExternalDType,
+  type ExternalLayout,
+  type ExternalMatrix,
+  externalMatrix,
+  type ExternalMatrixOptions,
+} from "./lib/engine/external_matrix.ts";
+export {
+  disableBf16Helper,
+  enableBf16Helper,
+  externalGather,
+  externalMatMul,
+  type ExternalWeightsInfo,
+  externalWeightsInfo,
+} from "./lib/engine/external_weights.ts";
 export type {
   ForwardOptions,
   ForwardOutput,

@@ -18,6 +18,8 @@ import { lmLoss, padBatch } from "../lib/optim/loss.ts";
 import { trainSft } from "../lib/train/sft.ts";
 import { externalWeightsInfo } from "../lib/engine/external_weights.ts";
 import { WorkerPool } from "../lib/parallel/pool.ts";
+import { trainRL } from "../lib/train/rl/train.ts";
+import { numberPrompts, TOKEN1 } from "./_rl_fixtures.ts";
 
 await useTestBackend();
 console.log(`external weights: ${externalWeightsInfo().reason}`);
@@ -151,6 +153,31 @@ Deno.test("what frozen host weights cannot do is a clear error", async () => {
     const ids = [[1, 2, 3]];
     assert.equal(maxAbsDiff(forwardAll(copy, ids).logits, forwardAll(ext, ids).logits), 0);
     copy.dispose();
+  } finally {
+    ext.dispose();
+    src.dispose();
+  }
+});
+
+Deno.test("a GRPO step with LoRA on a model with external weights (the reference shares them)", async () => {
+  const src = await tinyModel("llama", 34);
+  const dir = join(await Deno.makeTempDir(), "m");
+  await src.save(dir);
+  const ext = await loadModel(dir, { tokenizer: src.tokenizer, weights: "external" });
+  try {
+    addLora(ext, { rank: 2, seed: 1 });
+    const log = await trainRL(ext, {
+      algorithm: "grpo",
+      prompts: numberPrompts(),
+      rewards: [TOKEN1],
+      steps: 2,
+      promptsPerStep: 2,
+      groupSize: 2,
+      maxNewTokens: 4,
+      lr: 1e-3,
+    });
+    assert.equal(log.rows.length, 2);
+    assert.ok(log.rows.every((r) => Number.isFinite(r.reward) && Number.isFinite(r.kl)));
   } finally {
     ext.dispose();
     src.dispose();

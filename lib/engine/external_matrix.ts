@@ -42,7 +42,7 @@ export interface ExternalMatrix {
 export interface ExternalMatrixOptions {
   /** Name for error messages. @default "external matrix" */
   name?: string;
-  /** @default "out_in" (Hugging Face Linear weights and embedding tables) */
+  /** How the matrix maps inputs to outputs. @default "out_in" (HF Linear weights, embeddings) */
   layout?: ExternalLayout;
 }
 

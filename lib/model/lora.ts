@@ -49,7 +49,7 @@ export function trainableVariables(model: Model): tf.Variable[] {
     throw new Error(
       `Cannot train every weight of ${model.source}: its ${model.external.size} large matrices ` +
         "live outside the wasm heap and are frozen. Add LoRA adapters first " +
-        "(addLora(model, { rank: 8 })), or load with weights: \"heap\" if the model fits.",
+        '(addLora(model, { rank: 8 })), or load with weights: "heap" if the model fits.',
     );
   }
   return [...model.params.values()].filter((v) => v.trainable);

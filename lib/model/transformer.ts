@@ -372,7 +372,13 @@ export function forward(
   }
   const g = (name: string) => {
     const v = p.get(name);
-    if (!v) throw new Error(`forward: parameter '${name}' missing`);
+    if (!v) {
+      throw new Error(
+        `forward: parameter '${name}' missing` +
+          (externalOf(p) ? "" : " (a Params map built from a model with weights outside the " +
+            "wasm heap must carry them: attachExternal(params, externalOf(model.params)))"),
+      );
+    }
     return v;
   };
   const pos = positionIds(mask, pastLen, t);

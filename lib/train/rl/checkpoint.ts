@@ -23,7 +23,13 @@ import { saveLora, trainableVariables } from "../../model/lora.ts";
 import { saveModel } from "../../model/save.ts";
 import { paramsFromCheckpoint } from "../../model/load.ts";
 import { readSafetensors, type TensorToWrite, writeSafetensors } from "../../io/safetensors.ts";
-import { checkpointName, type Params, transpose2d } from "../../model/weights.ts";
+import {
+  attachExternal,
+  checkpointName,
+  externalOf,
+  type Params,
+  transpose2d,
+} from "../../model/weights.ts";
 import { writeDirAtomic, writeJsonAtomic } from "../../io/atomic.ts";
 import type { AdamW } from "../../optim/adamw.ts";
 import type { RLLogRow } from "./log.ts";
@@ -73,6 +79,9 @@ export function makeReference(model: Model): { ref: Params; owned: string[] } {
       else ref.set(n, tf.variable(tf.clone(v), false)), owned.push(n);
     }
   });
+  // The frozen weights outside the wasm heap are the reference's too (shared, never written).
+  const ext = externalOf(model.params);
+  if (ext) attachExternal(ref, ext);
   return { ref, owned };
 }
 
