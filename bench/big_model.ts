@@ -95,7 +95,9 @@ console.log(`backend: ${backend.reason}; external weights: ${externalWeightsInfo
 let t = performance.now();
 const model = await loadModel(dir, { tokenizer: numberTokenizer(shape.vocab) });
 console.log(
-  `loaded ${model} in ${secs(t)} s: ${model.external?.size ?? 0} matrices outside the heap; ${mem()}`,
+  `loaded ${model} in ${secs(t)} s: ${
+    model.external?.size ?? 0
+  } matrices outside the heap; ${mem()}`,
 );
 
 const prompt = (i: number, n: number) =>
