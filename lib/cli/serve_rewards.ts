@@ -88,6 +88,13 @@ function num(flags: Record<string, string>, name: string, def: number): number {
 function judgeFrom(flags: Record<string, string>): TextJudge | undefined {
   if (!flags["judge-url"]) return undefined;
   if (!flags["judge-model"]) throw new Error("--judge-url needs --judge-model");
+  const cache = flags["judge-cache"];
+  if (cache && Deno.permissions.querySync({ name: "write", path: cache }).state !== "granted") {
+    throw new Error(
+      `no permission to write the judge cache ${cache} (deno task serve:rewards has no file ` +
+        `access); run deno run with --allow-read=${cache} --allow-write=${cache} added`,
+    );
+  }
   const template = (flags["judge-template"] ?? "llama-guard") as
     | "llama-guard"
     | "llama-guard-chat"
@@ -128,10 +135,11 @@ if (import.meta.main) {
           `--allow-env=${TOKEN_ENV} lib/cli/serve_rewards.ts with your flags`,
       );
     }
+    const token = tokenFrom(flags);
     const server = serveRewards({
       host,
       port,
-      token: tokenFrom(flags),
+      token,
       allowUnauthenticated: flags["allow-unauthenticated"] === "true",
       bodyTimeoutMs: Math.round(num(flags, "body-timeout-s", 30) * 1000),
       defaultReward: flags.reward,
@@ -142,7 +150,8 @@ if (import.meta.main) {
       textJudge: judgeFrom(flags),
       onListen: (url) =>
         console.error(
-          `reward service on ${url}: POST /get_reward (default ${flags.reward ?? "alphaalign"}), ` +
+          `reward service on ${url}${token ? " (bearer token required)" : ""}: POST /get_reward ` +
+            `(default ${flags.reward ?? "alphaalign"}), ` +
             `POST /reward/<name>, GET /rewards, GET /health`,
         ),
     });

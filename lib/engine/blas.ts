@@ -11,7 +11,11 @@
  * nothing: tfjs registers them per kernel name, independently of the backend's kernel.
  *
  * Needs `--allow-ffi` (and `--allow-env` to read `SAFETY_COMPASS_BLAS`: `0` disables,
- * a path chooses the library). Without them everything stays on the stock kernels.
+ * a path chooses the library). Without them everything stays on the stock kernels. A scoped
+ * grant works: the deno.json tasks pass `--allow-ffi=/usr/lib,/usr/lib64,/usr/local/lib,
+ * /System/Library/Frameworks/Accelerate.framework`, and only candidates inside it are tried
+ * (a bare `libopenblas.so.0` found through LD_LIBRARY_PATH, or a `SAFETY_COMPASS_BLAS` path
+ * elsewhere, then needs that path added, or a plain `--allow-ffi`).
  *
  * @module
  */
@@ -62,6 +66,11 @@ function granted(desc: Deno.PermissionDescriptor): boolean {
   return Deno.permissions.querySync(desc).state === "granted";
 }
 
+/** FFI is allowed for `path` (all of `--allow-ffi`, or a scoped `--allow-ffi=<dirs>`). */
+function ffiAllowed(path: string): boolean {
+  return granted({ name: "ffi", path });
+}
+
 /** The env override: undefined when unset or unreadable. */
 function envSetting(): string | undefined {
   if (!granted({ name: "env", variable: "SAFETY_COMPASS_BLAS" })) return undefined;
@@ -102,28 +111,33 @@ function probe(path: string): string | undefined {
  * when --allow-ffi is missing.
  */
 export function detectBlas(): { path?: string; reason: string } {
-  if (!granted({ name: "ffi" })) {
-    return { reason: "BLAS off: FFI is not allowed; run deno with --allow-ffi to use it" };
-  }
   const env = envSetting();
   if (env === "0") return { reason: "BLAS off: disabled by SAFETY_COMPASS_BLAS=0" };
-  if (env !== undefined && env !== "1") {
+  const tried = env !== undefined && env !== "1" ? [env] : candidates();
+  if (tried.length === 0) return { reason: `BLAS off: no known BLAS library on ${Deno.build.os}` };
+  const allowed = tried.filter(ffiAllowed);
+  if (allowed.length === 0) {
+    return {
+      reason: `BLAS off: FFI is not allowed${tried[0] === env ? ` for ${env}` : ""}; run ` +
+        "deno with --allow-ffi (or --allow-ffi=<the library's folder>) to use it",
+    };
+  }
+  if (tried[0] === env) {
     const err = probe(env);
     return err === undefined ? { path: env, reason: `using SAFETY_COMPASS_BLAS=${env}` } : {
       reason: `BLAS off: SAFETY_COMPASS_BLAS=${env} cannot be opened (${err}); ` +
         "set it to the path of libopenblas.so.0, or to 0 to silence this",
     };
   }
-  const tried = candidates();
-  for (const path of tried) {
+  for (const path of allowed) {
     if (probe(path) === undefined) return { path, reason: `found ${path}` };
   }
+  const skipped = tried.filter((p) => !allowed.includes(p));
   return {
-    reason: tried.length === 0
-      ? `BLAS off: no known BLAS library on ${Deno.build.os}`
-      : `BLAS off: no OpenBLAS found (tried ${tried.join(", ")}); install it ` +
-        "(Debian/Ubuntu: apt install libopenblas0-pthread; Fedora: dnf install openblas) " +
-        "or set SAFETY_COMPASS_BLAS to its path",
+    reason: `BLAS off: no OpenBLAS found (tried ${allowed.join(", ")}` +
+      (skipped.length ? `; not allowed by --allow-ffi: ${skipped.join(", ")}` : "") + "); " +
+      "install it (Debian/Ubuntu: apt install libopenblas0-pthread; Fedora: dnf install " +
+      "openblas) or set SAFETY_COMPASS_BLAS to its path",
   };
 }
 
@@ -296,7 +310,7 @@ export function enableBlas(opts: {
     if (opts.threads !== undefined) info = { ...info, threads: setThreads(opts.threads) };
     return info;
   }
-  if (granted({ name: "ffi" }) && envSetting() === "0") {
+  if (envSetting() === "0") {
     return (info = { enabled: false, reason: "BLAS off: disabled by SAFETY_COMPASS_BLAS=0" });
   }
   const found = opts.path !== undefined ? { path: opts.path, reason: "path given" } : detectBlas();
