@@ -11,11 +11,10 @@
  * nothing: tfjs registers them per kernel name, independently of the backend's kernel.
  *
  * Needs `--allow-ffi` (and `--allow-env` to read `SAFETY_COMPASS_BLAS`: `0` disables,
- * a path chooses the library). Without them everything stays on the stock kernels. A scoped
- * grant works: the deno.json tasks pass `--allow-ffi=/usr/lib,/usr/lib64,/usr/local/lib,
- * /System/Library/Frameworks/Accelerate.framework`, and only candidates inside it are tried
- * (a bare `libopenblas.so.0` found through LD_LIBRARY_PATH, or a `SAFETY_COMPASS_BLAS` path
- * elsewhere, then needs that path added, or a plain `--allow-ffi`).
+ * a path chooses the library). Without them everything stays on the stock kernels. The grant
+ * must be unscoped: a path-scoped `--allow-ffi=<dir>` lets `dlopen` succeed, but Deno refuses
+ * `Deno.UnsafePointer.of` (how the kernels pass views of the wasm heap) without the full
+ * permission (checked with Deno 2.9.6), so a scoped grant leaves BLAS off.
  *
  * @module
  */
@@ -66,11 +65,6 @@ function granted(desc: Deno.PermissionDescriptor): boolean {
   return Deno.permissions.querySync(desc).state === "granted";
 }
 
-/** FFI is allowed for `path` (all of `--allow-ffi`, or a scoped `--allow-ffi=<dirs>`). */
-function ffiAllowed(path: string): boolean {
-  return granted({ name: "ffi", path });
-}
-
 /** The env override: undefined when unset or unreadable. */
 function envSetting(): string | undefined {
   if (!granted({ name: "env", variable: "SAFETY_COMPASS_BLAS" })) return undefined;
@@ -111,33 +105,31 @@ function probe(path: string): string | undefined {
  * when --allow-ffi is missing.
  */
 export function detectBlas(): { path?: string; reason: string } {
-  const env = envSetting();
-  if (env === "0") return { reason: "BLAS off: disabled by SAFETY_COMPASS_BLAS=0" };
-  const tried = env !== undefined && env !== "1" ? [env] : candidates();
-  if (tried.length === 0) return { reason: `BLAS off: no known BLAS library on ${Deno.build.os}` };
-  const allowed = tried.filter(ffiAllowed);
-  if (allowed.length === 0) {
+  if (!granted({ name: "ffi" })) {
     return {
-      reason: `BLAS off: FFI is not allowed${tried[0] === env ? ` for ${env}` : ""}; run ` +
-        "deno with --allow-ffi (or --allow-ffi=<the library's folder>) to use it",
+      reason: "BLAS off: FFI is not allowed; run deno with --allow-ffi to use it (unscoped: " +
+        "Deno refuses the pointer calls under --allow-ffi=<path>)",
     };
   }
-  if (tried[0] === env) {
+  const env = envSetting();
+  if (env === "0") return { reason: "BLAS off: disabled by SAFETY_COMPASS_BLAS=0" };
+  if (env !== undefined && env !== "1") {
     const err = probe(env);
     return err === undefined ? { path: env, reason: `using SAFETY_COMPASS_BLAS=${env}` } : {
       reason: `BLAS off: SAFETY_COMPASS_BLAS=${env} cannot be opened (${err}); ` +
         "set it to the path of libopenblas.so.0, or to 0 to silence this",
     };
   }
-  for (const path of allowed) {
+  const tried = candidates();
+  for (const path of tried) {
     if (probe(path) === undefined) return { path, reason: `found ${path}` };
   }
-  const skipped = tried.filter((p) => !allowed.includes(p));
   return {
-    reason: `BLAS off: no OpenBLAS found (tried ${allowed.join(", ")}` +
-      (skipped.length ? `; not allowed by --allow-ffi: ${skipped.join(", ")}` : "") + "); " +
-      "install it (Debian/Ubuntu: apt install libopenblas0-pthread; Fedora: dnf install " +
-      "openblas) or set SAFETY_COMPASS_BLAS to its path",
+    reason: tried.length === 0
+      ? `BLAS off: no known BLAS library on ${Deno.build.os}`
+      : `BLAS off: no OpenBLAS found (tried ${tried.join(", ")}); install it ` +
+        "(Debian/Ubuntu: apt install libopenblas0-pthread; Fedora: dnf install openblas) " +
+        "or set SAFETY_COMPASS_BLAS to its path",
   };
 }
 
@@ -310,7 +302,7 @@ export function enableBlas(opts: {
     if (opts.threads !== undefined) info = { ...info, threads: setThreads(opts.threads) };
     return info;
   }
-  if (envSetting() === "0") {
+  if (granted({ name: "ffi" }) && envSetting() === "0") {
     return (info = { enabled: false, reason: "BLAS off: disabled by SAFETY_COMPASS_BLAS=0" });
   }
   const found = opts.path !== undefined ? { path: opts.path, reason: "path given" } : detectBlas();
