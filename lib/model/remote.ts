@@ -293,10 +293,12 @@ export class RemoteModel {
     const bar = new Progress({ total: prompts.length, label: this.source, mode: opts.progress });
     let done = 0;
     const settled = await Promise.allSettled(prompts.map(async (prompt, i) => {
-      const r = await this.#row(prompt, forced[i], opts, i, raw);
-      bar.tick();
-      opts.onProgress?.(++done, prompts.length);
-      return r;
+      try {
+        return await this.#row(prompt, forced[i], opts, i, raw);
+      } finally {
+        bar.tick(); // a failed row is finished too (its error is reported below)
+        opts.onProgress?.(++done, prompts.length);
+      }
     }));
     bar.done();
     const errors = settled.map((s) =>
@@ -322,8 +324,8 @@ export class RemoteModel {
     };
     if (result.failed === 0) return result;
     const first = errors.findIndex((e) => e !== null);
-    const what = `${result.failed} of ${rows.length} rows failed after ` +
-      `${this.#retry.retries} retries each (first: row ${first}: ${errors[first]})`;
+    const what = `${result.failed} of ${rows.length} rows failed (up to ` +
+      `${this.#retry.retries} retries per request; first: row ${first}: ${errors[first]})`;
     if ((opts.onRowError ?? "throw") === "keep") {
       console.warn(`${this.source}: ${what}; they are empty and named in result.errors`);
       return result;

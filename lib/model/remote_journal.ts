@@ -277,8 +277,12 @@ export async function generateResumable(
     }
   };
   const n = Math.max(1, concurrency ?? model.concurrency ?? 1);
-  await Promise.all(Array.from({ length: Math.min(n, todo.length) }, worker));
+  const settled = await Promise.allSettled(
+    Array.from({ length: Math.min(n, todo.length) }, worker),
+  );
   bar.done();
+  const crashed = settled.find((r) => r.status === "rejected");
+  if (crashed) throw (crashed as PromiseRejectedResult).reason; // the journal could not be written
   const failedAt = new Map(failures.map((f) => [f.id, f.error]));
   const records = ids.map((id, k): GenerationRecord => {
     const r = done.get(id);
