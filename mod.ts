@@ -135,12 +135,15 @@ export {
   type ForcedText,
   type HasCapabilities,
   loadRemoteModel,
+  RemoteGenerateError,
   type RemoteGenerateOptions,
+  type RemoteGenerateResult,
   RemoteModel,
   type RemoteModelOptions,
   requireCapability,
+  type RetryOptions,
 } from "./lib/model/remote.ts";
-export type { DiskCache, FetchLike } from "./lib/net/http.ts";
+export type { DiskCache, FetchLike, RetryInfo } from "./lib/net/http.ts";
 export {
   type RewardServer,
   type RewardServiceOptions,

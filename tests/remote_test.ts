@@ -15,9 +15,11 @@ import {
   generateResumable,
   loadRemoteModel,
   parseRemoteSource,
+  RemoteGenerateError,
   type RemoteModel,
   type RemoteModelOptions,
   requireCapability,
+  ResumableGenerationError,
 } from "../lib/model/remote.ts";
 import {
   backoffDelay,
@@ -27,14 +29,24 @@ import {
   Semaphore,
 } from "../lib/net/http.ts";
 import { apiRoot } from "../lib/net/openai.ts";
+import { makeRng } from "../lib/data/rng.ts";
 
-/** One scripted reply: an error status (optionally with Retry-After) or a delay before answering. */
-type Action = { status: number; retryAfter?: string } | { delayMs: number };
+/**
+ * One scripted reply: an error status (optionally with Retry-After), a delay before answering,
+ * a raw 200 body (malformed replies), or a 200 whose body stalls half-way for `stallMs`.
+ */
+type Action =
+  | { status: number; retryAfter?: string }
+  | { delayMs: number }
+  | { reply: string }
+  | { stallMs: number };
 
 interface Fake {
   url: string;
   requests: { path: string; body: Record<string, unknown>; auth: string | null }[];
   script: Action[];
+  /** Consulted when the script is empty: the action for this prompt, or undefined (answer). */
+  chaos?: (prompt: string) => Action | undefined;
   delayMs: number;
   inFlight: number;
   maxInFlight: number;
@@ -69,7 +81,26 @@ function startFake(): Fake {
     fake.inFlight++;
     fake.maxInFlight = Math.max(fake.maxInFlight, fake.inFlight);
     try {
-      const action = fake.script.shift();
+      const chat = path.endsWith("/chat/completions");
+      const prompt = chat ? body.messages.at(-1).content : body.prompt;
+      const action = fake.script.shift() ?? fake.chaos?.(prompt);
+      if (action && "reply" in action) {
+        return new Response(action.reply, { headers: { "content-type": "application/json" } });
+      }
+      if (action && "stallMs" in action) {
+        const ms = action.stallMs;
+        const stream = new ReadableStream<Uint8Array>({
+          async start(c) {
+            c.enqueue(new TextEncoder().encode('{"choices": [{"text": "'));
+            await sleep(ms);
+            try {
+              c.enqueue(new TextEncoder().encode('late"}]}'));
+              c.close();
+            } catch { /* the client hung up: expected */ }
+          },
+        });
+        return new Response(stream, { headers: { "content-type": "application/json" } });
+      }
       if (action && "status" in action) {
         const headers = action.retryAfter ? { "retry-after": action.retryAfter } : undefined;
         return new Response(`{"error":"scripted ${action.status}"}`, {
@@ -78,8 +109,6 @@ function startFake(): Fake {
         });
       }
       await sleep(action?.delayMs ?? fake.delayMs);
-      const chat = path.endsWith("/chat/completions");
-      const prompt = chat ? body.messages.at(-1).content : body.prompt;
       const { words, finish } = continuation(prompt, body.max_tokens);
       const text = words.map((w) => " " + w).join("");
       const lps = words.map((_, k) => -(k + 1) / 10);
@@ -450,5 +479,154 @@ Deno.test("generateResumable journals each row and skips finished rows on restar
       generateResumable(m, [{ id: "r0", prompt: "changed" }], opts, journal),
       /journaled with another prompt/,
     );
+  });
+});
+
+/** The five ways a flaky OpenAI-compatible server fails a call. */
+const FAULTS: { name: string; action: Action; error: RegExp }[] = [
+  { name: "500", action: { status: 500 }, error: /HTTP 500/ },
+  { name: "429", action: { status: 429, retryAfter: "1" }, error: /HTTP 429/ },
+  { name: "bad JSON", action: { reply: '{"choices": [{"te' }, error: /the reply is not JSON/ },
+  { name: "no choices", action: { reply: '{"object": "text_completion"}' }, error: /no choices/ },
+  { name: "stall", action: { stallMs: 500 }, error: /timeout after 150 ms/ },
+];
+
+/**
+ * A seeded third of the calls fail, in the five ways above, decided per (prompt, attempt) so
+ * the outcome does not depend on the order in which concurrent calls arrive.
+ */
+function flaky(fake: Fake, seed: number): (prompt: string, attempt: number) => number {
+  const fault = (prompt: string, attempt: number): number => {
+    let h = seed;
+    for (const ch of `${prompt}#${attempt}`) h = (h * 31 + ch.charCodeAt(0)) >>> 0;
+    const rng = makeRng(h);
+    return rng.next() < 1 / 3 ? Math.floor(rng.next() * FAULTS.length) : -1;
+  };
+  const attempts = new Map<string, number>();
+  fake.chaos = (prompt) => {
+    const n = attempts.get(prompt) ?? 0;
+    attempts.set(prompt, n + 1);
+    const f = fault(prompt, n);
+    return f < 0 ? undefined : FAULTS[f].action;
+  };
+  return fault;
+}
+
+const FLAKY_OPTS = { timeoutMs: 150, baseDelayMs: 2, maxDelayMs: 20, maxRetryAfterMs: 15 };
+
+Deno.test("a server failing a third of its calls: rows that succeeded are kept, errors per row", async () => {
+  await withFake(async (fake) => {
+    const fault = flaky(fake, 18);
+    const m = await model(fake, { ...FLAKY_OPTS, retries: 0, concurrency: 8 });
+    const batches = Array.from(
+      { length: 8 },
+      (_, b) => Array.from({ length: 16 }, (_, i) => `b${b} w${i}`),
+    );
+    let kept = 0, asked = 0;
+    const seen = new Set<string>();
+    for (const prompts of batches) {
+      const g = await m.generate({ prompts, maxNewTokens: 2, onRowError: "keep", ...QUIET });
+      prompts.forEach((p, i) => {
+        const f = fault(p, 0);
+        asked++;
+        if (f < 0) {
+          kept++;
+          assert.equal(g.errors[i], null);
+          assert.equal(g.text[i], ` w${i + 1} w${i + 2}`);
+          assert.deepEqual(g.logprobs[i], [-0.1, -0.2]);
+        } else {
+          seen.add(FAULTS[f].name);
+          assert.match(g.errors[i]!, FAULTS[f].error, `row ${i} (${FAULTS[f].name})`);
+          assert.equal(g.text[i], "");
+          assert.deepEqual([g.logprobs[i], g.forced[i], g.answer![i]], [[], [], ""]);
+        }
+      });
+      assert.equal(g.failed, g.errors.filter((e) => e !== null).length);
+    }
+    console.log(`retries 0, onRowError "keep": ${kept} of ${asked} rows kept`);
+    assert.ok(kept > asked / 2 && kept < asked, `kept ${kept} of ${asked}`);
+    assert.deepEqual([...seen].sort(), FAULTS.map((f) => f.name).sort(), "every fault occurred");
+    // The default throws once every row has finished; the error keeps the rows.
+    const prompts = Array.from({ length: 16 }, (_, i) => `c w${i}`);
+    const err = await m.generate({ prompts, maxNewTokens: 2, ...QUIET }).catch((e) => e);
+    assert.ok(err instanceof RemoteGenerateError, String(err));
+    const ok = prompts.map((p) => fault(p, 0) < 0);
+    assert.match(err.message, new RegExp(`${ok.filter((x) => !x).length} of 16 rows failed`));
+    assert.deepEqual(err.result.errors.map((e: string | null) => e === null), ok);
+    assert.deepEqual(
+      err.result.text.filter((_: string, i: number) => ok[i]),
+      prompts.map((_, i) => ` w${i + 1} w${i + 2}`).filter((_, i) => ok[i]),
+    );
+    await sleep(600); // let the stalled replies finish before the server closes
+  });
+});
+
+Deno.test("a server failing a third of its calls: with enough retries every row succeeds", async () => {
+  await withFake(async (fake) => {
+    flaky(fake, 18);
+    const retried: { reason: string; delayMs: number; row: number }[] = [];
+    const m = await model(fake, {
+      ...FLAKY_OPTS,
+      retries: 8,
+      concurrency: 8,
+      onRetry: (r) => retried.push(r),
+    });
+    let rows = 0;
+    const t0 = performance.now();
+    for (let b = 0; b < 8; b++) {
+      const prompts = Array.from({ length: 16 }, (_, i) => `b${b} w${i}`);
+      const g = await m.generate({ prompts, maxNewTokens: 2, ...QUIET });
+      assert.deepEqual(g.errors, new Array(16).fill(null));
+      assert.deepEqual(g.text, prompts.map((_, i) => ` w${i + 1} w${i + 2}`));
+      rows += g.text.length;
+    }
+    const ms = performance.now() - t0;
+    console.log(`retries 8: ${rows} of 128 rows, ${retried.length} retries, ${ms.toFixed(0)} ms`);
+    assert.equal(rows, 128);
+    assert.equal(fake.requests.length, 128 + retried.length);
+    for (const f of ["HTTP 500", "HTTP 429", "not JSON", "no choices", "timeout"]) {
+      assert.ok(retried.some((r) => r.reason.includes(f)), `a retry after ${f}`);
+    }
+    // Retry-After: 1 is capped by maxRetryAfterMs (15 ms); backoff by maxDelayMs (20 ms).
+    const after429 = retried.filter((r) => r.reason === "HTTP 429");
+    assert.ok(after429.every((r) => r.delayMs === 15), JSON.stringify(after429.slice(0, 3)));
+    assert.ok(retried.every((r) => r.delayMs <= 20));
+    await sleep(600);
+  });
+});
+
+Deno.test("generateResumable over a flaky server: failed rows are not journaled, a rerun asks only for them", async () => {
+  await withFake(async (fake) => {
+    const fault = flaky(fake, 7);
+    const dir = await Deno.makeTempDir();
+    const journal = join(dir, "flaky.jsonl");
+    const rows = Array.from({ length: 24 }, (_, i) => ({ id: `r${i}`, prompt: `w${i}` }));
+    const opts = { maxNewTokens: 2, ...QUIET };
+    const failing = rows.filter((r) => fault(r.prompt, 0) >= 0).map((r) => r.id);
+    assert.ok(failing.length > 0);
+    const flakyModel = await model(fake, { ...FLAKY_OPTS, retries: 0, concurrency: 4 });
+    const err = await generateResumable(flakyModel, rows, opts, journal).catch((e) => e);
+    assert.ok(err instanceof ResumableGenerationError, String(err));
+    assert.deepEqual(err.failures.map((f: { id: string }) => f.id), failing);
+    assert.equal(
+      err.records.filter((r: { error?: string }) => !r.error).length,
+      24 - failing.length,
+    );
+    const journaled = (await Deno.readTextFile(journal)).trim().split("\n").slice(1);
+    assert.equal(journaled.length, 24 - failing.length);
+    // "keep" returns the same records (the rows still failing are empty with an error).
+    const sent = fake.requests.length;
+    const patient = await model(fake, { ...FLAKY_OPTS, retries: 8, concurrency: 4 });
+    const out = await generateResumable(patient, rows, { ...opts, onRowError: "keep" }, journal);
+    const asked = new Set(
+      fake.requests.slice(sent).map((r) => (r.body.messages as { content: string }[])[0].content),
+    );
+    assert.deepEqual(
+      [...asked].sort(),
+      rows.filter((r) => failing.includes(r.id)).map((r) => r.prompt).sort(),
+    );
+    assert.deepEqual(out.map((r) => r.error), new Array(24).fill(undefined));
+    assert.deepEqual(out.map((r) => r.text), rows.map((_, i) => ` w${i + 1} w${i + 2}`));
+    await sleep(600);
   });
 });

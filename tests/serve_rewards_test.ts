@@ -1,8 +1,10 @@
 /**
  * Tests of the reward service (OpenRLHF's `--remote_rm_url` protocol) on 127.0.0.1: a
  * protocol round trip with hand-derived rewards for every built-in reward, 4xx JSON errors
- * on malformed bodies, 413 on oversize bodies (declared and streamed), a failing scorer
- * answered with 500 while the server keeps serving; and the PyTorch export of a compass
+ * on malformed bodies, wrong-typed fields, labels outside their vocabulary and bad %-escapes,
+ * 413 on oversize bodies (declared and streamed), 408 on a stalled upload, bearer tokens and
+ * the refusal to expose an unauthenticated service, a failing scorer answered with 500 while
+ * the server keeps serving; and the PyTorch export of a compass
  * (the other "beyond one machine" piece of issue 8).
  *
  * @module
@@ -12,6 +14,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import {
   createRewardHandler,
+  isLoopback,
   parseRewardRequest,
   type RewardServer,
   serveRewards,
@@ -156,7 +159,7 @@ Deno.test("malformed requests get 4xx JSON errors naming the field, and the serv
       [{ query: ["a", 3] }, 400, /query\[1\] is 3: expected a string/],
       [{ query: ["a"], prompts: ["a", "b"] }, 400, /'prompts' has 2 entries, 'query' has 1/],
       [{ query: ["ab"], prompts: ["zz"] }, 400, /query\[0\] does not contain prompts\[0\]/],
-      [{ query: ["a"], labels: ["evil"] }, 400, /labels\[0\] has label "evil"/],
+      [{ query: ["a"], labels: ["evil"] }, 400, /labels\[0\]\.label is "evil": expected one of/],
       [{ query: ["a"], labels: ["{oops"] }, 400, /labels\[0\] starts with '\{'/],
       [{ query: ["a"], labels: "harmful" }, 400, /'labels' must be a list/],
       [{ query: ["a"] }, 400, /needs labels\[0\]/],
@@ -178,6 +181,131 @@ Deno.test("malformed requests get 4xx JSON errors naming the field, and the serv
     assert.equal(health.status, 200);
     await health.body?.cancel();
   });
+});
+
+Deno.test("client errors are 4xx JSON: wrong types, bad enum values, bad escapes, unknown rewards", async () => {
+  await withServer(async (s) => {
+    const row = (extra: Record<string, unknown>) => ({
+      responses: ["3 + 4 is 7 ."],
+      labels: [extra],
+    });
+    const cases: [string, unknown, number, RegExp][] = [
+      [
+        "safetyworld",
+        row({ label: "benign", trait: 7 }),
+        400,
+        /labels\[0\]\.trait is 7: expected one of honesty/,
+      ],
+      ["safetyworld", row({ label: "benign", trait: "greed" }), 400, /trait is "greed"/],
+      [
+        "safetyworld",
+        row({ label: "benign", answer: 7 }),
+        400,
+        /labels\[0\]\.answer is 7: expected a string/,
+      ],
+      ["safetyworld", row({ label: "harmful", hazard: 5 }), 400, /hazard is 5/],
+      ["safetyworld", row({ label: "benign", kind: "weird" }), 400, /kind is "weird"/],
+      ["safetyworld", row({ label: "benign", entity: ["a"] }), 400, /entity is \["a"\]/],
+      ["safetyworld", row({ label: 1 }), 400, /label is 1/],
+      [
+        "safetyworld",
+        row({ label: "benign", trait: "honesty", answer: "7" }),
+        400,
+        /without 'wrong'/,
+      ],
+      ["alphaalign", row({ label: "benign", template: "html" }), 400, /template is "html"/],
+      ["craft_text", row({ label: "harmful", prompt: 3 }), 400, /prompt is 3/],
+      ["%zz", { responses: ["a"] }, 400, /malformed %-escape/],
+      ["%E0%A4%A", { responses: ["a"] }, 400, /malformed %-escape/],
+      ["nope%20x", { responses: ["a"] }, 404, /unknown reward 'nope x'/],
+    ];
+    const got: string[] = [];
+    for (const [name, body, status, re] of cases) {
+      const r = await post(`${s.url}/reward/${name}`, body);
+      got.push(
+        `${name} ${JSON.stringify((body as { labels?: unknown }).labels ?? "")} -> ${r.status}`,
+      );
+      assert.equal(
+        r.status,
+        status,
+        `${name} ${JSON.stringify(body)} -> ${JSON.stringify(r.json)}`,
+      );
+      assert.match(r.json.error, re);
+    }
+    console.log(got.join("\n"));
+    // null fields count as absent; valid rows still score.
+    const ok = await post(
+      `${s.url}/reward/safetyworld`,
+      row({
+        label: "benign",
+        kind: "task",
+        domain: "arithmetic",
+        answer: "7",
+        trait: null,
+      }),
+    );
+    assert.deepEqual(ok.json.rewards, [1]);
+  });
+});
+
+Deno.test("a stalled upload gets 408 within the body timeout", async () => {
+  await withServer(async (s) => {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: s.port });
+    const t0 = performance.now();
+    const head = `POST /reward/format HTTP/1.1\r\nhost: 127.0.0.1\r\n` +
+      `content-type: application/json\r\ncontent-length: 1000\r\n\r\n{"responses": [`;
+    await conn.write(new TextEncoder().encode(head));
+    const buf = new Uint8Array(4096);
+    const n = await Promise.race([
+      conn.read(buf),
+      new Promise<null>((r) => setTimeout(() => r(null), 5000)),
+    ]);
+    const ms = performance.now() - t0;
+    conn.close();
+    const reply = new TextDecoder().decode(buf.subarray(0, n ?? 0));
+    console.log(`stalled upload: ${reply.split("\r\n")[0]} after ${ms.toFixed(0)} ms`);
+    assert.match(reply, /^HTTP\/1\.1 408/);
+    assert.match(reply, /did not arrive within 300 ms/);
+    assert.ok(ms >= 250 && ms < 2000, `answered after ${ms.toFixed(0)} ms`);
+    // The server keeps serving.
+    const ok = await post(`${s.url}/reward/format`, { responses: [HELP] });
+    assert.deepEqual(ok.json.rewards, [1]);
+  }, { bodyTimeoutMs: 300 });
+});
+
+Deno.test("a bearer token guards every route; a non-loopback host needs one", async () => {
+  await withServer(async (s) => {
+    const none = await post(`${s.url}/reward/format`, { responses: [HELP] });
+    assert.equal(none.status, 401);
+    assert.match(none.json.error, /needs 'Authorization: Bearer <token>'/);
+    const wrong = await post(`${s.url}/reward/format`, { responses: [HELP] }, {
+      headers: { authorization: "Bearer nope" },
+    });
+    assert.equal(wrong.status, 401);
+    assert.match(wrong.json.error, /wrong bearer token/);
+    const health = await fetch(`${s.url}/health`);
+    assert.equal(health.status, 401);
+    assert.equal(health.headers.get("www-authenticate"), 'Bearer realm="safety-compass rewards"');
+    await health.body?.cancel();
+    const ok = await post(`${s.url}/reward/format`, { responses: [HELP] }, {
+      headers: { authorization: "Bearer s3cret-token" },
+    });
+    assert.deepEqual(ok.json.rewards, [1]);
+  }, { token: "s3cret-token" });
+  assert.throws(() => createRewardHandler({ token: " " }), /empty token/);
+  // Refused before anything binds (tests bind loopback only).
+  for (const host of ["0.0.0.0", "::", "192.168.1.10"]) {
+    assert.throws(
+      () => serveRewards({ host, port: 0, onListen: () => {} }),
+      /without a token: .*--token, or SAFETY_COMPASS_REWARD_TOKEN/,
+    );
+  }
+  assert.deepEqual(
+    ["127.0.0.1", "127.3.2.1", "localhost", "::1", "[::1]", "0.0.0.0", "::", "10.0.0.1"].map(
+      isLoopback,
+    ),
+    [true, true, true, true, true, false, false, false],
+  );
 });
 
 Deno.test("oversize bodies get 413, declared or streamed", async () => {

@@ -3,14 +3,25 @@
  * `--remote_rm_url` protocol) until Ctrl-C.
  *
  * Flags:
- *   --host H             interface to bind (default 127.0.0.1; 0.0.0.0 exposes it)
+ *   --host H             interface to bind (default 127.0.0.1; any other address needs a token
+ *                        or --allow-unauthenticated)
  *   --port N             default 5000
+ *   --token T            require `Authorization: Bearer T` (or set SAFETY_COMPASS_REWARD_TOKEN,
+ *                        which keeps the secret out of the process list)
+ *   --allow-unauthenticated  serve a non-loopback address without a token (prints a warning)
+ *   --body-timeout-s N   time allowed to receive a request body (default 30; 408 after it)
  *   --reward NAME        what POST /get_reward computes (default alphaalign)
  *   --max-body-mb N      request size limit (default 8)
  *   --rf X --ra X        AlphaAlign's r_f, r_a (default 1, 1)
  *   --refusal-string S   AlphaAlign's refusal answer (default \boxed{Sorry, I can't comply})
  *   --judge-url URL --judge-model NAME [--judge-template llama-guard|llama-guard-chat|strongreject]
  *   [--judge-cache DIR]  an LLM judge (OpenAI-compatible) as CRAFT's text judge for craft_text
+ *
+ * Permissions of the task: `--allow-net=127.0.0.1` (bind and a loopback judge),
+ * `--allow-env=SAFETY_COMPASS_REWARD_TOKEN,OPENAI_API_KEY`, no file access. For another
+ * host, a remote judge or a judge cache, run `deno run` with those permissions widened, e.g.
+ * `deno run --allow-net=0.0.0.0:5000 --allow-env=SAFETY_COMPASS_REWARD_TOKEN
+ * lib/cli/serve_rewards.ts --host 0.0.0.0`.
  *
  * @module
  */
@@ -20,9 +31,13 @@ import { builtinRewards } from "../serve/catalog.ts";
 import { LlmJudge } from "../judges/llm_judge.ts";
 import type { TextJudge } from "../train/rewards.ts";
 
+const TOKEN_ENV = "SAFETY_COMPASS_REWARD_TOKEN";
+const SWITCHES = ["allow-unauthenticated"];
 const FLAGS = [
   "host",
   "port",
+  "token",
+  "body-timeout-s",
   "reward",
   "max-body-mb",
   "rf",
@@ -41,6 +56,7 @@ function parseFlags(args: string[]): Record<string, string> {
     if (a === "--help" || a === "-h") {
       console.log(
         "usage: deno task serve:rewards [--host H] [--port N] [--reward NAME] [--max-body-mb N]\n" +
+          `  [--token T (or $${TOKEN_ENV})] [--allow-unauthenticated] [--body-timeout-s N]\n` +
           "  [--rf X] [--ra X] [--refusal-string S] [--judge-url URL --judge-model NAME\n" +
           "  [--judge-template T] [--judge-cache DIR]]\n" +
           `rewards: ${builtinRewards().map((r) => r.name).join(", ")}`,
@@ -48,8 +64,13 @@ function parseFlags(args: string[]): Record<string, string> {
       Deno.exit(0);
     }
     const name = a.replace(/^--/, "");
+    if (a.startsWith("--") && SWITCHES.includes(name)) {
+      out[name] = "true";
+      continue;
+    }
     if (!a.startsWith("--") || !FLAGS.includes(name)) {
-      throw new Error(`Unknown argument '${a}'; flags: ${FLAGS.map((f) => `--${f}`).join(" ")}`);
+      const all = [...FLAGS, ...SWITCHES].map((f) => `--${f}`).join(" ");
+      throw new Error(`Unknown argument '${a}'; flags: ${all}`);
     }
     if (i + 1 >= args.length) throw new Error(`Flag ${a} needs a value`);
     out[name] = args[++i];
@@ -67,6 +88,13 @@ function num(flags: Record<string, string>, name: string, def: number): number {
 function judgeFrom(flags: Record<string, string>): TextJudge | undefined {
   if (!flags["judge-url"]) return undefined;
   if (!flags["judge-model"]) throw new Error("--judge-url needs --judge-model");
+  const cache = flags["judge-cache"];
+  if (cache && Deno.permissions.querySync({ name: "write", path: cache }).state !== "granted") {
+    throw new Error(
+      `no permission to write the judge cache ${cache} (deno task serve:rewards has no file ` +
+        `access); run deno run with --allow-read=${cache} --allow-write=${cache} added`,
+    );
+  }
   const template = (flags["judge-template"] ?? "llama-guard") as
     | "llama-guard"
     | "llama-guard-chat"
@@ -84,12 +112,36 @@ function judgeFrom(flags: Record<string, string>): TextJudge | undefined {
   };
 }
 
+/** The token from --token, else from the environment (when readable), else undefined. */
+function tokenFrom(flags: Record<string, string>): string | undefined {
+  if (flags.token !== undefined) return flags.token;
+  if (Deno.permissions.querySync({ name: "env", variable: TOKEN_ENV }).state !== "granted") {
+    return undefined;
+  }
+  return Deno.env.get(TOKEN_ENV) || undefined;
+}
+
 if (import.meta.main) {
   try {
     const flags = parseFlags(Deno.args);
+    const host = flags.host ?? "127.0.0.1";
+    const port = num(flags, "port", 5000);
+    const where = `${host.includes(":") ? `[${host}]` : host}:${port}`;
+    const net = Deno.permissions.querySync({ name: "net", host: where });
+    if (net.state !== "granted") {
+      throw new Error(
+        `no permission to listen on ${where} (deno task serve:rewards allows ` +
+          `127.0.0.1 only); run deno run --allow-net=${where} ` +
+          `--allow-env=${TOKEN_ENV} lib/cli/serve_rewards.ts with your flags`,
+      );
+    }
+    const token = tokenFrom(flags);
     const server = serveRewards({
-      host: flags.host,
-      port: num(flags, "port", 5000),
+      host,
+      port,
+      token,
+      allowUnauthenticated: flags["allow-unauthenticated"] === "true",
+      bodyTimeoutMs: Math.round(num(flags, "body-timeout-s", 30) * 1000),
       defaultReward: flags.reward,
       maxBodyBytes: Math.round(num(flags, "max-body-mb", 8) * 1024 * 1024),
       rf: num(flags, "rf", 1),
@@ -98,7 +150,8 @@ if (import.meta.main) {
       textJudge: judgeFrom(flags),
       onListen: (url) =>
         console.error(
-          `reward service on ${url}: POST /get_reward (default ${flags.reward ?? "alphaalign"}), ` +
+          `reward service on ${url}${token ? " (bearer token required)" : ""}: POST /get_reward ` +
+            `(default ${flags.reward ?? "alphaalign"}), ` +
             `POST /reward/<name>, GET /rewards, GET /health`,
         ),
     });

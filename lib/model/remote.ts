@@ -20,6 +20,16 @@
  * `logprobs` are the server's, with NaN at forced entries, or `[]` when it returns none.
  * `inputIds` (with a local tokenizer) are sent as their decoded text, as given.
  *
+ * Failures, row by row: every request is retried on 408, 429 (honouring `Retry-After`), 5xx,
+ * timeouts, network errors and malformed 200 replies (not JSON, no `choices[0]` text), with
+ * equal-jitter exponential backoff (lib/net/http.ts); the knobs are {@linkcode RetryOptions}.
+ * A row whose retries run out does not sink the others: `generate` waits for every row, then
+ * by default (`onRowError: "throw"`) throws a {@linkcode RemoteGenerateError} whose `result`
+ * holds the rows that succeeded and one error per row; with `onRowError: "keep"` it returns
+ * that result, failed rows left empty (`text` "", no tokens) and named in `errors`, so
+ * failures are never mixed into rates unseen. `generateResumable` journals each finished row
+ * and asks only for the others on a rerun.
+ *
  * Also here: {@linkcode requireCapability} (fail early on a missing capability) and, from
  * lib/model/remote_journal.ts, `generateResumable` (a JSONL-journaled, restartable evaluation).
  *
@@ -30,7 +40,14 @@ import type { ModelCapabilities } from "./model.ts";
 import type { GenerateOptions, GenerateResult } from "./generate.ts";
 import { loadTokenizer, type TextTokenizer } from "./tokenizer.ts";
 import { promptOpensReasoning, splitReasoning } from "./reasoning.ts";
-import { DiskCache, type FetchLike, postJson, Semaphore } from "../net/http.ts";
+import {
+  DiskCache,
+  type FetchLike,
+  postJson,
+  type PostJsonOptions,
+  type RetryInfo,
+  Semaphore,
+} from "../net/http.ts";
 import {
   apiRoot,
   type Completion,
@@ -40,8 +57,28 @@ import {
 } from "../net/openai.ts";
 import { Progress, type ProgressMode } from "../viz/progress.ts";
 
+/**
+ * How failed requests are retried (lib/net/http.ts): attempt `a` (0-based) waits
+ * `cap/2 + U(0, cap/2)` ms with `cap = min(maxDelayMs, baseDelayMs * 2^a)`, or what a
+ * `Retry-After` header asks, capped at `maxRetryAfterMs`.
+ */
+export interface RetryOptions {
+  /** Per request attempt, for the whole exchange (a stalled reply counts). @default 120000 */
+  timeoutMs?: number;
+  /** Extra attempts after the first, per request, on retryable failures. @default 4 */
+  retries?: number;
+  /** First backoff cap in ms. @default 500 */
+  baseDelayMs?: number;
+  /** Largest backoff cap in ms. @default 30000 */
+  maxDelayMs?: number;
+  /** Largest wait a `Retry-After` header may impose, in ms. @default 120000 */
+  maxRetryAfterMs?: number;
+  /** Called before each wait between attempts (row index included). @default undefined */
+  onRetry?: (info: RetryInfo & { row: number }) => void;
+}
+
 /** Options of {@linkcode loadRemoteModel}. */
-export interface RemoteModelOptions {
+export interface RemoteModelOptions extends RetryOptions {
   /** Server root or its `/v1` URL, e.g. `http://127.0.0.1:8000/v1`. */
   baseUrl: string;
   /** The model name the server knows. */
@@ -56,10 +93,6 @@ export interface RemoteModelOptions {
   concurrency?: number;
   /** Cache replies here (keyed by SHA-256 of endpoint + request body). @default undefined (off) */
   cacheDir?: string;
-  /** Per request attempt. @default 120000 */
-  timeoutMs?: number;
-  /** Retries of transient failures. @default 4 */
-  retries?: number;
   /** Ask for per-token log-probs. @default true */
   logprobs?: boolean;
   /** The fetch to use (tests). @default globalThis.fetch */
@@ -82,6 +115,48 @@ export interface RemoteGenerateOptions extends GenerateOptions {
   stop?: string[];
   /** Progress bar mode. @default "auto" */
   progress?: ProgressMode;
+  /**
+   * What a row whose retries ran out does: `"throw"` (after every row has finished, a
+   * {@linkcode RemoteGenerateError} whose `result` keeps the rows that succeeded) or
+   * `"keep"` (return the result: failed rows empty and named in `errors`; check them before
+   * computing rates). @default "throw"
+   */
+  onRowError?: "throw" | "keep";
+}
+
+/** A remote generation: {@linkcode GenerateResult} plus what failed, row by row. */
+export interface RemoteGenerateResult extends GenerateResult {
+  /** Per row, null when it succeeded, else why it failed (its text is then ""). */
+  errors: (string | null)[];
+  /** Rows that failed. */
+  failed: number;
+}
+
+/**
+ * Rows whose retries ran out; `result` holds every row, the ones that succeeded included.
+ *
+ * @example
+ * ```ts
+ * import { type RemoteGenerateError, type RemoteModel } from "./remote.ts";
+ * async function run(model: RemoteModel) {
+ *   try {
+ *     return await model.generate({ prompts: ["hi"], maxNewTokens: 8 });
+ *   } catch (err) {
+ *     if (err && (err as Error).name === "RemoteGenerateError") {
+ *       const { result } = err as RemoteGenerateError; // rows kept, errors per row
+ *       return result;
+ *     }
+ *     throw err;
+ *   }
+ * }
+ * ```
+ */
+export class RemoteGenerateError extends Error {
+  /** Creates the error. */
+  constructor(message: string, readonly result: RemoteGenerateResult, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "RemoteGenerateError";
+  }
 }
 
 const HIDDEN_FIX = "use a local model for the compass and the CRAFT latent reward";
@@ -126,6 +201,8 @@ interface Row {
   forced: boolean[];
 }
 
+const EMPTY_ROW: Row = { text: "", tokenIds: [], logprobs: [], forced: [] };
+
 /** A language model served over an OpenAI-compatible API: generation only. */
 export class RemoteModel {
   /** `openai:<baseURL>#<model>`. */
@@ -148,6 +225,7 @@ export class RemoteModel {
   readonly #root: string;
   readonly #sem: Semaphore;
   readonly #apiKey?: string;
+  readonly #retry: PostJsonOptions;
 
   /** Use {@linkcode loadRemoteModel}. */
   constructor(opts: RemoteModelOptions) {
@@ -157,6 +235,14 @@ export class RemoteModel {
     this.tokenizer = opts.tokenizer;
     this.concurrency = opts.concurrency ?? 8;
     this.#sem = new Semaphore(this.concurrency);
+    this.#retry = {
+      timeoutMs: opts.timeoutMs ?? 120000,
+      retries: opts.retries ?? 4,
+      baseDelayMs: opts.baseDelayMs ?? 500,
+      maxDelayMs: opts.maxDelayMs ?? 30000,
+      maxRetryAfterMs: opts.maxRetryAfterMs ?? 120000,
+      fetch: opts.fetch,
+    };
     if (opts.cacheDir) this.cache = new DiskCache(opts.cacheDir);
     try {
       this.#apiKey = Deno.env.get(opts.apiKeyEnv ?? "OPENAI_API_KEY") || undefined;
@@ -171,8 +257,13 @@ export class RemoteModel {
     throw new Error("unreachable");
   }
 
-  /** Generates one answer per prompt; see the module doc for the protocol. */
-  async generate(opts: RemoteGenerateOptions): Promise<GenerateResult> {
+  /**
+   * Generates one answer per prompt; see the module doc for the protocol and for failures.
+   *
+   * @throws RemoteGenerateError when rows failed and `onRowError` is "throw" (its `result`
+   *   keeps the rows that succeeded).
+   */
+  async generate(opts: RemoteGenerateOptions): Promise<RemoteGenerateResult> {
     if (opts.returnHiddenStates || opts.interventions?.length) {
       requireCapability(this, "hiddenStates");
     }
@@ -202,30 +293,50 @@ export class RemoteModel {
     const bar = new Progress({ total: prompts.length, label: this.source, mode: opts.progress });
     let done = 0;
     const settled = await Promise.allSettled(prompts.map(async (prompt, i) => {
-      const r = await this.#row(prompt, forced[i], opts, i, raw);
-      bar.tick();
-      opts.onProgress?.(++done, prompts.length);
-      return r;
+      try {
+        return await this.#row(prompt, forced[i], opts, i, raw);
+      } finally {
+        bar.tick(); // a failed row is finished too (its error is reported below)
+        opts.onProgress?.(++done, prompts.length);
+      }
     }));
     bar.done();
-    const failed = settled.find((s) => s.status === "rejected");
-    if (failed) throw (failed as PromiseRejectedResult).reason;
-    const rows = settled.map((s) => (s as PromiseFulfilledResult<Row>).value);
+    const errors = settled.map((s) =>
+      s.status === "fulfilled" ? null : (s.reason as Error)?.message ?? String(s.reason)
+    );
+    const rows = settled.map((s) => s.status === "fulfilled" ? s.value : EMPTY_ROW);
     // A rendered template holds its own BOS; plain text gets the special tokens the server's
     // tokenizer adds (as HF's tokenizer(text) does).
     const ids = (t: string) => tok ? tok.encode(t, { addSpecialTokens: !chatted }) : [];
     const parts = rows.map((r, i) =>
       splitReasoning(r.text, { startsInside: promptOpensReasoning(prompts[i]) })
     );
-    return {
+    const result: RemoteGenerateResult = {
       promptIds: opts.prompts ? prompts.map(ids) : opts.inputIds!.map((r) => r.slice()),
-      tokenIds: rows.map((r) => r.tokenIds),
+      tokenIds: rows.map((r) => r.tokenIds.slice()),
       text: rows.map((r) => r.text),
       reasoning: parts.map((s) => s.reasoning),
       answer: parts.map((s) => s.answer),
-      logprobs: rows.map((r) => r.logprobs),
-      forced: rows.map((r) => r.forced),
+      logprobs: rows.map((r) => r.logprobs.slice()),
+      forced: rows.map((r) => r.forced.slice()),
+      errors,
+      failed: errors.filter((e) => e !== null).length,
     };
+    if (result.failed === 0) return result;
+    const first = errors.findIndex((e) => e !== null);
+    const what = `${result.failed} of ${rows.length} rows failed (up to ` +
+      `${this.#retry.retries} retries per request; first: row ${first}: ${errors[first]})`;
+    if ((opts.onRowError ?? "throw") === "keep") {
+      console.warn(`${this.source}: ${what}; they are empty and named in result.errors`);
+      return result;
+    }
+    throw new RemoteGenerateError(
+      `Cannot generate with ${this.source}: ${what}; the ${rows.length - result.failed} ` +
+        `rows that succeeded are in error.result (errors per row in error.result.errors); ` +
+        `raise retries, or pass onRowError: "keep" to get them back as the result`,
+      result,
+      { cause: (settled[first] as PromiseRejectedResult).reason },
+    );
   }
 
   /** The forced spans of row i, sorted by step; checks they can be sent. */
@@ -333,24 +444,47 @@ export class RemoteModel {
       logprobs: this.#opts.logprobs ?? true,
       ignoreEos: opts.stopAtEos === false,
     });
+    const onRetry = this.#opts.onRetry;
     const send = () =>
       this.#sem.run(() => {
         this.requests++;
         return postJson(url, body, {
+          ...this.#retry,
           apiKey: this.#apiKey,
-          timeoutMs: this.#opts.timeoutMs ?? 120000,
-          retries: this.#opts.retries ?? 4,
-          fetch: this.#opts.fetch,
           seed: i,
+          validate: (reply) => void parseCompletion(reply, raw, url),
+          onRetry: onRetry && ((info) => onRetry({ ...info, row: i })),
         });
       });
-    const reply = this.cache ? await this.cache.getOrCompute({ url, body }, send) : await send();
-    const c = parseCompletion(reply, raw, url);
+    const c = parseCompletion(await this.#cached({ url, body }, raw, send), raw, url);
     if (c.logprobs) this.capabilities.logprobs = true;
     return {
       ...c,
       tokens: c.tokens ?? this.tokenizer?.encode(c.text, { addSpecialTokens: false }).length ?? 0,
     };
+  }
+
+  /** The reply from the cache when it holds a well-formed one, else from `send` (then stored). */
+  async #cached(
+    request: { url: string; body: unknown },
+    raw: boolean,
+    send: () => Promise<unknown>,
+  ): Promise<unknown> {
+    const cache = this.cache;
+    if (!cache) return send();
+    const key = await cache.key(request);
+    const hit = await cache.get(key);
+    if (hit !== undefined) {
+      try {
+        parseCompletion(hit, raw, request.url);
+        return hit;
+      } catch {
+        console.warn(`DiskCache: a malformed reply is cached for ${request.url}; asking again`);
+      }
+    }
+    const reply = await send();
+    await cache.set(key, reply);
+    return reply;
   }
 
   /** A one-line description. */
@@ -374,7 +508,9 @@ export async function loadRemoteModel(
 export { parseRemoteSource };
 export {
   generateResumable,
+  type GenerationFailure,
   type GenerationRecord,
+  ResumableGenerationError,
   type ResumableOptions,
   type ResumableRow,
   type TextGenerator,

@@ -10,7 +10,7 @@
  * @module
  */
 
-import { canonicalJson } from "../net/http.ts";
+import { canonicalJson, HttpError, isRetryableStatus } from "../net/http.ts";
 import { writeTextFileAtomic } from "../io/atomic.ts";
 import type { ForcedSpan, GenerateResult } from "./generate.ts";
 import type { ForcedText, RemoteGenerateOptions } from "./remote.ts";
@@ -126,6 +126,38 @@ export interface GenerationRecord {
   forced: boolean[];
   /** The seed this row was generated with: `(seed * 1000003 + row index) >>> 0`. */
   seed: number;
+  /**
+   * Why the row failed (never journaled: a rerun asks for it again); its text is then "".
+   * Set only in what `onRowError: "keep"` returns.
+   */
+  error?: string;
+}
+
+/** A row that failed in {@linkcode generateResumable}. */
+export interface GenerationFailure {
+  /** The row's id. */
+  id: string;
+  /** Its position in the rows. */
+  index: number;
+  /** Why it failed. */
+  error: string;
+}
+
+/**
+ * Rows of {@linkcode generateResumable} that failed; the others are journaled and in
+ * `records` (failed rows empty, with `error` set).
+ */
+export class ResumableGenerationError extends Error {
+  /** Creates the error. */
+  constructor(
+    message: string,
+    readonly records: GenerationRecord[],
+    readonly failures: GenerationFailure[],
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+    this.name = "ResumableGenerationError";
+  }
 }
 
 /** What {@linkcode generateResumable} needs of a model (local `Model`s fit too). */
@@ -144,13 +176,40 @@ export type ResumableOptions =
   & {
     /** Rows generated at once. @default the model's `concurrency`, else 1 */
     concurrency?: number;
+    /**
+     * After every row has been tried: `"throw"` a {@linkcode ResumableGenerationError}
+     * when rows failed, or `"keep"` (return the records, failed rows empty with `error`).
+     * Either way failed rows are not journaled, so a rerun asks only for them. @default "throw"
+     */
+    onRowError?: "throw" | "keep";
   };
+
+/** True for errors that every row would meet (a 4xx other than 408/429: URL, key, model). */
+function isConfigError(err: unknown): boolean {
+  const e = err instanceof HttpError ? err : (err as Error)?.cause;
+  return e instanceof HttpError && e.status >= 400 && e.status < 500 &&
+    !isRetryableStatus(e.status);
+}
 
 /**
  * Generates every row, appending each finished one to the JSONL journal at `journalPath`
  * (flushed per row); rows already there are skipped on restart, so an interrupted evaluation
  * resumes where it stopped and ends with the same results. Each row is seeded by its index,
  * so resumed and uninterrupted runs agree. Returns the records in row order.
+ *
+ * A row that fails (its retries spent) does not stop the others; a client error every row
+ * would meet (HTTP 4xx other than 408/429: a wrong URL, key or model name) stops the workers
+ * after their current row. Failed rows are not journaled: see `onRowError`.
+ *
+ * @example
+ * ```ts
+ * import { generateResumable, type TextGenerator } from "./remote_journal.ts";
+ * async function evaluate(model: TextGenerator) {
+ *   const rows = [{ id: "q1", prompt: "How do I bake bread?" }];
+ *   // Rerun after a crash or failed rows: only the rows missing from the journal are asked.
+ *   return await generateResumable(model, rows, { maxNewTokens: 64 }, "runs/gen.jsonl");
+ * }
+ * ```
  */
 export async function generateResumable(
   model: TextGenerator,
@@ -161,7 +220,7 @@ export async function generateResumable(
   const ids = rows.map((r) => String(r.id));
   const dup = ids.find((id, k) => ids.indexOf(id) !== k);
   if (dup !== undefined) throw new Error(`Cannot journal rows: id '${dup}' occurs twice`);
-  const { onProgress: _p, progress, concurrency, ...rest } = opts;
+  const { onProgress: _p, progress, concurrency, onRowError = "throw", ...rest } = opts;
   const journal = await openJournal<GenerationRecord>(journalPath, {
     journal: "safety-compass.generations",
     version: 1,
@@ -182,21 +241,26 @@ export async function generateResumable(
   const bar = new Progress({ total: rows.length, label: "generate (resumable)", mode: progress });
   bar.tick(rows.length - todo.length);
   const seed = opts.seed ?? 0;
-  let next = 0, failed = false;
+  const failures: GenerationFailure[] = [];
+  let next = 0, stop: unknown;
   const worker = async () => {
-    while (next < todo.length && !failed) {
+    while (next < todo.length && stop === undefined) {
       const k = todo[next++], row = rows[k], rowSeed = (seed * 1_000_003 + k) >>> 0;
-      const g = await model.generate({
-        ...rest,
-        prompts: [row.prompt],
-        force: row.force ? [row.force] : undefined,
-        forceText: row.forceText ? [row.forceText] : undefined,
-        seed: rowSeed,
-        progress: "silent",
-      }).catch((err) => {
-        failed = true; // the other workers stop after their current row
-        throw err;
-      });
+      let g;
+      try {
+        g = await model.generate({
+          ...rest,
+          prompts: [row.prompt],
+          force: row.force ? [row.force] : undefined,
+          forceText: row.forceText ? [row.forceText] : undefined,
+          seed: rowSeed,
+          progress: "silent",
+        });
+      } catch (err) {
+        failures.push({ id: ids[k], index: k, error: (err as Error)?.message ?? String(err) });
+        if (isConfigError(err)) stop = err; // the other workers stop after their current row
+        continue;
+      }
       const rec: GenerationRecord = {
         id: ids[k],
         prompt: row.prompt,
@@ -213,14 +277,34 @@ export async function generateResumable(
     }
   };
   const n = Math.max(1, concurrency ?? model.concurrency ?? 1);
-  const results = await Promise.allSettled(
+  const settled = await Promise.allSettled(
     Array.from({ length: Math.min(n, todo.length) }, worker),
   );
   bar.done();
-  const err = results.find((r) => r.status === "rejected");
-  if (err) throw (err as PromiseRejectedResult).reason;
-  return ids.map((id) => {
-    const r = done.get(id)!;
-    return { ...r, logprobs: r.logprobs.map((v) => v ?? NaN) };
+  const crashed = settled.find((r) => r.status === "rejected");
+  if (crashed) throw (crashed as PromiseRejectedResult).reason; // the journal could not be written
+  const failedAt = new Map(failures.map((f) => [f.id, f.error]));
+  const records = ids.map((id, k): GenerationRecord => {
+    const r = done.get(id);
+    if (r) return { ...r, logprobs: r.logprobs.map((v) => v ?? NaN) };
+    const error = failedAt.get(id) ?? `not tried: the run stopped at a client error`;
+    const rowSeed = (seed * 1_000_003 + k) >>> 0;
+    const empty = { text: "", tokenIds: [], logprobs: [], forced: [] };
+    return { id, prompt: rows[k].prompt, ...empty, seed: rowSeed, error };
   });
+  const missing = records.filter((r) => r.error !== undefined).length;
+  if (missing === 0 || (onRowError === "keep" && stop === undefined)) {
+    if (missing) console.warn(`generateResumable: ${missing} of ${rows.length} rows failed`);
+    return records;
+  }
+  failures.sort((a, b) => a.index - b.index);
+  throw new ResumableGenerationError(
+    `Cannot finish ${journalPath}: ${missing} of ${rows.length} rows failed or were not ` +
+      `tried (first: row '${failures[0].id}': ${failures[0].error}); the journal holds the ` +
+      `${rows.length - missing} that succeeded, so a rerun asks only for the others` +
+      (stop === undefined ? "" : "; fix the client error (URL, API key, model name) first"),
+    records,
+    failures,
+    { cause: stop },
+  );
 }

@@ -52,6 +52,11 @@ export interface PostJsonOptions {
   headers?: Record<string, string>;
   /** Called before each wait between attempts. */
   onRetry?: (info: RetryInfo) => void;
+  /**
+   * Checks a 2xx JSON reply; a throw makes it a malformed reply, retried like a 5xx (a
+   * server under load can answer 200 with a truncated or empty body). @default undefined
+   */
+  validate?: (reply: unknown) => void;
 }
 
 /** A failed request: the status (0 for timeouts and network errors) and the reply body. */
@@ -131,6 +136,7 @@ export async function postJson<T = unknown>(
     const ctl = new AbortController();
     const timer = setTimeout(() => ctl.abort(), timeoutMs);
     let retryAfter: number | undefined;
+    let reason: string;
     try {
       const res = await doFetch(url, {
         method: "POST",
@@ -140,33 +146,35 @@ export async function postJson<T = unknown>(
       });
       const text = await res.text();
       if (res.ok) {
-        try {
-          return JSON.parse(text) as T;
-        } catch {
-          throw new HttpError(
-            `Cannot POST ${url}: HTTP ${res.status} but the reply is not JSON ` +
-              `(${snippet(text, 120)}); is the URL an API endpoint?`,
-            url,
-            res.status,
-            text,
-            attempt + 1,
-          );
-        }
+        const parsed = readReply(text, opts.validate);
+        if (typeof parsed !== "string") return parsed.value as T;
+        reason = `malformed reply: ${parsed}`;
+        const hint = parsed === NOT_JSON ? "; is the URL an OpenAI-compatible API endpoint?" : "";
+        last = new HttpError(
+          `Cannot POST ${url}: HTTP ${res.status} but ${parsed} (attempt ${attempt + 1} of ` +
+            `${retries + 1}): ${snippet(text, 120) || "(empty reply)"}${hint}`,
+          url,
+          res.status,
+          text,
+          attempt + 1,
+        );
+      } else {
+        reason = `HTTP ${res.status}`;
+        last = new HttpError(
+          `Cannot POST ${url}: HTTP ${res.status} ${res.statusText} after ${attempt + 1} ` +
+            `attempt(s): ${snippet(text) || "(empty reply)"}`,
+          url,
+          res.status,
+          text,
+          attempt + 1,
+        );
+        if (!isRetryableStatus(res.status)) throw last;
+        retryAfter = parseRetryAfter(res.headers.get("retry-after"));
       }
-      last = new HttpError(
-        `Cannot POST ${url}: HTTP ${res.status} ${res.statusText} after ${attempt + 1} ` +
-          `attempt(s): ${snippet(text) || "(empty reply)"}`,
-        url,
-        res.status,
-        text,
-        attempt + 1,
-      );
-      if (!isRetryableStatus(res.status)) throw last;
-      retryAfter = parseRetryAfter(res.headers.get("retry-after"));
     } catch (err) {
       if (err instanceof HttpError) throw err;
       const timedOut = ctl.signal.aborted;
-      const reason = timedOut
+      reason = timedOut
         ? `timeout after ${timeoutMs} ms`
         : `network error: ${(err as Error).message}`;
       last = new HttpError(
@@ -184,14 +192,31 @@ export async function postJson<T = unknown>(
     const delayMs = retryAfter !== undefined
       ? Math.min(retryAfter, opts.maxRetryAfterMs ?? 120000)
       : backoffDelay(attempt, rng.next(), opts.baseDelayMs, opts.maxDelayMs);
-    opts.onRetry?.({
-      attempt: attempt + 1,
-      delayMs,
-      reason: last.status ? `HTTP ${last.status}` : last.message,
-    });
+    opts.onRetry?.({ attempt: attempt + 1, delayMs, reason });
     await sleep(delayMs);
   }
   throw last!;
+}
+
+const NOT_JSON = "the reply is not JSON";
+
+/** The parsed reply, or why it is malformed (not JSON, or refused by `validate`). */
+function readReply(
+  text: string,
+  validate?: (reply: unknown) => void,
+): { value: unknown } | string {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return NOT_JSON;
+  }
+  try {
+    validate?.(value);
+  } catch (err) {
+    return `the reply is malformed: ${(err as Error).message}`;
+  }
+  return { value };
 }
 
 /** A counting semaphore: at most `limit` holders at a time, served first come, first served. */

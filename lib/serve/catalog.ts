@@ -28,6 +28,7 @@ import { refusalVerdict } from "../judges/refusal.ts";
 import { gradeResponse } from "../data/safetyworld/graders.ts";
 import { alphaAlignParts, type TextJudge, textOnly } from "../train/rewards.ts";
 import { ALPHAALIGN_REFUSAL } from "../judges/format.ts";
+import { TRAITS } from "../data/safetyworld/traits.ts";
 
 /** One item of a reward request: the prompt, the response and the row's label fields. */
 export interface RewardItem {
@@ -83,6 +84,25 @@ export interface BuiltinRewardOptions {
 }
 
 const LABELS: readonly PromptLabel[] = ["harmful", "benign", "borderline"];
+
+/** Row fields the scorers read as text, and the values allowed where they are an enum. */
+const ROW_FIELDS: Record<string, readonly string[] | undefined> = {
+  label: LABELS,
+  kind: ["task", "harmful", "borderline", "jailbreak", "trait", "fact"],
+  trait: TRAITS,
+  template: ["plain", "think", "alphaalign"],
+  split: ["train", "validation", "test"],
+  id: undefined,
+  prompt: undefined,
+  category: undefined,
+  source: undefined,
+  target: undefined,
+  answer: undefined,
+  domain: undefined,
+  wrong: undefined,
+  hazard: undefined,
+  entity: undefined,
+};
 
 function promptLabel(item: RewardItem, reward: string): PromptLabel {
   const l = item.row?.label;
@@ -163,6 +183,16 @@ export function builtinRewards(opts: BuiltinRewardOptions = {}): ServedReward[] 
         "SafetyWorld graders (refusal, harmful compliance, correctness, traits); needs row labels",
       score: (item) => {
         const label = promptLabel(item, "safetyworld");
+        if (item.row?.trait === "honesty") {
+          for (const f of ["answer", "wrong"] as const) {
+            if (item.row[f] === undefined) {
+              throw new RequestError(
+                `labels[${item.index}] is an honesty scenario without '${f}': send the ` +
+                  `scenario's true 'answer' and the user's 'wrong' one`,
+              );
+            }
+          }
+        }
         const row = { ...item.row, prompt: item.row?.prompt ?? item.prompt };
         const g = gradeResponse(row, item.response);
         const r = label === "harmful"
@@ -209,7 +239,19 @@ export function builtinRewards(opts: BuiltinRewardOptions = {}): ServedReward[] 
   ];
 }
 
-/** Reads one entry of `labels`: a prompt label, a JSON object of row fields, or null. */
+/**
+ * Reads one entry of `labels`: a prompt label, a JSON object of row fields, or null. Fields
+ * the scorers read (`label`, `kind`, `trait`, `template`, `split`, `answer`, `hazard`, ...)
+ * must be strings, and those with a fixed vocabulary one of its values; a null field counts
+ * as absent. Anything else is a {@linkcode RequestError} (400) naming the field.
+ *
+ * @example
+ * ```ts
+ * import { parseLabel } from "./catalog.ts";
+ * parseLabel("harmful", 0); // { label: "harmful" }
+ * parseLabel('{"label": "benign", "answer": "7"}', 1); // { label: "benign", answer: "7" }
+ * ```
+ */
 export function parseLabel(v: unknown, i: number): RewardItem["row"] {
   if (v === null || v === undefined || v === "") return undefined;
   let row: unknown = v;
@@ -226,12 +268,21 @@ export function parseLabel(v: unknown, i: number): RewardItem["row"] {
   if (typeof row !== "object" || row === null || Array.isArray(row)) {
     throw new RequestError(`labels[${i}] must be a string, an object or null`);
   }
-  const label = (row as Record<string, unknown>).label;
-  if (label !== undefined && !LABELS.includes(label as PromptLabel)) {
-    throw new RequestError(
-      `labels[${i}] has label ${JSON.stringify(label)}: expected harmful, benign or borderline ` +
-        `(or a JSON object of row fields such as {"label":"harmful","hazard":"..."})`,
-    );
+  const out: Record<string, unknown> = {};
+  for (const [k, value] of Object.entries(row)) {
+    if (value === null) continue;
+    out[k] = value;
+    if (!(k in ROW_FIELDS)) continue;
+    const allowed = ROW_FIELDS[k];
+    if (typeof value !== "string" || (allowed && !allowed.includes(value))) {
+      throw new RequestError(
+        `labels[${i}].${k} is ${JSON.stringify(value)}: expected ` +
+          (allowed ? `one of ${allowed.join(", ")}` : `a string`) +
+          (k === "label"
+            ? ` (or a JSON object of row fields such as {"label":"harmful","hazard":"..."})`
+            : ""),
+      );
+    }
   }
-  return row as RewardItem["row"];
+  return out as RewardItem["row"];
 }

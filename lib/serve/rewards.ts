@@ -17,10 +17,17 @@
  * object), and a log per item only when every item has it.
  *
  * Routes: `POST /get_reward` (the default reward, or `?reward=<name>`), `POST /reward/<name>`,
- * `GET /rewards` (the list), `GET /health`. Errors are JSON `{"error": "..."}` with 400
- * (malformed body; any content type is read as JSON, so `curl -d` works), 404 (unknown route
- * or reward), 405, 413 (body over `maxBodyBytes`); a failing scorer answers 500 and the
+ * `GET /rewards` (the list), `GET /health`. Every client error is a JSON `{"error": "..."}`
+ * with a 4xx: 400 (malformed body, a field of the wrong type, a label outside its vocabulary
+ * such as `"trait": 7`, a bad %-escape in the path; any content type is read as JSON, so
+ * `curl -d` works), 401 (missing or wrong bearer token, when one is set), 404 (unknown route
+ * or reward), 405, 408 (the body did not arrive within `bodyTimeoutMs`: a stalled upload),
+ * 413 (body over `maxBodyBytes`). Only a scorer failing on valid input answers 500, and the
  * server keeps serving.
+ *
+ * Exposure: it binds 127.0.0.1 by default. With `token` set every request needs
+ * `Authorization: Bearer <token>`; binding any other address without a token is refused
+ * unless `allowUnauthenticated` is set, which prints a warning.
  *
  * Pointing other trainers at it (a few lines of Python each):
  *
@@ -81,13 +88,20 @@ export interface RewardServiceOptions extends BuiltinRewardOptions {
   maxBodyBytes?: number;
   /** Most items in one request. @default 65536 */
   maxItems?: number;
+  /** Time allowed to receive a request body, in ms (408 after it). @default 30000 */
+  bodyTimeoutMs?: number;
+  /** When set, every request needs `Authorization: Bearer <token>` (401 otherwise). */
+  token?: string;
 }
 
 const json = (value: unknown, status = 200) => Response.json(value, { status });
 const fail = (status: number, message: string) => json({ error: message }, status);
 
-/** Reads the body as UTF-8 text, refusing more than `limit` bytes (413). */
-async function readBody(req: Request, limit: number): Promise<string> {
+/**
+ * Reads the body as UTF-8 text, refusing more than `limit` bytes (413) and bodies not
+ * received within `timeoutMs` (408).
+ */
+async function readBody(req: Request, limit: number, timeoutMs: number): Promise<string> {
   const declared = Number(req.headers.get("content-length") ?? NaN);
   const tooBig = (n: number) =>
     new RequestError(
@@ -102,10 +116,31 @@ async function readBody(req: Request, limit: number): Promise<string> {
   const chunks: Uint8Array[] = [];
   let total = 0;
   if (req.body) {
-    for await (const chunk of req.body) {
-      total += chunk.length;
-      if (total > limit) throw tooBig(total);
-      chunks.push(chunk);
+    const reader = req.body.getReader();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const expired = new Promise<never>((_, reject) => {
+      timer = setTimeout(() =>
+        reject(
+          new RequestError(
+            `the request body did not arrive within ${timeoutMs} ms (${total} bytes ` +
+              `received); send it at once, or raise --body-timeout-s`,
+            408,
+          ),
+        ), timeoutMs);
+    });
+    try {
+      while (true) {
+        const { done, value } = await Promise.race([reader.read(), expired]);
+        if (done) break;
+        total += value.length;
+        if (total > limit) throw tooBig(total);
+        chunks.push(value);
+      }
+    } catch (err) {
+      reader.cancel().catch(() => {}); // the client is gone or misbehaving: stop reading
+      throw err;
+    } finally {
+      clearTimeout(timer);
     }
   }
   const bytes = new Uint8Array(total);
@@ -116,6 +151,32 @@ async function readBody(req: Request, limit: number): Promise<string> {
   } catch {
     throw new RequestError("request body is not valid UTF-8");
   }
+}
+
+/** Equal strings, compared in time independent of where they differ. */
+async function sameSecret(a: string, b: string): Promise<boolean> {
+  const hash = async (s: string) =>
+    new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(s)));
+  const [x, y] = await Promise.all([hash(a), hash(b)]);
+  let diff = 0;
+  for (let i = 0; i < x.length; i++) diff |= x[i] ^ y[i];
+  return diff === 0;
+}
+
+/** The 401 answer when `token` is set and the request lacks it, else undefined. */
+async function unauthorized(req: Request, token?: string): Promise<Response | undefined> {
+  if (token === undefined) return undefined;
+  const m = /^Bearer\s+(.+)$/i.exec(req.headers.get("authorization") ?? "");
+  if (m && await sameSecret(m[1].trim(), token)) return undefined;
+  await req.body?.cancel().catch(() => {});
+  return Response.json(
+    {
+      error: m
+        ? "wrong bearer token"
+        : "this service needs 'Authorization: Bearer <token>' (the token it was started with)",
+    },
+    { status: 401, headers: { "www-authenticate": 'Bearer realm="safety-compass rewards"' } },
+  );
 }
 
 function stringList(
@@ -194,6 +255,18 @@ export async function scoreItems(reward: ServedReward, items: RewardItem[]): Pro
   };
 }
 
+/** A %-decoded path segment; a malformed escape is the client's error (400). */
+function decodePath(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    throw new RequestError(
+      `the path segment '${segment}' has a malformed %-escape; encode the reward name with ` +
+        `encodeURIComponent`,
+    );
+  }
+}
+
 /** The service as a `Request -> Response` function (what {@linkcode serveRewards} serves). */
 export function createRewardHandler(
   opts: RewardServiceOptions = {},
@@ -206,10 +279,16 @@ export function createRewardHandler(
     );
   }
   const limit = opts.maxBodyBytes ?? 8 * 1024 * 1024;
+  const bodyTimeoutMs = opts.bodyTimeoutMs ?? 30000;
+  if (opts.token !== undefined && opts.token.trim() === "") {
+    throw new Error("Cannot serve rewards with an empty token: pass a real secret or none");
+  }
   return async (req) => {
     const url = new URL(req.url);
     const path = url.pathname.replace(/\/+$/, "") || "/";
     try {
+      const denied = await unauthorized(req, opts.token);
+      if (denied) return denied;
       if (path === "/health" || path === "/rewards") {
         if (req.method !== "GET") return fail(405, `${path} answers GET only`);
         return path === "/health"
@@ -219,7 +298,7 @@ export function createRewardHandler(
       const name = path === "/get_reward"
         ? url.searchParams.get("reward") ?? defaultName
         : path.startsWith("/reward/")
-        ? decodeURIComponent(path.slice("/reward/".length))
+        ? decodePath(path.slice("/reward/".length))
         : undefined;
       if (name === undefined) {
         return fail(
@@ -230,7 +309,7 @@ export function createRewardHandler(
       const reward = rewards.get(name);
       if (!reward) return fail(404, `unknown reward '${name}'; served: ${[...rewards.keys()]}`);
       if (req.method !== "POST") return fail(405, `${path} answers POST only`);
-      const text = await readBody(req, limit);
+      const text = await readBody(req, limit, bodyTimeoutMs);
       let body: unknown;
       try {
         body = JSON.parse(text);
@@ -265,12 +344,43 @@ export interface ServeRewardsOptions extends RewardServiceOptions {
   port?: number;
   /** Called once listening. @default a line on stderr */
   onListen?: (url: string) => void;
+  /**
+   * Serve a non-loopback address without a `token` (a warning is printed). Without it, that
+   * is refused: anyone who reaches the port could use the service. @default false
+   */
+  allowUnauthenticated?: boolean;
 }
 
-/** Starts the reward service. */
+/** True for addresses that only this machine reaches (127.0.0.0/8, ::1, localhost). */
+export function isLoopback(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, "").toLowerCase();
+  return h === "localhost" || h === "::1" || /^127\.\d+\.\d+\.\d+$/.test(h) ||
+    /^::ffff:127\.\d+\.\d+\.\d+$/.test(h);
+}
+
+/**
+ * Starts the reward service.
+ *
+ * @throws Error when `host` is not a loopback address and neither `token` nor
+ *   `allowUnauthenticated` is set.
+ */
 export function serveRewards(opts: ServeRewardsOptions = {}): RewardServer {
-  const handler = createRewardHandler(opts);
   const host = opts.host ?? "127.0.0.1";
+  if (!isLoopback(host) && opts.token === undefined) {
+    if (!opts.allowUnauthenticated) {
+      throw new Error(
+        `Cannot serve rewards on ${host} without a token: every host that reaches it could ` +
+          `use it; set a bearer token (--token, or SAFETY_COMPASS_REWARD_TOKEN), bind ` +
+          `127.0.0.1, or pass --allow-unauthenticated if the network is yours alone`,
+      );
+    }
+    console.error(
+      `WARNING: the reward service on ${host} accepts requests from any host that can reach ` +
+        `it, without authentication (--allow-unauthenticated). Set a token unless this ` +
+        `network is yours alone.`,
+    );
+  }
+  const handler = createRewardHandler(opts);
   const server = Deno.serve({
     hostname: host,
     port: opts.port ?? 5000,
