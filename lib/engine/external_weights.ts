@@ -63,6 +63,13 @@ let libPath: string | undefined;
 
 function openLib(): GemmLib | null {
   if (lib !== undefined) return lib;
+  // A path-scoped --allow-ffi grant opens libraries but refuses Deno.UnsafePointer.of, which
+  // these kernels need for host memory: fall back (dense upload) instead of failing mid-run.
+  if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") {
+    libReason = "BLAS off for external weights: they need an unscoped --allow-ffi (raw " +
+      "pointers into host memory; a path-scoped grant refuses them)";
+    return (lib = null);
+  }
   const found = detectBlas();
   if (found.path === undefined) {
     libReason = found.reason;
