@@ -229,6 +229,7 @@ function product(x: tf.Tensor2D, w: ExternalMatrix, mode: GemmMode): tf.Tensor2D
  * @example
  * ```ts
  * import * as tf from "@tensorflow/tfjs-core";
+ * import "@tensorflow/tfjs-backend-cpu"; // or wasm + enableBlas() for the native path
  * import { externalMatrix } from "./external_matrix.ts";
  * import { externalMatMul } from "./external_weights.ts";
  * const w = externalMatrix(new Float32Array([1, 2, 3, 4, 5, 6]), [2, 3]); // Linear(3, 2)
@@ -268,6 +269,7 @@ export function externalMatMul(x: tf.Tensor, w: ExternalMatrix): tf.Tensor {
  * @example
  * ```ts
  * import * as tf from "@tensorflow/tfjs-core";
+ * import "@tensorflow/tfjs-backend-cpu"; // or wasm + enableBlas() for the native path
  * import { externalMatrix } from "./external_matrix.ts";
  * import { externalGather } from "./external_weights.ts";
  * const table = externalMatrix(new Float32Array([0, 0, 1, 1, 2, 2]), [3, 2]);
