@@ -10,7 +10,8 @@
  * array): `cblas_sgemv` at one row, `cblas_sgemm` otherwise. bf16 matrices are converted to
  * f32 tile by tile (`bf16_convert.ts`) into a cache-sized scratch, then multiplied per tile.
  * Debian's OpenBLAS 0.3.21 exports no `cblas_sbgemm` (built without BUILD_BFLOAT16), and
- * sbgemm would also round the activations to bf16; see bench/external_matmul.ts.
+ * sbgemm would also round the activations to bf16; see bench/external_matmul.ts. At <= 16
+ * rows that conversion is the bound; {@link enableBf16Helper} shares it with a second thread.
  *
  * The gradient: for `y = x op(W)`, `dx = dy op(W)^T`, the same external matrix read the
  * other way (no transpose is materialised; no gradient flows to the frozen `W`).
