@@ -18,7 +18,8 @@
  * `--from DIR` reads the weights from the sharded bf16 checkpoint in DIR instead (writing a
  * synthetic one there first when DIR has no model.safetensors.index.json) with
  * lib/model/external_load.ts: the peak RSS then shows that loading holds each tensor once.
- * `--helper` turns on the bf16 helper thread (lib/engine/bf16_helper.ts) for M <= 16 products.
+ * `--helper` turns on the bf16 helper thread (lib/engine/bf16_helper.ts) for M <= 16 products
+ * (for `4b`, on every other decode step, to compare in the same process).
  * Prints times, the wasm heap and the process's peak RSS (VmHWM).
  *
  * @module
@@ -77,7 +78,7 @@ enableBlas();
 if (!externalWeightsInfo().native) {
   throw new Error(`big_model_memory needs native BLAS: ${externalWeightsInfo().reason}`);
 }
-if (args.helper) console.log((await enableBf16Helper()).reason);
+if (args.helper && args.model !== "4b") console.log((await enableBf16Helper()).reason);
 async function exists(path: string): Promise<boolean> {
   try {
     await Deno.stat(path);
@@ -128,7 +129,7 @@ function attention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor): tf.Tensor {
   return tf.tile(v, [1, group]).add(q.mul(tf.tile(k, [1, group])).mul(0.01));
 }
 
-const tLoad = performance.now();
+let tLoad = performance.now();
 let source = "allocated with random values";
 let bytesRead = 0;
 let matrix = bf16Matrix;
@@ -143,6 +144,7 @@ if (args.from !== undefined) {
         `${((performance.now() - t) / 1000).toFixed(1)} s`,
     );
   }
+  tLoad = performance.now(); // the read alone
   const ckpt = await openCheckpoint(dir);
   const loaded = new Map<string, ExternalMatrix>();
   for (const name of ckpt.tensors.keys()) {
@@ -179,8 +181,15 @@ console.log(
 report("after allocation");
 
 if (args.model === "4b") {
-  const times: number[] = [];
+  // With --helper, steps alternate without / with the helper thread (same process, same
+  // minutes: on a shared machine that is the only fair comparison).
+  const times: Record<string, number[]> = {};
   for (let step = 0; step < Number(args.steps); step++) {
+    const mode = args.helper && step % 2 === 1 ? "helper" : "one thread";
+    if (args.helper) {
+      if (mode === "helper") await enableBf16Helper();
+      else disableBf16Helper();
+    }
     const t = performance.now();
     tf.tidy(() => {
       let h = externalGather(embed, [step + 1]); // [1, d]
@@ -194,14 +203,17 @@ if (args.model === "4b") {
       const logits = externalMatMul(h, embed); // tied LM head, [1, vocab]
       logits.argMax(1).dataSync();
     });
-    times.push((performance.now() - t) / 1000);
-    console.log(`decode step ${step}: ${times[step].toFixed(2)} s`);
+    const dt = (performance.now() - t) / 1000;
+    (times[mode] ??= []).push(dt);
+    console.log(`decode step ${step} (${mode}): ${dt.toFixed(2)} s`);
   }
-  const best = Math.min(...times);
-  console.log(
-    `Qwen3-4B bf16 external, one token's linears at M=1: best ${best.toFixed(2)} s ` +
-      `(${(1 / best).toFixed(2)} tok/s), ${(params * 2 / best / 1e9).toFixed(1)} GB/s of weights`,
-  );
+  for (const [mode, ts] of Object.entries(times)) {
+    const best = Math.min(...ts);
+    console.log(
+      `Qwen3-4B bf16 external, one token's linears at M=1 (${mode}): best ${best.toFixed(2)} s ` +
+        `(${(1 / best).toFixed(2)} tok/s), ${(params * 2 / best / 1e9).toFixed(1)} GB/s of weights`,
+    );
+  }
   report("after decode");
 } else {
   const rows = Number(args.rows);

@@ -2,7 +2,7 @@
  * Writes a synthetic Hugging Face checkpoint (sharded bf16 safetensors +
  * `model.safetensors.index.json`) of a Qwen3 shape, streaming: tensor by tensor, in 16 MiB
  * chunks of repeated random bf16 values, so an 8 GB checkpoint is written without holding it
- * in memory (the project's writer, lib/model/safetensors.ts, serialises a file in memory).
+ * in memory (the project's writer, lib/io/safetensors.ts, serialises a file in memory).
  * Used by bench/big_model_memory.ts `--from DIR` to measure loading a real-sized checkpoint.
  *
  * @module

@@ -1,6 +1,6 @@
 /**
  * Round trips of lib/model/external_load.ts against the project's own safetensors writer
- * and reader (lib/model/safetensors.ts): F32, F16 and BF16 tensors of one file and of a
+ * and reader (lib/io/safetensors.ts): F32, F16 and BF16 tensors of one file and of a
  * sharded checkpoint read into external storage by byte range; storage conversions; errors
  * for a missing tensor, a missing shard and a truncated file.
  *

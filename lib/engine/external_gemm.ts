@@ -37,7 +37,8 @@ export type GemmMode = "rowsOut" | "rowsIn";
 /**
  * Target f32 bytes of one converted bf16 tile: L2-sized at one input row (sgemv), larger
  * for a few rows (sgemm's per-call packing costs more than the tile's cache misses:
- * Qwen3-4B layer at M = 8, 512 KiB tiles 263 ms, 2 MiB tiles 132 ms), 8 MiB for many.
+ * Qwen3-4B layer at M = 8, 512 KiB tiles 263 ms, 2 MiB tiles 132 ms, one back-to-back pair
+ * on a shared machine), 8 MiB for many.
  */
 const TILE_BYTES_ONE_ROW = 512 << 10;
 const TILE_BYTES_FEW_ROWS = 2 << 20;

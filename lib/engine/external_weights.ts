@@ -10,7 +10,8 @@
  * array): `cblas_sgemv` at one row, `cblas_sgemm` otherwise. bf16 matrices are converted to
  * f32 tile by tile (`bf16_convert.ts`) into a cache-sized scratch, then multiplied per tile.
  * Debian's OpenBLAS 0.3.21 exports no `cblas_sbgemm` (built without BUILD_BFLOAT16), and
- * sbgemm would also round the activations to bf16; see bench/external_matmul.ts.
+ * sbgemm would also round the activations to bf16; see bench/external_matmul.ts. At <= 16
+ * rows that conversion is the bound; {@link enableBf16Helper} shares it with a second thread.
  *
  * The gradient: for `y = x op(W)`, `dx = dy op(W)^T`, the same external matrix read the
  * other way (no transpose is materialised; no gradient flows to the frozen `W`).
@@ -236,6 +237,7 @@ function product(x: tf.Tensor2D, w: ExternalMatrix, mode: GemmMode): tf.Tensor2D
  * @example
  * ```ts
  * import * as tf from "@tensorflow/tfjs-core";
+ * import "@tensorflow/tfjs-backend-cpu"; // or wasm + enableBlas() for the native path
  * import { externalMatrix } from "./external_matrix.ts";
  * import { externalMatMul } from "./external_weights.ts";
  * const w = externalMatrix(new Float32Array([1, 2, 3, 4, 5, 6]), [2, 3]); // Linear(3, 2)
@@ -275,6 +277,7 @@ export function externalMatMul(x: tf.Tensor, w: ExternalMatrix): tf.Tensor {
  * @example
  * ```ts
  * import * as tf from "@tensorflow/tfjs-core";
+ * import "@tensorflow/tfjs-backend-cpu"; // or wasm + enableBlas() for the native path
  * import { externalMatrix } from "./external_matrix.ts";
  * import { externalGather } from "./external_weights.ts";
  * const table = externalMatrix(new Float32Array([0, 0, 1, 1, 2, 2]), [3, 2]);
