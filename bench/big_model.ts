@@ -5,7 +5,8 @@
  * 2-D weights go outside the heap automatically), then
  * - `--model 4b` (default): collects the hidden states of every layer and generates at B=1;
  * - `--model 1.7b`: adds LoRA adapters (rank 16, q_proj and v_proj) and runs one GRPO step
- *   (2 prompts x 2 rollouts) with `trainRL`.
+ *   (2 prompts x 2 rollouts, one rollout per gradient update: four at once outgrow the heap
+ *   in the backward pass) with `trainRL`.
  * Prints the times, the wasm heap and the process's peak RSS (VmHWM). One model per process,
  * so each peak is its own.
  *
@@ -148,9 +149,13 @@ if (args.model === "4b") {
     maxNewTokens: newTokens,
     temperature: 1,
     lr: 1e-4,
+    // One rollout per gradient update: 4 x 40 tokens at once outgrow the 4 GiB heap in the
+    // backward pass (tfjs keeps every intermediate of the 28 blocks and the 151936-way head).
+    minibatch: 1,
   });
   console.log(
-    `one LoRA GRPO step (2 prompts x 2 rollouts x ${newTokens} new tokens) in ${secs(t)} s, ` +
+    `one LoRA GRPO step (2 prompts x 2 rollouts x ${newTokens} new tokens, one rollout per ` +
+      `update) in ${secs(t)} s, ` +
       `reward ${log.rows[0].reward.toFixed(3)}; ${mem()}`,
   );
 }

@@ -4,8 +4,11 @@
  * SafetyWorld-sized one, per backend configuration, beside PyTorch on CPU (Debian
  * python3-torch, 2 threads) measured in the same run, with the ratio ours / PyTorch.
  *
- * Flags: --quick (fewer repeats, skips the slowest stock-kernel rows), --only NAME
- * (gpt2-small | safetyworld), --json PATH (write the rows).
+ * Then the real sizes (bench/real_size.ts): Qwen3-0.6B and Qwen3-4B shapes loaded with
+ * `loadModel` beside Hugging Face transformers on the same checkpoint.
+ *
+ * Flags: --quick (fewer repeats, skips the slowest stock-kernel rows and the 4B shape),
+ * --only NAME (gpt2-small | safetyworld | qwen3-0.6b | qwen3-4b | real), --json PATH.
  *
  * @module
  */
@@ -22,6 +25,7 @@ import { collectActivations } from "../lib/compass/collect.ts";
 import { measureInferenceOnWorkers, measureTrainingOnWorkers } from "./workers.ts";
 import { timeIt } from "./timing.ts";
 import { numberTokenizer, peakRssMiB, wasmHeapMiB } from "./common.ts";
+import { REAL_SHAPES } from "./real_size.ts";
 
 const quick = Deno.args.includes("--quick");
 const only = Deno.args.includes("--only") ? Deno.args[Deno.args.indexOf("--only") + 1] : undefined;
@@ -377,5 +381,45 @@ for (const s of SHAPES) {
       peer: peerRow ? { ...peerRow, decode1_tok_s: peerDecode1 ?? null } : null,
     });
   }
+}
+// Real sizes (issue 17): Qwen3 shapes through loadModel beside transformers, in a child
+// process each (bench/real_size.ts), so their host memory is returned between shapes.
+for (const r of REAL_SHAPES) {
+  if (only && r.name !== only && only !== "real") continue;
+  if (quick && r.name === "qwen3-4b") {
+    console.log(
+      `\n== ${r.name}: skipped in --quick (an 8 GB checkpoint; the full run measures it)`,
+    );
+    continue;
+  }
+  console.log(
+    `\n== ${r.name} (real size): forward ${r.fwd.join("x")}, decode ${
+      r.decode.map(([b, n]) => `B=${b} x ${n}`).join(", ")
+    }${r.lora ? `, LoRA step ${r.lora.join("x")}` : ""}`,
+  );
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      new URL("./real_size.ts", import.meta.url).pathname,
+      "--only",
+      r.name,
+      ...(quick ? ["--quick"] : []),
+    ],
+    stdout: "piped",
+    stderr: "piped",
+    env: { SAFETY_COMPASS_QUIET: "1" },
+  }).output();
+  const text = new TextDecoder().decode(out.stdout).trim();
+  if (text) console.log(text);
+  if (!out.success) {
+    console.log(
+      `  failed: ${
+        new TextDecoder().decode(out.stderr).trim().split("\n").find((l) => /rror/.test(l)) ??
+          "see stderr"
+      }`,
+    );
+  }
+  rows.push({ shape: r.name, config: "real size", output: text, ok: out.success });
 }
 if (jsonOut) await writeJsonAtomic(jsonOut, rows);
