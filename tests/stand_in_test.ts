@@ -17,6 +17,7 @@ import { TEST_BACKEND, useTestBackend } from "./_helpers.ts";
 import {
   isStandIn,
   KNOWN_CONFIGS,
+  loadModelOrStandIn,
   randomStandIn,
   standInTokenizerFiles,
   trainByteLevelBpe,
@@ -114,6 +115,33 @@ Deno.test("randomStandIn keeps Qwen3's architecture and says it is a stand-in", 
     m.dispose();
   }
   await assert.rejects(() => randomStandIn("nobody/unknown-model"), /not known here/);
+});
+
+Deno.test("loadModelOrStandIn: a folder loads for real; an id absent from the cache gives the stand-in", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "sc-stand-in-or-" });
+  try {
+    const m = await randomStandIn("Qwen/Qwen3-0.6B", { seed: 1, backend: TEST_BACKEND });
+    await m.save(join(dir, "model"));
+    m.dispose();
+    const real = await loadModelOrStandIn(join(dir, "model"), { backend: TEST_BACKEND });
+    assert.equal(real.standIn, false);
+    assert.match(real.reason, /^folder /);
+    real.model.dispose();
+    const cache = join(dir, "empty-hub-cache");
+    await Deno.mkdir(cache);
+    const fake = await loadModelOrStandIn("Qwen/Qwen3-0.6B", {
+      backend: TEST_BACKEND,
+      hub: { cacheDir: cache },
+      standIn: { layers: 1 },
+    });
+    assert.equal(fake.standIn, true);
+    assert.ok(isStandIn(fake.model));
+    assert.equal(fake.model.config.nLayer, 1);
+    assert.match(fake.reason, /not in the Hugging Face cache/);
+    fake.model.dispose();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test({
