@@ -32,6 +32,24 @@ export {
   matrixBytes,
 } from "./lib/model/load.ts";
 export { createModel, type CreateOptions } from "./lib/model/create.ts";
+export {
+  byteLevelAlphabet,
+  isStandIn,
+  KNOWN_CONFIGS,
+  loadModelOrStandIn,
+  type ModelOrStandIn,
+  type ModelOrStandInOptions,
+  QWEN3_STYLE_CHAT_TEMPLATE,
+  randomStandIn,
+  STAND_IN_CORPUS,
+  STAND_IN_PREFIX,
+  STAND_IN_SPECIAL_TOKENS,
+  type StandInOptions,
+  type StandInTokenizerFiles,
+  standInTokenizerFiles,
+  type StandInTokenizerOptions,
+  trainByteLevelBpe,
+} from "./lib/model/stand_in.ts";
 export { Model, type ModelCapabilities } from "./lib/model/model.ts";
 export {
   type Arch,

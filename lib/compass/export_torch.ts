@@ -139,12 +139,13 @@ def layer_output(lm, batch, layer):
 
 
 def pool(hidden, attention_mask, response_mask=None):
-    """[B, T, d] -> [B, d] as the compass was fitted ("{{pooling}}"); right padding assumed for last."""
+    """[B, T, d] -> [B, d] as the compass was fitted ("{{pooling}}"); "last" = the last real token, whichever side is padded."""
     mode = META["pooling"]
     if mode == "none":
         return hidden
     if mode == "last":
-        return hidden[torch.arange(hidden.shape[0]), attention_mask.sum(1) - 1]
+        last = (torch.arange(hidden.shape[1], device=hidden.device) * attention_mask).argmax(1)
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
     m = (attention_mask if mode == "mean" else response_mask).unsqueeze(-1).to(hidden.dtype)
     return (hidden * m).sum(1) / m.sum(1).clamp(min=1)
 
