@@ -1,0 +1,89 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { tinyModel, useTestBackend } from "./_helpers.ts";
+import { loadCheckpoint, trainSft } from "../lib/train/sft.ts";
+import { AdamW } from "../lib/optim/adamw.ts";
+import { CRASH_OPTS, crashTask } from "./_checkpoint_task.ts";
+
+await useTestBackend();
+Deno.env.set("SAFETY_COMPASS_QUIET", "1");
+
+const CHILD = new URL("./_checkpoint_child.ts", import.meta.url).pathname;
+
+/** Busy-waits `ms` milliseconds (timers are too coarse to aim inside a swap). */
+function spin(ms: number): void {
+  const end = performance.now() + ms;
+  while (performance.now() < end) { /* wait */ }
+}
+
+/** Names in `root` that are temporary folders of a save in progress. */
+function temporaries(root: string): string[] {
+  return [...Deno.readDirSync(root)].map((e) => e.name).filter((n) => n.includes(".tmp"));
+}
+
+/**
+ * Starts the child, waits until it has saved `after` checkpoints of this run and a new
+ * temporary folder appears, waits `delay` ms more and kills it with SIGKILL.
+ */
+async function killDuringSave(root: string, after: number, delay: number): Promise<void> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", CHILD, join(root, "ckpt"), JSON.stringify(CRASH_OPTS)],
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let lines = 0;
+  const read = (async () => {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      lines += value.split("\n").filter((l) => l.startsWith("step ")).length;
+    }
+  })();
+  const deadline = performance.now() + 20_000;
+  // onStep of step k + 1 is printed after checkpoint k is complete.
+  while (lines <= after && performance.now() < deadline) await new Promise((r) => setTimeout(r, 1));
+  // Poll without yielding to timers, so the kill lands within a fraction of a millisecond.
+  const before = new Set(temporaries(root));
+  while (performance.now() < deadline) {
+    if (temporaries(root).some((n) => !before.has(n))) break;
+  }
+  spin(delay);
+  child.kill("SIGKILL");
+  await child.status;
+  await read.catch(() => undefined);
+}
+
+Deno.test("a checkpoint survives SIGKILL at any moment of its save, and resume continues from it", async () => {
+  const root = await Deno.makeTempDir();
+  const dir = join(root, "ckpt");
+  const m = await tinyModel("gpt2", 11);
+  let last = 0;
+  let survived = 0;
+  const trials = 20;
+  const failures: string[] = [];
+  for (let i = 0; i < trials; i++) {
+    await killDuringSave(root, 1 + (i % 3), (i % 10) * 0.4);
+    try {
+      const opt = new AdamW({ lr: 1e-3 });
+      const st = await loadCheckpoint(m, dir, opt);
+      opt.dispose();
+      if (!st) throw new Error("no checkpoint under the final name");
+      if (st.step < last) throw new Error(`went back from step ${last} to ${st.step}`);
+      last = st.step;
+      survived++;
+    } catch (err) {
+      failures.push(`kill ${i}: ${(err as Error).message}`);
+    }
+  }
+  const orphans = [...Deno.readDirSync(root)].map((e) => e.name).filter((n) => n !== "ckpt");
+  console.log(`  kills survived ${survived}/${trials}; last step ${last}; entries beside the checkpoint: ${orphans.length}`);
+  for (const f of failures) console.log(`  ${f}`);
+  assert.deepEqual(failures, []);
+  // Resume continues from the surviving step.
+  const r = await trainSft(m, crashTask(), { ...CRASH_OPTS, checkpointDir: dir, resume: true, stopAfter: 1 });
+  assert.equal(r.history.length, last + 1);
+  assert.equal(r.steps, last + 1);
+  m.dispose();
+  await Deno.remove(root, { recursive: true });
+});
