@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { tinyModel, useTestBackend } from "./_helpers.ts";
 import { loadCheckpoint, trainSft } from "../lib/train/sft.ts";
+import { removeCheckpoint } from "../lib/io/checkpoint_dir.ts";
 import { AdamW } from "../lib/optim/adamw.ts";
 import { CRASH_OPTS, crashTask } from "./_checkpoint_task.ts";
 
@@ -60,10 +61,12 @@ Deno.test("a checkpoint survives SIGKILL at any moment of its save, and resume c
   const m = await tinyModel("gpt2", 11);
   let last = 0;
   let survived = 0;
+  let midSave = 0; // kills that left a save's leftovers behind (they landed inside a save)
   const trials = 20;
   const failures: string[] = [];
   for (let i = 0; i < trials; i++) {
-    await killDuringSave(root, 1 + (i % 3), (i % 10) * 0.4);
+    await killDuringSave(root, 1 + (i % 3), (i % 10) * 0.6);
+    if ([...Deno.readDirSync(root)].length > 2) midSave++;
     try {
       const opt = new AdamW({ lr: 1e-3 });
       const st = await loadCheckpoint(m, dir, opt);
@@ -77,13 +80,19 @@ Deno.test("a checkpoint survives SIGKILL at any moment of its save, and resume c
     }
   }
   const orphans = [...Deno.readDirSync(root)].map((e) => e.name).filter((n) => n !== "ckpt");
-  console.log(`  kills survived ${survived}/${trials}; last step ${last}; entries beside the checkpoint: ${orphans.length}`);
+  console.log(
+    `  kills survived ${survived}/${trials} (${midSave} left a save's leftovers); ` +
+      `last step ${last}; entries beside the checkpoint: ${orphans.length}`,
+  );
   for (const f of failures) console.log(`  ${f}`);
   assert.deepEqual(failures, []);
   // Resume continues from the surviving step.
   const r = await trainSft(m, crashTask(), { ...CRASH_OPTS, checkpointDir: dir, resume: true, stopAfter: 1 });
   assert.equal(r.history.length, last + 1);
   assert.equal(r.steps, last + 1);
+  // That save removed every leftover: only the link and its generation remain.
+  assert.equal([...Deno.readDirSync(root)].length, 2);
   m.dispose();
+  await removeCheckpoint(dir);
   await Deno.remove(root, { recursive: true });
 });

@@ -8,6 +8,7 @@ import { trainRL } from "../lib/train/rl/train.ts";
 import { AdamW } from "../lib/optim/adamw.ts";
 import { lmLoss, padBatch } from "../lib/optim/loss.ts";
 import { readSafetensors } from "../lib/io/safetensors.ts";
+import { removeCheckpoint } from "../lib/io/checkpoint_dir.ts";
 import { encodeExamples } from "../lib/train/sft.ts";
 import { makeRng } from "../lib/data/rng.ts";
 import type { Model } from "../lib/model/model.ts";
@@ -75,44 +76,68 @@ for (const lr of [NaN, Infinity, 1e30]) {
       checkpointEvery: 1,
     };
     await assert.rejects(() => trainRL(m, { ...rl, lr }), /lr is .*\[0, 1\]/);
-    await assert.rejects(() => trainRL(m, { ...rl, valueLr: lr, algorithm: "ppo" }), /lr is/);
+    await assert.rejects(() => trainRL(m, { ...rl, valueLr: lr, algorithm: "ppo" }), /valueLr is/);
     assert.deepEqual([...Deno.readDirSync(dir)], [], "nothing written");
     m.dispose();
     await Deno.remove(dir, { recursive: true });
   });
 }
 
-/** A llama model (untied embeddings) whose embedding row of token 30 (never used) is NaN. */
-async function poisonedRowModel(): Promise<Model> {
-  const m = await tinyModel("llama", 8);
-  const e = m.params.get("model.embed_tokens.weight")!;
-  const [v, d] = e.shape as [number, number];
-  tf.tidy(() => {
-    const rows = tf.range(0, v).reshape([-1, 1]);
-    e.assign(tf.where(tf.equal(rows, 30).tile([1, d]), tf.fill(e.shape, NaN), e));
-  });
-  return m;
+/** Identity whose gradient is NaN: a finite loss with a poisoned gradient. */
+const nanGrad = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => ({
+  value: tf.clone(args[0] as tf.Tensor),
+  gradFunc: (dy: tf.Tensor) => tf.mul(dy, NaN),
+}));
+
+/** SFT on `m` through runSupervised whose loss keeps its value but has a NaN gradient from `from` on. */
+function poisonedFrom(m: Model, from: number, opts: Parameters<typeof runSupervised>[2]) {
+  const enc = encodeExamples(m, task(64, 3));
+  const pad = m.tokenizer.padId ?? 0;
+  let current = 0;
+  return runSupervised(m, {
+    name: "SFT",
+    steps: 6,
+    examples: (s) => {
+      current = s;
+      return [0, 1, 2, 3, 4, 5, 6, 7].map((k) => (8 * s + k) % enc.length);
+    },
+    collate: (idx) => padBatch(idx.map((i) => enc[i].seq), idx.map((i) => enc[i].lossFrom), pad),
+    loss: (b) => {
+      const l = lmLoss(m.config, m.params, b);
+      return (current + 1 >= from ? nanGrad(l) : l) as tf.Scalar;
+    },
+    stateOptions: {},
+  }, opts);
 }
 
 for (const stateLocation of ["heap", "host"] as const) {
   Deno.test(`SFT (${stateLocation}) stops when an update leaves non-finite weights, never saves them, restores the last good checkpoint`, async () => {
     const dir = await Deno.makeTempDir();
-    const data = task(64, 3);
-    const clean = await tinyModel("llama", 8);
-    const base = { steps: 6, batchSize: 8, lr: 1e-3, checkpointEvery: 2, stateLocation };
-    await trainSft(clean, data, { ...base, checkpointDir: dir, stopAfter: 2 });
-    const good = await weightsOf(clean);
-    const m = await poisonedRowModel();
+    const m = await tinyModel("llama", 8);
+    const opts = { lr: 1e-3, checkpointDir: dir, checkpointEvery: 2, stateLocation };
+    let good: Map<string, number[]> | undefined;
     await assert.rejects(
-      () => trainSft(m, data, { ...base, checkpointDir: dir, resume: false }),
-      /SFT stopped at step 1: after the update, .*'model.embed_tokens.weight'.* not finite.*restored from the last good checkpoint \(step 2\) in /,
+      () =>
+        poisonedFrom(m, 3, {
+          ...opts,
+          onStep: async (r) => {
+            if (r.step === 2) good = await weightsOf(m);
+          },
+        }),
+      /SFT stopped at step 3: after the update, the weights of '.*' are not finite \(loss [0-9.]+, gradient norm NaN\)\. Nothing was saved; the model was restored from the last good checkpoint \(step 2\) in /,
     );
     assert.equal(await nonFiniteOnDisk(dir), 0, "no non-finite value saved");
     const st = JSON.parse(await Deno.readTextFile(join(dir, "trainer_state.json")));
     assert.equal(st.step, 2, "the step-2 checkpoint is kept");
     assert.deepEqual(await weightsOf(m), good, "the model holds the last good checkpoint");
-    [clean, m].forEach((x) => x.dispose());
-    await Deno.remove(dir, { recursive: true });
+    // Without a checkpoint of the run, the message says the weights in memory are not usable.
+    const n = await tinyModel("llama", 8);
+    await assert.rejects(
+      () => poisonedFrom(n, 1, { lr: 1e-3, stateLocation }),
+      /stopped at step 1: after the update, .* not finite .*Nothing was saved; the model in memory keeps the failed update: reload the model/,
+    );
+    [m, n].forEach((x) => x.dispose());
+    await removeCheckpoint(dir);
   });
 
   Deno.test(`SFT (${stateLocation}) stops when the optimiser state overflows though weights and loss are finite`, async () => {
@@ -131,7 +156,10 @@ for (const stateLocation of ["heap", "host"] as const) {
         loss: (b) => tf.mul(lmLoss(m.config, m.params, b), 1e25) as tf.Scalar,
         stateOptions: {},
       }, { checkpointDir: dir, checkpointEvery: 1, clip: 0, stateLocation, lr: 1e-3 });
-    await assert.rejects(run, /stopped at step 1: after the update, .*optimiser.* not finite/);
+    await assert.rejects(
+      run,
+      /stopped at step 1: after the update, the AdamW second moment of 'wte.weight' is not finite/,
+    );
     assert.deepEqual([...Deno.readDirSync(dir)], [], "nothing saved");
     m.dispose();
     await Deno.remove(dir, { recursive: true });
