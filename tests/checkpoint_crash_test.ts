@@ -87,12 +87,124 @@ Deno.test("a checkpoint survives SIGKILL at any moment of its save, and resume c
   for (const f of failures) console.log(`  ${f}`);
   assert.deepEqual(failures, []);
   // Resume continues from the surviving step.
-  const r = await trainSft(m, crashTask(), { ...CRASH_OPTS, checkpointDir: dir, resume: true, stopAfter: 1 });
+  const r = await trainSft(m, crashTask(), {
+    ...CRASH_OPTS,
+    checkpointDir: dir,
+    resume: true,
+    stopAfter: 1,
+  });
   assert.equal(r.history.length, last + 1);
   assert.equal(r.steps, last + 1);
   // That save removed every leftover: only the link and its generation remain.
   assert.equal([...Deno.readDirSync(root)].length, 2);
   m.dispose();
   await removeCheckpoint(dir);
+  await Deno.remove(root, { recursive: true });
+});
+
+/** A step-4 SFT checkpoint in a fresh folder, and the options that wrote it. */
+async function stepFour(): Promise<{ root: string; dir: string }> {
+  const root = await Deno.makeTempDir();
+  const dir = join(root, "ckpt");
+  const m = await tinyModel("gpt2", 11);
+  await trainSft(m, crashTask(), {
+    ...CRASH_OPTS,
+    steps: 8,
+    checkpointDir: dir,
+    checkpointEvery: 2,
+    stopAfter: 4,
+  });
+  m.dispose();
+  return { root, dir };
+}
+
+const resume = async (dir: string, arch: "gpt2" | "llama" = "gpt2") => {
+  const m = await tinyModel(arch, 11);
+  try {
+    return await trainSft(m, crashTask(), {
+      ...CRASH_OPTS,
+      steps: 8,
+      checkpointDir: dir,
+      resume: true,
+    });
+  } finally {
+    m.dispose();
+  }
+};
+
+Deno.test("resume refuses a damaged checkpoint with an error naming the file, and leaves it as it was", async () => {
+  const { root, dir } = await stepFour();
+  const state = join(dir, "trainer_state.json");
+  const text = await Deno.readTextFile(state);
+  const damage: [string, () => Promise<void>, RegExp][] = [
+    [
+      "truncated trainer_state.json",
+      () => Deno.writeTextFile(state, text.slice(0, text.length >> 1)),
+      /Cannot resume from .*ckpt\/trainer_state\.json: it is not valid JSON/,
+    ],
+    [
+      "a step beyond the recorded history",
+      () => Deno.writeTextFile(state, JSON.stringify({ ...JSON.parse(text), step: 6 })),
+      /trainer_state\.json: its 'step' is 6 but its history records 4 steps/,
+    ],
+    [
+      "a step beyond the run",
+      () =>
+        Deno.writeTextFile(
+          state,
+          JSON.stringify({ ...JSON.parse(text), step: 9, history: Array(9).fill({}) }),
+        ),
+      /trainer_state\.json: it is at step 9, beyond this run's 8 steps/,
+    ],
+    [
+      "missing weights",
+      () => Deno.remove(join(dir, "model", "model.safetensors")),
+      /Cannot resume from .*model\/model\.safetensors: it is missing or unreadable/,
+    ],
+    ["a truncated optimiser file", async () => {
+      const p = join(dir, "optimizer.safetensors");
+      const b = await Deno.readFile(p);
+      await Deno.writeFile(p, b.slice(0, b.length - 100));
+    }, /optimizer\.safetensors: it is missing or unreadable/],
+  ];
+  for (const [what, hurt, expected] of damage) {
+    const backup = join(root, "backup");
+    await Deno.mkdir(backup);
+    for (const f of ["trainer_state.json", "optimizer.safetensors", "model/model.safetensors"]) {
+      await Deno.mkdir(join(backup, "model"), { recursive: true });
+      await Deno.copyFile(join(dir, f), join(backup, f));
+    }
+    await hurt();
+    await assert.rejects(() => resume(dir), expected, what);
+    for (const f of ["trainer_state.json", "optimizer.safetensors", "model/model.safetensors"]) {
+      await Deno.copyFile(join(backup, f), join(dir, f));
+    }
+    await Deno.remove(backup, { recursive: true });
+  }
+  // Another model's shapes.
+  await assert.rejects(() => resume(dir, "llama"), /ckpt\/model: the weights lack tensor/);
+  // Intact again: resume continues at step 4.
+  const r = await resume(dir);
+  assert.equal(r.history.length, 8);
+  assert.equal(JSON.parse(await Deno.readTextFile(state)).step, 8);
+  await removeCheckpoint(dir);
+  await Deno.remove(root, { recursive: true });
+});
+
+Deno.test("resume with no checkpoint starts at step 0 and says so once", async () => {
+  const root = await Deno.makeTempDir();
+  const warnings: string[] = [];
+  const warn = console.warn;
+  console.warn = (...a: unknown[]) => warnings.push(a.join(" "));
+  try {
+    const r = await resume(join(root, "ckpt"));
+    assert.equal(r.history.length, 8);
+  } finally {
+    console.warn = warn;
+  }
+  assert.deepEqual(warnings, [
+    `SFT: resume is set but ${join(root, "ckpt")} holds no checkpoint; starting at step 0`,
+  ]);
+  await removeCheckpoint(join(root, "ckpt"));
   await Deno.remove(root, { recursive: true });
 });

@@ -35,7 +35,9 @@ import { basename, dirname, join } from "node:path";
 function ownedPattern(name: string): RegExp {
   const n = name.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
   // <name>.<9 digits>.<tag>[.tmp] | <name>.<tag>.link.tmp | <name>.<pid>.<rand>.tmp[.old]
-  return new RegExp(`^${n}\\.(?:(\\d{9})\\.[a-z0-9]+(\\.tmp)?|[a-z0-9]+\\.link\\.tmp|\\d+\\.[a-z0-9]+\\.tmp(?:\\.old)?)$`);
+  return new RegExp(
+    `^${n}\\.(?:(\\d{9})\\.[a-z0-9]+(\\.tmp)?|[a-z0-9]+\\.link\\.tmp|\\d+\\.[a-z0-9]+\\.tmp(?:\\.old)?)$`,
+  );
 }
 
 function tag(): string {
@@ -185,7 +187,7 @@ export async function writeCheckpointDir(
   if (before?.isDirectory) {
     const state = await lstatOrUndefined(join(dir, "trainer_state.json"));
     let empty = true;
-    for await (const _ of Deno.readDir(dir)) (empty = false);
+    for await (const _ of Deno.readDir(dir)) empty = false;
     if (!empty && !state) {
       throw new Error(
         `Cannot save a checkpoint as ${dir}: it is a folder holding other files than a ` +

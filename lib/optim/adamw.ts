@@ -57,7 +57,11 @@ export function checkAdamWOptions(o: AdamWOptions, label = "AdamW"): void {
     throw new Error(`${label}: ${field} is ${v}; ${fix}`);
   };
   if (!(o.lr >= 0 && o.lr <= 1)) {
-    fail("lr", o.lr, "use a learning rate in [0, 1] (AdamW moves each weight by about lr per step; typical: 1e-5 to 1e-3)");
+    fail(
+      "lr",
+      o.lr,
+      "use a learning rate in [0, 1] (AdamW moves each weight by about lr per step; typical: 1e-5 to 1e-3)",
+    );
   }
   const wd = o.weightDecay;
   if (wd !== undefined && !(wd >= 0 && Number.isFinite(wd))) {

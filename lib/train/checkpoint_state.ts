@@ -43,7 +43,7 @@ function damaged(file: string, what: string, fix?: string): Error {
   return new Error(
     `Cannot resume from ${file}: ${what}; ` +
       (fix ?? "the checkpoint is damaged (a crash of an older version, or edited by hand): " +
-        "restore the folder from a copy, or move it away to start over"),
+          "restore the folder from a copy, or move it away to start over"),
   );
 }
 

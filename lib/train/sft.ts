@@ -294,9 +294,15 @@ export async function loadCheckpoint(
   return state;
 }
 
-/** The one message of a `resume: true` run that found no checkpoint. */
+/**
+ * The one message (console.warn) of a `resume: true` run that found no checkpoint.
+ *
+ * @example
+ * ```ts
+ * announceFreshStart("SFT", "runs/sft/ckpt"); // "SFT: resume is set but ... starting at step 0"
+ * ```
+ */
 export function announceFreshStart(name: string, dir: string): void {
-  if (Deno.env.get("SAFETY_COMPASS_QUIET") === "1") return;
   console.warn(`${name}: resume is set but ${dir} holds no checkpoint; starting at step 0`);
 }
 

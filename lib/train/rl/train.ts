@@ -44,13 +44,7 @@ import {
 } from "./options.ts";
 import { makeRunLog, type RLLogRow, type RolloutRecord, type RunLog, stepMetrics } from "./log.ts";
 import { rollout, rolloutPerturber, type Rollouts, sampleRows } from "./rollout.ts";
-import {
-  NonFiniteUpdate,
-  scorePass,
-  update,
-  type UpdateInputs,
-  type UpdateStats,
-} from "./loss.ts";
+import { NonFiniteUpdate, scorePass, update, type UpdateInputs, type UpdateStats } from "./loss.ts";
 import {
   loadRLCheckpoint,
   makeReference,
