@@ -13,6 +13,7 @@ import { encodeExamples } from "../lib/train/sft.ts";
 import { makeRng } from "../lib/data/rng.ts";
 import type { Model } from "../lib/model/model.ts";
 import { numberPrompts } from "./_rl_fixtures.ts";
+import { WorkerPool } from "../lib/parallel/pool.ts";
 import type { Reward } from "../lib/train/rewards.ts";
 
 await useTestBackend();
@@ -260,3 +261,33 @@ for (const algorithm of ["grpo", "ppo"] as const) {
     });
   }
 }
+
+/** A llama model (untied embeddings) whose embedding row of token 30 (never used) is NaN. */
+async function poisonedRowModel(): Promise<Model> {
+  const m = await tinyModel("llama", 8);
+  const e = m.params.get("model.embed_tokens.weight")!;
+  const [v, d] = e.shape as [number, number];
+  tf.tidy(() => {
+    const rows = tf.range(0, v).reshape([-1, 1]);
+    e.assign(tf.where(tf.equal(rows, 30).tile([1, d]), tf.fill(e.shape, NaN), e));
+  });
+  return m;
+}
+
+Deno.test("data-parallel SFT checks every replica after each update; the model keeps its last good weights", async () => {
+  await using pool = await WorkerPool.start({ workers: 1, blas: false });
+  const dir = await Deno.makeTempDir();
+  const m = await poisonedRowModel();
+  const before = await weightsOf(m);
+  const opts = { steps: 4, batchSize: 8, lr: 1e-3, workers: pool, checkpointDir: dir };
+  await assert.rejects(() => trainSft(m, task(32, 1), { ...opts, lr: NaN }), /SFT: lr is NaN/);
+  await assert.rejects(
+    () => trainSft(m, task(32, 1), { ...opts, checkpointEvery: 1 }),
+    /SFT stopped at step 1: after the update, the weights of 'model.embed_tokens.weight' are not finite .*Nothing was saved; the model keeps the weights it had before this run/,
+  );
+  assert.deepEqual([...Deno.readDirSync(dir)], [], "nothing saved");
+  assert.deepEqual(await weightsOf(m), before, "the replicas' weights were not pulled");
+  assert.ok(!pool.holds(m), "the pool ships the weights again on its next use");
+  m.dispose();
+  await Deno.remove(dir, { recursive: true });
+});

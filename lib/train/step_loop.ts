@@ -119,7 +119,8 @@ export async function runStepLoop(
     lastGood !== undefined
       ? `; the last good checkpoint (step ${lastGood}) is in ${dir}`
       : dir
-      ? `; this run has saved no checkpoint in ${dir} yet`
+      ? `; this run has saved no checkpoint yet (the last good checkpoint in ${dir}, if any, ` +
+        "is an earlier run's)"
       : "";
   try {
     for (let step = start; step < end; step++) {
