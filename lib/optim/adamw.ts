@@ -304,28 +304,41 @@ export class AdamW {
   /**
    * Whether the last update left every weight of `vars` and every moment finite: undefined
    * when it did, else where the first non-finite value is. Call it after {@link step} and
-   * before saving anything. Heap mode: one reduction per tensor (sum(x * 0): 0 when every
-   * value is finite, NaN otherwise) and one read of the results; host mode: the flags the
-   * update loop computed on the way (no extra pass). Reads only: no number changes.
+   * before saving anything. Heap mode: one sum per weight and second-moment tensor (a read
+   * pass, no temporaries) and one read of the results; host mode: the flags the update loop
+   * computed on the way (no extra pass). Reads only: no number changes.
    */
   async nonFinite(vars: tf.Variable[]): Promise<NonFinite | undefined> {
     if (this.opts.stateLocation === "host") {
       const i = this.hostBad.findIndex((w) => w !== undefined);
       return i < 0 ? undefined : { index: i, what: this.hostBad[i]! };
     }
-    const groups = [vars, this.m, this.v];
     if (vars.length === 0) return undefined;
-    const flags = tf.tidy(() =>
-      tf.stack(groups.flatMap((g) => g.map((x) => tf.sum(tf.mul(x, 0)))))
-    );
-    const d = await flags.data();
-    flags.dispose();
-    const k = d.findIndex((x) => x !== 0);
-    if (k < 0) return undefined;
-    const what = (["weights", "first moment", "second moment"] as const)[
-      Math.floor(k / vars.length)
-    ];
-    return { index: k % vars.length, what };
+    // The weights and the second moments suffice: a non-finite first moment makes the
+    // update, hence the new weights, non-finite too (Inf * lr, NaN, Inf / Inf, Inf * 0).
+    // One sum per tensor, read once: a sum is NaN or infinite when any term is; a finite
+    // float32 tensor's sum overflows only when its values average above ~3.4e38 / size,
+    // itself a wrecked run. Only after a failure are all three read, to say where.
+    const sums = (groups: tf.Variable[][]) =>
+      tf.tidy(() => tf.stack(groups.flat().map((x) => tf.sum(x))));
+    const quick = sums([vars, this.v]);
+    const ok = (await quick.data()).every(Number.isFinite);
+    quick.dispose();
+    if (ok) return undefined;
+    const all = sums([vars, this.m, this.v]);
+    const d = await all.data();
+    all.dispose();
+    // The moments first: a non-finite moment is the cause when the weights are non-finite too.
+    const order = [1, 2, 0].map((g) => g * vars.length);
+    for (const base of order) {
+      for (let i = 0; i < vars.length; i++) {
+        if (!Number.isFinite(d[base + i])) {
+          const what = (["weights", "first moment", "second moment"] as const)[base / vars.length];
+          return { index: i, what };
+        }
+      }
+    }
+    return { index: 0, what: "weights" };
   }
 
   /** The state, as plain arrays (copies). */
