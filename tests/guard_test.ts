@@ -125,7 +125,7 @@ for (const stateLocation of ["heap", "host"] as const) {
             if (r.step === 2) good = await weightsOf(m);
           },
         }),
-      /SFT stopped at step 3: after the update, the weights of '.*' are not finite \(loss [0-9.]+, gradient norm NaN\)\. Nothing was saved; the model was restored from the last good checkpoint \(step 2\) in /,
+      /SFT stopped at step 3: after the update, the (weights|AdamW first moment) of '.*' (are|is) not finite \(loss [0-9.]+, gradient norm NaN\)\. Nothing was saved; the model was restored from the last good checkpoint \(step 2\) in /,
     );
     assert.equal(await nonFiniteOnDisk(dir), 0, "no non-finite value saved");
     const st = JSON.parse(await Deno.readTextFile(join(dir, "trainer_state.json")));
@@ -250,7 +250,9 @@ for (const algorithm of ["grpo", "ppo"] as const) {
             what,
             () => trainRL(m, { ...opts, resume: true }),
           ),
-        /RL stopped at step 3: after the update, .* not finite.*restored from the last good checkpoint \(step 2\) in /,
+        what === "weights"
+          ? /RL stopped at step 3: after the update, the weights of '.*' are not finite.*restored from the last good checkpoint \(step 2\) in /
+          : /RL stopped at step 3: before saving, the AdamW first moment of '.*' is not finite.*restored from the last good checkpoint \(step 2\) in /,
       );
       assert.equal(await nonFiniteOnDisk(dir), 0);
       const st = JSON.parse(await Deno.readTextFile(join(dir, "trainer_state.json")));
@@ -290,4 +292,19 @@ Deno.test("data-parallel SFT checks every replica after each update; the model k
   assert.ok(!pool.holds(m), "the pool ships the weights again on its next use");
   m.dispose();
   await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("SFT checks every value it saves: a moment poisoned outside the update is never written", async () => {
+  const dir = await Deno.makeTempDir();
+  const m = await tinyModel("gpt2", 14);
+  const opts = { steps: 6, batchSize: 8, lr: 1e-3, checkpointDir: dir, checkpointEvery: 2 };
+  let calls = 0;
+  await assert.rejects(
+    () => withPoisonedStep(() => ++calls === 4, "state", () => trainSft(m, task(64, 6), opts)),
+    /SFT stopped at step 4: before saving, the AdamW first moment of '.*' is not finite.*Nothing was saved; the model was restored from the last good checkpoint \(step 2\) in /,
+  );
+  assert.equal(await nonFiniteOnDisk(dir), 0);
+  assert.equal(JSON.parse(await Deno.readTextFile(join(dir, "trainer_state.json"))).step, 2);
+  m.dispose();
+  await removeCheckpoint(dir);
 });

@@ -345,6 +345,7 @@ async function trainSftOnWorkersHeld(
   });
   const vars = trainer.names.map((n) => model.params.get(n)!);
   const validation = opts.validation?.length ? evalBatchesOf(model, opts.validation) : undefined;
+  let pulledBad = false;
   try {
     return await runStepLoop(
       { name: "SFT", steps, start, history, lr: adamw.lr, resumed: resumed !== undefined },
@@ -362,19 +363,27 @@ async function trainSftOnWorkersHeld(
           const nonFinite = r.nonFinite ? nonFiniteText(r.nonFinite, trainer.names) : undefined;
           return { loss: r.loss, applied: r.applied, gradNorm: r.gradNorm, tokens, nonFinite };
         },
-        restore: (lastGood) => {
-          // The main thread's model holds the weights of the last pull: the last checkpoint
-          // of this run, or the weights it started with.
+        restore: async (lastGood) => {
           trainer.abandon();
-          return Promise.resolve(
-            lastGood === undefined
-              ? "the model keeps the weights it had before this run"
-              : `the model keeps the weights of the last good checkpoint (step ${lastGood}) ` +
-                `in ${opts.checkpointDir}`,
-          );
+          const dir = opts.checkpointDir;
+          if (lastGood !== undefined && dir) {
+            const opt = new AdamW({ ...adamw, stateLocation: "host" });
+            try {
+              await loadCheckpoint(model, dir, opt);
+            } finally {
+              opt.dispose();
+            }
+            return `the model was restored from the last good checkpoint (step ${lastGood}) in ${dir}`;
+          }
+          // Else the model holds the weights of its last pull: those it started with, unless
+          // the failed save pulled the replicas' weights.
+          return pulledBad
+            ? "the model in memory keeps the failed update: reload the model"
+            : "the model keeps the weights it had before this run";
         },
         validate: validation ? () => evalBatches(pool, validation) : undefined,
         checkpoint: async (step, hist) => {
+          pulledBad = true; // until the save below has checked every value
           await trainer.pullWeights();
           const opt = new AdamW({ ...adamw, stateLocation: "host" });
           try {
@@ -384,6 +393,7 @@ async function trainSftOnWorkersHeld(
               history: hist,
               options: stateOptions,
             });
+            pulledBad = false;
           } finally {
             opt.dispose();
           }

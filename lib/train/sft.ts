@@ -20,7 +20,7 @@ import { encodePrompt } from "../model/chat.ts";
 import { AdamW, checkClip, type StateLocation } from "../optim/adamw.ts";
 import { chunk, GradientAccumulator, targetTokens } from "../optim/accumulate.ts";
 import { lmLoss, padBatch, type TokenBatch } from "../optim/loss.ts";
-import { nonFiniteText, runStepLoop } from "./step_loop.ts";
+import { assertFiniteForSave, nonFiniteText, runStepLoop } from "./step_loop.ts";
 import { makeRng } from "../data/rng.ts";
 import { writeCheckpointDir } from "../io/checkpoint_dir.ts";
 import { saveModel } from "../model/save.ts";
@@ -230,7 +230,8 @@ export function trainableNames(model: Model): string[] {
 /**
  * Writes a training checkpoint as `dir` (a new generation, switched in atomically: see
  * `lib/io/checkpoint_dir.ts`): model/ (+ adapter/), the optimiser's moments
- * (optimizer.safetensors) and trainer_state.json.
+ * (optimizer.safetensors) and trainer_state.json. Throws a `NonFiniteError` and writes
+ * nothing when a weight or moment is not finite.
  */
 export async function saveCheckpoint(
   model: Model,
@@ -241,6 +242,16 @@ export async function saveCheckpoint(
 ): Promise<void> {
   const s = await opt.getState();
   const names = trainableNames(model);
+  // Never a non-finite value in a checkpoint, whatever put it there.
+  assertFiniteForSave([
+    ...(await Promise.all(
+      [...model.params].map(async ([n, v]) => [n, await v.data(), "weights"] as const),
+    )),
+    ...names.flatMap((n, i) => [
+      [n, s.m[i] ?? [], "first moment"] as const,
+      [n, s.v[i] ?? [], "second moment"] as const,
+    ]),
+  ]);
   const tensors: Record<string, { shape: number[]; data: Float32Array }> = {};
   names.forEach((n, i) => {
     const shape = model.params.get(n)!.shape;

@@ -35,6 +35,36 @@ export function nonFiniteText(nf: NonFinite, names: readonly string[]): string {
     : `the AdamW ${nf.what} of '${name}' is`;
 }
 
+/**
+ * A non-finite weight or optimiser moment found after an update or before a save; the
+ * message says where ("before saving, the AdamW first moment of 'wte.weight' is not
+ * finite"). The trainers stop on it without saving and restore the last good checkpoint.
+ */
+export class NonFiniteError extends Error {}
+
+/**
+ * Throws a {@link NonFiniteError} ("before saving, the <what> of '<name>' is not finite")
+ * when any value of `arrays` ([name, values, what]) is NaN or infinite: the last line of
+ * defence before a checkpoint is written, whatever put the value there.
+ *
+ * @example
+ * ```ts
+ * assertFiniteForSave([["wte.weight", new Float32Array([1, 2]), "weights"]]); // fine
+ * ```
+ */
+export function assertFiniteForSave(
+  arrays: readonly (readonly [string, ArrayLike<number>, NonFinite["what"]])[],
+): void {
+  for (const [name, a, what] of arrays) {
+    let sum = 0; // a float64 sum of float32 values is finite exactly when every value is
+    for (let j = 0; j < a.length; j++) sum += a[j];
+    if (!Number.isFinite(sum)) {
+      const text = nonFiniteText({ index: 0, what }, [name]);
+      throw new NonFiniteError(`before saving, ${text} not finite`);
+    }
+  }
+}
+
 /** What one optimiser step reports to {@link runStepLoop}. */
 export interface StepReport {
   /** The step's loss (mean over its target tokens). */
@@ -132,16 +162,17 @@ export async function runStepLoop(
             where() + ". Lower the learning rate or check the data.",
         );
       }
-      if (r.nonFinite !== undefined) {
+      const stop = async (what: string): Promise<never> => {
         const held = hooks.restore
           ? await hooks.restore(lastGood)
           : where().slice(2) || "the model in memory keeps the failed update";
         throw new Error(
-          `${name} stopped at step ${step + 1}: after the update, ${r.nonFinite} not finite ` +
+          `${name} stopped at step ${step + 1}: ${what} not finite ` +
             `(loss ${r.loss}, gradient norm ${r.gradNorm}). Nothing was saved; ${held}. ` +
             "Lower the learning rate or clip the gradients, then resume.",
         );
-      }
+      };
+      if (r.nonFinite !== undefined) await stop(`after the update, ${r.nonFinite}`);
       tokens += r.tokens;
       const row: SftLogRow = {
         step: step + 1,
@@ -163,7 +194,12 @@ export async function runStepLoop(
       });
       const ce = opts.checkpointEvery ?? 200;
       if (opts.checkpointDir && ((step + 1) % ce === 0 || step + 1 === end)) {
-        await hooks.checkpoint?.(step + 1, history);
+        try {
+          await hooks.checkpoint?.(step + 1, history);
+        } catch (err) {
+          if (err instanceof NonFiniteError) await stop(err.message.replace(/ not finite$/, ""));
+          throw err;
+        }
         lastGood = step + 1;
       }
     }

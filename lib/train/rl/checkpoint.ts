@@ -37,6 +37,7 @@ import {
 import type { AdamW } from "../../optim/adamw.ts";
 import type { RLLogRow } from "./log.ts";
 import type { ValueHead } from "./loss.ts";
+import { assertFiniteForSave } from "../step_loop.ts";
 
 /** The trainer's state besides the log: what a checkpoint holds. */
 export interface TrainerParts {
@@ -112,7 +113,10 @@ async function weights(vs: [string, tf.Variable][]): Promise<Record<string, Tens
   );
 }
 
-/** Saves a checkpoint of `s` as `dir` (atomically: a crash leaves the previous one). */
+/**
+ * Saves a checkpoint of `s` as `dir` (atomically: a crash leaves the previous one); throws a
+ * `NonFiniteError` and writes nothing when a weight or moment is not finite.
+ */
 export async function saveRLCheckpoint(
   dir: string,
   s: TrainerParts,
@@ -120,6 +124,18 @@ export async function saveRLCheckpoint(
 ): Promise<void> {
   const o = await adamTensors(s.opt, trainedNamed(s.model));
   const vo = s.head ? await adamTensors(s.vopt, headVars(s.head)) : undefined;
+  // Never a non-finite value in a checkpoint, whatever put it there.
+  const named = [...s.model.params, ...(s.head ? headVars(s.head) : [])];
+  assertFiniteForSave([
+    ...(await Promise.all(named.map(async ([n, v]) => [n, await v.data(), "weights"] as const))),
+    ...[...Object.entries(o.tensors), ...Object.entries(vo?.tensors ?? {})].map(([k, t]) =>
+      [
+        k.slice(2),
+        t.data as ArrayLike<number>,
+        k.startsWith("m.") ? "first moment" : "second moment",
+      ] as const
+    ),
+  ]);
   const lora = s.model.loraConfig;
   await writeCheckpointDir(dir, state.step, async (tmp) => {
     if (lora) await saveLora(s.model, join(tmp, "adapter"));

@@ -6,7 +6,7 @@
  * global-norm clipping. `advantages.ts` holds the same arithmetic on plain arrays. After the
  * update, the policy's trained weights, the value head and both optimisers' moments are
  * checked for non-finite values (one reduction per tensor) before anything can be saved: a
- * {@link NonFiniteUpdate} stops the run.
+ * `NonFiniteError` (`../step_loop.ts`) stops the run.
  *
  * Which tokens carry loss: completion tokens the policy chose. Prompt tokens, padding and
  * tokens forced into the rollout (mid-sequence perturbations, `RLOptions.perturb`) get
@@ -23,7 +23,7 @@ import { trainableVariables } from "../../model/lora.ts";
 import { forward } from "../../model/transformer.ts";
 import type { Params } from "../../model/weights.ts";
 import { type AdamW, clipByGlobalNorm } from "../../optim/adamw.ts";
-import { nonFiniteText } from "../step_loop.ts";
+import { NonFiniteError, nonFiniteText } from "../step_loop.ts";
 import { isClipped } from "../advantages.ts";
 import { padBatch, type TokenBatch, tokenLogprobs } from "../../optim/loss.ts";
 import type { ResolvedRLOptions } from "./options.ts";
@@ -147,21 +147,15 @@ function grid(idx: number[], t1: number, starts: number[], vals: number[][]): tf
   );
 }
 
-/**
- * Thrown by {@link update} when the update left a non-finite weight or optimiser moment; the
- * message says where ("after the update, the weights of 'wte.weight' are not finite").
- */
-export class NonFiniteUpdate extends Error {}
-
-/** Throws a {@link NonFiniteUpdate} when `opt`'s last update left `vars` or its moments non-finite. */
+/** Throws a `NonFiniteError` when `opt`'s last update left `vars` or its moments non-finite. */
 async function checkFinite(opt: AdamW, vars: tf.Variable[], names: string[]): Promise<void> {
   const bad = await opt.nonFinite(vars);
-  if (bad) throw new NonFiniteUpdate(`after the update, ${nonFiniteText(bad, names)} not finite`);
+  if (bad) throw new NonFiniteError(`after the update, ${nonFiniteText(bad, names)} not finite`);
 }
 
 /**
  * One gradient update on rollouts `idx`; throws (before updating) on a non-finite loss, and
- * a {@link NonFiniteUpdate} after an update that left non-finite weights or moments.
+ * a `NonFiniteError` after an update that left non-finite weights or moments.
  */
 export async function update(
   inp: UpdateInputs,

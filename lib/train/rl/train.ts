@@ -44,7 +44,8 @@ import {
 } from "./options.ts";
 import { makeRunLog, type RLLogRow, type RolloutRecord, type RunLog, stepMetrics } from "./log.ts";
 import { rollout, rolloutPerturber, type Rollouts, sampleRows } from "./rollout.ts";
-import { NonFiniteUpdate, scorePass, update, type UpdateInputs, type UpdateStats } from "./loss.ts";
+import { scorePass, update, type UpdateInputs, type UpdateStats } from "./loss.ts";
+import { NonFiniteError } from "../step_loop.ts";
 import {
   loadRLCheckpoint,
   makeReference,
@@ -196,7 +197,7 @@ export async function trainRL(model: Model, raw: RLOptions): Promise<RunLog> {
   let start = 0, lastGood = "none yet", saved = false;
   const dir = opts.checkpointDir;
   const stopped = (step: number) => async (err: unknown): Promise<never> => {
-    if (!(err instanceof NonFiniteUpdate)) {
+    if (!(err instanceof NonFiniteError)) {
       throw new Error(
         `RL stopped at step ${step + 1}: ${(err as Error).message}. The update was not applied` +
           (dir ? `; the last good checkpoint (${lastGood}) is in ${dir}` : "") +
@@ -247,7 +248,8 @@ export async function trainRL(model: Model, raw: RLOptions): Promise<RunLog> {
       bar.tick(1, { reward: Number(row.reward.toFixed(3)) });
       const every = opts.checkpointEvery;
       if (opts.checkpointDir && ((step + 1) % every === 0 || step + 1 === stop)) {
-        await saveRLCheckpoint(opts.checkpointDir, parts, { step: step + 1, history, options });
+        await saveRLCheckpoint(opts.checkpointDir, parts, { step: step + 1, history, options })
+          .catch((err) => err instanceof NonFiniteError ? stopped(step)(err) : Promise.reject(err));
         lastGood = `step ${step + 1}`;
         saved = true;
       }
