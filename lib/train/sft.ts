@@ -77,7 +77,11 @@ export interface SftOptions {
   validation?: SftExample[];
   /** Steps between validation losses. @default 100 */
   evalEvery?: number;
-  /** Folder for checkpoints (model/, optimizer.safetensors, trainer_state.json). */
+  /**
+   * Where checkpoints are saved (model/, optimizer.safetensors, trainer_state.json): a link
+   * to a generation folder beside it, switched atomically at each save, so a crash never
+   * leaves it without a complete checkpoint (see lib/io/checkpoint_dir.ts).
+   */
   checkpointDir?: string;
   /** Steps between checkpoints. @default 200 */
   checkpointEvery?: number;

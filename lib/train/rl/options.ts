@@ -110,15 +110,17 @@ export interface RLOptions {
   seed?: number;
   /**
    * Folder for checkpoints: model/ (or adapter/ in PEFT's layout when the model has LoRA
-   * adapters), optimizer, value head, reference, trainer_state.json.
+   * adapters), optimizer, value head, reference, trainer_state.json. Saved as a link to a
+   * generation folder beside it, switched atomically (see lib/io/checkpoint_dir.ts).
    */
   checkpointDir?: string;
   /** Steps between checkpoints (and one at the end). @default 50 */
   checkpointEvery?: number;
   /**
-   * Continue from `checkpointDir` when it holds a checkpoint. With LoRA, pass the same base
-   * model with the same adapters added (`addLora`); the checkpoint holds only the adapters.
-   * @default false
+   * Continue from `checkpointDir` when it holds a checkpoint (with none, the run starts at
+   * step 0 and says so once; a damaged one is refused with an error naming the file). With
+   * LoRA, pass the same base model with the same adapters added (`addLora`); the checkpoint
+   * holds only the adapters. @default false
    */
   resume?: boolean;
   /** Stop after this many steps in this call (tests of resumption). */
