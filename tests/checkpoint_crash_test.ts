@@ -68,8 +68,13 @@ Deno.test("a checkpoint survives SIGKILL at any moment of its save, and resume c
     await killDuringSave(root, 1 + (i % 3), (i % 10) * 0.6);
     if ([...Deno.readDirSync(root)].length > 2) midSave++;
     try {
+      // Under the final name itself (not through the fallback of a missing link).
+      const state = JSON.parse(await Deno.readTextFile(join(dir, "trainer_state.json")));
       const opt = new AdamW({ lr: 1e-3 });
       const st = await loadCheckpoint(m, dir, opt);
+      if (st?.step !== state.step) {
+        throw new Error(`read step ${st?.step}, the file says ${state.step}`);
+      }
       opt.dispose();
       if (!st) throw new Error("no checkpoint under the final name");
       if (st.step < last) throw new Error(`went back from step ${last} to ${st.step}`);
