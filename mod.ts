@@ -190,8 +190,16 @@ export {
   AdamW,
   type AdamWOptions,
   type AdamWState,
+  checkAdamWOptions,
+  type NonFinite,
   type StateLocation,
 } from "./lib/optim/adamw.ts";
+export {
+  checkpointFolder,
+  removeCheckpoint,
+  removeCheckpointOrphans,
+  writeCheckpointDir,
+} from "./lib/io/checkpoint_dir.ts";
 export { type ApplyOptions, GradientAccumulator, type MicroBatch } from "./lib/optim/accumulate.ts";
 export { lmLoss, padBatch, type TokenBatch, tokenLogprobs } from "./lib/optim/loss.ts";
 export {

@@ -10,6 +10,7 @@ import { tokenLogprobs } from "../lib/optim/loss.ts";
 import { makeRng } from "../lib/data/rng.ts";
 import type { Arch } from "../lib/model/config.ts";
 import type { Model } from "../lib/model/model.ts";
+import { removeCheckpoint } from "../lib/io/checkpoint_dir.ts";
 
 await useTestBackend();
 Deno.env.set("SAFETY_COMPASS_QUIET", "1");
@@ -359,7 +360,7 @@ Deno.test("SFT with micro-batches and host state resumes exactly", async () => {
   assert.deepEqual(resumed.history.map((r) => r.loss), full.history.map((r) => r.loss));
   assert.deepEqual(await weights(c), await weights(a));
   [a, b, c].forEach((m) => m.dispose());
-  await Deno.remove(dir, { recursive: true });
+  await removeCheckpoint(dir);
 });
 
 Deno.test("microBatch must be a whole number >= 1", async () => {

@@ -15,6 +15,7 @@ import type { Reward } from "../lib/train/rewards.ts";
 import type { PromptRow } from "../lib/data/schema.ts";
 
 import { numberPrompts } from "./_rl_fixtures.ts";
+import { removeCheckpoint } from "../lib/io/checkpoint_dir.ts";
 
 await useTestBackend();
 
@@ -339,7 +340,7 @@ Deno.test("worker pool: generation, forward, collection and training match one p
       } finally {
         a.dispose();
         b.dispose();
-        await Deno.remove(dir, { recursive: true });
+        await removeCheckpoint(dir);
       }
     });
 

@@ -10,6 +10,7 @@ import type { PromptRow } from "../lib/data/schema.ts";
 import type { Model } from "../lib/model/model.ts";
 
 import { alternating, numberPrompts, TOKEN1 } from "./_rl_fixtures.ts";
+import { removeCheckpoint } from "../lib/io/checkpoint_dir.ts";
 
 await useTestBackend();
 Deno.env.set("SAFETY_COMPASS_QUIET", "1");
@@ -91,7 +92,7 @@ for (const algorithm of ["grpo", "ppo"] as const) {
       }
     }
     [a, b, c].forEach((m) => m.dispose());
-    await Deno.remove(dir, { recursive: true });
+    await removeCheckpoint(dir);
   });
 }
 
@@ -128,6 +129,6 @@ Deno.test("resuming with other adapters than the checkpoint's fails clearly", as
     /no LoRA adapters \(full fine-tuning\).*removeLora/,
   );
   [m, plain, f].forEach((x) => x.dispose());
-  await Deno.remove(dir, { recursive: true });
-  await Deno.remove(fullDir, { recursive: true });
+  await removeCheckpoint(dir);
+  await removeCheckpoint(fullDir);
 });

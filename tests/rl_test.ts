@@ -8,6 +8,7 @@ import type { Model } from "../lib/model/model.ts";
 import { JUPYTER_DISPLAY } from "../lib/viz/display.ts";
 
 import { numberPrompts, TOKEN1, trainCollecting } from "./_rl_fixtures.ts";
+import { removeCheckpoint } from "../lib/io/checkpoint_dir.ts";
 
 await useTestBackend();
 Deno.env.set("SAFETY_COMPASS_QUIET", "1");
@@ -192,7 +193,7 @@ Deno.test("resume continues bit for bit (PPO: value head, reference, minibatches
     assert.deepEqual(c.params.get(name)!.dataSync(), v.dataSync(), name);
   }
   [a, b, c].forEach((m) => m.dispose());
-  await Deno.remove(dir, { recursive: true });
+  await removeCheckpoint(dir);
 });
 
 Deno.test("a NaN reward stops the run with a clear message and an intact checkpoint", async () => {
@@ -234,7 +235,7 @@ Deno.test("a NaN reward stops the run with a clear message and an intact checkpo
     /RL stopped at step 1: the loss is NaN\. The update was not applied\./,
   );
   m.dispose();
-  await Deno.remove(dir, { recursive: true });
+  await removeCheckpoint(dir);
 });
 
 Deno.test("RunLog renders curves and a table; bad options fail clearly", async () => {

@@ -3,6 +3,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import { tinyModel, useTestBackend } from "./_helpers.ts";
 import { evalLoss, type SftExample, trainSft } from "../lib/train/sft.ts";
 import { makeRng } from "../lib/data/rng.ts";
+import { removeCheckpoint } from "../lib/io/checkpoint_dir.ts";
 
 await useTestBackend();
 Deno.env.set("SAFETY_COMPASS_QUIET", "1");
@@ -50,7 +51,7 @@ Deno.test("sft resumes exactly from a checkpoint", async () => {
     assert.deepEqual(Array.from(c.params.get(name)!.dataSync()), Array.from(v.dataSync()), name);
   }
   [a, b, c].forEach((m) => m.dispose());
-  await Deno.remove(dir, { recursive: true });
+  await removeCheckpoint(dir);
 });
 
 Deno.test("sft refuses a NaN loss with a clear error and keeps the last good checkpoint", async () => {
@@ -67,7 +68,7 @@ Deno.test("sft refuses a NaN loss with a clear error and keeps the last good che
   );
   assert.deepEqual(await Deno.readFile(`${dir}/model/model.safetensors`), good);
   m.dispose();
-  await Deno.remove(dir, { recursive: true });
+  await removeCheckpoint(dir);
 });
 
 Deno.test("length-bucketed batch order covers each example once per epoch and cuts padding", async () => {

@@ -11,6 +11,7 @@ import {
 } from "../lib/train/tokenwise.ts";
 import type { Model } from "../lib/model/model.ts";
 import { makeRng } from "../lib/data/rng.ts";
+import { removeCheckpoint } from "../lib/io/checkpoint_dir.ts";
 
 await useTestBackend();
 Deno.env.set("SAFETY_COMPASS_QUIET", "1");
@@ -187,5 +188,5 @@ Deno.test("tokenwise training resumes exactly, reference included", async () => 
     assert.deepEqual(Array.from(c.params.get(name)!.dataSync()), Array.from(v.dataSync()), name);
   }
   [a, b, c].forEach((m) => m.dispose());
-  await Deno.remove(dir, { recursive: true });
+  await removeCheckpoint(dir);
 });

@@ -36,9 +36,13 @@ export function writeJsonAtomic(path: string, value: unknown): Promise<void> {
 }
 
 /**
- * Replaces the folder `dir` with the contents produced by `fill(tmpDir)` atomically: the
- * files are written into a temporary sibling folder, which is then renamed into place.
- * An existing `dir` is moved aside first and removed only after the new one is in place.
+ * Replaces the folder `dir` with the contents produced by `fill(tmpDir)`: the files are
+ * written into a temporary sibling folder, which is then renamed into place. A crash while
+ * writing leaves `dir` as it was. Replacing an existing `dir` is not atomic: it is moved
+ * aside first and removed only after the new one is in place, so a crash between the two
+ * renames leaves both under temporary names (`*.tmp`, `*.tmp.old`) and no `dir`. Training
+ * checkpoints use `writeCheckpointDir` (checkpoint_dir.ts) instead, which never has such an
+ * instant; this suits outputs written once (a saved model, a compass, a report).
  */
 export async function writeDirAtomic(
   dir: string,

@@ -35,6 +35,69 @@ export interface AdamWOptions {
   stateLocation?: StateLocation;
 }
 
+/**
+ * Throws, naming the field, the value and the fix, when an AdamW setting is not a usable
+ * number: `lr` outside [0, 1] (an AdamW step moves every weight by about `lr`, so a larger
+ * one, or NaN / Infinity, wrecks the weights in one step), `weightDecay` < 0 or not finite,
+ * betas outside [0, 1), `eps` <= 0 or not finite. The AdamW constructor calls it, so every
+ * trainer refuses such a run before any work.
+ *
+ * @example
+ * ```ts
+ * checkAdamWOptions({ lr: 1e-4, weightDecay: 0.01 }); // fine
+ * try {
+ *   checkAdamWOptions({ lr: NaN });
+ * } catch (err) {
+ *   console.log((err as Error).message); // "AdamW: lr is NaN; use a learning rate in [0, 1] ..."
+ * }
+ * ```
+ */
+export function checkAdamWOptions(o: AdamWOptions, label = "AdamW"): void {
+  const fail = (field: string, v: unknown, fix: string) => {
+    throw new Error(`${label}: ${field} is ${v}; ${fix}`);
+  };
+  if (!(o.lr >= 0 && o.lr <= 1)) {
+    fail(
+      "lr",
+      o.lr,
+      "use a learning rate in [0, 1] (AdamW moves each weight by about lr per step; typical: 1e-5 to 1e-3)",
+    );
+  }
+  const wd = o.weightDecay;
+  if (wd !== undefined && !(wd >= 0 && Number.isFinite(wd))) {
+    fail("weightDecay", wd, "use a finite number >= 0 (0 = no decay)");
+  }
+  for (const [k, b] of [["beta1", o.beta1], ["beta2", o.beta2]] as const) {
+    if (b !== undefined && !(b >= 0 && b < 1)) fail(k, b, "use a decay rate in [0, 1)");
+  }
+  if (o.eps !== undefined && !(o.eps > 0 && Number.isFinite(o.eps))) {
+    fail("eps", o.eps, "use a small finite number > 0 (default 1e-8)");
+  }
+}
+
+/**
+ * Throws when a global gradient-norm clip is not a usable number (NaN, negative, infinite);
+ * `label` starts the message ("SFT", "trainRL").
+ *
+ * @example
+ * ```ts
+ * checkClip(1, "SFT"); // fine; 0 turns clipping off
+ * ```
+ */
+export function checkClip(clip: number, label: string): void {
+  if (!(clip >= 0 && Number.isFinite(clip))) {
+    throw new Error(`${label}: clip is ${clip}; use a finite gradient-norm bound >= 0 (0 = off)`);
+  }
+}
+
+/** A non-finite value found by {@link AdamW.nonFinite}: where it is. */
+export interface NonFinite {
+  /** Index of the variable in the list the optimiser updates. */
+  index: number;
+  /** Which of its tensors: the weights or one of AdamW's moments. */
+  what: "weights" | "first moment" | "second moment";
+}
+
 /** Where optimiser state (and accumulated gradients) live: on the backend or in host memory. */
 export type StateLocation = "heap" | "host";
 
@@ -56,6 +119,8 @@ export class AdamW {
   private v: tf.Variable[] = [];
   private hm: Float32Array[] = [];
   private hv: Float32Array[] = [];
+  /** Host mode: per variable, what its last update left non-finite (undefined: nothing). */
+  private hostBad: (NonFinite["what"] | undefined)[] = [];
   /** Steps taken. */
   t = 0;
 
@@ -69,6 +134,7 @@ export class AdamW {
       stateLocation: "heap",
       ...opts,
     };
+    checkAdamWOptions(this.opts);
     if (this.opts.stateLocation !== "heap" && this.opts.stateLocation !== "host") {
       throw new Error(
         `AdamW: stateLocation must be "heap" or "host", got ${JSON.stringify(opts.stateLocation)}`,
@@ -161,6 +227,7 @@ export class AdamW {
     } else if (vars.length !== have) {
       throw new Error(`AdamW: ${vars.length} variables given, ${have} expected`);
     }
+    if (host) this.hostBad = vars.map(() => undefined);
     this.t += 1;
   }
 
@@ -208,6 +275,9 @@ export class AdamW {
     const step = lr / bc1;
     const ib2 = 1 / bc2;
     const out = new Float32Array(m.length);
+    // The finiteness check rides along: a float64 sum of float32 values cannot overflow, so
+    // each sum is finite exactly when every value it adds is.
+    let sm = 0, sv = 0, sw = 0;
     for (let j = 0; j < out.length; j++) {
       const gj = g[j] * gs;
       const mj = Math.fround(beta1 * m[j] + c1 * gj); // the stored (float32) moments
@@ -215,10 +285,60 @@ export class AdamW {
       m[j] = mj;
       v[j] = vj;
       out[j] = w[j] * keep - (step * mj) / (Math.sqrt(vj * ib2) + eps);
+      sm += mj;
+      sv += vj;
+      sw += out[j];
     }
+    this.hostBad[i] = !Number.isFinite(sw)
+      ? "weights"
+      : !Number.isFinite(sm)
+      ? "first moment"
+      : !Number.isFinite(sv)
+      ? "second moment"
+      : undefined;
     const t = tf.tensor(out, x.shape, "float32");
     x.assign(t);
     t.dispose();
+  }
+
+  /**
+   * Whether the last update left every weight of `vars` and every moment finite: undefined
+   * when it did, else where the first non-finite value is. Call it after {@link step} and
+   * before saving anything. Heap mode: one sum per weight and second-moment tensor (a read
+   * pass, no temporaries) and one read of the results; host mode: the flags the update loop
+   * computed on the way (no extra pass). Reads only: no number changes.
+   */
+  async nonFinite(vars: tf.Variable[]): Promise<NonFinite | undefined> {
+    if (this.opts.stateLocation === "host") {
+      const i = this.hostBad.findIndex((w) => w !== undefined);
+      return i < 0 ? undefined : { index: i, what: this.hostBad[i]! };
+    }
+    if (vars.length === 0) return undefined;
+    // The weights and the second moments suffice: a non-finite first moment makes the
+    // update, hence the new weights, non-finite too (Inf * lr, NaN, Inf / Inf, Inf * 0).
+    // One sum per tensor, read once: a sum is NaN or infinite when any term is; a finite
+    // float32 tensor's sum overflows only when its values average above ~3.4e38 / size,
+    // itself a wrecked run. Only after a failure are all three read, to say where.
+    const sums = (groups: tf.Variable[][]) =>
+      tf.tidy(() => tf.stack(groups.flat().map((x) => tf.sum(x))));
+    const quick = sums([vars, this.v]);
+    const ok = (await quick.data()).every(Number.isFinite);
+    quick.dispose();
+    if (ok) return undefined;
+    const all = sums([vars, this.m, this.v]);
+    const d = await all.data();
+    all.dispose();
+    // The moments first: a non-finite moment is the cause when the weights are non-finite too.
+    const order = [1, 2, 0].map((g) => g * vars.length);
+    for (const base of order) {
+      for (let i = 0; i < vars.length; i++) {
+        if (!Number.isFinite(d[base + i])) {
+          const what = (["weights", "first moment", "second moment"] as const)[base / vars.length];
+          return { index: i, what };
+        }
+      }
+    }
+    return { index: 0, what: "weights" };
   }
 
   /** The state, as plain arrays (copies). */
@@ -270,6 +390,7 @@ export class AdamW {
     this.v = [];
     this.hm = [];
     this.hv = [];
+    this.hostBad = [];
   }
 }
 

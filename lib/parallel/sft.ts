@@ -10,8 +10,12 @@
  * up to float32 rounding. The sum goes back to every worker through one SharedArrayBuffer
  * and each replica applies the identical clip + AdamW update, so the replicas stay bit for
  * bit equal (checked every step through their gradient norms). The main thread's model gets
- * the trained weights at the end, at every checkpoint, and after a failure (the last good
- * step's weights: the NaN guard runs before any update, as in sft.ts).
+ * the trained weights at the end, at every checkpoint, and after a non-finite loss (the last
+ * good step's weights: the NaN guard runs before any update, as in sft.ts). After an update
+ * that left a non-finite weight or moment (every replica checks its own after each update,
+ * before anything is saved) the replicas are abandoned: the main thread's model keeps the
+ * weights of the last checkpoint of the run (or those it started with), and the pool ships
+ * them again on its next use.
  *
  * Checkpoints have the single-process layout (model/, optimizer.safetensors,
  * trainer_state.json), so a run can resume with or without workers. Validation losses run
@@ -24,10 +28,18 @@
 import * as tf from "@tensorflow/tfjs-core";
 import type { WorkerPool } from "./pool.ts";
 import type { Model } from "../model/model.ts";
-import { AdamW, type AdamWOptions, type AdamWState } from "../optim/adamw.ts";
-import { padBatch, type TokenBatch } from "../optim/loss.ts";
-import { runStepLoop } from "../train/step_loop.ts";
 import {
+  AdamW,
+  type AdamWOptions,
+  type AdamWState,
+  checkAdamWOptions,
+  checkClip,
+  type NonFinite,
+} from "../optim/adamw.ts";
+import { padBatch, type TokenBatch } from "../optim/loss.ts";
+import { nonFiniteText, runStepLoop } from "../train/step_loop.ts";
+import {
+  announceFreshStart,
   batchOrder,
   encodeExamples,
   loadCheckpoint,
@@ -139,6 +151,8 @@ export interface DataParallelStep {
   targetTokens: number;
   /** False when the loss was not finite: then no replica changed. */
   applied: boolean;
+  /** Set when the update left a non-finite weight or moment on the replicas: where. */
+  nonFinite?: NonFinite;
 }
 
 /**
@@ -154,6 +168,7 @@ export class DataParallelTrainer {
   readonly #model: Model;
   readonly #sum: Float32Array;
   #ended = false;
+  #abandoned = false;
 
   private constructor(pool: WorkerPool, model: Model, names: string[], sum: Float32Array) {
     this.#pool = pool;
@@ -223,10 +238,13 @@ export class DataParallelTrainer {
       for (let j = 0; j < g.length; j++) sum[j] += g[j];
     }
     for (let j = 0; j < sum.length; j++) sum[j] *= inv;
-    const norms = await pool.broadcast<number>("apply", {
+    const out = await pool.broadcast<{ norm: number; bad?: NonFinite }>("apply", {
       grad: sum.buffer,
       lrScale: opts.lrScale ?? 1,
     });
+    const norms = out.map((o) => o.norm);
+    const bad = out.find((o) => o.bad)?.bad;
+    if (bad) return { loss, gradNorm: norms[0], targetTokens: n, applied: true, nonFinite: bad };
     if (norms.some((x) => !Object.is(x, norms[0]))) {
       throw new Error(
         `Data-parallel step: the replicas' gradient norms differ (${norms.join(", ")}), so ` +
@@ -256,14 +274,24 @@ export class DataParallelTrainer {
   }
 
   /**
+   * Marks the replicas' weights as unusable (an update left non-finite values): {@link end}
+   * then leaves the model's weights as they are and the pool forgets what it holds.
+   */
+  abandon(): void {
+    this.#abandoned = true;
+  }
+
+  /**
    * Brings the trained weights into the model and frees the replicas' optimisers
-   * (idempotent). If the weights cannot be read back (a crashed worker), the pool forgets
-   * what it holds, so its next use ships the model's weights again.
+   * (idempotent). If the weights cannot be read back (a crashed worker), or the replicas
+   * were {@link abandon}ed, the pool forgets what it holds, so its next use ships the
+   * model's weights again.
    */
   async end(): Promise<void> {
     if (this.#ended) return;
     this.#ended = true;
-    await this.pullWeights().catch(() => this.#pool.invalidate());
+    if (this.#abandoned) this.#pool.invalidate();
+    else await this.pullWeights().catch(() => this.#pool.invalidate());
     if (this.#pool.alive) {
       await this.#pool.broadcast("trainEnd", {}).catch(() => this.#pool.invalidate());
     }
@@ -293,17 +321,19 @@ async function trainSftOnWorkersHeld(
     weightDecay: opts.weightDecay ?? 0.01,
     stateLocation: opts.stateLocation ?? "heap",
   };
+  checkAdamWOptions(adamw, "SFT");
+  checkClip(opts.clip ?? 1, "SFT");
   let start = 0;
   let history: SftLogRow[] = [];
   let resumed: AdamWState | undefined;
   if (opts.resume && opts.checkpointDir) {
     const opt = new AdamW({ ...adamw, stateLocation: "host" });
     try {
-      const st = await loadCheckpoint(model, opts.checkpointDir, opt);
+      const st = await loadCheckpoint(model, opts.checkpointDir, opt, steps);
       if (st) {
         ({ step: start, history } = st);
         resumed = await opt.getState();
-      }
+      } else announceFreshStart("SFT", opts.checkpointDir);
     } finally {
       opt.dispose();
     }
@@ -315,9 +345,10 @@ async function trainSftOnWorkersHeld(
   });
   const vars = trainer.names.map((n) => model.params.get(n)!);
   const validation = opts.validation?.length ? evalBatchesOf(model, opts.validation) : undefined;
+  let pulledBad = false;
   try {
     return await runStepLoop(
-      { name: "SFT", steps, start, history, lr: adamw.lr },
+      { name: "SFT", steps, start, history, lr: adamw.lr, resumed: resumed !== undefined },
       { ...opts, label: opts.label ?? "sft" },
       {
         step: async (step, scale) => {
@@ -329,10 +360,30 @@ async function trainSftOnWorkersHeld(
           });
           let tokens = 0;
           for (const i of idx) tokens += enc[i].seq.length;
-          return { loss: r.loss, applied: r.applied, gradNorm: r.gradNorm, tokens };
+          const nonFinite = r.nonFinite ? nonFiniteText(r.nonFinite, trainer.names) : undefined;
+          return { loss: r.loss, applied: r.applied, gradNorm: r.gradNorm, tokens, nonFinite };
+        },
+        restore: async (lastGood) => {
+          trainer.abandon();
+          const dir = opts.checkpointDir;
+          if (lastGood !== undefined && dir) {
+            const opt = new AdamW({ ...adamw, stateLocation: "host" });
+            try {
+              await loadCheckpoint(model, dir, opt);
+            } finally {
+              opt.dispose();
+            }
+            return `the model was restored from the last good checkpoint (step ${lastGood}) in ${dir}`;
+          }
+          // Else the model holds the weights of its last pull: those it started with, unless
+          // the failed save pulled the replicas' weights.
+          return pulledBad
+            ? "the model in memory keeps the failed update: reload the model"
+            : "the model keeps the weights it had before this run";
         },
         validate: validation ? () => evalBatches(pool, validation) : undefined,
         checkpoint: async (step, hist) => {
+          pulledBad = true; // until the save below has checked every value
           await trainer.pullWeights();
           const opt = new AdamW({ ...adamw, stateLocation: "host" });
           try {
@@ -342,6 +393,7 @@ async function trainSftOnWorkersHeld(
               history: hist,
               options: stateOptions,
             });
+            pulledBad = false;
           } finally {
             opt.dispose();
           }

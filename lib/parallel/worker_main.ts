@@ -258,8 +258,9 @@ const handlers: Record<string, (payload: never) => Promise<Out> | Out> = {
   },
 
   /**
-   * One identical update on every replica: clip the shared summed gradient, AdamW step. With
-   * the optimiser's state on the host the gradient never enters the backend's heap.
+   * One identical update on every replica: clip the shared summed gradient, AdamW step, then
+   * the finiteness check of the weights and moments (`bad`: where a non-finite value is).
+   * With the optimiser's state on the host the gradient never enters the backend's heap.
    */
   async apply(p: { grad: SharedArrayBuffer; lrScale: number }) {
     if (!train) throw new Error("apply before trainStart");
@@ -273,7 +274,7 @@ const handlers: Record<string, (payload: never) => Promise<Out> | Out> = {
         ? t.clip / (norm + 1e-6)
         : 1;
       await t.opt.stepFromHost(t.vars, views, p.lrScale, t.decay, scale);
-      return { value: norm };
+      return { value: { norm, bad: await t.opt.nonFinite(t.vars) } };
     }
     const grads = t.vars.map((v, i) =>
       tf.tensor(
@@ -288,7 +289,7 @@ const handlers: Record<string, (payload: never) => Promise<Out> | Out> = {
     } finally {
       tf.dispose(clipped.grads === grads ? grads : [...grads, ...clipped.grads]);
     }
-    return { value: clipped.norm };
+    return { value: { norm: clipped.norm, bad: await t.opt.nonFinite(t.vars) } };
   },
 
   /** The optimiser's state (for checkpoints). */

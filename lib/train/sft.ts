@@ -1,8 +1,12 @@
 /**
  * Supervised fine-tuning: prompt/response pairs, loss on the response tokens, AdamW with
  * warm-up + cosine schedule, global-norm clipping, validation loss, a progress bar,
- * seeded batch order, atomic checkpoints and exact resumption. A NaN or infinite loss
- * stops the run before the update, so the last checkpoint stays good.
+ * seeded batch order, atomic checkpoints and exact resumption. The NaN guard: the learning
+ * rate and the other optimiser numbers are checked before any work; a NaN or infinite loss
+ * stops the run before the update; after every update the weights and AdamW's moments are
+ * checked (one reduction per tensor) before anything is saved, and a non-finite result
+ * stops the run and restores the last good checkpoint. Checkpoints never go backwards
+ * (`lib/io/checkpoint_dir.ts`), and a damaged one is refused on resume, never restarted over.
  *
  * Options follow TRL's SFTConfig in spirit: typed fields with documented defaults.
  *
@@ -13,14 +17,20 @@ import * as tf from "@tensorflow/tfjs-core";
 import { join } from "node:path";
 import type { Model } from "../model/model.ts";
 import { encodePrompt } from "../model/chat.ts";
-import { AdamW, type StateLocation } from "../optim/adamw.ts";
+import { AdamW, checkClip, type StateLocation } from "../optim/adamw.ts";
 import { chunk, GradientAccumulator, targetTokens } from "../optim/accumulate.ts";
 import { lmLoss, padBatch, type TokenBatch } from "../optim/loss.ts";
-import { runStepLoop } from "./step_loop.ts";
+import { assertFiniteForSave, nonFiniteText, runStepLoop } from "./step_loop.ts";
 import { makeRng } from "../data/rng.ts";
-import { writeDirAtomic } from "../io/atomic.ts";
+import { writeCheckpointDir } from "../io/checkpoint_dir.ts";
 import { saveModel } from "../model/save.ts";
-import { readSafetensors, writeSafetensors } from "../io/safetensors.ts";
+import { writeSafetensors } from "../io/safetensors.ts";
+import {
+  adamStateFrom,
+  checkpointRoot,
+  readCheckpointTensors,
+  readTrainerState,
+} from "./checkpoint_state.ts";
 import { paramsFromCheckpoint } from "../model/load.ts";
 import { loadLora, saveLora, trainableVariables } from "../model/lora.ts";
 
@@ -67,11 +77,19 @@ export interface SftOptions {
   validation?: SftExample[];
   /** Steps between validation losses. @default 100 */
   evalEvery?: number;
-  /** Folder for checkpoints (model/, optimizer.safetensors, trainer_state.json). */
+  /**
+   * Where checkpoints are saved (model/, optimizer.safetensors, trainer_state.json): a link
+   * to a generation folder beside it, switched atomically at each save, so a crash never
+   * leaves it without a complete checkpoint (see lib/io/checkpoint_dir.ts).
+   */
   checkpointDir?: string;
   /** Steps between checkpoints. @default 200 */
   checkpointEvery?: number;
-  /** Continue from `checkpointDir` when it holds a checkpoint. @default false */
+  /**
+   * Continue from `checkpointDir` when it holds a checkpoint (with none, the run starts at
+   * step 0 and says so once; a damaged one is refused with an error naming the file).
+   * @default false
+   */
   resume?: boolean;
   /** Append the end-of-sequence token to responses. @default true */
   appendEos?: boolean;
@@ -214,8 +232,10 @@ export function trainableNames(model: Model): string[] {
 }
 
 /**
- * Writes a training checkpoint into `dir` atomically: model/ (+ adapter/), the optimiser's
- * moments (optimizer.safetensors) and trainer_state.json.
+ * Writes a training checkpoint as `dir` (a new generation, switched in atomically: see
+ * `lib/io/checkpoint_dir.ts`): model/ (+ adapter/), the optimiser's moments
+ * (optimizer.safetensors) and trainer_state.json. Throws a `NonFiniteError` and writes
+ * nothing when a weight or moment is not finite.
  */
 export async function saveCheckpoint(
   model: Model,
@@ -226,13 +246,23 @@ export async function saveCheckpoint(
 ): Promise<void> {
   const s = await opt.getState();
   const names = trainableNames(model);
+  // Never a non-finite value in a checkpoint, whatever put it there.
+  assertFiniteForSave([
+    ...(await Promise.all(
+      [...model.params].map(async ([n, v]) => [n, await v.data(), "weights"] as const),
+    )),
+    ...names.flatMap((n, i) => [
+      [n, s.m[i] ?? [], "first moment"] as const,
+      [n, s.v[i] ?? [], "second moment"] as const,
+    ]),
+  ]);
   const tensors: Record<string, { shape: number[]; data: Float32Array }> = {};
   names.forEach((n, i) => {
     const shape = model.params.get(n)!.shape;
     tensors[`m.${n}`] = { shape, data: s.m[i] };
     tensors[`v.${n}`] = { shape, data: s.v[i] };
   });
-  await writeDirAtomic(dir, async (tmp) => {
+  await writeCheckpointDir(dir, state.step, async (tmp) => {
     await saveModel(model, join(tmp, "model"));
     if (model.loraConfig) await saveLora(model, join(tmp, "adapter"));
     await extra?.(tmp);
@@ -246,32 +276,49 @@ export async function saveCheckpoint(
 
 /**
  * Restores a checkpoint written by {@link saveCheckpoint} into `model` and `opt`; undefined
- * when `dir` holds none.
+ * when `dir` holds none. A damaged checkpoint throws an error naming the file (see
+ * `checkpoint_state.ts`); `totalSteps` (the run's length) refuses one beyond the run.
  */
 export async function loadCheckpoint(
   model: Model,
   dir: string,
   opt: AdamW,
+  totalSteps?: number,
 ): Promise<{ step: number; history: SftLogRow[] } | undefined> {
-  let state: { step: number; history: SftLogRow[] };
+  const root = await checkpointRoot(dir);
+  if (!root) return undefined;
+  const state = await readTrainerState<{ step: number; history: SftLogRow[] }>(root, totalSteps);
+  const weights = await readCheckpointTensors(join(root, "model", "model.safetensors"));
+  const fresh = paramsFromCheckpoint(model.config, weights, join(root, "model"));
+  const names = trainableNames(model);
+  let o;
   try {
-    state = JSON.parse(await Deno.readTextFile(join(dir, "trainer_state.json")));
-  } catch {
-    return undefined;
+    o = adamStateFrom(
+      join(root, "optimizer.safetensors"),
+      await readCheckpointTensors(join(root, "optimizer.safetensors")),
+      names.map((n) => [n, model.params.get(n)!.size]),
+    );
+  } catch (err) {
+    tf.dispose([...fresh.values()]);
+    throw err;
   }
-  const weights = await readSafetensors(join(dir, "model", "model.safetensors"));
-  const fresh = paramsFromCheckpoint(model.config, weights, join(dir, "model"));
   for (const [n, v] of fresh) model.params.get(n)!.assign(v);
   tf.dispose([...fresh.values()]);
-  if (model.loraConfig) await loadLora(model, join(dir, "adapter"));
-  const o = await readSafetensors(join(dir, "optimizer.safetensors"));
-  const names = trainableNames(model);
-  opt.setState(names.map((n) => model.params.get(n)!), {
-    step: Number(o.metadata.step),
-    m: names.map((n) => o.tensors.get(`m.${n}`)!.data),
-    v: names.map((n) => o.tensors.get(`v.${n}`)!.data),
-  });
+  if (model.loraConfig) await loadLora(model, join(root, "adapter"));
+  opt.setState(names.map((n) => model.params.get(n)!), o);
   return state;
+}
+
+/**
+ * The one message (console.warn) of a `resume: true` run that found no checkpoint.
+ *
+ * @example
+ * ```ts
+ * announceFreshStart("SFT", "runs/sft/ckpt"); // "SFT: resume is set but ... starting at step 0"
+ * ```
+ */
+export function announceFreshStart(name: string, dir: string): void {
+  console.warn(`${name}: resume is set but ${dir} holds no checkpoint; starting at step 0`);
 }
 
 /**
@@ -321,24 +368,29 @@ export async function runSupervised<B extends Pick<TokenBatch, "attentionMask" |
   if (micro !== undefined && !(Number.isInteger(micro) && micro >= 1)) {
     throw new Error(`${task.name}: microBatch must be a whole number >= 1, got ${micro}`);
   }
+  const clip = opts.clip ?? 1;
+  checkClip(clip, task.name);
   const opt = new AdamW({
     lr: opts.lr ?? 1e-3,
     weightDecay: opts.weightDecay ?? 0.01,
     stateLocation: location,
   });
   const acc = new GradientAccumulator(vars, location);
+  const names = trainableNames(model);
   let start = 0;
   let history: SftLogRow[] = [];
-  if (opts.resume && opts.checkpointDir) {
-    const st = await loadCheckpoint(model, opts.checkpointDir, opt);
-    if (st) {
-      ({ step: start, history } = st);
-      await task.loadExtra?.(opts.checkpointDir);
-    }
-  }
+  let resumed = false;
   try {
+    if (opts.resume && opts.checkpointDir) {
+      const st = await loadCheckpoint(model, opts.checkpointDir, opt, steps);
+      if (st) {
+        ({ step: start, history } = st);
+        resumed = true;
+        await task.loadExtra?.((await checkpointRoot(opts.checkpointDir))!);
+      } else announceFreshStart(task.name, opts.checkpointDir);
+    }
     return await runStepLoop(
-      { name: task.name, steps, start, history, lr: opt.opts.lr },
+      { name: task.name, steps, start, history, lr: opt.opts.lr, resumed },
       opts,
       {
         step: async (step, scale) => {
@@ -354,10 +406,21 @@ export async function runSupervised<B extends Pick<TokenBatch, "attentionMask" |
             (b) => task.loss(b),
           );
           if (!Number.isFinite(loss)) return { loss, applied: false, gradNorm: NaN, tokens: 0 };
-          const gradNorm = await acc.apply(opt, { clip: opts.clip ?? 1, lrScale: scale, decay });
+          const gradNorm = await acc.apply(opt, { clip, lrScale: scale, decay });
           let tokens = 0;
           for (const b of parts) tokens += b.attentionMask.flat().reduce((a, x) => a + x, 0);
-          return { loss, applied: true, gradNorm, tokens };
+          const bad = await opt.nonFinite(vars);
+          const nonFinite = bad ? nonFiniteText(bad, names) : undefined;
+          return { loss, applied: true, gradNorm, tokens, nonFinite };
+        },
+        restore: async (lastGood) => {
+          const dir = opts.checkpointDir;
+          if (lastGood === undefined || !dir) {
+            return (dir ? `this run has saved no checkpoint in ${dir} yet, so ` : "") +
+              "the model in memory keeps the failed update: reload the model";
+          }
+          await loadCheckpoint(model, dir, opt);
+          return `the model was restored from the last good checkpoint (step ${lastGood}) in ${dir}`;
         },
         validate: opts.validation?.length ? () => evalLoss(model, opts.validation!) : undefined,
         checkpoint: (step, hist) =>

@@ -210,7 +210,17 @@ export async function trainTokenwise(
                 `the reference must be the model at the start of fine-tuning`,
             );
           });
-          for (const [n, v] of ref) v.assign(tf.tensor(r.tensors.get(n)!.data, v.shape));
+          for (const [n, v] of ref) {
+            const t = r.tensors.get(n);
+            if (!t || t.data.length !== v.size) {
+              throw new Error(
+                `Cannot resume the token-wise objective from ${path}: tensor '${n}' is ` +
+                  (t ? `of ${t.data.length} values, the model's ${v.size}` : "missing") +
+                  "; resume with the model the run started from",
+              );
+            }
+            tf.tidy(() => v.assign(tf.tensor(t.data, v.shape)));
+          }
         }
         : undefined,
     }, { label: objective, ...opts });

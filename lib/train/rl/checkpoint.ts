@@ -1,6 +1,8 @@
 /**
  * RL checkpoints and exact resumption (as `sft.ts`'s): everything a step reads besides the
- * seeded streams, written atomically into `checkpointDir`:
+ * seeded streams, saved as `checkpointDir` by `writeCheckpointDir` (a new generation switched
+ * in atomically, so the checkpoint never goes backwards), and read back strictly (a damaged
+ * file is refused with an error naming it, `../checkpoint_state.ts`):
  *
  * - `model/` (Hugging Face layout) for full fine-tuning, or `adapter/` (PEFT's
  *   `adapter_model.safetensors` + `adapter_config.json`, `saveLora`) when the model has
@@ -22,7 +24,7 @@ import type { Model } from "../../model/model.ts";
 import { saveLora, trainableVariables } from "../../model/lora.ts";
 import { saveModel } from "../../model/save.ts";
 import { paramsFromCheckpoint } from "../../model/load.ts";
-import { readSafetensors, type TensorToWrite, writeSafetensors } from "../../io/safetensors.ts";
+import { type TensorToWrite, writeSafetensors } from "../../io/safetensors.ts";
 import {
   attachExternal,
   checkpointName,
@@ -30,10 +32,18 @@ import {
   type Params,
   transpose2d,
 } from "../../model/weights.ts";
-import { writeDirAtomic, writeJsonAtomic } from "../../io/atomic.ts";
+import { writeCheckpointDir } from "../../io/checkpoint_dir.ts";
+import { writeJsonAtomic } from "../../io/atomic.ts";
+import {
+  adamStateFrom,
+  checkpointRoot,
+  readCheckpointTensors,
+  readTrainerState,
+} from "../checkpoint_state.ts";
 import type { AdamW } from "../../optim/adamw.ts";
 import type { RLLogRow } from "./log.ts";
 import type { ValueHead } from "./loss.ts";
+import { assertFiniteForSave } from "../step_loop.ts";
 
 /** The trainer's state besides the log: what a checkpoint holds. */
 export interface TrainerParts {
@@ -112,7 +122,10 @@ async function weights(vs: [string, tf.Variable][]): Promise<Record<string, Tens
   );
 }
 
-/** Writes a checkpoint of `s` into `dir` (atomically: a crash leaves the previous one). */
+/**
+ * Saves a checkpoint of `s` as `dir` (atomically: a crash leaves the previous one); throws a
+ * `NonFiniteError` and writes nothing when a weight or moment is not finite.
+ */
 export async function saveRLCheckpoint(
   dir: string,
   s: TrainerParts,
@@ -120,8 +133,20 @@ export async function saveRLCheckpoint(
 ): Promise<void> {
   const o = await adamTensors(s.opt, trainedNamed(s.model));
   const vo = s.head ? await adamTensors(s.vopt, headVars(s.head)) : undefined;
+  // Never a non-finite value in a checkpoint, whatever put it there.
+  const named = [...s.model.params, ...(s.head ? headVars(s.head) : [])];
+  assertFiniteForSave([
+    ...(await Promise.all(named.map(async ([n, v]) => [n, await v.data(), "weights"] as const))),
+    ...[...Object.entries(o.tensors), ...Object.entries(vo?.tensors ?? {})].map(([k, t]) =>
+      [
+        k.slice(2),
+        t.data as ArrayLike<number>,
+        k.startsWith("m.") ? "first moment" : "second moment",
+      ] as const
+    ),
+  ]);
   const lora = s.model.loraConfig;
-  await writeDirAtomic(dir, async (tmp) => {
+  await writeCheckpointDir(dir, state.step, async (tmp) => {
     if (lora) await saveLora(s.model, join(tmp, "adapter"));
     else await saveModel(s.model, join(tmp, "model"));
     await writeSafetensors(join(tmp, "optimizer.safetensors"), o.tensors, { step: `${o.step}` });
@@ -144,14 +169,11 @@ export async function saveRLCheckpoint(
 function restoreAdam(
   opt: AdamW,
   vars: [string, tf.Variable][],
-  file: Awaited<ReturnType<typeof readSafetensors>>,
+  path: string,
+  file: Awaited<ReturnType<typeof readCheckpointTensors>>,
 ) {
-  if (!file.tensors.has(`m.${vars[0][0]}`)) return;
-  const state = {
-    step: Number(file.metadata.step),
-    m: vars.map(([n]) => file.tensors.get(`m.${n}`)!.data),
-    v: vars.map(([n]) => file.tensors.get(`v.${n}`)!.data),
-  };
+  if (!file.tensors.has(`m.${vars[0][0]}`) && Number(file.metadata.step) === 0) return;
+  const state = adamStateFrom(path, file, vars.map(([n, v]) => [n, v.size]));
   untracked(() => opt.setState(vars.map(([, v]) => v), state));
 }
 
@@ -164,6 +186,12 @@ function assignAll(
   for (const [n, v] of target) {
     const rec = file.get(n);
     if (!rec) throw new Error(`Cannot resume from ${dir}: tensor '${n}' is missing`);
+    if (rec.data.length !== v.size) {
+      throw new Error(
+        `Cannot resume from ${dir}: tensor '${n}' holds ${rec.data.length} values, the ` +
+          `model's ${v.size}; resume with the model the checkpoint was trained from`,
+      );
+    }
     tf.tidy(() => v.assign(tf.tensor(rec.data, v.shape)));
   }
 }
@@ -179,7 +207,7 @@ function sameLora(a: Model["loraConfig"], b: Model["loraConfig"]): boolean {
  */
 async function restoreAdapters(model: Model, dir: string): Promise<void> {
   const path = join(dir, "adapter", "adapter_model.safetensors");
-  const file = await readSafetensors(path);
+  const file = await readCheckpointTensors(path);
   for (const [n, v] of trainedNamed(model)) {
     const isA = n.endsWith(".lora_A"), w = n.slice(0, -".lora_A".length);
     const base = checkpointName(model.config, w).replace(/\.weight$/, "");
@@ -187,25 +215,31 @@ async function restoreAdapters(model: Model, dir: string): Promise<void> {
     const rec = file.tensors.get(key);
     if (!rec) throw new Error(`Cannot resume from ${dir}: ${path} lacks tensor '${key}'`);
     const [r, c] = rec.shape;
+    if (r * c !== v.size || rec.shape.length !== 2) {
+      throw new Error(
+        `Cannot resume from ${path}: tensor '${key}' has shape [${rec.shape}], the adapter ` +
+          `[${[...v.shape].reverse()}]; add the adapters the checkpoint was trained with`,
+      );
+    }
     tf.tidy(() => v.assign(tf.tensor(transpose2d(rec.data, r, c), [c, r])));
   }
 }
 
-/** Restores a checkpoint written by {@link saveRLCheckpoint}; undefined when there is none. */
+/**
+ * Restores a checkpoint written by {@link saveRLCheckpoint}; undefined when there is none.
+ * A damaged one throws an error naming the file; `totalSteps` refuses one beyond the run.
+ */
 export async function loadRLCheckpoint(
   dir: string,
   s: TrainerParts,
+  totalSteps?: number,
 ): Promise<{ step: number; history: RLLogRow[] } | undefined> {
-  const statePath = join(dir, "trainer_state.json");
-  let state: { algorithm: string; step: number; history: RLLogRow[]; lora?: unknown };
-  try {
-    state = JSON.parse(await Deno.readTextFile(statePath));
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return undefined;
-    throw new Error(`Cannot resume RL from ${statePath}: ${(err as Error).message}`, {
-      cause: err,
-    });
-  }
+  const root = await checkpointRoot(dir);
+  if (!root) return undefined;
+  const statePath = join(root, "trainer_state.json");
+  const state = await readTrainerState<
+    { algorithm: string; step: number; history: RLLogRow[]; lora?: unknown }
+  >(root, totalSteps);
   if (state.algorithm !== s.algo) {
     throw new Error(
       `Cannot resume: ${statePath} field 'algorithm' is ${state.algorithm}, this run is ${s.algo}; ` +
@@ -226,30 +260,32 @@ export async function loadRLCheckpoint(
     );
   }
   if (lora) {
-    await restoreAdapters(s.model, dir);
+    await restoreAdapters(s.model, root);
   } else {
-    const w = await readSafetensors(join(dir, "model", "model.safetensors"));
-    const fresh = paramsFromCheckpoint(s.model.config, w, join(dir, "model"));
+    const w = await readCheckpointTensors(join(root, "model", "model.safetensors"));
+    const fresh = paramsFromCheckpoint(s.model.config, w, join(root, "model"));
     for (const [n, v] of s.model.params) v.assign(fresh.get(n)!);
     tf.dispose([...fresh.values()]);
   }
   const trained = trainedNamed(s.model);
-  restoreAdam(s.opt, trained, await readSafetensors(join(dir, "optimizer.safetensors")));
+  const optPath = join(root, "optimizer.safetensors");
+  restoreAdam(s.opt, trained, optPath, await readCheckpointTensors(optPath));
   if (s.head) {
-    const f = await readSafetensors(join(dir, "value_head.safetensors"));
-    assignAll(dir, headVars(s.head), f.tensors);
-    restoreAdam(s.vopt, headVars(s.head), f);
+    const path = join(root, "value_head.safetensors");
+    const f = await readCheckpointTensors(path);
+    assignAll(path, headVars(s.head), f.tensors);
+    restoreAdam(s.vopt, headVars(s.head), path, f);
   }
   if (s.ref) {
-    const path = join(dir, "reference.safetensors");
-    const f = await readSafetensors(path).catch((err) => {
+    const path = join(root, "reference.safetensors");
+    const f = await readCheckpointTensors(path).catch((err) => {
       throw new Error(
         `Cannot resume with a KL term: ${path} is missing or unreadable (the run was saved ` +
           `without a reference); resume with reference "none" or klCoef 0`,
         { cause: err },
       );
     });
-    assignAll(dir, s.refOwned.map((n) => [n, s.ref!.get(n)!]), f.tensors);
+    assignAll(path, s.refOwned.map((n) => [n, s.ref!.get(n)!]), f.tensors);
   }
   return { step: state.step, history: state.history };
 }

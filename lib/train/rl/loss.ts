@@ -3,7 +3,10 @@
  * prompt + completion, PPO's clipped-ratio surrogate (arXiv 1707.06347; GRPO uses the same
  * surrogate with group advantages, arXiv 2402.03300) plus the k3 KL to the reference as a
  * loss term (verl's `use_kl_loss`), PPO's clipped value loss, and one AdamW step with
- * global-norm clipping. `advantages.ts` holds the same arithmetic on plain arrays.
+ * global-norm clipping. `advantages.ts` holds the same arithmetic on plain arrays. After the
+ * update, the policy's trained weights, the value head and both optimisers' moments are
+ * checked for non-finite values (one reduction per tensor) before anything can be saved: a
+ * `NonFiniteError` (`../step_loop.ts`) stops the run.
  *
  * Which tokens carry loss: completion tokens the policy chose. Prompt tokens, padding and
  * tokens forced into the rollout (mid-sequence perturbations, `RLOptions.perturb`) get
@@ -20,6 +23,7 @@ import { trainableVariables } from "../../model/lora.ts";
 import { forward } from "../../model/transformer.ts";
 import type { Params } from "../../model/weights.ts";
 import { type AdamW, clipByGlobalNorm } from "../../optim/adamw.ts";
+import { NonFiniteError, nonFiniteText } from "../step_loop.ts";
 import { isClipped } from "../advantages.ts";
 import { padBatch, type TokenBatch, tokenLogprobs } from "../../optim/loss.ts";
 import type { ResolvedRLOptions } from "./options.ts";
@@ -143,7 +147,16 @@ function grid(idx: number[], t1: number, starts: number[], vals: number[][]): tf
   );
 }
 
-/** One gradient update on rollouts `idx`; throws (before updating) on a non-finite loss. */
+/** Throws a `NonFiniteError` when `opt`'s last update left `vars` or its moments non-finite. */
+async function checkFinite(opt: AdamW, vars: tf.Variable[], names: string[]): Promise<void> {
+  const bad = await opt.nonFinite(vars);
+  if (bad) throw new NonFiniteError(`after the update, ${nonFiniteText(bad, names)} not finite`);
+}
+
+/**
+ * One gradient update on rollouts `idx`; throws (before updating) on a non-finite loss, and
+ * a `NonFiniteError` after an update that left non-finite weights or moments.
+ */
 export async function update(
   inp: UpdateInputs,
   idx: number[],
@@ -212,6 +225,9 @@ export async function update(
   tf.tidy(() => opt.step(vars, cl.grads, 1, vars.map((v) => v.shape.length === 2)));
   if (head) tf.tidy(() => vopt.step(hv, ch.grads, 1, [false, false]));
   free();
+  const byVar = new Map([...model.params].map(([n, v]) => [v, n]));
+  await checkFinite(opt, vars, vars.map((v) => byVar.get(v) ?? v.name));
+  if (head) await checkFinite(vopt, hv, ["value_head.weight", "value_head.bias"]);
   // clip_ratio over the chosen tokens only.
   const chosen = (i: number) => (_: unknown, t: number) => !inp.forced?.[i]?.[t];
   const r = idx.flatMap((i, k) =>

@@ -16,6 +16,7 @@ import type { RolloutPerturbOptions } from "../perturb.ts";
 import type { Reward } from "../rewards.ts";
 import type { RLLogRow, RolloutRecord } from "./log.ts";
 import { isRefusalText } from "../../judges/refusal.ts";
+import { checkAdamWOptions, checkClip } from "../../optim/adamw.ts";
 
 /**
  * Trajectory training as a rollout option (Park & Kim, arXiv 2606.04778; SCIENCE.md
@@ -109,15 +110,17 @@ export interface RLOptions {
   seed?: number;
   /**
    * Folder for checkpoints: model/ (or adapter/ in PEFT's layout when the model has LoRA
-   * adapters), optimizer, value head, reference, trainer_state.json.
+   * adapters), optimizer, value head, reference, trainer_state.json. Saved as a link to a
+   * generation folder beside it, switched atomically (see lib/io/checkpoint_dir.ts).
    */
   checkpointDir?: string;
   /** Steps between checkpoints (and one at the end). @default 50 */
   checkpointEvery?: number;
   /**
-   * Continue from `checkpointDir` when it holds a checkpoint. With LoRA, pass the same base
-   * model with the same adapters added (`addLora`); the checkpoint holds only the adapters.
-   * @default false
+   * Continue from `checkpointDir` when it holds a checkpoint (with none, the run starts at
+   * step 0 and says so once; a damaged one is refused with an error naming the file). With
+   * LoRA, pass the same base model with the same adapters added (`addLora`); the checkpoint
+   * holds only the adapters. @default false
    */
   resume?: boolean;
   /** Stop after this many steps in this call (tests of resumption). */
@@ -233,6 +236,11 @@ export function checkOptions(
   if (opts.rewards.length === 0) fail("opts.rewards is empty; pass at least one Reward");
   if (!(t > 0)) fail(`temperature is ${t}; RL samples, use > 0`);
   if (!(opts.maxNewTokens >= 1)) fail("maxNewTokens must be >= 1");
+  checkAdamWOptions({ lr: opts.lr, weightDecay: opts.weightDecay }, "trainRL");
+  if (!(opts.valueLr >= 0 && opts.valueLr <= 1)) {
+    fail(`valueLr is ${opts.valueLr}; use a learning rate in [0, 1] for the value head`);
+  }
+  checkClip(opts.clip, "trainRL");
   if (!(Number.isInteger(G) && G >= 1)) fail(`groupSize is ${G}; use an integer >= 1`);
   if (opts.algorithm === "grpo" && G < 2) fail(`GRPO needs groupSize >= 2, got ${G}`);
   for (const r of opts.rewards) {

@@ -13,8 +13,11 @@
  * with the same forward pass at the same temperature), k3 KL to a frozen reference copy (a
  * loss term, as verl's `use_kl_loss`, for both algorithms), loss on the completion tokens
  * the policy chose; AdamW + clipping. Log-probs are those of the tempered distribution
- * before top-p truncation, as in TRL. Checkpoints (full weights, or LoRA adapters), exact
- * resumption and the NaN guard mirror `sft.ts`.
+ * before top-p truncation, as in TRL. Checkpoints (full weights, or LoRA adapters; never
+ * going backwards, `lib/io/checkpoint_dir.ts`), exact resumption (a damaged checkpoint is
+ * refused) and the NaN guard (learning rates checked up front; loss and gradient norm
+ * before the update; weights, value head and optimiser moments after it, before any save,
+ * with the last good checkpoint restored on a failure) mirror `sft.ts`.
  *
  * The parts: `options.ts` (the options and their checks), `rollout.ts` (prompts,
  * generation, perturbation, reward contexts), `loss.ts` (the surrogate, KL and value
@@ -28,7 +31,7 @@ import type { Model } from "../../model/model.ts";
 import { makeRng, type Rng } from "../../data/rng.ts";
 import { Progress } from "../../viz/progress.ts";
 import { AdamW } from "../../optim/adamw.ts";
-import { batchOrder } from "../sft.ts";
+import { announceFreshStart, batchOrder } from "../sft.ts";
 import { grpoTokenAdvantages, placeRewards, ppoTokenAdvantages } from "../advantages.ts";
 import { evaluateRewards, type RewardScores } from "../rewards.ts";
 import {
@@ -42,6 +45,7 @@ import {
 import { makeRunLog, type RLLogRow, type RolloutRecord, type RunLog, stepMetrics } from "./log.ts";
 import { rollout, rolloutPerturber, type Rollouts, sampleRows } from "./rollout.ts";
 import { scorePass, update, type UpdateInputs, type UpdateStats } from "./loss.ts";
+import { NonFiniteError } from "../step_loop.ts";
 import {
   loadRLCheckpoint,
   makeReference,
@@ -190,22 +194,35 @@ export async function trainRL(model: Model, raw: RLOptions): Promise<RunLog> {
   const order = batchOrder(prompts.length, Math.min(P, prompts.length), seed);
   const bar = new Progress({ total: opts.steps, label: opts.label, unit: "step" });
   let history: RLLogRow[] = [];
-  let start = 0, lastGood = "none yet";
-  const stopped = (step: number) => (err: unknown) =>
-    Promise.reject(
-      new Error(
+  let start = 0, lastGood = "none yet", saved = false;
+  const dir = opts.checkpointDir;
+  const stopped = (step: number) => async (err: unknown): Promise<never> => {
+    if (!(err instanceof NonFiniteError)) {
+      throw new Error(
         `RL stopped at step ${step + 1}: ${(err as Error).message}. The update was not applied` +
-          (opts.checkpointDir
-            ? `; the last good checkpoint (${lastGood}) is in ${opts.checkpointDir}`
-            : "") +
+          (dir ? `; the last good checkpoint (${lastGood}) is in ${dir}` : "") +
           ". Fix the reward or lower the learning rate, then resume.",
         { cause: err },
-      ),
+      );
+    }
+    // The update was applied and left non-finite values: nothing is saved; the model (and
+    // the optimisers, value head, reference) go back to the last good checkpoint.
+    let held = "the model in memory keeps the failed update: reload the model";
+    if (dir && saved) {
+      await loadRLCheckpoint(dir, parts);
+      held = `the model was restored from the last good checkpoint (${lastGood}) in ${dir}`;
+    } else if (dir) held = `this run has saved no checkpoint in ${dir} yet, so ${held}`;
+    throw new Error(
+      `RL stopped at step ${step + 1}: ${err.message}. Nothing was saved; ${held}. ` +
+        "Lower the learning rate or clip the gradients, then resume.",
+      { cause: err },
     );
+  };
   try {
     if (opts.resume && opts.checkpointDir) {
-      const st = await loadRLCheckpoint(opts.checkpointDir, parts);
-      if (st) ({ step: start, history } = st), lastGood = `step ${start}`;
+      const st = await loadRLCheckpoint(opts.checkpointDir, parts, opts.steps);
+      if (st) ({ step: start, history } = st), lastGood = `step ${start}`, saved = true;
+      else announceFreshStart("trainRL", opts.checkpointDir);
     }
     const stop = Math.min(opts.steps, start + (opts.stopAfter ?? Infinity));
     bar.tick(start);
@@ -231,8 +248,10 @@ export async function trainRL(model: Model, raw: RLOptions): Promise<RunLog> {
       bar.tick(1, { reward: Number(row.reward.toFixed(3)) });
       const every = opts.checkpointEvery;
       if (opts.checkpointDir && ((step + 1) % every === 0 || step + 1 === stop)) {
-        await saveRLCheckpoint(opts.checkpointDir, parts, { step: step + 1, history, options });
+        await saveRLCheckpoint(opts.checkpointDir, parts, { step: step + 1, history, options })
+          .catch((err) => err instanceof NonFiniteError ? stopped(step)(err) : Promise.reject(err));
         lastGood = `step ${step + 1}`;
+        saved = true;
       }
     }
   } finally {
