@@ -9,6 +9,8 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { join } from "node:path";
 import { type ModelConfig, parseConfig, SUPPORTED_MODEL_TYPES } from "./config.ts";
+import { checkMemory } from "./config_check.ts";
+import { clipName } from "../io/bounded.ts";
 import { loadTokenizer, type TextTokenizer } from "./tokenizer.ts";
 import { readEosTokenIds } from "./generation_config.ts";
 import { readModelWeights, type SafetensorsFile } from "../io/safetensors.ts";
@@ -83,6 +85,22 @@ async function resolveSource(source: string, opts: LoadOptions): Promise<string>
   );
 }
 
+/**
+ * Throws naming the tensor when `data` holds a NaN or an infinity: one multiply-add per value
+ * (x * 0 is NaN exactly when x is not finite), then a scan for the first bad index only when
+ * the sum says there is one.
+ */
+export function checkFinite(data: Float32Array, name: string, source: string): void {
+  let acc = 0;
+  for (let i = 0; i < data.length; i++) acc += data[i] * 0;
+  if (acc === 0) return;
+  const at = data.findIndex((x) => !Number.isFinite(x));
+  throw new Error(
+    `${source}: tensor '${clipName(name)}' holds ${data[at]} at flat index ${at} (of ` +
+      `${data.length}); the weights are corrupt or overflowed (re-export them in float32 or bf16)`,
+  );
+}
+
 /** Turns checkpoint tensors into this toolkit's parameters (names, layout, shape checks). */
 export function paramsFromCheckpoint(
   c: ModelConfig,
@@ -102,18 +120,42 @@ export function paramsFromCheckpoint(
       );
     }
   }
+  // Tensors the config does not use (more layers than n_layer, other families): refused
+  // before anything is allocated.
+  const known = new Set(specs.map((s) => s.name));
+  const extra = [...byCanon.keys()].filter((n) =>
+    !known.has(n) && !(n === "lm_head.weight" && c.tieWordEmbeddings)
+  );
+  if (extra.length) {
+    const shown = extra.slice(0, 5).map((n) => `'${clipName(checkpointName(c, n), 80)}'`).join(
+      ", ",
+    );
+    throw new Error(
+      `${source}: ${extra.length} checkpoint tensor(s) are not used by the ${c.modelType} ` +
+        `architecture implemented here (${shown}${extra.length > 5 ? ", ..." : ""}); ` +
+        "loading would compute different numbers than Hugging Face. The tensors a " +
+        `${c.modelType} config needs are listed by paramSpecs (lib/model/weights.ts); ` +
+        "supported model types: " + SUPPORTED_MODEL_TYPES.join(", "),
+    );
+  }
+  // Shapes and values of every tensor, then the allocation: a bad tensor allocates nothing.
+  for (const s of specs) {
+    const rec = file.tensors.get(byCanon.get(s.name)!)!;
+    const expected = s.transposed ? [s.shape[1], s.shape[0]] : s.shape;
+    if (rec.shape.join(",") !== expected.join(",")) {
+      throw new Error(
+        `${source}: tensor '${checkpointName(c, s.name)}' has shape [${
+          clipName(String(rec.shape), 60)
+        }], config.json implies [${expected}]`,
+      );
+    }
+    checkFinite(rec.data, checkpointName(c, s.name), source);
+  }
   const params: Params = new Map();
   try {
     for (const s of specs) {
       const rec = file.tensors.get(byCanon.get(s.name)!)!;
-      const expected = s.transposed ? [s.shape[1], s.shape[0]] : s.shape;
-      if (rec.shape.join(",") !== expected.join(",")) {
-        throw new Error(
-          `${source}: tensor '${checkpointName(c, s.name)}' has shape [${rec.shape}], ` +
-            `config.json implies [${expected}]`,
-        );
-      }
-      const data = s.transposed ? transpose2d(rec.data, expected[0], expected[1]) : rec.data;
+      const data = s.transposed ? transpose2d(rec.data, s.shape[1], s.shape[0]) : rec.data;
       params.set(
         s.name,
         variableFrom(tf.tensor(data, s.shape, "float32"), true, uniqueName(s.name)),
@@ -122,21 +164,6 @@ export function paramsFromCheckpoint(
   } catch (err) {
     tf.dispose([...params.values()]);
     throw err;
-  }
-  const known = new Set(specs.map((s) => s.name));
-  const extra = [...byCanon.keys()].filter((n) =>
-    !known.has(n) && !(n === "lm_head.weight" && c.tieWordEmbeddings)
-  );
-  if (extra.length) {
-    tf.dispose([...params.values()]);
-    const shown = extra.slice(0, 5).map((n) => `'${checkpointName(c, n)}'`).join(", ");
-    throw new Error(
-      `${source}: ${extra.length} checkpoint tensor(s) are not used by the ${c.modelType} ` +
-        `architecture implemented here (${shown}${extra.length > 5 ? ", ..." : ""}); ` +
-        "loading would compute different numbers than Hugging Face. The tensors a " +
-        `${c.modelType} config needs are listed by paramSpecs (lib/model/weights.ts); ` +
-        "supported model types: " + SUPPORTED_MODEL_TYPES.join(", "),
-    );
   }
   return params;
 }
@@ -173,7 +200,15 @@ export async function loadModel(
     throw new Error(`Cannot read ${cfgPath}: ${(err as Error).message}`, { cause: err });
   }
   const config = parseConfig(raw, cfgPath);
+  checkMemory(config, cfgPath); // before the weights are read or any tensor allocated
   const tokenizer = opts.tokenizer ?? await loadTokenizer(dir);
+  if (tokenizer.vocabSize > config.vocabSize) {
+    throw new Error(
+      `${cfgPath}: vocab_size ${config.vocabSize} is smaller than the tokenizer's ` +
+        `${tokenizer.vocabSize} ids (largest id + 1); ids past the embedding would read garbage. ` +
+        "Check tokenizer.json against config.json",
+    );
+  }
   const eosTokenIds = await readEosTokenIds(dir, raw);
   const file = await readModelWeights(dir);
   const params = paramsFromCheckpoint(config, file, dir);

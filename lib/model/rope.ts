@@ -21,6 +21,7 @@
  */
 
 import * as tf from "@tensorflow/tfjs-core";
+import { shown } from "../io/bounded.ts";
 
 /** RoPE scaling types implemented (HF `rope_type`). */
 export const ROPE_TYPES = ["default", "linear", "dynamic", "llama3", "yarn", "longrope"] as const;
@@ -118,7 +119,7 @@ export function resolveRope(
 ): RopeSpec {
   const r = raw ?? {};
   const type = String(r.rope_type ?? r.type ?? "default") as RopeType;
-  const where = `${ctx.source}: rope_parameters ${JSON.stringify(r)}`;
+  const where = `${ctx.source}: rope_parameters ${shown(r, 200)}`;
   if (!ROPE_TYPES.includes(type)) {
     throw new Error(
       `${where}: rope_type '${type}' is not implemented (${ROPE_TYPES.join(", ")} are)`,
@@ -311,6 +312,7 @@ export function ropeTables(pos: number[][], s: RopeSpec): [tf.Tensor4D, tf.Tenso
  * ```ts
  * import "@tensorflow/tfjs-backend-cpu";
  * import * as tf from "@tensorflow/tfjs-core";
+import { shown } from "../io/bounded.ts";
  * const spec = resolveRope(null, { headDim: 4, maxPositions: 64, theta: 100, source: "x" });
  * const [cos, sin] = ropeTables([[0, 1]], spec);
  * applyRope(tf.ones([1, 2, 2, 4]) as tf.Tensor4D, cos, sin); // [1, 2, 2, 4]
