@@ -212,6 +212,7 @@ Deno.test("tokenizer: an id of 2^31 is refused at once (before: loadModel hung >
 });
 
 Deno.test("tokenizer: wrong vocab type, unknown unk_token, bad added/special ids are errors", () => {
+  // deno-lint-ignore no-explicit-any
   const cases: [(j: Record<string, any>) => void, RegExp][] = [
     // before: encode returned null ids
     [(j) => (j.model.vocab = "abc"), /'model\.vocab' is "abc"/],

@@ -46,7 +46,7 @@ export function invalidUtf8Offset(bytes: Uint8Array): number {
 
 /**
  * Decodes UTF-8 strictly; malformed bytes throw `source:line: invalid UTF-8 ...` naming the
- * byte and its offset. A leading byte-order mark is kept (callers drop it as they did).
+ * byte and its offset. A leading byte-order mark is dropped (as TextDecoder does).
  *
  * @example
  * ```ts
