@@ -23,7 +23,7 @@ import { Environment, Interpreter, type Template } from "@huggingface/jinja";
 
 /** Work and size limits of one render. */
 export interface TemplateLimits {
-  /** Nodes evaluated (~5 us each; Qwen3's template takes ~65 a message). @default 500_000 */
+  /** Nodes evaluated (~5 us each; Qwen3's template takes ~65 a message). @default 250_000 */
   steps: number;
   /** Characters of any string value (the output included). @default 4_000_000 */
   chars: number;
@@ -35,7 +35,7 @@ export interface TemplateLimits {
 
 /** The limits used when none are given (a render stays under a few seconds). */
 export const DEFAULT_TEMPLATE_LIMITS: TemplateLimits = {
-  steps: 500_000,
+  steps: 250_000,
   chars: 4_000_000,
   items: 1_000_000,
   argument: 1_000_000,

@@ -174,7 +174,7 @@ export function tokenizerFromJson(
         ...kwargs,
         messages,
         add_generation_prompt: addGenerationPrompt,
-      }, { steps: 500_000 + 500 * messages.length, chars: 4_000_000 + 4 * chars });
+      }, { steps: 250_000 + 500 * messages.length, chars: 4_000_000 + 4 * chars });
     } catch (err) {
       throw new Error(
         `Cannot render the chat template of ${source}: "${
@@ -186,6 +186,18 @@ export function tokenizerFromJson(
     }
   };
   const vocabSize = maxId + 1;
+  // A malformed part of the file the port only reads when it runs (a post-processor entry of
+  // the wrong shape) throws a bare TypeError there: name the file instead.
+  const port = <T>(what: string, f: () => T): T => {
+    try {
+      return f();
+    } catch (err) {
+      throw new Error(
+        `Cannot ${what} with ${source}: ${clipName(String((err as Error)?.message ?? err), 200)}`,
+        { cause: err },
+      );
+    }
+  };
   // The port returns undefined ids where Rust would fail (no unk token): never hand those on.
   const checked = (ids: number[], text: string): number[] => {
     for (const id of ids) {
@@ -207,12 +219,17 @@ export function tokenizerFromJson(
     padId: idOf(special.pad_token),
     hasChatTemplate: templateSrc !== undefined,
     encode: (text, opts) =>
-      checked(tok.encode(text, { add_special_tokens: opts?.addSpecialTokens ?? true }).ids, text),
+      checked(
+        port("encode", () =>
+          tok.encode(text, { add_special_tokens: opts?.addSpecialTokens ?? true }).ids),
+        text,
+      ),
     // HF decodes [] to ""; @huggingface/tokenizers throws on an empty list.
     decode: (ids, opts) =>
       ids.length === 0
         ? ""
-        : tok.decode(ids, { skip_special_tokens: opts?.skipSpecialTokens ?? true }),
+        : port("decode", () =>
+          tok.decode(ids, { skip_special_tokens: opts?.skipSpecialTokens ?? true })),
     tokenToId: (token) => tok.token_to_id(token),
     idToToken: (id) => tok.id_to_token(id),
     applyChatTemplate: (messages, opts) => {

@@ -92,7 +92,8 @@ const LABELS: Record<string, PromptLabel> = {
   borderline: "borderline",
 };
 
-interface RawRow {
+/** One record of a prompt file and where it was read ("file:line"). */
+export interface RawRow {
   at: string;
   rec: Record<string, unknown>;
 }
@@ -173,6 +174,26 @@ export async function loadPrompts(
   opts: LoadPromptsOptions = {},
 ): Promise<aq.ColumnTable> {
   const { rows, columns } = await readRows(path);
+  return toTable(promptRows(rows, columns, path, opts));
+}
+
+/**
+ * The PromptRows of records already read (`at` = "file:line" of each), with the columns of
+ * the file: the synchronous core of {@linkcode loadPrompts} (the fuzz suite calls it).
+ *
+ * @example
+ * ```ts
+ * const rows = promptRows([{ at: "x.jsonl:1", rec: { prompt: "hi", label: "benign" } }],
+ *   ["prompt", "label"], "x.jsonl");
+ * rows[0].label; // "benign"
+ * ```
+ */
+export function promptRows(
+  rows: RawRow[],
+  columns: string[],
+  path: string,
+  opts: LoadPromptsOptions = {},
+): PromptRow[] {
   const promptCol = pickColumn(columns, opts.promptColumn, PROMPT_COLUMNS, path, "prompt");
   const found = columnList(columns);
   if (promptCol === undefined) {
@@ -199,7 +220,7 @@ export async function loadPrompts(
   const used = [promptCol, labelCol, idCol, catCol, targetCol, answerCol].filter((c) =>
     c !== undefined
   ) as string[];
-  const out = rows.map(({ at, rec }, i) => {
+  return rows.map(({ at, rec }, i) => {
     const prompt = rec[promptCol];
     if (typeof prompt !== "string" || prompt.trim() === "") {
       throw new Error(
@@ -246,5 +267,4 @@ export async function loadPrompts(
     if (answer !== undefined) row.answer = answer;
     return keepExtras(rec, used, row, (n) => n);
   });
-  return toTable(out);
 }
