@@ -13,7 +13,7 @@ import { paramSpecs } from "../lib/model/weights.ts";
 import { tokenizerFromJson } from "../lib/model/tokenizer.ts";
 import { renderTemplate } from "../lib/model/chat_template.ts";
 import { CHECKPOINT_DIR, loadModel, paramsFromCheckpoint } from "../lib/model/load.ts";
-import { readSafetensors, serializeSafetensors } from "../lib/io/safetensors.ts";
+import { readModelWeights, readSafetensors, serializeSafetensors } from "../lib/io/safetensors.ts";
 import { useTestBackend } from "./_helpers.ts";
 
 const TOY = join(CHECKPOINT_DIR.pathname, "toy-base");
@@ -301,4 +301,24 @@ Deno.test("chat template: Qwen3, Llama-3 and Llama-2 templates render as Templat
       }
     }
   }
+});
+
+Deno.test("weights: an index whose weight_map points outside the folder is refused", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const index = { weight_map: { a: "../../etc/model.safetensors" } };
+    await Deno.writeTextFile(join(dir, "model.safetensors.index.json"), JSON.stringify(index));
+    await assert.rejects(
+      () => readModelWeights(dir),
+      /weight_map\['a'\] is "\.\.\/\.\.\/etc\/model\.safetensors"; expected a file name/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("memory: the weight files count toward the limit", () => {
+  const c = parseConfig(toyConfig());
+  checkMemory(c, "toy", 2 ** 30, 2 ** 20);
+  refuses(() => checkMemory(c, "toy", 2 ** 30, 2 ** 30), /weight files.*more than the 1\.00 GiB/);
 });

@@ -354,6 +354,13 @@ export async function readModelWeights(dir: string): Promise<SafetensorsFile> {
   }
   const byShard = new Map<string, string[]>();
   for (const [name, shard] of Object.entries(weightMap as Record<string, string>)) {
+    // A shard is a file of this folder: no path (an index must not read ../../anything).
+    if (!/^[\w.-]+\.safetensors$/.test(shard) || shard.startsWith(".")) {
+      throw new Error(
+        `Cannot read ${indexPath}: weight_map['${clipName(name, 80)}'] is ${shown(shard, 80)}; ` +
+          "expected a file name in the same folder ending in .safetensors",
+      );
+    }
     byShard.set(shard, [...(byShard.get(shard) ?? []), name]);
   }
   for (const shard of byShard.keys()) {
@@ -372,14 +379,16 @@ export async function readModelWeights(dir: string): Promise<SafetensorsFile> {
     for (const name of names) {
       if (!file.tensors.has(name)) {
         throw new Error(
-          `Cannot load weights: ${indexPath} maps tensor '${name}' to ${shard}, but ${path} lacks it`,
+          `Cannot load weights: ${indexPath} maps tensor '${
+            clipName(name, 80)
+          }' to ${shard}, but ${path} lacks it`,
         );
       }
     }
     for (const [name, t] of file.tensors) {
       if (owner.has(name)) {
         throw new Error(
-          `Cannot load weights: tensor '${name}' appears in both ${
+          `Cannot load weights: tensor '${clipName(name, 80)}' appears in both ${
             owner.get(name)
           } and ${shard} in ${dir}`,
         );

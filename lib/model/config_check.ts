@@ -321,8 +321,9 @@ export function availableMemory(): number | undefined {
 }
 
 /**
- * Throws when the float32 parameters of `c` need more memory than is available (`available`
- * @default {@linkcode availableMemory}()), naming both sizes; called before any allocation.
+ * Throws when the float32 parameters of `c`, plus `fileBytes` (the weight files, held while
+ * the parameters are built), need more memory than is available (`available` @default
+ * {@linkcode availableMemory}()), naming the sizes; called before any allocation.
  *
  * @example
  * ```ts
@@ -335,14 +336,17 @@ export function checkMemory(
   c: ModelConfig,
   source: string,
   available: number | undefined = availableMemory(),
+  fileBytes = 0,
 ): void {
-  const bytes = paramCount(c) * 4;
+  const params = paramCount(c);
+  const bytes = params * 4 + fileBytes;
   if (available !== undefined && bytes > available) {
     const gib = (b: number) => `${(b / 2 ** 30).toFixed(2)} GiB`;
     throw new Error(
-      `${source}: the config describes ${paramCount(c).toExponential(3)} parameters ` +
-        `(${gib(bytes)} as float32: ${c.nLayer} layers, d_model ${c.dModel}, vocab ` +
-        `${c.vocabSize}), more than the ${gib(available)} of memory available; ` +
+      `${source}: the config describes ${params.toExponential(3)} parameters ` +
+        `(${gib(params * 4)} as float32: ${c.nLayer} layers, d_model ${c.dModel}, vocab ` +
+        `${c.vocabSize})${fileBytes ? ` read from ${gib(fileBytes)} of weight files` : ""}: ` +
+        `${gib(bytes)} in all, more than the ${gib(available)} of memory available; ` +
         "check num_hidden_layers / hidden_size / vocab_size, or load on a larger machine",
     );
   }

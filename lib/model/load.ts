@@ -101,6 +101,15 @@ export function checkFinite(data: Float32Array, name: string, source: string): v
   );
 }
 
+/** Total size of the `*.safetensors` files of a model folder (read whole by the loader). */
+async function weightFileBytes(dir: string): Promise<number> {
+  let total = 0;
+  for await (const e of Deno.readDir(dir)) {
+    if (e.name.endsWith(".safetensors")) total += (await Deno.stat(join(dir, e.name))).size;
+  }
+  return total;
+}
+
 /** Turns checkpoint tensors into this toolkit's parameters (names, layout, shape checks). */
 export function paramsFromCheckpoint(
   c: ModelConfig,
@@ -200,7 +209,8 @@ export async function loadModel(
     throw new Error(`Cannot read ${cfgPath}: ${(err as Error).message}`, { cause: err });
   }
   const config = parseConfig(raw, cfgPath);
-  checkMemory(config, cfgPath); // before the weights are read or any tensor allocated
+  // Before the weights are read or any tensor allocated: parameters plus the weight files.
+  checkMemory(config, cfgPath, undefined, await weightFileBytes(dir));
   const tokenizer = opts.tokenizer ?? await loadTokenizer(dir);
   if (tokenizer.vocabSize > config.vocabSize) {
     throw new Error(
