@@ -21,7 +21,7 @@
  */
 
 import * as tf from "@tensorflow/tfjs-core";
-import { shown } from "../io/bounded.ts";
+import { clipName, shown } from "../io/bounded.ts";
 
 /** RoPE scaling types implemented (HF `rope_type`). */
 export const ROPE_TYPES = ["default", "linear", "dynamic", "llama3", "yarn", "longrope"] as const;
@@ -118,7 +118,7 @@ export function resolveRope(
   ctx: RopeContext,
 ): RopeSpec {
   const r = raw ?? {};
-  const type = String(r.rope_type ?? r.type ?? "default") as RopeType;
+  const type = clipName(String(r.rope_type ?? r.type ?? "default"), 40) as RopeType;
   const where = `${ctx.source}: rope_parameters ${shown(r, 200)}`;
   if (!ROPE_TYPES.includes(type)) {
     throw new Error(
@@ -135,7 +135,9 @@ export function resolveRope(
   const extra = Object.keys(r).filter((k) => !allowed.has(k));
   if (extra.length) {
     throw new Error(
-      `${where}: field(s) ${extra.join(", ")} are not implemented for rope_type '${type}' ` +
+      `${where}: field(s) ${
+        extra.slice(0, 5).map((k) => clipName(k, 40)).join(", ")
+      } are not implemented for rope_type '${type}' ` +
         `(implemented: ${[...allowed].join(", ")})`,
     );
   }
@@ -312,7 +314,6 @@ export function ropeTables(pos: number[][], s: RopeSpec): [tf.Tensor4D, tf.Tenso
  * ```ts
  * import "@tensorflow/tfjs-backend-cpu";
  * import * as tf from "@tensorflow/tfjs-core";
-import { shown } from "../io/bounded.ts";
  * const spec = resolveRope(null, { headDim: 4, maxPositions: 64, theta: 100, source: "x" });
  * const [cos, sin] = ropeTables([[0, 1]], spec);
  * applyRope(tf.ones([1, 2, 2, 4]) as tf.Tensor4D, cos, sin); // [1, 2, 2, 4]
