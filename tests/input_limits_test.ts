@@ -322,3 +322,23 @@ Deno.test("memory: the weight files count toward the limit", () => {
   checkMemory(c, "toy", 2 ** 30, 2 ** 20);
   refuses(() => checkMemory(c, "toy", 2 ** 30, 2 ** 30), /weight files.*more than the 1\.00 GiB/);
 });
+
+Deno.test("loadModel: generation_config eos ids outside the vocabulary, deep config.json", async () => {
+  await useTestBackend();
+  const dir = await Deno.makeTempDir();
+  try {
+    for (
+      const f of ["config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors"]
+    ) {
+      await Deno.copyFile(join(TOY, f), join(dir, f));
+    }
+    await Deno.writeTextFile(join(dir, "generation_config.json"), '{"eos_token_id": [2, 70000]}');
+    await assert.rejects(() => loadModel(dir), /eos_token_id 70000 is outside the vocabulary/);
+    await Deno.remove(join(dir, "generation_config.json"));
+    const deep = "[".repeat(100_000) + "]".repeat(100_000);
+    await Deno.writeTextFile(join(dir, "config.json"), `{"x": ${deep}}`);
+    await assert.rejects(() => loadModel(dir), /config\.json: JSON nested deeper than 64 levels/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

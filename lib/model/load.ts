@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { type ModelConfig, parseConfig, SUPPORTED_MODEL_TYPES } from "./config.ts";
 import { checkMemory } from "./config_check.ts";
 import { clipName } from "../io/bounded.ts";
+import { decodeUtf8, jsonDepthExceeded, MAX_JSON_DEPTH } from "../io/text.ts";
 import { loadTokenizer, type TextTokenizer } from "./tokenizer.ts";
 import { readEosTokenIds } from "./generation_config.ts";
 import { readModelWeights, type SafetensorsFile } from "../io/safetensors.ts";
@@ -204,9 +205,14 @@ export async function loadModel(
   const cfgPath = join(dir, "config.json");
   let raw: Record<string, unknown>;
   try {
-    raw = JSON.parse(await Deno.readTextFile(cfgPath));
+    const text = decodeUtf8(await Deno.readFile(cfgPath), cfgPath);
+    const deep = jsonDepthExceeded(text);
+    if (deep) throw new Error(`JSON nested deeper than ${MAX_JSON_DEPTH} levels`);
+    raw = JSON.parse(text);
   } catch (err) {
-    throw new Error(`Cannot read ${cfgPath}: ${(err as Error).message}`, { cause: err });
+    throw new Error(`Cannot read ${cfgPath}: ${clipName((err as Error).message, 200)}`, {
+      cause: err,
+    });
   }
   const config = parseConfig(raw, cfgPath);
   // Before the weights are read or any tensor allocated: parameters plus the weight files.
@@ -220,6 +226,13 @@ export async function loadModel(
     );
   }
   const eosTokenIds = await readEosTokenIds(dir, raw);
+  const badEos = eosTokenIds.find((id) => id >= config.vocabSize);
+  if (badEos !== undefined) {
+    throw new Error(
+      `${join(dir, "generation_config.json")}: eos_token_id ${badEos} is outside the ` +
+        `vocabulary [0, ${config.vocabSize}) of config.json; generation would never stop on it`,
+    );
+  }
   const file = await readModelWeights(dir);
   const params = paramsFromCheckpoint(config, file, dir);
   const assets = new Map<string, Uint8Array>();

@@ -22,6 +22,7 @@ import { patchDecoder } from "./tokenizer_fixes.ts";
 import { checkTokenizerJson } from "./tokenizer_check.ts";
 import { renderTemplate } from "./chat_template.ts";
 import { clipName } from "../io/bounded.ts";
+import { jsonDepthExceeded, MAX_JSON_DEPTH } from "../io/text.ts";
 
 /** One turn of a conversation. */
 export interface ChatMessage {
@@ -250,12 +251,18 @@ async function readJson(path: string): Promise<unknown> {
     if (err instanceof Deno.errors.NotFound) return undefined;
     throw new Error(`Cannot read ${path}: ${(err as Error).message}`, { cause: err });
   }
+  if (jsonDepthExceeded(text)) {
+    throw new Error(`Cannot parse ${path}: JSON nested deeper than ${MAX_JSON_DEPTH} levels`);
+  }
   try {
     return JSON.parse(text);
   } catch (err) {
-    throw new Error(`Cannot parse ${path}: not valid JSON (${(err as Error).message})`, {
-      cause: err,
-    });
+    throw new Error(
+      `Cannot parse ${path}: not valid JSON (${clipName((err as Error).message, 160)})`,
+      {
+        cause: err,
+      },
+    );
   }
 }
 
