@@ -133,6 +133,7 @@ export function formatReports(reports: TargetReport[], seed: number): string {
     `${String(r.errors).padStart(6)} clean errors  ${
       String(r.failures.length).padStart(4)
     } failures` +
+    (r.known.length ? `  ${r.known.length} known` : "") +
     `  slowest ${r.slowestMs.toFixed(0)} ms  total ${(r.ms / 1000).toFixed(1)} s`
   );
   for (const r of reports) {
