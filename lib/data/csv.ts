@@ -12,8 +12,14 @@
  * shifts the blame onto a later line. A double quote inside an unquoted field is kept as a
  * literal character (as Python's `csv` module does); text after a closing quote is an error.
  *
+ * Files are decoded as strict UTF-8 (malformed bytes are an error with their line, never
+ * U+FFFD), and error messages echo at most a bounded slice of the input.
+ *
  * @module
  */
+
+import { clipName, shown } from "../io/bounded.ts";
+import { readUtf8 } from "../io/text.ts";
 
 /** Options for {@linkcode parseCsv} and the readers built on it. */
 export interface CsvOptions {
@@ -167,7 +173,7 @@ export function parseCsv(text: string, source: string, opts: CsvOptions = {}): C
     if (rec.fields.length !== header.length) {
       throw new Error(
         `${source}:${rec.line}: expected ${header.length} fields (header: ${
-          header.join(delim)
+          clipName(header.join(delim), 200)
         }), found ${rec.fields.length}; quote fields that contain "${delim}" or line breaks.`,
       );
     }
@@ -178,13 +184,7 @@ export function parseCsv(text: string, source: string, opts: CsvOptions = {}): C
 
 /** Reads and parses a CSV file (see {@linkcode parseCsv}); errors name the path and line. */
 export async function readCsv(path: string, opts: CsvOptions = {}): Promise<CsvTable> {
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch (err) {
-    throw new Error(`Cannot read CSV file ${path}: ${(err as Error).message}`, { cause: err });
-  }
-  return parseCsv(text, path, opts);
+  return parseCsv(await readUtf8(path, "CSV file"), path, opts);
 }
 
 /**
@@ -197,7 +197,7 @@ export function csvRecords(table: CsvTable, source: string): CsvRecord[] {
   for (const name of table.header) {
     if (name !== "" && seen.has(name)) {
       throw new Error(
-        `${source}:1: duplicate column name ${JSON.stringify(name)} in the header; ` +
+        `${source}:1: duplicate column name ${shown(name)} in the header; ` +
           `rename one of them.`,
       );
     }

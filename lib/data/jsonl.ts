@@ -1,10 +1,15 @@
 /**
  * JSON Lines (https://jsonlines.org): one JSON value per line, UTF-8, LF or CRLF line
  * endings. Blank (whitespace-only) lines are skipped; a leading byte-order mark is dropped.
- * A line that is not valid JSON is reported as `file:line: ...` with the parser's reason.
+ * A line that is not valid JSON is reported as `file:line: ...` with the parser's reason; so
+ * are a value nested deeper than {@linkcode MAX_JSON_DEPTH} levels and (when read from a file)
+ * bytes that are not UTF-8. Messages echo at most 60 characters of the line.
  *
  * @module
  */
+
+import { clipName } from "../io/bounded.ts";
+import { jsonDepthExceeded, MAX_JSON_DEPTH, readUtf8 } from "../io/text.ts";
 
 /** One parsed JSONL value with the 1-based line it was read from. */
 export interface JsonlEntry<T = unknown> {
@@ -27,12 +32,19 @@ export function parseJsonlEntries(text: string, source: string): JsonlEntry[] {
   lines.forEach((raw, k) => {
     const line = raw.endsWith("\r") ? raw.slice(0, -1) : raw;
     if (line.trim() === "") return;
+    const deep = jsonDepthExceeded(line);
+    if (deep) {
+      throw new Error(
+        `${source}:${k + 1}: JSON nested deeper than ${MAX_JSON_DEPTH} levels (column ${deep}); ` +
+          "flatten the value",
+      );
+    }
     try {
       out.push({ line: k + 1, value: JSON.parse(line) });
     } catch (err) {
       const shown = line.length > 60 ? line.slice(0, 57) + "..." : line;
       throw new Error(
-        `${source}:${k + 1}: invalid JSON (${(err as Error).message}) in ${
+        `${source}:${k + 1}: invalid JSON (${clipName((err as Error).message, 120)}) in ${
           JSON.stringify(shown)
         }; each line must hold exactly one JSON value (escape line breaks inside strings as \\n).`,
         { cause: err },
@@ -56,13 +68,7 @@ export function parseJsonl(text: string, source: string): unknown[] {
 
 /** Reads a JSONL file into values with their line numbers (see {@linkcode parseJsonlEntries}). */
 export async function readJsonlEntries(path: string): Promise<JsonlEntry[]> {
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch (err) {
-    throw new Error(`Cannot read JSONL file ${path}: ${(err as Error).message}`, { cause: err });
-  }
-  return parseJsonlEntries(text, path);
+  return parseJsonlEntries(await readUtf8(path, "JSONL file"), path);
 }
 
 /** Reads a JSONL file into its values; errors name the path and line. */

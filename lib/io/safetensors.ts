@@ -12,6 +12,7 @@
 import { join } from "node:path";
 import { writeFileAtomic } from "./atomic.ts";
 import { exists } from "./exists.ts";
+import { clipName, shown } from "./bounded.ts";
 
 /** Element types of the safetensors format that this reader decodes. */
 export type SafetensorsDType =
@@ -219,19 +220,19 @@ function parseEntry(
   bufLen: number,
   fail: (what: string) => never,
 ): Entry {
-  const t = `tensor '${name}'`;
+  const t = `tensor '${clipName(name, 80)}'`;
   if (!isObject(info)) return fail(`entry for ${t} is not an object`);
   const { dtype, shape, data_offsets: offs } = info;
   if (typeof dtype !== "string" || !(dtype in DTYPE_BYTES)) {
     const known = Object.keys(DTYPE_BYTES).join(", ");
-    return fail(`${t} has unknown dtype ${JSON.stringify(dtype)} (supported: ${known})`);
+    return fail(`${t} has unknown dtype ${shown(dtype, 40)} (supported: ${known})`);
   }
   if (!Array.isArray(shape) || !shape.every(isCount)) {
-    const got = JSON.stringify(shape);
+    const got = shown(shape, 60);
     return fail(`${t} has shape ${got}; expected an array of non-negative integers`);
   }
   if (!Array.isArray(offs) || offs.length !== 2 || !offs.every(isCount)) {
-    const got = JSON.stringify(offs);
+    const got = shown(offs, 60);
     return fail(`${t} has data_offsets ${got}; expected [begin, end], non-negative integers`);
   }
   const [begin, end] = offs;
@@ -243,7 +244,9 @@ function parseEntry(
   const expected = shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[dt];
   if (end - begin !== expected) {
     fail(
-      `${t} (${dt}, shape [${shape}]) needs ${expected} bytes; data_offsets span ${end - begin}`,
+      `${t} (${dt}, shape [${
+        clipName(String(shape), 60)
+      }]) needs ${expected} bytes; data_offsets span ${end - begin}`,
     );
   }
   return { name, dtype: dt, shape, begin, end };
@@ -275,7 +278,7 @@ export function parseSafetensors(bytes: Uint8Array, source: string): Safetensors
       new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(8, 8 + headerLen)),
     );
   } catch (err) {
-    fail(`header is not valid UTF-8 JSON (${(err as Error).message})`);
+    fail(`header is not valid UTF-8 JSON (${clipName((err as Error).message, 160)})`);
   }
   if (!isObject(header)) fail("header is not a JSON object");
   const head = header as Record<string, unknown>;
@@ -285,7 +288,7 @@ export function parseSafetensors(bytes: Uint8Array, source: string): Safetensors
   if (meta !== undefined) {
     if (!isObject(meta)) fail("__metadata__ is not an object of strings");
     for (const [k, v] of Object.entries(meta as Record<string, unknown>)) {
-      if (typeof v !== "string") fail(`__metadata__ field '${k}' is not a string`);
+      if (typeof v !== "string") fail(`__metadata__ field '${clipName(k, 80)}' is not a string`);
       metadata[k] = v as string;
     }
   }
@@ -297,7 +300,8 @@ export function parseSafetensors(bytes: Uint8Array, source: string): Safetensors
   for (let i = 1; i < sorted.length; i++) {
     const prev = sorted[i - 1], cur = sorted[i];
     if (cur.begin < prev.end) {
-      fail(`tensor '${cur.name}' ${span(cur)} overlaps tensor '${prev.name}' ${span(prev)}`);
+      const [a, b] = [clipName(cur.name, 80), clipName(prev.name, 80)];
+      fail(`tensor '${a}' ${span(cur)} overlaps tensor '${b}' ${span(prev)}`);
     }
   }
   const tensors = new Map<string, TensorRecord>();
@@ -350,6 +354,13 @@ export async function readModelWeights(dir: string): Promise<SafetensorsFile> {
   }
   const byShard = new Map<string, string[]>();
   for (const [name, shard] of Object.entries(weightMap as Record<string, string>)) {
+    // A shard is a file of this folder: no path (an index must not read ../../anything).
+    if (!/^[\w.-]+\.safetensors$/.test(shard) || shard.startsWith(".")) {
+      throw new Error(
+        `Cannot read ${indexPath}: weight_map['${clipName(name, 80)}'] is ${shown(shard, 80)}; ` +
+          "expected a file name in the same folder ending in .safetensors",
+      );
+    }
     byShard.set(shard, [...(byShard.get(shard) ?? []), name]);
   }
   for (const shard of byShard.keys()) {
@@ -368,14 +379,16 @@ export async function readModelWeights(dir: string): Promise<SafetensorsFile> {
     for (const name of names) {
       if (!file.tensors.has(name)) {
         throw new Error(
-          `Cannot load weights: ${indexPath} maps tensor '${name}' to ${shard}, but ${path} lacks it`,
+          `Cannot load weights: ${indexPath} maps tensor '${
+            clipName(name, 80)
+          }' to ${shard}, but ${path} lacks it`,
         );
       }
     }
     for (const [name, t] of file.tensors) {
       if (owner.has(name)) {
         throw new Error(
-          `Cannot load weights: tensor '${name}' appears in both ${
+          `Cannot load weights: tensor '${clipName(name, 80)}' appears in both ${
             owner.get(name)
           } and ${shard} in ${dir}`,
         );

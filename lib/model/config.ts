@@ -9,6 +9,7 @@
 
 import type { RopeSpec } from "./rope.ts";
 import { parseRopeFamily } from "./families.ts";
+import { checkConfig, checkRawConfig } from "./config_check.ts";
 
 /** Architecture family: gpt2, or the RMSNorm + RoPE decoders (every other model type). */
 export type Arch = "gpt2" | "llama";
@@ -114,7 +115,8 @@ function optNum(raw: Record<string, unknown>, key: string): number | undefined {
 
 /**
  * Reads a HF config.json object. `source` names the file in error messages. A field whose
- * value the engine does not implement is an error naming it.
+ * value the engine does not implement is an error naming it, and so is a value out of range or of
+ * the wrong type (lib/model/config_check.ts: checked before anything is allocated).
  *
  * @example
  * ```ts
@@ -127,6 +129,13 @@ function optNum(raw: Record<string, unknown>, key: string): number | undefined {
  * ```
  */
 export function parseConfig(raw: Record<string, unknown>, source = "config.json"): ModelConfig {
+  checkRawConfig(raw, source); // types and sizes, before anything is allocated from them
+  const config = parseChecked(raw, source);
+  checkConfig(config, source);
+  return config;
+}
+
+function parseChecked(raw: Record<string, unknown>, source: string): ModelConfig {
   const modelType = String(raw.model_type ?? "");
   const base = {
     modelType,

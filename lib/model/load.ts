@@ -9,6 +9,9 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { join } from "node:path";
 import { type ModelConfig, parseConfig, SUPPORTED_MODEL_TYPES } from "./config.ts";
+import { checkMemory, paramCount } from "./config_check.ts";
+import { clipName } from "../io/bounded.ts";
+import { decodeUtf8, jsonDepthExceeded, MAX_JSON_DEPTH } from "../io/text.ts";
 import { loadTokenizer, type TextTokenizer } from "./tokenizer.ts";
 import { readEosTokenIds } from "./generation_config.ts";
 import { readModelWeights, type SafetensorsFile } from "../io/safetensors.ts";
@@ -109,6 +112,50 @@ async function resolveSource(source: string, opts: LoadOptions): Promise<string>
   );
 }
 
+/**
+ * Throws naming the tensor when `data` holds a NaN or an infinity: one multiply-add per value
+ * (x * 0 is NaN exactly when x is not finite), then a scan for the first bad index only when
+ * the sum says there is one.
+ */
+export function checkFinite(data: Float32Array, name: string, source: string): void {
+  let acc = 0;
+  for (let i = 0; i < data.length; i++) acc += data[i] * 0;
+  if (acc === 0) return;
+  const at = data.findIndex((x) => !Number.isFinite(x));
+  throw new Error(
+    `${source}: tensor '${clipName(name)}' holds ${data[at]} at flat index ${at} (of ` +
+      `${data.length}); the weights are corrupt or overflowed (re-export them in float32 or bf16)`,
+  );
+}
+
+/** {@link checkFinite} for host storage: float32 values, or bf16 bits (exponent all ones). */
+function checkFiniteStored(data: Float32Array | Uint16Array, name: string, source: string): void {
+  if (data instanceof Float32Array) return checkFinite(data, name, source);
+  let bad = -1;
+  for (let i = 0; i < data.length; i++) {
+    if ((data[i] & 0x7f80) === 0x7f80) {
+      bad = i;
+      break;
+    }
+  }
+  if (bad < 0) return;
+  throw new Error(
+    `${source}: tensor '${clipName(name)}' holds a NaN or an infinity (bf16 bits ` +
+      `0x${
+        data[bad].toString(16)
+      }) at flat index ${bad} (of ${data.length}); the weights are corrupt`,
+  );
+}
+
+/** Total size of the `*.safetensors` files of a model folder (read whole by the loader). */
+async function weightFileBytes(dir: string): Promise<number> {
+  let total = 0;
+  for await (const e of Deno.readDir(dir)) {
+    if (e.name.endsWith(".safetensors")) total += (await Deno.stat(join(dir, e.name))).size;
+  }
+  return total;
+}
+
 /** Turns checkpoint tensors into this toolkit's parameters (names, layout, shape checks). */
 export function paramsFromCheckpoint(
   c: ModelConfig,
@@ -121,18 +168,24 @@ export function paramsFromCheckpoint(
   }
   const specs = paramSpecs(c);
   checkTensorSet(c, specs, byCanon, file.tensors.size, source);
+  // Shapes and values of every tensor, then the allocation: a bad tensor allocates nothing.
+  for (const s of specs) {
+    const rec = file.tensors.get(byCanon.get(s.name)!)!;
+    const expected = s.transposed ? [s.shape[1], s.shape[0]] : s.shape;
+    if (rec.shape.join(",") !== expected.join(",")) {
+      throw new Error(
+        `${source}: tensor '${checkpointName(c, s.name)}' has shape [${
+          clipName(String(rec.shape), 60)
+        }], config.json implies [${expected}]`,
+      );
+    }
+    checkFinite(rec.data, checkpointName(c, s.name), source);
+  }
   const params: Params = new Map();
   try {
     for (const s of specs) {
       const rec = file.tensors.get(byCanon.get(s.name)!)!;
-      const expected = s.transposed ? [s.shape[1], s.shape[0]] : s.shape;
-      if (rec.shape.join(",") !== expected.join(",")) {
-        throw new Error(
-          `${source}: tensor '${checkpointName(c, s.name)}' has shape [${rec.shape}], ` +
-            `config.json implies [${expected}]`,
-        );
-      }
-      const data = s.transposed ? transpose2d(rec.data, expected[0], expected[1]) : rec.data;
+      const data = s.transposed ? transpose2d(rec.data, s.shape[1], s.shape[0]) : rec.data;
       params.set(
         s.name,
         variableFrom(tf.tensor(data, s.shape, "float32"), true, uniqueName(s.name)),
@@ -180,9 +233,12 @@ export async function externalParamsFromCheckpoint(
         // multiply as x M^T; GPT-2's Conv1D [in, out] as x M.
         const embedding = /(^|\.)(wte|embed_tokens|lm_head)\.weight$/.test(s.name);
         const layout = s.transposed || embedding ? "out_in" : "in_out";
-        external.set(s.name, await readExternalMatrix(ckpt, name, { storage, layout }));
+        const m = await readExternalMatrix(ckpt, name, { storage, layout });
+        checkFiniteStored(m.data, name, dir);
+        external.set(s.name, m);
       } else {
         const t = await readTensorF32(ckpt, name);
+        checkFinite(t.data, name, dir);
         params.set(
           s.name,
           variableFrom(tf.tensor(t.data, s.shape, "float32"), true, uniqueName(s.name)),
@@ -262,19 +318,51 @@ export async function loadModel(
   const cfgPath = join(dir, "config.json");
   let raw: Record<string, unknown>;
   try {
-    raw = JSON.parse(await Deno.readTextFile(cfgPath));
+    const text = decodeUtf8(await Deno.readFile(cfgPath), cfgPath);
+    const deep = jsonDepthExceeded(text);
+    if (deep) throw new Error(`JSON nested deeper than ${MAX_JSON_DEPTH} levels`);
+    raw = JSON.parse(text);
   } catch (err) {
-    throw new Error(`Cannot read ${cfgPath}: ${(err as Error).message}`, { cause: err });
+    throw new Error(`Cannot read ${cfgPath}: ${clipName((err as Error).message, 200)}`, {
+      cause: err,
+    });
   }
   const config = parseConfig(raw, cfgPath);
-  const tokenizer = opts.tokenizer ?? await loadTokenizer(dir);
-  const eosTokenIds = await readEosTokenIds(dir, raw);
   const where = opts.weights ?? "auto";
   if (!["auto", "heap", "external"].includes(where)) {
     throw new Error(`loadModel: weights is '${where}'; use "auto", "heap" or "external"`);
   }
   const external = where === "external" ||
     (where === "auto" && matrixBytes(config) > EXTERNAL_AUTO_BYTES);
+  const storage = opts.externalStorage ?? "keep";
+  // Before the weights are read or any tensor allocated. On the heap: float32 parameters plus
+  // the weight files (read whole); outside it: the host storage, read tensor by tensor.
+  const fileBytes = await weightFileBytes(dir);
+  checkMemory(
+    config,
+    cfgPath,
+    undefined,
+    fileBytes,
+    external
+      ? (storage === "keep" ? fileBytes : paramCount(config) * (storage === "float32" ? 4 : 2))
+      : undefined,
+  );
+  const tokenizer = opts.tokenizer ?? await loadTokenizer(dir);
+  if (tokenizer.vocabSize > config.vocabSize) {
+    throw new Error(
+      `${cfgPath}: vocab_size ${config.vocabSize} is smaller than the tokenizer's ` +
+        `${tokenizer.vocabSize} ids (largest id + 1); ids past the embedding would read garbage. ` +
+        "Check tokenizer.json against config.json",
+    );
+  }
+  const eosTokenIds = await readEosTokenIds(dir, raw);
+  const badEos = eosTokenIds.find((id) => id >= config.vocabSize);
+  if (badEos !== undefined) {
+    throw new Error(
+      `${join(dir, "generation_config.json")}: eos_token_id ${badEos} is outside the ` +
+        `vocabulary [0, ${config.vocabSize}) of config.json; generation would never stop on it`,
+    );
+  }
   let params: Params;
   if (external) {
     const info = externalWeightsInfo();
@@ -284,7 +372,7 @@ export async function loadModel(
           "uploads its matrix (slow, <= 1 GiB each). Use the wasm backend with --allow-ffi.",
       );
     }
-    params = await externalParamsFromCheckpoint(config, dir, opts.externalStorage ?? "keep");
+    params = await externalParamsFromCheckpoint(config, dir, storage);
   } else {
     params = paramsFromCheckpoint(config, await readModelWeights(dir), dir);
   }

@@ -21,6 +21,7 @@
  */
 
 import * as tf from "@tensorflow/tfjs-core";
+import { clipName, shown } from "../io/bounded.ts";
 
 /** RoPE scaling types implemented (HF `rope_type`). */
 export const ROPE_TYPES = ["default", "linear", "dynamic", "llama3", "yarn", "longrope"] as const;
@@ -117,8 +118,8 @@ export function resolveRope(
   ctx: RopeContext,
 ): RopeSpec {
   const r = raw ?? {};
-  const type = String(r.rope_type ?? r.type ?? "default") as RopeType;
-  const where = `${ctx.source}: rope_parameters ${JSON.stringify(r)}`;
+  const type = clipName(String(r.rope_type ?? r.type ?? "default"), 40) as RopeType;
+  const where = `${ctx.source}: rope_parameters ${shown(r, 200)}`;
   if (!ROPE_TYPES.includes(type)) {
     throw new Error(
       `${where}: rope_type '${type}' is not implemented (${ROPE_TYPES.join(", ")} are)`,
@@ -134,7 +135,9 @@ export function resolveRope(
   const extra = Object.keys(r).filter((k) => !allowed.has(k));
   if (extra.length) {
     throw new Error(
-      `${where}: field(s) ${extra.join(", ")} are not implemented for rope_type '${type}' ` +
+      `${where}: field(s) ${
+        extra.slice(0, 5).map((k) => clipName(k, 40)).join(", ")
+      } are not implemented for rope_type '${type}' ` +
         `(implemented: ${[...allowed].join(", ")})`,
     );
   }

@@ -19,6 +19,10 @@ import { join } from "node:path";
 import { Tokenizer } from "@huggingface/tokenizers";
 import { Template } from "@huggingface/jinja";
 import { patchDecoder } from "./tokenizer_fixes.ts";
+import { checkTokenizerJson } from "./tokenizer_check.ts";
+import { renderTemplate } from "./chat_template.ts";
+import { clipName } from "../io/bounded.ts";
+import { jsonDepthExceeded, MAX_JSON_DEPTH } from "../io/text.ts";
 
 /** One turn of a conversation. */
 export interface ChatMessage {
@@ -125,27 +129,27 @@ export function tokenizerFromJson(
   tokenizerConfig?: unknown,
   source = "tokenizer.json",
 ): TextTokenizer {
-  if (!isObject(tokenizerJson) || !isObject(tokenizerJson.model)) {
-    throw new Error(
-      `Cannot load tokenizer from ${source}: it has no 'model' field; expected a Hugging Face ` +
-        `fast-tokenizer file (tokenizer.json written by tokenizer.save_pretrained)`,
-    );
-  }
+  // Ids, vocabulary type, unk and special tokens, before the port allocates anything by id.
+  checkTokenizerJson(tokenizerJson, tokenizerConfig, source);
   if (tokenizerConfig !== undefined && !isObject(tokenizerConfig)) {
     throw new Error(`Cannot load tokenizer from ${source}: tokenizer_config.json is not an object`);
   }
   const config = tokenizerConfig ?? {};
   let tok: Tokenizer;
   try {
-    tok = new Tokenizer(tokenizerJson, config);
+    tok = new Tokenizer(tokenizerJson as Record<string, unknown>, config);
     patchDecoder((tok as unknown as { decoder?: unknown }).decoder); // decode as Rust does
   } catch (err) {
-    throw new Error(`Cannot load tokenizer from ${source}: ${(err as Error).message}`, {
-      cause: err,
-    });
+    throw new Error(
+      `Cannot load tokenizer from ${source}: ${clipName((err as Error).message, 200)}`,
+      {
+        cause: err,
+      },
+    );
   }
   let maxId = -1;
-  for (const id of tok.get_vocab(true).values()) if (id > maxId) maxId = id;
+  const vocabIds = new Set<number>();
+  for (const id of tok.get_vocab(true).values()) (vocabIds.add(id), id > maxId && (maxId = id));
   const special: Record<string, string | undefined> = {};
   for (const key of ["bos_token", "eos_token", "pad_token", "unk_token"]) {
     special[key] = tokenText(config[key]);
@@ -160,8 +164,10 @@ export function tokenizerFromJson(
   ): string => {
     try {
       template ??= new Template(templateSrc!);
-      // As HF: the special tokens, then the caller's kwargs over them, then the conversation.
-      return template.render({
+      // As HF: the special tokens, then the caller's kwargs over them, then the conversation;
+      // rendered under a step and size budget (lib/model/chat_template.ts).
+      const chars = messages.reduce((n, m) => n + String(m.content).length, 0);
+      return renderTemplate(template, {
         bos_token: special.bos_token ?? "",
         eos_token: special.eos_token ?? "",
         pad_token: special.pad_token ?? "",
@@ -169,28 +175,62 @@ export function tokenizerFromJson(
         ...kwargs,
         messages,
         add_generation_prompt: addGenerationPrompt,
-      });
+      }, { steps: 250_000 + 500 * messages.length, chars: 4_000_000 + 4 * chars });
     } catch (err) {
       throw new Error(
-        `Cannot render the chat template of ${source}: "${(err as Error).message}"; ` +
+        `Cannot render the chat template of ${source}: "${
+          clipName((err as Error).message, 200)
+        }"; ` +
           `check the template's Jinja syntax and the message roles it accepts`,
         { cause: err },
       );
     }
   };
+  const vocabSize = maxId + 1;
+  // A malformed part of the file the port only reads when it runs (a post-processor entry of
+  // the wrong shape) throws a bare TypeError there: name the file instead.
+  const port = <T>(what: string, f: () => T): T => {
+    try {
+      return f();
+    } catch (err) {
+      throw new Error(
+        `Cannot ${what} with ${source}: ${clipName(String((err as Error)?.message ?? err), 200)}`,
+        { cause: err },
+      );
+    }
+  };
+  // The port returns undefined ids where Rust would fail (no unk token): never hand those on.
+  const checked = (ids: number[], text: string): number[] => {
+    for (const id of ids) {
+      if (!Number.isInteger(id) || id < 0 || id >= vocabSize || !vocabIds.has(id)) {
+        throw new Error(
+          `Cannot encode with ${source}: the tokenizer produced id ${id} for ${
+            JSON.stringify(clipName(text, 60))
+          }, which is not in its vocabulary of ${vocabSize} ids; the file's model (or its ` +
+            "unk_token) is broken",
+        );
+      }
+    }
+    return ids;
+  };
   return {
-    vocabSize: maxId + 1,
+    vocabSize,
     bosId: idOf(special.bos_token),
     eosId: idOf(special.eos_token),
     padId: idOf(special.pad_token),
     hasChatTemplate: templateSrc !== undefined,
     encode: (text, opts) =>
-      tok.encode(text, { add_special_tokens: opts?.addSpecialTokens ?? true }).ids,
+      checked(
+        port("encode", () =>
+          tok.encode(text, { add_special_tokens: opts?.addSpecialTokens ?? true }).ids),
+        text,
+      ),
     // HF decodes [] to ""; @huggingface/tokenizers throws on an empty list.
     decode: (ids, opts) =>
       ids.length === 0
         ? ""
-        : tok.decode(ids, { skip_special_tokens: opts?.skipSpecialTokens ?? true }),
+        : port("decode", () =>
+          tok.decode(ids, { skip_special_tokens: opts?.skipSpecialTokens ?? true })),
     tokenToId: (token) => tok.token_to_id(token),
     idToToken: (id) => tok.id_to_token(id),
     applyChatTemplate: (messages, opts) => {
@@ -211,12 +251,18 @@ async function readJson(path: string): Promise<unknown> {
     if (err instanceof Deno.errors.NotFound) return undefined;
     throw new Error(`Cannot read ${path}: ${(err as Error).message}`, { cause: err });
   }
+  if (jsonDepthExceeded(text)) {
+    throw new Error(`Cannot parse ${path}: JSON nested deeper than ${MAX_JSON_DEPTH} levels`);
+  }
   try {
     return JSON.parse(text);
   } catch (err) {
-    throw new Error(`Cannot parse ${path}: not valid JSON (${(err as Error).message})`, {
-      cause: err,
-    });
+    throw new Error(
+      `Cannot parse ${path}: not valid JSON (${clipName((err as Error).message, 160)})`,
+      {
+        cause: err,
+      },
+    );
   }
 }
 

@@ -10,6 +10,8 @@ import * as aq from "arquero";
 import { basename } from "node:path";
 import { type CsvRecord, csvRecords, lineOf, readCsv } from "../csv.ts";
 import type { PromptRow, Split } from "../schema.ts";
+import { clipName } from "../../io/bounded.ts";
+import { jsonDepthExceeded, MAX_JSON_DEPTH, readUtf8 } from "../../io/text.ts";
 
 export const CORE = new Set([
   "id",
@@ -69,11 +71,16 @@ export async function readRecords(
     throw new Error(
       `Cannot load ${what} from ${path}: missing column${missing.length > 1 ? "s" : ""} ${
         missing.map((m) => `"${m}"`).join(", ")
-      }; columns found: ${table.header.map((h) => `"${h}"`).join(", ")}. ` +
+      }; columns found: ${columnList(table.header)}. ` +
         `Check that this is the ${what} file.`,
     );
   }
   return csvRecords(table, path);
+}
+
+/** The columns of a file, quoted, cut to a bounded length for error messages. */
+export function columnList(columns: string[]): string {
+  return clipName(columns.map((c) => `"${clipName(c, 40)}"`).join(", "), 240);
 }
 
 export function nonEmpty(rec: CsvRecord, col: string, path: string): string {
@@ -99,19 +106,22 @@ export function answerList(s: string): string[] {
 export type Mapper = (r: CsvRecord, i: number, path: string) => PromptRow;
 
 export async function readText(path: string): Promise<string> {
-  try {
-    return await Deno.readTextFile(path);
-  } catch (err) {
-    throw new Error(`Cannot read ${path}: ${(err as Error).message}`, { cause: err });
-  }
+  return await readUtf8(path, "file");
 }
 
 export async function readJson(path: string): Promise<unknown> {
-  const text = await readText(path);
+  const text = (await readText(path)).replace(/^\uFEFF/, "");
+  const deep = jsonDepthExceeded(text);
+  if (deep) {
+    const line = text.slice(0, deep).split("\n").length;
+    throw new Error(`${path}:${line}: JSON nested deeper than ${MAX_JSON_DEPTH} levels.`);
+  }
   try {
-    return JSON.parse(text.replace(/^\uFEFF/, ""));
+    return JSON.parse(text);
   } catch (err) {
-    throw new Error(`${path}: invalid JSON (${(err as Error).message}).`, { cause: err });
+    throw new Error(`${path}: invalid JSON (${clipName((err as Error).message, 160)}).`, {
+      cause: err,
+    });
   }
 }
 

@@ -10,7 +10,30 @@ import { basename, extname } from "node:path";
 import { csvRecords, lineOf, readCsv } from "../csv.ts";
 import { readJsonlEntries } from "../jsonl.ts";
 import type { PromptLabel, PromptRow } from "../schema.ts";
-import { keepExtras, readJson, readText, toTable, UNSPECIFIED } from "./common.ts";
+import { columnList, keepExtras, readJson, readText, toTable, UNSPECIFIED } from "./common.ts";
+import { shown } from "../../io/bounded.ts";
+
+/**
+ * A JSON/JSONL field mapped onto a {@linkcode PromptRow} string field must be a string (the
+ * id may also be an integer, kept as its decimal text); anything else is an error naming the
+ * row and the field, never a silent `String(value)`.
+ */
+function stringField(
+  rec: Record<string, unknown>,
+  col: string | undefined,
+  at: string,
+  role: string,
+  integerOk = false,
+): string | undefined {
+  if (col === undefined) return undefined;
+  const v = rec[col];
+  if (v === undefined || v === null || typeof v === "string") return v ?? undefined;
+  if (integerOk && typeof v === "number" && Number.isSafeInteger(v)) return String(v);
+  throw new Error(
+    `${at}: field ${shown(col, 40)} (the ${role}) is ${shown(v, 60)}; expected a string ` +
+      `(PromptRow.${role} in lib/data/schema.ts).`,
+  );
+}
 
 /** Options for {@linkcode loadPrompts}; every column is auto-detected unless named. */
 export interface LoadPromptsOptions {
@@ -69,7 +92,8 @@ const LABELS: Record<string, PromptLabel> = {
   borderline: "borderline",
 };
 
-interface RawRow {
+/** One record of a prompt file and where it was read ("file:line"). */
+export interface RawRow {
   at: string;
   rec: Record<string, unknown>;
 }
@@ -120,9 +144,8 @@ function pickColumn(
   if (given !== undefined) {
     if (!columns.includes(given)) {
       throw new Error(
-        `Cannot load prompts from ${path}: ${role} column "${given}" not found; columns found: ${
-          columns.map((c) => `"${c}"`).join(", ")
-        }.`,
+        `Cannot load prompts from ${path}: ${role} column ${shown(given, 60)} not found; ` +
+          `columns found: ${columnList(columns)}.`,
       );
     }
     return given;
@@ -151,8 +174,28 @@ export async function loadPrompts(
   opts: LoadPromptsOptions = {},
 ): Promise<aq.ColumnTable> {
   const { rows, columns } = await readRows(path);
+  return toTable(promptRows(rows, columns, path, opts));
+}
+
+/**
+ * The PromptRows of records already read (`at` = "file:line" of each), with the columns of
+ * the file: the synchronous core of {@linkcode loadPrompts} (the fuzz suite calls it).
+ *
+ * @example
+ * ```ts
+ * const rows = promptRows([{ at: "x.jsonl:1", rec: { prompt: "hi", label: "benign" } }],
+ *   ["prompt", "label"], "x.jsonl");
+ * rows[0].label; // "benign"
+ * ```
+ */
+export function promptRows(
+  rows: RawRow[],
+  columns: string[],
+  path: string,
+  opts: LoadPromptsOptions = {},
+): PromptRow[] {
   const promptCol = pickColumn(columns, opts.promptColumn, PROMPT_COLUMNS, path, "prompt");
-  const found = columns.map((c) => `"${c}"`).join(", ");
+  const found = columnList(columns);
   if (promptCol === undefined) {
     throw new Error(
       `Cannot load prompts from ${path}: no prompt column (looked for ${
@@ -177,17 +220,30 @@ export async function loadPrompts(
   const used = [promptCol, labelCol, idCol, catCol, targetCol, answerCol].filter((c) =>
     c !== undefined
   ) as string[];
-  const out = rows.map(({ at, rec }, i) => {
+  return rows.map(({ at, rec }, i) => {
     const prompt = rec[promptCol];
     if (typeof prompt !== "string" || prompt.trim() === "") {
-      throw new Error(`${at}: field "${promptCol}" must be a non-empty string.`);
+      throw new Error(
+        `${at}: field ${shown(promptCol, 40)} is ${
+          shown(prompt, 40)
+        }; expected a non-empty string.`,
+      );
     }
     let label = opts.label as PromptLabel;
-    if (labelCol !== undefined && rec[labelCol] !== undefined && rec[labelCol] !== "") {
+    const rawLabel = rec[labelCol ?? ""];
+    if (
+      labelCol !== undefined &&
+      !["string", "number", "boolean", "undefined"].includes(typeof rawLabel) && rawLabel !== null
+    ) {
+      throw new Error(
+        `${at}: field ${shown(labelCol, 40)} is ${shown(rawLabel, 60)}; expected a string.`,
+      );
+    }
+    if (labelCol !== undefined && rec[labelCol] != null && rec[labelCol] !== "") {
       const mapped = labels[String(rec[labelCol]).trim().toLowerCase()];
       if (!mapped) {
         throw new Error(
-          `${at}: field "${labelCol}" is ${JSON.stringify(rec[labelCol])}; expected one of ${
+          `${at}: field ${shown(labelCol, 40)} is ${shown(rec[labelCol], 60)}; expected one of ${
             Object.keys(labels).join(", ")
           } (add spellings with {labelMap: {...}}).`,
         );
@@ -196,16 +252,19 @@ export async function loadPrompts(
     } else if (label === undefined) {
       throw new Error(`${at}: field "${labelCol}" is empty; give a label or pass {label}.`);
     }
+    const id = stringField(rec, idCol, at, "id", true);
+    const category = stringField(rec, catCol, at, "category");
+    const target = stringField(rec, targetCol, at, "target");
+    const answer = stringField(rec, answerCol, at, "answer");
     const row: PromptRow = {
-      id: idCol !== undefined ? String(rec[idCol]) : `${source}-${i}`,
+      id: id ?? `${source}-${i}`,
       prompt,
       label,
-      category: catCol !== undefined ? String(rec[catCol] ?? UNSPECIFIED) : UNSPECIFIED,
+      category: category ?? UNSPECIFIED,
       source,
     };
-    if (targetCol !== undefined && rec[targetCol] != null) row.target = String(rec[targetCol]);
-    if (answerCol !== undefined && rec[answerCol] != null) row.answer = String(rec[answerCol]);
+    if (target !== undefined) row.target = target;
+    if (answer !== undefined) row.answer = answer;
     return keepExtras(rec, used, row, (n) => n);
   });
-  return toTable(out);
 }

@@ -9,6 +9,11 @@ import * as aq from "arquero";
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
 import type { Split } from "../schema.ts";
+import { shown } from "../../io/bounded.ts";
+import { jsonDepthExceeded, MAX_JSON_DEPTH, readUtf8 } from "../../io/text.ts";
+
+/** Fields of the SafetyWorld rows (PromptRow / TraceRow) that must be strings when present. */
+const STRING_FIELDS = ["category", "source", "target", "answer", "trace", "traceLabel", "template"];
 
 /** The SafetyWorld files. */
 export type WorldFile = "prompts" | "sft" | "align" | "recovery" | "traces" | "traits";
@@ -37,20 +42,21 @@ export function parseWorldJsonl(text: string, file: string): Record<string, unkn
     const line = lines[i].trim();
     if (line === "") continue;
     let value: unknown;
+    if (jsonDepthExceeded(line)) {
+      throw new Error(`${file}:${i + 1}: JSON nested deeper than ${MAX_JSON_DEPTH} levels`);
+    }
     try {
       value = JSON.parse(line);
     } catch (err) {
       throw new Error(
         `${file}:${i + 1}: not valid JSON (${
-          (err as Error).message
+          (err as Error).message.slice(0, 120)
         }); each line must be one JSON object`,
       );
     }
     if (typeof value !== "object" || value === null || Array.isArray(value)) {
       throw new Error(
-        `${file}:${i + 1}: expected a JSON object per line, got ${
-          JSON.stringify(value).slice(0, 40)
-        }`,
+        `${file}:${i + 1}: expected a JSON object per line, got ${shown(value, 40)}`,
       );
     }
     const rec = value as Record<string, unknown>;
@@ -63,9 +69,18 @@ export function parseWorldJsonl(text: string, file: string): Record<string, unkn
         );
       }
     }
+    for (const field of STRING_FIELDS) {
+      if (rec[field] !== undefined && typeof rec[field] !== "string") {
+        throw new Error(
+          `${file}:${i + 1}: field "${field}" is ${shown(rec[field], 40)}; expected a string`,
+        );
+      }
+    }
     if (!SPLITS.includes(rec.split as Split)) {
       throw new Error(
-        `${file}:${i + 1}: field "split" is "${rec.split}", expected train, validation or test`,
+        `${file}:${i + 1}: field "split" is ${
+          shown(rec.split, 40)
+        }, expected train, validation or test`,
       );
     }
     rows.push(rec);
@@ -98,8 +113,9 @@ export async function loadSafetyWorld(
   const path = join(opts.dir ?? defaultWorldDir(), `${kind}.jsonl`);
   let text: string;
   try {
-    text = await Deno.readTextFile(path);
+    text = await readUtf8(path, "SafetyWorld file");
   } catch (err) {
+    if (!(err instanceof Error) || !/^Cannot read/.test(err.message)) throw err; // bad UTF-8
     throw new Error(
       `Cannot load SafetyWorld "${kind}": ${path} is not readable (${(err as Error).message}); ` +
         "generate it with `deno run -A lib/cli/world_gen.ts`",
