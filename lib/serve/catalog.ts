@@ -29,6 +29,7 @@ import { gradeResponse } from "../data/safetyworld/graders.ts";
 import { alphaAlignParts, type TextJudge, textOnly } from "../train/rewards.ts";
 import { ALPHAALIGN_REFUSAL } from "../judges/format.ts";
 import { TRAITS } from "../data/safetyworld/traits.ts";
+import { shown } from "../io/bounded.ts";
 
 /** One item of a reward request: the prompt, the response and the row's label fields. */
 export interface RewardItem {
@@ -276,7 +277,7 @@ export function parseLabel(v: unknown, i: number): RewardItem["row"] {
     const allowed = ROW_FIELDS[k];
     if (typeof value !== "string" || (allowed && !allowed.includes(value))) {
       throw new RequestError(
-        `labels[${i}].${k} is ${JSON.stringify(value)}: expected ` +
+        `labels[${i}].${k} is ${shown(value)}: expected ` +
           (allowed ? `one of ${allowed.join(", ")}` : `a string`) +
           (k === "label"
             ? ` (or a JSON object of row fields such as {"label":"harmful","hazard":"..."})`

@@ -64,6 +64,7 @@ import {
   type RewardItem,
   type ServedReward,
 } from "./catalog.ts";
+import { shown } from "../io/bounded.ts";
 
 export { builtinRewards, RequestError };
 export type { BuiltinRewardOptions, ItemReward, RewardItem, ServedReward };
@@ -189,7 +190,7 @@ function stringList(
   if (!Array.isArray(v)) throw new RequestError(`field '${field}' must be a list of strings`);
   const bad = v.findIndex((s) => typeof s !== "string");
   if (bad >= 0) {
-    throw new RequestError(`${field}[${bad}] is ${JSON.stringify(v[bad])}: expected a string`);
+    throw new RequestError(`${field}[${bad}] is ${shown(v[bad])}: expected a string`);
   }
   if (n !== undefined && v.length !== n) {
     throw new RequestError(`field '${field}' has ${v.length} entries, 'query' has ${n}`);
