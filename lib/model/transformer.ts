@@ -434,23 +434,31 @@ export function forward(
     };
     // Hidden states 0 .. nLayer-1 are residuals; nLayer is the final-norm output (below).
     if (last > 0) edit(0);
+    // The masks are made here, outside the blocks' scopes, so every block can reuse them.
+    for (let i = 0; i < c.nLayer; i++) biasOf(i);
     for (let i = 0; i < c.nLayer; i++) {
-      let q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D;
-      if (c.arch === "gpt2") [q, k, v] = gpt2Qkv(c, p, g, i, x);
-      else {
-        const [cos, sin] = c.layerTypes[i] === "sliding" && ropeLocal ? ropeLocal : rope!;
-        [q, k, v] = ropeQkv(c, p, g, i, x, cos, sin);
-      }
-      if (opts.cache) {
-        k = tf.concat([opts.cache.k[i], k], 2);
-        v = tf.concat([opts.cache.v[i], v], 2);
-      }
-      if (keep) newK.push(k), newV.push(v);
-      const att = tf.reshape(attend(c, q, k, v, biasOf(i)), [
-        b * t,
-        c.nHead * c.headDim,
-      ]) as tf.Tensor2D;
-      x = c.arch === "gpt2" ? gpt2Rest(c, p, g, i, x, att) : ropeRest(c, p, g, i, x, att);
+      // One scope per block: its intermediates are freed when it ends (what the gradient needs
+      // is kept by the tape), so a forward holds one block's activations, not all of them.
+      const [xNext, kNew, vNew] = tf.tidy(() => {
+        let q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D;
+        if (c.arch === "gpt2") [q, k, v] = gpt2Qkv(c, p, g, i, x);
+        else {
+          const [cos, sin] = c.layerTypes[i] === "sliding" && ropeLocal ? ropeLocal : rope!;
+          [q, k, v] = ropeQkv(c, p, g, i, x, cos, sin);
+        }
+        if (opts.cache) {
+          k = tf.concat([opts.cache.k[i], k], 2);
+          v = tf.concat([opts.cache.v[i], v], 2);
+        }
+        const att = tf.reshape(attend(c, q, k, v, biasOf(i)), [
+          b * t,
+          c.nHead * c.headDim,
+        ]) as tf.Tensor2D;
+        const y = c.arch === "gpt2" ? gpt2Rest(c, p, g, i, x, att) : ropeRest(c, p, g, i, x, att);
+        return keep ? [y, k, v] : [y];
+      }) as [tf.Tensor3D, tf.Tensor4D?, tf.Tensor4D?];
+      x = xNext;
+      if (keep) newK.push(kNew!), newV.push(vNew!);
       if (i + 1 < last) edit(i + 1);
     }
     for (const iv of opts.interventions ?? []) if (iv.beforeFinalNorm) x = iv.fn(x);
