@@ -25,6 +25,7 @@ import { collectActivations } from "../lib/compass/collect.ts";
 import { trainRL } from "../lib/train/rl/train.ts";
 import type { PromptRow } from "../lib/data/schema.ts";
 import { type QwenShape, writeSyntheticCheckpoint } from "./synthetic_checkpoint.ts";
+import { qwen3Config } from "./real_size.ts";
 import { numberTokenizer, peakRssMiB, wasmHeapMiB } from "./common.ts";
 
 const SHAPES: Record<string, QwenShape> = {
@@ -49,30 +50,6 @@ const shape = SHAPES[args.model];
 if (!shape) throw new Error(`--model is '${args.model}'; use one of ${Object.keys(SHAPES)}`);
 const dir = args.dir ?? `/tmp/sc-qwen3-${args.model}`;
 const newTokens = Number(args.new);
-
-/** A Qwen3 config.json for the shape (the fields of Qwen/Qwen3-4B's and -1.7B's). */
-function qwen3Config(s: QwenShape): Record<string, unknown> {
-  return {
-    architectures: ["Qwen3ForCausalLM"],
-    model_type: "qwen3",
-    vocab_size: s.vocab,
-    hidden_size: s.d,
-    intermediate_size: s.ff,
-    num_hidden_layers: s.layers,
-    num_attention_heads: s.heads,
-    num_key_value_heads: s.kvHeads,
-    head_dim: 128,
-    hidden_act: "silu",
-    max_position_embeddings: 40960,
-    rms_norm_eps: 1e-6,
-    rope_theta: 1000000,
-    tie_word_embeddings: true,
-    attention_bias: false,
-    torch_dtype: "bfloat16",
-    bos_token_id: 151643,
-    eos_token_id: 151645,
-  };
-}
 
 const t0 = performance.now();
 const secs = (t: number) => ((performance.now() - t) / 1000).toFixed(1);

@@ -100,3 +100,31 @@ export function firstCoordinateCompass(d: number, direction = new Float32Array(d
     options: {},
   };
 }
+
+/**
+ * The first Python that imports `modules` (env SAFETY_COMPASS_PYTHON, then `python3`, then
+ * Debian's `/usr/bin/python3`), or undefined: the referee of the Hugging Face parity tests,
+ * which skip with a message without one.
+ */
+export function findPython(modules = "transformers, torch"): string | undefined {
+  let env: string | undefined;
+  try {
+    env = Deno.env.get("SAFETY_COMPASS_PYTHON");
+  } catch {
+    env = undefined; // no --allow-env
+  }
+  for (const py of [env, "python3", "/usr/bin/python3"]) {
+    if (!py) continue;
+    try {
+      const ok = new Deno.Command(py, {
+        args: ["-c", `import ${modules}`],
+        stdout: "null",
+        stderr: "null",
+      }).outputSync().success;
+      if (ok) return py;
+    } catch {
+      // not installed under this name: try the next one
+    }
+  }
+  return undefined;
+}

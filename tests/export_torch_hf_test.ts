@@ -19,7 +19,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { numberTokenizer, TEST_BACKEND, useTestBackend } from "./_helpers.ts";
+import { findPython, numberTokenizer, TEST_BACKEND, useTestBackend } from "./_helpers.ts";
 import { loadModel } from "../lib/model/load.ts";
 import { collectActivations, encodeRow, type Pooling } from "../lib/compass/collect.ts";
 import { fitCompass } from "../lib/compass/fit.ts";
@@ -34,24 +34,6 @@ const SCRIPT = new URL("./ref/export_compass_ref.py", import.meta.url).pathname;
 const CASES = ["qwen3", "gpt2"];
 const POOLINGS: Pooling[] = ["mean", "last", "mean-response"];
 const VOCAB = 96; // tests/ref/hf_families.py's vocabulary
-
-function findPython(): string | undefined {
-  const env = Deno.env.get("SAFETY_COMPASS_PYTHON");
-  for (const py of [env, "python3", "/usr/bin/python3"]) {
-    if (!py) continue;
-    try {
-      const ok = new Deno.Command(py, {
-        args: ["-c", "import transformers, torch"],
-        stdout: "null",
-        stderr: "null",
-      }).outputSync().success;
-      if (ok) return py;
-    } catch {
-      // not installed: try the next one
-    }
-  }
-  return undefined;
-}
 
 async function python(py: string, args: string[]): Promise<void> {
   const r = await new Deno.Command(py, {

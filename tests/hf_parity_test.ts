@@ -22,7 +22,7 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
 import { join } from "node:path";
-import { numberTokenizer, TEST_BACKEND, useTestBackend } from "./_helpers.ts";
+import { findPython, numberTokenizer, TEST_BACKEND, useTestBackend } from "./_helpers.ts";
 import { loadModel } from "../lib/model/load.ts";
 import type { Model } from "../lib/model/model.ts";
 
@@ -30,24 +30,6 @@ await useTestBackend();
 
 const TOL = 1e-4;
 const SCRIPT = new URL("./ref/hf_families.py", import.meta.url).pathname;
-
-function findPython(): string | undefined {
-  const env = Deno.env.get("SAFETY_COMPASS_PYTHON");
-  for (const py of [env, "python3", "/usr/bin/python3"]) {
-    if (!py) continue;
-    try {
-      const ok = new Deno.Command(py, {
-        args: ["-c", "import transformers, torch"],
-        stdout: "null",
-        stderr: "null",
-      }).outputSync().success;
-      if (ok) return py;
-    } catch {
-      // not installed: try the next one
-    }
-  }
-  return undefined;
-}
 
 const PY = findPython();
 let outDir: string | undefined;

@@ -13,7 +13,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
-import { TEST_BACKEND, useTestBackend } from "./_helpers.ts";
+import { findPython, TEST_BACKEND, useTestBackend } from "./_helpers.ts";
 import {
   isStandIn,
   KNOWN_CONFIGS,
@@ -29,23 +29,6 @@ await useTestBackend();
 const TOL = 1e-4;
 const SCRIPT = new URL("./ref/stand_in_ref.py", import.meta.url).pathname;
 
-function findPython(): string | undefined {
-  const env = Deno.env.get("SAFETY_COMPASS_PYTHON");
-  for (const py of [env, "python3", "/usr/bin/python3"]) {
-    if (!py) continue;
-    try {
-      const ok = new Deno.Command(py, {
-        args: ["-c", "import transformers, torch"],
-        stdout: "null",
-        stderr: "null",
-      }).outputSync().success;
-      if (ok) return py;
-    } catch {
-      // not installed: try the next one
-    }
-  }
-  return undefined;
-}
 const PY = findPython();
 if (!PY) {
   console.log("stand_in_test: transformers checks skipped (no python with transformers, torch)");

@@ -20,35 +20,12 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { type ChatMessage, loadTokenizer, type TextTokenizer } from "../lib/model/tokenizer.ts";
 import { encodeChat } from "../lib/model/chat.ts";
+import { findPython } from "./_helpers.ts";
 
 const SCRIPT = new URL("./ref/hf_tokenizers.py", import.meta.url).pathname;
 const GPT2 = new URL("../../shared/fixtures/hf-fake-gpt2/", import.meta.url).pathname;
 
-/** The first python that imports transformers and tokenizers, or undefined. */
-function findPython(): string | undefined {
-  let env: string | undefined;
-  try {
-    env = Deno.env.get("SAFETY_COMPASS_PYTHON");
-  } catch {
-    env = undefined; // no --allow-env
-  }
-  for (const py of [env, "python3", "/usr/bin/python3"]) {
-    if (!py) continue;
-    try {
-      const probe = new Deno.Command(py, {
-        args: ["-c", "import transformers, tokenizers"],
-        stdout: "null",
-        stderr: "null",
-      }).outputSync();
-      if (probe.success) return py;
-    } catch {
-      // not installed under this name: try the next
-    }
-  }
-  return undefined;
-}
-
-const PY = findPython();
+const PY = findPython("transformers, tokenizers");
 if (!PY) {
   console.log(
     "tokenizer_hf_test: skipped (no python with `transformers` and `tokenizers`; set " +
