@@ -110,3 +110,12 @@ Deno.test("a truncated safetensors file is rejected with its size", async () => 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("the streaming reader refuses an index whose shard names leave the folder", async () => {
+  const dir = await Deno.makeTempDir();
+  await Deno.writeTextFile(
+    join(dir, "model.safetensors.index.json"),
+    JSON.stringify({ weight_map: { "a.weight": "../../etc/model.safetensors" } }),
+  );
+  await assert.rejects(() => openCheckpoint(dir), /expected a file name in the same folder/);
+});

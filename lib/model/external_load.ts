@@ -15,6 +15,7 @@
  */
 
 import { join } from "node:path";
+import { clipName, shown } from "../io/bounded.ts";
 import { bf16TileToF32, f32ToBf16Array } from "../engine/bf16_convert.ts";
 import {
   type ExternalDType,
@@ -131,7 +132,7 @@ async function readHeader(
     for (let i = 1; i < sorted.length; i++) {
       const prev = sorted[i - 1];
       if (sorted[i].offset < prev.offset + prev.byteLength) {
-        fail(`tensor '${sorted[i].name}' overlaps tensor '${prev.name}'`);
+        fail(`tensor '${clipName(sorted[i].name)}' overlaps tensor '${clipName(prev.name)}'`);
       }
     }
     return { metadata, tensors };
@@ -147,20 +148,20 @@ function parseEntry(
   size: number,
   fail: (what: string) => never,
 ): CheckpointTensor {
-  const t = `tensor '${name}'`;
+  const t = `tensor '${clipName(name)}'`;
   if (!isObject(info)) return fail(`entry for ${t} is not an object`);
   const { dtype, shape, data_offsets: offs } = info;
   if (typeof dtype !== "string" || !(dtype in BYTES)) {
     return fail(
-      `${t} has dtype ${JSON.stringify(dtype)}; this streaming reader reads F32, F16 and BF16 ` +
+      `${t} has dtype ${shown(dtype)}; this streaming reader reads F32, F16 and BF16 ` +
         "(read other dtypes with lib/io/safetensors.ts)",
     );
   }
   if (!Array.isArray(shape) || !shape.every(isCount)) {
-    return fail(`${t} has shape ${JSON.stringify(shape)}; expected non-negative integers`);
+    return fail(`${t} has shape ${shown(shape)}; expected non-negative integers`);
   }
   if (!Array.isArray(offs) || offs.length !== 2 || !offs.every(isCount) || offs[0] > offs[1]) {
-    return fail(`${t} has data_offsets ${JSON.stringify(offs)}; expected [begin <= end]`);
+    return fail(`${t} has data_offsets ${shown(offs)}; expected [begin <= end]`);
   }
   const dt = dtype as StreamDType;
   const [begin, end] = offs as number[];
@@ -225,13 +226,24 @@ export async function openCheckpoint(path: string): Promise<StreamingCheckpoint>
   try {
     index = JSON.parse(await Deno.readTextFile(indexPath));
   } catch (e) {
-    throw new Error(`Cannot read ${indexPath}: ${(e as Error).message}`, { cause: e });
+    throw new Error(`Cannot read ${indexPath}: ${clipName((e as Error).message, 200)}`, {
+      cause: e,
+    });
   }
   const weightMap = isObject(index) ? index["weight_map"] : undefined;
   if (!isObject(weightMap) || !Object.values(weightMap).every((v) => typeof v === "string")) {
     throw new Error(
       `Cannot read ${indexPath}: field 'weight_map' must be an object {tensor name: shard file}`,
     );
+  }
+  for (const [name, shard] of Object.entries(weightMap as Record<string, string>)) {
+    // A shard is a file of this folder: no path (an index must not read ../../anything).
+    if (!/^[\w.-]+\.safetensors$/.test(shard) || shard.startsWith(".")) {
+      throw new Error(
+        `Cannot read ${indexPath}: weight_map['${clipName(name, 80)}'] is ${shown(shard, 80)}; ` +
+          "expected a file name in the same folder ending in .safetensors",
+      );
+    }
   }
   const shards = [...new Set(Object.values(weightMap as Record<string, string>))];
   const metadata: Record<string, string> = {};
@@ -258,7 +270,9 @@ export async function openCheckpoint(path: string): Promise<StreamingCheckpoint>
   for (const [name, shard] of Object.entries(weightMap as Record<string, string>)) {
     if (tensors.get(name)?.path !== join(path, shard)) {
       throw new Error(
-        `Cannot open checkpoint ${path}: ${indexPath} maps '${name}' to ${shard}, which lacks it`,
+        `Cannot open checkpoint ${path}: ${indexPath} maps '${clipName(name)}' to ${
+          clipName(shard)
+        }, which lacks it`,
       );
     }
   }
@@ -270,7 +284,9 @@ function entry(ckpt: StreamingCheckpoint, name: string): CheckpointTensor {
   if (t === undefined) {
     const some = [...ckpt.tensors.keys()].slice(0, 3).map((n) => `'${n}'`).join(", ");
     throw new Error(
-      `Cannot read tensor '${name}': ${ckpt.source} lacks it (it holds ${ckpt.tensors.size} ` +
+      `Cannot read tensor '${
+        clipName(name)
+      }': ${ckpt.source} lacks it (it holds ${ckpt.tensors.size} ` +
         `tensors${some ? `, such as ${some}` : ""})`,
     );
   }

@@ -225,7 +225,8 @@ export async function externalParamsFromCheckpoint(
       const expected = s.transposed ? [s.shape[1], s.shape[0]] : s.shape;
       if (shape.join(",") !== expected.join(",")) {
         throw new Error(
-          `${dir}: tensor '${name}' has shape [${shape}], config.json implies [${expected}]`,
+          `${dir}: tensor '${clipName(name)}' has shape [${clipName(String(shape), 60)}], ` +
+            `config.json implies [${expected}]`,
         );
       }
       if (s.shape.length === 2 && !s.name.endsWith("wpe.weight")) { // positions stay on the heap
@@ -274,7 +275,9 @@ function checkTensorSet(
     !known.has(n) && !(n === "lm_head.weight" && c.tieWordEmbeddings)
   );
   if (extra.length) {
-    const shown = extra.slice(0, 5).map((n) => `'${checkpointName(c, n)}'`).join(", ");
+    const shown = extra.slice(0, 5).map((n) => `'${clipName(checkpointName(c, n), 80)}'`).join(
+      ", ",
+    );
     throw new Error(
       `${source}: ${extra.length} checkpoint tensor(s) are not used by the ${c.modelType} ` +
         `architecture implemented here (${shown}${extra.length > 5 ? ", ..." : ""}); ` +
