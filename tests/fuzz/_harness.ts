@@ -35,6 +35,7 @@ export interface FuzzOptions {
 /** Target modules, by file name in this folder. */
 export const TARGETS = [
   "safetensors_fuzz.ts",
+  "stream_safetensors_fuzz.ts",
   "config_fuzz.ts",
   "tokenizer_fuzz.ts",
   "csv_fuzz.ts",
