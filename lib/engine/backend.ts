@@ -70,9 +70,20 @@ async function tryTensorflow(): Promise<string | undefined> {
   return undefined;
 }
 
+/** Whether XDG_RUNTIME_DIR is set; true when the environment is not readable (probe as before). */
+function runtimeDirSet(): boolean {
+  const perm = Deno.permissions.querySync({ name: "env", variable: "XDG_RUNTIME_DIR" });
+  return perm.state !== "granted" || Boolean(Deno.env.get("XDG_RUNTIME_DIR"));
+}
+
 async function tryWebgpu(allowSoftware: boolean): Promise<{ ok: boolean; why: string }> {
   const gpu = (globalThis.navigator as unknown as { gpu?: GPU }).gpu;
   if (!gpu) return { ok: false, why: "no navigator.gpu (WebGPU unavailable)" };
+  // On Linux, Deno's WebGPU prints "error: XDG_RUNTIME_DIR is invalid or not set" on every
+  // probe without it (and finds no adapter then): skip the probe, quietly, with the reason.
+  if (Deno.build.os === "linux" && !runtimeDirSet()) {
+    return { ok: false, why: "XDG_RUNTIME_DIR not set (Deno's WebGPU needs it on Linux)" };
+  }
   let adapter: GPUAdapter | null = null;
   try {
     adapter = await gpu.requestAdapter({ powerPreference: "high-performance" });
