@@ -81,7 +81,6 @@ function validFlags(spec: CliSpec): string {
  *
  * @example
  * ```ts
- * import { parseCli } from "./lib/cli/args.ts";
  * const spec = { usage: "usage: x [--n N] [--quick]", flags: {
  *   n: { type: "string" as const, help: "prompts", default: "60" },
  *   quick: { type: "boolean" as const, help: "CI sizes" },
@@ -161,7 +160,6 @@ export function parseCli(argv: readonly string[], spec: CliSpec): ParsedCli {
  *
  * @example
  * ```ts
- * import { cliArgs } from "./lib/cli/args.ts";
  * const a = cliArgs([], { usage: "usage: x [--out DIR]", flags: {
  *   out: { type: "string" as const, help: "output folder", default: "runs" },
  * } });
