@@ -30,6 +30,7 @@ export {
   loadModel,
   type LoadOptions,
   matrixBytes,
+  resolveModelDir,
 } from "./lib/model/load.ts";
 export { createModel, type CreateOptions } from "./lib/model/create.ts";
 export {
@@ -127,7 +128,7 @@ export {
   type TensorToWrite,
   writeSafetensors,
 } from "./lib/io/safetensors.ts";
-export { downloadHfModel, type DownloadHfOptions } from "./lib/model/hub.ts";
+export { cachedSnapshot, downloadHfModel, type DownloadHfOptions } from "./lib/model/hub.ts";
 export {
   discoverVariants,
   parseVariantArg,

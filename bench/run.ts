@@ -26,12 +26,27 @@ import { measureInferenceOnWorkers, measureTrainingOnWorkers } from "./workers.t
 import { timeIt } from "./timing.ts";
 import { numberTokenizer, peakRssMiB, wasmHeapMiB } from "./common.ts";
 import { REAL_SHAPES } from "./real_size.ts";
+import { cliArgs } from "../lib/cli/args.ts";
 
-const quick = Deno.args.includes("--quick");
-const only = Deno.args.includes("--only") ? Deno.args[Deno.args.indexOf("--only") + 1] : undefined;
-const jsonOut = Deno.args.includes("--json")
-  ? Deno.args[Deno.args.indexOf("--json") + 1]
-  : undefined;
+// `--child SHAPE LABEL PHASE [--quick]` is the internal mode of runChild (not parsed here).
+const isChild = Deno.args[0] === "--child";
+const { values: flags } = isChild ? { values: {} as Record<string, unknown> } : cliArgs(Deno.args, {
+  usage: "usage: deno task bench [--quick] [--only NAME] [--json PATH]",
+  summary: "Tokens/s of the hot paths beside PyTorch, then the real sizes beside transformers.",
+  flags: {
+    quick: { type: "boolean", help: "fewer repeats; skips the slowest rows and the 4B shape" },
+    only: {
+      type: "string",
+      value: "NAME",
+      help: "gpt2-small | safetyworld | qwen3-0.6b | qwen3-4b | real",
+      default: "all",
+    },
+    json: { type: "string", value: "PATH", help: "also write the results as JSON" },
+  },
+});
+const quick = isChild ? Deno.args.includes("--quick") : flags.quick === true;
+const only = flags.only as string | undefined;
+const jsonOut = flags.json as string | undefined;
 
 interface Shape {
   name: string;

@@ -25,36 +25,73 @@ import { compareDefences, DEFENCE_VARIANTS, type DefenceVariant } from "../exper
 import { writeJsonAtomic, writeTextFileAtomic } from "../io/atomic.ts";
 import { writeReport } from "../viz/report.ts";
 import { WorkerPool } from "../parallel/pool.ts";
+import { cliArgs, type CliSpec, usageExit } from "./args.ts";
 
-const USAGE = "usage: deno run -A lib/cli/defences.ts [--seeds 0,1] [--steps N] [--per-kind N] " +
-  "[--variants a,b] [--world-seed N] [--base NAME] [--shallow NAME] [--out DIR] [--quick] " +
-  "[--save-models] [--workers N]";
+const CLI: CliSpec = {
+  usage: "usage: deno task defences [--seeds 0,1] [--steps N] [--per-kind N] " +
+    "[--variants a,b] [--world-seed N] [--base NAME] [--shallow NAME] [--out DIR] [--quick] " +
+    "[--save-models] [--workers N]",
+  summary: "Compares the defences on the shipped checkpoints; writes <out>/defences-<timestamp>/.",
+  flags: {
+    seeds: {
+      type: "string",
+      value: "0,1",
+      help: "training seeds (>= 2 for a claim)",
+      default: "0,1 (--quick: 0)",
+    },
+    steps: { type: "string", value: "N", help: "steps per variant", default: "150 (--quick: 10)" },
+    "per-kind": {
+      type: "string",
+      value: "N",
+      help: "test prompts per kind",
+      default: "100 (--quick: 12)",
+    },
+    variants: {
+      type: "string",
+      value: "a,b",
+      help: `of ${DEFENCE_VARIANTS.join(", ")}`,
+      default: "all",
+    },
+    "world-seed": {
+      type: "string",
+      value: "N",
+      help: "the world the checkpoints were trained on",
+      default: "0",
+    },
+    base: { type: "string", value: "NAME", help: "the base model", default: "toy-base" },
+    shallow: {
+      type: "string",
+      value: "NAME",
+      help: "the shallowly aligned model",
+      default: "toy-shallow",
+    },
+    out: { type: "string", value: "DIR", help: "parent folder", default: "runs" },
+    quick: { type: "boolean", help: "a smoke run: 10 steps, 12 prompts per kind, 1 seed" },
+    "save-models": { type: "boolean", help: "also write the first seed's model of every variant" },
+    workers: { type: "string", value: "N", help: "generation threads", default: "one per core" },
+  },
+};
+const { values: flags } = cliArgs(Deno.args, CLI);
 
 function arg(name: string): string | undefined {
-  const i = Deno.args.indexOf(`--${name}`);
-  if (i < 0) return undefined;
-  const v = Deno.args[i + 1];
-  if (v === undefined || v.startsWith("--")) throw new Error(`--${name} needs a value\n${USAGE}`);
-  return v;
+  return flags[name] as string | undefined;
 }
 function int(name: string, dflt: number, min = 1): number {
   const v = arg(name);
   if (v === undefined) return dflt;
   const n = Number(v);
   if (!Number.isInteger(n) || n < min) {
-    throw new Error(`--${name} ${v}: expected an integer >= ${min}\n${USAGE}`);
+    usageExit(CLI, `--${name} ${v}: expected an integer >= ${min}`);
   }
   return n;
 }
 
-const quick = Deno.args.includes("--quick");
+const quick = flags.quick === true;
 const seeds = (arg("seeds") ?? (quick ? "0" : "0,1")).split(",").map(Number);
-if (seeds.some((s) => !Number.isInteger(s))) {
-  throw new Error(`--seeds: integers, comma-separated\n${USAGE}`);
-}
+if (seeds.some((s) => !Number.isInteger(s))) usageExit(CLI, "--seeds: integers, comma-separated");
 const variants = (arg("variants")?.split(",") ?? [...DEFENCE_VARIANTS]) as DefenceVariant[];
 const unknown = variants.filter((v) => !DEFENCE_VARIANTS.includes(v));
-if (unknown.length) throw new Error(`--variants: unknown ${unknown.join(", ")}\n${USAGE}`);
+if (unknown.length) usageExit(CLI, `--variants: unknown ${unknown.join(", ")}`);
 const steps = int("steps", quick ? 10 : 150);
 const perKind = int("per-kind", quick ? 12 : 100);
 const worldSeed = int("world-seed", 0, 0);
@@ -73,7 +110,7 @@ base.workers = shallow.workers = pool; // copies made for training keep the pool
 const world = generateWorld({ seed: worldSeed });
 log(`${base}; seeds ${seeds.join(",")}; ${steps} steps; ${perKind} prompts per kind`);
 
-const saveModels = Deno.args.includes("--save-models") ? join(out, "models") : undefined;
+const saveModels = flags["save-models"] === true ? join(out, "models") : undefined;
 const res = await compareDefences(base, shallow, world, {
   seeds,
   steps,

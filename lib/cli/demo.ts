@@ -10,7 +10,7 @@
  * 4. measure shallow safety: profile rates with intervals, compliance vs prefill depth,
  *    and KL(shallow || base) by response position.
  *
- * Flags: --quick (smaller samples), --out DIR.
+ * Flags: --quick (smaller samples), --out DIR, --help.
  *
  * @module
  */
@@ -30,11 +30,19 @@ import { plotRateCurve } from "../viz/plots/rate_curve.ts";
 import { buildReport, type ReportSection, writeReport } from "../viz/report.ts";
 import { writeJsonAtomic, writeTextFileAtomic } from "../io/atomic.ts";
 import { runCompassSection } from "./demo_compass.ts";
+import { cliArgs } from "./args.ts";
 
-const quick = Deno.args.includes("--quick") || Deno.env.get("SAFETY_COMPASS_QUICK") === "1";
-const outArg = Deno.args.indexOf("--out");
+const { values: flags } = cliArgs(Deno.args, {
+  usage: "usage: deno task demo [--quick] [--out DIR]",
+  summary: "The canonical workflow on SafetyWorld, headless; writes a report, CSV and JSON.",
+  flags: {
+    quick: { type: "boolean", help: "smaller samples (also SAFETY_COMPASS_QUICK=1)" },
+    out: { type: "string", value: "DIR", help: "output folder", default: "runs/<timestamp>" },
+  },
+});
+const quick = flags.quick === true || Deno.env.get("SAFETY_COMPASS_QUICK") === "1";
 const stamp = new Date().toISOString().replace(/[:.]/g, "-").slice(0, 19);
-const out = outArg >= 0 ? Deno.args[outArg + 1] : join("runs", stamp);
+const out = (flags.out as string | undefined) ?? join("runs", stamp);
 const t0 = performance.now();
 const log = (s: string) =>
   console.log(`[${((performance.now() - t0) / 1000).toFixed(0).padStart(4)}s] ${s}`);

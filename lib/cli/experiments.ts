@@ -1,5 +1,5 @@
 /**
- * `deno run -A lib/cli/experiments.ts alphaalign|craft|traits|all [flags]`: runs the RL
+ * `deno task experiments alphaalign|craft|traits|all [flags]` (`--help`: the flags): runs the RL
  * experiments of lib/experiments on SafetyWorld (AlphaAlign, arXiv 2507.14987; CRAFT,
  * arXiv 2603.17305; trait RL, arXiv 2606.24014) and writes, per experiment,
  * `runs/<name>-<stamp>/rows.json` (every result row), `rows.csv` (the same, as CSV) and
@@ -28,6 +28,7 @@ import { runAlphaAlignExperiment } from "../experiments/alphaalign.ts";
 import { runCraftExperiment } from "../experiments/craft_rl.ts";
 import { runTraitsExperiment } from "../experiments/traits.ts";
 import { WorkerPool } from "../parallel/pool.ts";
+import { cliHelp, type CliSpec, CliUsageError, parseCli } from "./args.ts";
 
 /** The experiments by name. */
 export const EXPERIMENTS = ["alphaalign", "craft", "traits"] as const;
@@ -54,32 +55,81 @@ export interface ExperimentArgs {
   workers?: number;
 }
 
-const USAGE = "usage: deno run -A lib/cli/experiments.ts alphaalign|craft|traits|all " +
-  "[--quick] [--seeds N] [--steps N] [--eval N] [--start NAME] [--out DIR] [--save-models] " +
-  "[--workers N]";
+const CLI: CliSpec = {
+  usage: "usage: deno task experiments alphaalign|craft|traits|all " +
+    "[--quick] [--seeds N] [--steps N] [--eval N] [--start NAME] [--out DIR] [--save-models] " +
+    "[--workers N]",
+  summary: "Runs the named RL experiments; writes <out>/<name>-<timestamp>/.",
+  positionals: true,
+  flags: {
+    quick: { type: "boolean", help: "CI sizes (also SAFETY_COMPASS_QUICK=1)" },
+    seeds: {
+      type: "string",
+      value: "N",
+      help: "training seeds 0..N-1, >= 2",
+      default: "the experiment's",
+    },
+    steps: { type: "string", value: "N", help: "RL steps per run", default: "the experiment's" },
+    eval: {
+      type: "string",
+      value: "N",
+      help: "held-out prompts per kind, >= 2",
+      default: "the experiment's",
+    },
+    start: {
+      type: "string",
+      value: "NAME",
+      help: "the starting checkpoint",
+      default: "the experiment's",
+    },
+    out: {
+      type: "string",
+      value: "DIR",
+      help: "parent folder of the run folders",
+      default: "runs",
+    },
+    "save-models": {
+      type: "boolean",
+      help: "keep the first seed's trained models in <run>/models/",
+    },
+    workers: {
+      type: "string",
+      value: "N",
+      help: "generation threads (1: main thread only)",
+      default: "one per core",
+    },
+  },
+};
 
 /** Parses argv (`env`: the value of SAFETY_COMPASS_QUICK); throws with the usage line on anything it does not understand. */
 export function parseExperimentArgs(argv: readonly string[], env = "0"): ExperimentArgs {
   const fail = (why: string): never => {
-    throw new Error(`${why}\n${USAGE}`);
+    throw new CliUsageError(`${why}\n${CLI.usage}`);
   };
-  const args: ExperimentArgs = { names: [], quick: env === "1", out: "runs", saveModels: false };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const value = () => argv[++i] ?? fail(`${a} needs a value`);
-    const int = (min: number) => {
-      const v = value(), n = Number(v);
-      return Number.isInteger(n) && n >= min ? n : fail(`${a} ${v}: expected an integer >= ${min}`);
-    };
-    if (a === "--quick") args.quick = true;
-    else if (a === "--seeds") args.seeds = int(2);
-    else if (a === "--steps") args.steps = int(1);
-    else if (a === "--eval") args.evalPerKind = int(2);
-    else if (a === "--start") args.start = value();
-    else if (a === "--out") args.out = value();
-    else if (a === "--save-models") args.saveModels = true;
-    else if (a === "--workers") args.workers = int(1);
-    else if (a === "all") args.names.push(...EXPERIMENTS);
+  const { values: v, positionals } = parseCli(argv, CLI);
+  const int = (flag: string, min: number) => {
+    const s = v[flag] as string | undefined;
+    if (s === undefined) return undefined;
+    const n = Number(s);
+    return Number.isInteger(n) && n >= min
+      ? n
+      : fail(`--${flag} ${s}: expected an integer >= ${min}`);
+  };
+  const args: ExperimentArgs = {
+    names: [],
+    quick: env === "1" || v.quick === true,
+    out: (v.out as string | undefined) ?? "runs",
+    saveModels: v["save-models"] === true,
+  };
+  const seeds = int("seeds", 2), steps = int("steps", 1), evalPerKind = int("eval", 2);
+  const workers = int("workers", 1);
+  if (seeds !== undefined) args.seeds = seeds;
+  if (steps !== undefined) args.steps = steps;
+  if (evalPerKind !== undefined) args.evalPerKind = evalPerKind;
+  if (v.start !== undefined) args.start = v.start as string;
+  if (workers !== undefined) args.workers = workers;
+  for (const a of positionals) {
+    if (a === "all") args.names.push(...EXPERIMENTS);
     else if ((EXPERIMENTS as readonly string[]).includes(a)) {
       args.names.push(a as ExperimentArgs["names"][number]);
     } else fail(`unknown argument '${a}'`);
@@ -102,9 +152,13 @@ export async function writeExperiment(dir: string, r: ExperimentResult): Promise
 async function main(argv: string[]): Promise<number> {
   let args: ExperimentArgs;
   try {
+    if (parseCli(argv, CLI).help) {
+      console.log(cliHelp(CLI));
+      return 0;
+    }
     args = parseExperimentArgs(argv, Deno.env.get("SAFETY_COMPASS_QUICK"));
   } catch (err) {
-    console.error((err as Error).message);
+    console.error(`error: ${(err as Error).message}`);
     return 2;
   }
   const world = generateWorld({ seed: 0 });

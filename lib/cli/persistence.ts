@@ -26,6 +26,7 @@
 import * as aq from "arquero";
 import { join } from "node:path";
 import { loadModel } from "../model/load.ts";
+import { cliHelp, type CliSpec, CliUsageError, parseCli } from "./args.ts";
 import { resolveVariants, type VariantSpec } from "../model/variants.ts";
 import { generateWorld } from "../data/safetyworld/generate.ts";
 import { calibrateMonitor } from "../compass/calibrate.ts";
@@ -69,63 +70,95 @@ export interface PersistenceArgs {
   workers: number;
 }
 
-const USAGE = "usage: deno task persistence [--n N] [--window W] [--fpr F] [--strength S] " +
-  "[--seed N] [--world-seed N] [--attack-sizes 10,100] [--out DIR] [--quick] [--no-monitor] " +
-  "[--workers N] [--variants RUNS_DIR]... [name=path/to/model | path]...";
+const CLI: CliSpec = {
+  usage: "usage: deno task persistence [--n N] [--window W] [--fpr F] [--strength S] " +
+    "[--seed N] [--world-seed N] [--attack-sizes 10,100] [--out DIR] [--quick] [--no-monitor] " +
+    "[--workers N] [--variants RUNS_DIR]... [name=path/to/model | path]...",
+  summary: "Monitoring and persistence of alignment across toy-base, toy-shallow and the " +
+    "variants given; writes <out>/persistence-<timestamp>/.",
+  positionals: true,
+  flags: {
+    n: {
+      type: "string",
+      value: "N",
+      help: "held-out prompts per kind",
+      default: "60 (--quick: 16)",
+    },
+    window: { type: "string", value: "W", help: "the monitor's running-mean window", default: "4" },
+    fpr: {
+      type: "string",
+      value: "F",
+      help: "the calibration's target false-flag rate",
+      default: "0.05",
+    },
+    strength: { type: "string", value: "S", help: "steering alpha", default: "1" },
+    seed: {
+      type: "string",
+      value: "N",
+      help: "probe, attack-data and bootstrap seed",
+      default: "0",
+    },
+    "world-seed": {
+      type: "string",
+      value: "N",
+      help: "the world the checkpoints were trained on",
+      default: "0",
+    },
+    "attack-sizes": {
+      type: "string",
+      value: "A,B",
+      help: "harmful fine-tuning sizes",
+      default: "10,100 (--quick: 10)",
+    },
+    out: { type: "string", value: "DIR", help: "parent folder of the run folder", default: "runs" },
+    quick: { type: "boolean", help: "CI sizes (also SAFETY_COMPASS_QUICK=1)" },
+    "no-monitor": { type: "boolean", help: "the persistence table only" },
+    workers: { type: "string", value: "N", help: "generation threads", default: "one per core" },
+    variants: {
+      type: "string",
+      value: "DIR",
+      multiple: true,
+      help: "folder searched for saved variants",
+    },
+  },
+};
 
 /** Parses argv (`env`: the value of SAFETY_COMPASS_QUICK); throws with the usage line on bad input. */
 export function parsePersistenceArgs(argv: readonly string[], env = "0"): PersistenceArgs {
   const fail = (why: string): never => {
-    throw new Error(`${why}\n${USAGE}`);
+    throw new CliUsageError(`${why}\n${CLI.usage}`);
   };
-  const quick = env === "1" || argv.includes("--quick");
-  const a: PersistenceArgs = {
-    n: quick ? 16 : 60,
-    window: 4,
-    fpr: 0.05,
-    strength: 1,
-    seed: 0,
-    worldSeed: 0,
-    attackSizes: quick ? [10] : [10, 100],
-    out: "runs",
-    quick,
-    monitor: true,
-    roots: [],
-    variants: [],
-    workers: Math.max(1, navigator.hardwareConcurrency ?? 1),
+  const { values: v, positionals } = parseCli(argv, CLI);
+  const quick = env === "1" || v.quick === true;
+  const num = (flag: string, dflt: number, min: number, max = Infinity, int = false) => {
+    const s = v[flag] as string | undefined;
+    if (s === undefined) return dflt;
+    const x = Number(s);
+    const ok = Number.isFinite(x) && x >= min && x <= max && (!int || Number.isInteger(x));
+    return ok ? x : fail(`--${flag} ${s}: expected ${int ? "an integer" : "a number"} >= ${min}`);
   };
-  for (let i = 0; i < argv.length; i++) {
-    const flag = argv[i];
-    const value = () => {
-      const v = argv[++i];
-      return v === undefined || v.startsWith("--") ? fail(`${flag} needs a value`) : v;
-    };
-    const num = (min: number, max = Infinity, int = false) => {
-      const v = value(), x = Number(v);
-      const ok = Number.isFinite(x) && x >= min && x <= max && (!int || Number.isInteger(x));
-      return ok ? x : fail(`${flag} ${v}: expected ${int ? "an integer" : "a number"} >= ${min}`);
-    };
-    if (flag === "--quick") continue;
-    else if (flag === "--no-monitor") a.monitor = false;
-    else if (flag === "--n") a.n = num(1, Infinity, true);
-    else if (flag === "--window") a.window = num(1, Infinity, true);
-    else if (flag === "--fpr") a.fpr = num(0, 1);
-    else if (flag === "--strength") a.strength = num(-Infinity);
-    else if (flag === "--seed") a.seed = num(0, Infinity, true);
-    else if (flag === "--world-seed") a.worldSeed = num(0, Infinity, true);
-    else if (flag === "--out") a.out = value();
-    else if (flag === "--variants") a.roots.push(value());
-    else if (flag === "--workers") a.workers = num(1, Infinity, true);
-    else if (flag === "--attack-sizes") {
-      const v = value();
-      a.attackSizes = v.split(",").map(Number);
-      if (a.attackSizes.some((x) => !Number.isInteger(x) || x < 1)) {
-        fail(`--attack-sizes ${v}: expected positive integers, comma-separated`);
-      }
-    } else if (flag.startsWith("--")) fail(`unknown flag '${flag}'`);
-    else a.variants.push(flag);
+  const sizes = v["attack-sizes"] as string | undefined;
+  const attackSizes = sizes === undefined
+    ? (quick ? [10] : [10, 100])
+    : sizes.split(",").map(Number);
+  if (attackSizes.some((x) => !Number.isInteger(x) || x < 1)) {
+    fail(`--attack-sizes ${sizes}: expected positive integers, comma-separated`);
   }
-  return a;
+  return {
+    n: num("n", quick ? 16 : 60, 1, Infinity, true),
+    window: num("window", 4, 1, Infinity, true),
+    fpr: num("fpr", 0.05, 0, 1),
+    strength: num("strength", 1, -Infinity),
+    seed: num("seed", 0, 0, Infinity, true),
+    worldSeed: num("world-seed", 0, 0, Infinity, true),
+    attackSizes,
+    out: (v.out as string | undefined) ?? "runs",
+    quick,
+    monitor: v["no-monitor"] !== true,
+    roots: (v.variants as string[] | undefined) ?? [],
+    variants: positionals,
+    workers: num("workers", Math.max(1, navigator.hardwareConcurrency ?? 1), 1, Infinity, true),
+  };
 }
 
 /** toy-base, toy-shallow, then every variant the arguments name (labels unique). */
@@ -145,10 +178,14 @@ export async function persistenceModels(args: PersistenceArgs): Promise<VariantS
 async function main(argv: string[]): Promise<number> {
   let args: PersistenceArgs, specs: VariantSpec[];
   try {
+    if (parseCli(argv, CLI).help) {
+      console.log(cliHelp(CLI));
+      return 0;
+    }
     args = parsePersistenceArgs(argv, Deno.env.get("SAFETY_COMPASS_QUICK"));
     specs = await persistenceModels(args);
   } catch (err) {
-    console.error((err as Error).message);
+    console.error(`error: ${(err as Error).message}`);
     return 2;
   }
   const t0 = performance.now();

@@ -30,52 +30,81 @@ import { serveRewards } from "../serve/rewards.ts";
 import { builtinRewards } from "../serve/catalog.ts";
 import { LlmJudge } from "../judges/llm_judge.ts";
 import type { TextJudge } from "../train/rewards.ts";
+import { cliArgs, type CliSpec } from "./args.ts";
 
 const TOKEN_ENV = "SAFETY_COMPASS_REWARD_TOKEN";
-const SWITCHES = ["allow-unauthenticated"];
-const FLAGS = [
-  "host",
-  "port",
-  "token",
-  "body-timeout-s",
-  "reward",
-  "max-body-mb",
-  "rf",
-  "ra",
-  "refusal-string",
-  "judge-url",
-  "judge-model",
-  "judge-template",
-  "judge-cache",
-];
+const CLI: CliSpec = {
+  usage:
+    "usage: deno task serve:rewards [--host H] [--port N] [--reward NAME] [--max-body-mb N]\n" +
+    `  [--token T (or $${TOKEN_ENV})] [--allow-unauthenticated] [--body-timeout-s N]\n` +
+    "  [--rf X] [--ra X] [--refusal-string S] [--judge-url URL --judge-model NAME\n" +
+    "  [--judge-template T] [--judge-cache DIR]]",
+  summary: "Serves the reward functions over HTTP (OpenRLHF's --remote_rm_url protocol) until " +
+    `Ctrl-C. Rewards: ${builtinRewards().map((r) => r.name).join(", ")}.`,
+  flags: {
+    host: {
+      type: "string",
+      value: "H",
+      help: "interface to bind (other than loopback: a token or --allow-unauthenticated)",
+      default: "127.0.0.1",
+    },
+    port: { type: "string", value: "N", help: "port", default: "5000" },
+    token: {
+      type: "string",
+      value: "T",
+      help: `require Authorization: Bearer T`,
+      default: `$${TOKEN_ENV}`,
+    },
+    "allow-unauthenticated": {
+      type: "boolean",
+      help: "serve a non-loopback address without a token",
+    },
+    "body-timeout-s": {
+      type: "string",
+      value: "N",
+      help: "time to receive a request body (408 after it)",
+      default: "30",
+    },
+    reward: {
+      type: "string",
+      value: "NAME",
+      help: "what POST /get_reward computes",
+      default: "alphaalign",
+    },
+    "max-body-mb": { type: "string", value: "N", help: "request size limit", default: "8" },
+    rf: { type: "string", value: "X", help: "AlphaAlign's r_f", default: "1" },
+    ra: { type: "string", value: "X", help: "AlphaAlign's r_a", default: "1" },
+    "refusal-string": {
+      type: "string",
+      value: "S",
+      help: "AlphaAlign's refusal answer",
+      default: "\\boxed{Sorry, I can't comply}",
+    },
+    "judge-url": {
+      type: "string",
+      value: "URL",
+      help: "an OpenAI-compatible LLM judge as CRAFT's text judge",
+    },
+    "judge-model": {
+      type: "string",
+      value: "NAME",
+      help: "the judge's model (needed with --judge-url)",
+    },
+    "judge-template": {
+      type: "string",
+      value: "T",
+      help: "llama-guard, llama-guard-chat or strongreject",
+      default: "llama-guard",
+    },
+    "judge-cache": { type: "string", value: "DIR", help: "cache folder of the judge's verdicts" },
+  },
+};
 
 function parseFlags(args: string[]): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i];
-    if (a === "--help" || a === "-h") {
-      console.log(
-        "usage: deno task serve:rewards [--host H] [--port N] [--reward NAME] [--max-body-mb N]\n" +
-          `  [--token T (or $${TOKEN_ENV})] [--allow-unauthenticated] [--body-timeout-s N]\n` +
-          "  [--rf X] [--ra X] [--refusal-string S] [--judge-url URL --judge-model NAME\n" +
-          "  [--judge-template T] [--judge-cache DIR]]\n" +
-          `rewards: ${builtinRewards().map((r) => r.name).join(", ")}`,
-      );
-      Deno.exit(0);
-    }
-    const name = a.replace(/^--/, "");
-    if (a.startsWith("--") && SWITCHES.includes(name)) {
-      out[name] = "true";
-      continue;
-    }
-    if (!a.startsWith("--") || !FLAGS.includes(name)) {
-      const all = [...FLAGS, ...SWITCHES].map((f) => `--${f}`).join(" ");
-      throw new Error(`Unknown argument '${a}'; flags: ${all}`);
-    }
-    if (i + 1 >= args.length) throw new Error(`Flag ${a} needs a value`);
-    out[name] = args[++i];
-  }
-  return out;
+  const { values } = cliArgs(args, CLI);
+  return Object.fromEntries(
+    Object.entries(values).filter(([, v]) => v !== undefined).map(([k, v]) => [k, String(v)]),
+  );
 }
 
 function num(flags: Record<string, string>, name: string, def: number): number {

@@ -33,6 +33,7 @@ import { basename, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import type { Browser } from "playwright-core";
 import { writeFileAtomic, writeJsonAtomic, writeTextFileAtomic } from "../io/atomic.ts";
+import { cliArgs } from "./args.ts";
 
 /** The system Jupyter (the `python3` on PATH may be another interpreter without nbconvert). */
 export const JUPYTER = "/usr/bin/jupyter";
@@ -372,13 +373,25 @@ export function formatResult(r: NotebookResult): string {
 }
 
 async function main(argv: string[]): Promise<number> {
-  const retryFlag = argv.find((a) => a.startsWith("--retries="));
-  const retries = retryFlag ? Number(retryFlag.slice(10)) : 2;
+  const { values, positionals: filters } = cliArgs(argv, {
+    usage: "usage: deno task test:notebooks [--retries=N] [name filters...]",
+    summary: "Runs every canonical notebook in Jupyter and checks its figures in Chromium.",
+    positionals: true,
+    flags: {
+      retries: {
+        type: "string",
+        value: "N",
+        help: "reruns of a notebook that failed",
+        default: "2",
+      },
+    },
+  });
+  const retryFlag = values.retries as string | undefined;
+  const retries = retryFlag === undefined ? 2 : Number(retryFlag);
   if (!Number.isInteger(retries) || retries < 0) {
-    console.error(`Bad ${retryFlag}: expected --retries=N with N a whole number >= 0.`);
+    console.error(`Bad --retries=${retryFlag}: expected --retries=N with N a whole number >= 0.`);
     return 2;
   }
-  const filters = argv.filter((a) => !a.startsWith("--"));
   const repo = fileURLToPath(new URL("../../", import.meta.url));
   const dir = join(repo, "notebooks");
   const names = await listNotebooks(dir, filters);

@@ -27,16 +27,47 @@ import type { RateRow } from "../experiments/profile.ts";
 import { writeJsonAtomic } from "../io/atomic.ts";
 import type { WorldSftRow } from "../data/safetyworld/plan.ts";
 import { WorkerPool } from "../parallel/pool.ts";
+import { cliArgs, type CliSpec, usageExit } from "./args.ts";
 
+const CLI: CliSpec = {
+  usage: "usage: deno task toy:train [--seed N] [--base-steps N] [--align-steps N] [--out DIR] " +
+    "[--quick] [--workers N]",
+  summary: "Regenerates the SafetyWorld checkpoints (toy-base, toy-shallow) and profile.json.",
+  flags: {
+    seed: { type: "string", value: "N", help: "world and training seed", default: "0" },
+    "base-steps": {
+      type: "string",
+      value: "N",
+      help: "toy-base SFT steps",
+      default: "3000 (--quick: 40)",
+    },
+    "align-steps": {
+      type: "string",
+      value: "N",
+      help: "refusal SFT steps",
+      default: "150 (--quick: 10)",
+    },
+    out: { type: "string", value: "DIR", help: "output folder", default: "datasets/checkpoints" },
+    quick: { type: "boolean", help: "a CI-size run" },
+    workers: {
+      type: "string",
+      value: "N",
+      help: "data-parallel worker threads (1: main thread)",
+      default: "one per core",
+    },
+  },
+};
+const { values: flags } = cliArgs(Deno.args, CLI);
 function flag(name: string, dflt: number): number {
-  const i = Deno.args.indexOf(`--${name}`);
-  return i >= 0 ? Number(Deno.args[i + 1]) : dflt;
+  const v = flags[name] as string | undefined;
+  if (v === undefined) return dflt;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) usageExit(CLI, `--${name} ${v}: expected an integer >= 0`);
+  return n;
 }
-const quick = Deno.args.includes("--quick");
-const outIdx = Deno.args.indexOf("--out");
-const out = outIdx >= 0
-  ? Deno.args[outIdx + 1]
-  : new URL("../../datasets/checkpoints/", import.meta.url).pathname;
+const quick = flags.quick === true;
+const out = (flags.out as string | undefined) ??
+  new URL("../../datasets/checkpoints/", import.meta.url).pathname;
 const seed = flag("seed", 0);
 const baseSteps = flag("base-steps", quick ? 40 : 3000);
 const alignSteps = flag("align-steps", quick ? 10 : 150);

@@ -18,6 +18,7 @@
 
 import { join } from "node:path";
 import { writeJsonAtomic } from "../io/atomic.ts";
+import { cliArgs, type CliSpec, CliUsageError, parseCli, usageExit } from "./args.ts";
 import {
   COMMITTED_SIZES,
   DEFAULT_SIZES,
@@ -43,41 +44,48 @@ export interface WorldGenArgs {
   sizes: WorldSizes;
 }
 
+const CLI: CliSpec = {
+  usage: "usage: deno task world:gen [--seed 0] [--out datasets/safetyworld] [--full] " +
+    `[--${WORLD_FILES.join(" N] [--")} N]`,
+  summary: "Generates SafetyWorld: its JSONL files and the word-level tokenizer.",
+  flags: {
+    seed: { type: "string", value: "N", help: "world seed", default: "0" },
+    out: { type: "string", value: "DIR", help: "output folder", default: "datasets/safetyworld" },
+    full: {
+      type: "boolean",
+      help: "the default sizes (DEFAULT_SIZES) instead of the committed ones",
+    },
+    ...Object.fromEntries(WORLD_FILES.map((f) => [f, {
+      type: "string" as const,
+      value: "N",
+      help: `rows of ${f}.jsonl`,
+      default: `${COMMITTED_SIZES[f]} (--full: ${DEFAULT_SIZES[f]})`,
+    }])),
+  },
+};
+
 /** Parses the command line; errors name the flag and the expected form. */
 export function parseWorldGenArgs(argv: readonly string[]): WorldGenArgs {
-  const args: WorldGenArgs = {
-    seed: 0,
-    out: "datasets/safetyworld",
-    sizes: { ...COMMITTED_SIZES },
-  };
-  const given: Partial<WorldSizes> = {};
-  for (let i = 0; i < argv.length; i++) {
-    const flag = argv[i];
-    if (flag === "--full") {
-      args.sizes = { ...DEFAULT_SIZES };
-      continue;
-    }
-    const value = argv[++i];
-    if (value === undefined) throw new Error(`${flag} needs a value`);
-    if (flag === "--out") {
-      args.out = value;
-      continue;
-    }
+  const { values: v } = parseCli(argv, CLI);
+  const int = (flag: string): number | undefined => {
+    const value = v[flag] as string | undefined;
+    if (value === undefined) return undefined;
     const n = Number(value);
     if (!Number.isInteger(n) || n < 0) {
-      throw new Error(`${flag} expects a non-negative integer, got "${value}"`);
+      throw new CliUsageError(`--${flag} expects a non-negative integer, got "${value}"`);
     }
-    const name = flag.slice(2);
-    if (flag === "--seed") args.seed = n;
-    else if ((WORLD_FILES as readonly string[]).includes(name)) given[name as keyof WorldSizes] = n;
-    else {
-      throw new Error(
-        `Unknown flag ${flag}: expected --seed, --out, --full or --${WORLD_FILES.join(", --")}`,
-      );
-    }
+    return n;
+  };
+  const given: Partial<WorldSizes> = {};
+  for (const f of WORLD_FILES) {
+    const n = int(f);
+    if (n !== undefined) given[f] = n;
   }
-  args.sizes = { ...args.sizes, ...given };
-  return args;
+  return {
+    seed: int("seed") ?? 0,
+    out: (v.out as string | undefined) ?? "datasets/safetyworld",
+    sizes: { ...(v.full === true ? DEFAULT_SIZES : COMMITTED_SIZES), ...given },
+  };
 }
 
 /** The longest example of a world in tokens (`<bos> user : P bot : R <eos>`), and its file. */
@@ -103,7 +111,13 @@ function counts(rows: readonly { kind: string; split: string }[]): string {
 }
 
 if (import.meta.main) {
-  const args = parseWorldGenArgs(Deno.args);
+  cliArgs(Deno.args, CLI); // --help, unknown flags
+  let args: WorldGenArgs;
+  try {
+    args = parseWorldGenArgs(Deno.args);
+  } catch (err) {
+    usageExit(CLI, (err as Error).message);
+  }
   const world = generateWorld({ seed: args.seed, sizes: args.sizes });
   await writeWorld(args.out, world);
   const full = generateWorld({ seed: args.seed });

@@ -70,7 +70,34 @@ async function tryTensorflow(): Promise<string | undefined> {
   return undefined;
 }
 
+/**
+ * On Linux without XDG_RUNTIME_DIR, Deno's WebGPU prints "error: XDG_RUNTIME_DIR is invalid or
+ * not set in the environment" (twice) while it looks for a Wayland display, then finds the
+ * adapters all the same. The probe runs with a placeholder value (a folder that does not exist:
+ * no display is found, as without it) and the variable is removed again afterwards. Returns
+ * the undo; a no-op where the variable is set, not readable, or not on Linux.
+ */
+function quietRuntimeDir(): () => void {
+  const name = "XDG_RUNTIME_DIR";
+  if (Deno.build.os !== "linux") return () => {};
+  if (Deno.permissions.querySync({ name: "env", variable: name }).state !== "granted") {
+    return () => {};
+  }
+  if (Deno.env.get(name)) return () => {};
+  Deno.env.set(name, "/nonexistent/safety-compass-webgpu-probe");
+  return () => Deno.env.delete(name);
+}
+
 async function tryWebgpu(allowSoftware: boolean): Promise<{ ok: boolean; why: string }> {
+  const undo = quietRuntimeDir(); // tfjs's webgpu backend asks for an adapter again
+  try {
+    return await probeWebgpu(allowSoftware);
+  } finally {
+    undo();
+  }
+}
+
+async function probeWebgpu(allowSoftware: boolean): Promise<{ ok: boolean; why: string }> {
   const gpu = (globalThis.navigator as unknown as { gpu?: GPU }).gpu;
   if (!gpu) return { ok: false, why: "no navigator.gpu (WebGPU unavailable)" };
   let adapter: GPUAdapter | null = null;

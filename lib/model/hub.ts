@@ -228,6 +228,38 @@ async function shardsOf(indexPath: string): Promise<string[]> {
   return [...new Set(Object.values(map).map(String))];
 }
 
+/** `<storage>/snapshots/<commit>` of a revision (a commit, or a ref read from `refs/`); undefined when the ref is absent. */
+async function snapshotOf(storage: string, revision: string): Promise<string | undefined> {
+  let commit = revision;
+  if (!COMMIT_RE.test(revision)) {
+    const ref = join(storage, "refs", revision);
+    commit = (await exists(ref)) ? (await Deno.readTextFile(ref)).trim() : "";
+    if (!commit) return undefined;
+  }
+  return join(storage, "snapshots", commit);
+}
+
+/**
+ * The snapshot folder of `repo` (`owner/name`) at `revision` in the local Hugging Face cache
+ * (`<cache>/models--owner--name/snapshots/<commit from refs/revision>/`), or undefined when the
+ * cache has no such ref or folder. Looks only; never downloads, never checks the files.
+ *
+ * @example
+ * ```ts
+ * const dir = await cachedSnapshot("acme/absent", { cacheDir: await Deno.makeTempDir() });
+ * console.log(dir); // undefined
+ * ```
+ */
+export async function cachedSnapshot(
+  repo: string,
+  opts: { revision?: string; cacheDir?: string } = {},
+): Promise<string | undefined> {
+  parseHfSource(`hf:${repo}`);
+  const storage = join(opts.cacheDir ?? defaultHubCache(), `models--${repo.replaceAll("/", "--")}`);
+  const snap = await snapshotOf(storage, opts.revision ?? "main");
+  return snap !== undefined && (await exists(snap)) ? snap : undefined;
+}
+
 /** Checks a cached snapshot holds what a model needs; returns its folder. */
 async function fromCache(ctx: Ctx, revision: string, files: string[] | undefined, why: string) {
   const fail = (what: string): never => {
@@ -236,13 +268,8 @@ async function fromCache(ctx: Ctx, revision: string, files: string[] | undefined
         `the cache, or load a local model folder instead`,
     );
   };
-  let commit = revision;
-  if (!COMMIT_RE.test(revision)) {
-    const ref = join(ctx.storage, "refs", revision);
-    commit = (await exists(ref)) ? (await Deno.readTextFile(ref)).trim() : "";
-    if (!commit) fail(`the cache ${ctx.storage} has no refs/${revision}`);
-  }
-  const snap = join(ctx.storage, "snapshots", commit);
+  const snap = await snapshotOf(ctx.storage, revision) ??
+    fail(`the cache ${ctx.storage} has no refs/${revision}`);
   const need = files ?? ["config.json"];
   if (!files) {
     if (await exists(join(snap, "model.safetensors"))) need.push("model.safetensors");

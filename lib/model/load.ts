@@ -1,13 +1,15 @@
 /**
  * `loadModel(source)`: a Hugging Face folder, an `hf:owner/name[@revision]` repository
- * (downloaded into the standard HF cache), or a SafetyWorld checkpoint name (`toy-base`,
- * `toy-shallow`, shipped in datasets/checkpoints).
+ * (downloaded into the standard HF cache), a bare Hub id `owner/name` found in that cache
+ * (downloaded only with `download: true`), or a SafetyWorld checkpoint name (`toy-base`,
+ * `toy-shallow`, shipped in datasets/checkpoints); see {@link resolveModelDir}.
  *
  * @module
  */
 
 import * as tf from "@tensorflow/tfjs-core";
 import { join } from "node:path";
+import { exists } from "../io/exists.ts";
 import { type ModelConfig, parseConfig, SUPPORTED_MODEL_TYPES } from "./config.ts";
 import { checkMemory, paramCount } from "./config_check.ts";
 import { clipName } from "../io/bounded.ts";
@@ -35,7 +37,7 @@ import {
   type BackendOptions,
   initBackend,
 } from "../engine/backend.ts";
-import { downloadHfModel, parseHfSource } from "./hub.ts";
+import { cachedSnapshot, defaultHubCache, downloadHfModel, parseHfSource } from "./hub.ts";
 import { loadRemoteModel, type RemoteModel, type RemoteModelOptions } from "./remote.ts";
 
 /** Options of {@link loadModel}. */
@@ -48,8 +50,14 @@ export interface LoadOptions extends BackendOptions {
   backend?: BackendName;
   /** Compute dtype; only float32 is supported (F16/BF16 weights are upcast). @default "float32" */
   dtype?: "float32";
-  /** For hf: sources: cache folder, endpoint, token (see downloadHfModel). */
+  /** For hf: sources and Hub ids: cache folder, endpoint, token (see downloadHfModel). */
   hub?: { cacheDir?: string; endpoint?: string; token?: string };
+  /**
+   * A bare Hub id (`owner/name`) absent from the Hugging Face cache is downloaded (when online;
+   * `HF_HUB_OFFLINE=1` keeps to the cache). `hf:` sources always may download.
+   * @default false (the cache only)
+   */
+  download?: boolean;
   /**
    * Where the 2-D weights (projections, embeddings, head) live. "heap": tfjs tensors in the
    * wasm heap (trainable; the heap stops at 4 GiB). "external": host memory outside the heap,
@@ -98,18 +106,79 @@ async function isDir(path: string): Promise<boolean> {
   }
 }
 
-async function resolveSource(source: string, opts: LoadOptions): Promise<string> {
+/** A Hub model id, `owner/name`. */
+const HUB_ID = /^[A-Za-z0-9][\w.-]*\/[A-Za-z0-9][\w.-]*$/;
+
+/** Throws, naming the fix, when `dir` lacks config.json or the weights (`*.safetensors`). */
+async function checkModelFolder(dir: string, source: string): Promise<void> {
+  if (!(await exists(join(dir, "config.json")))) {
+    throw new Error(
+      `Cannot load model '${source}': the folder ${dir} has no config.json; pass the folder ` +
+        `that holds config.json and the *.safetensors weights (a Hugging Face model folder, as ` +
+        `save_pretrained or model.save writes it)`,
+    );
+  }
+  for await (const e of Deno.readDir(dir)) {
+    if (e.name.endsWith(".safetensors") || e.name === "model.safetensors.index.json") return;
+  }
+  throw new Error(
+    `Cannot load model '${source}': the folder ${dir} has config.json but no weights ` +
+      `(no *.safetensors, no model.safetensors.index.json); save them as safetensors ` +
+      `(save_pretrained(..., safe_serialization=True) or model.save), or finish the download ` +
+      `(loadModel("hf:${HUB_ID.test(source) ? source : "owner/name"}"))`,
+  );
+}
+
+/**
+ * The local folder a model source names, checked to hold config.json and weights: an
+ * existing folder; a shipped SafetyWorld checkpoint (`toy-base`); `hf:owner/name[@revision]`
+ * (downloaded into the Hugging Face cache, or taken from it offline); or a bare Hub id
+ * `owner/name`, looked up in the Hugging Face cache (`HF_HUB_CACHE`, `$HF_HOME/hub`,
+ * `~/.cache/huggingface/hub`: `models--owner--name/snapshots/<refs/main>/`) and downloaded
+ * only with `download: true`. Throws, naming the fix, for a missing folder or an id absent from
+ * the cache, a folder without config.json, and a folder without weights.
+ *
+ * @example
+ * ```ts
+ * const dir = await resolveModelDir("toy-base");
+ * console.log(dir.endsWith("toy-base")); // true
+ * ```
+ */
+export async function resolveModelDir(
+  source: string,
+  opts: Pick<LoadOptions, "hub" | "download"> = {},
+): Promise<string> {
+  let dir: string;
   if (source.startsWith("hf:")) {
     const { repo, revision } = parseHfSource(source);
-    return await downloadHfModel(repo, { revision, ...opts.hub });
+    dir = await downloadHfModel(repo, { revision, ...opts.hub });
+  } else if (await isDir(source)) {
+    dir = source;
+  } else if (/^[\w.-]+$/.test(source) && (await isDir(join(CHECKPOINT_DIR.pathname, source)))) {
+    dir = join(CHECKPOINT_DIR.pathname, source);
+  } else if (HUB_ID.test(source) && !source.includes("--") && !source.includes("..")) {
+    const cacheDir = opts.hub?.cacheDir ?? defaultHubCache();
+    const cached = await cachedSnapshot(source, { cacheDir });
+    if (cached) dir = cached;
+    else if (opts.download) dir = await downloadHfModel(source, opts.hub);
+    else {
+      throw new Error(
+        `Cannot load model '${source}': no such folder, and not in the Hugging Face cache ` +
+          `${cacheDir} (no models--${source.replace("/", "--")}/refs/main snapshot); download ` +
+          `it with loadModel("hf:${source}") or { download: true } (or \`huggingface-cli ` +
+          `download ${source}\`), set HF_HUB_CACHE / HF_HOME to the cache that has it, or pass ` +
+          `the model's folder`,
+      );
+    }
+  } else {
+    throw new Error(
+      `Cannot load model '${source}': not a folder, not an owner/name Hub id or hf:owner/name ` +
+        `source, and not a SafetyWorld checkpoint (shipped: toy-base, toy-shallow; run ` +
+        `\`deno task toy:train\` to rebuild them); check the path`,
+    );
   }
-  if (await isDir(source)) return source;
-  const shipped = join(CHECKPOINT_DIR.pathname, source);
-  if (/^[\w.-]+$/.test(source) && (await isDir(shipped))) return shipped;
-  throw new Error(
-    `Cannot load model '${source}': not a folder, not an hf:owner/name source, and not a ` +
-      `SafetyWorld checkpoint (shipped: toy-base, toy-shallow; run \`deno task toy:train\` to rebuild them)`,
-  );
+  await checkModelFolder(dir, source);
+  return dir;
 }
 
 /**
@@ -313,7 +382,7 @@ export async function loadModel(
   if (opts.dtype && opts.dtype !== "float32") {
     throw new Error(`loadModel: dtype '${opts.dtype}' is not supported; use float32`);
   }
-  const dir = await resolveSource(source, opts);
+  const dir = await resolveModelDir(source, opts);
   const chosen = backendInfo();
   const backend = opts.backend === undefined && chosen
     ? chosen

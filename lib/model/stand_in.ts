@@ -22,8 +22,7 @@ import { parseConfig } from "./config.ts";
 import { initParams } from "./weights.ts";
 import { Model } from "./model.ts";
 import { tokenizerFromJson } from "./tokenizer.ts";
-import { loadModel, type LoadOptions } from "./load.ts";
-import { downloadHfModel } from "./hub.ts";
+import { CHECKPOINT_DIR, loadModel, type LoadOptions, resolveModelDir } from "./load.ts";
 import {
   backendInfo,
   type BackendName,
@@ -427,19 +426,15 @@ export interface ModelOrStandIn {
 
 /** Options of {@linkcode loadModelOrStandIn}. */
 export interface ModelOrStandInOptions extends LoadOptions {
-  /**
-   * Fetch the weights from the Hugging Face Hub when they are not cached. @default false (only
-   * a folder or the local Hugging Face cache is looked at; nothing is downloaded)
-   */
-  download?: boolean;
   /** How to build the stand-in when the weights are absent. */
   standIn?: StandInOptions;
 }
 
 /**
  * The real model when its weights are here, else its random-weight stand-in, saying which:
- * `id` is a model folder, or a Hub id (`Qwen/Qwen3-0.6B`) looked up in the local Hugging Face
- * cache (and downloaded only with `download: true`). Anything else, or a failed look-up, gives
+ * `id` is a model folder, a shipped checkpoint, or a Hub id (`Qwen/Qwen3-0.6B`) looked up in the
+ * local Hugging Face cache (and downloaded only with `download: true`): the one resolution of
+ * {@linkcode resolveModelDir}, as `loadModel` does it. Anything else, or a failed look-up, gives
  * {@linkcode randomStandIn}`(id, opts.standIn)` with the reason.
  *
  * @example
@@ -453,21 +448,23 @@ export async function loadModelOrStandIn(
   opts: ModelOrStandInOptions = {},
 ): Promise<ModelOrStandIn> {
   const { download = false, standIn, ...load } = opts;
-  const isFile = (p: string) => Deno.stat(p).then((s) => s.isFile, () => false);
-  let why: string;
-  if (await isFile(`${id}/config.json`)) {
-    return { model: await loadModel(id, load), standIn: false, reason: `folder ${id}` };
-  } else if (/^[\w.-]+\/[\w.-]+$/.test(id)) {
+  let why = `${id} is an hf: source; pass the Hub id (owner/name) with download: true`;
+  let dir: string | undefined;
+  if (!id.startsWith("hf:")) {
     try {
-      const dir = await downloadHfModel(id, { offline: !download, ...load.hub });
-      const model = await loadModel(dir, load);
-      return { model, standIn: false, reason: `Hugging Face cache: ${dir}` };
+      dir = await resolveModelDir(id, { hub: load.hub, download });
     } catch (err) {
-      why = `${id} is not in the Hugging Face cache${download ? " and could not be fetched" : ""}` +
-        ` (${(err as Error).message.split("\n")[0].slice(0, 200)})`;
+      why = (err as Error).message.split("\n")[0].slice(0, 400);
     }
-  } else {
-    why = `${id} is neither a model folder nor a Hub id (owner/name)`;
+  }
+  if (dir !== undefined) {
+    const model = await loadModel(dir, load);
+    const reason = dir === id
+      ? `folder ${id}`
+      : dir.startsWith(CHECKPOINT_DIR.pathname)
+      ? `shipped checkpoint: ${dir}`
+      : `Hugging Face cache: ${dir}`;
+    return { model, standIn: false, reason };
   }
   const model = await randomStandIn(id, { backend: load.backend, ...standIn });
   return { model, standIn: true, reason: why };

@@ -8,20 +8,26 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
+import { cliArgs } from "../../lib/cli/args.ts";
 import { formatReports, runFuzz, TARGETS } from "./_harness.ts";
 
-const { values } = parseArgs({
-  args: Deno.args,
-  options: {
-    seed: { type: "string", default: "20261207" },
-    cases: { type: "string", default: "3000" },
-    only: { type: "string" },
+const { values } = cliArgs(Deno.args, {
+  usage: "usage: deno task fuzz [--seed N] [--cases N] [--only NAME]",
+  summary: "Seeded fuzz of every untrusted-input parser; exits 1 when any case failed.",
+  flags: {
+    seed: { type: "string", value: "N", help: "the fuzz seed", default: "20261207" },
+    cases: { type: "string", value: "N", help: "cases per parser", default: "3000" },
+    only: {
+      type: "string",
+      value: "NAME",
+      help: `parsers whose name starts with NAME: ${TARGETS.join(", ")}`,
+    },
   },
 });
-const seed = Number(values.seed);
-const cases = Number(values.cases);
-const modules = values.only ? TARGETS.filter((t) => t.startsWith(values.only!)) : TARGETS;
+const seed = Number(values.seed ?? "20261207");
+const cases = Number(values.cases ?? "3000");
+const only = values.only as string | undefined;
+const modules = only ? TARGETS.filter((t) => t.startsWith(only)) : TARGETS;
 console.log(`fuzz: seed ${seed}, ${cases} cases per parser, ${modules.length} parsers`);
 const t0 = performance.now();
 const reports = await runFuzz({ seed, cases }, modules);
