@@ -13,6 +13,8 @@ import type { Model } from "../lib/model/model.ts";
 import type { Arch } from "../lib/model/config.ts";
 import type { Compass } from "../lib/compass/compass.ts";
 import type { Matrix } from "../lib/compass/matrix.ts";
+import type { SftExample } from "../lib/train/sft.ts";
+import { makeRng } from "../lib/data/rng.ts";
 
 /** The backend the model suites run on. */
 export const TEST_BACKEND = (Deno.env.get("SAFETY_COMPASS_BACKEND") ?? "wasm") as BackendName;
@@ -127,4 +129,16 @@ export function findPython(modules = "transformers, torch"): string | undefined 
     }
   }
   return undefined;
+}
+
+/**
+ * A learnable toy SFT task: prompts of `3 + rng.int(spread)` numbers, the response is the
+ * prompt's numbers plus one, reversed (seeded).
+ */
+export function reverseTask(n: number, seed: number, spread = 3): SftExample[] {
+  const rng = makeRng(seed);
+  return Array.from({ length: n }, () => {
+    const xs = Array.from({ length: 3 + rng.int(spread) }, () => 1 + rng.int(20));
+    return { prompt: xs.join(" "), response: xs.map((x) => x + 1).reverse().join(" ") };
+  });
 }

@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
-import { tinyModel, useTestBackend } from "./_helpers.ts";
+import { reverseTask, tinyModel, useTestBackend } from "./_helpers.ts";
 import { lmLoss, padBatch, type TokenBatch } from "../lib/optim/loss.ts";
 import { AdamW, type StateLocation } from "../lib/optim/adamw.ts";
 import { chunk, GradientAccumulator, targetTokens } from "../lib/optim/accumulate.ts";
-import { type SftExample, trainSft } from "../lib/train/sft.ts";
+import { trainSft } from "../lib/train/sft.ts";
 import { padMasked, tokenwiseLoss, trainTokenwise } from "../lib/train/tokenwise.ts";
 import { tokenLogprobs } from "../lib/optim/loss.ts";
 import { makeRng } from "../lib/data/rng.ts";
@@ -15,14 +15,7 @@ import { removeCheckpoint } from "../lib/io/checkpoint_dir.ts";
 await useTestBackend();
 Deno.env.set("SAFETY_COMPASS_QUIET", "1");
 
-/** A learnable toy task: the response is the prompt's numbers plus one, reversed. */
-function task(n: number, seed: number): SftExample[] {
-  const rng = makeRng(seed);
-  return Array.from({ length: n }, () => {
-    const xs = Array.from({ length: 3 + rng.int(5) }, () => 1 + rng.int(20));
-    return { prompt: xs.join(" "), response: xs.map((x) => x + 1).reverse().join(" ") };
-  });
-}
+const task = (n: number, seed: number) => reverseTask(n, seed, 5);
 
 /** Five sequences of different lengths and loss starts (so micro-batches differ in tokens). */
 const SEQS = [[1, 5, 9, 2, 7, 3, 8], [4, 4, 8], [6, 2, 3, 9, 1], [7, 7, 1, 2, 3, 4, 5, 6, 9], [

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
 import { join } from "node:path";
-import { TEST_BACKEND, tinyModel, useTestBackend } from "./_helpers.ts";
-import { runSupervised, type SftExample, trainSft } from "../lib/train/sft.ts";
+import { reverseTask, TEST_BACKEND, tinyModel, useTestBackend } from "./_helpers.ts";
+import { runSupervised, trainSft } from "../lib/train/sft.ts";
 import { trainTokenwise } from "../lib/train/tokenwise.ts";
 import { trainRL } from "../lib/train/rl/train.ts";
 import { AdamW } from "../lib/optim/adamw.ts";
@@ -10,7 +10,6 @@ import { lmLoss, padBatch } from "../lib/optim/loss.ts";
 import { readSafetensors } from "../lib/io/safetensors.ts";
 import { removeCheckpoint } from "../lib/io/checkpoint_dir.ts";
 import { encodeExamples } from "../lib/train/sft.ts";
-import { makeRng } from "../lib/data/rng.ts";
 import type { Model } from "../lib/model/model.ts";
 import { numberPrompts } from "./_rl_fixtures.ts";
 import { WorkerPool } from "../lib/parallel/pool.ts";
@@ -19,13 +18,7 @@ import type { Reward } from "../lib/train/rewards.ts";
 await useTestBackend();
 Deno.env.set("SAFETY_COMPASS_QUIET", "1");
 
-function task(n: number, seed: number): SftExample[] {
-  const rng = makeRng(seed);
-  return Array.from({ length: n }, () => {
-    const xs = Array.from({ length: 3 + rng.int(3) }, () => 1 + rng.int(20));
-    return { prompt: xs.join(" "), response: xs.map((x) => x + 1).reverse().join(" ") };
-  });
-}
+const task = (n: number, seed: number) => reverseTask(n, seed);
 
 /** Non-finite values in every tensor of `dir`'s model and optimiser files (0 when clean). */
 async function nonFiniteOnDisk(dir: string): Promise<number> {

@@ -207,17 +207,24 @@ async function roundTrip(name: string, model: Model, ref: Ref) {
   }
 }
 
+/** Case `name`'s checkpoint loaded by the toolkit (weights on the heap or outside it) and its HF reference. */
+async function loadCase(name: string, weights: "heap" | "external" = "heap") {
+  const dir = join(outDir!, name);
+  const ref: Ref = JSON.parse(await Deno.readTextFile(join(dir, "ref.json")));
+  const model = await loadModel(dir, {
+    tokenizer: numberTokenizer(ref.vocab),
+    backend: TEST_BACKEND,
+    weights,
+  });
+  return { model, ref };
+}
+
 for (const name of PY ? cases : ["(all families)"]) {
   Deno.test({
     name: `HF parity (transformers as referee): ${name}`,
     ignore: !PY,
     async fn() {
-      const dir = join(outDir!, name);
-      const ref: Ref = JSON.parse(await Deno.readTextFile(join(dir, "ref.json")));
-      const model = await loadModel(dir, {
-        tokenizer: numberTokenizer(ref.vocab),
-        backend: TEST_BACKEND,
-      });
+      const { model, ref } = await loadCase(name);
       try {
         await check(name, model, ref);
         await roundTrip(name, model, ref);
@@ -235,13 +242,7 @@ for (const name of PY ? cases.filter((c) => EXTERNAL_CASES.includes(c)) : ["(ext
     name: `HF parity with weights outside the wasm heap: ${name}`,
     ignore: !PY,
     async fn() {
-      const dir = join(outDir!, name);
-      const ref: Ref = JSON.parse(await Deno.readTextFile(join(dir, "ref.json")));
-      const model = await loadModel(dir, {
-        tokenizer: numberTokenizer(ref.vocab),
-        backend: TEST_BACKEND,
-        weights: "external",
-      });
+      const { model, ref } = await loadCase(name, "external");
       try {
         assert.ok(model.external, "weights are external");
         await check(`${name} (external)`, model, ref);

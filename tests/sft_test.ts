@@ -1,21 +1,14 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
-import { tinyModel, useTestBackend } from "./_helpers.ts";
-import { evalLoss, type SftExample, trainSft } from "../lib/train/sft.ts";
+import { reverseTask, tinyModel, useTestBackend } from "./_helpers.ts";
+import { evalLoss, trainSft } from "../lib/train/sft.ts";
 import { makeRng } from "../lib/data/rng.ts";
 import { removeCheckpoint } from "../lib/io/checkpoint_dir.ts";
 
 await useTestBackend();
 Deno.env.set("SAFETY_COMPASS_QUIET", "1");
 
-/** A learnable toy task: the response is the prompt's numbers plus one, reversed. */
-function task(n: number, seed: number): SftExample[] {
-  const rng = makeRng(seed);
-  return Array.from({ length: n }, () => {
-    const xs = Array.from({ length: 3 + rng.int(3) }, () => 1 + rng.int(20));
-    return { prompt: xs.join(" "), response: xs.map((x) => x + 1).reverse().join(" ") };
-  });
-}
+const task = (n: number, seed: number) => reverseTask(n, seed);
 
 Deno.test("sft lowers the validation loss on a small run", async () => {
   const m = await tinyModel("gpt2", 5);
