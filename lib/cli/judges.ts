@@ -1,0 +1,105 @@
+/**
+ * `deno task judges`: the judges on the development data (`../shared/datasets/judge_dev`).
+ * Prints and writes (`runs/judges/xstest.{md,csv}`, `jbb.{md,csv}`) the XSTest table per
+ * model file and per class, the default judge beside the field's string matchers, and the
+ * JailbreakBench table per attack and per target model, all with 95% Wilson intervals.
+ *
+ * Flags: `--data DIR` (default ../shared/datasets), `--out DIR` (default runs/judges).
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import { loadJbbArtifacts, loadXstestCompletions } from "../data/benchmarks/judge_dev.ts";
+import { loadRefusalPrefixes } from "../data/benchmarks/refusal_prefixes.ts";
+import { isRefusalText, prefixRefusalJudge, type RefusalJudge } from "../judges/refusal.ts";
+import { isJailbroken } from "../judges/jailbreak.ts";
+import {
+  fmtInterval,
+  jbbTable,
+  markdownTable,
+  xstestClass,
+  xstestTable,
+} from "../judges/dev_report.ts";
+
+function flag(name: string, dflt: string): string {
+  const i = Deno.args.indexOf(name);
+  return i >= 0 && Deno.args[i + 1] ? Deno.args[i + 1] : dflt;
+}
+
+if (Deno.args.includes("--help")) {
+  console.log("deno task judges [--data DIR] [--out DIR]: judge tables on ../shared judge_dev");
+  Deno.exit(0);
+}
+const data = flag("--data", new URL("../../../shared/datasets", import.meta.url).pathname);
+const outDir = flag("--out", "runs/judges");
+const dev = join(data, "judge_dev");
+try {
+  await Deno.stat(dev);
+} catch {
+  console.error(`Cannot find ${dev}: pass --data <folder holding judge_dev/>.`);
+  Deno.exit(1);
+}
+await Deno.mkdir(outDir, { recursive: true });
+
+const xs = [
+  ...(await loadXstestCompletions(join(dev, "xstest_completions/xstest_v2_completions_gpt4.csv"))),
+  ...(await loadXstestCompletions(
+    join(dev, "xstest_completions/xstest_v2_completions_llama2new.csv"),
+  )),
+];
+const lists = await loadRefusalPrefixes(join(data, "refusal_prefixes/refusal_prefixes.json"));
+const judges: Record<string, RefusalJudge> = { "ours (isRefusalText)": (t) => isRefusalText(t) };
+for (const l of Object.values(lists)) judges[l.name] = prefixRefusalJudge(l.prefixes, l);
+const xt = xstestTable(xs, judges, { "ours (isRefusalText)": xstestClass });
+const xHeader = [
+  "judge",
+  "model",
+  "n",
+  "binary acc",
+  "3-class acc",
+  "compliance recall",
+  "full-refusal recall",
+  "partial recall (as refusal)",
+  "partial recall (exact class)",
+];
+const xRows = xt.map((r) => [
+  r.judge,
+  r.model,
+  String(r.n),
+  fmtInterval(r.binary),
+  fmtInterval(r.threeClass),
+  fmtInterval(r.recall.full_compliance),
+  fmtInterval(r.recall.full_refusal),
+  fmtInterval(r.recall.partial_refusal),
+  fmtInterval(r.classRecall?.partial_refusal),
+]);
+const xMd = markdownTable(xHeader, xRows);
+console.log("XSTest completions (human labels), 95% Wilson intervals\n" + xMd);
+
+const jbb = await loadJbbArtifacts(join(dev, "jbb_artifacts"));
+const jt = jbbTable(jbb, {
+  "ours (isJailbroken)": isJailbroken,
+  "not a refusal (!isRefusalText)": (_g, r) => !isRefusalText(r),
+});
+const jHeader = ["judge", "by", "group", "n", "jailbroken", "accuracy", "recall", "specificity"];
+const jRows = jt.map((r) => [
+  r.judge,
+  r.by,
+  r.group,
+  String(r.n),
+  String(r.positives),
+  fmtInterval(r.accuracy),
+  fmtInterval(r.recall),
+  fmtInterval(r.specificity),
+]);
+const jMd = markdownTable(jHeader, jRows);
+console.log("\nJailbreakBench artifacts (JBB's jailbroken label), 95% Wilson intervals\n" + jMd);
+
+const csv = (h: string[], rows: string[][]) =>
+  [h, ...rows].map((r) => r.map((c) => `"${c.replace(/"/g, '""')}"`).join(",")).join("\n") + "\n";
+await Deno.writeTextFile(join(outDir, "xstest.md"), xMd + "\n");
+await Deno.writeTextFile(join(outDir, "xstest.csv"), csv(xHeader, xRows));
+await Deno.writeTextFile(join(outDir, "jbb.md"), jMd + "\n");
+await Deno.writeTextFile(join(outDir, "jbb.csv"), csv(jHeader, jRows));
+console.log(`\nwrote ${outDir}/xstest.{md,csv} and ${outDir}/jbb.{md,csv}`);
