@@ -281,6 +281,14 @@ export {
   type RefusalPrefixList,
 } from "./lib/data/benchmarks/refusal_prefixes.ts";
 export {
+  type JbbArtifact,
+  loadJbbArtifactFile,
+  loadJbbArtifacts,
+  loadXstestCompletions,
+  type XstestClass,
+  type XstestCompletion,
+} from "./lib/data/benchmarks/judge_dev.ts";
+export {
   generateWorld,
   type WorldOptions,
   type WorldSizes,
@@ -469,6 +477,48 @@ export {
   type LlmJudgeOptions,
   type ParsedVerdict,
 } from "./lib/judges/llm_judge.ts";
+export {
+  contentWords,
+  isJailbroken,
+  type JailbreakLabel,
+  type JailbreakOptions,
+  type JailbreakVerdict,
+  jailbreakVerdict,
+  nonWordRate,
+  stem,
+} from "./lib/judges/jailbreak.ts";
+export {
+  harmbenchTemplate,
+  type JailbreakJudge,
+  type JudgeModel,
+  judgeTemplate,
+  modelJailbreakJudge,
+  ModelJudge,
+  type ModelJudgeOptions,
+  type ModelJudgeVerdict,
+  parseYesNo,
+  remoteJailbreakJudge,
+  ruleJailbreakJudge,
+  type TemplateName,
+} from "./lib/judges/model_judge.ts";
+export {
+  type AgreementOptions,
+  type AgreementReport,
+  cohenKappa,
+  judgeAgreement,
+  type JudgeLabel,
+  type LabelAgreement,
+  type PairAgreement,
+} from "./lib/eval/judge_agreement.ts";
+export {
+  fmtInterval,
+  type JbbRow,
+  jbbTable,
+  markdownTable,
+  xstestClass,
+  type XstestRow,
+  xstestTable,
+} from "./lib/eval/judge_tables.ts";
 export {
   compareDefences,
   DEFENCE_VARIANTS,

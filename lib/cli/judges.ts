@@ -10,6 +10,7 @@
  */
 
 import { join } from "node:path";
+import { cliHelp, type CliSpec, CliUsageError, parseCli } from "./args.ts";
 import { loadJbbArtifacts, loadXstestCompletions } from "../data/benchmarks/judge_dev.ts";
 import { loadRefusalPrefixes } from "../data/benchmarks/refusal_prefixes.ts";
 import { isRefusalText, prefixRefusalJudge, type RefusalJudge } from "../judges/refusal.ts";
@@ -20,24 +21,43 @@ import {
   markdownTable,
   xstestClass,
   xstestTable,
-} from "../judges/dev_report.ts";
+} from "../eval/judge_tables.ts";
 
-function flag(name: string, dflt: string): string {
-  const i = Deno.args.indexOf(name);
-  return i >= 0 && Deno.args[i + 1] ? Deno.args[i + 1] : dflt;
-}
+const CLI: CliSpec = {
+  usage: "usage: deno task judges [--data DIR] [--out DIR]",
+  summary: "The refusal and jailbreak judges on judge_dev: XSTest per model file and class " +
+    "beside the field's matchers, JailbreakBench per attack and target, 95% intervals.",
+  flags: {
+    data: {
+      type: "string",
+      value: "DIR",
+      help: "folder holding judge_dev/ and refusal_prefixes/",
+      default: "../shared/datasets",
+    },
+    out: { type: "string", value: "DIR", help: "where the tables go", default: "runs/judges" },
+  },
+};
 
-if (Deno.args.includes("--help")) {
-  console.log("deno task judges [--data DIR] [--out DIR]: judge tables on ../shared judge_dev");
-  Deno.exit(0);
+let data: string, outDir: string;
+try {
+  const p = parseCli(Deno.args, CLI);
+  if (p.help) {
+    console.log(cliHelp(CLI));
+    Deno.exit(0);
+  }
+  data = (p.values.data as string | undefined) ??
+    new URL("../../../shared/datasets", import.meta.url).pathname;
+  outDir = (p.values.out as string | undefined) ?? "runs/judges";
+} catch (err) {
+  if (!(err instanceof CliUsageError)) throw err;
+  console.error(`error: ${err.message}`);
+  Deno.exit(2);
 }
-const data = flag("--data", new URL("../../../shared/datasets", import.meta.url).pathname);
-const outDir = flag("--out", "runs/judges");
 const dev = join(data, "judge_dev");
 try {
   await Deno.stat(dev);
 } catch {
-  console.error(`Cannot find ${dev}: pass --data <folder holding judge_dev/>.`);
+  console.error(`error: cannot find ${dev}; pass --data <folder holding judge_dev/>.`);
   Deno.exit(1);
 }
 await Deno.mkdir(outDir, { recursive: true });

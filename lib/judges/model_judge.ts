@@ -120,7 +120,7 @@ export interface ModelJudgeVerdict extends ParsedVerdict {
  * A reply the template cannot parse throws, naming the item and quoting the reply.
  *
  * @example
- * ```ts
+ * ```ts ignore
  * const guard = await loadModel("path/to/Qwen3-0.6B");
  * const j = new ModelJudge(guard, { template: "harmbench", generate: { thinking: false } });
  * const [v] = await j.judgeMany([{ prompt: "Write a phishing email", response: "Sure: ..." }]);
@@ -144,14 +144,16 @@ export class ModelJudge {
   encode(item: JudgeItem): number[] {
     const tok = this.#model.tokenizer;
     const messages = this.template.messages(item);
-    if (tok.hasChatTemplate) return encodeChat(tok, messages, {
+    if (tok.hasChatTemplate) {
+      return encodeChat(tok, messages, {
         templateKwargs: {
           ...this.#o.generate?.chatTemplateKwargs,
           ...(this.#o.generate?.thinking === undefined
             ? {}
             : { enable_thinking: this.#o.generate.thinking }),
         },
-      });;
+      });
+    }
     return tok.encode(messages.map((m) => m.content).join("\n\n") + "\n");
   }
 
@@ -230,7 +232,8 @@ function fromUnsafe(
 export function ruleJailbreakJudge(opts: JailbreakOptions = {}): JailbreakJudge {
   return {
     name: "rules",
-    judgeMany: (items) => Promise.resolve(items.map((it) => jailbreakVerdict(it.goal, it.response, opts))),
+    judgeMany: (items) =>
+      Promise.resolve(items.map((it) => jailbreakVerdict(it.goal, it.response, opts))),
   };
 }
 
@@ -238,19 +241,30 @@ export function ruleJailbreakJudge(opts: JailbreakOptions = {}): JailbreakJudge 
  * A {@linkcode JailbreakJudge} backed by a loaded chat model ({@linkcode ModelJudge}).
  *
  * @example
- * ```ts
+ * ```ts ignore
  * const j = modelJailbreakJudge(await loadModel("path/to/guard"), { template: "llama-guard-chat" });
  * const [v] = await j.judgeMany([{ goal: "Write a phishing email", response: "Sure: ..." }]);
  * ```
  */
-export function modelJailbreakJudge(model: JudgeModel, opts: ModelJudgeOptions = {}): JailbreakJudge {
+export function modelJailbreakJudge(
+  model: JudgeModel,
+  opts: ModelJudgeOptions = {},
+): JailbreakJudge {
   const mj = new ModelJudge(model, opts);
   return {
     name: `model:${mj.template.name}`,
     judgeMany: async (items) => {
-      const vs = await mj.judgeMany(items.map((it) => ({ prompt: it.goal, response: it.response })));
+      const vs = await mj.judgeMany(
+        items.map((it) => ({ prompt: it.goal, response: it.response })),
+      );
       return items.map((it, k) =>
-        fromUnsafe(it.goal, it.response, vs[k].unsafe, vs[k].detail, `${mj.template.name}: ${vs[k].raw.slice(0, 60)}`)
+        fromUnsafe(
+          it.goal,
+          it.response,
+          vs[k].unsafe,
+          vs[k].detail,
+          `${mj.template.name}: ${vs[k].raw.slice(0, 60)}`,
+        )
       );
     },
   };
@@ -260,7 +274,7 @@ export function modelJailbreakJudge(model: JudgeModel, opts: ModelJudgeOptions =
  * A {@linkcode JailbreakJudge} backed by the remote {@linkcode LlmJudge}.
  *
  * @example
- * ```ts
+ * ```ts ignore
  * const j = remoteJailbreakJudge(new LlmJudge({ baseUrl: "http://127.0.0.1:8000/v1", model: "m" }));
  * ```
  */
@@ -268,9 +282,17 @@ export function remoteJailbreakJudge(judge: LlmJudge): JailbreakJudge {
   return {
     name: `remote:${judge.template.name}`,
     judgeMany: async (items) => {
-      const vs = await judge.judgeMany(items.map((it) => ({ prompt: it.goal, response: it.response })));
+      const vs = await judge.judgeMany(
+        items.map((it) => ({ prompt: it.goal, response: it.response })),
+      );
       return items.map((it, k) =>
-        fromUnsafe(it.goal, it.response, vs[k].unsafe, vs[k].detail, `${judge.template.name}: ${vs[k].raw.slice(0, 60)}`)
+        fromUnsafe(
+          it.goal,
+          it.response,
+          vs[k].unsafe,
+          vs[k].detail,
+          `${judge.template.name}: ${vs[k].raw.slice(0, 60)}`,
+        )
       );
     },
   };

@@ -105,7 +105,7 @@ function agreeShare(a: readonly JudgeLabel[], b: readonly JudgeLabel[], idx: Arr
  * compare with booleans, class names with class names).
  *
  * @example
- * ```ts
+ * ```ts ignore
  * const items = ["I can't.", "Sure: step 1", "No."];
  * const r = judgeAgreement({
  *   ours: (t) => isRefusalText(t),
@@ -133,7 +133,11 @@ export function judgeAgreement<T>(
     out[name] = items.map((it, i) => {
       const v = judges[name](it, i);
       if (typeof v !== "boolean" && typeof v !== "string") {
-        throw new Error(`Judge "${name}" returned ${JSON.stringify(v)} for item ${i}; expected a boolean or a string`);
+        throw new Error(
+          `Judge "${name}" returned ${
+            JSON.stringify(v)
+          } for item ${i}; expected a boolean or a string`,
+        );
       }
       return v;
     });

@@ -8,7 +8,7 @@
 
 import { type Interval, proportionCI } from "../compass/metrics.ts";
 import type { JbbArtifact, XstestClass, XstestCompletion } from "../data/benchmarks/judge_dev.ts";
-import { type RefusalJudge, refusalVerdict } from "./refusal.ts";
+import { type RefusalJudge, refusalVerdict } from "../judges/refusal.ts";
 
 /** XSTest's class from the default judge's verdict: none / full / partial. */
 export function xstestClass(text: string): XstestClass {
@@ -45,7 +45,7 @@ function share(k: number, n: number): Interval | undefined {
  * file and over all rows.
  *
  * @example
- * ```ts
+ * ```ts ignore
  * const rows = await loadXstestCompletions("xstest_v2_completions_gpt4.csv");
  * xstestTable(rows, { ours: (t) => isRefusalText(t) }, { ours: xstestClass })[0].binary.value;
  * ```
@@ -114,7 +114,7 @@ export interface JbbRow {
  * model and over all rows. `judges` map (goal, response) to jailbroken or not.
  *
  * @example
- * ```ts
+ * ```ts ignore
  * const rows = await loadJbbArtifacts("../shared/datasets/judge_dev/jbb_artifacts");
  * jbbTable(rows, { rules: isJailbroken });
  * ```
@@ -142,7 +142,10 @@ export function jbbTable(
         group,
         n: idx.length,
         positives: pos.length,
-        accuracy: proportionCI(idx.filter((i) => pred[i] === rows[i].jailbroken).length, idx.length),
+        accuracy: proportionCI(
+          idx.filter((i) => pred[i] === rows[i].jailbroken).length,
+          idx.length,
+        ),
         recall: share(pos.filter((i) => pred[i]).length, pos.length),
         specificity: share(neg.filter((i) => !pred[i]).length, neg.length),
       });
