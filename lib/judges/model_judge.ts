@@ -92,7 +92,10 @@ export function judgeTemplate(
 }
 
 /** What a model-backed judge needs from a model: its tokenizer and `generate`. */
-export type JudgeModel = Pick<Model, "tokenizer" | "generate">;
+export type JudgeModel = Pick<Model, "tokenizer" | "generate"> & {
+  /** The model's context length, when known (prompts that do not fit are refused). */
+  readonly config?: { readonly maxPositions?: number };
+};
 
 /** Options of {@linkcode ModelJudge}. */
 export interface ModelJudgeOptions {
@@ -163,10 +166,24 @@ export class ModelJudge {
     const bs = this.#o.batchSize ?? 8;
     for (let i = 0; i < items.length; i += bs) {
       const chunk = items.slice(i, i + bs);
+      const maxNew = this.#o.maxNewTokens ?? 64;
+      const ctx = this.#model.config?.maxPositions;
+      const inputIds = chunk.map((it, k) => {
+        const ids = this.encode(it);
+        if (ctx !== undefined && ids.length + maxNew > ctx) {
+          throw new Error(
+            `Cannot judge item ${i + k} with the ${this.template.name} template: its prompt is ` +
+              `${ids.length} tokens and the reply up to ${maxNew}, over the judge model's ` +
+              `context of ${ctx}. Use a model with a longer context, a shorter template, or ` +
+              "truncate the response.",
+          );
+        }
+        return ids;
+      });
       const g = await this.#model.generate({
         ...this.#o.generate,
-        inputIds: chunk.map((it) => this.encode(it)),
-        maxNewTokens: this.#o.maxNewTokens ?? 64,
+        inputIds,
+        maxNewTokens: maxNew,
         batchSize: bs,
       });
       chunk.forEach((_, k) => {
