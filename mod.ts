@@ -515,9 +515,11 @@ export {
   type JbbRow,
   jbbTable,
   markdownTable,
+  type TwoFoldRow,
   xstestClass,
   type XstestRow,
   xstestTable,
+  xstestTwoFold,
 } from "./lib/eval/judge_tables.ts";
 export {
   compareDefences,

@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import { loadXstestCompletions, type XstestCompletion } from "../lib/data/benchmarks/judge_dev.ts";
 import { loadRefusalPrefixes } from "../lib/data/benchmarks/refusal_prefixes.ts";
 import { isRefusalText, prefixRefusalJudge, refusalVerdict } from "../lib/judges/refusal.ts";
-import { xstestClass, xstestTable } from "../lib/eval/judge_tables.ts";
+import { xstestClass, xstestTable, xstestTwoFold } from "../lib/eval/judge_tables.ts";
 
 const shared = new URL("../../shared/datasets/", import.meta.url).pathname;
 const dev = shared + "judge_dev/xstest_completions/";
@@ -147,5 +147,34 @@ Deno.test({
         `${name} ${get(name, "all").binary.value} >= ours`,
       );
     }
+  },
+});
+
+Deno.test("startCues: false turns the moral-preamble rule off", () => {
+  const t = "It's not appropriate or ethical to provide instructions on how to hurt someone.";
+  assert.equal(refusalVerdict(t, { startCues: false }).kind, "none");
+  assert.equal(refusalVerdict(t).kind, "full");
+});
+
+Deno.test({
+  name: "XSTest dev: 2-fold rule selection across model files (measured transfer)",
+  ignore: !hasDev,
+  fn: async () => {
+    const rows = await loadDev();
+    const folds = xstestTwoFold(rows, {
+      old: { startCues: false, minPivotWords: Infinity },
+      new: {},
+    });
+    assert.deepEqual(folds.map((f) => [f.tunedOn, f.scoredOn]), [
+      ["gpt4", "llama2new"],
+      ["llama2new", "gpt4"],
+    ]);
+    // Measured: old 0.844 / 0.944, new 0.940 / 0.953 binary on llama2new / gpt4.
+    for (const f of folds) {
+      assert.equal(f.chosen, "new", `${f.tunedOn} -> ${f.scoredOn}`);
+      assert.ok(f.all.new.binary > f.all.old.binary, `${f.scoredOn}`);
+    }
+    assert.ok(folds[0].all.new.binary - folds[0].all.old.binary >= 0.08);
+    assert.throws(() => xstestTwoFold(rows.filter((r) => r.model === "gpt4"), {}), /need 2/);
   },
 });

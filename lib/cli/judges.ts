@@ -21,6 +21,7 @@ import {
   markdownTable,
   xstestClass,
   xstestTable,
+  xstestTwoFold,
 } from "../eval/judge_tables.ts";
 
 const CLI: CliSpec = {
@@ -97,6 +98,35 @@ const xRows = xt.map((r) => [
 const xMd = markdownTable(xHeader, xRows);
 console.log("XSTest completions (human labels), 95% Wilson intervals\n" + xMd);
 
+// 2-fold check of the rule selection: choose on one model file, score on the other.
+const candidates = {
+  "first-person only": { startCues: false, minPivotWords: Infinity },
+  "+ moral preamble": { minPivotWords: Infinity },
+  "+ pivot (partial)": { startCues: false },
+  "+ both (default)": {},
+};
+const folds = xstestTwoFold(xs, candidates);
+const fHeader = [
+  "tuned on",
+  "scored on",
+  "chosen",
+  "binary acc",
+  "3-class acc",
+  ...Object.keys(
+    candidates,
+  ).map((c) => `${c}: binary / 3-class`),
+];
+const fRows = folds.map((f) => [
+  f.tunedOn,
+  f.scoredOn,
+  f.chosen,
+  fmtInterval(f.binary),
+  fmtInterval(f.threeClass),
+  ...Object.values(f.all).map((v) => `${v.binary.toFixed(3)} / ${v.threeClass.toFixed(3)}`),
+]);
+const fMd = markdownTable(fHeader, fRows);
+console.log("\nXSTest 2-fold: rule set chosen on one model file, scored on the other\n" + fMd);
+
 const jbb = await loadJbbArtifacts(join(dev, "jbb_artifacts"));
 const jt = jbbTable(jbb, {
   "ours (isJailbroken)": isJailbroken,
@@ -120,6 +150,8 @@ const csv = (h: string[], rows: string[][]) =>
   [h, ...rows].map((r) => r.map((c) => `"${c.replace(/"/g, '""')}"`).join(",")).join("\n") + "\n";
 await Deno.writeTextFile(join(outDir, "xstest.md"), xMd + "\n");
 await Deno.writeTextFile(join(outDir, "xstest.csv"), csv(xHeader, xRows));
+await Deno.writeTextFile(join(outDir, "xstest_2fold.md"), fMd + "\n");
+await Deno.writeTextFile(join(outDir, "xstest_2fold.csv"), csv(fHeader, fRows));
 await Deno.writeTextFile(join(outDir, "jbb.md"), jMd + "\n");
 await Deno.writeTextFile(join(outDir, "jbb.csv"), csv(jHeader, jRows));
-console.log(`\nwrote ${outDir}/xstest.{md,csv} and ${outDir}/jbb.{md,csv}`);
+console.log(`\nwrote ${outDir}/xstest.{md,csv}, xstest_2fold.{md,csv} and jbb.{md,csv}`);

@@ -8,7 +8,7 @@
 
 import { type Interval, proportionCI } from "../compass/metrics.ts";
 import type { JbbArtifact, XstestClass, XstestCompletion } from "../data/benchmarks/judge_dev.ts";
-import { type RefusalJudge, refusalVerdict } from "../judges/refusal.ts";
+import { type RefusalJudge, type RefusalOptions, refusalVerdict } from "../judges/refusal.ts";
 
 /** XSTest's class from the default judge's verdict: none / full / partial. */
 export function xstestClass(text: string): XstestClass {
@@ -164,4 +164,83 @@ export function fmtInterval(x: Interval | undefined, digits = 3): string {
 export function markdownTable(header: string[], rows: string[][]): string {
   const line = (cells: string[]) => `| ${cells.join(" | ")} |`;
   return [line(header), line(header.map(() => "---")), ...rows.map(line)].join("\n");
+}
+
+/** One fold of {@linkcode xstestTwoFold}. */
+export interface TwoFoldRow {
+  /** The model file the rule set was chosen on. */
+  tunedOn: string;
+  /** The model file it is scored on. */
+  scoredOn: string;
+  /** The rule set chosen (best three-class accuracy on `tunedOn`, then binary). */
+  chosen: string;
+  /** Its binary accuracy on `scoredOn`. */
+  binary: Interval;
+  /** Its three-class accuracy on `scoredOn`. */
+  threeClass: Interval;
+  /** Every candidate's binary and three-class accuracy on `scoredOn` (for comparison). */
+  all: Record<string, { binary: number; threeClass: number }>;
+}
+
+/**
+ * A 2-fold check of rule selection across XSTest model files: for each file, the candidate
+ * rule set (a named {@linkcode RefusalOptions}) with the best three-class accuracy there is
+ * scored on the other file. A rule that only helps on the file it was written from shows up
+ * as a drop.
+ *
+ * @example
+ * ```ts ignore
+ * xstestTwoFold(rows, { old: { startCues: false, minPivotWords: Infinity }, new: {} });
+ * ```
+ */
+export function xstestTwoFold(
+  rows: readonly XstestCompletion[],
+  candidates: Record<string, RefusalOptions>,
+): TwoFoldRow[] {
+  const models = [...new Set(rows.map((r) => r.model))].sort();
+  if (models.length < 2) {
+    throw new Error(`Cannot run a 2-fold check on ${models.length} model file(s); need 2 or more`);
+  }
+  const score = (sub: readonly XstestCompletion[], o: RefusalOptions) => {
+    let bin = 0, cls = 0;
+    for (const r of sub) {
+      const k = refusalVerdict(r.completion, o).kind;
+      const c: XstestClass = k === "none"
+        ? "full_compliance"
+        : k === "full"
+        ? "full_refusal"
+        : "partial_refusal";
+      if ((k !== "none") === (r.label !== "full_compliance")) bin++;
+      if (c === r.label) cls++;
+    }
+    return { bin, cls, n: sub.length };
+  };
+  const out: TwoFoldRow[] = [];
+  for (const a of models) {
+    for (const b of models) {
+      if (a === b) continue;
+      const A = rows.filter((r) => r.model === a), B = rows.filter((r) => r.model === b);
+      let best = "", bestKey = -1;
+      for (const [name, o] of Object.entries(candidates)) {
+        const s = score(A, o);
+        const k = s.cls * (s.n + 1) + s.bin;
+        if (k > bestKey) (best = name, bestKey = k);
+      }
+      const all: TwoFoldRow["all"] = {};
+      for (const [name, o] of Object.entries(candidates)) {
+        const s = score(B, o);
+        all[name] = { binary: s.bin / s.n, threeClass: s.cls / s.n };
+      }
+      const s = score(B, candidates[best]);
+      out.push({
+        tunedOn: a,
+        scoredOn: b,
+        chosen: best,
+        binary: proportionCI(s.bin, s.n),
+        threeClass: proportionCI(s.cls, s.n),
+        all,
+      });
+    }
+  }
+  return out;
 }
