@@ -31,6 +31,7 @@ export type TableInput = readonly object[] | {
 };
 
 const PLOTLY_VERSION = "4.1.2";
+const PLOTLY_TAG_START = `<script type="text/javascript">/* plotly.js ${PLOTLY_VERSION} */`;
 
 /** The `Deno.jupyter` namespace when running inside Deno's Jupyter kernel, else undefined. */
 export function jupyterRuntime(): typeof Deno.jupyter | undefined {
@@ -105,7 +106,7 @@ export function plotlyJsSource(): string {
 
 /** A `<script>` element carrying the whole plotly.js bundle (~4.8 MB). */
 export function plotlyScriptTag(): string {
-  return `<script type="text/javascript">/* plotly.js ${PLOTLY_VERSION} */\n${plotlyJsSource()}\n</script>`;
+  return `${PLOTLY_TAG_START}\n${plotlyJsSource()}\n</script>`;
 }
 
 let included = false;
@@ -289,10 +290,9 @@ function isMimeBundle(x: unknown): x is MimeBundle {
     Object.keys(x).every((k) => /^[a-z]+\/[\w.+-]+$/.test(k));
 }
 
-/** The bundle for any value: its own display method, a figure, a table, or inspected text. */
-export async function toBundle(x: unknown): Promise<MimeBundle> {
+function bundleOf(x: unknown): MimeBundle | Promise<MimeBundle> {
   const own = (x as { [JUPYTER_DISPLAY]?: () => unknown } | null)?.[JUPYTER_DISPLAY];
-  if (typeof own === "function") return (await own.call(x)) as MimeBundle;
+  if (typeof own === "function") return own.call(x) as MimeBundle | Promise<MimeBundle>;
   if (isFigure(x)) return figureBundle(x);
   if (isMimeBundle(x)) return x;
   if (typeof x === "string") return { "text/plain": x };
@@ -301,6 +301,20 @@ export async function toBundle(x: unknown): Promise<MimeBundle> {
     : typeof (x as { objects?: unknown } | null)?.objects === "function";
   if (looksTable) return tableBundle(x as TableInput);
   return { "text/plain": Deno.inspect(x, { colors: false }) };
+}
+
+/**
+ * The bundle for any value: its own display method, a figure, a table, or inspected text.
+ *
+ * @example
+ * ```ts
+ * import { toBundle } from "./display.ts";
+ * const b = await toBundle([{ model: "toy-base", refusal: 0.4 }]);
+ * console.log(b["text/plain"]); // an aligned text table
+ * ```
+ */
+export async function toBundle(x: unknown): Promise<MimeBundle> {
+  return await bundleOf(x);
 }
 
 /**
@@ -314,19 +328,58 @@ export function drainMs(bundle: MimeBundle): number {
 }
 
 /**
- * Displays `x` now: through `Deno.jupyter.display` inside Jupyter (awaited, so it works as a
- * cell's last statement under nbconvert), else prints its text/plain to stdout.
+ * Displays `x` now: inside Jupyter the bundle goes to `Deno.jupyter.display` before `show`
+ * returns, so `show(fig)` without `await` still shows the figure in its own cell; outside
+ * Jupyter its text/plain is printed. `await show(x)` also waits (a few seconds at most) for
+ * the kernel to send large bundles before the cell ends, which nbconvert needs.
+ *
+ * @example
+ * ```ts
+ * import { plotBars, show } from "../../mod.ts";
+ * const fig = plotBars([{ name: "refusal", value: 0.4, lo: 0.31, hi: 0.5 }]);
+ * await show(fig); // or just `show(fig)`, or end the cell with `fig`
+ * ```
  */
-export async function show(x: unknown): Promise<void> {
-  const bundle = await toBundle(x);
-  const jupyter = jupyterRuntime();
-  if (jupyter) {
-    await jupyter.display(bundle, { raw: true });
+export function show(x: unknown): Promise<void> {
+  let made: MimeBundle | Promise<MimeBundle>;
+  try {
+    made = bundleOf(x);
+  } catch (err) {
+    return Promise.reject(err);
+  }
+  // A plain bundle is sent before `show` returns (Deno.jupyter.display starts its message
+  // synchronously), so an unawaited `show(fig)` still lands in this cell.
+  const sent = made instanceof Promise ? made.then(sendBundle) : sendBundle(made);
+  const done = sent.then(async ({ bundle, jupyter }) => {
+    if (!jupyter) return;
     // Deno's kernel can report the cell idle before a large display has gone out, and
     // frontends (nbconvert among them) drop outputs that arrive after idle: give the kernel's
     // socket time to drain, longer for large bundles (the first figure carries plotly.js).
+    const carriesPlotly = carriesPlotlyJs(bundle);
+    // Until the bundle carrying plotly.js has drained, later figures carry it again: if this
+    // one is lost (an unawaited show at the very end of a cell), the next still draws.
+    if (carriesPlotly) included = false;
     await new Promise((resolve) => setTimeout(resolve, drainMs(bundle)));
-  } else console.log(bundle["text/plain"]);
+    if (carriesPlotly) included = true;
+  });
+  // As a cell's last expression (`show(fig)` without await), the returned promise renders as
+  // nothing rather than "Promise { <pending> }": the figure itself has already been sent.
+  Object.defineProperty(done, JUPYTER_DISPLAY, { value: () => ({}), enumerable: false });
+  return done;
+}
+
+function carriesPlotlyJs(bundle: MimeBundle): boolean {
+  const html = bundle["text/html"];
+  return typeof html === "string" && html.startsWith(PLOTLY_TAG_START);
+}
+
+function sendBundle(bundle: MimeBundle): Promise<{ bundle: MimeBundle; jupyter: boolean }> {
+  const jupyter = jupyterRuntime();
+  if (!jupyter) {
+    console.log(bundle["text/plain"]);
+    return Promise.resolve({ bundle, jupyter: false });
+  }
+  return jupyter.display(bundle, { raw: true }).then(() => ({ bundle, jupyter: true }));
 }
 
 /** A figure that renders itself when it ends a notebook cell. */
