@@ -283,9 +283,10 @@ export interface SteeringVectorOptions extends LabelMapping {
 }
 
 function isPairs(rows: unknown): rows is readonly ContrastPair[] {
-  return Array.isArray(rows) && rows.length > 0 && rows.every((r) =>
-    typeof r?.positive === "string" && typeof r?.negative === "string" && r.prompt === undefined
-  );
+  return Array.isArray(rows) && rows.length > 0 &&
+    rows.every((r) =>
+      typeof r?.positive === "string" && typeof r?.negative === "string" && r.prompt === undefined
+    );
 }
 
 /**

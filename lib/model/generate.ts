@@ -13,7 +13,7 @@ import type { ModelConfig } from "./config.ts";
 import type { Params } from "./weights.ts";
 import type { TextTokenizer } from "./tokenizer.ts";
 import { disposeCache, forward, type Intervention, type KVCache } from "./transformer.ts";
-import { type SteerOptions, steerInterventions } from "./steering.ts";
+import { steerInterventions, type SteerOptions } from "./steering.ts";
 import { chooseToken, logProbOf, type SamplingOptions } from "./sampling.ts";
 import { encodePrompt } from "./chat.ts";
 import { splitReasoningIds } from "./reasoning.ts";

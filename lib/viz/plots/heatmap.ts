@@ -4,7 +4,14 @@
  * @module
  */
 
-import { axis, baseLayout, CONFIG, figure, type PlotlyFigure, type TitleOptions } from "../figure.ts";
+import {
+  axis,
+  baseLayout,
+  CONFIG,
+  figure,
+  type PlotlyFigure,
+  type TitleOptions,
+} from "../figure.ts";
 
 /** Options of {@link plotHeatmap}. */
 export interface HeatmapOptions extends TitleOptions {
