@@ -43,7 +43,7 @@ export function importSpecifiers(code: string): string[] {
       /\bimport\s*["'`]([^"'`]+)["'`]/g,
       /\bimport\s*\(\s*["'`]([^"'`]+)["'`]/g,
     ]
-  ) { for (const m of text.matchAll(re)) out.push(m[1]); }
+  ) for (const m of text.matchAll(re)) out.push(m[1]);
   return out;
 }
 
@@ -55,7 +55,9 @@ export function importSpecifiers(code: string): string[] {
 const KNOWN_ERRORS: Record<string, string[]> = {
   // prefillCurve's rows are typed as full PromptRows; the notebook's benchmark rows have no
   // `source` (the code only reads id and prompt).
-  "09_real_model.ipynb": ["Argument of type 'Row[]' is not assignable to parameter of type 'PromptRowsInput'"],
+  "09_real_model.ipynb": [
+    "Argument of type 'Row[]' is not assignable to parameter of type 'PromptRowsInput'",
+  ],
 };
 
 Deno.test("importSpecifiers reads the forms notebooks use", () => {
@@ -112,7 +114,9 @@ Deno.test("every notebook's code cells type-check against mod.ts", async () => {
       else unexpected.push(`${name}:\n${block.slice(0, 600)}`);
     }
     assert.deepEqual(unexpected, [], `notebook cells do not type-check:\n${unexpected.join("\n")}`);
-    if (r.code !== 0) assert.ok(blocks.length > 0, `deno check failed without type errors:\n${out}`);
+    if (r.code !== 0) {
+      assert.ok(blocks.length > 0, `deno check failed without type errors:\n${out}`);
+    }
     for (const [name, list] of Object.entries(KNOWN_ERRORS)) {
       for (const k of list) {
         assert.ok(

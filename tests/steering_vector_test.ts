@@ -190,7 +190,10 @@ Deno.test("SteeringVector: JSON round trip, save/load, clear errors", async () =
   });
   assert.equal(v.layer, 4);
   assert.deepEqual(Array.from(v.direction), [Math.fround(0.6), Math.fround(0.8)]);
-  assert.deepEqual(Array.from(v.vector), [Math.fround(0.6) * 2.5, Math.fround(0.8) * 2.5].map(Math.fround));
+  assert.deepEqual(
+    Array.from(v.vector),
+    [Math.fround(0.6) * 2.5, Math.fround(0.8) * 2.5].map(Math.fround),
+  );
   const back = SteeringVector.fromJSON(JSON.parse(JSON.stringify(v)));
   assert.deepEqual(back.toJSON(), v.toJSON());
   const dir = await Deno.makeTempDir();

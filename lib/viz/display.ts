@@ -33,8 +33,19 @@ export type TableInput = readonly object[] | {
 const PLOTLY_VERSION = "4.1.2";
 const PLOTLY_TAG_START = `<script type="text/javascript">/* plotly.js ${PLOTLY_VERSION} */`;
 
+let runtimeOverride: typeof Deno.jupyter | undefined | null = null;
+
+/**
+ * Test seam: makes {@link jupyterRuntime} return `runtime` (undefined = outside Jupyter);
+ * `null` restores the real lookup. `Deno.jupyter` itself cannot be replaced.
+ */
+export function overrideJupyterRuntime(runtime: typeof Deno.jupyter | undefined | null): void {
+  runtimeOverride = runtime;
+}
+
 /** The `Deno.jupyter` namespace when running inside Deno's Jupyter kernel, else undefined. */
 export function jupyterRuntime(): typeof Deno.jupyter | undefined {
+  if (runtimeOverride !== null) return runtimeOverride;
   try {
     // Outside `deno jupyter` the getter throws; that absence is the answer, not a failure.
     const j = Deno.jupyter;
@@ -355,12 +366,8 @@ export function show(x: unknown): Promise<void> {
     // Deno's kernel can report the cell idle before a large display has gone out, and
     // frontends (nbconvert among them) drop outputs that arrive after idle: give the kernel's
     // socket time to drain, longer for large bundles (the first figure carries plotly.js).
-    const carriesPlotly = carriesPlotlyJs(bundle);
-    // Until the bundle carrying plotly.js has drained, later figures carry it again: if this
-    // one is lost (an unawaited show at the very end of a cell), the next still draws.
-    if (carriesPlotly) included = false;
     await new Promise((resolve) => setTimeout(resolve, drainMs(bundle)));
-    if (carriesPlotly) included = true;
+    if (carriesPlotlyJs(bundle)) included = true;
   });
   // As a cell's last expression (`show(fig)` without await), the returned promise renders as
   // nothing rather than "Promise { <pending> }": the figure itself has already been sent.
@@ -379,6 +386,9 @@ function sendBundle(bundle: MimeBundle): Promise<{ bundle: MimeBundle; jupyter: 
     console.log(bundle["text/plain"]);
     return Promise.resolve({ bundle, jupyter: false });
   }
+  // Until the bundle carrying plotly.js has drained, later figures carry it again: if this
+  // one is cut off (an unawaited show at the very end of a cell), the next still draws.
+  if (carriesPlotlyJs(bundle)) included = false;
   return jupyter.display(bundle, { raw: true }).then(() => ({ bundle, jupyter: true }));
 }
 

@@ -41,7 +41,7 @@ export interface PlotlyFigure {
  * JSON.stringify(fig); // '{"data":[...],"layout":{}}'
  * ```
  */
-export function figure<F extends PlotlyFigure>(spec: F): F {
+export function figure(spec: PlotlyFigure): PlotlyFigure {
   if (!spec || !Array.isArray(spec.data) || typeof spec.layout !== "object") {
     throw new Error("figure: expected a plotly figure { data: [...], layout: {...} }");
   }
