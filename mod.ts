@@ -340,14 +340,16 @@ export {
   ablationInterventions,
   compassVector,
   type ContrastPair,
-  loadSteeringVector,
-  type SteeringMethod,
-  SteeringVector,
   steeringVector,
-  type SteeringVectorJson,
   type SteeringVectorOptions,
   steerIntervention,
 } from "./lib/compass/steer.ts";
+export {
+  loadSteeringVector,
+  type SteeringMethod,
+  SteeringVector,
+  type SteeringVectorJson,
+} from "./lib/compass/steering_vector.ts";
 export { resolveLayer, type SteerDirection, type SteerOptions } from "./lib/model/steering.ts";
 
 // ---- Training: SFT, RL (GRPO), rewards, experiments ----
