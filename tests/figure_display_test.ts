@@ -92,11 +92,14 @@ Deno.test("show() sends before it returns, renders as nothing, and re-sends plot
       String(j.sent[0]["text/html"]).includes("/* plotly.js"),
       "first bundle carries plotly.js",
     );
-    assert.deepEqual((first as unknown as Record<symbol, () => unknown>)[JUPYTER_DISPLAY](), {});
+    // Left as a cell's value it renders as nothing, once drained (the kernel awaits it).
+    const asValue = (first as unknown as Record<symbol, () => Promise<unknown>>)[JUPYTER_DISPLAY]();
+    assert.ok(asValue instanceof Promise);
     // Still draining: the next figure carries plotly.js again (the first may be cut off).
     await Promise.resolve();
     const second = show(plotBars([{ name: "b", value: 1 }], { title: "second" }));
     assert.ok(String(j.sent[1]["text/html"]).includes("/* plotly.js"), "re-sent while draining");
+    assert.deepEqual(await asValue, {});
     await first;
     await second;
     await show(plotBars([{ name: "c", value: 1 }], { title: "third" }));
@@ -105,6 +108,33 @@ Deno.test("show() sends before it returns, renders as nothing, and re-sends plot
     // Tables and plain values go out the same way.
     await show([{ model: "m", rate: 0.5 }]);
     assert.match(j.sent[3]["text/plain"], /model\s+rate/);
+  } finally {
+    j.restore();
+    resetPlotlyInclusion();
+  }
+});
+
+Deno.test("a figure left as a cell's value sends plotly.js first, drained, then itself small", async () => {
+  const j = fakeJupyter();
+  try {
+    resetPlotlyInclusion();
+    const fig = plotBars([{ name: "a", value: 1 }], { title: "value" });
+    const result = (fig as unknown as Record<symbol, () => MimeBundle | Promise<MimeBundle>>)[
+      JUPYTER_DISPLAY
+    ]();
+    assert.ok(result instanceof Promise, "the kernel awaits it");
+    assert.equal(j.sent.length, 1);
+    assert.ok(String(j.sent[0]["text/html"]).startsWith("<script"), "plotly.js alone, first");
+    assert.ok(!("application/vnd.plotly.v1+json" in j.sent[0]));
+    const bundle = await result;
+    assert.equal(bundle["application/vnd.plotly.v1+json"], fig);
+    assert.ok(!String(bundle["text/html"]).includes("/* plotly.js"), "the figure itself is small");
+    // Later figures return their bundle at once.
+    const next = (plotBars([{ name: "b", value: 2 }]) as unknown as Record<symbol, () => unknown>)[
+      JUPYTER_DISPLAY
+    ]();
+    assert.ok(!(next instanceof Promise));
+    assert.equal(j.sent.length, 1);
   } finally {
     j.restore();
     resetPlotlyInclusion();

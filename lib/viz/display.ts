@@ -181,6 +181,23 @@ export function figureBundle(fig: PlotlyFigure): MimeBundle {
   };
 }
 
+/**
+ * What a figure's Jupyter display method returns: its bundle, except for the first figure of
+ * a Jupyter session, where plotly.js (4.8 MB) is first sent as an output of its own and given
+ * time to drain (Deno's kernel awaits display methods), so the figure itself is small. Deno's
+ * kernel can drop a large cell result that it sends just before the cell's idle status.
+ *
+ * @example
+ * ```ts
+ * import { figureDisplay } from "./display.ts";
+ * const bundle = await figureDisplay({ data: [{ type: "bar", x: ["a"], y: [1] }], layout: {} });
+ * ```
+ */
+export function figureDisplay(fig: PlotlyFigure): MimeBundle | Promise<MimeBundle> {
+  if (included || !jupyterRuntime()) return figureBundle(fig);
+  return show(htmlBundle(plotlyScriptTag(), "")).then(() => figureBundle(fig));
+}
+
 /** A bundle from raw HTML and its plain-text fallback. */
 export function htmlBundle(html: string, plain: string): MimeBundle {
   return { "text/html": html, "text/plain": plain };
@@ -302,9 +319,11 @@ function isMimeBundle(x: unknown): x is MimeBundle {
 }
 
 function bundleOf(x: unknown): MimeBundle | Promise<MimeBundle> {
+  // A figure's bundle is made here, synchronously (plotly.js inline when first), not through
+  // its display method, which may first send plotly.js on its own and wait.
+  if (isFigure(x)) return figureBundle(x);
   const own = (x as { [JUPYTER_DISPLAY]?: () => unknown } | null)?.[JUPYTER_DISPLAY];
   if (typeof own === "function") return own.call(x) as MimeBundle | Promise<MimeBundle>;
-  if (isFigure(x)) return figureBundle(x);
   if (isMimeBundle(x)) return x;
   if (typeof x === "string") return { "text/plain": x };
   const looksTable = Array.isArray(x)
@@ -370,8 +389,10 @@ export function show(x: unknown): Promise<void> {
     if (carriesPlotlyJs(bundle)) included = true;
   });
   // As a cell's last expression (`show(fig)` without await), the returned promise renders as
-  // nothing rather than "Promise { <pending> }": the figure itself has already been sent.
-  Object.defineProperty(done, JUPYTER_DISPLAY, { value: () => ({}), enumerable: false });
+  // nothing rather than "Promise { <pending> }" (the figure has already been sent), and the
+  // kernel, which awaits a display method, waits for the drain before ending the cell.
+  const settled = () => done.then(() => ({}), () => ({}));
+  Object.defineProperty(done, JUPYTER_DISPLAY, { value: settled, enumerable: false });
   return done;
 }
 
@@ -401,8 +422,8 @@ export class Figure {
     this.spec = spec;
   }
   /** Called by Deno's Jupyter kernel. */
-  [JUPYTER_DISPLAY](): MimeBundle {
-    return figureBundle(this.spec);
+  [JUPYTER_DISPLAY](): MimeBundle | Promise<MimeBundle> {
+    return figureDisplay(this.spec);
   }
   /** The plain figure (so `JSON.stringify(figure)` gives plotly JSON). */
   toJSON(): PlotlyFigure {

@@ -10,7 +10,7 @@
  * @module
  */
 
-import { figureBundle, JUPYTER_DISPLAY, type MimeBundle } from "./display.ts";
+import { figureDisplay, JUPYTER_DISPLAY, type MimeBundle } from "./display.ts";
 
 /** One plotly.js trace (`scatter`, `bar`, `heatmap`, ...): any attributes plus its `type`. */
 export type PlotlyTrace = Record<string, unknown> & { type: string };
@@ -47,8 +47,8 @@ export function figure(spec: PlotlyFigure): PlotlyFigure {
   }
   if (!Object.hasOwn(spec, JUPYTER_DISPLAY)) {
     Object.defineProperty(spec, JUPYTER_DISPLAY, {
-      value: function (this: PlotlyFigure): MimeBundle {
-        return figureBundle(this);
+      value: function (this: PlotlyFigure): MimeBundle | Promise<MimeBundle> {
+        return figureDisplay(this);
       },
       enumerable: false,
       writable: true,
