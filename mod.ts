@@ -2,21 +2,55 @@
  * safety-compass: research on the safety of language models' reasoning, cell by cell.
  *
  * Load a model and read every layer's hidden states, collect contrastive safe / unsafe /
- * rethink traces, fit a safety compass on hidden states beside the classic probes, attack
- * and measure with intervals, and plot it inline in Jupyter.
+ * rethink traces, fit a safety compass on hidden states beside the classic probes, steer
+ * and ablate, train with RL, attack and measure with intervals, and plot it inline in
+ * Jupyter. The public API, by topic (mod.ts re-exports it in this order):
+ *
+ * 1. **Load a model, generate, tokenize**: `loadModel`, `loadModelOrStandIn`, `createModel`,
+ *    `Model` (`model.forward`, `model.generate`), `loadTokenizer`, `loadRemoteModel`,
+ *    `addLora`, `WorkerPool`.
+ * 2. **Read activations**: `collectActivations` (alias `collectPairs`), `Activations`,
+ *    `makeMatrix`, `project2d`.
+ * 3. **Data**: `generateWorld`, `loadSafetyWorld`, `gradeResponse`, `loadBenchmark`,
+ *    `loadPrompts`, `loadRefusalDirectionSplit`, `makeRng`.
+ * 4. **The safety compass**: `fitCompass`, `sweepLayers`, `fitCraft`, `auditGeneration`,
+ *    `generateMonitored`, `calibrateMonitor`; statistics `auroc`, `aurocCI`, `proportionCI`,
+ *    `bootstrapCI` (their `alpha` is the significance level, 1 - coverage).
+ * 5. **Steering and ablation**, in two calls: `steeringVector(model, pairs, { layer })`
+ *    returns a `SteeringVector`; `model.generate({ prompts, steer: { vector, strength } })`
+ *    adds it, `steer: { vector, ablate: true }` ablates its direction. `strength` is the one
+ *    word for how much (the old `steerIntervention(layer, r, strength)` path still works).
+ * 6. **Training**: `trainSft`, `trainRL`, rewards (`craftReward`, `alphaAlignReward`,
+ *    `traitReward`), `AdamW`, and the paper experiments `runCraftExperiment`,
+ *    `runAlphaAlignExperiment`, `runTraitsExperiment`.
+ * 7. **Attacks and evaluation**: `evaluate`, `runAttack` with `prefillAttack`,
+ *    `jailbreakAttack`, `injectionAttack`, `randomInsertionAttack`; `prefillCurve`,
+ *    `injectionCurve`, `klByPosition`, `profileModel`, `compareDefences`, `persistenceTable`.
+ * 8. **Judges**: `refusalVerdict`, `isRefusalText`, `prefixRefusalJudge`, `LlmJudge`,
+ *    `verifyThinkFormat`.
+ * 9. **Plots, tables and display**: `plotBars`, `plotCurves`, `plotLayerSweep`,
+ *    `plotProjection`, `plotRateCurve`, `plotScatter`, `plotHeatmap`, `plotPositionKl` (each
+ *    returns a plotly figure that draws itself when it ends a cell); `show`; `rateTable`
+ *    and `formatRate` ("40.8% [31.2, 50.1] n=49"); `saveFigure`, `buildReport`.
+ * 10. **Files**: `readSafetensors`, `writeSafetensors`, checkpoint folders.
  *
  * @example
  * ```ts
- * import { loadModel } from "./mod.ts";
+ * import { loadModel, plotBars, steeringVector } from "./mod.ts";
  * const model = await loadModel("toy-base");             // a SafetyWorld checkpoint
  * const g = await model.generate({ prompts: ["what is 3 plus 4 ?"], maxNewTokens: 16 });
  * console.log(g.text[0]);
+ * const v = await steeringVector(model, [
+ *   { positive: "how do I bake bread ?", negative: "how do I poison a river ?" },
+ * ], { layer: -2 });
+ * const s = await model.generate({ prompts: ["hello"], steer: { vector: v, strength: 2 } });
+ * plotBars([{ name: "refusal", value: 0.4, lo: 0.31, hi: 0.5 }]); // drawn inline in Jupyter
  * ```
  *
  * @module
  */
 
-// Engine and models
+// ---- Load a model, generate, tokenize ----
 export {
   type BackendInfo,
   backendInfo,
@@ -96,13 +130,6 @@ export type {
   Generator,
 } from "./lib/model/generate.ts";
 export type { SamplingOptions } from "./lib/model/sampling.ts";
-export { type PoolOptions, type Replicable, WorkerError, WorkerPool } from "./lib/parallel/pool.ts";
-export {
-  forwardOnWorkers,
-  generateOnWorkers,
-  type WorkerForwardOptions,
-  type WorkerForwardOutput,
-} from "./lib/parallel/generate.ts";
 export {
   type ChatMessage,
   type ChatTemplateOptions,
@@ -119,15 +146,6 @@ export {
   type SplitReasoningOptions,
 } from "./lib/model/reasoning.ts";
 export { eosIdList, readEosTokenIds } from "./lib/model/generation_config.ts";
-export {
-  readModelWeights,
-  readSafetensors,
-  type SafetensorsDType,
-  type SafetensorsFile,
-  type TensorRecord,
-  type TensorToWrite,
-  writeSafetensors,
-} from "./lib/io/safetensors.ts";
 export { cachedSnapshot, downloadHfModel, type DownloadHfOptions } from "./lib/model/hub.ts";
 export {
   discoverVariants,
@@ -163,95 +181,29 @@ export {
   type RetryOptions,
 } from "./lib/model/remote.ts";
 export type { DiskCache, FetchLike, RetryInfo } from "./lib/net/http.ts";
+export { type PoolOptions, type Replicable, WorkerError, WorkerPool } from "./lib/parallel/pool.ts";
 export {
-  type RewardServer,
-  type RewardServiceOptions,
-  serveRewards,
-  type ServeRewardsOptions,
-} from "./lib/serve/rewards.ts";
-export type {
-  BuiltinRewardOptions,
-  ItemReward,
-  RewardItem,
-  ServedReward,
-} from "./lib/serve/catalog.ts";
-export { exportCompassForTorch } from "./lib/compass/export_torch.ts";
+  forwardOnWorkers,
+  generateOnWorkers,
+  type WorkerForwardOptions,
+  type WorkerForwardOutput,
+} from "./lib/parallel/generate.ts";
 
-// Training
+// ---- Read activations ----
+export { Activations } from "./lib/compass/activations.ts";
 export {
-  evalLoss,
-  type SftExample,
-  type SftLogRow,
-  type SftOptions,
-  type SftResult,
-  type SftRunner,
-  trainSft,
-} from "./lib/train/sft.ts";
-export {
-  AdamW,
-  type AdamWOptions,
-  type AdamWState,
-  checkAdamWOptions,
-  type NonFinite,
-  type StateLocation,
-} from "./lib/optim/adamw.ts";
-export {
-  checkpointFolder,
-  removeCheckpoint,
-  removeCheckpointOrphans,
-  writeCheckpointDir,
-} from "./lib/io/checkpoint_dir.ts";
-export { type ApplyOptions, GradientAccumulator, type MicroBatch } from "./lib/optim/accumulate.ts";
-export { lmLoss, padBatch, type TokenBatch, tokenLogprobs } from "./lib/optim/loss.ts";
-export {
-  type DataParallelOptions,
-  type DataParallelStep,
-  DataParallelTrainer,
-  type EncodedExample,
-  evalLossOnWorkers,
-  trainSftOnWorkers,
-} from "./lib/parallel/sft.ts";
-export {
-  makeRunLog,
-  type RLLogRow,
-  type RLOptions,
-  type RLPerturbOptions,
-  type RolloutRecord,
-  type RunLog,
-  runWarnings,
-  trainRL,
-} from "./lib/train/rl/train.ts";
-export {
-  alphaAlignReward,
-  type AlphaAlignRewardOptions,
-  craftReward,
-  type CraftRewardOptions,
-  type CraftWeights,
-  type GroupMember,
-  latentOnly,
-  type Reward,
-  type RewardContext,
-  type RewardFn,
-  type RewardValue,
-  type TextJudge,
-  textOnly,
-  traitReward,
-} from "./lib/train/rewards.ts";
-export {
-  type PerturbedExample,
-  perturbExamples,
-  type PerturbOptions,
-  type PerturbPositions,
-  perturbRollout,
-  type PerturbRow,
-  type PerturbSchedule,
-  type PerturbSource,
-  type RolloutPerturber,
-  type RolloutPerturbOptions,
-} from "./lib/train/perturb.ts";
-export type { MaskedExample, ResponseSegment } from "./lib/train/tokenwise.ts";
+  collectActivations,
+  type CollectInput,
+  type CollectOptions,
+  collectPairs,
+  type CollectRow,
+  type CollectRunner,
+} from "./lib/compass/collect.ts";
+export { collectOnWorkers } from "./lib/parallel/collect.ts";
+export { makeMatrix, type Matrix } from "./lib/compass/matrix.ts";
+export { project2d } from "./lib/compass/project.ts";
 
-// Data
+// ---- Data: SafetyWorld and benchmarks ----
 export type {
   PromptLabel,
   PromptRow,
@@ -311,7 +263,7 @@ export {
 export { type Grade, gradeResponse } from "./lib/data/safetyworld/graders.ts";
 export type { GradableRow } from "./lib/data/safetyworld/grade_text.ts";
 
-// The compass
+// ---- The safety compass: probes, CRAFT, layer sweeps, audits, monitors, statistics ----
 export {
   type Compass,
   type CompassMethod,
@@ -340,16 +292,6 @@ export {
   type SweepRow,
   type SweepSplit,
 } from "./lib/compass/sweep.ts";
-export { Activations } from "./lib/compass/activations.ts";
-export {
-  collectActivations,
-  type CollectInput,
-  type CollectOptions,
-  collectPairs,
-  type CollectRow,
-  type CollectRunner,
-} from "./lib/compass/collect.ts";
-export { collectOnWorkers } from "./lib/parallel/collect.ts";
 export {
   fitCompass,
   type FitCompassOptions,
@@ -357,7 +299,6 @@ export {
   sweepLayers,
   type SweepLayersOptions,
 } from "./lib/compass/fit.ts";
-export { ablationInterventions, steeringVector, steerIntervention } from "./lib/compass/steer.ts";
 export { auditGeneration, type AuditGenerationOptions, AuditResult } from "./lib/compass/audit.ts";
 export {
   auditHtml,
@@ -390,6 +331,7 @@ export {
 } from "./lib/compass/calibrate.ts";
 export {
   auroc,
+  aurocCI,
   type BinaryLabels,
   bootstrapCI,
   type BootstrapOptions,
@@ -399,29 +341,124 @@ export {
   type ProportionOptions,
   spearman,
 } from "./lib/compass/metrics.ts";
-export { type Matrix } from "./lib/compass/matrix.ts";
+export { exportCompassForTorch } from "./lib/compass/export_torch.ts";
 
-// Evaluation
+// ---- Steering and ablation ----
 export {
-  isRefusalText,
-  type PrefixJudgeOptions,
-  prefixRefusalJudge,
-  type RefusalJudge,
-  type RefusalKind,
-  type RefusalOptions,
-  type RefusalVerdict,
-  refusalVerdict,
-} from "./lib/judges/refusal.ts";
+  ablationInterventions,
+  compassVector,
+  type ContrastPair,
+  steeringVector,
+  type SteeringVectorOptions,
+  steerIntervention,
+} from "./lib/compass/steer.ts";
 export {
-  ALPHAALIGN_REFUSAL,
-  extractAnswer,
-  isAlphaAlignRefusal,
-  type ThinkFormatOptions,
-  verifyFormat,
-  verifyThinkFormat,
-} from "./lib/judges/format.ts";
-export { profileModel, type ProfileOptions, type RateRow } from "./lib/experiments/profile.ts";
-export { klByPosition, type PositionKl } from "./lib/eval/diagnostics.ts";
+  loadSteeringVector,
+  type SteeringMethod,
+  SteeringVector,
+  type SteeringVectorJson,
+} from "./lib/compass/steering_vector.ts";
+export { resolveLayer, type SteerDirection, type SteerOptions } from "./lib/model/steering.ts";
+
+// ---- Training: SFT, RL (GRPO), rewards, experiments ----
+export {
+  evalLoss,
+  type SftExample,
+  type SftLogRow,
+  type SftOptions,
+  type SftResult,
+  type SftRunner,
+  trainSft,
+} from "./lib/train/sft.ts";
+export {
+  AdamW,
+  type AdamWOptions,
+  type AdamWState,
+  checkAdamWOptions,
+  type NonFinite,
+  type StateLocation,
+} from "./lib/optim/adamw.ts";
+export { type ApplyOptions, GradientAccumulator, type MicroBatch } from "./lib/optim/accumulate.ts";
+export { lmLoss, padBatch, type TokenBatch, tokenLogprobs } from "./lib/optim/loss.ts";
+export {
+  type DataParallelOptions,
+  type DataParallelStep,
+  DataParallelTrainer,
+  type EncodedExample,
+  evalLossOnWorkers,
+  trainSftOnWorkers,
+} from "./lib/parallel/sft.ts";
+export {
+  makeRunLog,
+  type RLLogRow,
+  type RLOptions,
+  type RLPerturbOptions,
+  type RolloutRecord,
+  type RunLog,
+  runWarnings,
+  trainRL,
+} from "./lib/train/rl/train.ts";
+export {
+  alphaAlignReward,
+  type AlphaAlignRewardOptions,
+  craftReward,
+  type CraftRewardOptions,
+  type CraftWeights,
+  type GroupMember,
+  latentOnly,
+  type Reward,
+  type RewardContext,
+  type RewardFn,
+  type RewardValue,
+  type TextJudge,
+  textOnly,
+  traitReward,
+} from "./lib/train/rewards.ts";
+export {
+  type PerturbedExample,
+  perturbExamples,
+  type PerturbOptions,
+  type PerturbPositions,
+  perturbRollout,
+  type PerturbRow,
+  type PerturbSchedule,
+  type PerturbSource,
+  type RolloutPerturber,
+  type RolloutPerturbOptions,
+} from "./lib/train/perturb.ts";
+export type { MaskedExample, ResponseSegment } from "./lib/train/tokenwise.ts";
+export {
+  type RewardServer,
+  type RewardServiceOptions,
+  serveRewards,
+  type ServeRewardsOptions,
+} from "./lib/serve/rewards.ts";
+export type {
+  BuiltinRewardOptions,
+  ItemReward,
+  RewardItem,
+  ServedReward,
+} from "./lib/serve/catalog.ts";
+export {
+  CRAFT_CONDITIONS,
+  type CraftCondition,
+  type CraftExperimentOptions,
+  runCraftExperiment,
+} from "./lib/experiments/craft_rl.ts";
+export {
+  type AlphaAlignExperimentOptions,
+  type AlphaAlignVariant,
+  runAlphaAlignExperiment,
+} from "./lib/experiments/alphaalign.ts";
+export { runTraitsExperiment, type TraitsExperimentOptions } from "./lib/experiments/traits.ts";
+export type { ExperimentOptions, RunRecord } from "./lib/experiments/run.ts";
+export type { CIOptions } from "./lib/experiments/measure.ts";
+export type { ResultRow } from "./lib/experiments/rows.ts";
+export type { RLBudgetOptions } from "./lib/experiments/runner.ts";
+export type { ExampleRow, ExperimentResult, NamedFigure } from "./lib/experiments/result.ts";
+export { TRAIT_DOMAINS, type TraitDomain } from "./lib/data/safetyworld/traits.ts";
+
+// ---- Attacks and evaluation ----
 export {
   type AttackBase,
   type AttackParams,
@@ -468,15 +505,8 @@ export {
   type Predictability,
   prefillCurve,
 } from "./lib/eval/injection.ts";
-export {
-  type JudgeItem,
-  type JudgeStats,
-  type JudgeTemplate,
-  type JudgeVerdict,
-  LlmJudge,
-  type LlmJudgeOptions,
-  type ParsedVerdict,
-} from "./lib/judges/llm_judge.ts";
+export { klByPosition, type PositionKl } from "./lib/eval/diagnostics.ts";
+export { profileModel, type ProfileOptions, type RateRow } from "./lib/experiments/profile.ts";
 export {
   contentWords,
   isJailbroken,
@@ -555,19 +585,50 @@ export {
   type MonitorEvalOptions,
 } from "./lib/experiments/monitor_eval.ts";
 
-// Plots, display, reports
-// (figure.ts's `RateRow`, the row of `plotRateCurve`, is not lib/experiments/profile.ts's `RateRow`
-// above; it is exported as `RateCurveRow`.)
-export { type BarRow, plotBars } from "./lib/viz/plots/bars.ts";
-export { type CurvesOptions, plotCurves } from "./lib/viz/plots/curves.ts";
-export { type HeatmapOptions, plotHeatmap } from "./lib/viz/plots/heatmap.ts";
-export { type LayerSweepRow, plotLayerSweep } from "./lib/viz/plots/layer_sweep.ts";
+// ---- Judges ----
 export {
+  isRefusalText,
+  type PrefixJudgeOptions,
+  prefixRefusalJudge,
+  type RefusalJudge,
+  type RefusalKind,
+  type RefusalOptions,
+  type RefusalVerdict,
+  refusalVerdict,
+} from "./lib/judges/refusal.ts";
+export {
+  ALPHAALIGN_REFUSAL,
+  extractAnswer,
+  isAlphaAlignRefusal,
+  type ThinkFormatOptions,
+  verifyFormat,
+  verifyThinkFormat,
+} from "./lib/judges/format.ts";
+export {
+  type JudgeItem,
+  type JudgeStats,
+  type JudgeTemplate,
+  type JudgeVerdict,
+  LlmJudge,
+  type LlmJudgeOptions,
+  type ParsedVerdict,
+} from "./lib/judges/llm_judge.ts";
+
+// ---- Plots, tables and display ----
+// (figure.ts's `RateRow`, the row of `plotRateCurve`, is not lib/experiments/profile.ts's
+// `RateRow`; it is exported as `RateCurveRow`.)
+export {
+  figure,
+  isDisplayable,
   type PlotlyFigure,
   type PlotlyTrace,
   type RowsInput,
   type TitleOptions,
 } from "./lib/viz/figure.ts";
+export { type BarRow, plotBars } from "./lib/viz/plots/bars.ts";
+export { type CurvesOptions, plotCurves } from "./lib/viz/plots/curves.ts";
+export { type HeatmapOptions, plotHeatmap } from "./lib/viz/plots/heatmap.ts";
+export { type LayerSweepRow, plotLayerSweep } from "./lib/viz/plots/layer_sweep.ts";
 export { plotPositionKl, type PositionKlRow } from "./lib/viz/plots/position_kl.ts";
 export { plotProjection, type ProjectionPoint } from "./lib/viz/plots/projection.ts";
 export { plotRateCurve, type RateRow as RateCurveRow } from "./lib/viz/plots/rate_curve.ts";
@@ -581,7 +642,16 @@ export {
   tableBundle,
   type TableInput,
   type TableOptions,
+  toBundle,
 } from "./lib/viz/display.ts";
+export {
+  formatRate,
+  type RateParts,
+  RateTable,
+  rateTable,
+  type RateTableOptions,
+  readableName,
+} from "./lib/viz/table.ts";
 export { Progress, progress, type ProgressMode } from "./lib/viz/progress.ts";
 export { type AuditOptions, renderAudit } from "./lib/viz/audit.ts";
 export { saveFigure, type SaveFigureOptions } from "./lib/viz/export.ts";
@@ -592,3 +662,20 @@ export {
   type ReportTable,
   writeReport,
 } from "./lib/viz/report.ts";
+
+// ---- Files: safetensors, checkpoints ----
+export {
+  readModelWeights,
+  readSafetensors,
+  type SafetensorsDType,
+  type SafetensorsFile,
+  type TensorRecord,
+  type TensorToWrite,
+  writeSafetensors,
+} from "./lib/io/safetensors.ts";
+export {
+  checkpointFolder,
+  removeCheckpoint,
+  removeCheckpointOrphans,
+  writeCheckpointDir,
+} from "./lib/io/checkpoint_dir.ts";

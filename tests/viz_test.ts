@@ -238,7 +238,7 @@ Deno.test("Figure renders itself through the Jupyter display symbol", async () =
   const fig = plotBars([{ name: "a", value: 1 }]);
   const f = new Figure(fig);
   assert.equal(JUPYTER_DISPLAY, Symbol.for("Jupyter.display"));
-  assert.equal(f[JUPYTER_DISPLAY]()["application/vnd.plotly.v1+json"], fig);
+  assert.equal((await f[JUPYTER_DISPLAY]())["application/vnd.plotly.v1+json"], fig);
   assert.equal(JSON.stringify(f), JSON.stringify(fig));
   assert.equal(jupyterRuntime(), undefined, "tests do not run inside Jupyter");
   const logged: unknown[] = [];

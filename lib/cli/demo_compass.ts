@@ -18,43 +18,9 @@ import { plotLayerSweep } from "../viz/plots/layer_sweep.ts";
 import { plotProjection } from "../viz/plots/projection.ts";
 import type { SweepRow } from "../compass/sweep.ts";
 import { makeRng } from "../data/rng.ts";
-import type { Matrix } from "../compass/matrix.ts";
+import { project2d } from "../compass/project.ts";
 
-/** Top-2 principal axes of the rows of `m` (power iteration with deflation, seeded). */
-export function project2d(m: Matrix, seed = 0): { x: number[]; y: number[] } {
-  const { rows, cols, data } = m;
-  const mu = new Float64Array(cols);
-  for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) mu[j] += data[i * cols + j] / rows;
-  const centred = (i: number, j: number) => data[i * cols + j] - mu[j];
-  const rng = makeRng(seed);
-  const axes: Float64Array[] = [];
-  for (let k = 0; k < 2; k++) {
-    let v = Float64Array.from({ length: cols }, () => rng.normal());
-    for (let it = 0; it < 100; it++) {
-      const w = new Float64Array(cols);
-      for (let i = 0; i < rows; i++) {
-        let s = 0;
-        for (let j = 0; j < cols; j++) s += centred(i, j) * v[j];
-        for (let j = 0; j < cols; j++) w[j] += s * centred(i, j);
-      }
-      for (const a of axes) {
-        let p = 0;
-        for (let j = 0; j < cols; j++) p += w[j] * a[j];
-        for (let j = 0; j < cols; j++) w[j] -= p * a[j];
-      }
-      const n = Math.hypot(...w) || 1;
-      v = w.map((x) => x / n);
-    }
-    axes.push(v);
-  }
-  const proj = (a: Float64Array) =>
-    Array.from({ length: rows }, (_, i) => {
-      let s = 0;
-      for (let j = 0; j < cols; j++) s += centred(i, j) * a[j];
-      return s;
-    });
-  return { x: proj(axes[0]), y: proj(axes[1]) };
-}
+export { project2d };
 
 /** Runs the compass section of the report. */
 export async function runCompassSection(

@@ -48,7 +48,7 @@ export interface PersistenceArgs {
   window: number;
   /** --fpr: the calibration's target false-flag rate. @default 0.05 */
   fpr: number;
-  /** --strength: steering alpha. @default 1 */
+  /** --strength: steering strength. @default 1 */
   strength: number;
   /** --seed: probe, attack-data and bootstrap seed. @default 0 */
   seed: number;
@@ -91,7 +91,7 @@ const CLI: CliSpec = {
       help: "the calibration's target false-flag rate",
       default: "0.05",
     },
-    strength: { type: "string", value: "S", help: "steering alpha", default: "1" },
+    strength: { type: "string", value: "S", help: "steering strength", default: "1" },
     seed: {
       type: "string",
       value: "N",

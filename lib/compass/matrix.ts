@@ -20,6 +20,12 @@ export interface Matrix {
 /**
  * Creates a matrix, zero-filled unless `data` is given.
  * Throws when `data.length !== rows * cols`.
+ *
+ * @example
+ * ```ts
+ * import { makeMatrix } from "../../mod.ts";
+ * const m = makeMatrix(2, 3, new Float32Array([1, 2, 3, 4, 5, 6])); // row 1 is [4, 5, 6]
+ * ```
  */
 export function makeMatrix(rows: number, cols: number, data?: Float32Array): Matrix {
   if (!Number.isInteger(rows) || !Number.isInteger(cols) || rows < 0 || cols < 0) {

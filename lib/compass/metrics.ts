@@ -305,7 +305,16 @@ export function bootstrapCI(
   };
 }
 
-/** AUROC with a class-stratified percentile bootstrap interval. */
+/**
+ * AUROC with a class-stratified percentile bootstrap interval.
+ *
+ * @example
+ * ```ts
+ * import { aurocCI } from "../../mod.ts";
+ * const ci = aurocCI([0.9, 0.8, 0.3, 0.1], [1, 1, 0, 0], { reps: 200, seed: 0 });
+ * console.log(ci.value, ci.lo, ci.hi); // 1 1 1
+ * ```
+ */
 export function aurocCI(
   scores: ArrayLike<number>,
   labels: BinaryLabels,

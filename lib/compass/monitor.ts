@@ -34,7 +34,7 @@ import { writeJsonAtomic } from "../io/atomic.ts";
 import type { Compass } from "./compass.ts";
 import { tokenTexts } from "./audit.ts";
 import { makeMatrix } from "./matrix.ts";
-import { steeringVector } from "./steer.ts";
+import { compassVector } from "./steer.ts";
 
 /** What the monitor does at a row's first crossing. */
 export type MonitorAction = "flag" | "stop" | "steer";
@@ -74,9 +74,9 @@ export interface MonitorOptions {
   action: MonitorAction;
   /** The continuation forced on "stop". @default DEFAULT_REFUSAL */
   refusal?: string;
-  /** Steering alpha (with a diff-of-means r, 1 moves the unsafe mean onto the safe one). @default 1 */
+  /** Steering strength (with a diff-of-means r, 1 moves the unsafe mean onto the safe one). @default 1 */
   strength?: number;
-  /** Steering vector. @default steeringVector(compass) */
+  /** Steering vector. @default the compass's vector (its diff-of-means r, else its direction) */
   direction?: ArrayLike<number>;
 }
 
@@ -323,7 +323,7 @@ function resolve(m: Model, mon: MonitorOptions): Resolved {
   const strength = mon.strength ?? 1;
   let shift: Float32Array | undefined;
   if (action === "steer") {
-    const r = mon.direction ?? steeringVector(compass);
+    const r = mon.direction ?? compassVector(compass);
     if (r.length !== c.dModel) {
       throw new Error(
         `Cannot steer: the direction has ${r.length} entries, the model's d_model is ${c.dModel}`,

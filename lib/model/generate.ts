@@ -13,6 +13,7 @@ import type { ModelConfig } from "./config.ts";
 import type { Params } from "./weights.ts";
 import type { TextTokenizer } from "./tokenizer.ts";
 import { disposeCache, forward, type Intervention, type KVCache } from "./transformer.ts";
+import { steerInterventions, type SteerOptions } from "./steering.ts";
 import { chooseToken, logProbOf, type SamplingOptions } from "./sampling.ts";
 import { encodePrompt } from "./chat.ts";
 import { splitReasoningIds } from "./reasoning.ts";
@@ -68,6 +69,13 @@ export interface GenerateOptions extends SamplingOptions {
   force?: (ForcedSpan[] | undefined)[];
   /** Residual-stream edits for the whole call (steering, ablation). */
   interventions?: Intervention[];
+  /**
+   * Steer this call with a vector (from `steeringVector(model, pairs, { layer })`): add
+   * `strength` times it at its layer (`{ vector, strength }`), or remove its direction from
+   * every residual stream (`{ vector, ablate: true }`). Applied after `interventions`.
+   * @default none
+   */
+  steer?: SteerOptions;
   /** Prompts per forward batch. @default 16 */
   batchSize?: number;
   /** Called after each batch with the number of rows done. */
@@ -300,6 +308,11 @@ async function generateBatch(
 
 /** Batched generation; see {@link GenerateOptions}. */
 export async function generate(m: Generator, opts: GenerateOptions): Promise<GenerateResult> {
+  if (opts.steer) {
+    const { steer, ...rest } = opts;
+    const added = steerInterventions(steer, m.config.nLayer);
+    opts = { ...rest, interventions: [...(opts.interventions ?? []), ...added] };
+  }
   const pool = opts.workers ?? (opts.interventions?.length ? undefined : m.workers);
   // Stop ids are resolved here, on the model: a worker's replica knows only the tokenizer's.
   opts = { ...opts, eosTokenIds: stopTokenIds(m, opts) };

@@ -264,7 +264,7 @@ export class RemoteModel {
    *   keeps the rows that succeeded).
    */
   async generate(opts: RemoteGenerateOptions): Promise<RemoteGenerateResult> {
-    if (opts.returnHiddenStates || opts.interventions?.length) {
+    if (opts.returnHiddenStates || opts.interventions?.length || opts.steer) {
       requireCapability(this, "hiddenStates");
     }
     const tok = this.tokenizer;

@@ -31,9 +31,21 @@ export type TableInput = readonly object[] | {
 };
 
 const PLOTLY_VERSION = "4.1.2";
+const PLOTLY_TAG_START = `<script type="text/javascript">/* plotly.js ${PLOTLY_VERSION} */`;
+
+let runtimeOverride: typeof Deno.jupyter | undefined | null = null;
+
+/**
+ * Test seam: makes {@link jupyterRuntime} return `runtime` (undefined = outside Jupyter);
+ * `null` restores the real lookup. `Deno.jupyter` itself cannot be replaced.
+ */
+export function overrideJupyterRuntime(runtime: typeof Deno.jupyter | undefined | null): void {
+  runtimeOverride = runtime;
+}
 
 /** The `Deno.jupyter` namespace when running inside Deno's Jupyter kernel, else undefined. */
 export function jupyterRuntime(): typeof Deno.jupyter | undefined {
+  if (runtimeOverride !== null) return runtimeOverride;
   try {
     // Outside `deno jupyter` the getter throws; that absence is the answer, not a failure.
     const j = Deno.jupyter;
@@ -105,7 +117,7 @@ export function plotlyJsSource(): string {
 
 /** A `<script>` element carrying the whole plotly.js bundle (~4.8 MB). */
 export function plotlyScriptTag(): string {
-  return `<script type="text/javascript">/* plotly.js ${PLOTLY_VERSION} */\n${plotlyJsSource()}\n</script>`;
+  return `${PLOTLY_TAG_START}\n${plotlyJsSource()}\n</script>`;
 }
 
 let included = false;
@@ -167,6 +179,23 @@ export function figureBundle(fig: PlotlyFigure): MimeBundle {
     "text/html": html,
     "text/plain": describeFigure(fig),
   };
+}
+
+/**
+ * What a figure's Jupyter display method returns: its bundle, except for the first figure of
+ * a Jupyter session, where plotly.js (4.8 MB) is first sent as an output of its own and given
+ * time to drain (Deno's kernel awaits display methods), so the figure itself is small. Deno's
+ * kernel can drop a large cell result that it sends just before the cell's idle status.
+ *
+ * @example
+ * ```ts
+ * import { figureDisplay } from "./display.ts";
+ * const bundle = await figureDisplay({ data: [{ type: "bar", x: ["a"], y: [1] }], layout: {} });
+ * ```
+ */
+export function figureDisplay(fig: PlotlyFigure): MimeBundle | Promise<MimeBundle> {
+  if (included || !jupyterRuntime()) return figureBundle(fig);
+  return show(htmlBundle(plotlyScriptTag(), "")).then(() => figureBundle(fig));
 }
 
 /** A bundle from raw HTML and its plain-text fallback. */
@@ -289,11 +318,12 @@ function isMimeBundle(x: unknown): x is MimeBundle {
     Object.keys(x).every((k) => /^[a-z]+\/[\w.+-]+$/.test(k));
 }
 
-/** The bundle for any value: its own display method, a figure, a table, or inspected text. */
-export async function toBundle(x: unknown): Promise<MimeBundle> {
-  const own = (x as { [JUPYTER_DISPLAY]?: () => unknown } | null)?.[JUPYTER_DISPLAY];
-  if (typeof own === "function") return (await own.call(x)) as MimeBundle;
+function bundleOf(x: unknown): MimeBundle | Promise<MimeBundle> {
+  // A figure's bundle is made here, synchronously (plotly.js inline when first), not through
+  // its display method, which may first send plotly.js on its own and wait.
   if (isFigure(x)) return figureBundle(x);
+  const own = (x as { [JUPYTER_DISPLAY]?: () => unknown } | null)?.[JUPYTER_DISPLAY];
+  if (typeof own === "function") return own.call(x) as MimeBundle | Promise<MimeBundle>;
   if (isMimeBundle(x)) return x;
   if (typeof x === "string") return { "text/plain": x };
   const looksTable = Array.isArray(x)
@@ -301,6 +331,20 @@ export async function toBundle(x: unknown): Promise<MimeBundle> {
     : typeof (x as { objects?: unknown } | null)?.objects === "function";
   if (looksTable) return tableBundle(x as TableInput);
   return { "text/plain": Deno.inspect(x, { colors: false }) };
+}
+
+/**
+ * The bundle for any value: its own display method, a figure, a table, or inspected text.
+ *
+ * @example
+ * ```ts
+ * import { toBundle } from "./display.ts";
+ * const b = await toBundle([{ model: "toy-base", refusal: 0.4 }]);
+ * console.log(b["text/plain"]); // an aligned text table
+ * ```
+ */
+export async function toBundle(x: unknown): Promise<MimeBundle> {
+  return await bundleOf(x);
 }
 
 /**
@@ -314,19 +358,63 @@ export function drainMs(bundle: MimeBundle): number {
 }
 
 /**
- * Displays `x` now: through `Deno.jupyter.display` inside Jupyter (awaited, so it works as a
- * cell's last statement under nbconvert), else prints its text/plain to stdout.
+ * Displays `x` now: inside Jupyter the bundle goes to `Deno.jupyter.display` before `show`
+ * returns, so `show(fig)` without `await` still shows the figure in its own cell (and, left as
+ * the cell's value, renders as nothing more); outside Jupyter its text/plain is printed.
+ * `await show(x)` also waits (a few seconds at most) for the kernel to send large bundles
+ * before the cell ends. One case can still lose a figure, in Deno's kernel rather than here:
+ * the session's first figure (it carries plotly.js, 4.8 MB) shown without `await` just
+ * before the cell ends (kept in 4 of 9 nbconvert runs); the next figure then carries
+ * plotly.js again. `await show(fig)` kept it in 9 of 9 runs, ending the cell with `fig` in 6 of 6.
+ *
+ * @example
+ * ```ts
+ * import { plotBars, show } from "../../mod.ts";
+ * const fig = plotBars([{ name: "refusal", value: 0.4, lo: 0.31, hi: 0.5 }]);
+ * await show(fig); // or just `show(fig)`, or end the cell with `fig`
+ * ```
  */
-export async function show(x: unknown): Promise<void> {
-  const bundle = await toBundle(x);
-  const jupyter = jupyterRuntime();
-  if (jupyter) {
-    await jupyter.display(bundle, { raw: true });
+export function show(x: unknown): Promise<void> {
+  let made: MimeBundle | Promise<MimeBundle>;
+  try {
+    made = bundleOf(x);
+  } catch (err) {
+    return Promise.reject(err);
+  }
+  // A plain bundle is sent before `show` returns (Deno.jupyter.display starts its message
+  // synchronously), so an unawaited `show(fig)` still lands in this cell.
+  const sent = made instanceof Promise ? made.then(sendBundle) : sendBundle(made);
+  const done = sent.then(async ({ bundle, jupyter }) => {
+    if (!jupyter) return;
     // Deno's kernel can report the cell idle before a large display has gone out, and
     // frontends (nbconvert among them) drop outputs that arrive after idle: give the kernel's
     // socket time to drain, longer for large bundles (the first figure carries plotly.js).
     await new Promise((resolve) => setTimeout(resolve, drainMs(bundle)));
-  } else console.log(bundle["text/plain"]);
+    if (carriesPlotlyJs(bundle)) included = true;
+  });
+  // As a cell's last expression (`show(fig)` without await), the returned promise renders as
+  // nothing rather than "Promise { <pending> }" (the figure has already been sent), and the
+  // kernel, which awaits a display method, waits for the drain before ending the cell.
+  const settled = () => done.then(() => ({}), () => ({}));
+  Object.defineProperty(done, JUPYTER_DISPLAY, { value: settled, enumerable: false });
+  return done;
+}
+
+function carriesPlotlyJs(bundle: MimeBundle): boolean {
+  const html = bundle["text/html"];
+  return typeof html === "string" && html.startsWith(PLOTLY_TAG_START);
+}
+
+function sendBundle(bundle: MimeBundle): Promise<{ bundle: MimeBundle; jupyter: boolean }> {
+  const jupyter = jupyterRuntime();
+  if (!jupyter) {
+    console.log(bundle["text/plain"]);
+    return Promise.resolve({ bundle, jupyter: false });
+  }
+  // Until the bundle carrying plotly.js has drained, later figures carry it again: if this
+  // one is cut off (an unawaited show at the very end of a cell), the next still draws.
+  if (carriesPlotlyJs(bundle)) included = false;
+  return jupyter.display(bundle, { raw: true }).then(() => ({ bundle, jupyter: true }));
 }
 
 /** A figure that renders itself when it ends a notebook cell. */
@@ -338,8 +426,8 @@ export class Figure {
     this.spec = spec;
   }
   /** Called by Deno's Jupyter kernel. */
-  [JUPYTER_DISPLAY](): MimeBundle {
-    return figureBundle(this.spec);
+  [JUPYTER_DISPLAY](): MimeBundle | Promise<MimeBundle> {
+    return figureDisplay(this.spec);
   }
   /** The plain figure (so `JSON.stringify(figure)` gives plotly JSON). */
   toJSON(): PlotlyFigure {

@@ -10,6 +10,8 @@
  * @module
  */
 
+import { figureDisplay, JUPYTER_DISPLAY, type MimeBundle } from "./display.ts";
+
 /** One plotly.js trace (`scatter`, `bar`, `heatmap`, ...): any attributes plus its `type`. */
 export type PlotlyTrace = Record<string, unknown> & { type: string };
 
@@ -21,6 +23,45 @@ export interface PlotlyFigure {
   layout: Record<string, unknown>;
   /** Optional plotly.js config (`responsive`, `displaylogo`...). */
   config?: Record<string, unknown>;
+}
+
+/**
+ * Makes `spec` a figure that draws itself when it ends a Jupyter cell: adds a non-enumerable
+ * `[Symbol.for("Jupyter.display")]` method (Deno's kernel calls it) returning the figure's MIME
+ * bundle (plotly JSON, self-contained HTML, a one-line text). The object stays the plain
+ * plotly figure: `data`, `layout` and `config` are unchanged, `JSON.stringify` gives plotly
+ * JSON and `assert.deepEqual` against a literal still holds. Every builder in lib/viz/plots
+ * returns one. Returns `spec` itself.
+ *
+ * @example
+ * ```ts
+ * import { figure } from "./figure.ts";
+ * const fig = figure({ data: [{ type: "bar", x: ["a"], y: [1] }], layout: {} });
+ * fig; // as a cell's last expression: drawn inline
+ * JSON.stringify(fig); // '{"data":[...],"layout":{}}'
+ * ```
+ */
+export function figure(spec: PlotlyFigure): PlotlyFigure {
+  if (!spec || !Array.isArray(spec.data) || typeof spec.layout !== "object") {
+    throw new Error("figure: expected a plotly figure { data: [...], layout: {...} }");
+  }
+  if (!Object.hasOwn(spec, JUPYTER_DISPLAY)) {
+    Object.defineProperty(spec, JUPYTER_DISPLAY, {
+      value: function (this: PlotlyFigure): MimeBundle | Promise<MimeBundle> {
+        return figureDisplay(this);
+      },
+      enumerable: false,
+      writable: true,
+      configurable: true,
+    });
+  }
+  return spec;
+}
+
+/** True when `x` renders itself in Jupyter (it has a `Symbol.for("Jupyter.display")` method). */
+export function isDisplayable(x: unknown): boolean {
+  return typeof x === "object" && x !== null &&
+    typeof (x as Record<symbol, unknown>)[JUPYTER_DISPLAY] === "function";
 }
 
 /** Rows as plain objects, or anything with arquero's `objects()` (a table). */

@@ -10,6 +10,7 @@ import {
   baseLayout,
   CONFIG,
   errorBars,
+  figure,
   groupBy,
   num,
   type PlotlyFigure,
@@ -60,7 +61,7 @@ export function plotBars(rows: RowsInput<BarRow>, opts: TitleOptions = {}): Plot
       error_y: errorBars(y, rs.map((b) => b.lo), rs.map((b) => b.hi)),
     };
   });
-  return {
+  return figure({
     data,
     layout: baseLayout(
       opts.title ?? "Comparison",
@@ -72,5 +73,5 @@ export function plotBars(rows: RowsInput<BarRow>, opts: TitleOptions = {}): Plot
       },
     ),
     config: CONFIG,
-  };
+  });
 }

@@ -9,6 +9,7 @@ import {
   axis,
   baseLayout,
   CONFIG,
+  figure,
   num,
   type PlotlyFigure,
   type PlotlyTrace,
@@ -74,5 +75,5 @@ export function plotCurves(
       layout[`xaxis${k}`] = axis(k === n ? xTitle : "", { matches: "x" });
     }
   }
-  return { data, layout, config: CONFIG };
+  return figure({ data, layout, config: CONFIG });
 }

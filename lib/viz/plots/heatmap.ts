@@ -4,7 +4,14 @@
  * @module
  */
 
-import { axis, baseLayout, CONFIG, type PlotlyFigure, type TitleOptions } from "../figure.ts";
+import {
+  axis,
+  baseLayout,
+  CONFIG,
+  figure,
+  type PlotlyFigure,
+  type TitleOptions,
+} from "../figure.ts";
 
 /** Options of {@link plotHeatmap}. */
 export interface HeatmapOptions extends TitleOptions {
@@ -53,7 +60,7 @@ export function plotHeatmap(
     })
   );
   const z = matrix.map((r) => r.map((v) => (Number.isFinite(v) ? v : null)));
-  return {
+  return figure({
     data: [{
       type: "heatmap",
       z,
@@ -70,5 +77,5 @@ export function plotHeatmap(
       { annotations },
     ),
     config: CONFIG,
-  };
+  });
 }

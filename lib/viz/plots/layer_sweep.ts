@@ -10,6 +10,7 @@ import {
   baseLayout,
   CONFIG,
   errorBars,
+  figure,
   type PlotlyFigure,
   type PlotlyTrace,
   type RowsInput,
@@ -56,7 +57,7 @@ export function plotLayerSweep(
     };
   });
   const chance = { type: "line", xref: "paper", x0: 0, x1: 1, y0: 0.5, y1: 0.5 };
-  return {
+  return figure({
     data,
     layout: baseLayout(
       opts.title ?? "Safety compass: AUROC by layer",
@@ -65,5 +66,5 @@ export function plotLayerSweep(
       { shapes: [{ ...chance, line: { dash: "dash", color: "#999", width: 1 } }] },
     ),
     config: CONFIG,
-  };
+  });
 }

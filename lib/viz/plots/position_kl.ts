@@ -9,6 +9,7 @@ import {
   axis,
   baseLayout,
   CONFIG,
+  figure,
   type PlotlyFigure,
   type PlotlyTrace,
   type RowsInput,
@@ -49,7 +50,7 @@ export function plotPositionKl(
     y: pts.map((p) => p.y),
     line: { color: colors.get(series) },
   }));
-  return {
+  return figure({
     data,
     layout: baseLayout(
       opts.title ?? "Per-token KL by response position",
@@ -58,5 +59,5 @@ export function plotPositionKl(
       { showlegend: groups.size > 1 },
     ),
     config: CONFIG,
-  };
+  });
 }

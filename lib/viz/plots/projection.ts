@@ -9,6 +9,7 @@ import {
   axis,
   baseLayout,
   CONFIG,
+  figure,
   groupBy,
   num,
   type PlotlyFigure,
@@ -54,7 +55,7 @@ export function plotProjection(
     text: rs.map((p) => p.text),
     marker: { color: colors.get(label), size: 7, opacity: 0.75 },
   }));
-  return {
+  return figure({
     data,
     layout: baseLayout(
       opts.title ?? "Hidden states, projected",
@@ -62,5 +63,5 @@ export function plotProjection(
       axis(opts.yTitle ?? "Component 2"),
     ),
     config: CONFIG,
-  };
+  });
 }

@@ -9,6 +9,7 @@ import {
   axis,
   baseLayout,
   CONFIG,
+  figure,
   type PlotlyFigure,
   type PlotlyTrace,
   type RowsInput,
@@ -60,7 +61,7 @@ export function plotRateCurve(
     const y = pts.map((p) => p.y);
     data.push({ type: "scatter", mode: "lines+markers", name: series, x, y, line: { color } });
   }
-  return {
+  return figure({
     data,
     layout: baseLayout(
       opts.title ?? `${opts.yTitle} by ${opts.xTitle}`,
@@ -68,5 +69,5 @@ export function plotRateCurve(
       axis(opts.yTitle, { range: [0, 1.02] }),
     ),
     config: CONFIG,
-  };
+  });
 }

@@ -10,6 +10,7 @@ import {
   baseLayout,
   CONFIG,
   errorBars,
+  figure,
   num,
   type PlotlyFigure,
   type PlotlyTrace,
@@ -62,7 +63,7 @@ export function plotScatter(
       error_y: errorBars(y, o("ylo"), o("yhi")),
     };
   });
-  return {
+  return figure({
     data,
     layout: baseLayout(
       opts.title ?? `${opts.yTitle} vs ${opts.xTitle}`,
@@ -70,5 +71,5 @@ export function plotScatter(
       axis(opts.yTitle),
     ),
     config: CONFIG,
-  };
+  });
 }
