@@ -88,6 +88,28 @@ export type {
   Intervention,
   KVCache,
 } from "./lib/model/transformer.ts";
+// Named activations and hooks (TransformerLens names)
+export type { ForwardHook } from "./lib/model/transformer.ts";
+export {
+  applyFinalNorm,
+  attnOutBias,
+  attnOutProject,
+  unembed,
+  unembedRows,
+} from "./lib/model/transformer.ts";
+export { actName, BLOCK_HOOKS, hookPointNames, resolveHookName } from "./lib/model/hook_names.ts";
+export { ActivationCache } from "./lib/model/activation_cache.ts";
+export {
+  type HookableModel,
+  type HookContext,
+  type HookFn,
+  type HookInput,
+  inputIds,
+  runWithCache,
+  type RunWithCacheOptions,
+  runWithHooks,
+  type RunWithHooksOptions,
+} from "./lib/model/hooks.ts";
 export type {
   ForcedSpan,
   GenerateOptions,
@@ -350,6 +372,37 @@ export {
   type SweepLayersOptions,
 } from "./lib/compass/fit.ts";
 export { ablationInterventions, steeringVector, steerIntervention } from "./lib/compass/steer.ts";
+// Interpretability primitives (lib/interp)
+export {
+  checkMetric,
+  type LogitDiff,
+  metricOf,
+  metricWeights,
+  positionIndex,
+  tokenIds,
+} from "./lib/interp/metric.ts";
+export { columnMeans, type InterpIntervalOptions, ratioOfMeans } from "./lib/interp/intervals.ts";
+export {
+  lensLogits,
+  logitLens,
+  type LogitLensOptions,
+  type LogitLensResult,
+} from "./lib/interp/logit_lens.ts";
+export {
+  directLogitAttribution,
+  type DlaOptions,
+  type DlaResult,
+  residualDirection,
+} from "./lib/interp/dla.ts";
+export {
+  activationPatching,
+  type PatchingOptions,
+  type PatchingResult,
+  type PatchTarget,
+  type PromptPair,
+} from "./lib/interp/patching.ts";
+export { attributionPatching, patchingAgreement } from "./lib/interp/attribution.ts";
+export { plotDla, plotDlaHeads, plotLogitLens, plotPatching } from "./lib/interp/plots.ts";
 export { auditGeneration, type AuditGenerationOptions, AuditResult } from "./lib/compass/audit.ts";
 export {
   auditHtml,
@@ -509,6 +562,11 @@ export {
 export { type BarRow, plotBars } from "./lib/viz/plots/bars.ts";
 export { type CurvesOptions, plotCurves } from "./lib/viz/plots/curves.ts";
 export { type HeatmapOptions, plotHeatmap } from "./lib/viz/plots/heatmap.ts";
+export { type BandLineOptions, type BandLineRow, plotBandLine } from "./lib/viz/plots/band_line.ts";
+export {
+  type PatchingHeatmapOptions,
+  plotPatchingHeatmap,
+} from "./lib/viz/plots/patching_heatmap.ts";
 export { type LayerSweepRow, plotLayerSweep } from "./lib/viz/plots/layer_sweep.ts";
 export {
   type PlotlyFigure,

@@ -139,8 +139,14 @@ Deno.test("runWithCache: names filter with negative indices, short names, errors
     () => m.runWithCache(IDS, { names: ["blocks.0.hook_resid_psot"] }),
     /unknown hook point 'blocks\.0\.hook_resid_psot'.*hook_resid_post/,
   );
-  assert.throws(() => m.runWithCache(IDS, { names: [`blocks.${n}.hook_resid_pre`] }), /outside -2\.\.1/);
-  assert.throws(() => m.runWithCache(IDS, { names: ["hook_pos_embed"] }), /valid names: hook_embed,/);
+  assert.throws(
+    () => m.runWithCache(IDS, { names: [`blocks.${n}.hook_resid_pre`] }),
+    /outside -2\.\.1/,
+  );
+  assert.throws(
+    () => m.runWithCache(IDS, { names: ["hook_pos_embed"] }),
+    /valid names: hook_embed,/,
+  );
   assert.throws(() => actName("resid"), /valid: resid_pre/);
   assert.equal(actName("z", -2), "blocks.-2.attn.hook_z");
   m.dispose();
@@ -167,7 +173,10 @@ Deno.test("runWithHooks: identity is bit-equal, ablation changes logits, hooks l
     const ablated = m.runWithHooks(IDS, {
       hooks: [["blocks.0.hook_attn_out", (x) => tf.zerosLike(x)]],
     });
-    assert.ok(maxDiff(ablated.logits!, base) > 1e-4, `${m.source}: zero-ablating attn_out moves logits`);
+    assert.ok(
+      maxDiff(ablated.logits!, base) > 1e-4,
+      `${m.source}: zero-ablating attn_out moves logits`,
+    );
     ablated.logits!.dispose();
     // A replaced pattern (every query attends to the first token only) also moves them.
     const uni = m.runWithHooks(IDS, {
@@ -215,7 +224,9 @@ Deno.test("hooks read the same activations with external (host-memory) weights",
     for (const name of a.names) {
       assert.ok(maxDiff(a.get(name), b.get(name)) < 1e-4, `${name}: heap vs external`);
     }
-    const hooked = ext.runWithHooks(IDS, { hooks: { "blocks.-1.hook_mlp_out": (x) => tf.zerosLike(x) } });
+    const hooked = ext.runWithHooks(IDS, {
+      hooks: { "blocks.-1.hook_mlp_out": (x) => tf.zerosLike(x) },
+    });
     assert.ok(maxDiff(hooked.logits!, b.logits!) > 1e-4);
     hooked.logits!.dispose();
   }

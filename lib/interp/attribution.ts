@@ -121,8 +121,10 @@ export function patchingAgreement(
   a: PatchingResult,
   b: PatchingResult,
 ): { meanR: number; cellR: number } {
-  if (a.effects.length !== b.effects.length || a.rows.length !== b.rows.length ||
-    a.columns.length !== b.columns.length) {
+  if (
+    a.effects.length !== b.effects.length || a.rows.length !== b.rows.length ||
+    a.columns.length !== b.columns.length
+  ) {
     throw new Error("patchingAgreement: the two results cover different pairs or cells");
   }
   const mean = (r: PatchingResult) =>

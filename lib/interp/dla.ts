@@ -22,18 +22,13 @@
 import * as tf from "@tensorflow/tfjs-core";
 import type { Interval } from "../compass/metrics.ts";
 import type { Model } from "../model/model.ts";
-import {
-  applyFinalNorm,
-  attnOutBias,
-  attnOutProject,
-  unembedRows,
-} from "../model/transformer.ts";
+import { applyFinalNorm, attnOutBias, attnOutProject, unembedRows } from "../model/transformer.ts";
 import { type HookInput, inputIds } from "../model/hooks.ts";
 import { checkMetric, type LogitDiff, metricOf, metricWeights, positionIndex } from "./metric.ts";
-import { columnMeans, type IntervalOptions } from "./intervals.ts";
+import { columnMeans, type InterpIntervalOptions } from "./intervals.ts";
 
 /** Options of {@link directLogitAttribution}. */
-export interface DlaOptions extends IntervalOptions {
+export interface DlaOptions extends InterpIntervalOptions {
   /** The logit difference attributed. */
   metric: LogitDiff;
   /** Split each block's attention term over its heads. @default true, false for Gemma 2/3 */
@@ -174,13 +169,18 @@ export function directLogitAttribution(
     const row = [dot(at("blocks.0.hook_resid_pre", d), v)];
     const rowHeads: number[][] = [], rowBias: number[] = [];
     for (let i = 0; i < n; i++) {
-      row.push(dot(at(`blocks.${i}.hook_attn_out`, d), v), dot(at(`blocks.${i}.hook_mlp_out`, d), v));
+      row.push(
+        dot(at(`blocks.${i}.hook_attn_out`, d), v),
+        dot(at(`blocks.${i}.hook_mlp_out`, d), v),
+      );
       if (!perHead) continue;
       const z = at(`blocks.${i}.attn.hook_z`, hN * hd);
       const perHeadOut = tf.tidy(() => {
         // Row h keeps head h's slice of z, zeros elsewhere: o_proj of it is head h's write.
         const masked = new Float32Array(hN * hN * hd);
-        for (let h = 0; h < hN; h++) masked.set(z.subarray(h * hd, (h + 1) * hd), h * hN * hd + h * hd);
+        for (let h = 0; h < hN; h++) {
+          masked.set(z.subarray(h * hd, (h + 1) * hd), h * hN * hd + h * hd);
+        }
         return attnOutProject(c, model.params, i, tf.tensor2d(masked, [hN, hN * hd])).dataSync();
       });
       rowHeads.push(Array.from({ length: hN }, (_, h) => dot(perHeadOut, v, h * d)));

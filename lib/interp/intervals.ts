@@ -8,7 +8,7 @@
 import { bootstrapCI, type Interval } from "../compass/metrics.ts";
 
 /** Resampling settings shared by the primitives. */
-export interface IntervalOptions {
+export interface InterpIntervalOptions {
   /** Bootstrap resamples over prompts. @default 1000 */
   reps?: number;
   /** 1 - coverage. @default 0.05 */
@@ -25,7 +25,7 @@ export interface IntervalOptions {
  * columnMeans([[1, 2], [3, 4]], { reps: 100 })[0].value; // 2
  * ```
  */
-export function columnMeans(values: number[][], opts: IntervalOptions = {}): Interval[] {
+export function columnMeans(values: number[][], opts: InterpIntervalOptions = {}): Interval[] {
   const n = values.length;
   const k = values[0]?.length ?? 0;
   return Array.from({ length: k }, (_, j) =>
@@ -45,7 +45,11 @@ export function columnMeans(values: number[][], opts: IntervalOptions = {}): Int
  * ratioOfMeans([1, 3], [2, 2], { reps: 100 }).value; // 1
  * ```
  */
-export function ratioOfMeans(num: number[], den: number[], opts: IntervalOptions = {}): Interval {
+export function ratioOfMeans(
+  num: number[],
+  den: number[],
+  opts: InterpIntervalOptions = {},
+): Interval {
   return bootstrapCI(num.length, (idx) => {
     let a = 0, b = 0;
     for (const i of idx) a += num[i], b += den[i];

@@ -14,7 +14,7 @@ import type { Model } from "../model/model.ts";
 import { unembed } from "../model/transformer.ts";
 import { type HookInput, inputIds } from "../model/hooks.ts";
 import { checkMetric, type LogitDiff, metricOf, positionIndex } from "./metric.ts";
-import { columnMeans, type IntervalOptions } from "./intervals.ts";
+import { columnMeans, type InterpIntervalOptions } from "./intervals.ts";
 
 /** The residual read by lens entry l, by hook name. */
 function lensPoint(nLayer: number, l: number): string {
@@ -40,7 +40,7 @@ export function lensLogits(model: Model, input: HookInput): tf.Tensor3D[] {
 }
 
 /** Options of {@link logitLens}. */
-export interface LogitLensOptions extends IntervalOptions {
+export interface LogitLensOptions extends InterpIntervalOptions {
   /** What to read at each layer (e.g. refusal token minus compliance token). */
   metric: LogitDiff;
 }
@@ -95,7 +95,10 @@ export function logitLens(
   const n = c.nLayer;
   const labels = Array.from(
     { length: n + 1 },
-    (_, l) => (l === 0 ? "embed" : l === n ? `after block ${l - 1} (output)` : `after block ${l - 1}`),
+    (
+      _,
+      l,
+    ) => (l === 0 ? "embed" : l === n ? `after block ${l - 1} (output)` : `after block ${l - 1}`),
   );
   return { labels, values, output, summary: columnMeans(values, opts) };
 }

@@ -19,7 +19,7 @@ import type { Interval } from "../compass/metrics.ts";
 import type { Model } from "../model/model.ts";
 import { type HookInput, inputIds } from "../model/hooks.ts";
 import { checkMetric, type LogitDiff, metricOf, positionIndex } from "./metric.ts";
-import { type IntervalOptions, ratioOfMeans } from "./intervals.ts";
+import { type InterpIntervalOptions, ratioOfMeans } from "./intervals.ts";
 
 /** A clean prompt and its corrupted twin (same length, e.g. one entity swapped). */
 export interface PromptPair {
@@ -39,7 +39,7 @@ export type PatchTarget =
   | "heads";
 
 /** Options of {@link activationPatching} (and of `attributionPatching`). */
-export interface PatchingOptions extends IntervalOptions {
+export interface PatchingOptions extends InterpIntervalOptions {
   /** The logit difference measured (at its position, default the last). */
   metric: LogitDiff;
   /** What is patched. @default "resid_pre" */
@@ -117,7 +117,7 @@ export function summarise(
   effects: number[][][],
   clean: number[],
   corrupted: number[],
-  opts: IntervalOptions,
+  opts: InterpIntervalOptions,
 ): Interval[][] {
   const den = clean.map((c, k) => c - corrupted[k]);
   return effects[0].map((row, l) =>
@@ -163,7 +163,12 @@ export function activationPatching(
     const pos = positionIndex(opts.metric, t, where);
     using cache = model.runWithCache(pair.clean, { names, logits: "all" });
     const v = c.vocabSize;
-    clean.push(metricOf((cache.logits!.dataSync() as Float32Array).subarray(pos * v, (pos + 1) * v), opts.metric));
+    clean.push(
+      metricOf(
+        (cache.logits!.dataSync() as Float32Array).subarray(pos * v, (pos + 1) * v),
+        opts.metric,
+      ),
+    );
     const base = metricAt(model, pair.corrupted, opts.metric);
     corrupted.push(base);
     const k = target === "heads" ? c.nHead : window;

@@ -79,8 +79,9 @@ export class ActivationCache {
     const n = this.config.nLayer;
     const l = i < 0 ? n + 1 + i : i;
     if (l < 0 || l > n) throw new Error(`ActivationCache: hidden state ${i} outside 0..${n}`);
-    return (l === n ? this.get("ln_final.hook_normalized") : this.get("resid_pre", l)) as
-      tf.Tensor3D;
+    return (l === n
+      ? this.get("ln_final.hook_normalized")
+      : this.get("resid_pre", l)) as tf.Tensor3D;
   }
 
   /** Frees every tensor (activations and logits); reading afterwards is an error. */

@@ -143,7 +143,9 @@ export function runWithHooks(
     const key = resolveHookName(c, name, "runWithHooks");
     const fns = Array.isArray(fn) ? fn : [fn];
     for (const f of fns) {
-      if (typeof f !== "function") throw new Error(`runWithHooks: hook '${name}' is not a function`);
+      if (typeof f !== "function") {
+        throw new Error(`runWithHooks: hook '${name}' is not a function`);
+      }
     }
     byName.set(key, [...(byName.get(key) ?? []), ...fns]);
   }
@@ -168,4 +170,3 @@ export function runWithHooks(
     },
   });
 }
-
