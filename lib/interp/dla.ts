@@ -24,7 +24,7 @@ import type { Interval } from "../compass/metrics.ts";
 import type { Model } from "../model/model.ts";
 import { applyFinalNorm, attnOutBias, attnOutProject, unembedRows } from "../model/transformer.ts";
 import { type HookInput, inputIds } from "../model/hooks.ts";
-import { checkMetric, type LogitDiff, metricOf, metricWeights, positionIndex } from "./metric.ts";
+import { checkMetric, type LogitDiff, metricOf, positionIndex } from "./metric.ts";
 import { columnMeans, type InterpIntervalOptions } from "./intervals.ts";
 
 /** Options of {@link directLogitAttribution}. */
@@ -67,7 +67,6 @@ export interface DlaResult {
 export function residualDirection(model: Model, metric: LogitDiff): Float64Array {
   const c = model.config;
   checkMetric(metric, c.vocabSize, "residualDirection");
-  const w = metricWeights(metric, c.vocabSize);
   const u = new Float64Array(c.dModel);
   for (let r0 = 0; r0 < c.dModel; r0 += 256) {
     const rows = Math.min(256, c.dModel - r0);

@@ -73,13 +73,28 @@ export interface PatchingResult {
   summary: Interval[][];
 }
 
-/** The hook name patched at block i. */
+/**
+ * The hook name patched at block i.
+ *
+ * @example
+ * ```ts
+ * targetName("heads", 2); // "blocks.2.attn.hook_z"
+ * ```
+ */
 export function targetName(target: PatchTarget, i: number): string {
   if (target === "heads") return `blocks.${i}.attn.hook_z`;
   return `blocks.${i}.hook_${target}`;
 }
 
-/** Validated pairs as ids, and the common (end-aligned) window length P. */
+/**
+ * Validated pairs as ids (equal lengths within a pair), and the common end-aligned window
+ * length P (the shortest pair's length).
+ *
+ * @example
+ * ```ts ignore
+ * pairIds(model, [{ clean: [1, 2, 3], corrupted: [1, 5, 3] }], "mine").window; // 3
+ * ```
+ */
 export function pairIds(model: Model, pairs: readonly PromptPair[], where: string) {
   if (pairs.length === 0) throw new Error(`${where}: no prompt pairs`);
   const out = pairs.map((p, k) => {
@@ -97,7 +112,15 @@ export function pairIds(model: Model, pairs: readonly PromptPair[], where: strin
   return { ids: out, window };
 }
 
-/** Column labels of a result. */
+/**
+ * Column labels of a result: "H0".."H{n-1}" for heads, else "-k token" for the last `window`
+ * positions of the first clean prompt.
+ *
+ * @example
+ * ```ts ignore
+ * columnLabels(model, "resid_pre", ids, 4); // ["-4 how", "-3 do", "-2 i", "-1 ?"]
+ * ```
+ */
 export function columnLabels(
   model: Model,
   target: PatchTarget,
@@ -112,7 +135,15 @@ export function columnLabels(
   });
 }
 
-/** Normalised summaries [layer][column] of effects [pair][layer][column]. */
+/**
+ * Normalised summaries [layer][column] of effects [pair][layer][column]: per cell
+ * sum(effect) / sum(clean - corrupted) over resampled pairs.
+ *
+ * @example
+ * ```ts
+ * summarise([[[1]], [[3]]], [2, 4], [0, 0], { reps: 10 })[0][0].value; // 4 / 6
+ * ```
+ */
 export function summarise(
   effects: number[][][],
   clean: number[],
