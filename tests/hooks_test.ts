@@ -149,6 +149,7 @@ Deno.test("runWithCache: names filter with negative indices, short names, errors
   );
   assert.throws(() => actName("resid"), /valid: resid_pre/);
   assert.equal(actName("z", -2), "blocks.-2.attn.hook_z");
+  assert.throws(() => actName("blocks.0.hook_resid_pre", 3), /full hook name; it takes no layer/);
   m.dispose();
 });
 

@@ -61,7 +61,12 @@ const SHORT: Readonly<Record<string, string>> = {
  * ```
  */
 export function actName(kind: string, layer?: number): string {
-  if (kind.includes(".") || kind.startsWith("hook_")) return kind;
+  if (kind.includes(".") || kind.startsWith("hook_")) {
+    if (layer !== undefined) {
+      throw new Error(`actName: '${kind}' is a full hook name; it takes no layer (got ${layer})`);
+    }
+    return kind;
+  }
   const full = SHORT[kind];
   if (!full) {
     throw new Error(
