@@ -20,6 +20,8 @@ import { activationPatching } from "../lib/interp/patching.ts";
 import { attributionPatching, patchingAgreement } from "../lib/interp/attribution.ts";
 import { metricOf, metricWeights } from "../lib/interp/metric.ts";
 import { plotDla, plotDlaHeads, plotLogitLens, plotPatching } from "../lib/interp/plots.ts";
+import { plotPatchingHeatmap } from "../lib/viz/plots/patching_heatmap.ts";
+import { plotBandLine } from "../lib/viz/plots/band_line.ts";
 
 await useTestBackend();
 
@@ -267,4 +269,37 @@ Deno.test("attribution patching: the first-order term of real patching (alpha ->
     }
     m.dispose();
   }
+});
+
+Deno.test("plot builders: patching heatmap centred at 0 with intervals on hover; band line with its band", () => {
+  const fig = plotPatchingHeatmap([[0.5, -0.0001], [-2, 1]], ["L0", "L1"], ["a", "a"], {
+    lo: [[0.4, -0.1], [-2.5, 0.9]],
+    hi: [[0.6, 0.1], [-1.5, 1.1]],
+  });
+  const tr = fig.data[0] as Record<string, unknown>;
+  assert.equal(tr.zmin, -2);
+  assert.equal(tr.zmax, 2);
+  assert.equal(tr.zmid, 0);
+  assert.deepEqual(tr.x, [0, 1], "repeated column labels stay separate columns");
+  assert.equal((tr.text as string[][])[1][0], "L1, a: -2.000 [-2.500, -1.500]");
+  const notes = (fig.layout.annotations as { text: string }[]).map((a) => a.text);
+  assert.deepEqual(notes, ["0.50", "0.00", "-2.00", "1.00"], "tiny negatives print as 0.00");
+  assert.throws(
+    () => plotPatchingHeatmap([[1, 2]], ["L0"], ["a"]),
+    /1x2 but got 1 row labels and 1 column/,
+  );
+  assert.throws(
+    () => plotPatchingHeatmap([[1]], ["L0"], ["a"], { lo: [[1, 2]] }),
+    /opts\.lo must have the matrix's shape/,
+  );
+  const band = plotBandLine([
+    { x: "b", value: 2, lo: 1, hi: 3 },
+    { x: "a", value: 1, lo: 0, hi: 2 },
+    { x: "a", value: 5, series: "other" },
+  ]);
+  assert.equal(band.data.length, 3, "one band (only the first series has intervals) and two lines");
+  const poly = band.data[0] as Record<string, unknown>;
+  assert.deepEqual(poly.x, ["b", "a", "a", "b"]);
+  assert.deepEqual(poly.y, [3, 2, 0, 1], "upper edge forward, lower edge back");
+  assert.deepEqual((band.layout.xaxis as Record<string, unknown>).categoryarray, ["b", "a"]);
 });

@@ -21,8 +21,9 @@ export interface PatchingHeatmapOptions extends TitleOptions {
 
 /**
  * A matrix of signed effects (rows = layers, drawn top to bottom; columns = positions or
- * heads) as a red-white-blue heatmap: blue positive, red negative, white 0. NaN cells stay
- * blank; with `lo`/`hi` the hover text gives each cell's interval.
+ * heads) as plotly's diverging "RdBu" heatmap centred at 0: red positive, blue negative, grey 0.
+ * NaN cells stay blank; values that round to zero are written "0.00", not "-0.00"; with
+ * `lo`/`hi` the hover text gives each cell's interval.
  *
  * @example
  * ```ts
@@ -63,6 +64,7 @@ export function plotPatchingHeatmap(
     })
   );
   const digits = opts.digits ?? 2;
+  const fmt = (v: number) => (Math.abs(v) < 0.5 * 10 ** -digits ? 0 : v).toFixed(digits);
   const annotations = digits > 0 && matrix.length * colLabels.length <= 400
     ? matrix.flatMap((row, i) =>
       row.flatMap((v, j) =>
@@ -70,7 +72,7 @@ export function plotPatchingHeatmap(
           ? [{
             x: j,
             y: rowLabels[i],
-            text: v.toFixed(digits),
+            text: fmt(v),
             showarrow: false,
             font: { color: Math.abs(v) > 0.6 * zmax ? "white" : "black", size: 10 },
           }]
