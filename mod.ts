@@ -9,8 +9,9 @@
  * 1. **Load a model, generate, tokenize**: `loadModel`, `loadModelOrStandIn`, `createModel`,
  *    `Model` (`model.forward`, `model.generate`), `loadTokenizer`, `loadRemoteModel`,
  *    `addLora`, `WorkerPool`.
- * 2. **Read activations**: `collectActivations` (alias `collectPairs`), `Activations`,
- *    `makeMatrix`, `project2d`.
+ * 2. **Read activations**: `model.runWithCache(input, { names })` (TransformerLens hook
+ *    names: `blocks.3.hook_resid_post`, ...) and `model.runWithHooks(input, { hooks })`;
+ *    `collectActivations` (alias `collectPairs`), `Activations`, `makeMatrix`, `project2d`.
  * 3. **Data**: `generateWorld`, `loadSafetyWorld`, `gradeResponse`, `loadBenchmark`,
  *    `loadPrompts`, `loadRefusalDirectionSplit`, `makeRng`.
  * 4. **The safety compass**: `fitCompass`, `sweepLayers`, `fitCraft`, `auditGeneration`,
@@ -20,19 +21,24 @@
  *    returns a `SteeringVector`; `model.generate({ prompts, steer: { vector, strength } })`
  *    adds it, `steer: { vector, ablate: true }` ablates its direction. `strength` is the one
  *    word for how much (the old `steerIntervention(layer, r, strength)` path still works).
- * 6. **Training**: `trainSft`, `trainRL`, rewards (`craftReward`, `alphaAlignReward`,
+ * 6. **Interpretability** (where a refusal is decided): `logitLens`,
+ *    `directLogitAttribution`, `activationPatching`, `attributionPatching`, each with
+ *    bootstrap intervals over prompts and a plot (`plotLogitLens`, `plotDla`, `plotPatching`).
+ * 7. **Training**: `trainSft`, `trainRL`, rewards (`craftReward`, `alphaAlignReward`,
  *    `traitReward`), `AdamW`, and the paper experiments `runCraftExperiment`,
  *    `runAlphaAlignExperiment`, `runTraitsExperiment`.
- * 7. **Attacks and evaluation**: `evaluate`, `runAttack` with `prefillAttack`,
+ * 8. **Attacks and evaluation**: `evaluate`, `runAttack` with `prefillAttack`,
  *    `jailbreakAttack`, `injectionAttack`, `randomInsertionAttack`; `prefillCurve`,
  *    `injectionCurve`, `klByPosition`, `profileModel`, `compareDefences`, `persistenceTable`.
- * 8. **Judges**: `refusalVerdict`, `isRefusalText`, `prefixRefusalJudge`, `LlmJudge`,
- *    `verifyThinkFormat`.
- * 9. **Plots, tables and display**: `plotBars`, `plotCurves`, `plotLayerSweep`,
+ * 9. **Judges**: `refusalVerdict` (full / partial / none), `isRefusalText`,
+ *    `jailbreakVerdict` and `isJailbroken` (refused / off-topic / harmful, with the evidence),
+ *    `ModelJudge` and `remoteJailbreakJudge` (a loaded or served model as the judge),
+ *    `judgeAgreement` (pairwise kappa with intervals), `LlmJudge`, `verifyThinkFormat`.
+ * 10. **Plots, tables and display**: `plotBars`, `plotCurves`, `plotLayerSweep`,
  *    `plotProjection`, `plotRateCurve`, `plotScatter`, `plotHeatmap`, `plotPositionKl` (each
  *    returns a plotly figure that draws itself when it ends a cell); `show`; `rateTable`
  *    and `formatRate` ("40.8% [31.2, 50.1] n=49"); `saveFigure`, `buildReport`.
- * 10. **Files**: `readSafetensors`, `writeSafetensors`, checkpoint folders.
+ * 11. **Files**: `readSafetensors`, `writeSafetensors`, checkpoint folders.
  *
  * @example
  * ```ts
@@ -190,6 +196,28 @@ export {
 } from "./lib/parallel/generate.ts";
 
 // ---- Read activations ----
+// Named activations and hooks (TransformerLens names)
+export type { ForwardHook } from "./lib/model/transformer.ts";
+export {
+  applyFinalNorm,
+  attnOutBias,
+  attnOutProject,
+  unembed,
+  unembedRows,
+} from "./lib/model/transformer.ts";
+export { actName, BLOCK_HOOKS, hookPointNames, resolveHookName } from "./lib/model/hook_names.ts";
+export { ActivationCache } from "./lib/model/activation_cache.ts";
+export {
+  type HookableModel,
+  type HookContext,
+  type HookFn,
+  type HookInput,
+  inputIds,
+  runWithCache,
+  type RunWithCacheOptions,
+  runWithHooks,
+  type RunWithHooksOptions,
+} from "./lib/model/hooks.ts";
 export { Activations } from "./lib/compass/activations.ts";
 export {
   collectActivations,
@@ -359,6 +387,38 @@ export {
   type SteeringVectorJson,
 } from "./lib/compass/steering_vector.ts";
 export { resolveLayer, type SteerDirection, type SteerOptions } from "./lib/model/steering.ts";
+
+// ---- Interpretability: logit lens, direct logit attribution, activation and attribution patching ----
+export {
+  checkMetric,
+  type LogitDiff,
+  metricOf,
+  metricWeights,
+  positionIndex,
+  tokenIds,
+} from "./lib/interp/metric.ts";
+export { columnMeans, type InterpIntervalOptions, ratioOfMeans } from "./lib/interp/intervals.ts";
+export {
+  lensLogits,
+  logitLens,
+  type LogitLensOptions,
+  type LogitLensResult,
+} from "./lib/interp/logit_lens.ts";
+export {
+  directLogitAttribution,
+  type DlaOptions,
+  type DlaResult,
+  residualDirection,
+} from "./lib/interp/dla.ts";
+export {
+  activationPatching,
+  type PatchingOptions,
+  type PatchingResult,
+  type PatchTarget,
+  type PromptPair,
+} from "./lib/interp/patching.ts";
+export { attributionPatching, patchingAgreement } from "./lib/interp/attribution.ts";
+export { plotDla, plotDlaHeads, plotLogitLens, plotPatching } from "./lib/interp/plots.ts";
 
 // ---- Training: SFT, RL (GRPO), rewards, experiments ----
 export {
@@ -628,6 +688,11 @@ export {
 export { type BarRow, plotBars } from "./lib/viz/plots/bars.ts";
 export { type CurvesOptions, plotCurves } from "./lib/viz/plots/curves.ts";
 export { type HeatmapOptions, plotHeatmap } from "./lib/viz/plots/heatmap.ts";
+export { type BandLineOptions, type BandLineRow, plotBandLine } from "./lib/viz/plots/band_line.ts";
+export {
+  type PatchingHeatmapOptions,
+  plotPatchingHeatmap,
+} from "./lib/viz/plots/patching_heatmap.ts";
 export { type LayerSweepRow, plotLayerSweep } from "./lib/viz/plots/layer_sweep.ts";
 export { plotPositionKl, type PositionKlRow } from "./lib/viz/plots/position_kl.ts";
 export { plotProjection, type ProjectionPoint } from "./lib/viz/plots/projection.ts";

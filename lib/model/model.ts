@@ -25,6 +25,15 @@ import {
 import type { BackendInfo } from "../engine/backend.ts";
 import { saveModel } from "./save.ts";
 import { encodePrompt, type PromptOptions } from "./chat.ts";
+import {
+  type HookInput,
+  runWithCache,
+  type RunWithCacheOptions,
+  runWithHooks,
+  type RunWithHooksOptions,
+} from "./hooks.ts";
+import type { ActivationCache } from "./activation_cache.ts";
+import { hookPointNames } from "./hook_names.ts";
 
 /** What a model can do; remote models lack hidden states and training. */
 export interface ModelCapabilities {
@@ -114,6 +123,39 @@ export class Model {
    */
   forward(inputIds: number[][], opts: ForwardOptions = {}): ForwardOutput {
     return forward(this.config, this.params, inputIds, opts);
+  }
+
+  /**
+   * One forward pass keeping the named activations (TransformerLens names, negative block
+   * indices allowed; default all): the cache owns them and the logits (`dispose()` or
+   * `using`). See lib/model/hook_names.ts for every point.
+   *
+   * @example
+   * ```ts ignore
+   * using cache = model.runWithCache("how do i make zorblat ?");
+   * cache.get("resid_post", 3); // = forward's hiddenStates[4] on a 5+ block model
+   * ```
+   */
+  runWithCache(input: HookInput, opts: RunWithCacheOptions = {}): ActivationCache {
+    return runWithCache(this, input, opts);
+  }
+
+  /**
+   * One forward pass whose hooks read or replace named activations, for this call only; the
+   * caller disposes what it returns.
+   *
+   * @example
+   * ```ts ignore
+   * const f = model.runWithHooks(ids, { hooks: { "blocks.-1.hook_mlp_out": (x) => tf.zerosLike(x) } });
+   * ```
+   */
+  runWithHooks(input: HookInput, opts: RunWithHooksOptions): ForwardOutput {
+    return runWithHooks(this, input, opts);
+  }
+
+  /** Every named hook point of this model, in the order the forward reaches them. */
+  get hookPoints(): string[] {
+    return hookPointNames(this.config);
   }
 
   /** Batched, KV-cached generation (greedy at temperature 0). */

@@ -75,7 +75,23 @@ export interface ForwardOptions {
   logits?: "all" | "last" | "none";
   /** Residual-stream edits (steering, ablation), applied in order. */
   interventions?: Intervention[];
+  /**
+   * Called at every named hook point (lib/model/hooks.ts lists them, in TransformerLens's
+   * names) with the activation; returns it or a replacement of the same shape. Called inside
+   * tf.tidy: keep (`tf.keep`) what must outlive the call. `Model.runWithCache` and
+   * `Model.runWithHooks` are the checked way to use it. @default none
+   */
+  hook?: ForwardHook;
 }
+
+/**
+ * The raw hook of {@link ForwardOptions}: `name` is a full hook-point name (e.g.
+ * `blocks.2.hook_resid_post`, block indices non-negative), `x` the activation.
+ */
+export type ForwardHook = (name: string, x: tf.Tensor) => tf.Tensor;
+
+/** A per-block hook: `name` relative to `blocks.{i}.`. */
+type BlockHook = <T extends tf.Tensor>(name: string, x: T) => T;
 
 /** What {@link forward} returns. The caller owns (and disposes) every tensor. */
 export interface ForwardOutput {
@@ -177,6 +193,7 @@ function attend(
   k: tf.Tensor4D,
   v: tf.Tensor4D,
   bias: tf.Tensor4D,
+  hk: BlockHook,
 ): tf.Tensor3D {
   const [b, h, t, d] = q.shape;
   const hkv = c.nKvHead;
@@ -187,9 +204,11 @@ function attend(
   let scores = tf.mul(tf.matMul(qg, k, false, true), c.attnScale); // [B, Hkv, rep*T, S]
   if (c.attnSoftcap !== undefined) scores = softcap(scores, c.attnSoftcap);
   scores = tf.add(tf.reshape(scores, [b, h, t, s]), bias); // [B, H, T, S]
-  const probs = tf.reshape(tf.softmax(scores), [b, hkv, rep * t, s]);
+  const pattern = hk("attn.hook_pattern", tf.softmax(scores) as tf.Tensor4D); // [B, H, T, S]
+  const probs = tf.reshape(pattern, [b, hkv, rep * t, s]);
   const out = tf.reshape(tf.matMul(probs, v), [b, h, t, d]); // [B, H, T, D]
-  return tf.reshape(tf.transpose(out, [0, 2, 1, 3]), [b, t, h * d]);
+  const z = hk("attn.hook_z", tf.transpose(out, [0, 2, 1, 3]) as tf.Tensor4D); // [B, T, H, D]
+  return tf.reshape(z, [b, t, h * d]);
 }
 
 type Get = (name: string) => tf.Tensor;
@@ -258,18 +277,27 @@ function ropeQkv(
 }
 
 /** GPT-2: x + c_proj(att), then x + MLP(ln_2(x)) with GELU. */
-function gpt2Rest(c: ModelConfig, p: Params, g: Get, i: number, x: tf.Tensor3D, att: tf.Tensor2D) {
+function gpt2Rest(
+  c: ModelConfig,
+  p: Params,
+  g: Get,
+  i: number,
+  x: tf.Tensor3D,
+  att: tf.Tensor2D,
+  hk: BlockHook,
+) {
   const [b, t, d] = x.shape;
   const pre = `h.${i}.`;
   const o = linear(att, p, pre + "attn.c_proj.weight", g(pre + "attn.c_proj.bias"));
-  x = tf.add(x, tf.reshape(o, [b, t, d]));
+  x = tf.add(x, hk("hook_attn_out", tf.reshape(o, [b, t, d]) as tf.Tensor3D));
+  x = hk("hook_resid_mid", x);
   const h2 = tf.reshape(
     layerNorm(x, g(pre + "ln_2.weight"), g(pre + "ln_2.bias"), c.normEps),
     [b * t, d],
   );
   const fc = gelu(linear(h2, p, pre + "mlp.c_fc.weight", g(pre + "mlp.c_fc.bias")));
   const m = linear(fc, p, pre + "mlp.c_proj.weight", g(pre + "mlp.c_proj.bias"));
-  return tf.add(x, tf.reshape(m, [b, t, d])) as tf.Tensor3D;
+  return tf.add(x, hk("hook_mlp_out", tf.reshape(m, [b, t, d]) as tf.Tensor3D)) as tf.Tensor3D;
 }
 
 /**
@@ -277,7 +305,15 @@ function gpt2Rest(c: ModelConfig, p: Params, g: Get, i: number, x: tf.Tensor3D, 
  * MLP act(gate) * up on the post-attention norm (Gemma: pre_feedforward_layernorm, and
  * post_feedforward_layernorm on the output).
  */
-function ropeRest(c: ModelConfig, p: Params, g: Get, i: number, x: tf.Tensor3D, att: tf.Tensor2D) {
+function ropeRest(
+  c: ModelConfig,
+  p: Params,
+  g: Get,
+  i: number,
+  x: tf.Tensor3D,
+  att: tf.Tensor2D,
+  hk: BlockHook,
+) {
   const [b, t, d] = x.shape;
   const pre = `model.layers.${i}.`;
   const norm = (y: tf.Tensor, n: string) =>
@@ -289,7 +325,8 @@ function ropeRest(c: ModelConfig, p: Params, g: Get, i: number, x: tf.Tensor3D, 
     c.outBias ? g(pre + "self_attn.o_proj.bias") : undefined,
   );
   if (c.sandwichNorms) o = norm(o, "post_attention_layernorm");
-  x = tf.add(x, tf.reshape(o, [b, t, d]));
+  x = tf.add(x, hk("hook_attn_out", tf.reshape(o, [b, t, d]) as tf.Tensor3D));
+  x = hk("hook_resid_mid", x); // Gemma: after the post-attention norm's output is added
   const h2 = tf.reshape(
     norm(x, c.sandwichNorms ? "pre_feedforward_layernorm" : "post_attention_layernorm"),
     [b * t, d],
@@ -308,7 +345,7 @@ function ropeRest(c: ModelConfig, p: Params, g: Get, i: number, x: tf.Tensor3D, 
     : tf.mul(gelu(gate), up) as tf.Tensor2D; // gelu_pytorch_tanh(gate) * up
   let m: tf.Tensor = linear(act, p, pre + "mlp.down_proj.weight");
   if (c.sandwichNorms) m = norm(m, "post_feedforward_layernorm");
-  return tf.add(x, tf.reshape(m, [b, t, d])) as tf.Tensor3D;
+  return tf.add(x, hk("hook_mlp_out", tf.reshape(m, [b, t, d]) as tf.Tensor3D)) as tf.Tensor3D;
 }
 
 /** The final norm (ln_f / model.norm) of x [B, T', d]. */
@@ -316,6 +353,148 @@ function finalNorm(c: ModelConfig, g: Get, x: tf.Tensor): tf.Tensor3D {
   return (c.arch === "gpt2"
     ? layerNorm(x, g("ln_f.weight"), g("ln_f.bias"), c.normEps)
     : rmsNorm(x, g("model.norm.weight"), c.normEps, c.normOffset)) as tf.Tensor3D;
+}
+
+/** A parameter getter whose error names the missing weight (and what to do with external ones). */
+function getter(p: Params): Get {
+  return (name: string) => {
+    const v = p.get(name);
+    if (!v) {
+      throw new Error(
+        `forward: parameter '${name}' missing` +
+          (externalOf(p) ? "" : " (a Params map built from a model with weights outside the " +
+            "wasm heap must carry them: attachExternal(params, externalOf(model.params)))"),
+      );
+    }
+    return v;
+  };
+}
+
+/** rows [N, d] @ W_U^T -> [N, V]: the head's product, before any soft-cap. */
+function headProduct(c: ModelConfig, p: Params, g: Get, rows: tf.Tensor2D): tf.Tensor2D {
+  const headName = c.tieWordEmbeddings
+    ? (c.arch === "gpt2" ? "wte.weight" : "model.embed_tokens.weight")
+    : "lm_head.weight";
+  const extHead = p.has(headName) ? undefined : externalOf(p)?.get(headName);
+  return (extHead
+    ? externalMatMul(rows, extHead)
+    : tf.matMul(rows, g(headName) as tf.Tensor2D, false, true)) as tf.Tensor2D;
+}
+
+/** The head on the final-norm output xs [B, T', d] -> logits [B, T', V] (soft-capped when set). */
+function headLogits(c: ModelConfig, p: Params, g: Get, xs: tf.Tensor3D): tf.Tensor3D {
+  const [b, tt, d] = xs.shape;
+  let flat: tf.Tensor = headProduct(c, p, g, tf.reshape(xs, [b * tt, d]));
+  if (c.finalSoftcap !== undefined) flat = softcap(flat, c.finalSoftcap);
+  return tf.reshape(flat, [b, tt, c.vocabSize]);
+}
+
+/**
+ * The final norm then the head on a residual x [B, T, d], with the exact ops of
+ * {@link forward}: on the residual after the last block it returns the model's own logits,
+ * bit for bit (the logit lens reads every other layer through it). The caller disposes it.
+ *
+ * @example
+ * ```ts
+ * import "@tensorflow/tfjs-backend-cpu";
+ * import { makeConfig } from "./config.ts";
+ * import { initParams } from "./weights.ts";
+ * const c = makeConfig({ arch: "gpt2", vocabSize: 32, nLayer: 2, dModel: 16, nHead: 4 });
+ * const p = initParams(c, 0);
+ * const f = forward(c, p, [[1, 2, 3]], { finalResidual: true });
+ * unembed(c, p, f.finalResidual!); // equals f.logits exactly
+ * ```
+ */
+export function unembed(c: ModelConfig, p: Params, x: tf.Tensor3D): tf.Tensor3D {
+  return tf.tidy(() => {
+    const g = getter(p);
+    return headLogits(c, p, g, finalNorm(c, g, x));
+  });
+}
+
+/**
+ * rows [N, d] times the unembedding, W_U^T -> [N, V], without the final norm or soft-cap
+ * (works with the head in host memory). With the identity's rows it gives W_U^T itself,
+ * which is how a logit direction is carried back to the residual stream.
+ *
+ * @example
+ * ```ts
+ * import "@tensorflow/tfjs-backend-cpu";
+ * import * as tf from "@tensorflow/tfjs-core";
+ * import { makeConfig } from "./config.ts";
+ * import { initParams } from "./weights.ts";
+ * const c = makeConfig({ arch: "llama", vocabSize: 32, nLayer: 1, dModel: 8, nHead: 2 });
+ * unembedRows(c, initParams(c, 0), tf.eye(8)).shape; // [8, 32]: row j is W_U[:, j]
+ * ```
+ */
+export function unembedRows(c: ModelConfig, p: Params, rows: tf.Tensor2D): tf.Tensor2D {
+  return tf.tidy(() => headProduct(c, p, getter(p), rows));
+}
+
+/**
+ * The final norm alone (GPT-2's `ln_f`, else `model.norm`) of x [B, T, d], as the forward
+ * computes it.
+ *
+ * @example
+ * ```ts
+ * import "@tensorflow/tfjs-backend-cpu";
+ * import * as tf from "@tensorflow/tfjs-core";
+ * import { makeConfig } from "./config.ts";
+ * import { initParams } from "./weights.ts";
+ * const c = makeConfig({ arch: "gpt2", vocabSize: 32, nLayer: 1, dModel: 8, nHead: 2 });
+ * applyFinalNorm(c, initParams(c, 0), tf.ones([1, 2, 8])).shape; // [1, 2, 8]
+ * ```
+ */
+export function applyFinalNorm(c: ModelConfig, p: Params, x: tf.Tensor3D): tf.Tensor3D {
+  return tf.tidy(() => finalNorm(c, getter(p), x));
+}
+
+/**
+ * Block i's attention output projection (GPT-2 `attn.c_proj`, else `self_attn.o_proj`, LoRA
+ * and host-memory weights included) of z [N, H * D], WITHOUT its bias: with every head but h
+ * zeroed in z it is head h's contribution z_h @ W_O[h]. Before Gemma's post-attention norm.
+ *
+ * @example
+ * ```ts
+ * import "@tensorflow/tfjs-backend-cpu";
+ * import * as tf from "@tensorflow/tfjs-core";
+ * import { makeConfig } from "./config.ts";
+ * import { initParams } from "./weights.ts";
+ * const c = makeConfig({ arch: "gpt2", vocabSize: 32, nLayer: 1, dModel: 8, nHead: 2 });
+ * attnOutProject(c, initParams(c, 0), 0, tf.ones([3, 8])).shape; // [3, 8]
+ * ```
+ */
+export function attnOutProject(
+  c: ModelConfig,
+  p: Params,
+  i: number,
+  z: tf.Tensor2D,
+): tf.Tensor2D {
+  return tf.tidy(() =>
+    linear(
+      z,
+      p,
+      c.arch === "gpt2" ? `h.${i}.attn.c_proj.weight` : `model.layers.${i}.self_attn.o_proj.weight`,
+    )
+  );
+}
+
+/**
+ * The bias of block i's attention output projection [d], or undefined when it has none
+ * (Llama-style `o_proj` without `outBias`). The tensor belongs to the model: do not dispose.
+ *
+ * @example
+ * ```ts
+ * import "@tensorflow/tfjs-backend-cpu";
+ * import { makeConfig } from "./config.ts";
+ * import { initParams } from "./weights.ts";
+ * const c = makeConfig({ arch: "gpt2", vocabSize: 32, nLayer: 1, dModel: 8, nHead: 2 });
+ * attnOutBias(c, initParams(c, 0), 0)?.shape; // [8]
+ * ```
+ */
+export function attnOutBias(c: ModelConfig, p: Params, i: number): tf.Tensor | undefined {
+  if (c.arch === "gpt2") return getter(p)(`h.${i}.attn.c_proj.bias`);
+  return c.outBias ? getter(p)(`model.layers.${i}.self_attn.o_proj.bias`) : undefined;
 }
 
 /**
@@ -370,17 +549,8 @@ export function forward(
       );
     }
   }
-  const g = (name: string) => {
-    const v = p.get(name);
-    if (!v) {
-      throw new Error(
-        `forward: parameter '${name}' missing` +
-          (externalOf(p) ? "" : " (a Params map built from a model with weights outside the " +
-            "wasm heap must carry them: attachExternal(params, externalOf(model.params)))"),
-      );
-    }
-    return v;
-  };
+  const g = getter(p);
+  const hook = opts.hook;
   const pos = positionIds(mask, pastLen, t);
   for (const row of pos) {
     for (const x of row) {
@@ -414,22 +584,32 @@ export function forward(
     let rope: [tf.Tensor4D, tf.Tensor4D] | undefined;
     let ropeLocal: [tf.Tensor4D, tf.Tensor4D] | undefined;
     if (c.arch === "gpt2") {
-      const tok = embed("wte.weight");
-      const pe = tf.gather(g("wpe.weight"), tf.tensor1d(pos.flat(), "int32"));
-      x = tf.reshape(tf.add(tok, pe), [b, t, d]);
+      let tok = tf.reshape(embed("wte.weight"), [b, t, d]) as tf.Tensor3D;
+      let pe = tf.reshape(
+        tf.gather(g("wpe.weight"), tf.tensor1d(pos.flat(), "int32")),
+        [b, t, d],
+      ) as tf.Tensor3D;
+      if (hook) tok = hook("hook_embed", tok) as tf.Tensor3D;
+      if (hook) pe = hook("hook_pos_embed", pe) as tf.Tensor3D;
+      x = tf.add(tok, pe);
     } else {
       x = tf.reshape(embed("model.embed_tokens.weight"), [b, t, d]);
       if (c.embedScale !== 1) x = tf.mul(x, c.embedScale); // Gemma: sqrt(d) in float32
+      if (hook) x = hook("hook_embed", x) as tf.Tensor3D;
       rope = ropeTables(pos, c.rope!);
       if (c.ropeLocal && c.layerTypes.includes("sliding")) ropeLocal = ropeTables(pos, c.ropeLocal);
     }
     const hidden: tf.Tensor3D[] = [];
     const newK: tf.Tensor4D[] = [];
     const newV: tf.Tensor4D[] = [];
+    // Hidden state `layer` is a view of the named hook points: blocks.{layer}.hook_resid_pre
+    // for layer < nLayer (after the interventions at that layer), ln_final.hook_normalized
+    // (then the interventions at nLayer) for the last one.
     const edit = (layer: number) => {
       for (const iv of opts.interventions ?? []) {
         if (iv.layer === layer && !iv.beforeFinalNorm) x = iv.fn(x);
       }
+      if (hook && layer < last) x = hook(`blocks.${layer}.hook_resid_pre`, x) as tf.Tensor3D;
       if (want.has(layer)) hidden[layer] = x;
     };
     // Hidden states 0 .. nLayer-1 are residuals; nLayer is the final-norm output (below).
@@ -439,6 +619,9 @@ export function forward(
     for (let i = 0; i < c.nLayer; i++) {
       // One scope per block: its intermediates are freed when it ends (what the gradient needs
       // is kept by the tape), so a forward holds one block's activations, not all of them.
+      const hk: BlockHook = hook
+        ? <T extends tf.Tensor>(n: string, y: T) => hook(`blocks.${i}.${n}`, y) as T
+        : <T extends tf.Tensor>(_n: string, y: T) => y;
       const [xNext, kNew, vNew] = tf.tidy(() => {
         let q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D;
         if (c.arch === "gpt2") [q, k, v] = gpt2Qkv(c, p, g, i, x);
@@ -450,11 +633,14 @@ export function forward(
           k = tf.concat([opts.cache.k[i], k], 2);
           v = tf.concat([opts.cache.v[i], v], 2);
         }
-        const att = tf.reshape(attend(c, q, k, v, biasOf(i)), [
+        const att = tf.reshape(attend(c, q, k, v, biasOf(i), hk), [
           b * t,
           c.nHead * c.headDim,
         ]) as tf.Tensor2D;
-        const y = c.arch === "gpt2" ? gpt2Rest(c, p, g, i, x, att) : ropeRest(c, p, g, i, x, att);
+        const y = hk(
+          "hook_resid_post",
+          c.arch === "gpt2" ? gpt2Rest(c, p, g, i, x, att, hk) : ropeRest(c, p, g, i, x, att, hk),
+        );
         return keep ? [y, k, v] : [y];
       }) as [tf.Tensor3D, tf.Tensor4D?, tf.Tensor4D?];
       x = xNext;
@@ -469,26 +655,15 @@ export function forward(
     let logits: tf.Tensor3D | undefined;
     let xs: tf.Tensor3D | undefined; // what the head reads
     const lastOnly = opts.logits === "last";
-    if (want.has(last) || ivLast || (opts.logits !== "none" && !lastOnly)) {
+    if (want.has(last) || ivLast || hook || (opts.logits !== "none" && !lastOnly)) {
       x = finalNorm(c, g, x);
+      if (hook) x = hook("ln_final.hook_normalized", x) as tf.Tensor3D;
       edit(last);
       if (opts.logits !== "none") xs = lastOnly ? tf.slice(x, [0, t - 1, 0], [b, 1, d]) : x;
     } else if (lastOnly) {
       xs = finalNorm(c, g, tf.slice(x, [0, t - 1, 0], [b, 1, d]));
     }
-    if (xs) {
-      const tt = lastOnly ? 1 : t;
-      const headName = c.tieWordEmbeddings
-        ? (c.arch === "gpt2" ? "wte.weight" : "model.embed_tokens.weight")
-        : "lm_head.weight";
-      const extHead = p.has(headName) ? undefined : external?.get(headName);
-      const rows = tf.reshape(xs, [b * tt, d]);
-      let flat: tf.Tensor = extHead
-        ? externalMatMul(rows, extHead)
-        : tf.matMul(rows, g(headName) as tf.Tensor2D, false, true);
-      if (c.finalSoftcap !== undefined) flat = softcap(flat, c.finalSoftcap);
-      logits = tf.reshape(flat, [b, tt, c.vocabSize]);
-    }
+    if (xs) logits = headLogits(c, p, g, xs);
     const out: ForwardOutput = { logits, hiddenStates: hidden };
     if (opts.finalResidual) out.finalResidual = residual;
     if (keep) out.cache = { k: newK, v: newV, length: pastLen + t };
