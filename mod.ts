@@ -201,6 +201,19 @@ export {
   removeCheckpointOrphans,
   writeCheckpointDir,
 } from "./lib/io/checkpoint_dir.ts";
+export {
+  type FileFingerprint,
+  fingerprintModel,
+  type GitProvenance,
+  gitProvenance,
+  type ModelProvenance,
+  type Provenance,
+  provenance,
+  type ProvenanceModelInput,
+  type ProvenanceOptions,
+  provenanceRows,
+  shellQuote,
+} from "./lib/io/provenance.ts";
 export { type ApplyOptions, GradientAccumulator, type MicroBatch } from "./lib/optim/accumulate.ts";
 export { lmLoss, padBatch, type TokenBatch, tokenLogprobs } from "./lib/optim/loss.ts";
 export {
@@ -540,3 +553,15 @@ export {
   type ReportTable,
   writeReport,
 } from "./lib/viz/report.ts";
+export {
+  DISTINCT_COLORS,
+  hatchSmallN,
+  integerAxis,
+  nLabel,
+  SERIES_COLORS,
+  seriesColors,
+  SMALL_N,
+  withIntegerTicks,
+  withSeriesColors,
+} from "./lib/viz/palette.ts";
+export { formatPercentInterval, formatRate, formatWithInterval } from "./lib/viz/format_rate.ts";

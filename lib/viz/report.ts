@@ -139,8 +139,24 @@ function scriptJson(value: unknown): string {
 }
 
 /**
- * Builds the report as one standalone HTML page. Figures get deterministic element ids, so
- * the same report gives the same bytes.
+ * Builds the report as one standalone HTML page: title, summary of findings, sections, then
+ * provenance. Figures get deterministic element ids, so the same report gives the same bytes.
+ *
+ * @example
+ * ```ts
+ * const html = buildReport({
+ *   title: "Compass sweep",
+ *   summary: ["The best layer is 3 (craft, AUROC 0.93 [0.88, 0.97], n = 96)."],
+ *   sections: [{
+ *     heading: "Layer sweep",
+ *     tables: [{
+ *       rows: [{ layer: 3, auroc: 0.93, nTest: 96 }],
+ *       columns: { layer: "Layer", auroc: "AUROC", nTest: "Test traces" },
+ *     }],
+ *   }],
+ * });
+ * await writeReport("runs/sweep/report.html", html);
+ * ```
  */
 export function buildReport(report: Report): string {
   checkReport(report);
@@ -205,7 +221,14 @@ export function buildReport(report: Report): string {
   ].join("\n");
 }
 
-/** Writes a report (a {@link Report} or HTML from {@link buildReport}) to `path` atomically. */
+/**
+ * Writes a report (a {@link Report} or HTML from {@link buildReport}) to `path` atomically.
+ *
+ * @example
+ * ```ts
+ * await writeReport("runs/x/report.html", { title: "x", sections: [{ heading: "h", text: "t" }] });
+ * ```
+ */
 export async function writeReport(path: string, report: Report | string): Promise<void> {
   await writeTextFileAtomic(path, typeof report === "string" ? report : buildReport(report));
 }
