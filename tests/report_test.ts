@@ -88,7 +88,10 @@ Deno.test("compassFindings: best past layer 0 -> no shortcut claim, layer 0 repo
   const f = compassFindings(rows);
   assert.match(f[1], /^The best layer is 4 \(craft, AUROC 0\.900 \[0\.850, 0\.930\], n = 96\)/);
   assert.doesNotMatch(f.join(" "), /lexical shortcut/);
-  assert.match(f[1], /At layer 0 \(the embeddings: words alone\) the best is craft with AUROC 0\.550/);
+  assert.match(
+    f[1],
+    /At layer 0 \(the embeddings: words alone\) the best is craft with AUROC 0\.550/,
+  );
   assert.throws(() => compassFindings([]), /no sweep rows/);
 });
 
@@ -203,7 +206,10 @@ Deno.test("seriesColors never repeats a colour; withIntegerTicks/withSeriesColor
   ], { xTitle: "k", yTitle: "compliance" }));
   const line = band.data.find((t) => t.name === "toy-shallow")!;
   assert.equal((line.line as Obj).color, SERIES_COLORS["toy-shallow"]);
-  assert.equal(band.data.find((t) => t.name === "toy-shallow hi")!.fillcolor, "rgba(255,127,14,0.18)");
+  assert.equal(
+    band.data.find((t) => t.name === "toy-shallow hi")!.fillcolor,
+    "rgba(255,127,14,0.18)",
+  );
 
   const bars = hatchSmallN(
     plotBars([

@@ -229,7 +229,10 @@ sections.push({
     columns: { position: "Response position", kl: "KL (nats)", n: "Answers (n)" },
   }],
 });
-summary.push(...profileFindings(profile, { prefillFrom: "toy-base" }), ...klFindings(kl, "toy-shallow", "toy-base"));
+summary.push(
+  ...profileFindings(profile, { prefillFrom: "toy-base" }),
+  ...klFindings(kl, "toy-shallow", "toy-base"),
+);
 metrics.profile = profile;
 metrics.klByPosition = kl;
 
