@@ -286,6 +286,14 @@ export {
 } from "./lib/data/benchmarks/load.ts";
 export { loadPrompts, type LoadPromptsOptions } from "./lib/data/benchmarks/prompts.ts";
 export {
+  type ParquetColumn,
+  type ParquetInfo,
+  parquetInfo,
+  type ParquetReadOptions,
+  readParquet,
+  readParquetTable,
+} from "./lib/data/parquet.ts";
+export {
   loadRefusalDirectionSplit,
   type RefusalSplitOptions,
 } from "./lib/data/benchmarks/refusal_splits.ts";
