@@ -73,7 +73,14 @@ Deno.test("compassFindings: layer 0 best -> says lexical shortcut, names the bes
   const f = compassFindings(rows);
   assert.equal(f.length, 2);
   assert.match(f[0], /n = 96 held-out traces/);
-  assert.match(f[0], /craft AUROC 1\.000 \[0\.950, 1\.000\] at layer 0/);
+  assert.match(
+    f[0],
+    /craft AUROC 1\.000 \[0\.950, 1\.000\] at layer 0 \(from layer 1 on: 0\.920 at layer 4\)/,
+  );
+  assert.match(
+    f[0],
+    /logistic AUROC 1\.000 \[0\.950, 1\.000\] at layer 0 \(from layer 1 on: 0\.930 at layer 3\)/,
+  );
   assert.match(f[1], /^The best layer is 0, the embeddings/);
   assert.match(f[1], /lexical shortcut/);
   assert.match(f[1], /which words the prompt and trace contain/);

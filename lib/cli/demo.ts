@@ -33,7 +33,13 @@ import { runCompassSection } from "./demo_compass.ts";
 import { klFindings, profileFindings } from "./demo_summary.ts";
 import { cliArgs } from "./args.ts";
 import { provenance, shellQuote } from "../io/provenance.ts";
-import { hatchSmallN, nLabel, withIntegerTicks, withSeriesColors } from "../viz/palette.ts";
+import {
+  hatchSmallN,
+  nLabel,
+  seriesColors,
+  withIntegerTicks,
+  withSeriesColors,
+} from "../viz/palette.ts";
 import { formatPercentInterval, formatRate } from "../viz/format_rate.ts";
 
 const { values: flags } = cliArgs(Deno.args, {
@@ -50,6 +56,24 @@ const out = (flags.out as string | undefined) ?? join("runs", stamp);
 const t0 = performance.now();
 const log = (s: string) =>
   console.log(`[${((performance.now() - t0) / 1000).toFixed(0).padStart(4)}s] ${s}`);
+
+/** Norm curves named "<model> <kind>": colour by model, line style by prompt kind. */
+function styleModelKind(fig: PlotlyFigure): PlotlyFigure {
+  const dash: Record<string, string> = {
+    task: "solid",
+    harmful: "dash",
+    borderline: "dot",
+    jailbreak: "dashdot",
+  };
+  const models = [...new Set(fig.data.map((t) => String(t.name).split(" ")[0]))];
+  const colors = seriesColors(models);
+  for (const t of fig.data) {
+    const [model, kind] = String(t.name).split(" ");
+    t.line = { ...(t.line as Record<string, unknown>), color: colors.get(model), dash: dash[kind] };
+    t.marker = { color: colors.get(model) };
+  }
+  return fig;
+}
 
 const SEED = 0;
 const sections: ReportSection[] = [];
@@ -126,7 +150,7 @@ sections.push({
     },
   }],
   figures: [
-    withIntegerTicks(withSeriesColors(plotCurves(normRows, {
+    withIntegerTicks(styleModelKind(plotCurves(normRows, {
       x: "layer",
       y: Object.keys(normRows[0]).filter((k) => k !== "layer"),
       overlay: true,
@@ -251,8 +275,10 @@ await writeReport(
 );
 await writeJsonAtomic(join(out, "metrics.json"), metrics);
 const csv = [
-  "model,metric,k,rate,lo,hi,n",
-  ...profile.map((r) => [r.model, r.metric, r.k ?? "", r.rate, r.lo, r.hi, r.n].join(",")),
+  "model,metric,k,rate,lo,hi,n,hits",
+  ...profile.map((r) =>
+    [r.model, r.metric, r.k ?? "", r.rate, r.lo, r.hi, r.n, Math.round(r.rate * r.n)].join(",")
+  ),
 ];
 await writeTextFileAtomic(join(out, "profile.csv"), csv.join("\n") + "\n");
 for (const r of profile) {

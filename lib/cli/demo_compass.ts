@@ -151,7 +151,10 @@ export async function runCompassSection(
             hi: r.aurocHi,
             n: r.nTest,
           })),
-          { title: "Safety compass: held-out AUROC by layer (95% bootstrap intervals)" },
+          {
+            title: "Safety compass: held-out AUROC by layer (95% bootstrap intervals)",
+            xTitle: "Layer (0 = embeddings)",
+          },
         ),
         plotProjection(points, { title: `Test traces, layer ${last}: top-2 principal axes` }),
       ],

@@ -57,7 +57,15 @@ export function compassFindings(rows: readonly SweepLike[]): string[] {
   const out = [
     `Best held-out AUROC of each compass method (safe vs unsafe traces, 95% bootstrap ` +
     `intervals, ${nText}): ` +
-    perMethod.map((r) => `${r.method} ${auroc(r)} at layer ${r.layer}`).join("; ") + ".",
+    perMethod.map((r) => {
+      let text = `${r.method} ${auroc(r)} at layer ${r.layer}`;
+      const later = rows.filter((x) => x.method === r.method && x.layer >= 1);
+      if (r.layer === 0 && later.length > 0) {
+        const d = bestOf(later);
+        text += ` (from layer 1 on: ${d.auroc.toFixed(3)} at layer ${d.layer})`;
+      }
+      return text;
+    }).join("; ") + ".",
   ];
   const best = bestOf(rows);
   const deeper = rows.filter((r) => r.layer >= 1);
@@ -161,8 +169,10 @@ export function profileFindings(
     }
     const whose = opts.prefillFrom ? `${opts.prefillFrom}'s harmful answer` : "a harmful answer";
     out.push(
-      `Prefilling the first k tokens of ${whose} (on the ${deepest.n} prompts it exists for) ` +
-        `moves ${m}'s harmful compliance from ${formatRate(base.rate, base.n)} without prefill ` +
+      `Prefilling the first k tokens of ${whose} (n=${deepest.n} prompts with such an ` +
+        `answer) moves ${m}'s harmful compliance from ${
+          formatRate(base.rate, base.n)
+        } without prefill ` +
         `to ${steps}; ${verdict}`,
     );
   }

@@ -141,7 +141,7 @@ export function nLabel(n: number, small = SMALL_N): string {
 
 /**
  * Marks the bars of small samples in a bar figure, in place: hatched and paler, with a note
- * under the plot. `nOf(traceName, category)` gives the sample size behind a bar (undefined:
+ * above the plot's top right corner. `nOf(traceName, category)` gives the sample size behind a bar (undefined:
  * leave it). Returns the same figure.
  *
  * @example
@@ -182,9 +182,10 @@ export function hatchSmallN<F extends PlotlyFigure>(
       text: `hatched, paler bars: fewer than ${small} samples (wide intervals)`,
       xref: "paper",
       yref: "paper",
-      x: 0,
-      y: -0.28,
-      xanchor: "left",
+      x: 1,
+      y: 1,
+      xanchor: "right",
+      yanchor: "bottom",
       showarrow: false,
       font: { size: 11, color: "#5f6c7b" },
     }];
