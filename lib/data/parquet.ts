@@ -7,8 +7,9 @@
  * Values: strings, booleans, floats and 32-bit integers as JavaScript values; 64-bit integers
  * as numbers when they fit one exactly (an error naming column and row otherwise, or pass
  * `int64: "bigint"`); nulls as null; lists as arrays and structs as objects (recursively);
- * timestamps and dates as `Date`. SNAPPY-compressed and uncompressed files are read; other
- * codecs (ZSTD, GZIP, BROTLI, LZ4) are reported as such with what to do.
+ * timestamps and dates as `Date`. Every codec pyarrow, polars and Hugging Face write is read
+ * (uncompressed, SNAPPY, GZIP, BROTLI, ZSTD, LZ4, LZ4_RAW; hyparquet-compressors); any other
+ * is reported by name.
  *
  * @module
  */
@@ -16,6 +17,7 @@
 import * as aq from "arquero";
 import { parquetMetadataAsync, parquetReadObjects, parquetSchema } from "hyparquet";
 import type { AsyncBuffer, FileMetaData } from "hyparquet";
+import { compressors } from "hyparquet-compressors";
 
 /** Options of {@linkcode readParquet}. */
 export interface ParquetReadOptions {
@@ -58,7 +60,7 @@ export interface ParquetInfo {
   createdBy?: string;
 }
 
-const SUPPORTED_CODECS = new Set(["UNCOMPRESSED", "SNAPPY"]);
+const SUPPORTED_CODECS = new Set(["UNCOMPRESSED", ...Object.keys(compressors)]);
 
 /** An AsyncBuffer over a local file through Deno's file API (reads byte ranges on demand). */
 async function fileBuffer(path: string): Promise<{ buf: AsyncBuffer; close: () => void }> {
@@ -220,8 +222,9 @@ export async function readParquet(
     if (bad.length > 0) {
       throw new Error(
         `${path}: compressed with ${bad.join(", ")}, which this reader does not decode ` +
-          `(it reads SNAPPY and uncompressed files); rewrite it with snappy, e.g. in Python ` +
-          `pyarrow.parquet.write_table(pyarrow.parquet.read_table(src), dst, compression="snappy").`,
+          `(it reads ${[...SUPPORTED_CODECS].join(", ")}); rewrite it with snappy, e.g. in ` +
+          `Python pyarrow.parquet.write_table(pyarrow.parquet.read_table(src), dst, ` +
+          `compression="snappy").`,
       );
     }
     const start = opts.offset ?? 0;
@@ -235,6 +238,7 @@ export async function readParquet(
       rows = await parquetReadObjects({
         file: buf,
         metadata: meta,
+        compressors,
         columns,
         rowStart: start,
         rowEnd: end,
