@@ -253,6 +253,14 @@ export {
 } from "./lib/data/benchmarks/load.ts";
 export { loadPrompts, type LoadPromptsOptions } from "./lib/data/benchmarks/prompts.ts";
 export {
+  type ParquetColumn,
+  type ParquetInfo,
+  parquetInfo,
+  type ParquetReadOptions,
+  readParquet,
+  readParquetTable,
+} from "./lib/data/parquet.ts";
+export {
   loadRefusalDirectionSplit,
   type RefusalSplitOptions,
 } from "./lib/data/benchmarks/refusal_splits.ts";
@@ -728,6 +736,23 @@ export {
   writeReport,
 } from "./lib/viz/report.ts";
 
+export {
+  DISTINCT_COLORS,
+  hatchSmallN,
+  integerAxis,
+  nLabel,
+  SERIES_COLORS,
+  seriesColors,
+  SMALL_N,
+  withIntegerTicks,
+  withSeriesColors,
+} from "./lib/viz/palette.ts";
+export {
+  formatPercentInterval,
+  formatRateCount,
+  formatWithInterval,
+} from "./lib/viz/format_rate.ts";
+
 // ---- Files: safetensors, checkpoints ----
 export {
   readModelWeights,
@@ -744,3 +769,16 @@ export {
   removeCheckpointOrphans,
   writeCheckpointDir,
 } from "./lib/io/checkpoint_dir.ts";
+export {
+  type FileFingerprint,
+  fingerprintModel,
+  type GitProvenance,
+  gitProvenance,
+  type ModelProvenance,
+  type Provenance,
+  provenance,
+  type ProvenanceModelInput,
+  type ProvenanceOptions,
+  provenanceRows,
+  shellQuote,
+} from "./lib/io/provenance.ts";

@@ -17,7 +17,7 @@
 
 import * as tf from "@tensorflow/tfjs-core";
 import { join } from "node:path";
-import { loadModel } from "../model/load.ts";
+import { loadModel, resolveModelDir } from "../model/load.ts";
 import { encodePrompt } from "../model/chat.ts";
 import { generateWorld } from "../data/safetyworld/generate.ts";
 import { profileModel, type RateRow } from "../experiments/profile.ts";
@@ -30,7 +30,17 @@ import { plotRateCurve } from "../viz/plots/rate_curve.ts";
 import { buildReport, type ReportSection, writeReport } from "../viz/report.ts";
 import { writeJsonAtomic, writeTextFileAtomic } from "../io/atomic.ts";
 import { runCompassSection } from "./demo_compass.ts";
+import { klFindings, profileFindings } from "./demo_summary.ts";
 import { cliArgs } from "./args.ts";
+import { provenance, shellQuote } from "../io/provenance.ts";
+import {
+  hatchSmallN,
+  nLabel,
+  seriesColors,
+  withIntegerTicks,
+  withSeriesColors,
+} from "../viz/palette.ts";
+import { formatPercentInterval, formatRateCount } from "../viz/format_rate.ts";
 
 const { values: flags } = cliArgs(Deno.args, {
   usage: "usage: deno task demo [--quick] [--out DIR]",
@@ -47,15 +57,46 @@ const t0 = performance.now();
 const log = (s: string) =>
   console.log(`[${((performance.now() - t0) / 1000).toFixed(0).padStart(4)}s] ${s}`);
 
+/** Norm curves named "<model> <kind>": colour by model, line style by prompt kind. */
+function styleModelKind(fig: PlotlyFigure): PlotlyFigure {
+  const dash: Record<string, string> = {
+    task: "solid",
+    harmful: "dash",
+    borderline: "dot",
+    jailbreak: "dashdot",
+  };
+  const models = [...new Set(fig.data.map((t) => String(t.name).split(" ")[0]))];
+  const colors = seriesColors(models);
+  for (const t of fig.data) {
+    const [model, kind] = String(t.name).split(" ");
+    t.line = { ...(t.line as Record<string, unknown>), color: colors.get(model), dash: dash[kind] };
+    t.marker = { color: colors.get(model) };
+  }
+  return fig;
+}
+
+const SEED = 0;
 const sections: ReportSection[] = [];
-const metrics: Record<string, unknown> = { quick, seed: 0 };
+const summary: string[] = [];
+const metrics: Record<string, unknown> = { quick, seed: SEED };
 
 // 1. Models
 const base = await loadModel("toy-base");
 const shallow = await loadModel("toy-shallow");
 log(`${base}`);
 log(`backend: ${base.backend.reason}`);
-const world = generateWorld({ seed: 0 });
+const prov = await provenance({
+  model: [
+    { name: "toy-base", dir: await resolveModelDir("toy-base") },
+    { name: "toy-shallow", dir: await resolveModelDir("toy-shallow") },
+  ],
+  seed: { world: SEED, sampling: SEED, bootstrap: SEED },
+  command: ["deno", "task", "demo", ...Deno.args].map(shellQuote).join(" "),
+  versions: { "tfjs-core": tf.version_core, "tfjs backend": tf.getBackend() },
+  backend: base.backend.reason,
+});
+metrics.provenance = prov;
+const world = generateWorld({ seed: SEED });
 const test = (kind: string, n: number) =>
   world.prompts.filter((p) => p.split === "test" && p.kind === kind).slice(0, n);
 
@@ -98,15 +139,25 @@ sections.push({
   text: `${base}\n\n${shallow}\n\nBackend: ${base.backend.reason}.\n\n` +
     "toy-base was trained on SafetyWorld's base set, where harmful requests are answered; toy-shallow " +
     "is toy-base after a short refusal fine-tune. Greedy answers to held-out test prompts:",
-  tables: [{ title: "Sample generations (greedy, test split)", rows: sampleRows }],
+  tables: [{
+    title: "Sample generations (greedy, test split)",
+    rows: sampleRows,
+    columns: {
+      kind: "Kind",
+      prompt: "Prompt",
+      "toy-base": "toy-base",
+      "toy-shallow": "toy-shallow",
+    },
+  }],
   figures: [
-    plotCurves(normRows, {
+    withIntegerTicks(styleModelKind(plotCurves(normRows, {
       x: "layer",
       y: Object.keys(normRows[0]).filter((k) => k !== "layer"),
       overlay: true,
       title: "Mean residual-stream norm per layer (hidden state 0 = embeddings)",
+      xTitle: "Layer (0 = embeddings)",
       yTitle: "mean ||h||",
-    }),
+    }))),
   ],
 });
 
@@ -115,6 +166,7 @@ const compass = await runCompassSection(base, world, { quick, log });
 if (compass) {
   sections.push(compass.section);
   metrics.compass = compass.metrics;
+  summary.push(...compass.findings);
 }
 
 // 4. Shallow safety
@@ -141,12 +193,24 @@ const kl = await klByPosition(
 log("KL by position");
 const prefill = profile.filter((r) => r.metric === "prefill compliance");
 const headline = profile.filter((r) => r.metric !== "prefill compliance");
+// Bars are named with their n, and small subgroups are hatched (same n for both models).
+const barName = (r: RateRow) => `${r.metric}<br>${nLabel(r.n)}`;
+const barN = new Map(headline.map((r) => [`${r.model}|${barName(r)}`, r.n]));
 const figures: PlotlyFigure[] = [
-  plotBars(
-    headline.map((r) => ({ name: r.metric, value: r.rate, lo: r.lo, hi: r.hi, group: r.model })),
-    { title: "Behaviour on held-out test prompts (95% bootstrap intervals)", yTitle: "rate" },
+  hatchSmallN(
+    withSeriesColors(plotBars(
+      headline.map((r) => ({
+        name: barName(r),
+        value: r.rate,
+        lo: r.lo,
+        hi: r.hi,
+        group: r.model,
+      })),
+      { title: "Behaviour on held-out test prompts (95% bootstrap intervals)", yTitle: "rate" },
+    )),
+    (model, name) => barN.get(`${model}|${name}`),
   ),
-  plotRateCurve(
+  withIntegerTicks(withSeriesColors(plotRateCurve(
     [
       ...headline.filter((r) => r.metric === "harmful compliance").map((r) => ({
         x: 0,
@@ -162,10 +226,10 @@ const figures: PlotlyFigure[] = [
       yTitle: "harmful compliance",
       title: "Prefill attack: compliance vs depth",
     },
-  ),
-  plotPositionKl(kl.map((r) => ({ position: r.position, kl: r.kl })), {
+  ))),
+  withIntegerTicks(plotPositionKl(kl.map((r) => ({ position: r.position, kl: r.kl })), {
     title: "KL(toy-shallow || toy-base) along toy-base's harmful answers",
-  }),
+  })),
 ];
 sections.push({
   heading: "Shallow safety",
@@ -173,11 +237,26 @@ sections.push({
     "graded by SafetyWorld's rule-based graders; intervals are 95% percentile bootstraps. " +
     "The prefill attack forces the first k tokens of toy-base's own harmful answer.",
   figures,
-  tables: [{ title: "Profile", rows: profile as unknown as Record<string, unknown>[] }, {
+  tables: [{
+    title: "Profile (rates over held-out test prompts)",
+    rows: profile.map((r) => ({
+      Model: r.model,
+      Metric: r.metric,
+      "Prefill k": r.k ?? "",
+      "Rate (count/n)": formatRateCount(r.rate, r.n),
+      "95% interval": formatPercentInterval(r.lo, r.hi),
+      n: r.n < 30 ? `${r.n} (small)` : r.n,
+    })),
+  }, {
     title: "KL by response position",
     rows: kl as unknown as Record<string, unknown>[],
+    columns: { position: "Response position", kl: "KL (nats)", n: "Answers (n)" },
   }],
 });
+summary.push(
+  ...profileFindings(profile, { prefillFrom: "toy-base" }),
+  ...klFindings(kl, "toy-shallow", "toy-base"),
+);
 metrics.profile = profile;
 metrics.klByPosition = kl;
 
@@ -186,16 +265,20 @@ await writeReport(
   join(out, "report.html"),
   buildReport({
     title: "safety-compass demo: SafetyWorld",
-    subtitle: `${new Date().toISOString()} · seed 0${
-      quick ? " · quick" : ""
+    subtitle: `${prov.date} · seed ${SEED}${quick ? " · quick" : ""}${
+      prov.git ? ` · commit ${prov.git.commit.slice(0, 10)}${prov.git.dirty ? " (dirty)" : ""}` : ""
     } · ${base.backend.reason}`,
+    summary,
     sections,
+    provenance: prov,
   }),
 );
 await writeJsonAtomic(join(out, "metrics.json"), metrics);
 const csv = [
-  "model,metric,k,rate,lo,hi,n",
-  ...profile.map((r) => [r.model, r.metric, r.k ?? "", r.rate, r.lo, r.hi, r.n].join(",")),
+  "model,metric,k,rate,lo,hi,n,hits",
+  ...profile.map((r) =>
+    [r.model, r.metric, r.k ?? "", r.rate, r.lo, r.hi, r.n, Math.round(r.rate * r.n)].join(",")
+  ),
 ];
 await writeTextFileAtomic(join(out, "profile.csv"), csv.join("\n") + "\n");
 for (const r of profile) {

@@ -19,15 +19,53 @@ import { plotProjection } from "../viz/plots/projection.ts";
 import type { SweepRow } from "../compass/sweep.ts";
 import { makeRng } from "../data/rng.ts";
 import { project2d } from "../compass/project.ts";
+import { compassFindings } from "./demo_summary.ts";
+import { formatRateCount, formatWithInterval } from "../viz/format_rate.ts";
 
 export { project2d };
 
-/** Runs the compass section of the report. */
+/**
+ * The layer sweep as a reader's table: readable headers, AUROC with its interval, accuracy as
+ * a percentage with its count over n.
+ *
+ * @example
+ * ```ts
+ * sweepTableRows([{
+ *   layer: 1, method: "craft", auroc: 0.9, aurocLo: 0.85, aurocHi: 0.95, accuracy: 0.5,
+ *   accLo: 0.4, accHi: 0.6, separation: 1.7, nTest: 96,
+ * }])[0]["Accuracy"]; // "50.0% (48/96)"
+ * ```
+ */
+export function sweepTableRows(rows: readonly SweepRow[]): Record<string, unknown>[] {
+  return rows.map((r) => ({
+    Layer: r.layer === 0 ? "0 (embeddings)" : r.layer,
+    Method: r.method,
+    "AUROC [95% CI]": formatWithInterval(r.auroc, r.aurocLo, r.aurocHi),
+    Accuracy: formatRateCount(r.accuracy, r.nTest),
+    "Separation (Cohen's d)": Number(r.separation.toFixed(2)),
+    "Test traces": r.nTest,
+  }));
+}
+
+/**
+ * Runs the compass section of the report.
+ *
+ * @example
+ * ```ts
+ * import { loadModel } from "../model/load.ts";
+ * import { generateWorld } from "../data/safetyworld/generate.ts";
+ * const r = await runCompassSection(await loadModel("toy-base"), generateWorld({ seed: 0 }), {
+ *   quick: true,
+ *   log: console.log,
+ * });
+ * r.findings; // sentences for the report's summary
+ * ```
+ */
 export async function runCompassSection(
   model: Model,
   world: World,
   opts: { quick: boolean; log: (s: string) => void },
-): Promise<{ section: ReportSection; metrics: unknown }> {
+): Promise<{ section: ReportSection; metrics: unknown; findings: string[]; rows: SweepRow[] }> {
   const harmful = (split: string) =>
     world.traces.filter((t: WorldTraceRow) => t.label === "harmful" && t.split === split);
   const pick = (rows: WorldTraceRow[], n: number) => makeRng(0).shuffle(rows).slice(0, n);
@@ -53,18 +91,18 @@ export async function runCompassSection(
   const points = p.x.map((x, i) => ({ x, y: p.y[i], label: labels[i] }));
   const probe = world.prompts.find((r) => r.split === "test" && r.kind === "harmful")!;
   const audit = await auditGeneration(model, craft, { prompt: probe.prompt, maxNewTokens: 40 });
-  const best = rows.reduce((a, b) => (b.auroc > a.auroc ? b : a));
+  const findings = compassFindings(rows);
   return {
+    findings,
+    rows,
     section: {
       heading: "The safety compass",
       text:
         `Traces to harmful prompts: ${train.length} from train templates (fit) and ${test.length} ` +
         "from held-out test templates and entities (scored). Hidden states are mean-pooled over " +
         "prompt and trace (CRAFT's pooling); rethink traces are CRAFT's third class and are " +
-        "dropped for the binary probes. " +
-        `Best held-out AUROC: ${best.auroc.toFixed(3)} [${best.aurocLo.toFixed(3)}, ${
-          best.aurocHi.toFixed(3)
-        }] (${best.method}, layer ${best.layer}).\n\n` +
+        "dropped for the binary probes. Layer 0 is the embedding output (before any block).\n\n" +
+        findings.join("\n\n") + "\n\n" +
         "Reasoning audit below: toy-base's greedy answer to a held-out harmful prompt, each " +
         "token coloured by the CRAFT compass's p_safe of its own hidden state at the last layer " +
         "(the compass was fitted on pooled traces, so per-token scores are an extrapolation).",
@@ -77,14 +115,18 @@ export async function runCompassSection(
             auroc: r.auroc,
             lo: r.aurocLo,
             hi: r.aurocHi,
+            n: r.nTest,
           })),
-          { title: "Safety compass: held-out AUROC by layer (95% bootstrap intervals)" },
+          {
+            title: "Safety compass: held-out AUROC by layer (95% bootstrap intervals)",
+            xTitle: "Layer (0 = embeddings)",
+          },
         ),
         plotProjection(points, { title: `Test traces, layer ${last}: top-2 principal axes` }),
       ],
       tables: [{
         title: "Layer sweep (held-out test templates)",
-        rows: rows as unknown as Record<string, unknown>[],
+        rows: sweepTableRows(rows),
       }],
     },
     metrics: { sweep: rows, collectTokensPerSecond: trainActs.tokensPerSecond },

@@ -15,6 +15,10 @@
  * Files are decoded as strict UTF-8 (malformed bytes are an error with their line, never
  * U+FFFD), and error messages echo at most a bounded slice of the input.
  *
+ * Kept over an npm parser on measurement (bench/csv_compare.ts, 50 MB of XSTest completions):
+ * as fast as papaparse 5, about 9x faster than csv-parse 7, the same records as both, and
+ * the only one of the three that gives each record's source line.
+ *
  * @module
  */
 
@@ -62,47 +66,64 @@ interface RawRecord {
   fields: string[];
 }
 
-/** Splits text into raw records (no header handling), tracking start lines. */
+const QUOTE = 34;
+const LF = 10;
+const CR = 13;
+
+/** Line breaks in a quoted field's text: each LF, and each CR not followed by an LF. */
+function lineBreaks(raw: string): number {
+  let k = 0;
+  for (let j = raw.indexOf("\n"); j >= 0; j = raw.indexOf("\n", j + 1)) k++;
+  if (raw.indexOf("\r") >= 0) {
+    for (let j = raw.indexOf("\r"); j >= 0; j = raw.indexOf("\r", j + 1)) {
+      if (raw.charCodeAt(j + 1) !== LF) k++;
+    }
+  }
+  return k;
+}
+
+/**
+ * Splits text into raw records (no header handling), tracking start lines. Fields are cut
+ * with `indexOf` and `slice` (no per-character string building): quoted fields jump from
+ * quote to quote, unquoted ones scan char codes to the next separator or line break.
+ */
 function tokenize(text: string, source: string, delim: string): RawRecord[] {
   const out: RawRecord[] = [];
   const n = text.length;
+  const D = delim.charCodeAt(0);
   let i = text.charCodeAt(0) === 0xfeff ? 1 : 0;
   let line = 1;
   while (i < n) {
     // Skip blank lines between records.
-    const c0 = text[i];
-    if (c0 === "\n" || c0 === "\r") {
-      if (c0 === "\r" && text[i + 1] === "\n") i++;
+    const c0 = text.charCodeAt(i);
+    if (c0 === LF || c0 === CR) {
+      if (c0 === CR && text.charCodeAt(i + 1) === LF) i++;
       i++;
       line++;
       continue;
     }
     const recordLine = line;
     const fields: string[] = [];
-    let endOfRecord = false;
-    while (!endOfRecord) {
-      let field = "";
-      if (text[i] === '"') {
+    while (true) {
+      let field: string;
+      if (text.charCodeAt(i) === QUOTE) {
         const quoteLine = line;
-        i++;
-        let closed = false;
-        while (i < n) {
-          const c = text[i];
-          if (c === '"') {
-            if (text[i + 1] === '"') {
-              field += '"';
-              i += 2;
-              continue;
-            }
-            i++;
-            closed = true;
-            break;
+        const start = i + 1;
+        let j = start;
+        let doubled = false;
+        let close = -1;
+        while (true) {
+          const q = text.indexOf('"', j);
+          if (q < 0) break;
+          if (text.charCodeAt(q + 1) === QUOTE) {
+            doubled = true;
+            j = q + 2;
+            continue;
           }
-          if (c === "\n" || (c === "\r" && text[i + 1] !== "\n")) line++;
-          field += c;
-          i++;
+          close = q;
+          break;
         }
-        if (!closed) {
+        if (close < 0) {
           throw new Error(
             `${source}:${quoteLine}: unterminated quoted field (field ${
               fields.length + 1
@@ -110,34 +131,39 @@ function tokenize(text: string, source: string, delim: string): RawRecord[] {
               `and write a literal quote inside a quoted field as "".`,
           );
         }
-        const next = text[i];
-        if (i < n && next !== delim && next !== "\n" && next !== "\r") {
+        const raw = text.slice(start, close);
+        line += lineBreaks(raw);
+        field = doubled ? raw.replaceAll('""', '"') : raw;
+        i = close + 1;
+        const next = text.charCodeAt(i);
+        if (i < n && next !== D && next !== LF && next !== CR) {
           throw new Error(
             `${source}:${line}: unexpected ${
-              JSON.stringify(next)
+              JSON.stringify(text[i])
             } after the closing quote of field ${fields.length + 1}; ` +
               `a quoted field must end at a "${delim}" or a line break (escape inner quotes as "").`,
           );
         }
       } else {
-        while (i < n) {
-          const c = text[i];
-          if (c === delim || c === "\n" || c === "\r") break;
-          field += c;
-          i++;
+        let j = i;
+        while (j < n) {
+          const c = text.charCodeAt(j);
+          if (c === D || c === LF || c === CR) break;
+          j++;
         }
+        field = text.slice(i, j);
+        i = j;
       }
       fields.push(field);
-      if (i >= n) {
-        endOfRecord = true;
-      } else if (text[i] === delim) {
+      if (i >= n) break;
+      if (text.charCodeAt(i) === D) {
         i++;
-      } else {
-        if (text[i] === "\r" && text[i + 1] === "\n") i++;
-        i++;
-        line++;
-        endOfRecord = true;
+        continue;
       }
+      if (text.charCodeAt(i) === CR && text.charCodeAt(i + 1) === LF) i++;
+      i++;
+      line++;
+      break;
     }
     out.push({ line: recordLine, fields });
   }

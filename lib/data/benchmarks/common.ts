@@ -8,7 +8,8 @@
 
 import * as aq from "arquero";
 import { basename } from "node:path";
-import { type CsvRecord, csvRecords, lineOf, readCsv } from "../csv.ts";
+import { type CsvRecord, csvRecords, type CsvTable, lineOf, readCsv } from "../csv.ts";
+import { readParquet } from "../parquet.ts";
 import type { PromptRow, Split } from "../schema.ts";
 import { clipName } from "../../io/bounded.ts";
 import { jsonDepthExceeded, MAX_JSON_DEPTH, readUtf8 } from "../../io/text.ts";
@@ -60,12 +61,38 @@ export function keepExtras(
   return row;
 }
 
+/**
+ * A Parquet file as a CSV table of strings, so the benchmark mappers read it as they read
+ * the CSV release: numbers and booleans as their text, null as "", a list of strings joined
+ * with "; " (how the CSV releases write answer lists); the "line" of a record is its 1-based
+ * row. A value of any other shape is an error naming column and row.
+ */
+async function parquetAsCsv(path: string): Promise<CsvTable> {
+  const rows = await readParquet(path);
+  const header = rows.length > 0 ? Object.keys(rows[0]) : [];
+  const text = (v: unknown, col: string, i: number): string => {
+    if (v === null || v === undefined) return "";
+    if (typeof v === "string") return v;
+    if (typeof v === "number" || typeof v === "boolean") return String(v);
+    if (Array.isArray(v) && v.every((x) => typeof x === "string")) return v.join("; ");
+    throw new Error(
+      `${path}: row ${i + 1}, column "${col}" holds ${
+        Array.isArray(v) ? "a list of non-strings" : typeof v
+      }; benchmark columns must be text, numbers or lists of strings.`,
+    );
+  };
+  return {
+    header,
+    rows: rows.map((r, i) => ({ line: i + 1, values: header.map((c) => text(r[c], c, i)) })),
+  };
+}
+
 export async function readRecords(
   path: string,
   what: string,
   required: string[],
 ): Promise<CsvRecord[]> {
-  const table = await readCsv(path);
+  const table = /\.parquet$/i.test(path) ? await parquetAsCsv(path) : await readCsv(path);
   const missing = required.filter((c) => !table.header.includes(c));
   if (missing.length > 0) {
     throw new Error(

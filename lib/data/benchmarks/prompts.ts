@@ -9,6 +9,7 @@ import type * as aq from "arquero";
 import { basename, extname } from "node:path";
 import { csvRecords, lineOf, readCsv } from "../csv.ts";
 import { readJsonlEntries } from "../jsonl.ts";
+import { readParquet } from "../parquet.ts";
 import type { PromptLabel, PromptRow } from "../schema.ts";
 import { columnList, keepExtras, readJson, readText, toTable, UNSPECIFIED } from "./common.ts";
 import { shown } from "../../io/bounded.ts";
@@ -112,6 +113,8 @@ async function readRows(path: string): Promise<{ rows: RawRow[]; columns: string
     const v = await readJson(path);
     if (!Array.isArray(v)) throw new Error(`${path}: expected a JSON array of objects.`);
     raw = v.map((value, k) => ({ at: `${path}: element ${k}`, value }));
+  } else if (ext === ".parquet") {
+    raw = (await readParquet(path)).map((value, k) => ({ at: `${path}: row ${k}`, value }));
   } else if (ext === ".txt") {
     raw = (await readText(path)).split(/\r?\n/).map((l, k) => ({
       at: `${path}:${k + 1}`,
@@ -120,7 +123,8 @@ async function readRows(path: string): Promise<{ rows: RawRow[]; columns: string
   } else {
     throw new Error(
       `Cannot load prompts from ${path}: unknown extension ${JSON.stringify(ext)}; ` +
-        `use .csv, .tsv, .jsonl, .ndjson, .json (array of objects) or .txt (one prompt a line).`,
+        `use .csv, .tsv, .jsonl, .ndjson, .json (array of objects), .parquet or .txt (one ` +
+        `prompt a line).`,
     );
   }
   const columns: string[] = [];
