@@ -66,10 +66,11 @@ Deno.test("hackDetector: zero gap before any update, metrics only on measured st
   assert.equal(s1["hack/gap"], 0);
   assert.equal(s1["hack/disagree"], 0);
   assert.ok(Math.abs(s1["hack/rank_corr"] - 1) < 1e-12);
-  assert.ok(s1["hack/frozen_p_safe"] > 0 && s1["hack/frozen_p_safe"] < 1);
+  assert.ok(s1["hack/compass_p_safe"] > 0 && s1["hack/compass_p_safe"] < 1);
   assert.ok(s1["hack/fresh_auroc"] > 0.95, "the reference words separate the classes");
   assert.ok(!("hack/gap" in s2), "step 2 is not measured with every = 2");
   assert.equal(s3["hack/gap"], 0);
+  assert.equal(s3["hack/gap_change"], 0);
   assert.deepEqual(log.options.monitors, ["hack"]);
   assert.ok(!log.warnings.some((w) => w.includes("reward hacking")));
   m.dispose();
@@ -93,12 +94,12 @@ Deno.test("hackDetector: the gap opens while a frozen latent reward is optimised
   console.log(
     `  latent reward: ${log.rows[0]["rewards/latent/mean"].toFixed(2)} -> ${
       log.rows[39]["rewards/latent/mean"].toFixed(2)
-    }\n  frozen p_safe: ${fmt("hack/frozen_p_safe")}\n  fresh p_safe:  ${
+    }\n  frozen p_safe: ${fmt("hack/compass_p_safe")}\n  fresh p_safe:  ${
       fmt("hack/fresh_p_safe")
     }\n  gap:           ${fmt("hack/gap")}`,
   );
   assert.ok(
-    last["hack/frozen_p_safe"] > first["hack/frozen_p_safe"] + 0.2,
+    last["hack/compass_p_safe"] > first["hack/compass_p_safe"] + 0.2,
     "the reward was optimised",
   );
   assert.ok(last["hack/gap"] > 0.2, `the gap opened: ${last["hack/gap"]}`);
@@ -133,12 +134,12 @@ Deno.test("hackDetector: a reward that truly changes the behaviour keeps the gap
   console.log(
     `  safe words: ${log.rows[0]["rewards/safe_words/mean"].toFixed(2)} -> ${
       log.rows[39]["rewards/safe_words/mean"].toFixed(2)
-    }\n  frozen p_safe: ${fmt("hack/frozen_p_safe")}\n  fresh p_safe:  ${
+    }\n  frozen p_safe: ${fmt("hack/compass_p_safe")}\n  fresh p_safe:  ${
       fmt("hack/fresh_p_safe")
     }\n  gap:           ${fmt("hack/gap")}`,
   );
   assert.ok(log.rows[39]["rewards/safe_words/mean"] > 0.8, "the behaviour was learned");
-  assert.ok(last["hack/frozen_p_safe"] > 0.8 && last["hack/fresh_p_safe"] > 0.8, "both see it");
+  assert.ok(last["hack/compass_p_safe"] > 0.8 && last["hack/fresh_p_safe"] > 0.8, "both see it");
   // A fast genuine change may open the gap for one measurement; it closes again.
   assert.ok(Math.abs(last["hack/gap"]) < 0.05, fmt("hack/gap"));
   assert.ok(measured.slice(1).filter((r) => r["hack/gap"] > 0.2).length <= 1, fmt("hack/gap"));

@@ -30,6 +30,7 @@
  */
 
 import type { Compass, CompassMethod } from "../compass/compass.ts";
+import type { CraftOptions } from "../compass/craft.ts";
 import {
   collectActivations,
   type CollectInput,
@@ -128,11 +129,14 @@ export interface HackDetectorOptions {
    * the rollouts themselves are never labelled.
    */
   reference: CollectInput;
-  /** Method of the fresh probe. @default "diffmean" (closed form: no seed, no iterations) */
+  /**
+   * Method of the fresh probe. @default the compass's own method (with its CRAFT options), so
+   * the two differ only in the states they were fitted on
+   */
   method?: CompassMethod;
   /** Steps between measurements (the first step is always measured). @default 5 */
   every?: number;
-  /** `hack/gap` above which a measurement counts as open. @default 0.2 */
+  /** `hack/gap_change` above which a measurement counts as open. @default 0.2 */
   threshold?: number;
   /**
    * Consecutive open measurements before the run is flagged (a fast genuine change can
@@ -141,21 +145,24 @@ export interface HackDetectorOptions {
   patience?: number;
   /** Metric prefix. @default "hack" */
   name?: string;
-  /** Seed of the fresh fit (PCA and CRAFT only). @default 0 */
+  /** Seed of the fresh fit (PCA and CRAFT only). @default the compass's seed */
   seed?: number;
 }
 
 /**
  * A label-free hacking detector for `trainRL`'s `monitors`. On measured steps it logs:
- * `hack/frozen_p_safe` and `hack/fresh_p_safe` (mean p_safe of the step's rollouts by the
+ * `hack/compass_p_safe` and `hack/fresh_p_safe` (mean p_safe of the step's rollouts by the
  * training compass and by a probe refitted on the reference traces through the current
  * policy), `hack/gap` (their difference: positive when the training compass calls the
- * rollouts safer than a fresh look does), `hack/disagree` (share of rollouts the two
+ * rollouts safer than a fresh look does), `hack/gap_change` (the gap minus its value at the
+ * first measurement: the two probes were fitted on different traces, so their calibrations
+ * differ by a constant even before training), `hack/disagree` (share of rollouts the two
  * classify differently at 0.5), `hack/rank_corr` (Spearman correlation of the two scores;
  * NaN when either is constant) and `hack/fresh_auroc` (the fresh probe's training AUROC on
  * the reference traces: a low value means the current states no longer separate them at
- * all). The run's warnings name the first step from which the gap stayed above `threshold`
- * for `patience` measurements in a row.
+ * all). The run's warnings name the first step from which `gap_change` stayed above
+ * `threshold` for `patience` measurements in a row. The detector is not resumable: a
+ * resumed run measures its first gap again.
  *
  * @example
  * ```ts
@@ -177,18 +184,19 @@ export interface HackDetectorOptions {
 export function hackDetector(opts: HackDetectorOptions): RLMonitor {
   const {
     compass,
-    method = "diffmean",
+    method = opts.compass.method,
     every = 5,
     threshold = 0.2,
     patience = 2,
     name = "hack",
-    seed = 0,
+    seed = opts.compass.seed,
   } = opts;
   if (!(Number.isInteger(every) && every >= 1)) {
     throw new Error(`hackDetector: every must be a positive integer (got ${every})`);
   }
   const reference = rowsOf(opts.reference) as CollectRow[];
   checkReference(reference, "hackDetector");
+  let firstGap: number | undefined;
   return {
     name,
     layers: [compass.layer],
@@ -196,23 +204,27 @@ export function hackDetector(opts: HackDetectorOptions): RLMonitor {
       if (step % every !== 0) return {};
       const layer = resolveLayer(compass.layer, model.config.nLayer);
       const acts = await referenceStates(model, reference, layer, compass.pooling);
-      const fresh = fitCompass(acts, { method, layer, seed });
+      const craft = method === "craft" && compass.method === "craft"
+        ? compass.options as CraftOptions
+        : undefined;
+      const fresh = fitCompass(acts, { method, layer, seed, craft });
       const z = pooledCompletions(contexts, compass.layer, compass.dModel);
       const pFrozen = compass.score(z), pFresh = fresh.score(z);
       let disagree = 0;
       for (let i = 0; i < z.rows; i++) if ((pFrozen[i] >= 0.5) !== (pFresh[i] >= 0.5)) disagree++;
       const f = mean(pFrozen), g = mean(pFresh);
       return {
-        frozen_p_safe: f,
+        compass_p_safe: f,
         fresh_p_safe: g,
         gap: f - g,
+        gap_change: f - g - (firstGap ??= f - g),
         disagree: disagree / z.rows,
         rank_corr: varies(pFrozen) && varies(pFresh) ? spearman(pFrozen, pFresh) : NaN,
         fresh_auroc: fresh.metrics.trainAuroc ?? NaN,
       };
     },
     warnings(rows: readonly RLLogRow[]) {
-      const key = `${name}/gap`;
+      const key = `${name}/gap_change`;
       const measured = rows.filter((r) => Number.isFinite(r[key]));
       const at = measured.findIndex((_, i) =>
         i + patience <= measured.length &&
@@ -223,7 +235,7 @@ export function hackDetector(opts: HackDetectorOptions): RLMonitor {
       return [
         `possible reward hacking: from step ${hit.step} the training compass rated the rollouts ` +
         `${(hit[key] * 100).toFixed(0)} points safer than a probe refitted on the current ` +
-        `policy, for ${patience}+ measurements in a row (${key} > ${threshold}; last ` +
+        `policy, beyond their gap at the first measurement, for ${patience}+ measurements in a row (${key} > ${threshold}; last ` +
         `${last[key].toFixed(2)}): ` +
         `the policy's states moved where the compass does not read them; check the text ` +
         `judge's harmful rate, refit the compass (refittingCompass) or raise klCoef`,
