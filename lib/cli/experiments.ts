@@ -33,6 +33,8 @@ import { cliHelp, type CliSpec, CliUsageError, parseCli } from "./args.ts";
 
 /** The experiments by name. */
 export const EXPERIMENTS = ["alphaalign", "craft", "traits", "hacking"] as const;
+/** What `all` runs: the three papers' experiments (notebooks 03, 04, 06); `hacking` is named alone. */
+export const PAPER_EXPERIMENTS = ["alphaalign", "craft", "traits"] as const;
 
 /** Parsed command line. */
 export interface ExperimentArgs {
@@ -60,7 +62,8 @@ const CLI: CliSpec = {
   usage: "usage: deno task experiments alphaalign|craft|traits|hacking|all " +
     "[--quick] [--seeds N] [--steps N] [--eval N] [--start NAME] [--out DIR] [--save-models] " +
     "[--workers N]",
-  summary: "Runs the named RL experiments; writes <out>/<name>-<timestamp>/.",
+  summary:
+    "Runs the named RL experiments (all = alphaalign craft traits; hacking runs only when named); writes <out>/<name>-<timestamp>/.",
   positionals: true,
   flags: {
     quick: { type: "boolean", help: "CI sizes (also SAFETY_COMPASS_QUICK=1)" },
@@ -130,7 +133,7 @@ export function parseExperimentArgs(argv: readonly string[], env = "0"): Experim
   if (v.start !== undefined) args.start = v.start as string;
   if (workers !== undefined) args.workers = workers;
   for (const a of positionals) {
-    if (a === "all") args.names.push(...EXPERIMENTS);
+    if (a === "all") args.names.push(...PAPER_EXPERIMENTS);
     else if ((EXPERIMENTS as readonly string[]).includes(a)) {
       args.names.push(a as ExperimentArgs["names"][number]);
     } else fail(`unknown argument '${a}'`);
