@@ -483,6 +483,17 @@ export {
   traitReward,
 } from "./lib/train/rewards.ts";
 export {
+  hackDetector,
+  type HackDetectorOptions,
+  type MinEnsembleOptions,
+  minEnsembleReward,
+  pooledCompletions,
+  type RefitRecord,
+  refittingCompass,
+  type RefittingCompassOptions,
+} from "./lib/train/hacking.ts";
+export type { RLMonitor, RLMonitorContext } from "./lib/train/rl/monitor.ts";
+export {
   type PerturbedExample,
   perturbExamples,
   type PerturbOptions,

@@ -155,6 +155,12 @@ Deno.test("parseExperimentArgs: names, all, flags and errors", () => {
   const a = parseExperimentArgs(["craft", "--quick", "--seeds", "2", "--steps", "5"]);
   assert.deepEqual([a.names, a.quick, a.seeds, a.steps, a.out], [["craft"], true, 2, 5, "runs"]);
   assert.deepEqual(parseExperimentArgs(["all"]).names, ["alphaalign", "craft", "traits"]);
+  assert.deepEqual(parseExperimentArgs(["hacking", "all"]).names, [
+    "hacking",
+    "alphaalign",
+    "craft",
+    "traits",
+  ]);
   assert.equal(parseExperimentArgs(["traits"], "1").quick, true);
   assert.throws(() => parseExperimentArgs([]), /name an experiment/);
   assert.throws(() => parseExperimentArgs(["craft", "--seeds", "1"]), /integer >= 2/);

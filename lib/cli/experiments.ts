@@ -1,5 +1,5 @@
 /**
- * `deno task experiments alphaalign|craft|traits|all [flags]` (`--help`: the flags): runs the RL
+ * `deno task experiments alphaalign|craft|traits|hacking|all [flags]` (`--help`: the flags): runs the RL
  * experiments of lib/experiments on SafetyWorld (AlphaAlign, arXiv 2507.14987; CRAFT,
  * arXiv 2603.17305; trait RL, arXiv 2606.24014) and writes, per experiment,
  * `runs/<name>-<stamp>/rows.json` (every result row), `rows.csv` (the same, as CSV) and
@@ -26,12 +26,15 @@ import { type ExperimentResult, resultReport } from "../experiments/result.ts";
 import type { ExperimentOptions } from "../experiments/run.ts";
 import { runAlphaAlignExperiment } from "../experiments/alphaalign.ts";
 import { runCraftExperiment } from "../experiments/craft_rl.ts";
+import { runHackingExperiment } from "../experiments/hacking.ts";
 import { runTraitsExperiment } from "../experiments/traits.ts";
 import { WorkerPool } from "../parallel/pool.ts";
 import { cliHelp, type CliSpec, CliUsageError, parseCli } from "./args.ts";
 
 /** The experiments by name. */
-export const EXPERIMENTS = ["alphaalign", "craft", "traits"] as const;
+export const EXPERIMENTS = ["alphaalign", "craft", "traits", "hacking"] as const;
+/** What `all` runs: the three papers' experiments (notebooks 03, 04, 06); `hacking` is named alone. */
+export const PAPER_EXPERIMENTS = ["alphaalign", "craft", "traits"] as const;
 
 /** Parsed command line. */
 export interface ExperimentArgs {
@@ -56,10 +59,11 @@ export interface ExperimentArgs {
 }
 
 const CLI: CliSpec = {
-  usage: "usage: deno task experiments alphaalign|craft|traits|all " +
+  usage: "usage: deno task experiments alphaalign|craft|traits|hacking|all " +
     "[--quick] [--seeds N] [--steps N] [--eval N] [--start NAME] [--out DIR] [--save-models] " +
     "[--workers N]",
-  summary: "Runs the named RL experiments; writes <out>/<name>-<timestamp>/.",
+  summary:
+    "Runs the named RL experiments (all = alphaalign craft traits; hacking runs only when named); writes <out>/<name>-<timestamp>/.",
   positionals: true,
   flags: {
     quick: { type: "boolean", help: "CI sizes (also SAFETY_COMPASS_QUICK=1)" },
@@ -129,7 +133,7 @@ export function parseExperimentArgs(argv: readonly string[], env = "0"): Experim
   if (v.start !== undefined) args.start = v.start as string;
   if (workers !== undefined) args.workers = workers;
   for (const a of positionals) {
-    if (a === "all") args.names.push(...EXPERIMENTS);
+    if (a === "all") args.names.push(...PAPER_EXPERIMENTS);
     else if ((EXPERIMENTS as readonly string[]).includes(a)) {
       args.names.push(a as ExperimentArgs["names"][number]);
     } else fail(`unknown argument '${a}'`);
@@ -191,6 +195,8 @@ async function main(argv: string[]): Promise<number> {
       ? await runAlphaAlignExperiment(opts)
       : name === "craft"
       ? await runCraftExperiment(opts)
+      : name === "hacking"
+      ? await runHackingExperiment(opts)
       : await runTraitsExperiment(opts);
     await writeExperiment(dir, r);
     const shown = r.rows.filter((x) => x.table !== "deltas"); // deltas: rows.csv, report.html

@@ -60,11 +60,12 @@ export interface CraftExperimentOptions extends ExperimentOptions, RLBudgetOptio
 
 const EXAMPLE_KINDS = ["harmful", "jailbreak", "borderline", "task"];
 
-const harmfulTraces = (traces: readonly WorldTraceRow[], split: string) =>
+/** The harmful-prompt traces (safe, unsafe, rethink) of one split. */
+export const harmfulTraces = (traces: readonly WorldTraceRow[], split: string) =>
   traces.filter((t) => t.label === "harmful" && t.split === split);
 
 /** Plain (untemplated) answers: the world's refusals (safe) and harmful compliance (unsafe). */
-function plainAnswers(
+export function plainAnswers(
   world: { sft: WorldSftRow[]; align: WorldSftRow[] },
   n: number,
 ): CollectRow[] {

@@ -133,6 +133,8 @@ export interface ConditionSpec {
   rl: Omit<RLOptions, "steps" | "promptsPerStep" | "groupSize" | "maxNewTokens" | "lr" | "klCoef">;
   /** Training stages before this RL run (e.g. a warm-up), recorded with the saved model. */
   before?: { name: string; steps: number }[];
+  /** Budget fields this condition changes (e.g. a stronger KL anchor); recorded in its log. */
+  budget?: Partial<RLBudget>;
 }
 
 /**
@@ -230,7 +232,9 @@ export class SeedConditionRunner {
     const { common, experiment, budget } = this.init;
     const policy = from.copy(`${this.init.start}+${spec.condition}`);
     try {
-      this.runs.push(await runRL(policy, spec.condition, seed, { ...spec.rl, ...budget }));
+      this.runs.push(
+        await runRL(policy, spec.condition, seed, { ...spec.rl, ...budget, ...spec.budget }),
+      );
       await this.record(spec.condition, seed, policy);
       common.log(`${experiment}: seed ${seed} ${spec.condition} trained and measured`);
       await this.save(policy, seed, spec.condition, [

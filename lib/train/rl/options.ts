@@ -12,6 +12,7 @@
 import type { Model } from "../../model/model.ts";
 import type { PromptRow } from "../../data/schema.ts";
 import type { Compass } from "../../compass/compass.ts";
+import type { RLMonitor } from "./monitor.ts";
 import type { RolloutPerturbOptions } from "../perturb.ts";
 import type { Reward } from "../rewards.ts";
 import type { RLLogRow, RolloutRecord } from "./log.ts";
@@ -125,6 +126,12 @@ export interface RLOptions {
   resume?: boolean;
   /** Stop after this many steps in this call (tests of resumption). */
   stopAfter?: number;
+  /**
+   * Watchers of every step (the hacking detector, a refitted compass...): their layers are
+   * captured with the rewards', their numbers logged as `<name>/<key>`, their warnings
+   * joined to the run's. @default []
+   */
+  monitors?: readonly RLMonitor[];
   /** Called after every step with its log row and rollouts. */
   onStep?: (row: RLLogRow, rollouts: RolloutRecord[]) => void;
   /** Progress-bar label. @default algorithm */
@@ -283,6 +290,7 @@ export function recordOptions(o: RLOptions): Record<string, unknown> {
         : {}),
     };
   }
+  if (o.monitors?.length) out.monitors = o.monitors.map((m) => m.name);
   out.seed = o.seed ?? 0;
   return out;
 }

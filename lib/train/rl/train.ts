@@ -46,6 +46,7 @@ import { makeRunLog, type RLLogRow, type RolloutRecord, type RunLog, stepMetrics
 import { rollout, rolloutPerturber, type Rollouts, sampleRows } from "./rollout.ts";
 import { scorePass, update, type UpdateInputs, type UpdateStats } from "./loss.ts";
 import { NonFiniteError } from "../step_loop.ts";
+import { observeAll } from "./monitor.ts";
 import {
   loadRLCheckpoint,
   makeReference,
@@ -57,6 +58,7 @@ import {
 export type { RLOptions, RLPerturbOptions } from "./options.ts";
 export { makeRunLog, type RLLogRow, type RolloutRecord, type RunLog, runWarnings } from "./log.ts";
 export { policyMask } from "./loss.ts";
+export type { RLMonitor, RLMonitorContext } from "./monitor.ts";
 
 /** What a step has gathered before its updates. */
 interface StepData {
@@ -174,7 +176,10 @@ export async function trainRL(model: Model, raw: RLOptions): Promise<RunLog> {
   const perturber = rolloutPerturber(model, opts); // throws on a bad schedule
   const c = model.config, algo = opts.algorithm, seed = opts.seed;
   const P = opts.promptsPerStep, perToken = opts.perTokenRewards;
-  const requested = [...new Set(opts.rewards.flatMap((r) => r.layers ?? []))];
+  const monitors = opts.monitors ?? [];
+  const requested = [
+    ...new Set([...opts.rewards, ...monitors].flatMap((r) => r.layers ?? [])),
+  ];
   const options = recordOptions(raw);
   const reference = opts.reference !== "none" && opts.klCoef > 0 ? makeReference(model) : undefined;
   const parts: TrainerParts = {
@@ -235,6 +240,14 @@ export async function trainRL(model: Model, raw: RLOptions): Promise<RunLog> {
       const scores = await evaluateRewards(opts.rewards, r.contexts, r.lens, { perToken })
         .catch(stopped(step));
       const tokenRewards = placeRewards(scores.outcome, scores.process, r.lens);
+      const watched = monitors.length
+        ? await observeAll(monitors, {
+          model,
+          step,
+          contexts: r.contexts,
+          rewards: tokenRewards.map((x) => x.reduce((a, b) => a + b, 0)),
+        }).catch(stopped(step))
+        : {};
       const data: StepData = { r, scores, tokenRewards, rng, onError: stopped(step) };
       const { inp, stats } = await optimise(parts, opts, data);
       const row = stepMetrics(step, opts, r, scores, tokenRewards, stats, {
@@ -243,6 +256,7 @@ export async function trainRL(model: Model, raw: RLOptions): Promise<RunLog> {
         lr: parts.opt.opts.lr,
         t0,
       });
+      Object.assign(row, watched);
       history.push(row);
       opts.onStep?.(row, records(opts, data, inp));
       bar.tick(1, { reward: Number(row.reward.toFixed(3)) });
@@ -262,6 +276,7 @@ export async function trainRL(model: Model, raw: RLOptions): Promise<RunLog> {
     if (parts.ref) tf.dispose(parts.refOwned.map((n) => parts.ref!.get(n)!));
   }
   const log = makeRunLog(history, options);
+  for (const m of monitors) log.warnings.push(...(m.warnings?.(history) ?? []));
   for (const w of log.warnings) console.warn(`trainRL (${raw.label ?? "run"}): ${w}`);
   return log;
 }
