@@ -26,7 +26,8 @@
  *    bootstrap intervals over prompts and a plot (`plotLogitLens`, `plotDla`, `plotPatching`).
  * 7. **Training**: `trainSft`, `trainRL`, rewards (`craftReward`, `alphaAlignReward`,
  *    `traitReward`), `AdamW`, and the paper experiments `runCraftExperiment`,
- *    `runAlphaAlignExperiment`, `runTraitsExperiment`.
+ *    `runAlphaAlignExperiment`, `runTraitsExperiment`; against reward hacking,
+ *    `hackDetector`, `refittingCompass`, `minEnsembleReward` and `runHackingExperiment`.
  * 8. **Attacks and evaluation**: `evaluate`, `runAttack` with `prefillAttack`,
  *    `jailbreakAttack`, `injectionAttack`, `randomInsertionAttack`; `prefillCurve`,
  *    `injectionCurve`, `klByPosition`, `profileModel`, `compareDefences`, `persistenceTable`.
@@ -530,6 +531,12 @@ export {
   runAlphaAlignExperiment,
 } from "./lib/experiments/alphaalign.ts";
 export { runTraitsExperiment, type TraitsExperimentOptions } from "./lib/experiments/traits.ts";
+export {
+  HACKING_CONDITIONS,
+  type HackingCondition,
+  type HackingExperimentOptions,
+  runHackingExperiment,
+} from "./lib/experiments/hacking.ts";
 export type { ExperimentOptions, RunRecord } from "./lib/experiments/run.ts";
 export type { CIOptions } from "./lib/experiments/measure.ts";
 export type { ResultRow } from "./lib/experiments/rows.ts";
