@@ -502,6 +502,42 @@ export {
   type MonitorEval,
   type MonitorEvalOptions,
 } from "./lib/experiments/monitor_eval.ts";
+export {
+  allOnExpectedSide,
+  anyOnExpectedSide,
+  type Claim,
+  CLAIMS,
+  claimsLedger,
+  type ClaimVerdict,
+  countsLine,
+  type Decision,
+  difference,
+  findRow,
+  formatMeasurement,
+  LEDGER_COLUMNS,
+  ledgerFigure,
+  ledgerMarkdown,
+  type LedgerRow,
+  type Measurement,
+  MissingRowError,
+  mostOnExpectedSide,
+  parseMarkdownTable,
+  verdictCounts,
+  VERDICTS,
+  verdictText,
+} from "./lib/experiments/claims.ts";
+export {
+  collectResults,
+  defenceMetricName,
+  loadSavedResults,
+  parseRunName,
+  readSavedResult,
+  SAVED_EXPERIMENTS,
+  type SavedExperiment,
+  type SavedResult,
+  type SavedResults,
+} from "./lib/experiments/saved_results.ts";
+export { type ResultRow, resultRow } from "./lib/experiments/rows.ts";
 
 // Plots, display, reports
 // (figure.ts's `RateRow`, the row of `plotRateCurve`, is not lib/experiments/profile.ts's `RateRow`

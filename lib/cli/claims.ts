@@ -12,7 +12,7 @@
  */
 
 import { writeJsonAtomic } from "../io/atomic.ts";
-import { claimsLedger, ledgerMarkdown, verdictCounts, VERDICTS } from "../experiments/claims.ts";
+import { claimsLedger, countsLine, ledgerMarkdown, verdictCounts } from "../experiments/claims.ts";
 import { collectResults, loadSavedResults } from "../experiments/saved_results.ts";
 import { cliArgs, type CliSpec } from "./args.ts";
 
@@ -55,10 +55,7 @@ const saved = await loadSavedResults(results, ...((v.runs as string[] | undefine
 const ledger = claimsLedger(saved);
 console.log(ledgerMarkdown(ledger));
 const counts = verdictCounts(ledger);
-console.log(
-  "\n" + VERDICTS.map((k) => `${k}: ${counts[k]}`).join(" · ") +
-    ` (of ${ledger.length} claims)`,
-);
+console.log(`\n${countsLine(ledger)}`);
 if (typeof v.json === "string") {
   await writeJsonAtomic(v.json, {
     results: Object.values(saved).map((r) => ({

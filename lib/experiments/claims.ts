@@ -27,7 +27,7 @@ import type { ResultRow } from "./rows.ts";
 import type { SavedExperiment, SavedResults } from "./saved_results.ts";
 
 /** A claim's verdict. */
-export type Verdict =
+export type ClaimVerdict =
   | "reproduced"
   | "refuted"
   | "inconclusive"
@@ -35,7 +35,7 @@ export type Verdict =
   | "not run yet";
 
 /** Every verdict, in the order the ledger counts them. */
-export const VERDICTS: readonly Verdict[] = [
+export const VERDICTS: readonly ClaimVerdict[] = [
   "reproduced",
   "refuted",
   "inconclusive",
@@ -107,7 +107,7 @@ export interface LedgerRow {
   /** Our numbers, as the table prints them ("-" when none). */
   ours: string;
   /** The verdict. */
-  verdict: Verdict;
+  verdict: ClaimVerdict;
   /** Why (the rule's outcome, quick sizes, what is missing, why not testable). */
   why: string;
   /** The rule, in words ("" when not testable). */
@@ -122,7 +122,16 @@ export interface LedgerRow {
 
 /** Thrown by a claim's `measure` when the saved result lacks a row it needs. */
 export class MissingRowError extends Error {
-  /** @param what the row that is missing */
+  /**
+   * Names the missing row.
+   *
+   * @param what the row that is missing
+   * @example
+   * ```ts
+   * import { MissingRowError } from "./claims.ts";
+   * console.log(new MissingRowError("rates / toy-base / over-refusal").message);
+   * ```
+   */
   constructor(what: string) {
     super(`no row for ${what}`);
     this.name = "MissingRowError";
@@ -610,7 +619,9 @@ export const CLAIMS: readonly Claim[] = [
       `(unpaired, conservative), expected above 0: ${RULE_ALL}`,
     measure: (rows) => {
       const ts = depths(rows, "toy-shallow", "injection ASR").filter((t) => t > 0);
-      if (ts.length === 0) throw new MissingRowError("defences / toy-shallow / injection ASR, t > 0");
+      if (ts.length === 0) {
+        throw new MissingRowError("defences / toy-shallow / injection ASR, t > 0");
+      }
       const none = mustFind(rows, {
         table: "rates",
         condition: "toy-shallow",
@@ -745,7 +756,8 @@ export const CLAIMS: readonly Claim[] = [
   {
     id: "ours-hacking-defences",
     paper: "ours (issue 21)",
-    claim: "At least one defence against latent reward hacking (co-trained compass, min-ensemble, " +
+    claim:
+      "At least one defence against latent reward hacking (co-trained compass, min-ensemble, " +
       "strong KL, per-token, per-token + co-trained) ends with lower harmful compliance than the " +
       "frozen compass.",
     paperNumber: "-",
@@ -884,10 +896,24 @@ export function claimsLedger(
  * console.log(verdictCounts(claimsLedger({}))["not run yet"]);
  * ```
  */
-export function verdictCounts(ledger: readonly LedgerRow[]): Record<Verdict, number> {
-  const out = Object.fromEntries(VERDICTS.map((v) => [v, 0])) as Record<Verdict, number>;
+export function verdictCounts(ledger: readonly LedgerRow[]): Record<ClaimVerdict, number> {
+  const out = Object.fromEntries(VERDICTS.map((v) => [v, 0])) as Record<ClaimVerdict, number>;
   for (const r of ledger) out[r.verdict]++;
   return out;
+}
+
+/**
+ * The verdict counts as one line, e.g. `reproduced: 0 · refuted: 0 · ... (of 18 claims)`.
+ *
+ * @example
+ * ```ts
+ * import { claimsLedger, countsLine } from "./claims.ts";
+ * console.log(countsLine(claimsLedger({})));
+ * ```
+ */
+export function countsLine(ledger: readonly LedgerRow[]): string {
+  const counts = verdictCounts(ledger);
+  return VERDICTS.map((k) => `${k}: ${counts[k]}`).join(" · ") + ` (of ${ledger.length} claims)`;
 }
 
 const cell = (s: string) => s.replaceAll("|", "\\|").replaceAll("\n", " ");
@@ -919,14 +945,16 @@ export const LEDGER_COLUMNS = [
  * ```
  */
 export function ledgerMarkdown(ledger: readonly LedgerRow[]): string {
-  const rows = ledger.map((r) => [
-    `**${r.id}**: ${r.claim}`,
-    r.paper,
-    r.paperNumber,
-    r.ours + (r.run ? ` (${r.run})` : ""),
-    verdictText(r),
-    r.command === "-" ? "-" : `\`${r.command}\``,
-  ].map(cell));
+  const rows = ledger.map((r) =>
+    [
+      `**${r.id}**: ${r.claim}`,
+      r.paper,
+      r.paperNumber,
+      r.ours + (r.run ? ` (${r.run})` : ""),
+      verdictText(r),
+      r.command === "-" ? "-" : `\`${r.command}\``,
+    ].map(cell)
+  );
   const all = [[...LEDGER_COLUMNS], ...rows];
   const w = LEDGER_COLUMNS.map((_, j) => Math.max(3, ...all.map((r) => r[j].length)));
   const line = (r: string[]) => `| ${r.map((c, j) => c.padEnd(w[j])).join(" | ")} |`;

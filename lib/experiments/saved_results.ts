@@ -64,7 +64,9 @@ const RUN_RE = new RegExp(
 );
 
 /** The experiment and start time of a run folder's name, or undefined when it is not one. */
-export function parseRunName(name: string): { experiment: SavedExperiment; date: string } | undefined {
+export function parseRunName(
+  name: string,
+): { experiment: SavedExperiment; date: string } | undefined {
   const m = RUN_RE.exec(name);
   if (!m) return undefined;
   const [d, t] = m[2].split("T");
@@ -180,16 +182,19 @@ function persistenceRows(raw: unknown, where: string): ResultRow[] {
       method: String(r.interval ?? ""),
     });
     if (r.test === "no attack" || !Number.isFinite(num(r.delta))) return [rate];
-    return [rate, resultRow({
-      ...base,
-      table: "deltas",
-      reference: `${r.model} (no attack)`,
-      metric: `${r.test}: ${r.metric}`,
-      value: num(r.delta),
-      lo: num(r.deltaLo),
-      hi: num(r.deltaHi),
-      method: "paired bootstrap over prompts",
-    })];
+    return [
+      rate,
+      resultRow({
+        ...base,
+        table: "deltas",
+        reference: `${r.model} (no attack)`,
+        metric: `${r.test}: ${r.metric}`,
+        value: num(r.delta),
+        lo: num(r.deltaLo),
+        hi: num(r.deltaHi),
+        method: "paired bootstrap over prompts",
+      }),
+    ];
   });
 }
 
