@@ -407,3 +407,40 @@ Deno.test("README's claims ledger is what `deno task claims` prints from dataset
     "the README's ledger is stale: paste the output of `deno task claims` into it",
   );
 });
+
+Deno.test("ledgerFigure: one marker per measurement with a paper number, and the y = x line", () => {
+  const rate = (variant: string, k: number, v: number) =>
+    resultRow({
+      experiment: "defences",
+      table: "rates",
+      condition: variant,
+      metric: `prefill ASR (k=${k})`,
+      value: v,
+      lo: v - 0.05,
+      hi: v + 0.05,
+    });
+  const rows = [
+    rate("toy-shallow", 5, 0.5),
+    rate("toy-shallow", 10, 0.9),
+    rate("recovery-sft", 5, 0),
+    rate("recovery-sft", 10, 0.1),
+  ];
+  const ledger = claimsLedger(saved("defences", rows, true));
+  const fig = ledgerFigure(ledger)!;
+  assert.equal(fig.data.length, 3);
+  assert.deepEqual(fig.data[0].x, [0.028 - 0.421]);
+  assert.ok(Math.abs((fig.data[0].y as number[])[0] - -0.5) < 1e-12);
+  assert.match(String(fig.data[0].name), /qi-recovery-deepens .*k=5.*\[quick sizes\]/);
+  assert.equal(fig.data[2].name, "y = x");
+});
+
+Deno.test("notebook 10's closing cell states the verdict counts of the committed results", async () => {
+  const nb = JSON.parse(await Deno.readTextFile(join(ROOT, "notebooks/10_claims.ipynb")));
+  const last = nb.cells[nb.cells.length - 1];
+  assert.equal(last.cell_type, "markdown");
+  const ledger = claimsLedger(await loadSavedResults(join(ROOT, "datasets/results")));
+  assert.ok(
+    last.source.join("").includes(countsLine(ledger)),
+    `the closing cell of notebooks/10_claims.ipynb lacks '${countsLine(ledger)}'`,
+  );
+});

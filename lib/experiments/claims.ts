@@ -997,13 +997,26 @@ export function ledgerFigure(ledger: readonly LedgerRow[]): PlotlyFigure | undef
       y: m.value,
       ylo: m.lo,
       yhi: m.hi,
-      label: `${r.id}${r.measurements.length > 1 ? ` (${m.label.split(", ").pop()})` : ""}`,
+      label: `${r.id}${r.measurements.length > 1 ? ` (${m.label.split(", ").pop()})` : ""}` +
+        (r.why.startsWith("quick sizes") ? " [quick sizes]" : ""),
     }))
   );
   if (pts.length === 0) return undefined;
-  return plotScatter(pts, {
+  const fig = plotScatter(pts, {
     xTitle: "paper's number (difference in rate)",
     yTitle: "ours on SafetyWorld, 95% interval",
-    title: "Claims ledger: ours vs the paper's number (y = x would be exact agreement)",
+    title: "Claims ledger: ours vs the paper's number (dotted: y = x)",
   });
+  // The legend names the markers; text beside them would overlap where the paper's numbers are close.
+  fig.data = fig.data.map((t) => ({ ...t, mode: "markers" }));
+  fig.data.push({
+    type: "scatter",
+    mode: "lines",
+    x: [-1, 1],
+    y: [-1, 1],
+    name: "y = x",
+    hoverinfo: "skip",
+    line: { dash: "dot", color: "#999999", width: 1 },
+  });
+  return fig;
 }
