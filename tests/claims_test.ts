@@ -444,3 +444,31 @@ Deno.test("notebook 10's closing cell states the verdict counts of the committed
     `the closing cell of notebooks/10_claims.ipynb lacks '${countsLine(ledger)}'`,
   );
 });
+
+Deno.test("deno task experiments' writer saves config.json, which the loader reads", async () => {
+  const { writeExperiment } = await import("../lib/cli/experiments.ts");
+  const { makeResult } = await import("../lib/experiments/result.ts");
+  const dir = await Deno.makeTempDir();
+  try {
+    for (const [stamp, quick] of [["2026-01-01T00-00-00", false], ["2026-02-01T00-00-00", true]]) {
+      await writeExperiment(
+        join(dir, `craft-${stamp}`),
+        makeResult({
+          name: "craft",
+          description: "test",
+          rows: [craftDelta(-0.3, -0.1)],
+          figures: [],
+          runs: [],
+          examples: [],
+          config: { seeds: [0, 1], quick },
+          seconds: 1,
+        }),
+      );
+    }
+    const r = await loadSavedResults(dir);
+    assert.deepEqual([r.craft?.run, r.craft?.quick], ["craft-2026-01-01T00-00-00", false]);
+    assert.deepEqual(r.craft?.config, { seeds: [0, 1], quick: false });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
