@@ -407,7 +407,8 @@ export const CLAIMS: readonly Claim[] = [
       });
       if (gap) {
         ms.push({
-          label: "frozen: detector gap (compass p_safe - fresh probe's), last 10 steps",
+          label:
+            "frozen: detector gap (compass p_safe - fresh probe's), last 10 steps, range over seeds",
           value: gap.value,
           lo: gap.lo,
           hi: gap.hi,
