@@ -505,27 +505,33 @@ export {
 export {
   allOnExpectedSide,
   anyOnExpectedSide,
+  type Decision,
+  difference,
+  findRow,
+  formatMeasurement,
+  type Measurement,
+  MissingRowError,
+  mostOnExpectedSide,
+  requireRow,
+  unpaired,
+} from "./lib/experiments/claim_rules.ts";
+export {
   type Claim,
   CLAIMS,
   claimsLedger,
   type ClaimVerdict,
   countsLine,
-  type Decision,
-  difference,
-  findRow,
-  formatMeasurement,
+  type LedgerRow,
+  verdictCounts,
+  VERDICTS,
+} from "./lib/experiments/claims.ts";
+export {
   LEDGER_COLUMNS,
   ledgerFigure,
   ledgerMarkdown,
-  type LedgerRow,
-  type Measurement,
-  MissingRowError,
-  mostOnExpectedSide,
   parseMarkdownTable,
-  verdictCounts,
-  VERDICTS,
   verdictText,
-} from "./lib/experiments/claims.ts";
+} from "./lib/experiments/claims_table.ts";
 export {
   collectResults,
   defenceMetricName,

@@ -13,17 +13,16 @@ import { fileURLToPath } from "node:url";
 import {
   allOnExpectedSide,
   anyOnExpectedSide,
-  CLAIMS,
-  claimsLedger,
-  countsLine,
   difference,
-  ledgerFigure,
-  ledgerMarkdown,
   type Measurement,
   mostOnExpectedSide,
+} from "../lib/experiments/claim_rules.ts";
+import { CLAIMS, claimsLedger, countsLine, verdictCounts } from "../lib/experiments/claims.ts";
+import {
+  ledgerFigure,
+  ledgerMarkdown,
   parseMarkdownTable,
-  verdictCounts,
-} from "../lib/experiments/claims.ts";
+} from "../lib/experiments/claims_table.ts";
 import {
   collectResults,
   loadSavedResults,

@@ -12,7 +12,8 @@
  */
 
 import { writeJsonAtomic } from "../io/atomic.ts";
-import { claimsLedger, countsLine, ledgerMarkdown, verdictCounts } from "../experiments/claims.ts";
+import { claimsLedger, countsLine, verdictCounts } from "../experiments/claims.ts";
+import { ledgerMarkdown } from "../experiments/claims_table.ts";
 import { collectResults, loadSavedResults } from "../experiments/saved_results.ts";
 import { cliArgs, type CliSpec } from "./args.ts";
 

@@ -21,10 +21,21 @@
  * @module
  */
 
-import { plotScatter } from "../viz/plots/scatter.ts";
-import type { PlotlyFigure } from "../viz/figure.ts";
 import type { ResultRow } from "./rows.ts";
 import type { SavedExperiment, SavedResults } from "./saved_results.ts";
+import {
+  allOnExpectedSide,
+  anyOnExpectedSide,
+  type Decision,
+  difference,
+  findRow,
+  formatMeasurement,
+  type Measurement,
+  MissingRowError,
+  mostOnExpectedSide,
+  requireRow,
+  unpaired,
+} from "./claim_rules.ts";
 
 /** A claim's verdict. */
 export type ClaimVerdict =
@@ -42,29 +53,6 @@ export const VERDICTS: readonly ClaimVerdict[] = [
   "not run yet",
   "not testable here",
 ];
-
-/** One number a claim reads, with its interval and the side of 0 the claim expects. */
-export interface Measurement {
-  /** What it is, e.g. "latent+text - text only, harmful compliance". */
-  label: string;
-  /** The estimate. */
-  value: number;
-  /** Lower end of the 95% interval (NaN when none). */
-  lo: number;
-  /** Upper end of the 95% interval (NaN when none). */
-  hi: number;
-  /** Observations behind it. */
-  n: number;
-  /** How the interval was made. */
-  method: string;
-  /** The side of 0 the claim expects; absent: shown, but not part of the verdict. */
-  expect?: "below" | "above";
-  /** The paper's number for the same quantity, where it gives one (for the figure). */
-  paper?: number;
-}
-
-/** The verdict of a rule on measurements (quick sizes and missing results are handled before). */
-export type Decision = "reproduced" | "refuted" | "inconclusive";
 
 /** A claim of the ledger. */
 export interface Claim {
@@ -120,174 +108,6 @@ export interface LedgerRow {
   date: string;
 }
 
-/** Thrown by a claim's `measure` when the saved result lacks a row it needs. */
-export class MissingRowError extends Error {
-  /**
-   * Names the missing row.
-   *
-   * @param what the row that is missing
-   * @example
-   * ```ts
-   * import { MissingRowError } from "./claims.ts";
-   * console.log(new MissingRowError("rates / toy-base / over-refusal").message);
-   * ```
-   */
-  constructor(what: string) {
-    super(`no row for ${what}`);
-    this.name = "MissingRowError";
-  }
-}
-
-// ---------------------------------------------------------------- reading rows
-
-/** `"start"` matches the starting model's condition ("toy-base (start)"); anything else matches exactly. */
-const sameCondition = (want: string, got: string) =>
-  want === "start" ? /\(start\)$/.test(got) : want === got;
-
-/**
- * The row of a table, condition and metric (and reference, for deltas).
- *
- * @example
- * ```ts
- * import { findRow } from "./claims.ts";
- * import { resultRow } from "./rows.ts";
- * const rows = [resultRow({ experiment: "craft", table: "rates", condition: "toy-base (start)", metric: "harmful compliance", value: 0.9 })];
- * console.log(findRow(rows, { table: "rates", condition: "start", metric: "harmful compliance" })?.value); // 0.9
- * ```
- */
-export function findRow(
-  rows: readonly ResultRow[],
-  q: { table: string; condition: string; metric: string; reference?: string },
-): ResultRow | undefined {
-  return rows.find((r) =>
-    r.table === q.table && sameCondition(q.condition, r.condition) && r.metric === q.metric &&
-    (q.reference === undefined || sameCondition(q.reference, r.reference))
-  );
-}
-
-function mustFind(
-  rows: readonly ResultRow[],
-  q: { table: string; condition: string; metric: string; reference?: string },
-): ResultRow {
-  const r = findRow(rows, q);
-  if (!r) {
-    throw new MissingRowError(
-      `${q.table} / ${q.condition}${q.reference ? ` - ${q.reference}` : ""} / ${q.metric}`,
-    );
-  }
-  return r;
-}
-
-/**
- * `condition - reference` on `metric`: the saved paired difference (table "deltas") where the
- * result has it, else the difference of the two rates (table `ratesTable`) with the
- * conservative interval `[lo_a - hi_b, hi_a - lo_b]`.
- *
- * @example
- * ```ts
- * import { difference } from "./claims.ts";
- * import { resultRow } from "./rows.ts";
- * const rate = (condition: string, value: number, lo: number, hi: number) =>
- *   resultRow({ experiment: "x", table: "rates", condition, metric: "m", value, lo, hi, n: 10 });
- * const d = difference([rate("a", 0.2, 0.1, 0.3), rate("b", 0.6, 0.5, 0.7)], "a", "b", "m");
- * console.log(d.value, d.lo, d.hi); // ≈ -0.4 -0.6 -0.2
- * ```
- */
-export function difference(
-  rows: readonly ResultRow[],
-  condition: string,
-  reference: string,
-  metric: string,
-  opts: { ratesTable?: string; label?: string; expect?: "below" | "above"; paper?: number } = {},
-): Measurement {
-  const label = opts.label ?? `${condition} - ${reference}, ${metric}`;
-  const extra = {
-    ...(opts.expect ? { expect: opts.expect } : {}),
-    ...(opts.paper !== undefined ? { paper: opts.paper } : {}),
-  };
-  const d = findRow(rows, { table: "deltas", condition, reference, metric });
-  if (d) return { label, value: d.value, lo: d.lo, hi: d.hi, n: d.n, method: d.method, ...extra };
-  const t = opts.ratesTable ?? "rates";
-  const a = mustFind(rows, { table: t, condition, metric });
-  const b = mustFind(rows, { table: t, condition: reference, metric });
-  return {
-    label,
-    value: a.value - b.value,
-    lo: a.lo - b.hi,
-    hi: a.hi - b.lo,
-    n: Math.min(a.n, b.n),
-    method: "difference of two unpaired intervals (conservative)",
-    ...extra,
-  };
-}
-
-// ---------------------------------------------------------------- verdict rules
-
-const holds = (m: Measurement) => m.expect === "below" ? m.hi < 0 : m.lo > 0;
-const contradicts = (m: Measurement) => m.expect === "below" ? m.lo > 0 : m.hi < 0;
-const deciding = (ms: readonly Measurement[]) => ms.filter((m) => m.expect !== undefined);
-
-/**
- * The default rule: reproduced when every deciding measurement's 95% interval lies strictly on
- * the side of 0 the claim expects; refuted when any lies strictly on the other side;
- * inconclusive otherwise (an interval touching or straddling 0, or none).
- *
- * @example
- * ```ts
- * import { allOnExpectedSide } from "./claims.ts";
- * const m = { label: "d", value: -0.2, lo: -0.3, hi: -0.1, n: 100, method: "", expect: "below" as const };
- * console.log(allOnExpectedSide([m])); // "reproduced"
- * ```
- */
-export function allOnExpectedSide(ms: readonly Measurement[]): Decision {
-  const d = deciding(ms);
-  if (d.length === 0) return "inconclusive";
-  if (d.some(contradicts)) return "refuted";
-  return d.every(holds) ? "reproduced" : "inconclusive";
-}
-
-/**
- * For "at least one of these works": reproduced when any deciding interval lies strictly on the
- * expected side of 0; refuted when none even reaches it (every interval is on the other side
- * or touches 0 from there); inconclusive otherwise.
- *
- * @example
- * ```ts
- * import { anyOnExpectedSide } from "./claims.ts";
- * const m = (lo: number, hi: number) => ({ label: "d", value: (lo + hi) / 2, lo, hi, n: 9, method: "", expect: "below" as const });
- * console.log(anyOnExpectedSide([m(-0.2, 0.1), m(-0.3, -0.1)])); // "reproduced"
- * console.log(anyOnExpectedSide([m(0, 0.1), m(0.05, 0.2)])); // "refuted"
- * ```
- */
-export function anyOnExpectedSide(ms: readonly Measurement[]): Decision {
-  const d = deciding(ms);
-  if (d.length === 0) return "inconclusive";
-  if (d.some(holds)) return "reproduced";
-  const cannot = (m: Measurement) => m.expect === "below" ? m.lo >= 0 : m.hi <= 0;
-  return d.every(cannot) ? "refuted" : "inconclusive";
-}
-
-/**
- * For a generalisation matrix: reproduced when at least half of the deciding intervals lie on
- * the expected side of 0 and none on the other; refuted when at least half lie on the other
- * side and none on the expected one; inconclusive otherwise.
- *
- * @example
- * ```ts
- * import { mostOnExpectedSide } from "./claims.ts";
- * const m = (lo: number, hi: number) => ({ label: "c", value: (lo + hi) / 2, lo, hi, n: 9, method: "", expect: "above" as const });
- * console.log(mostOnExpectedSide([m(0.1, 0.3), m(-0.1, 0.2)])); // "reproduced"
- * ```
- */
-export function mostOnExpectedSide(ms: readonly Measurement[]): Decision {
-  const d = deciding(ms);
-  if (d.length === 0) return "inconclusive";
-  const yes = d.filter(holds).length, no = d.filter(contradicts).length;
-  if (yes * 2 >= d.length && no === 0) return "reproduced";
-  if (no * 2 >= d.length && yes === 0) return "refuted";
-  return "inconclusive";
-}
-
 const RULE_ALL = "reproduced when every interval lies strictly on the expected side of 0; " +
   "refuted when any lies strictly on the other side; inconclusive otherwise";
 
@@ -320,7 +140,7 @@ function klConcentration(rows: readonly ResultRow[], condition: string, k: numbe
     throw new MissingRowError(`defences / ${condition} / KL to toy-base beyond position ${k - 1}`);
   }
   const at = (p: number) =>
-    mustFind(rows, { table: "rates", condition, metric: `KL to toy-base (position ${p})` });
+    requireRow(rows, { table: "rates", condition, metric: `KL to toy-base (position ${p})` });
   const first = pos.filter((p) => p < k).map(at), rest = pos.filter((p) => p >= k).map(at);
   const mean = (rs: ResultRow[], f: "value" | "lo" | "hi") =>
     rs.reduce((a, r) => a + r[f], 0) / rs.length;
@@ -535,7 +355,7 @@ export const CLAIMS: readonly Claim[] = [
       `expected above 0: ${RULE_ALL}`,
     measure: (rows) => {
       const q = (metric: string) =>
-        mustFind(rows, { table: "rates", condition: "toy-shallow", metric });
+        requireRow(rows, { table: "rates", condition: "toy-shallow", metric });
       return [5, 10].map((k) =>
         unpaired(
           q(`prefill ASR (k=${k})`),
@@ -623,13 +443,13 @@ export const CLAIMS: readonly Claim[] = [
       if (ts.length === 0) {
         throw new MissingRowError("defences / toy-shallow / injection ASR, t > 0");
       }
-      const none = mustFind(rows, {
+      const none = requireRow(rows, {
         table: "rates",
         condition: "toy-shallow",
         metric: "prefill ASR (k=0)",
       });
       return ts.map((t) => {
-        const a = mustFind(rows, {
+        const a = requireRow(rows, {
           table: "rates",
           condition: "toy-shallow",
           metric: `injection ASR (t=${t})`,
@@ -789,33 +609,6 @@ export const CLAIMS: readonly Claim[] = [
   },
 ];
 
-function unpaired(
-  a: ResultRow,
-  b: ResultRow,
-  label: string,
-  expect: "below" | "above",
-): Measurement {
-  return {
-    label,
-    value: a.value - b.value,
-    lo: a.lo - b.hi,
-    hi: a.hi - b.lo,
-    n: Math.min(a.n, b.n),
-    method: "difference of two unpaired intervals (conservative)",
-    expect,
-  };
-}
-
-// ---------------------------------------------------------------- the ledger
-
-const f2 = (x: number) => (Number.isFinite(x) ? `${x >= 0 ? "+" : ""}${x.toFixed(2)}` : "n/a");
-
-/** One measurement as the table prints it: `label: +0.12 [-0.03, +0.25]`. */
-export function formatMeasurement(m: Measurement): string {
-  const ci = Number.isFinite(m.lo) && Number.isFinite(m.hi) ? ` [${f2(m.lo)}, ${f2(m.hi)}]` : "";
-  return `${m.label}: ${f2(m.value)}${ci}`;
-}
-
 /**
  * The ledger: one row per claim of `claims` (default {@link CLAIMS}), read from `results`.
  * Order of precedence: not testable here; not run yet (no saved result, or a row it needs is
@@ -915,109 +708,4 @@ export function verdictCounts(ledger: readonly LedgerRow[]): Record<ClaimVerdict
 export function countsLine(ledger: readonly LedgerRow[]): string {
   const counts = verdictCounts(ledger);
   return VERDICTS.map((k) => `${k}: ${counts[k]}`).join(" · ") + ` (of ${ledger.length} claims)`;
-}
-
-const cell = (s: string) => s.replaceAll("|", "\\|").replaceAll("\n", " ");
-
-/** The verdict cell: the verdict, and for all but a rule's outcome, why. */
-export function verdictText(r: LedgerRow): string {
-  if (r.verdict === "reproduced" || r.verdict === "refuted") return r.verdict;
-  if (r.verdict === "inconclusive" && r.why.startsWith("by the rule")) return r.verdict;
-  return `${r.verdict}: ${r.why}`;
-}
-
-/** The header of {@link ledgerMarkdown}'s table. */
-export const LEDGER_COLUMNS = [
-  "claim",
-  "paper",
-  "paper's number",
-  "ours [95% interval]",
-  "verdict",
-  "regenerate",
-] as const;
-
-/**
- * The ledger as a markdown table (what `deno task claims` prints and the README holds).
- *
- * @example
- * ```ts
- * import { claimsLedger, ledgerMarkdown } from "./claims.ts";
- * console.log(ledgerMarkdown(claimsLedger({})));
- * ```
- */
-export function ledgerMarkdown(ledger: readonly LedgerRow[]): string {
-  const rows = ledger.map((r) =>
-    [
-      `**${r.id}**: ${r.claim}`,
-      r.paper,
-      r.paperNumber,
-      r.ours + (r.run ? ` (${r.run})` : ""),
-      verdictText(r),
-      r.command === "-" ? "-" : `\`${r.command}\``,
-    ].map(cell)
-  );
-  const all = [[...LEDGER_COLUMNS], ...rows];
-  const w = LEDGER_COLUMNS.map((_, j) => Math.max(3, ...all.map((r) => r[j].length)));
-  const line = (r: string[]) => `| ${r.map((c, j) => c.padEnd(w[j])).join(" | ")} |`;
-  return [line(all[0]), `| ${w.map((n) => "-".repeat(n)).join(" | ")} |`, ...rows.map(line)]
-    .join("\n");
-}
-
-/**
- * Parses the rows of a markdown table back to trimmed cells (header and separator dropped), so
- * a table reformatted by `deno fmt` compares equal to the printed one.
- *
- * @example
- * ```ts
- * import { parseMarkdownTable } from "./claims.ts";
- * console.log(parseMarkdownTable("| a | b |\n| - | - |\n| 1 | x \\| y |")); // [["1", "x \\| y"]]
- * ```
- */
-export function parseMarkdownTable(md: string): string[][] {
-  const lines = md.split("\n").map((l) => l.trim()).filter((l) => l.startsWith("|"));
-  return lines.slice(2).map((l) =>
-    l.slice(1, -1).split(/(?<!\\)\|/).map((c) => c.trim().replace(/\s+/g, " "))
-  );
-}
-
-/**
- * Ours against the paper's number, one marker per measurement where both are numbers and mean
- * the same quantity (the paper's difference where it reports both ends), with our interval.
- * Returns undefined when no measurement has a paper number.
- *
- * @example
- * ```ts
- * import { claimsLedger, ledgerFigure } from "./claims.ts";
- * console.log(ledgerFigure(claimsLedger({})) === undefined); // true: nothing measured yet
- * ```
- */
-export function ledgerFigure(ledger: readonly LedgerRow[]): PlotlyFigure | undefined {
-  const pts = ledger.flatMap((r) =>
-    r.measurements.filter((m) => m.paper !== undefined && Number.isFinite(m.value)).map((m) => ({
-      x: m.paper!,
-      y: m.value,
-      ylo: m.lo,
-      yhi: m.hi,
-      label: `${r.id}${r.measurements.length > 1 ? ` (${m.label.split(", ").pop()})` : ""}` +
-        (r.why.startsWith("quick sizes") ? " [quick sizes]" : ""),
-    }))
-  );
-  if (pts.length === 0) return undefined;
-  const fig = plotScatter(pts, {
-    xTitle: "paper's number (difference in rate)",
-    yTitle: "ours on SafetyWorld, 95% interval",
-    title: "Claims ledger: ours vs the paper's number (dotted: y = x)",
-  });
-  // The legend names the markers; text beside them would overlap where the paper's numbers are close.
-  fig.data = fig.data.map((t) => ({ ...t, mode: "markers" }));
-  fig.data.push({
-    type: "scatter",
-    mode: "lines",
-    x: [-1, 1],
-    y: [-1, 1],
-    name: "y = x",
-    hoverinfo: "skip",
-    line: { dash: "dot", color: "#999999", width: 1 },
-  });
-  return fig;
 }
