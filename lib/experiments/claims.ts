@@ -172,7 +172,8 @@ function traitModels(rows: readonly ResultRow[]) {
 
 /**
  * The ledger's claims, in table order. Each testable claim's rule was written before any
- * full-size result existed; the tests pin the rules on hand-made rows.
+ * full-size result was saved for the ledger (the README's hand-typed numbers of earlier runs were
+ * known); the tests pin the rules on hand-made rows.
  *
  * @example
  * ```ts
