@@ -670,6 +670,48 @@ export {
   type MonitorEval,
   type MonitorEvalOptions,
 } from "./lib/experiments/monitor_eval.ts";
+export {
+  allOnExpectedSide,
+  anyOnExpectedSide,
+  type Decision,
+  difference,
+  findRow,
+  formatMeasurement,
+  type Measurement,
+  MissingRowError,
+  mostOnExpectedSide,
+  requireRow,
+  unpaired,
+} from "./lib/experiments/claim_rules.ts";
+export {
+  type Claim,
+  CLAIMS,
+  claimsLedger,
+  type ClaimVerdict,
+  countsLine,
+  type LedgerRow,
+  verdictCounts,
+  VERDICTS,
+} from "./lib/experiments/claims.ts";
+export {
+  LEDGER_COLUMNS,
+  ledgerFigure,
+  ledgerMarkdown,
+  parseMarkdownTable,
+  verdictText,
+} from "./lib/experiments/claims_table.ts";
+export {
+  collectResults,
+  defenceMetricName,
+  loadSavedResults,
+  parseRunName,
+  readSavedResult,
+  SAVED_EXPERIMENTS,
+  type SavedExperiment,
+  type SavedResult,
+  type SavedResults,
+} from "./lib/experiments/saved_results.ts";
+export { type ResultRow, resultRow } from "./lib/experiments/rows.ts";
 
 // ---- Judges ----
 export {

@@ -2,7 +2,8 @@
  * `deno task experiments alphaalign|craft|traits|hacking|all [flags]` (`--help`: the flags): runs the RL
  * experiments of lib/experiments on SafetyWorld (AlphaAlign, arXiv 2507.14987; CRAFT,
  * arXiv 2603.17305; trait RL, arXiv 2606.24014) and writes, per experiment,
- * `runs/<name>-<stamp>/rows.json` (every result row), `rows.csv` (the same, as CSV) and
+ * `runs/<name>-<stamp>/rows.json` (every result row), `config.json` (the settings, `quick`
+ * included), `rows.csv` (the same rows, as CSV) and
  * `report.html` (standalone: method, settings, figures and tables), each atomically (in JSON,
  * a missing interval end, NaN, is written as null).
  *
@@ -146,6 +147,8 @@ export function parseExperimentArgs(argv: readonly string[], env = "0"): Experim
 /** Writes rows.json, rows.csv and report.html of one result into `dir`. */
 export async function writeExperiment(dir: string, r: ExperimentResult): Promise<void> {
   await writeJsonAtomic(join(dir, "rows.json"), r.rows);
+  // The settings (quick or full sizes, seeds, steps): what `deno task claims` reads to judge a run.
+  await writeJsonAtomic(join(dir, "config.json"), r.config);
   await writeTextFileAtomic(join(dir, "rows.csv"), aq.from(r.rows).toCSV() + "\n");
   const subtitle = `seeds ${(r.config.seeds as number[]).join(", ")}; ${
     r.config.quick ? "quick (CI) sizes" : "full sizes"
