@@ -30,7 +30,8 @@
  *    `hackDetector`, `refittingCompass`, `minEnsembleReward` and `runHackingExperiment`.
  * 8. **Attacks and evaluation**: `evaluate`, `runAttack` with `prefillAttack`,
  *    `jailbreakAttack`, `injectionAttack`, `randomInsertionAttack`; `prefillCurve`,
- *    `injectionCurve`, `klByPosition`, `profileModel`, `compareDefences`, `persistenceTable`.
+ *    `injectionCurve`, `klByPosition`, `profileModel`, `compareDefences`, `persistenceTable`;
+ *    the claims ledger: `CLAIMS`, `claimsLedger`, `loadSavedResults` (notebook 10).
  * 9. **Judges**: `refusalVerdict` (full / partial / none), `isRefusalText`,
  *    `jailbreakVerdict` and `isJailbroken` (refused / off-topic / harmful, with the evidence),
  *    `ModelJudge` and `remoteJailbreakJudge` (a loaded or served model as the judge),
@@ -539,7 +540,7 @@ export {
 } from "./lib/experiments/hacking.ts";
 export type { ExperimentOptions, RunRecord } from "./lib/experiments/run.ts";
 export type { CIOptions } from "./lib/experiments/measure.ts";
-export type { ResultRow } from "./lib/experiments/rows.ts";
+export { type ResultRow, resultRow } from "./lib/experiments/rows.ts";
 export type { RLBudgetOptions } from "./lib/experiments/runner.ts";
 export type { ExampleRow, ExperimentResult, NamedFigure } from "./lib/experiments/result.ts";
 export { TRAIT_DOMAINS, type TraitDomain } from "./lib/data/safetyworld/traits.ts";
@@ -711,7 +712,6 @@ export {
   type SavedResult,
   type SavedResults,
 } from "./lib/experiments/saved_results.ts";
-export { type ResultRow, resultRow } from "./lib/experiments/rows.ts";
 
 // ---- Judges ----
 export {
