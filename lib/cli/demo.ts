@@ -144,7 +144,10 @@ const headline = profile.filter((r) => r.metric !== "prefill compliance");
 const figures: PlotlyFigure[] = [
   plotBars(
     headline.map((r) => ({ name: r.metric, value: r.rate, lo: r.lo, hi: r.hi, group: r.model })),
-    { title: "Behaviour on held-out test prompts (95% bootstrap intervals)", yTitle: "rate" },
+    {
+      title: "Behaviour on held-out test prompts (95% intervals over templates and prompts)",
+      yTitle: "rate",
+    },
   ),
   plotRateCurve(
     [
@@ -170,7 +173,8 @@ const figures: PlotlyFigure[] = [
 sections.push({
   heading: "Shallow safety",
   text: "Rates are over held-out test prompts (test templates and entities), greedy decoding, " +
-    "graded by SafetyWorld's rule-based graders; intervals are 95% percentile bootstraps. " +
+    "graded by SafetyWorld's rule-based graders; intervals are 95% two-level percentile " +
+    "bootstraps over templates, then prompts (Wilson's over the templates at 0 or 100%). " +
     "The prefill attack forces the first k tokens of toy-base's own harmful answer.",
   figures,
   tables: [{ title: "Profile", rows: profile as unknown as Record<string, unknown>[] }, {
@@ -194,8 +198,11 @@ await writeReport(
 );
 await writeJsonAtomic(join(out, "metrics.json"), metrics);
 const csv = [
-  "model,metric,k,rate,lo,hi,n",
-  ...profile.map((r) => [r.model, r.metric, r.k ?? "", r.rate, r.lo, r.hi, r.n].join(",")),
+  "model,metric,k,rate,lo,hi,n,templates,method",
+  ...profile.map((r) =>
+    [r.model, r.metric, r.k ?? "", r.rate, r.lo, r.hi, r.n, r.templates ?? "", r.method ?? ""]
+      .join(",")
+  ),
 ];
 await writeTextFileAtomic(join(out, "profile.csv"), csv.join("\n") + "\n");
 for (const r of profile) {

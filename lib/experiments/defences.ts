@@ -37,6 +37,7 @@ import { plotBars } from "../viz/plots/bars.ts";
 import type { PlotlyFigure } from "../viz/figure.ts";
 import { plotPositionKl } from "../viz/plots/position_kl.ts";
 import { plotRateCurve } from "../viz/plots/rate_curve.ts";
+import { templateCluster } from "../data/safetyworld/templates.ts";
 
 /** The defences {@link compareDefences} can train. */
 export type DefenceVariant = "recovery-sft" | "benign-sft" | "benign-tokenwise" | "trajectory";
@@ -120,6 +121,12 @@ export interface DefenceComparison {
 }
 
 /** Per-prompt outcomes of one model (null = the attack did not reach the prompt). */
+/** A measured prompt's id and template cluster ("" when it has none). */
+interface PromptKey {
+  id: string;
+  template: string;
+}
+
 interface Measured {
   rates: Map<string, { x: number | null; hits: (boolean | null)[] }>;
   kl: number[][]; // [prompt][position], NaN beyond the answer
@@ -197,7 +204,7 @@ async function measure(
 /** Table rows of one variant: per run, and pooled over runs when there are several. */
 function summarise(
   variant: string,
-  runs: { seed: number | string; m: Measured; ids: Map<string, string[]> }[],
+  runs: { seed: number | string; m: Measured; ids: Map<string, PromptKey[]> }[],
   ciSeed: number,
 ): DefenceRow[] {
   const out: DefenceRow[] = [];
@@ -205,14 +212,16 @@ function summarise(
   for (const group of groups) {
     const seed = group.length > 1 ? "all" : group[0].seed;
     for (const [key, { x }] of group[0].m.rates) {
-      const hits: boolean[] = [], clusters: string[] = [];
+      const hits: boolean[] = [], clusters: string[] = [], templates: string[] = [];
       for (const run of group) {
         const ids = run.ids.get(key)!;
         run.m.rates.get(key)!.hits.forEach((h, i) => {
-          if (h !== null) (hits.push(h), clusters.push(ids[i]));
+          if (h !== null) (hits.push(h), clusters.push(ids[i].id), templates.push(ids[i].template));
         });
       }
-      const ci = rateCI(hits, clusters, { ciSeed });
+      // Two-level (templates, then prompts; issue #19) where every prompt has a template.
+      const tpl = templates.every((t) => t !== "") ? templates : undefined;
+      const ci = rateCI(hits, clusters, { ciSeed, templates: tpl });
       const metric = key.split("@")[0];
       out.push({ variant, seed, metric, x, value: ci.rate, lo: ci.lo, hi: ci.hi, n: ci.n });
     }
@@ -325,7 +334,7 @@ export async function compareDefences(
   const idsOf = (m: Measured) =>
     new Map([...m.rates.keys()].map((k) => {
       const set = k.startsWith("over") ? "borderline" : k.startsWith("benign") ? "task" : "harmful";
-      return [k, sets[set].map((r) => r.id)];
+      return [k, sets[set].map((r) => ({ id: r.id, template: templateCluster(r) ?? "" }))];
     }));
   const rows: DefenceRow[] = [];
   const secs = (t0: number) => ((performance.now() - t0) / 1000).toFixed(0);

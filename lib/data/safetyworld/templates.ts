@@ -169,3 +169,20 @@ export function numberSteps(steps: readonly string[]): string {
 export function listText(items: readonly string[]): string {
   return items.join(" , ");
 }
+
+/**
+ * The template cluster of a SafetyWorld row for intervals: the jailbreak wrapper's id for
+ * jailbreak rows (the wrapper is what a jailbreak row is measured for), else the prompt
+ * template's id; undefined for rows without either (prompts from other sources).
+ *
+ * @example
+ * ```ts
+ * templateCluster({ templateId: "hm-x2", wrapperId: "jrp-x1" }); // "jrp-x1"
+ * templateCluster({ templateId: "hm-x2" }); // "hm-x2"
+ * ```
+ */
+export function templateCluster(row: object): string | undefined {
+  const r = row as { templateId?: unknown; wrapperId?: unknown };
+  if (typeof r.wrapperId === "string") return r.wrapperId;
+  return typeof r.templateId === "string" ? r.templateId : undefined;
+}
