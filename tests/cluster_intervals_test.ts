@@ -114,3 +114,34 @@ Deno.test("HitTable rows carry the template count and the two-level method", () 
   assert.equal(flat.templates, 0);
   assert.equal(flat.method, "bootstrap seeds x prompts");
 });
+
+Deno.test("bootstrapCI clusters and pairedRates templates: the same two-level draws", async () => {
+  const { bootstrapCI } = await import("../lib/compass/metrics.ts");
+  const { pairedRates } = await import("../lib/experiments/persistence.ts");
+  const rng = makeRng(6);
+  const tpl = Array.from({ length: 30 }, (_, i) => `t${i % 5}`);
+  const hits = tpl.map((_, i) => rng.next() < 0.15 * (i % 5));
+  const mean = (idx: Uint32Array) => idx.reduce((a, i) => a + Number(hits[i]), 0) / idx.length;
+  const a = bootstrapCI(30, mean, { clusters: tpl, seed: 2 });
+  const b = clusterBootstrapCI(hits, tpl, { seed: 2 });
+  assert.deepEqual([a.lo, a.hi], [b.lo, b.hi]);
+  assert.throws(() => bootstrapCI(2, mean, { clusters: ["a", "b"], stratify: [0, 1] }), /both/);
+  // pairedRates: singleton templates reproduce the prompt-level intervals exactly.
+  const after = hits.map((h) => [Number(h)]), before = hits.map(() => [0]);
+  const single = pairedRates(after, before, { templates: tpl.map((_, i) => `s${i}`) });
+  const flat = pairedRates(after, before);
+  assert.equal(single.interval, "bootstrap (templates, prompts)");
+  assert.equal(flat.interval, "bootstrap (prompts)");
+  assert.deepEqual([single.lo, single.hi, single.deltaLo, single.deltaHi], [
+    flat.lo,
+    flat.hi,
+    flat.deltaLo,
+    flat.deltaHi,
+  ]);
+  const two = pairedRates(after, before, { templates: tpl });
+  assert.equal(two.templates, 5);
+  assert.ok(two.hi - two.lo > flat.hi - flat.lo, "templates that differ widen it");
+  const zero = pairedRates(before, before, { templates: tpl });
+  assert.equal(zero.interval, "wilson-edge");
+  assert.ok(Math.abs(zero.hi - Z2 / (5 + Z2)) < 1e-9);
+});

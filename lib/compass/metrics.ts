@@ -242,6 +242,12 @@ export interface BootstrapOptions {
   seed?: number;
   /** Group of each row: resample within each group, keeping group sizes (use the labels for AUROC). */
   stratify?: readonly (number | boolean | string)[];
+  /**
+   * Cluster of each row (e.g. a prompt's template): resample in two levels, clusters then
+   * rows within each drawn cluster ({@link clusterResample}); `stat` then gets index arrays
+   * whose length varies from resample to resample. Not with `stratify`.
+   */
+  clusters?: readonly (number | string)[];
 }
 
 /** Linear-interpolation quantile of sorted values (type 7). */
@@ -263,11 +269,13 @@ export function bootstrapCI(
   stat: (idx: Uint32Array) => number,
   opts: BootstrapOptions = {},
 ): Interval {
-  const { reps = 1000, alpha = 0.05, seed = 0, stratify } = opts;
+  const { reps = 1000, alpha = 0.05, seed = 0, stratify, clusters } = opts;
   if (!(n > 0)) throw new Error(`Cannot bootstrap ${n} rows: need at least one`);
   if (stratify && stratify.length !== n) {
     throw new Error(`Cannot stratify: ${stratify.length} group labels for ${n} rows`);
   }
+  if (stratify && clusters) throw new Error("Cannot bootstrap with both stratify and clusters");
+  const cgroups = clusters ? clusterGroups(clusters, n) : undefined;
   const groups = new Map<number | boolean | string, number[]>();
   for (let i = 0; i < n; i++) {
     const key = stratify ? stratify[i] : 0;
@@ -279,13 +287,18 @@ export function bootstrapCI(
   const value = stat(identity);
   const rng = makeRng(seed);
   const values: number[] = [];
-  const idx = new Uint32Array(n);
+  const idx = new Uint32Array(
+    cgroups ? Math.max(...cgroups.map((g) => g.length)) * cgroups.length : n,
+  );
   for (let r = 0; r < reps; r++) {
     let k = 0;
-    for (const members of groups.values()) {
-      for (let j = 0; j < members.length; j++) idx[k++] = members[rng.int(members.length)];
+    if (cgroups) k = clusterResample(rng, cgroups, idx);
+    else {
+      for (const members of groups.values()) {
+        for (let j = 0; j < members.length; j++) idx[k++] = members[rng.int(members.length)];
+      }
     }
-    const v = stat(idx);
+    const v = stat(cgroups ? idx.subarray(0, k) : idx);
     if (Number.isFinite(v)) values.push(v);
   }
   if (values.length < reps / 2) {

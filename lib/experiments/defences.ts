@@ -106,6 +106,8 @@ export interface DefenceRow {
   hi: number;
   /** Generations (or prompts, for KL) behind the value. */
   n: number;
+  /** Templates among the prompts of a rate, where the interval resamples them (issue #19). */
+  templates?: number;
 }
 
 /** What {@link compareDefences} returns. */
@@ -223,7 +225,17 @@ function summarise(
       const tpl = templates.every((t) => t !== "") ? templates : undefined;
       const ci = rateCI(hits, clusters, { ciSeed, templates: tpl });
       const metric = key.split("@")[0];
-      out.push({ variant, seed, metric, x, value: ci.rate, lo: ci.lo, hi: ci.hi, n: ci.n });
+      out.push({
+        variant,
+        seed,
+        metric,
+        x,
+        value: ci.rate,
+        lo: ci.lo,
+        hi: ci.hi,
+        n: ci.n,
+        ...(ci.templates !== undefined ? { templates: ci.templates } : {}),
+      });
     }
     const P = group[0].m.kl.length, L = group[0].m.kl[0]?.length ?? 0;
     for (let j = 0; j < L; j++) {

@@ -186,3 +186,18 @@ export function templateCluster(row: object): string | undefined {
   if (typeof r.wrapperId === "string") return r.wrapperId;
   return typeof r.templateId === "string" ? r.templateId : undefined;
 }
+
+/**
+ * Each row's {@link templateCluster}, or undefined when any row has none (then intervals
+ * fall back to resampling prompts).
+ *
+ * @example
+ * ```ts
+ * templateClusters([{ templateId: "hm-x1" }, { templateId: "hm-x4" }]); // ["hm-x1", "hm-x4"]
+ * templateClusters([{ templateId: "hm-x1" }, {}]); // undefined
+ * ```
+ */
+export function templateClusters(rows: readonly object[]): string[] | undefined {
+  const t = rows.map((r) => templateCluster(r));
+  return t.every((x) => x !== undefined) ? (t as string[]) : undefined;
+}
