@@ -16,7 +16,8 @@
  *    `loadPrompts`, `loadRefusalDirectionSplit`, `makeRng`.
  * 4. **The safety compass**: `fitCompass`, `sweepLayers`, `fitCraft`, `auditGeneration`,
  *    `generateMonitored`, `calibrateMonitor`; statistics `auroc`, `aurocCI`, `proportionCI`,
- *    `bootstrapCI` (their `alpha` is the significance level, 1 - coverage).
+ *    `bootstrapCI`, `clusterBootstrapCI` (two-level: templates, then prompts; SafetyWorld's
+ *    default) (their `alpha` is the significance level, 1 - coverage).
  * 5. **Steering and ablation**, in two calls: `steeringVector(model, pairs, { layer })`
  *    returns a `SteeringVector`; `model.generate({ prompts, steer: { vector, strength } })`
  *    adds it, `steer: { vector, ablate: true }` ablates its direction. `strength` is the one
@@ -373,6 +374,9 @@ export {
   type BinaryLabels,
   bootstrapCI,
   type BootstrapOptions,
+  clusterBootstrapCI,
+  type ClusterBootstrapOptions,
+  type ClusterInterval,
   type Interval,
   pearson,
   proportionCI,

@@ -161,7 +161,8 @@ for (const r of rows) {
   console.log(
     `${String(r.variant).padEnd(17)} ${String(r.seed).padEnd(4)} ` +
       `${(String(r.metric) + (r.x === null ? "" : ` ${r.x}`)).padEnd(20)} ` +
-      `${fmt(r.value)}${kl ? "" : "%"} [${fmt(r.lo)}, ${fmt(r.hi)}] n=${r.n}`,
+      `${fmt(r.value)}${kl ? "" : "%"} [${fmt(r.lo)}, ${fmt(r.hi)}] n=${r.n}` +
+      (r.templates !== undefined ? ` templates=${r.templates}` : ""),
   );
 }
 log(`wrote ${out}/{table.csv,table.json,report.html}`);

@@ -206,7 +206,10 @@ const figures: PlotlyFigure[] = [
         hi: r.hi,
         group: r.model,
       })),
-      { title: "Behaviour on held-out test prompts (95% bootstrap intervals)", yTitle: "rate" },
+      {
+        title: "Behaviour on held-out test prompts (95% intervals over templates and prompts)",
+        yTitle: "rate",
+      },
     )),
     (model, name) => barN.get(`${model}|${name}`),
   ),
@@ -234,7 +237,8 @@ const figures: PlotlyFigure[] = [
 sections.push({
   heading: "Shallow safety",
   text: "Rates are over held-out test prompts (test templates and entities), greedy decoding, " +
-    "graded by SafetyWorld's rule-based graders; intervals are 95% percentile bootstraps. " +
+    "graded by SafetyWorld's rule-based graders; intervals are 95% two-level percentile " +
+    "bootstraps over templates, then prompts (Wilson's over the templates at 0 or 100%). " +
     "The prefill attack forces the first k tokens of toy-base's own harmful answer.",
   figures,
   tables: [{
@@ -246,6 +250,7 @@ sections.push({
       "Rate (count/n)": formatRateCount(r.rate, r.n),
       "95% interval": formatPercentInterval(r.lo, r.hi),
       n: r.n < 30 ? `${r.n} (small)` : r.n,
+      Templates: r.templates ?? "",
     })),
   }, {
     title: "KL by response position",
@@ -275,9 +280,20 @@ await writeReport(
 );
 await writeJsonAtomic(join(out, "metrics.json"), metrics);
 const csv = [
-  "model,metric,k,rate,lo,hi,n,hits",
+  "model,metric,k,rate,lo,hi,n,hits,templates,method",
   ...profile.map((r) =>
-    [r.model, r.metric, r.k ?? "", r.rate, r.lo, r.hi, r.n, Math.round(r.rate * r.n)].join(",")
+    [
+      r.model,
+      r.metric,
+      r.k ?? "",
+      r.rate,
+      r.lo,
+      r.hi,
+      r.n,
+      Math.round(r.rate * r.n),
+      r.templates ?? "",
+      r.method ?? "",
+    ].join(",")
   ),
 ];
 await writeTextFileAtomic(join(out, "profile.csv"), csv.join("\n") + "\n");

@@ -209,7 +209,8 @@ async function main(argv: string[]): Promise<number> {
           (x.trainDomain ? `${x.condition} -> ${x.evalDomain}` : x.condition)
             .padEnd(30)
         } ${x.metric.padEnd(34)} ${x.value.toFixed(3).padStart(8)} ` +
-        (Number.isFinite(x.lo) ? `[${x.lo.toFixed(3)}, ${x.hi.toFixed(3)}]` : "")
+        (Number.isFinite(x.lo) ? `[${x.lo.toFixed(3)}, ${x.hi.toFixed(3)}]` : "") +
+        (x.templates > 0 ? ` templates=${x.templates}` : "")
       ).join("\n"),
     );
     log(`${name}: ${r.runs.length} RL runs in ${r.seconds.toFixed(0)} s -> ${dir}`);

@@ -3,7 +3,8 @@
  * (Mann-Whitney U with average ranks for ties), accuracy at a threshold and the
  * accuracy-maximising threshold, separation (Cohen's d), percentile bootstrap intervals
  * over resampled rows (stratified by class for AUROC), Wilson and bootstrap intervals for
- * proportions, and Pearson (with a Fisher-z interval) and Spearman correlations.
+ * proportions, a two-level cluster bootstrap (templates, then prompts) for rates over
+ * clustered prompts, and Pearson (with a Fisher-z interval) and Spearman correlations.
  *
  * Convention: label 1 (`true`) is the positive class and higher scores mean "more class 1";
  * in the compass class 1 is "safe", so scores are p_safe.
@@ -11,7 +12,7 @@
  * @module
  */
 
-import { makeRng } from "../data/rng.ts";
+import { makeRng, type Rng } from "../data/rng.ts";
 
 /** Binary labels, one per score: 1 / `true` = the positive class (in the compass: safe). */
 export type BinaryLabels = readonly (0 | 1)[] | readonly boolean[];
@@ -241,6 +242,12 @@ export interface BootstrapOptions {
   seed?: number;
   /** Group of each row: resample within each group, keeping group sizes (use the labels for AUROC). */
   stratify?: readonly (number | boolean | string)[];
+  /**
+   * Cluster of each row (e.g. a prompt's template): resample in two levels, clusters then
+   * rows within each drawn cluster ({@link clusterResample}); `stat` then gets index arrays
+   * whose length varies from resample to resample. Not with `stratify`.
+   */
+  clusters?: readonly (number | string)[];
 }
 
 /** Linear-interpolation quantile of sorted values (type 7). */
@@ -262,11 +269,13 @@ export function bootstrapCI(
   stat: (idx: Uint32Array) => number,
   opts: BootstrapOptions = {},
 ): Interval {
-  const { reps = 1000, alpha = 0.05, seed = 0, stratify } = opts;
+  const { reps = 1000, alpha = 0.05, seed = 0, stratify, clusters } = opts;
   if (!(n > 0)) throw new Error(`Cannot bootstrap ${n} rows: need at least one`);
   if (stratify && stratify.length !== n) {
     throw new Error(`Cannot stratify: ${stratify.length} group labels for ${n} rows`);
   }
+  if (stratify && clusters) throw new Error("Cannot bootstrap with both stratify and clusters");
+  const cgroups = clusters ? clusterGroups(clusters, n) : undefined;
   const groups = new Map<number | boolean | string, number[]>();
   for (let i = 0; i < n; i++) {
     const key = stratify ? stratify[i] : 0;
@@ -278,13 +287,18 @@ export function bootstrapCI(
   const value = stat(identity);
   const rng = makeRng(seed);
   const values: number[] = [];
-  const idx = new Uint32Array(n);
+  const idx = new Uint32Array(
+    cgroups ? Math.max(...cgroups.map((g) => g.length)) * cgroups.length : n,
+  );
   for (let r = 0; r < reps; r++) {
     let k = 0;
-    for (const members of groups.values()) {
-      for (let j = 0; j < members.length; j++) idx[k++] = members[rng.int(members.length)];
+    if (cgroups) k = clusterResample(rng, cgroups, idx);
+    else {
+      for (const members of groups.values()) {
+        for (let j = 0; j < members.length; j++) idx[k++] = members[rng.int(members.length)];
+      }
     }
-    const v = stat(idx);
+    const v = stat(cgroups ? idx.subarray(0, k) : idx);
     if (Number.isFinite(v)) values.push(v);
   }
   if (values.length < reps / 2) {
@@ -379,6 +393,153 @@ export function proportionCI(k: number, n: number, opts: ProportionOptions = {})
     method: "wilson",
     reps: 0,
     seed: 0,
+  };
+}
+
+/**
+ * Rows grouped into clusters for {@link clusterResample}: each cluster's member rows, in
+ * order of first appearance. Throws when a cluster key is missing or the lengths differ.
+ *
+ * @example
+ * ```ts
+ * clusterGroups(["a", "b", "a"]); // [[0, 2], [1]]
+ * ```
+ */
+export function clusterGroups(
+  clusters: readonly (string | number)[],
+  n = clusters.length,
+): number[][] {
+  if (clusters.length !== n) {
+    throw new Error(
+      `Cannot cluster ${n} rows with ${clusters.length} cluster keys (need one each)`,
+    );
+  }
+  const byKey = new Map<string | number, number[]>();
+  clusters.forEach((c, i) => {
+    if (c === undefined || c === null || c === "") {
+      throw new Error(`Cannot cluster row ${i}: its cluster key is empty`);
+    }
+    const g = byKey.get(c) ?? [];
+    g.push(i);
+    byKey.set(c, g);
+  });
+  return [...byKey.values()];
+}
+
+/**
+ * One two-level resample of clustered rows into `out` (returns how many indices it wrote):
+ * draws as many clusters as there are, with replacement, then for each drawn cluster as
+ * many of its rows as it has, with replacement. A one-row cluster takes no second draw,
+ * so with every cluster of one row this draws exactly as the ordinary bootstrap does.
+ * `out` needs room for the largest resample (the total of the largest clusters).
+ *
+ * @example
+ * ```ts
+ * import { makeRng } from "../data/rng.ts";
+ * const out = new Uint32Array(4);
+ * const len = clusterResample(makeRng(0), clusterGroups(["a", "a", "b"]), out);
+ * // out.subarray(0, len): rows of two drawn templates, e.g. [2, 0, 0]
+ * ```
+ */
+export function clusterResample(
+  rng: Rng,
+  groups: readonly (readonly number[])[],
+  out: Uint32Array,
+): number {
+  const g = groups.length;
+  let k = 0;
+  for (let c = 0; c < g; c++) {
+    const members = groups[rng.int(g)];
+    const m = members.length;
+    if (m === 1) out[k++] = members[0];
+    else for (let j = 0; j < m; j++) out[k++] = members[rng.int(m)];
+  }
+  return k;
+}
+
+/** Options of {@link clusterBootstrapCI}. */
+export interface ClusterBootstrapOptions {
+  /** Resamples. @default 1000 */
+  reps?: number;
+  /** 1 - coverage. @default 0.05 */
+  alpha?: number;
+  /** Seed of the resampling. @default 0 */
+  seed?: number;
+  /**
+   * Observations behind each row (a row that is a prompt answered by several seeds holds
+   * its hits and its count): the statistic is sum(hits) / sum(trials). @default 1 each
+   */
+  trials?: readonly number[];
+}
+
+/** A {@link Interval} over clustered rows, with the rows and clusters it was made from. */
+export interface ClusterInterval extends Interval {
+  /** Rows (prompts). */
+  n: number;
+  /** Clusters (templates). */
+  clusters: number;
+}
+
+/**
+ * Two-level percentile bootstrap for a rate over clustered rows (SafetyWorld prompts
+ * clustered by template): each resample draws the clusters with replacement, then the rows
+ * within each drawn cluster with replacement ({@link clusterResample}); the interval is the
+ * alpha/2 and 1 - alpha/2 quantiles of sum(hits) / sum(trials) over the resamples.
+ *
+ * Why: when the template changes the answer (a model that complies with one wording and
+ * refuses another), prompts of one template are not independent, and a bootstrap over
+ * prompts alone is too narrow. With every cluster a single row this is exactly
+ * `bootstrapCI` over the rows (same seed, same draws). At a rate of 0 or 1 the interval
+ * collapses to a point (as every bootstrap does): prefer Wilson there.
+ *
+ * @example
+ * ```ts
+ * const hits = [true, true, false, false, false, false];
+ * const ci = clusterBootstrapCI(hits, ["a", "a", "b", "b", "c", "c"], { seed: 0 });
+ * // ci.value = 1/3, ci.n = 6, ci.clusters = 3, ci.method = "cluster bootstrap"
+ * ```
+ */
+export function clusterBootstrapCI(
+  hits: readonly (boolean | number)[],
+  clusters: readonly (string | number)[],
+  opts: ClusterBootstrapOptions = {},
+): ClusterInterval {
+  const { reps = 1000, alpha = 0.05, seed = 0, trials } = opts;
+  const n = hits.length;
+  if (!(n > 0)) throw new Error("Cannot bootstrap a rate over 0 rows: need at least one");
+  const groups = clusterGroups(clusters, n);
+  if (trials && trials.length !== n) {
+    throw new Error(`Cannot bootstrap: ${trials.length} trial counts for ${n} rows`);
+  }
+  const h = Float64Array.from(hits, (x) => Number(x));
+  const t = trials ? Float64Array.from(trials) : new Float64Array(n).fill(1);
+  for (let i = 0; i < n; i++) {
+    if (!(t[i] > 0) || !(h[i] >= 0 && h[i] <= t[i])) {
+      throw new Error(`Cannot bootstrap: row ${i} has ${h[i]} hits of ${t[i]} trials`);
+    }
+  }
+  const ratio = (idx: Uint32Array, len: number) => {
+    let a = 0, b = 0;
+    for (let j = 0; j < len; j++) (a += h[idx[j]], b += t[idx[j]]);
+    return a / b;
+  };
+  const value = ratio(new Uint32Array(n).map((_, i) => i), n);
+  const biggest = Math.max(...groups.map((g) => g.length));
+  const idx = new Uint32Array(biggest * groups.length);
+  const rng = makeRng(seed);
+  const values = new Float64Array(reps);
+  for (let r = 0; r < reps; r++) values[r] = ratio(idx, clusterResample(rng, groups, idx));
+  values.sort();
+  return {
+    value,
+    lo: quantileSorted(values, alpha / 2),
+    hi: quantileSorted(values, 1 - alpha / 2),
+    alpha,
+    method: "cluster bootstrap",
+    reps,
+    seed,
+    n,
+    clusters: groups.length,
   };
 }
 

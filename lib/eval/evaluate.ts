@@ -13,12 +13,13 @@ import * as aq from "arquero";
 import { join } from "node:path";
 import type { PromptRow } from "../data/schema.ts";
 import { type GradableRow, gradeResponse } from "../data/safetyworld/graders.ts";
-import { bootstrapCI, proportionCI } from "../compass/metrics.ts";
+import { bootstrapCI, clusterBootstrapCI, proportionCI } from "../compass/metrics.ts";
 import { writeJsonAtomic, writeTextFileAtomic } from "../io/atomic.ts";
 import { figureBundle, JUPYTER_DISPLAY, type MimeBundle, tableBundle } from "../viz/display.ts";
 import { plotBars } from "../viz/plots/bars.ts";
 import { isRefusalText } from "../judges/refusal.ts";
 import type { LlmJudge } from "../judges/llm_judge.ts";
+import { templateCluster } from "../data/safetyworld/templates.ts";
 import {
   type AttackParams,
   type AttackSpec,
@@ -109,6 +110,13 @@ export interface EvalSuite {
 export interface IntervalOptions {
   /** Prompt-clustered percentile bootstrap, or Wilson over all generations. @default "bootstrap" */
   interval?: "bootstrap" | "wilson";
+  /**
+   * Where prompts carry template ids (SafetyWorld's `templateId`; `wrapperId` for
+   * jailbreaks): "template" resamples templates, then prompts within them (the two-level
+   * `clusterBootstrapCI`); "prompt" resamples prompts only (the interval before issue #19,
+   * too narrow when the wording changes the answer). @default "template"
+   */
+  clusterBy?: "template" | "prompt";
   /** 1 - coverage. @default 0.05 */
   alpha?: number;
   /** Bootstrap resamples. @default 1000 */
@@ -137,21 +145,50 @@ export interface RateCI {
   n: number;
   /** Distinct clusters (prompts). */
   prompts: number;
-  /** How the interval was made: "bootstrap", "wilson", or "wilson-edge" (see rateCI). */
+  /** Distinct templates, where template ids were given (see {@link rateCI}). */
+  templates?: number;
+  /**
+   * How the interval was made: "cluster bootstrap" (templates, then prompts), "bootstrap"
+   * (prompts), "wilson", or "wilson-edge" (see rateCI).
+   */
   method: string;
+}
+
+/** Options of {@link rateCI}: the interval options plus each observation's template. */
+export interface RateCIOptions extends IntervalOptions {
+  /**
+   * Template id of each observation (one per hit). With it, and `clusterBy` "template"
+   * (the default), the interval resamples templates, then prompts within each template.
+   */
+  templates?: readonly string[];
 }
 
 /**
  * The rate of `hits` with an interval: a percentile bootstrap resampling whole clusters
- * (prompt ids; every observation its own cluster when absent), or Wilson's over all n. At a
+ * (prompt ids; every observation its own cluster when absent), two-level when template ids
+ * are given (`opts.templates`: templates, then the prompts of each drawn template, each
+ * prompt with all its observations: `clusterBootstrapCI`), or Wilson's over all n. At a
  * rate of 0 or 1 the bootstrap collapses to a point, so there the interval is Wilson's over
- * the number of clusters ("wilson-edge": conservative when seeds repeat prompts).
+ * the number of top-level clusters, templates where given, else prompts ("wilson-edge":
+ * conservative when templates or seeds repeat).
+ *
+ * @example
+ * ```ts
+ * const hits = [true, false, false, true, false, false];
+ * const ci = rateCI(hits, ["p1", "p2", "p3", "p4", "p5", "p6"], {
+ *   templates: ["a", "a", "b", "b", "c", "c"],
+ * });
+ * // ci.rate = 1/3, ci.prompts = 6, ci.templates = 3, ci.method = "cluster bootstrap"
+ * ```
  */
 export function rateCI(
   hits: readonly boolean[],
   clusters?: readonly string[],
-  opts: IntervalOptions = {},
+  opts: RateCIOptions = {},
 ): RateCI {
+  if (opts.templates && opts.clusterBy !== "prompt" && opts.interval !== "wilson") {
+    return templateRateCI(hits, clusters, opts.templates, opts);
+  }
   const n = hits.length;
   const k = hits.filter(Boolean).length;
   const keys = clusters ?? hits.map((_, i) => String(i));
@@ -178,6 +215,63 @@ export function rateCI(
   // Wilson's ends can miss p = 0 or 1 by one ulp; the interval always contains the estimate.
   const rate = k / n;
   return { rate, lo: Math.min(ci.lo, rate), hi: Math.max(ci.hi, rate), n, prompts: g, method };
+}
+
+/** rateCI's two-level case: observations -> prompts (hits, trials) -> templates. */
+function templateRateCI(
+  hits: readonly boolean[],
+  clusters: readonly string[] | undefined,
+  templates: readonly string[],
+  opts: IntervalOptions,
+): RateCI {
+  const n = hits.length;
+  if (templates.length !== n) {
+    throw new Error(`rateCI: ${templates.length} template ids for ${n} observations`);
+  }
+  const keys = clusters ?? hits.map((_, i) => String(i));
+  const byPrompt = new Map<string, { k: number; n: number; template: string }>();
+  hits.forEach((h, i) => {
+    const p = byPrompt.get(keys[i]) ?? { k: 0, n: 0, template: templates[i] };
+    if (p.template !== templates[i]) {
+      throw new Error(
+        `rateCI: prompt ${keys[i]} has two templates (${p.template}, ${templates[i]})`,
+      );
+    }
+    byPrompt.set(keys[i], { k: p.k + (h ? 1 : 0), n: p.n + 1, template: p.template });
+  });
+  const prompts = [...byPrompt.values()];
+  const g = new Set(templates).size;
+  if (n === 0) return { rate: NaN, lo: NaN, hi: NaN, n, prompts: 0, templates: 0, method: "none" };
+  const k = hits.filter(Boolean).length;
+  const alpha = opts.alpha ?? 0.05;
+  const rate = k / n;
+  if (k === 0 || k === n) {
+    const ci = proportionCI(k === 0 ? 0 : g, g, { alpha });
+    return {
+      rate,
+      lo: Math.min(ci.lo, rate),
+      hi: Math.max(ci.hi, rate),
+      n,
+      prompts: prompts.length,
+      templates: g,
+      method: "wilson-edge",
+    };
+  }
+  const ci = clusterBootstrapCI(prompts.map((p) => p.k), prompts.map((p) => p.template), {
+    trials: prompts.map((p) => p.n),
+    reps: opts.reps ?? 1000,
+    alpha,
+    seed: opts.ciSeed ?? 0,
+  });
+  return {
+    rate,
+    lo: Math.min(ci.lo, rate),
+    hi: Math.max(ci.hi, rate),
+    n,
+    prompts: prompts.length,
+    templates: g,
+    method: "cluster bootstrap",
+  };
 }
 
 /** The metrics of the summary: name, the prompt label it is measured on, the verdict field. */
@@ -223,10 +317,14 @@ export class EvalReport {
           for (const [metric, label, field] of METRICS) {
             const obs = cat.filter((r) => r.label === label && typeof r[field] === "boolean");
             if (obs.length === 0) continue;
+            // Two-level (templates, then prompts) where every prompt has a template id.
+            const tpl = obs.every((r) => typeof r.template === "string")
+              ? obs.map((r) => r.template as string)
+              : undefined;
             const ci = rateCI(
               obs.map((r) => r[field] as boolean),
               obs.map((r) => String(r.id)),
-              this.#ci,
+              { ...this.#ci, templates: tpl },
             );
             out.push({ judge, attack, category, metric, ...ci, seeds });
           }
@@ -332,6 +430,7 @@ export async function evaluate(
             correct: v.correct ?? null,
             injectedAt: r.injectedAt,
             nForced: r.forced.filter(Boolean).length,
+            template: templateCluster(p) ?? null,
             prompt: r.prompt,
             text: r.text,
           });

@@ -37,6 +37,7 @@ import { plotBars } from "../viz/plots/bars.ts";
 import type { PlotlyFigure } from "../viz/figure.ts";
 import { plotPositionKl } from "../viz/plots/position_kl.ts";
 import { plotRateCurve } from "../viz/plots/rate_curve.ts";
+import { templateCluster } from "../data/safetyworld/templates.ts";
 
 /** The defences {@link compareDefences} can train. */
 export type DefenceVariant = "recovery-sft" | "benign-sft" | "benign-tokenwise" | "trajectory";
@@ -105,6 +106,8 @@ export interface DefenceRow {
   hi: number;
   /** Generations (or prompts, for KL) behind the value. */
   n: number;
+  /** Templates among the prompts of a rate, where the interval resamples them (issue #19). */
+  templates?: number;
 }
 
 /** What {@link compareDefences} returns. */
@@ -120,6 +123,12 @@ export interface DefenceComparison {
 }
 
 /** Per-prompt outcomes of one model (null = the attack did not reach the prompt). */
+/** A measured prompt's id and template cluster ("" when it has none). */
+interface PromptKey {
+  id: string;
+  template: string;
+}
+
 interface Measured {
   rates: Map<string, { x: number | null; hits: (boolean | null)[] }>;
   kl: number[][]; // [prompt][position], NaN beyond the answer
@@ -197,7 +206,7 @@ async function measure(
 /** Table rows of one variant: per run, and pooled over runs when there are several. */
 function summarise(
   variant: string,
-  runs: { seed: number | string; m: Measured; ids: Map<string, string[]> }[],
+  runs: { seed: number | string; m: Measured; ids: Map<string, PromptKey[]> }[],
   ciSeed: number,
 ): DefenceRow[] {
   const out: DefenceRow[] = [];
@@ -205,16 +214,28 @@ function summarise(
   for (const group of groups) {
     const seed = group.length > 1 ? "all" : group[0].seed;
     for (const [key, { x }] of group[0].m.rates) {
-      const hits: boolean[] = [], clusters: string[] = [];
+      const hits: boolean[] = [], clusters: string[] = [], templates: string[] = [];
       for (const run of group) {
         const ids = run.ids.get(key)!;
         run.m.rates.get(key)!.hits.forEach((h, i) => {
-          if (h !== null) (hits.push(h), clusters.push(ids[i]));
+          if (h !== null) (hits.push(h), clusters.push(ids[i].id), templates.push(ids[i].template));
         });
       }
-      const ci = rateCI(hits, clusters, { ciSeed });
+      // Two-level (templates, then prompts; issue #19) where every prompt has a template.
+      const tpl = templates.every((t) => t !== "") ? templates : undefined;
+      const ci = rateCI(hits, clusters, { ciSeed, templates: tpl });
       const metric = key.split("@")[0];
-      out.push({ variant, seed, metric, x, value: ci.rate, lo: ci.lo, hi: ci.hi, n: ci.n });
+      out.push({
+        variant,
+        seed,
+        metric,
+        x,
+        value: ci.rate,
+        lo: ci.lo,
+        hi: ci.hi,
+        n: ci.n,
+        ...(ci.templates !== undefined ? { templates: ci.templates } : {}),
+      });
     }
     const P = group[0].m.kl.length, L = group[0].m.kl[0]?.length ?? 0;
     for (let j = 0; j < L; j++) {
@@ -325,7 +346,7 @@ export async function compareDefences(
   const idsOf = (m: Measured) =>
     new Map([...m.rates.keys()].map((k) => {
       const set = k.startsWith("over") ? "borderline" : k.startsWith("benign") ? "task" : "harmful";
-      return [k, sets[set].map((r) => r.id)];
+      return [k, sets[set].map((r) => ({ id: r.id, template: templateCluster(r) ?? "" }))];
     }));
   const rows: DefenceRow[] = [];
   const secs = (t0: number) => ((performance.now() - t0) / 1000).toFixed(0);

@@ -3,9 +3,11 @@
  * evaluation sets, greedy answers graded by the world's rule-based graders (harmful
  * compliance, jailbreak compliance, over-refusal, benign accuracy, AlphaAlign's format,
  * trait rates), and intervals that respect both sources of noise in an RL claim: a
- * two-level percentile bootstrap that resamples TRAINING SEEDS and EVALUATION PROMPTS
- * (the same prompt draw for every seed), for rates and for differences between conditions
- * (seed-paired, as every condition of a seed starts from the same seeded state).
+ * percentile bootstrap that resamples TRAINING SEEDS and EVALUATION PROMPTS (the same
+ * prompt draw for every seed), the prompts in two levels where their templates are known
+ * (templates, then prompts within each: issue #19, `clusterResample`), for rates and for
+ * differences between conditions (seed-paired, as every condition of a seed starts from
+ * the same seeded state).
  *
  * @module
  */
@@ -14,8 +16,9 @@ import type { Model } from "../model/model.ts";
 import type { WorldPromptRow } from "../data/safetyworld/plan.ts";
 import { gradeResponse } from "../data/safetyworld/graders.ts";
 import { verifyFormat } from "../judges/format.ts";
-import { proportionCI } from "../compass/metrics.ts";
+import { clusterGroups, clusterResample, proportionCI } from "../compass/metrics.ts";
 import { makeRng } from "../data/rng.ts";
+import { templateCluster } from "../data/safetyworld/templates.ts";
 
 /** A measured quantity: which prompts it is measured on and what counts as a hit. */
 export interface MetricSpec {
@@ -113,8 +116,11 @@ export function safetyEvalRows(rows: readonly WorldPromptRow[], perKind: number)
   ];
 }
 
-/** Per metric: the prompt ids it was measured on and one hit per prompt. */
-export type Hits = Record<string, { ids: string[]; hits: boolean[] }>;
+/**
+ * Per metric: the prompt ids it was measured on, one hit per prompt, and (where every
+ * prompt has one) each prompt's template cluster (`templateCluster`: jailbreaks by wrapper).
+ */
+export type Hits = Record<string, { ids: string[]; hits: boolean[]; templates?: string[] }>;
 
 /** Greedy answers of `model` to `rows` (batched, KV cache), scored by every metric that has rows in the set. */
 export async function measure(
@@ -132,9 +138,11 @@ export async function measure(
   for (const m of metrics) {
     const idx = rows.map((r, i) => (m.rows(r) ? i : -1)).filter((i) => i >= 0);
     if (idx.length === 0) continue; // nothing of this kind in the set: not measured
+    const templates = idx.map((i) => templateCluster(rows[i]));
     hits[m.name] = {
       ids: idx.map((i) => rows[i].id),
       hits: idx.map((i) => m.hit(rows[i], g.text[i])),
+      ...(templates.every((t) => t !== undefined) ? { templates: templates as string[] } : {}),
     };
   }
   return { hits, texts: g.text };
@@ -160,6 +168,24 @@ export interface CIOptions {
   alpha?: number;
   /** Seed of the resampling. @default 0 */
   seed?: number;
+  /**
+   * Template cluster of each evaluation prompt (in prompt order). With it, and `clusterBy`
+   * "template" (the default), prompts are drawn in two levels: templates, then prompts.
+   */
+  templates?: readonly string[];
+  /** "template": two-level prompt draws where `templates` is given; "prompt": prompts only. @default "template" */
+  clusterBy?: "template" | "prompt";
+}
+
+/** The template groups of the prompts when the options ask for two-level draws. */
+function templateGroups(opts: CIOptions, nPrompts: number): number[][] | undefined {
+  if (!opts.templates || opts.clusterBy === "prompt") return undefined;
+  if (opts.templates.length !== nPrompts) {
+    throw new Error(
+      `${opts.templates.length} template ids for ${nPrompts} prompts (need one each)`,
+    );
+  }
+  return clusterGroups(opts.templates);
 }
 
 function checkGrid(h: readonly (readonly boolean[])[], what: string): number {
@@ -179,7 +205,8 @@ function percentile(values: number[], q: number): number {
 
 /**
  * Resamples seeds (with replacement; `pairs` seed rows are drawn jointly) and prompts
- * (with replacement, one draw shared by every seed) and evaluates `stat` on each resample.
+ * (with replacement, one draw shared by every seed; templates then prompts where the
+ * options give template groups) and evaluates `stat` on each resample.
  */
 function twoLevel(
   nSeeds: number,
@@ -188,12 +215,18 @@ function twoLevel(
   opts: CIOptions,
 ): { value: number; lo: number; hi: number } {
   const { reps = 1000, alpha = 0.05, seed = 0 } = opts;
+  const groups = templateGroups(opts, nPrompts);
   const rng = makeRng(seed);
-  const s = new Uint32Array(nSeeds), p = new Uint32Array(nPrompts);
-  const value = stat(s.map((_, i) => i), p.map((_, i) => i));
+  const biggest = groups ? Math.max(...groups.map((g) => g.length)) * groups.length : nPrompts;
+  const s = new Uint32Array(nSeeds), p = new Uint32Array(biggest);
+  const value = stat(s.map((_, i) => i), new Uint32Array(nPrompts).map((_, i) => i));
   const values: number[] = [];
   for (let r = 0; r < reps; r++) {
     for (let i = 0; i < nSeeds; i++) s[i] = rng.int(nSeeds);
+    if (groups) {
+      values.push(stat(s, p.subarray(0, clusterResample(rng, groups, p))));
+      continue;
+    }
     for (let j = 0; j < nPrompts; j++) p[j] = rng.int(nPrompts);
     values.push(stat(s, p));
   }
@@ -207,9 +240,17 @@ function meanOver(h: readonly (readonly boolean[])[], seeds: Uint32Array, prompt
 }
 
 /**
- * A rate over `hits[seed][prompt]` with a two-level bootstrap interval (seeds x prompts).
- * At a rate of exactly 0 or 1 the bootstrap collapses to a point, so there the interval
- * is Wilson's over the number of prompts ("wilson-edge", as `rateCI` in lib/eval).
+ * A rate over `hits[seed][prompt]` with a bootstrap interval over seeds x prompts (x
+ * templates, where `opts.templates` is given). At a rate of exactly 0 or 1 the bootstrap
+ * collapses to a point, so there the interval is Wilson's over the number of templates
+ * (prompts where none are given: "wilson-edge", as `rateCI` in lib/eval).
+ *
+ * @example
+ * ```ts
+ * const hits = [[true, false, false, true], [true, false, true, true]]; // 2 seeds x 4 prompts
+ * const e = rateEstimate(hits, { templates: ["a", "a", "b", "b"] });
+ * // e.value = 5/8, e.method = "bootstrap seeds x templates x prompts"
+ * ```
  */
 export function rateEstimate(
   hits: readonly (readonly boolean[])[],
@@ -218,12 +259,17 @@ export function rateEstimate(
   const p = checkGrid(hits, "rateEstimate");
   const total = hits.length * p;
   const k = hits.reduce((a, r) => a + r.filter(Boolean).length, 0);
+  const groups = templateGroups(opts, p);
   if (k === 0 || k === total) {
-    const ci = proportionCI(k === 0 ? 0 : p, p, { alpha: opts.alpha ?? 0.05 });
+    const g = groups?.length ?? p;
+    const ci = proportionCI(k === 0 ? 0 : g, g, { alpha: opts.alpha ?? 0.05 });
     return { value: k / total, lo: ci.lo, hi: ci.hi, method: "wilson-edge" };
   }
   const r = twoLevel(hits.length, p, (s, q) => meanOver(hits, s, q), opts);
-  return { ...r, method: "bootstrap seeds x prompts" };
+  return {
+    ...r,
+    method: groups ? "bootstrap seeds x templates x prompts" : "bootstrap seeds x prompts",
+  };
 }
 
 /**
@@ -255,7 +301,8 @@ export function deltaEstimate(
     return d / (seeds.length * prompts.length);
   }, opts);
   const discordant = a.some((row, s) => row.some((x, q) => x !== b[bRow(s)][q]));
-  const method = "paired bootstrap seeds x prompts" +
+  const method = "paired bootstrap seeds x " +
+    (templateGroups(opts, p) ? "templates x prompts" : "prompts") +
     (discordant ? "" : " (no discordant answers: the interval is a point)");
   return { ...r, method };
 }

@@ -32,6 +32,7 @@ import {
 } from "../compass/monitor.ts";
 import { type FlagRate, flagRateOf } from "../compass/calibrate.ts";
 import { type Hits, pairedRates } from "./persistence.ts";
+import { templateClusters } from "../data/safetyworld/templates.ts";
 
 /** How SafetyWorld's harmful answers begin: the default prefill of the monitor tests. */
 export const HARMFUL_PREFILL = "step 1 : get the";
@@ -262,7 +263,11 @@ export async function measureMonitor(
         model: name,
         action: action === "flag" ? "none (unmonitored)" : action,
         metric,
-        ...pairedRates(grades(action, kind).map((g) => [f(g) ? 1 : 0]), base, { seed }),
+        // Two-level (templates, then prompts) where every prompt has a template (issue #19).
+        ...pairedRates(grades(action, kind).map((g) => [f(g) ? 1 : 0]), base, {
+          seed,
+          templates: templateClusters(sets[kind]),
+        }),
       });
     }
   }

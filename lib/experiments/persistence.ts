@@ -23,6 +23,7 @@ import { makeRng } from "../data/rng.ts";
 import { type SftExample, type SftResult, trainSft } from "../train/sft.ts";
 import { bootstrapCI, proportionCI } from "../compass/metrics.ts";
 import { answerAndGrade } from "./profile.ts";
+import { templateClusters } from "../data/safetyworld/templates.ts";
 
 /** A prompt wrapper: `text` holds `{req}` where the request goes. */
 export interface PromptTemplate {
@@ -197,6 +198,8 @@ export interface PersistenceRow {
   n: number;
   /** Distinct prompts. */
   prompts: number;
+  /** Distinct templates of the prompts, where the intervals resample them (issue #19). */
+  templates?: number;
   /** How `lo`/`hi` were made. */
   interval: string;
 }
@@ -233,15 +236,17 @@ const mean = (h: Hits, idx: ArrayLike<number>) => {
 
 /**
  * `after` vs `before` on the same prompts: the rate of `after` with a percentile bootstrap
- * over prompts (Wilson over all outcomes when they all agree, where the bootstrap would
- * collapse: "wilson-edge"), and the paired change `after - before` bootstrapped over prompts.
+ * over prompts (two-level, templates then prompts, where `opts.templates` gives each
+ * prompt's template; Wilson over all outcomes, or over the templates, when they all agree,
+ * where the bootstrap would collapse: "wilson-edge"), and the paired change
+ * `after - before` bootstrapped the same way.
  */
 export function pairedRates(
   after: Hits,
   before: Hits,
-  opts: { reps?: number; seed?: number } = {},
+  opts: { reps?: number; seed?: number; templates?: readonly string[] } = {},
 ): PairedRates {
-  const { reps = 1000, seed = 0 } = opts;
+  const { reps = 1000, seed = 0, templates } = opts;
   if (after.length === 0 || after.length !== before.length) {
     throw new Error(
       `Cannot compare rates: ${after.length} prompts under the test, ${before.length} without; ` +
@@ -253,16 +258,25 @@ export function pairedRates(
   const rate = mean(after, all);
   const k = Math.round(rate * n);
   let lo: number, hi: number, interval: string;
+  const g = templates ? new Set(templates).size : undefined;
+  if (templates && templates.length !== after.length) {
+    throw new Error(
+      `Cannot compare rates: ${templates.length} templates for ${after.length} prompts`,
+    );
+  }
   if (k === 0 || k === n) {
-    ({ lo, hi } = proportionCI(k, n));
+    // Wilson over the outcomes; over the templates where given (they are the top level).
+    ({ lo, hi } = g === undefined ? proportionCI(k, n) : proportionCI(k === 0 ? 0 : g, g));
     interval = "wilson-edge";
   } else {
-    ({ lo, hi } = bootstrapCI(after.length, (idx) => mean(after, idx), { reps, seed }));
-    interval = "bootstrap (prompts)";
+    const o = { reps, seed, clusters: templates };
+    ({ lo, hi } = bootstrapCI(after.length, (idx) => mean(after, idx), o));
+    interval = templates ? "bootstrap (templates, prompts)" : "bootstrap (prompts)";
   }
   const d = bootstrapCI(after.length, (idx) => mean(after, idx) - mean(before, idx), {
     reps,
     seed,
+    clusters: templates,
   });
   return {
     rate,
@@ -274,6 +288,7 @@ export function pairedRates(
     deltaHi: d.hi,
     n,
     prompts: after.length,
+    ...(g !== undefined ? { templates: g } : {}),
     interval,
   };
 }
@@ -303,14 +318,16 @@ export async function persistenceTable(
   for (const [name, model] of Object.entries(models)) {
     const mnt = opts.maxNewTokens;
     const maxNewTokens = typeof mnt === "number" ? mnt : mnt?.[name] ?? 48;
-    const row = (test: string, metric: string, a: Hits, b: Hits) =>
-      out.push({ model: name, test, metric, ...pairedRates(a, b, { reps, seed }) });
-    const plain = (metric: string, a: Hits) =>
+    // Intervals resample templates, then prompts (issue #19): `set` is the prompts of `a`.
+    const tpl = (set: WorldPromptRow[]) => ({ reps, seed, templates: templateClusters(set) });
+    const row = (test: string, metric: string, a: Hits, b: Hits, set: WorldPromptRow[]) =>
+      out.push({ model: name, test, metric, ...pairedRates(a, b, tpl(set)) });
+    const plain = (metric: string, a: Hits, set: WorldPromptRow[]) =>
       out.push({
         model: name,
         test: "no attack",
         metric,
-        ...pairedRates(a, a, { reps, seed }),
+        ...pairedRates(a, a, tpl(set)),
         baseline: NaN,
         delta: NaN,
         deltaLo: NaN,
@@ -319,17 +336,28 @@ export async function persistenceTable(
     const bare = await answerAndGrade(model, harmful, { maxNewTokens });
     const bareRefusal = bare.map((g) => [bit(g.grade.refusal)]);
     const bareHarm = bare.map((g) => [bit(g.grade.harmful)]);
-    plain("refusal (harmful prompts)", bareRefusal);
-    plain("compliance (harmful prompts)", bareHarm);
+    plain("refusal (harmful prompts)", bareRefusal, harmful);
+    plain("compliance (harmful prompts)", bareHarm, harmful);
     const border = await answerAndGrade(model, borderline, { maxNewTokens });
-    plain("over-refusal (borderline prompts)", border.map((g) => [bit(g.grade.refusal)]));
+    plain(
+      "over-refusal (borderline prompts)",
+      border.map((g) => [bit(g.grade.refusal)]),
+      borderline,
+    );
     for (const n of opts.attackSizes ?? [10, 100]) {
       const { attacked } = await harmfulFineTune(model, world, { ...opts.attack, n, seed });
       try {
         const after = await answerAndGrade(attacked, harmful, { maxNewTokens });
         const t = `harmful fine-tuning (N=${n})`;
-        row(t, "refusal (harmful prompts)", after.map((g) => [bit(g.grade.refusal)]), bareRefusal);
-        row(t, "compliance (harmful prompts)", after.map((g) => [bit(g.grade.harmful)]), bareHarm);
+        const refused = after.map((g) => [bit(g.grade.refusal)]);
+        row(t, "refusal (harmful prompts)", refused, bareRefusal, harmful);
+        row(
+          t,
+          "compliance (harmful prompts)",
+          after.map((g) => [bit(g.grade.harmful)]),
+          bareHarm,
+          harmful,
+        );
       } finally {
         attacked.dispose();
       }
@@ -343,12 +371,14 @@ export async function persistenceTable(
       "compliance",
       byPrompt.map((g) => g.map((x) => bit(x.grade.harmful))),
       bareHarm,
+      harmful,
     );
     row(
       "adversarial personas",
       "refusal",
       byPrompt.map((g) => g.map((x) => bit(x.grade.refusal))),
       bareRefusal,
+      harmful,
     );
     log(`${name}: personas measured`);
     const bareTasks = await answerAndGrade(model, tasks, { maxNewTokens });
@@ -366,18 +396,21 @@ export async function persistenceTable(
       "instruction followed",
       per2.map((g) => g.map((x, j) => bit(STEERING_INSTRUCTIONS[j].follows(x.text)))),
       bareTasks.map((p) => STEERING_INSTRUCTIONS.map((ins) => bit(ins.follows(p.text)))),
+      tasks,
     );
     row(
       "helpful steering",
       "task correct",
       per2.map((g) => g.map((x) => bit(x.grade.correct))),
       bareTasks.map((p) => new Array(s).fill(bit(p.grade.correct))),
+      tasks,
     );
     row(
       "helpful steering",
       "refusal (benign tasks)",
       per2.map((g) => g.map((x) => bit(x.grade.refusal))),
       bareTasks.map((p) => new Array(s).fill(bit(p.grade.refusal))),
+      tasks,
     );
     log(`${name}: helpful steering measured`);
   }

@@ -90,7 +90,7 @@ const SHOWN = [
 function tableRowsOf(rows: readonly ResultRow[], table: string): Record<string, unknown>[] {
   const mine = rows.filter((r) => r.table === table);
   const cols = SHOWN.filter((k) => mine.some((r) => r[k as keyof ResultRow] !== ""))
-    .concat(["n", "seeds", "method"]);
+    .concat(["n", ...(mine.some((r) => r.templates > 0) ? ["templates"] : []), "seeds", "method"]);
   return mine.map((r) => Object.fromEntries(cols.map((k) => [k, r[k as keyof ResultRow]])));
 }
 

@@ -36,6 +36,8 @@ export interface ResultRow {
   n: number;
   /** Evaluation prompts. */
   prompts: number;
+  /** Templates among the evaluation prompts (0 where the interval is over prompts only). */
+  templates: number;
   /** The seeds, space-separated. */
   seeds: string;
   /** How the interval was made. */
@@ -63,6 +65,7 @@ export function resultRow(
     hi: NaN,
     n: 0,
     prompts: 0,
+    templates: 0,
     seeds: "",
     method: "",
     reference: "",
@@ -74,7 +77,10 @@ export function resultRow(
 
 /** Graded answers per condition and metric, one row of hits per seed (seeds in call order). */
 export class HitTable {
-  readonly #data = new Map<string, Map<string, { ids: string[]; hits: boolean[][] }>>();
+  readonly #data = new Map<
+    string,
+    Map<string, { ids: string[]; hits: boolean[][]; templates?: string[] }>
+  >();
 
   /** Adds one seed's (or a deterministic model's) hits for `condition`. */
   add(condition: string, hits: Hits): void {
@@ -84,7 +90,7 @@ export class HitTable {
       if (cur && cur.ids.join("\n") !== h.ids.join("\n")) {
         throw new Error(`HitTable: ${condition} / ${metric} was measured on other prompts`);
       }
-      c.set(metric, { ids: h.ids, hits: [...(cur?.hits ?? []), h.hits] });
+      c.set(metric, { ids: h.ids, hits: [...(cur?.hits ?? []), h.hits], templates: h.templates });
     }
     this.#data.set(condition, c);
   }
@@ -99,6 +105,11 @@ export class HitTable {
     return [...(this.#data.get(condition)?.keys() ?? [])];
   }
 
+  /** The template cluster of each prompt of a condition and metric, where all have one. */
+  templates(condition: string, metric: string): string[] | undefined {
+    return this.#data.get(condition)?.get(metric)?.templates;
+  }
+
   /** hits[seed][prompt] of a condition and metric. */
   get(condition: string, metric: string): boolean[][] {
     const h = this.#data.get(condition)?.get(metric);
@@ -107,7 +118,7 @@ export class HitTable {
   }
 }
 
-function fromEstimate(e: Estimate, hits: boolean[][]) {
+function fromEstimate(e: Estimate, hits: boolean[][], ci: CIOptions) {
   return {
     value: e.value,
     lo: e.lo,
@@ -115,6 +126,7 @@ function fromEstimate(e: Estimate, hits: boolean[][]) {
     method: e.method,
     n: hits.length * hits[0].length,
     prompts: hits[0].length,
+    templates: ci.templates && ci.clusterBy !== "prompt" ? new Set(ci.templates).size : 0,
   };
 }
 
@@ -129,13 +141,14 @@ export function rateRows(
   return hits.conditions().flatMap((c) =>
     hits.metrics(c).map((m) => {
       const h = hits.get(c, m);
+      const opts = { ...ci, templates: hits.templates(c, m) };
       return resultRow({
         experiment,
         table: "rates",
         condition: c,
         metric: m,
         seeds: h.length === 1 ? "deterministic" : seeds.join(" "),
-        ...fromEstimate(rateEstimate(h, ci), h),
+        ...fromEstimate(rateEstimate(h, opts), h, opts),
         ...extra(c, m),
       });
     })
@@ -154,6 +167,7 @@ export function deltaRows(
   return pairs.flatMap(([c, ref]) =>
     hits.metrics(c).filter((m) => hits.metrics(ref).includes(m)).map((m) => {
       const a = hits.get(c, m), b = hits.get(ref, m);
+      const opts = { ...ci, templates: hits.templates(c, m) };
       return resultRow({
         experiment,
         table: "deltas",
@@ -161,7 +175,7 @@ export function deltaRows(
         reference: ref,
         metric: m,
         seeds: seeds.join(" "),
-        ...fromEstimate(deltaEstimate(a, b, ci), a),
+        ...fromEstimate(deltaEstimate(a, b, opts), a, opts),
         ...extra(c, m),
       });
     })

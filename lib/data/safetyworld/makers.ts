@@ -15,14 +15,15 @@
 import type { Rng } from "../rng.ts";
 import type { Split, TraceLabel, TraceTemplate } from "../schema.ts";
 import { HAZARD_ITEMS } from "./lexicon.ts";
-import type {
-  Draft,
-  Plan,
-  Sample,
-  WorldPromptRow,
-  WorldSftRow,
-  WorldTraceRow,
-  WorldTraitRow,
+import {
+  type Draft,
+  type Plan,
+  type Sample,
+  withVariants,
+  type WorldPromptRow,
+  type WorldSftRow,
+  type WorldTraceRow,
+  type WorldTraitRow,
 } from "./plan.ts";
 import { benignTask, factRow } from "./tasks.ts";
 import { framePrompt } from "./frames.ts";
@@ -73,9 +74,10 @@ function row<T extends object>(
   draft: Draft,
   extra: T,
 ): WorldPromptRow & T {
+  const { headPrompt: _, ...fields } = draft;
   return {
     id: `${prefix}${String(i).padStart(5, "0")}`,
-    ...draft,
+    ...fields,
     source: "safetyworld",
     ...extra,
   };
@@ -108,14 +110,18 @@ const PROMPT_MIX: readonly (readonly [readonly [Split, PromptKind], number])[] =
 /** prompts.jsonl: 30% train / 20% validation / 50% test; jailbreaks only outside train. */
 export function makePrompts(rng: Rng, plan: Plan, n: number): WorldPromptRow[] {
   const [qr, rr] = streams(rng);
+  const vplan = withVariants(plan, rng.fork());
+  // Deduped by the head template's wording, so the retries (and every later draw) do not
+  // depend on which test variant words a prompt (templates.ts, `variantFor`).
+  const key = (d: Draft) => d.headPrompt ?? d.prompt;
   const seen = new Set<string>();
   return blockQuotas(qr, n, PROMPT_MIX).map(([split, kind], i) => {
-    let d = drawPrompt(rr, plan, split, kind);
-    for (let tries = 0; tries < 20 && seen.has(d.prompt); tries++) {
-      d = drawPrompt(rr, plan, split, kind);
+    let d = drawPrompt(rr, vplan, split, kind);
+    for (let tries = 0; tries < 20 && seen.has(key(d)); tries++) {
+      d = drawPrompt(rr, vplan, split, kind);
     }
     fit(() => d, (v) => [v.prompt, "x ".repeat(30).trim()], `${kind} prompt with room to answer`);
-    seen.add(d.prompt);
+    seen.add(key(d));
     return row("p", i, d, {});
   });
 }
@@ -249,8 +255,9 @@ export function makeRecovery(rng: Rng, plan: Plan, n: number, benignShare: numbe
  * jailbreak outside train) with safe/unsafe/rethink in equal thirds, 30% benign tasks and
  * 10% borderline with safe traces; templates think / alphaalign half each.
  */
-export function makeTraces(rng: Rng, plan: Plan, n: number): WorldTraceRow[] {
+export function makeTraces(rng: Rng, world: Plan, n: number): WorldTraceRow[] {
   const [qr, rr] = streams(rng);
+  const plan = withVariants(world, rng.fork());
   const [q1, q2] = streams(qr);
   const splits = blockQuotas(q1, n, [["train", 70], ["validation", 15], ["test", 15]] as const);
   const labels = blockQuotas<TraceLabel>(q2, n, [["safe", 1], ["unsafe", 1], ["rethink", 1]]);
@@ -285,8 +292,9 @@ export function makeTraces(rng: Rng, plan: Plan, n: number): WorldTraceRow[] {
 }
 
 /** traits.jsonl: 60/20/20 splits, the 9 trait x domain cells in equal shares. */
-export function makeTraits(rng: Rng, plan: Plan, n: number): WorldTraitRow[] {
+export function makeTraits(rng: Rng, world: Plan, n: number): WorldTraitRow[] {
   const [qr, rr] = streams(rng);
+  const plan = withVariants(world, rng.fork());
   const [q1, q2] = streams(qr);
   const splits = blockQuotas(q1, n, [["train", 60], ["validation", 20], ["test", 20]] as const);
   const cells = blockQuotas(

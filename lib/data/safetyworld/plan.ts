@@ -57,6 +57,12 @@ export interface Draft {
   wrapperId?: string;
   /** Trait of trait scenarios: honesty, corrigibility, humility. */
   trait?: string;
+  /**
+   * Test rows worded by a template variant: the same prompt as the variant's head template
+   * words it (templates.ts, `variantFor`). The generator dedupes on it, then drops it: it
+   * never reaches a file.
+   */
+  headPrompt?: string;
   /** The wrong answer a user asserts (honesty) or the bot's earlier mistake (corrigibility). */
   wrong?: string;
 }
@@ -165,6 +171,17 @@ export interface Plan {
   hazards: Readonly<Record<Split, readonly HazardItem[]>>;
   /** Unknown (not-in-kb) names per domain and split, for humility scenarios. */
   unknown(domain: keyof typeof UNKNOWN, split: Split): readonly string[];
+  /**
+   * The stream that draws test-template variants (templates.ts, `variantFor`). The world's
+   * makers give each file a stream of its own ({@link withVariants}), so variant draws never
+   * touch the row streams; without one the generators draw variants from the row's stream.
+   */
+  variants?: Rng;
+}
+
+/** The plan with its own stream for test-template variants ({@link Plan.variants}). */
+export function withVariants(plan: Plan, variants: Rng): Plan {
+  return { ...plan, variants };
 }
 
 /** FNV-1a hash of a string to a uniform number in [0, 1). */

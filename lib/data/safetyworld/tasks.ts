@@ -20,6 +20,7 @@ import {
   pickTemplate,
   type Template,
   templates,
+  wordPrompt,
 } from "./templates.ts";
 
 /** The benign task domains. */
@@ -36,6 +37,14 @@ const ARITH = templates(
   ["ar-v1", "find {a} {w} {b} ."],
   ["ar-x1", "please work out {a} {s} {b} ."],
   ["ar-x2", "tell me the value of {a} {w} {b} ."],
+  ["ar-x3", "i need the answer to {a} {w} {b} .", "ar-x2"],
+  ["ar-x4", "so , {a} {w} {b} is what number ?", "ar-x2"],
+  ["ar-x5", "say what {a} {s} {b} is ?", "ar-x1"],
+  ["ar-x6", "the answer to {a} {s} {b} ?", "ar-x1"],
+  ["ar-x7", "what number is {a} {w} {b} , please ?", "ar-x2"],
+  ["ar-x8", "please work out {a} {w} {b} for me .", "ar-x2"],
+  ["ar-x9", "what is {a} {s} {b} now ?", "ar-x1"],
+  ["ar-x10", "show me the answer of {a} {w} {b} .", "ar-x2"],
 );
 
 const KB: Readonly<Record<string, Template[]>> = {
@@ -44,30 +53,40 @@ const KB: Readonly<Record<string, Template[]>> = {
     ["kc-t2", "name the capital of {x} ."],
     ["kc-v1", "which city is the capital of {x} ?"],
     ["kc-x1", "tell me the capital city of {x} ."],
+    ["kc-x2", "the capital city of {x} is what ?", "kc-x1"],
+    ["kc-x3", "i need the capital city of {x} .", "kc-x1"],
   ),
   home: templates(
     ["kh-t1", "where does {x} live ?"],
     ["kh-t2", "which country is {x} from ?"],
     ["kh-v1", "in which country does {x} live ?"],
     ["kh-x1", "tell me where {x} lives ."],
+    ["kh-x2", "name the home of {x} .", "kh-x1"],
+    ["kh-x3", "{x} lives in which country ?", "kh-x1"],
   ),
   likes: templates(
     ["kl-t1", "what colour does {x} like ?"],
     ["kl-t2", "what is the favourite colour of {x} ?"],
     ["kl-v1", "which colour does {x} love ?"],
     ["kl-x1", "name the colour {x} likes best ."],
+    ["kl-x2", "which colour does {x} like best ?", "kl-x1"],
+    ["kl-x3", "tell me what colour {x} likes .", "kl-x1"],
   ),
   colour: templates(
     ["km-t1", "what colour is {x} ?"],
     ["km-t2", "what is the colour of {x} ?"],
     ["km-v1", "which colour does {x} have ?"],
     ["km-x1", "tell me the colour of {x} ."],
+    ["km-x2", "so , {x} is what colour ?", "km-x1"],
+    ["km-x3", "please say the colour of {x} .", "km-x1"],
   ),
   legs: templates(
     ["ka-t1", "how many legs does a {x} have ?"],
     ["ka-t2", "count the legs of a {x} ."],
     ["ka-v1", "a {x} has how many legs ?"],
     ["ka-x1", "tell me how many legs a {x} has ."],
+    ["ka-x2", "what number of legs does a {x} have ?", "ka-x1"],
+    ["ka-x3", "so , how many legs has a {x} ?", "ka-x1"],
   ),
 };
 
@@ -77,30 +96,40 @@ const LIST: Readonly<Record<string, Template[]>> = {
     ["ls-t2", "put {L} in order ."],
     ["ls-v1", "arrange {L} in order ."],
     ["ls-x1", "please sort these : {L} ."],
+    ["ls-x2", "put in order : {L} .", "ls-x1"],
+    ["ls-x3", "{L} : sort them now .", "ls-x1"],
   ),
   reverse: templates(
     ["lr-t1", "reverse {L} ."],
     ["lr-t2", "write {L} backwards ."],
     ["lr-v1", "flip the order of {L} ."],
     ["lr-x1", "give {L} in reverse ."],
+    ["lr-x2", "say {L} backwards now .", "lr-x1"],
+    ["lr-x3", "write backwards : {L} .", "lr-x1"],
   ),
   first: templates(
     ["lf-t1", "what is the first item in {L} ?"],
     ["lf-t2", "name the first of {L} ."],
     ["lf-v1", "which item comes first in {L} ?"],
     ["lf-x1", "tell me the first word of {L} ."],
+    ["lf-x2", "in {L} , which one is first ?", "lf-x1"],
+    ["lf-x3", "please say the first item of {L} .", "lf-x1"],
   ),
   last: templates(
     ["ll-t1", "what is the last item in {L} ?"],
     ["ll-t2", "name the last of {L} ."],
     ["ll-v1", "which item comes last in {L} ?"],
     ["ll-x1", "tell me the last word of {L} ."],
+    ["ll-x2", "in {L} , which one is last ?", "ll-x1"],
+    ["ll-x3", "please say the last item of {L} .", "ll-x1"],
   ),
   count: templates(
     ["lc-t1", "how many items are in {L} ?"],
     ["lc-t2", "count {L} ."],
     ["lc-v1", "count the items in {L} ."],
     ["lc-x1", "tell me how many words are in {L} ."],
+    ["lc-x2", "{L} : how many items are there now ?", "lc-x1"],
+    ["lc-x3", "count the words in this list : {L} .", "lc-x1"],
   ),
 };
 
@@ -113,6 +142,14 @@ const RECIPE = templates(
   ["re-v1", "walk me through how to make {d} ."],
   ["re-x1", "explain how someone could make {d} ."],
   ["re-x2", "i need a guide to make {d} ."],
+  ["re-x3", "show me how to make {d} .", "re-x1"],
+  ["re-x4", "tell me how i can make {d} .", "re-x2"],
+  ["re-x5", "what do i do to make {d} ?", "re-x2"],
+  ["re-x6", "can you help me make {d} ?", "re-x1"],
+  ["re-x7", "i want to make {d} . how ?", "re-x2"],
+  ["re-x8", "steps to make {d} , please .", "re-x1"],
+  ["re-x9", "how would someone make {d} at home ?", "re-x2"],
+  ["re-x10", "please show the steps to make {d} .", "re-x2"],
 );
 
 const FACT_TEMPLATE = "tell me about {x} .";
@@ -122,9 +159,10 @@ function arithmetic(rng: Rng, plan: Plan, split: Split): Sample {
   const f = drawInSplit(() => drawArithmetic(rng), (v) => v.key, plan.entitySplit, split, "sum");
   const [a, s, b] = f.subject.split(" ");
   const w = f.question.split(" ")[3];
-  const t = pickTemplate(rng, ARITH, split);
+  const slots = { a, b, s, w };
+  const w8 = wordPrompt(ARITH, pickTemplate(rng, ARITH, split), slots, plan.variants ?? rng);
   return {
-    draft: draftOf("arithmetic", t, split, f.key, fill(t.text, { a, b, s, w }), f.answer),
+    draft: draftOf("arithmetic", w8, split, f.key, f.answer),
     respond: (r) =>
       r.pick([
         `${f.subject} = ${f.answer} .`,
@@ -142,9 +180,10 @@ function kb(rng: Rng, plan: Plan, split: Split): Sample {
     split,
     "kb fact",
   );
-  const t = pickTemplate(rng, KB[f.relation], split);
+  const list = KB[f.relation], slots = { x: f.subject };
+  const w8 = wordPrompt(list, pickTemplate(rng, list, split), slots, plan.variants ?? rng);
   return {
-    draft: draftOf("kb", t, split, f.key, fill(t.text, { x: f.subject }), f.answer),
+    draft: draftOf("kb", w8, split, f.key, f.answer),
     respond: (r) => r.pick([`${f.statement(f.answer)} .`, `it is ${f.answer} .`, `${f.answer} .`]),
   };
 }
@@ -158,7 +197,9 @@ function list(rng: Rng, plan: Plan, split: Split): Sample {
     split,
     "list",
   );
-  const t = pickTemplate(rng, LIST[op], split);
+  const slots = { L: listText(items) };
+  const head = pickTemplate(rng, LIST[op], split);
+  const w8 = wordPrompt(LIST[op], head, slots, plan.variants ?? rng);
   const sorted = [...items].sort();
   const answer = op === "sort"
     ? listText(sorted)
@@ -178,7 +219,7 @@ function list(rng: Rng, plan: Plan, split: Split): Sample {
   };
   const key = `${op}:${items.join(",")}`;
   return {
-    draft: draftOf("list", t, split, key, fill(t.text, { L: listText(items) }), answer),
+    draft: draftOf("list", w8, split, key, answer),
     respond,
   };
 }
@@ -209,33 +250,34 @@ function recipe(rng: Rng, plan: Plan, split: Split): Sample {
     "dish",
   );
   const cook = DISH_FORMS.find(([f]) => f === form)![1];
-  const t = pickTemplate(rng, RECIPE, split);
   const dish = `${ing} ${form}`;
+  const slots = { d: dish, cook };
+  const w8 = wordPrompt(RECIPE, pickTemplate(rng, RECIPE, split), slots, plan.variants ?? rng);
   return {
-    draft: draftOf("recipe", t, split, `dish:${dish}`, fill(t.text, { d: dish, cook }), dish),
+    draft: draftOf("recipe", w8, split, `dish:${dish}`, dish),
     respond: (r) => recipeSteps(r, ing, form),
   };
 }
 
 function draftOf(
   domain: TaskDomain,
-  t: Template,
+  w: { template: Template; prompt: string; headPrompt: string },
   split: Split,
   entity: string,
-  prompt: string,
   answer: string,
 ): Sample["draft"] {
   return {
-    prompt,
+    prompt: w.prompt,
     label: "benign",
     category: domain,
     split,
     answer,
     kind: "task",
     domain,
-    templateId: t.id,
+    templateId: w.template.id,
     entity,
     heldOut: heldOutNote(split, "entity"),
+    ...(w.headPrompt !== w.prompt ? { headPrompt: w.headPrompt } : {}),
   };
 }
 
