@@ -5,7 +5,7 @@
  * direct logit attribution adds up to the (pre-soft-cap) metric and per-head terms to their
  * block's; patching position j of the embeddings when a pair differs only there restores the
  * clean metric (normalised effect 1) and patching elsewhere does nothing; a head patch equals
- * the same patch written by hand; attribution patching matches real patching as alpha -> 0.
+ * the same patch written by hand; attribution patching matches real patching as fraction -> 0.
  */
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
@@ -246,11 +246,11 @@ Deno.test("activation patching per head equals the same z patch written by hand"
   m.dispose();
 });
 
-Deno.test("attribution patching: the first-order term of real patching (alpha -> 0), and its agreement at alpha = 1", async () => {
+Deno.test("attribution patching: the first-order term of real patching (fraction -> 0), and its agreement at fraction = 1", async () => {
   for (const m of [await scaled("gpt2", 3, 10), await scaled("llama", 4, 10)]) {
     for (const target of ["resid_pre", "attn_out", "heads"] as const) {
       const before = tf.memory().numTensors;
-      const small = { metric: METRIC, target, alpha: 1e-2, reps: 50 };
+      const small = { metric: METRIC, target, fraction: 1e-2, reps: 50 };
       const approx = attributionPatching(m, PAIRS, small);
       const real = activationPatching(m, PAIRS, small);
       assert.equal(tf.memory().numTensors, before, `${m.source} ${target}: no leaks`);
@@ -258,14 +258,14 @@ Deno.test("attribution patching: the first-order term of real patching (alpha ->
       approx.corrupted.forEach((v, k) => assert.ok(Math.abs(v - real.corrupted[k]) < 1e-4));
       const small_ = patchingAgreement(approx, real);
       const full = patchingAgreement(
-        attributionPatching(m, PAIRS, { ...small, alpha: 1 }),
-        activationPatching(m, PAIRS, { ...small, alpha: 1 }),
+        attributionPatching(m, PAIRS, { ...small, fraction: 1 }),
+        activationPatching(m, PAIRS, { ...small, fraction: 1 }),
       );
       console.log(
-        `${m.source} ${target}: Pearson r attribution vs patching, alpha 0.01: ` +
-          `${small_.cellR.toFixed(4)} (cells), alpha 1: ${full.cellR.toFixed(4)}`,
+        `${m.source} ${target}: Pearson r attribution vs patching, fraction 0.01: ` +
+          `${small_.cellR.toFixed(4)} (cells), fraction 1: ${full.cellR.toFixed(4)}`,
       );
-      assert.ok(small_.cellR > 0.99, `${m.source} ${target}: r = ${small_.cellR} at alpha 0.01`);
+      assert.ok(small_.cellR > 0.99, `${m.source} ${target}: r = ${small_.cellR} at fraction 0.01`);
     }
     m.dispose();
   }

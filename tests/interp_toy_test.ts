@@ -4,7 +4,7 @@
  * hazard word swapped for a dish name (corrupted), metric logit("i") - logit("step") at the
  * last prompt position (the first token of toy-shallow's refusal against that of a
  * compliance). Theory: attribution patching is the first-order term, exact as the patched
- * step alpha -> 0; at alpha = 1 it is a linearisation whose quality is measured, not
+ * step fraction -> 0; at fraction = 1 it is a linearisation whose quality is measured, not
  * assumed. Also: the logit lens's last entry is toy-base's own metric, exactly.
  */
 import assert from "node:assert/strict";
@@ -31,25 +31,27 @@ Deno.test("toy-base: attribution patching vs activation patching (Pearson r over
   const metric = { plus: tokenIds(m.tokenizer, ["i"]), minus: tokenIds(m.tokenizer, ["step"]) };
   const r: Record<string, number> = {};
   for (const target of ["resid_pre", "heads"] as const) {
-    for (const alpha of [0.01, 1]) {
-      const opts = { metric, target, alpha, reps: 50 };
+    for (const fraction of [0.01, 1]) {
+      const opts = { metric, target, fraction, reps: 50 };
       const a = patchingAgreement(
         attributionPatching(m, PAIRS, opts),
         activationPatching(m, PAIRS, opts),
       );
-      r[`${target} alpha ${alpha}`] = a.cellR;
+      r[`${target} fraction ${fraction}`] = a.cellR;
       console.log(
-        `toy-base ${target}, alpha ${alpha}: r = ${a.cellR.toFixed(4)} (every pair's cells), ` +
+        `toy-base ${target}, fraction ${fraction}: r = ${
+          a.cellR.toFixed(4)
+        } (every pair's cells), ` +
           `${a.meanR.toFixed(4)} (cell means over ${PAIRS.length} pairs)`,
       );
     }
   }
   // Where the linearisation is exact in the limit, it must agree.
   assert.ok(
-    r["resid_pre alpha 0.01"] > 0.99,
-    `resid_pre at alpha 0.01: ${r["resid_pre alpha 0.01"]}`,
+    r["resid_pre fraction 0.01"] > 0.99,
+    `resid_pre at fraction 0.01: ${r["resid_pre fraction 0.01"]}`,
   );
-  assert.ok(r["heads alpha 0.01"] > 0.99, `heads at alpha 0.01: ${r["heads alpha 0.01"]}`);
+  assert.ok(r["heads fraction 0.01"] > 0.99, `heads at fraction 0.01: ${r["heads fraction 0.01"]}`);
   const lens = logitLens(m, PAIRS.map((p) => p.clean), { metric, reps: 100 });
   assert.deepEqual(lens.values.map((v) => v[m.config.nLayer]), lens.output);
   m.dispose();

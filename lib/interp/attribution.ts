@@ -1,10 +1,10 @@
 /**
  * Attribution patching (Nanda 2023; Syed et al. 2023): the first-order approximation of
  * activation patching. With the metric's gradient g at the corrupted run, patching
- * activation a from a_corrupted to a_corrupted + alpha (a_clean - a_corrupted) changes the
- * metric by about alpha g . (a_clean - a_corrupted), summed over the patched slice (one
+ * activation a from a_corrupted to a_corrupted + f (a_clean - a_corrupted) changes the
+ * metric by about f g . (a_clean - a_corrupted), summed over the patched slice (one
  * position, or one head's z at every position). One forward and one backward pass per pair
- * give every cell at once; exact in the limit alpha -> 0, a linearisation for alpha = 1.
+ * give every cell at once; exact in the limit f -> 0, a linearisation for f = 1 (`fraction`).
  *
  * @module
  */
@@ -44,7 +44,7 @@ export function attributionPatching(
   const where = "attributionPatching";
   checkMetric(opts.metric, c.vocabSize, where);
   const target = opts.target ?? "resid_pre";
-  const alpha = opts.alpha ?? 1;
+  const fraction = opts.fraction ?? 1;
   const { ids, window } = pairIds(model, pairs, where);
   const w = tf.tensor1d(metricWeights(opts.metric, c.vocabSize));
   const names = Array.from({ length: c.nLayer }, (_, i) => targetName(target, i));
@@ -83,7 +83,7 @@ export function attributionPatching(
             const cells = target === "heads"
               ? tf.sum(tf.reshape(prod, [t, c.nHead, c.headDim]), [0, 2])
               : tf.slice(tf.sum(tf.reshape(prod, [t, -1]), 1), [t - window], [window]);
-            return Array.from(cells.dataSync(), (v) => alpha * v);
+            return Array.from(cells.dataSync(), (v) => fraction * v);
           })
         );
         tf.dispose(g);
@@ -98,7 +98,7 @@ export function attributionPatching(
   return {
     method: "attribution",
     target,
-    alpha,
+    fraction,
     rows: names.map((_, i) => `L${i}`),
     columns: columnLabels(model, target, ids[0].clean[0], window),
     clean,

@@ -46,9 +46,10 @@ export interface PatchingOptions extends InterpIntervalOptions {
   target?: PatchTarget;
   /**
    * Fraction of the clean-minus-corrupted difference patched in: 1 is a full patch, a small
-   * value a small step along it (where attribution patching's linearisation holds). @default 1
+   * value a small step along it (where attribution patching's linearisation holds). (Not
+   * `alpha`: that is the intervals' significance level.) @default 1
    */
-  alpha?: number;
+  fraction?: number;
 }
 
 /** What the patching primitives return: cells are layer x column. */
@@ -58,7 +59,7 @@ export interface PatchingResult {
   /** What was patched. */
   target: PatchTarget;
   /** Fraction patched in. */
-  alpha: number;
+  fraction: number;
   /** Row labels, one per block: "L0", "L1", ... */
   rows: string[];
   /** Column labels: positions ("-3 tok") from the first pair's clean prompt, or "H0", "H1", ... */
@@ -167,7 +168,7 @@ function metricAt(model: Model, ids: number[][], m: LogitDiff): number {
 
 /**
  * Activation patching over prompt pairs: for every block and position (or head), the
- * corrupted prompt is run with that one activation moved to (alpha of the way to) its clean
+ * corrupted prompt is run with that one activation moved to (`fraction` of the way to) its clean
  * value; the effect is the metric's change. One batched forward per block and pair.
  *
  * @example
@@ -185,7 +186,7 @@ export function activationPatching(
   const where = "activationPatching";
   checkMetric(opts.metric, c.vocabSize, where);
   const target = opts.target ?? "resid_pre";
-  const alpha = opts.alpha ?? 1;
+  const fraction = opts.fraction ?? 1;
   const { ids, window } = pairIds(model, pairs, where);
   const clean: number[] = [], corrupted: number[] = [], effects: number[][][] = [];
   const names = Array.from({ length: c.nLayer }, (_, i) => targetName(target, i));
@@ -218,7 +219,7 @@ export function activationPatching(
                 tf.oneHot(tf.range(t - window, t, 1, "int32"), t),
                 [k, t, 1],
               );
-            return tf.add(x, tf.mul(tf.mul(mask, alpha), tf.sub(src, x)));
+            return tf.add(x, tf.mul(tf.mul(mask, fraction), tf.sub(src, x)));
           },
         },
       });
@@ -234,7 +235,7 @@ export function activationPatching(
   return {
     method: "activation",
     target,
-    alpha,
+    fraction,
     rows: names.map((_, i) => `L${i}`),
     columns: columnLabels(model, target, ids[0].clean[0], window),
     clean,

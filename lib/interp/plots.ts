@@ -113,7 +113,8 @@ export function plotPatching(r: PatchingResult, opts: TitleOptions = {}): Plotly
     {
       lo: r.summary.map((row) => row.map((s) => s.lo)),
       hi: r.summary.map((row) => row.map((s) => s.hi)),
-      title: opts.title ?? `${what} (${r.target}${r.alpha !== 1 ? `, alpha ${r.alpha}` : ""})`,
+      title: opts.title ??
+        `${what} (${r.target}${r.fraction !== 1 ? `, fraction ${r.fraction}` : ""})`,
       xTitle: opts.xTitle ?? (r.target === "heads" ? "Head" : "Position"),
       yTitle: opts.yTitle ?? "Layer",
     },
