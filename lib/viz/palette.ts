@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { PlotlyFigure } from "./figure.ts";
+import { type PlotlyFigure, withAlpha } from "./figure.ts";
 
 /**
  * Fixed colours of the compass methods and the shipped models. Chosen apart from the
@@ -193,11 +193,6 @@ export function hatchSmallN<F extends PlotlyFigure>(
   return fig;
 }
 
-function rgba(hex: string, alpha: number): string {
-  const n = parseInt(hex.slice(1), 16);
-  return `rgba(${(n >> 16) & 255},${(n >> 8) & 255},${n & 255},${alpha})`;
-}
-
 /**
  * Recolours a figure's series with {@link seriesColors}, in place, so a model or method has
  * the same colour in every figure of a report: each trace's line and (single) marker colour,
@@ -223,7 +218,7 @@ export function withSeriesColors<F extends PlotlyFigure>(fig: F): F {
     const color = colors.get(seriesOfTrace(trace.name));
     if (!color) continue;
     if (/ (lo|hi)$/.test(trace.name)) {
-      if (trace.fillcolor !== undefined) trace.fillcolor = rgba(color, 0.18);
+      if (trace.fillcolor !== undefined) trace.fillcolor = withAlpha(color, 0.18);
       continue;
     }
     if (trace.line !== undefined) {
