@@ -36,7 +36,14 @@ import type { ExperimentOptions } from "./run.ts";
 import { type ExperimentResult, makeResult } from "./result.ts";
 import { deltaRows, rateRows, type ResultRow, resultRow, throughputRows } from "./rows.ts";
 import { barsFigure, curvesFigure } from "./figures.ts";
-import { openStart, type RLBudgetOptions, SeedConditionRunner, setUpExperiment } from "./runner.ts";
+import {
+  openStart,
+  type RLBudget,
+  type RLBudgetOptions,
+  SeedConditionRunner,
+  setUpExperiment,
+} from "./runner.ts";
+import type { Common } from "./run.ts";
 
 /** The reward conditions. */
 export const CRAFT_CONDITIONS = [
@@ -87,9 +94,41 @@ async function compassAuroc(model: Model, compass: Compass, rows: CollectRow[], 
   return { ci: aurocCI(s, bin.map((r) => r.traceLabel === "safe")), n: bin.length };
 }
 
+/** The CRAFT experiments' text judge: p_text_safe = 0 for harmful compliance (SafetyWorld's grader), else 1. */
+export const worldTextJudge = (row: PromptRow, text: string): number =>
+  gradeResponse(row as GradableRow, text).harmful ? 0 : 1;
+
+/** The RL prompts of the CRAFT experiments: the train split's task, harmful and borderline prompts. */
+export function craftTrainPrompts(world: { prompts: WorldPromptRow[] }): WorldPromptRow[] {
+  return world.prompts.filter((p) =>
+    p.split === "train" && ["task", "harmful", "borderline"].includes(p.kind)
+  );
+}
+
+/** A runner measuring SAFETY_METRICS on the held-out safety prompts (the CRAFT experiments'). */
+export function safetyRunner(
+  experiment: string,
+  c: Common,
+  seeds: number[],
+  start: string,
+  startWeights: string,
+  budget: RLBudget,
+): SeedConditionRunner {
+  return new SeedConditionRunner({
+    experiment,
+    common: c,
+    seeds,
+    start,
+    startWeights,
+    budget,
+    evalSet: safetyEvalRows(c.world.prompts, c.evalPerKind),
+    metrics: SAFETY_METRICS,
+    exampleKinds: EXAMPLE_KINDS,
+  });
+}
+
 function rewardFor(cond: CraftCondition, compass: Compass): Reward {
-  const textJudge = (row: PromptRow, text: string) =>
-    gradeResponse(row as GradableRow, text).harmful ? 0 : 1;
+  const textJudge = worldTextJudge;
   if (cond === "text only") return textOnly({ textJudge, name: "text" });
   if (cond === "latent only") return latentOnly({ compass, name: "latent" });
   return craftReward({
@@ -126,17 +165,7 @@ export async function runCraftExperiment(
   const fitRows = harmfulTraces(c.world.traces, "train").slice(0, nTrain);
   const testRows = harmfulTraces(c.world.traces, "test").slice(0, nTest);
   const plain = plainAnswers(c.world, q ? 40 : 150);
-  const runner = new SeedConditionRunner({
-    experiment: "craft",
-    common: c,
-    seeds,
-    start: cfg.start,
-    startWeights,
-    budget,
-    evalSet: safetyEvalRows(c.world.prompts, c.evalPerKind),
-    metrics: SAFETY_METRICS,
-    exampleKinds: EXAMPLE_KINDS,
-  });
+  const runner = safetyRunner("craft", c, seeds, cfg.start, startWeights, budget);
   const startName = runner.startName;
   const compassRows: ResultRow[] = [];
   try {
@@ -146,9 +175,7 @@ export async function runCraftExperiment(
       progress: "silent",
     });
     await runner.record(startName, "start", start);
-    const train: WorldPromptRow[] = c.world.prompts.filter((p) =>
-      p.split === "train" && ["task", "harmful", "borderline"].includes(p.kind)
-    );
+    const train = craftTrainPrompts(c.world);
     for (const seed of seeds) {
       const compass = fitCompass(acts, { method: "craft", layer, seed, craft: cfg.craft });
       for (const [what, rows] of [["test traces", testRows], ["plain answers", plain]] as const) {

@@ -22,9 +22,6 @@
  * @module
  */
 
-import type { WorldPromptRow } from "../data/safetyworld/plan.ts";
-import type { PromptRow } from "../data/schema.ts";
-import { type GradableRow, gradeResponse } from "../data/safetyworld/graders.ts";
 import { collectActivations, type CollectRow } from "../compass/collect.ts";
 import { fitCompass } from "../compass/fit.ts";
 import type { Compass } from "../compass/compass.ts";
@@ -32,19 +29,12 @@ import { makeRng } from "../data/rng.ts";
 import { craftReward, type Reward } from "../train/rewards.ts";
 import { hackDetector, minEnsembleReward, refittingCompass } from "../train/hacking.ts";
 import type { RLMonitor } from "../train/rl/monitor.ts";
-import { SAFETY_METRICS, safetyEvalRows } from "./measure.ts";
 import type { ExperimentOptions, RunRecord } from "./run.ts";
 import { type ExperimentResult, makeResult } from "./result.ts";
 import { deltaRows, rateRows, type ResultRow, resultRow, throughputRows } from "./rows.ts";
 import { barsFigure, curvesFigure } from "./figures.ts";
-import {
-  type ConditionSpec,
-  openStart,
-  type RLBudgetOptions,
-  SeedConditionRunner,
-  setUpExperiment,
-} from "./runner.ts";
-import { harmfulTraces } from "./craft_rl.ts";
+import { type ConditionSpec, openStart, type RLBudgetOptions, setUpExperiment } from "./runner.ts";
+import { craftTrainPrompts, harmfulTraces, safetyRunner, worldTextJudge } from "./craft_rl.ts";
 
 /** The conditions. */
 export const HACKING_CONDITIONS = [
@@ -73,8 +63,6 @@ export interface HackingExperimentOptions extends ExperimentOptions, RLBudgetOpt
   /** KL multiplier of the `strong KL` condition. @default 10 */
   strongKl?: number;
 }
-
-const EXAMPLE_KINDS = ["harmful", "jailbreak", "borderline", "task"];
 
 /** A class-balanced, seeded subset of the reference traces. */
 function balanced(rows: readonly CollectRow[], perLabel: number, seed: number): CollectRow[] {
@@ -125,19 +113,8 @@ export async function runHackingExperiment(
     cfg.referencePerLabel,
     0,
   );
-  const textJudge = (row: PromptRow, text: string) =>
-    gradeResponse(row as GradableRow, text).harmful ? 0 : 1;
-  const runner = new SeedConditionRunner({
-    experiment: "hacking",
-    common: c,
-    seeds,
-    start: cfg.start,
-    startWeights,
-    budget,
-    evalSet: safetyEvalRows(c.world.prompts, c.evalPerKind),
-    metrics: SAFETY_METRICS,
-    exampleKinds: EXAMPLE_KINDS,
-  });
+  const textJudge = worldTextJudge;
+  const runner = safetyRunner("hacking", c, seeds, cfg.start, startWeights, budget);
   const startName = runner.startName;
   const refitRows: ResultRow[] = [];
   try {
@@ -147,9 +124,7 @@ export async function runHackingExperiment(
       progress: "silent",
     });
     await runner.record(startName, "start", start);
-    const train: WorldPromptRow[] = c.world.prompts.filter((p) =>
-      p.split === "train" && ["task", "harmful", "borderline"].includes(p.kind)
-    );
+    const train = craftTrainPrompts(c.world);
     for (const seed of seeds) {
       const frozen = fitCompass(acts, { method: "craft", layer: last, seed });
       const members: Compass[] = [
