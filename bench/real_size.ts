@@ -172,7 +172,10 @@ const TARGETS: Record<string, Record<string, number>> = {
  * Measures one real shape (ours in this process, then the peer in a subprocess) and returns
  * printable rows. The checkpoint folder is kept for the next run (`/tmp/sc-bench-<name>`).
  */
-export async function measureRealSize(r: RealShape, reps: number): Promise<string[]> {
+export async function measureRealSize(
+  r: RealShape,
+  reps: number,
+): Promise<{ lines: string[]; row: Record<string, unknown> }> {
   const dir = join(Deno.env.get("TMPDIR") ?? "/tmp", `sc-bench-${r.name}`);
   await ensureCheckpoint(dir, r.shape);
   const m = await loadModel(dir, {
@@ -196,9 +199,11 @@ export async function measureRealSize(r: RealShape, reps: number): Promise<strin
         : `transformers, torch ${theirs.torch}, ${theirs.threads} threads`
     })`,
   ];
+  const ratios: Record<string, number | null> = {};
   for (const [k, v] of Object.entries(mine)) {
     const p = typeof theirs === "string" ? undefined : theirs[k];
     const ratio = p ? v / p : NaN;
+    ratios[k] = Number.isFinite(ratio) ? ratio : null;
     const target = TARGETS[r.name]?.[k];
     lines.push(
       `  ${k.padEnd(8)} ours ${v.toFixed(1).padStart(8)} tok/s   transformers ${
@@ -209,8 +214,19 @@ export async function measureRealSize(r: RealShape, reps: number): Promise<strin
           : ""),
     );
   }
-  return lines;
+  const row = {
+    ours: mine,
+    peer: typeof theirs === "string" ? null : theirs,
+    peerNote: typeof theirs === "string" ? theirs : undefined,
+    ratios,
+    targets: TARGETS[r.name] ?? {},
+    peakRssMiB: rss,
+  };
+  return { lines, row };
 }
+
+/** The marker of the machine-readable line the child prints for bench/run.ts's --json. */
+export const ROW_MARKER = "@@bench-row ";
 
 if (import.meta.main) {
   const quick = Deno.args.includes("--quick");
@@ -222,6 +238,8 @@ if (import.meta.main) {
   for (
     const r of REAL_SHAPES.filter((s) => (only ? s.name === only : !quick || s.name !== "qwen3-4b"))
   ) {
-    for (const line of await measureRealSize(r, quick ? 1 : 2)) console.log(line);
+    const { lines, row } = await measureRealSize(r, quick ? 1 : 2);
+    for (const line of lines) console.log(line);
+    console.log(ROW_MARKER + JSON.stringify({ shape: r.name, ...row }));
   }
 }

@@ -7,8 +7,11 @@
  * Then the real sizes (bench/real_size.ts): Qwen3-0.6B and Qwen3-4B shapes loaded with
  * `loadModel` beside Hugging Face transformers on the same checkpoint.
  *
- * Flags: --quick (fewer repeats, skips the slowest stock-kernel rows and the 4B shape),
- * --only NAME (gpt2-small | safetyworld | qwen3-0.6b | qwen3-4b | real), --json PATH.
+ * Flags: --quick (fewer repeats; skips the slow reference rows, stock wasm kernels and pure-JS
+ * cpu, and the 4B shape),
+ * --only NAME (gpt2-small | safetyworld | qwen3-0.6b | qwen3-4b | real), --json PATH (every row
+ * with its own and its peer's tokens/s, the ratios and issue 22's targets). The targets are
+ * printed beside the ratios ("met" / "NOT met").
  *
  * @module
  */
@@ -25,7 +28,7 @@ import { collectActivations } from "../lib/compass/collect.ts";
 import { measureInferenceOnWorkers, measureTrainingOnWorkers } from "./workers.ts";
 import { timeIt } from "./timing.ts";
 import { numberTokenizer, peakRssMiB, wasmHeapMiB } from "./common.ts";
-import { REAL_SHAPES } from "./real_size.ts";
+import { REAL_SHAPES, ROW_MARKER } from "./real_size.ts";
 import { cliArgs } from "../lib/cli/args.ts";
 
 // `--child SHAPE LABEL PHASE [--quick]` is the internal mode of runChild (not parsed here).
@@ -206,6 +209,13 @@ async function torchPeer(s: Shape): Promise<Record<string, number> | string> {
 
 /** `workers`: data-parallel worker threads (bench/workers.ts), each with its own backend. */
 type Config = { label: string; backend: "wasm" | "cpu"; blas: boolean; workers?: number };
+
+/** Issue 22's targets (ours / PyTorch, same run), printed beside the ratios and kept in --json. */
+const TARGETS: Record<string, Partial<Record<"forward" | "decode" | "decode1" | "train", number>>> =
+  {
+    safetyworld: { forward: 1.0, decode: 1.0, decode1: 1.0, train: 1.0 },
+    "gpt2-small": { decode: 1.5, train: 1.0 },
+  };
 const CONFIGS: Config[] = [
   { label: "wasm + OpenBLAS", backend: "wasm", blas: true },
   { label: "wasm+OpenBLAS, 2 workers", backend: "wasm", blas: true, workers: 2 },
@@ -330,9 +340,11 @@ for (const s of SHAPES) {
   }
   for (const cfg of CONFIGS) {
     if (cfg.backend === "cpu" && s.name === "gpt2-small") continue; // minutes per row
-    if (quick && !cfg.blas && s.name === "gpt2-small") {
+    if (quick && !cfg.blas) {
       console.log(
-        `  ${cfg.label.padEnd(24)} skipped in --quick (stock transposed matmuls: minutes per row)`,
+        `  ${
+          cfg.label.padEnd(24)
+        } skipped in --quick (a slow reference row: the full run measures it)`,
       );
       continue;
     }
@@ -361,12 +373,22 @@ for (const s of SHAPES) {
     }
     const peerOf = (k: "forward" | "decode" | "decode1" | "train") =>
       k === "decode1" ? peerDecode1 : peerRow?.[`${k}_tok_s`];
-    const ratio = (k: "forward" | "decode" | "decode1" | "train") => {
+    const ratioOf = (k: "forward" | "decode" | "decode1" | "train") => {
       const p = peerOf(k);
       return p && typeof r[k] === "number" && Number.isFinite(r[k] as number)
-        ? ((r[k] as number) / p).toFixed(2) + "x"
-        : "-";
+        ? (r[k] as number) / p
+        : undefined;
     };
+    const target = TARGETS[s.name] ?? {};
+    const ratio = (k: "forward" | "decode" | "decode1" | "train") => {
+      const v = ratioOf(k), t = target[k];
+      if (v === undefined) return "-";
+      return v.toFixed(2) + "x" +
+        (t ? ` (target ${t.toFixed(1)}x: ${v >= t ? "met" : "NOT met"})` : "");
+    };
+    const ratios = Object.fromEntries(
+      (["forward", "decode", "decode1", "train"] as const).map((k) => [k, ratioOf(k) ?? null]),
+    );
     console.log(
       `  ${cfg.label.padEnd(24)} ${fmt(r.forward)} ${fmt(r.decode)} ${fmt(r.decode1)} ${
         fmt(r.train)
@@ -394,6 +416,8 @@ for (const s of SHAPES) {
       config: cfg.label,
       ...r,
       peer: peerRow ? { ...peerRow, decode1_tok_s: peerDecode1 ?? null } : null,
+      ratios,
+      targets: target,
     });
   }
 }
@@ -425,7 +449,10 @@ for (const r of REAL_SHAPES) {
     stderr: "piped",
     env: { SAFETY_COMPASS_QUIET: "1" },
   }).output();
-  const text = new TextDecoder().decode(out.stdout).trim();
+  const all = new TextDecoder().decode(out.stdout).trim().split("\n");
+  const text = all.filter((l) => !l.startsWith(ROW_MARKER)).join("\n");
+  const parsed = all.filter((l) => l.startsWith(ROW_MARKER))
+    .map((l) => JSON.parse(l.slice(ROW_MARKER.length)) as Record<string, unknown>);
   if (text) console.log(text);
   if (!out.success) {
     console.log(
@@ -435,6 +462,12 @@ for (const r of REAL_SHAPES) {
       }`,
     );
   }
-  rows.push({ shape: r.name, config: "real size", output: text, ok: out.success });
+  rows.push({
+    shape: r.name,
+    config: "real size",
+    ...(parsed[0] ?? {}),
+    output: text,
+    ok: out.success,
+  });
 }
 if (jsonOut) await writeJsonAtomic(jsonOut, rows);
