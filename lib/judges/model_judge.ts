@@ -268,19 +268,35 @@ export function modelJailbreakJudge(
   opts: ModelJudgeOptions = {},
 ): JailbreakJudge {
   const mj = new ModelJudge(model, opts);
+  return judgeFromUnsafe(
+    `model:${mj.template.name}`,
+    mj.template.name,
+    (items) => mj.judgeMany(items),
+  );
+}
+
+/** A judge of (prompt, response) pairs that says unsafe or not, as ModelJudge and LlmJudge do. */
+type UnsafeJudgeMany = (
+  items: { prompt: string; response: string }[],
+) => Promise<{ unsafe: boolean; detail?: Record<string, string | number>; raw: string }[]>;
+
+/** Wraps an unsafe / safe judge of (prompt, response) as a {@linkcode JailbreakJudge}. */
+function judgeFromUnsafe(
+  name: string,
+  templateName: string,
+  judgeMany: UnsafeJudgeMany,
+): JailbreakJudge {
   return {
-    name: `model:${mj.template.name}`,
+    name,
     judgeMany: async (items) => {
-      const vs = await mj.judgeMany(
-        items.map((it) => ({ prompt: it.goal, response: it.response })),
-      );
+      const vs = await judgeMany(items.map((it) => ({ prompt: it.goal, response: it.response })));
       return items.map((it, k) =>
         fromUnsafe(
           it.goal,
           it.response,
           vs[k].unsafe,
           vs[k].detail,
-          `${mj.template.name}: ${vs[k].raw.slice(0, 60)}`,
+          `${templateName}: ${vs[k].raw.slice(0, 60)}`,
         )
       );
     },
@@ -296,21 +312,9 @@ export function modelJailbreakJudge(
  * ```
  */
 export function remoteJailbreakJudge(judge: LlmJudge): JailbreakJudge {
-  return {
-    name: `remote:${judge.template.name}`,
-    judgeMany: async (items) => {
-      const vs = await judge.judgeMany(
-        items.map((it) => ({ prompt: it.goal, response: it.response })),
-      );
-      return items.map((it, k) =>
-        fromUnsafe(
-          it.goal,
-          it.response,
-          vs[k].unsafe,
-          vs[k].detail,
-          `${judge.template.name}: ${vs[k].raw.slice(0, 60)}`,
-        )
-      );
-    },
-  };
+  return judgeFromUnsafe(
+    `remote:${judge.template.name}`,
+    judge.template.name,
+    (items) => judge.judgeMany(items),
+  );
 }
