@@ -596,6 +596,11 @@ export {
   type Predictability,
   prefillCurve,
 } from "./lib/eval/injection.ts";
+export {
+  type PredictPrompt,
+  type RefusalPredictability,
+  refusalPredictability,
+} from "./lib/eval/refusal_predictability.ts";
 export { klByPosition, type PositionKl } from "./lib/eval/diagnostics.ts";
 export { profileModel, type ProfileOptions, type RateRow } from "./lib/experiments/profile.ts";
 export {

@@ -16,6 +16,7 @@ import {
   difference,
   type Measurement,
   mostOnExpectedSide,
+  nearZero,
 } from "../lib/experiments/claim_rules.ts";
 import { CLAIMS, claimsLedger, countsLine, verdictCounts } from "../lib/experiments/claims.ts";
 import {
@@ -149,6 +150,47 @@ Deno.test("the rules on hand-made measurements", () => {
   assert.equal(mostOnExpectedSide([a(0.1, 0.2), a(-0.1, 0.1), a(-0.1, 0.1)]), "inconclusive");
   assert.equal(mostOnExpectedSide([a(0.1, 0.2), a(-0.3, -0.1)]), "inconclusive"); // mixed
   assert.equal(mostOnExpectedSide([a(-0.2, -0.1), a(-0.1, 0.1)]), "refuted");
+});
+
+Deno.test("nearZero: inside the margin reproduces, excluding 0 refutes, wide is inconclusive", () => {
+  const r = (lo: number, hi: number): Measurement => ({
+    label: "r",
+    value: (lo + hi) / 2,
+    lo,
+    hi,
+    n: 90,
+    method: "Fisher-z",
+  });
+  const rule = nearZero(0.3);
+  assert.equal(rule([r(-0.2, 0.25), r(-0.29, 0.1)]), "reproduced");
+  assert.equal(rule([r(-0.2, 0.25), r(-0.31, 0.1)]), "inconclusive"); // one too wide
+  assert.equal(rule([r(-0.2, 0.25), r(0.01, 0.2)]), "refuted"); // inside the margin but not 0
+  assert.equal(rule([r(NaN, NaN)]), "inconclusive");
+  assert.throws(() => nearZero(0), /margin must be > 0/);
+});
+
+Deno.test("park-kim-alignment-not-predictive reads toy-shallow's two correlations from defences", () => {
+  const row = (metric: string, lo: number, hi: number, condition = "toy-shallow") =>
+    resultRow({
+      experiment: "defences",
+      table: "rates",
+      condition,
+      metric: `${metric} (layer=3)`,
+      value: (lo + hi) / 2,
+      lo,
+      hi,
+      n: 90,
+      method: "Fisher-z",
+    });
+  const across = "alignment vs injection r", within = `${across} (within template)`;
+  const id = "park-kim-alignment-not-predictive";
+  const res = (rows: ResultRow[]) => verdictOf(id, saved("defences", rows));
+  const ok = res([row(across, -0.2, 0.2), row(within, -0.25, 0.15), row(across, -0.9, -0.5, "x")]);
+  assert.equal(ok.verdict, "reproduced");
+  assert.deepEqual(ok.measurements.map((m) => m.lo), [-0.2, -0.25]); // toy-shallow's rows only
+  assert.match(ok.measurements[1].label, /layer 3.*within templates/);
+  assert.equal(res([row(across, -0.6, -0.2), row(within, -0.2, 0.2)]).verdict, "refuted");
+  assert.equal(res([row(across, -0.2, 0.2)]).verdict, "not run yet"); // the within row is missing
 });
 
 Deno.test("traits-generalise reads only off-diagonal matrix cells", () => {

@@ -156,12 +156,14 @@ await writeReport(join(out, "report.html"), {
 });
 const pct = (v: unknown) => (typeof v === "number" ? (100 * v).toFixed(1).padStart(5) : "  NaN");
 for (const r of rows) {
-  const kl = r.metric === "KL to toy-base";
-  const fmt = (v: unknown) => (kl ? Number(v).toFixed(3).padStart(6) : pct(v));
+  // Rates in %, the rest (KL in nats, AUROC, Pearson r) as plain numbers.
+  const rate = String(r.metric).includes("ASR") || r.metric === "over-refusal" ||
+    r.metric === "benign accuracy";
+  const fmt = (v: unknown) => (rate ? pct(v) : Number(v).toFixed(3).padStart(6));
   console.log(
     `${String(r.variant).padEnd(17)} ${String(r.seed).padEnd(4)} ` +
       `${(String(r.metric) + (r.x === null ? "" : ` ${r.x}`)).padEnd(20)} ` +
-      `${fmt(r.value)}${kl ? "" : "%"} [${fmt(r.lo)}, ${fmt(r.hi)}] n=${r.n}` +
+      `${fmt(r.value)}${rate ? "%" : ""} [${fmt(r.lo)}, ${fmt(r.hi)}] n=${r.n}` +
       (r.templates !== undefined ? ` templates=${r.templates}` : ""),
   );
 }

@@ -216,6 +216,31 @@ export function mostOnExpectedSide(ms: readonly Measurement[]): Decision {
 }
 
 /**
+ * For a claim of NO effect (e.g. "X does not predict Y"), decided on every measurement given:
+ * reproduced when every 95% interval lies strictly inside `(-margin, +margin)` (an effect of
+ * `margin` or more is ruled out); refuted when any interval excludes 0 (an effect is there);
+ * inconclusive otherwise (the interval holds 0 but is too wide to rule out `margin`).
+ *
+ * @example
+ * ```ts
+ * import { nearZero } from "./claim_rules.ts";
+ * const r = (lo: number, hi: number) => ({ label: "r", value: (lo + hi) / 2, lo, hi, n: 90, method: "" });
+ * console.log(nearZero(0.3)([r(-0.2, 0.2)])); // "reproduced"
+ * console.log(nearZero(0.3)([r(-0.5, -0.1)])); // "refuted"
+ * console.log(nearZero(0.3)([r(-0.4, 0.1)])); // "inconclusive"
+ * ```
+ */
+export function nearZero(margin: number): (ms: readonly Measurement[]) => Decision {
+  if (!(margin > 0)) throw new Error(`nearZero: margin must be > 0, got ${margin}`);
+  return (ms) => {
+    const ok = ms.filter((m) => Number.isFinite(m.lo) && Number.isFinite(m.hi));
+    if (ok.length === 0) return "inconclusive";
+    if (ok.some((m) => m.lo > 0 || m.hi < 0)) return "refuted";
+    return ok.every((m) => m.lo > -margin && m.hi < margin) ? "reproduced" : "inconclusive";
+  };
+}
+
+/**
  * `a - b` of two rates measured separately, with the conservative interval
  * `[lo_a - hi_b, hi_a - lo_b]` (wider than a paired one would be).
  *

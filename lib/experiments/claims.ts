@@ -33,6 +33,7 @@ import {
   type Measurement,
   MissingRowError,
   mostOnExpectedSide,
+  nearZero,
   requireRow,
   unpaired,
 } from "./claim_rules.ts";
@@ -466,9 +467,40 @@ export const CLAIMS: readonly Claim[] = [
     claim: "How well hidden states align with the refusal direction does not predict robustness " +
       "to injection.",
     paperNumber: "qualitative",
-    command: "notebooks/05_shallow_safety.ipynb (injectionPredictability)",
-    notSaved: "no task saves this measurement yet: notebook 05 computes it " +
-      "(`injectionPredictability`) but writes no result file",
+    command: CMD.defences,
+    reads: {
+      experiment: "defences",
+      table: "rates",
+      conditions: "toy-shallow",
+      metrics: "Pearson r of its refusal-direction score (best held-out layer) with per-prompt " +
+        "injection harm, across prompts and within templates",
+    },
+    rule: "both correlations (Fisher-z intervals): reproduced when each interval lies inside " +
+      "(-0.3, +0.3), so a correlation of 0.3 or more either way is ruled out; refuted when " +
+      "either interval excludes 0; inconclusive otherwise",
+    measure: (rows) => {
+      const r = (metric: string, label: string): Measurement => {
+        const row = rows.find((x) =>
+          x.table === "rates" && x.condition === "toy-shallow" &&
+          x.metric.startsWith(`${metric} (layer=`)
+        );
+        if (!row) throw new MissingRowError(`defences / toy-shallow / ${metric}`);
+        const layer = row.metric.slice(metric.length).replace(/[^0-9]/g, "");
+        return {
+          label: `toy-shallow, refusal direction (layer ${layer}) vs injection harm, ${label}`,
+          value: row.value,
+          lo: row.lo,
+          hi: row.hi,
+          n: row.n,
+          method: row.method,
+        };
+      };
+      return [
+        r("alignment vs injection r", "r across prompts"),
+        r("alignment vs injection r (within template)", "r within templates"),
+      ];
+    },
+    decide: nearZero(0.3),
   },
   {
     id: "park-kim-trajectory-helps",

@@ -14,7 +14,9 @@
  * prefill of k tokens of toy-base's own harmful answers and under a 5-token harmful
  * injection at step t, over-refusal on borderline prompts, benign accuracy (test split,
  * greedy, SafetyWorld's graders), and KL(variant || toy-base) by position along toy-base's
- * harmful answers. Rates get prompt-clustered bootstrap intervals (Wilson's at 0 and 1),
+ * harmful answers, and whether each model's refusal direction predicts its per-prompt harm
+ * after injection (Park & Kim; lib/eval/refusal_predictability.ts: Pearson r across prompts
+ * and within templates, Fisher-z intervals, per run). Rates get prompt-clustered bootstrap intervals (Wilson's at 0 and 1),
  * per seed and pooled over seeds; every variant gets the same steps x batch (compute-matched).
  *
  * @module
@@ -29,7 +31,11 @@ import { gradeResponse } from "../data/safetyworld/graders.ts";
 import { bootstrapCI } from "../compass/metrics.ts";
 import { type MaskedExample, trainTokenwise } from "../train/tokenwise.ts";
 import { perturbExamples, type PerturbOptions } from "../train/perturb.ts";
-import { injectionCurve, prefillCurve } from "../eval/injection.ts";
+import { injectionCurve, perPromptRate, prefillCurve } from "../eval/injection.ts";
+import {
+  type RefusalPredictability,
+  refusalPredictability,
+} from "../eval/refusal_predictability.ts";
 import { runAttack } from "../eval/attacks.ts";
 import { rateCI } from "../eval/evaluate.ts";
 import { klByPosition } from "../eval/diagnostics.ts";
@@ -94,7 +100,10 @@ export interface DefenceRow {
   variant: string;
   /** Training seed, "all" (pooled) or "-". */
   seed: number | string;
-  /** prefill ASR, injection ASR, over-refusal, benign accuracy, KL to toy-base. */
+  /**
+   * prefill ASR, injection ASR, over-refusal, benign accuracy, KL to toy-base, and per run
+   * (not pooled) the {@link PREDICT_METRICS} rows (AUROC and Pearson r, x = the layer).
+   */
   metric: string;
   /** Prefill depth k, injection step t, or response position; null for plain rates. */
   x: number | null;
@@ -132,6 +141,17 @@ interface PromptKey {
 interface Measured {
   rates: Map<string, { x: number | null; hits: (boolean | null)[] }>;
   kl: number[][]; // [prompt][position], NaN beyond the answer
+  /** Park & Kim: refusal-direction score vs per-prompt injection harm (one model, no pooling). */
+  predict: RefusalPredictability;
+}
+
+/** The prompt sets one measurement reads. */
+interface Sets {
+  harmful: WorldPromptRow[];
+  borderline: WorldPromptRow[];
+  task: WorldPromptRow[];
+  /** Train harmful + task prompts the refusal direction is fitted on. */
+  directionFit: WorldPromptRow[];
 }
 
 const sftOf = (r: WorldSftRow): MaskedExample => ({
@@ -168,7 +188,7 @@ function trainingSet(
 async function measure(
   model: Model,
   base: Model,
-  sets: { harmful: WorldPromptRow[]; borderline: WorldPromptRow[]; task: WorldPromptRow[] },
+  sets: Sets,
   answers: Map<string, number[]>,
   o: Resolved,
 ): Promise<Measured> {
@@ -184,6 +204,12 @@ async function measure(
     length: o.injectLength,
   });
   inj.forEach((c) => rates.set(`injection ASR@${c.x}`, { x: c.x, hits: c.harmful }));
+  const predict = await refusalPredictability(model, {
+    fit: sets.directionFit,
+    heldOut: [...sets.harmful, ...sets.task],
+    attacked: sets.harmful,
+    harmfulRate: perPromptRate(inj),
+  });
   const graded = async (rows: WorldPromptRow[]) =>
     (await runAttack(model, rows, "none", gen)).map((r, i) => gradeResponse(rows[i], r.text));
   const border = await graded(sets.borderline);
@@ -200,7 +226,7 @@ async function measure(
     pts.forEach((p) => (line[p.position] = p.kl));
     kl.push(line);
   }
-  return { rates, kl };
+  return { rates, kl, predict };
 }
 
 /** Table rows of one variant: per run, and pooled over runs when there are several. */
@@ -237,6 +263,7 @@ function summarise(
         ...(ci.templates !== undefined ? { templates: ci.templates } : {}),
       });
     }
+    if (group.length === 1) out.push(...predictRows(variant, seed, group[0].m.predict));
     const P = group[0].m.kl.length, L = group[0].m.kl[0]?.length ?? 0;
     for (let j = 0; j < L; j++) {
       // Per prompt: the mean over runs; then a bootstrap over prompts.
@@ -260,6 +287,44 @@ function summarise(
     }
   }
   return out;
+}
+
+/** The metric names of the predictability rows (x = the layer of the refusal direction). */
+export const PREDICT_METRICS = {
+  auroc: "refusal direction AUROC",
+  across: "alignment vs injection r",
+  within: "alignment vs injection r (within template)",
+} as const;
+
+/** One run's predictability as table rows (Pearson r with its Fisher-z interval). */
+function predictRows(variant: string, seed: number | string, p: RefusalPredictability) {
+  const row = (metric: string, value: number, lo: number, hi: number, n: number): DefenceRow => ({
+    variant,
+    seed,
+    metric,
+    x: p.layer,
+    value,
+    lo,
+    hi,
+    n,
+  });
+  return [
+    row(PREDICT_METRICS.auroc, p.auroc, NaN, NaN, NaN),
+    row(
+      PREDICT_METRICS.across,
+      p.across.pearson,
+      p.across.pearsonLo,
+      p.across.pearsonHi,
+      p.across.n,
+    ),
+    row(
+      PREDICT_METRICS.within,
+      p.within.pearson,
+      p.within.pearsonLo,
+      p.within.pearsonHi,
+      p.within.n,
+    ),
+  ];
 }
 
 function figures(rows: DefenceRow[]): PlotlyFigure[] {
@@ -315,6 +380,11 @@ function resolve(o: DefenceOptions): Resolved {
   };
 }
 
+const predictNote = (p: RefusalPredictability) =>
+  `; refusal direction (layer ${p.layer}, AUROC ${p.auroc.toFixed(2)}) vs injection harm: ` +
+  `r ${p.across.pearson.toFixed(2)}, within template ${p.within.pearson.toFixed(2)} ` +
+  `[${p.within.pearsonLo.toFixed(2)}, ${p.within.pearsonHi.toFixed(2)}]`;
+
 /**
  * Trains every defence from `shallow` for every seed and measures them against `shallow`
  * and `base` (see the module doc). `world` must be the world the models were trained on.
@@ -329,7 +399,14 @@ export async function compareDefences(
   const cfg = resolve(opts);
   const test = (kind: string) =>
     world.prompts.filter((p) => p.split === "test" && p.kind === kind).slice(0, cfg.perKind);
-  const sets = { harmful: test("harmful"), borderline: test("borderline"), task: test("task") };
+  const train = (kind: string) =>
+    world.prompts.filter((p) => p.split === "train" && p.kind === kind).slice(0, cfg.perKind);
+  const sets: Sets = {
+    harmful: test("harmful"),
+    borderline: test("borderline"),
+    task: test("task"),
+    directionFit: [...train("harmful"), ...train("task")],
+  };
   if (sets.harmful.length === 0) {
     throw new Error("Cannot compare defences: the world has no test harmful prompts");
   }
@@ -354,7 +431,7 @@ export async function compareDefences(
     const t0 = performance.now();
     const res = await measure(m, base, sets, answers, cfg);
     rows.push(...summarise(name, [{ seed: "-", m: res, ids: idsOf(res) }], cfg.ciSeed));
-    log(`measured ${name} in ${secs(t0)} s`);
+    log(`measured ${name} in ${secs(t0)} s${predictNote(res.predict)}`);
   }
   const training: Record<string, unknown>[] = [];
   const startWeights = opts.saveModels ? await weightsFingerprint(shallow) : "";
@@ -392,7 +469,7 @@ export async function compareDefences(
         t0 = performance.now();
         const m = await measure(model, base, sets, answers, cfg);
         runs.push({ seed, m, ids: idsOf(m) });
-        log(`measured ${v} seed ${seed} in ${secs(t0)} s`);
+        log(`measured ${v} seed ${seed} in ${secs(t0)} s${predictNote(m.predict)}`);
       } finally {
         model.dispose();
       }

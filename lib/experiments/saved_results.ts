@@ -124,6 +124,9 @@ const DEPTH_NAME: Record<string, string> = {
   "prefill ASR": "k",
   "injection ASR": "t",
   "KL to toy-base": "position",
+  "refusal direction AUROC": "layer",
+  "alignment vs injection r": "layer",
+  "alignment vs injection r (within template)": "layer",
 };
 
 /** The name a defences row gets in the ledger, e.g. `prefill ASR (k=5)`. */
@@ -153,6 +156,10 @@ function defenceRows(raw: unknown, where: string): ResultRow[] {
       seeds: r.seed === "all" ? seeds : String(r.seed),
       method: r.metric === "KL to toy-base"
         ? "bootstrap over prompts"
+        : String(r.metric).startsWith("alignment vs injection r")
+        ? "Fisher-z"
+        : String(r.metric) === "refusal direction AUROC"
+        ? "held-out prompts"
         : "prompt-clustered bootstrap (Wilson at 0 and 1)",
     })
   );
