@@ -13,15 +13,14 @@ import * as tf from "@tensorflow/tfjs-core";
 import type { Model } from "../model/model.ts";
 import { forward } from "../model/transformer.ts";
 import { pearson } from "../compass/metrics.ts";
-import { checkMetric, metricWeights, positionIndex } from "./metric.ts";
+import { metricWeights, positionIndex } from "./metric.ts";
 import {
   columnLabels,
-  pairIds,
   type PatchingOptions,
   type PatchingResult,
+  patchingSetup,
   type PromptPair,
   summarise,
-  targetName,
 } from "./patching.ts";
 
 /**
@@ -42,12 +41,8 @@ export function attributionPatching(
 ): PatchingResult {
   const c = model.config;
   const where = "attributionPatching";
-  checkMetric(opts.metric, c.vocabSize, where);
-  const target = opts.target ?? "resid_pre";
-  const fraction = opts.fraction ?? 1;
-  const { ids, window } = pairIds(model, pairs, where);
+  const { target, fraction, ids, window, names } = patchingSetup(model, pairs, opts, where);
   const w = tf.tensor1d(metricWeights(opts.metric, c.vocabSize));
-  const names = Array.from({ length: c.nLayer }, (_, i) => targetName(target, i));
   const index = new Map(names.map((n, i) => [n, i]));
   const clean: number[] = [], corrupted: number[] = [], effects: number[][][] = [];
   try {

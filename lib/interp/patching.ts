@@ -114,6 +114,30 @@ export function pairIds(model: Model, pairs: readonly PromptPair[], where: strin
 }
 
 /**
+ * What both patching methods start from: the metric checked against the vocabulary, the
+ * target and fraction with their defaults, the pairs' token ids and common window, and the
+ * hook name patched in each block.
+ *
+ * @example
+ * ```ts ignore
+ * const { ids, window, names } = patchingSetup(model, pairs, { metric }, "activationPatching");
+ * ```
+ */
+export function patchingSetup(
+  model: Model,
+  pairs: readonly PromptPair[],
+  opts: PatchingOptions,
+  where: string,
+) {
+  checkMetric(opts.metric, model.config.vocabSize, where);
+  const target = opts.target ?? "resid_pre";
+  const fraction = opts.fraction ?? 1;
+  const { ids, window } = pairIds(model, pairs, where);
+  const names = Array.from({ length: model.config.nLayer }, (_, i) => targetName(target, i));
+  return { target, fraction, ids, window, names };
+}
+
+/**
  * Column labels of a result: "H0".."H{n-1}" for heads, else "-k token" for the last `window`
  * positions of the first clean prompt.
  *
@@ -184,12 +208,8 @@ export function activationPatching(
 ): PatchingResult {
   const c = model.config;
   const where = "activationPatching";
-  checkMetric(opts.metric, c.vocabSize, where);
-  const target = opts.target ?? "resid_pre";
-  const fraction = opts.fraction ?? 1;
-  const { ids, window } = pairIds(model, pairs, where);
+  const { target, fraction, ids, window, names } = patchingSetup(model, pairs, opts, where);
   const clean: number[] = [], corrupted: number[] = [], effects: number[][][] = [];
-  const names = Array.from({ length: c.nLayer }, (_, i) => targetName(target, i));
   for (const pair of ids) {
     const t = pair.clean[0].length;
     const pos = positionIndex(opts.metric, t, where);

@@ -11,6 +11,17 @@ import type { LogitLensResult } from "./logit_lens.ts";
 import type { DlaResult } from "./dla.ts";
 import type { PatchingResult } from "./patching.ts";
 
+/** A per-item summary (mean and 95% band over prompts) as a band line around 0. */
+function summaryLine(
+  xs: readonly string[],
+  summary: readonly { value: number; lo: number; hi: number }[],
+  series: string,
+  axes: Required<Pick<TitleOptions, "title" | "xTitle" | "yTitle">>,
+): PlotlyFigure {
+  const points = summary.map((s, k) => ({ x: xs[k], value: s.value, lo: s.lo, hi: s.hi, series }));
+  return plotBandLine(points, { ...axes, reference: 0 });
+}
+
 /**
  * The logit lens: mean metric per layer with its 95% band over prompts.
  *
@@ -23,21 +34,11 @@ export function plotLogitLens(
   r: LogitLensResult,
   opts: TitleOptions & { series?: string } = {},
 ): PlotlyFigure {
-  return plotBandLine(
-    r.summary.map((s, l) => ({
-      x: r.labels[l],
-      value: s.value,
-      lo: s.lo,
-      hi: s.hi,
-      series: opts.series ?? "logit lens",
-    })),
-    {
-      title: opts.title ?? "Logit lens",
-      xTitle: opts.xTitle ?? "Residual stream read",
-      yTitle: opts.yTitle ?? "Logit difference",
-      reference: 0,
-    },
-  );
+  return summaryLine(r.labels, r.summary, opts.series ?? "logit lens", {
+    title: opts.title ?? "Logit lens",
+    xTitle: opts.xTitle ?? "Residual stream read",
+    yTitle: opts.yTitle ?? "Logit difference",
+  });
 }
 
 /**
@@ -50,21 +51,11 @@ export function plotLogitLens(
  * ```
  */
 export function plotDla(r: DlaResult, opts: TitleOptions & { series?: string } = {}): PlotlyFigure {
-  return plotBandLine(
-    r.summary.map((s, k) => ({
-      x: r.components[k],
-      value: s.value,
-      lo: s.lo,
-      hi: s.hi,
-      series: opts.series ?? "direct logit attribution",
-    })),
-    {
-      title: opts.title ?? "Direct logit attribution",
-      xTitle: opts.xTitle ?? "Component",
-      yTitle: opts.yTitle ?? "Contribution to the logit difference",
-      reference: 0,
-    },
-  );
+  return summaryLine(r.components, r.summary, opts.series ?? "direct logit attribution", {
+    title: opts.title ?? "Direct logit attribution",
+    xTitle: opts.xTitle ?? "Component",
+    yTitle: opts.yTitle ?? "Contribution to the logit difference",
+  });
 }
 
 /**
