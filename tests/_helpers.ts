@@ -6,10 +6,13 @@
  * @module
  */
 
-import { type BackendName, initBackend } from "../lib/engine/backend.ts";
+import * as tf from "@tensorflow/tfjs-core";
+import { backendInfo, type BackendName, initBackend } from "../lib/engine/backend.ts";
+import { parseConfig } from "../lib/model/config.ts";
+import { initParams } from "../lib/model/weights.ts";
 import type { TextTokenizer } from "../lib/model/tokenizer.ts";
 import { createModel } from "../lib/model/create.ts";
-import type { Model } from "../lib/model/model.ts";
+import { Model } from "../lib/model/model.ts";
 import type { Arch } from "../lib/model/config.ts";
 import type { Compass } from "../lib/compass/compass.ts";
 import type { Matrix } from "../lib/compass/matrix.ts";
@@ -58,6 +61,36 @@ export function tinyModel(arch: Arch, seed = 1, vocab = 40): Promise<Model> {
       },
     { tokenizer: numberTokenizer(vocab), seed, backend: TEST_BACKEND, name: `tiny-${arch}` },
   );
+}
+
+/** A tiny config.json of the RoPE families; add `model_type` and the family's own keys. */
+export const TINY_RAW_CONFIG = {
+  vocab_size: 40,
+  hidden_size: 16,
+  intermediate_size: 24,
+  num_hidden_layers: 3,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+};
+
+/**
+ * A random model from a raw Hugging Face config (e.g. `{ ...TINY_RAW_CONFIG, model_type:
+ * "gemma2" }`) with the number tokenizer; `scale` multiplies every matrix (larger weights than
+ * the init's 0.02 make attention non-uniform, so effects are visible).
+ */
+export function tinyModelFromConfig(raw: Record<string, unknown>, seed: number, scale = 1): Model {
+  const config = parseConfig(raw);
+  const params = initParams(config, seed);
+  if (scale !== 1) {
+    for (const [, v] of params) if (v.shape.length === 2) v.assign(tf.mul(v, scale));
+  }
+  return new Model({
+    config,
+    tokenizer: numberTokenizer(config.vocabSize),
+    params,
+    source: `tiny-${raw.model_type}`,
+    backend: backendInfo()!,
+  });
 }
 
 /** ../shared beside the repository (absent in users' clones). */

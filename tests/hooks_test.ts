@@ -10,50 +10,27 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
 import { join } from "node:path";
-import { numberTokenizer, tinyModel, useTestBackend } from "./_helpers.ts";
-import { parseConfig } from "../lib/model/config.ts";
-import { initParams } from "../lib/model/weights.ts";
-import { Model } from "../lib/model/model.ts";
-import { backendInfo } from "../lib/engine/backend.ts";
+import { TINY_RAW_CONFIG, tinyModel, tinyModelFromConfig, useTestBackend } from "./_helpers.ts";
+import type { Model } from "../lib/model/model.ts";
 import { attnOutBias, attnOutProject } from "../lib/model/transformer.ts";
 import { actName, hookPointNames } from "../lib/model/hook_names.ts";
 import { loadModel } from "../lib/model/load.ts";
 
 await useTestBackend();
 
-const BASE = {
-  vocab_size: 40,
-  hidden_size: 16,
-  intermediate_size: 24,
-  num_hidden_layers: 3,
-  num_attention_heads: 4,
-  num_key_value_heads: 2,
-};
-
-function fromRaw(raw: Record<string, unknown>, seed: number): Model {
-  const config = parseConfig(raw);
-  return new Model({
-    config,
-    tokenizer: numberTokenizer(40),
-    params: initParams(config, seed),
-    source: `tiny-${raw.model_type}`,
-    backend: backendInfo()!,
-  });
-}
-
 async function models(): Promise<Model[]> {
   return [
     await tinyModel("gpt2", 3),
     await tinyModel("llama", 4),
-    fromRaw({
-      ...BASE,
+    tinyModelFromConfig({
+      ...TINY_RAW_CONFIG,
       model_type: "gemma2",
       head_dim: 8,
       sliding_window: 3,
       final_logit_softcapping: 5,
       attn_logit_softcapping: 20,
     }, 5),
-    fromRaw({ ...BASE, model_type: "phi3", partial_rotary_factor: 0.5 }, 6),
+    tinyModelFromConfig({ ...TINY_RAW_CONFIG, model_type: "phi3", partial_rotary_factor: 0.5 }, 6),
   ];
 }
 

@@ -9,11 +9,8 @@
  */
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
-import { numberTokenizer, tinyModel, useTestBackend } from "./_helpers.ts";
-import { parseConfig } from "../lib/model/config.ts";
-import { initParams } from "../lib/model/weights.ts";
-import { Model } from "../lib/model/model.ts";
-import { backendInfo } from "../lib/engine/backend.ts";
+import { TINY_RAW_CONFIG, tinyModel, tinyModelFromConfig, useTestBackend } from "./_helpers.ts";
+import type { Model } from "../lib/model/model.ts";
 import { lensLogits, logitLens } from "../lib/interp/logit_lens.ts";
 import { directLogitAttribution, residualDirection } from "../lib/interp/dla.ts";
 import { activationPatching } from "../lib/interp/patching.ts";
@@ -25,29 +22,6 @@ import { plotBandLine } from "../lib/viz/plots/band_line.ts";
 
 await useTestBackend();
 
-const BASE = {
-  vocab_size: 40,
-  hidden_size: 16,
-  intermediate_size: 24,
-  num_hidden_layers: 3,
-  num_attention_heads: 4,
-  num_key_value_heads: 2,
-};
-
-function fromRaw(raw: Record<string, unknown>, seed: number, scale = 1): Model {
-  const config = parseConfig(raw);
-  const params = initParams(config, seed);
-  // Larger weights than the init's 0.02 so attention is not uniform and effects are visible.
-  for (const [, v] of params) if (v.shape.length === 2) v.assign(tf.mul(v, scale));
-  return new Model({
-    config,
-    tokenizer: numberTokenizer(40),
-    params,
-    source: `tiny-${raw.model_type}`,
-    backend: backendInfo()!,
-  });
-}
-
 async function scaled(arch: "gpt2" | "llama", seed: number, scale: number): Promise<Model> {
   const m = await tinyModel(arch, seed);
   for (const [, v] of m.params) if (v.shape.length === 2) v.assign(tf.mul(v, scale));
@@ -58,9 +32,9 @@ async function models(): Promise<Model[]> {
   return [
     await scaled("gpt2", 3, 10),
     await scaled("llama", 4, 10),
-    fromRaw(
+    tinyModelFromConfig(
       {
-        ...BASE,
+        ...TINY_RAW_CONFIG,
         model_type: "gemma2",
         head_dim: 8,
         sliding_window: 3,
@@ -70,7 +44,11 @@ async function models(): Promise<Model[]> {
       5,
       10,
     ),
-    fromRaw({ ...BASE, model_type: "phi3", partial_rotary_factor: 0.5 }, 6, 10),
+    tinyModelFromConfig(
+      { ...TINY_RAW_CONFIG, model_type: "phi3", partial_rotary_factor: 0.5 },
+      6,
+      10,
+    ),
   ];
 }
 

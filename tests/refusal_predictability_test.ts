@@ -52,12 +52,16 @@ Deno.test("refusalPredictability: best layer, an independent diff-of-means score
           return t;
         });
     };
-    const aucs = Array.from(
-      { length: m.config.nLayer },
-      (_, i) => auroc(scoreAt(i + 1)(ha.layer(i + 1)), heldOut.map((r) => r.kind === "harmful")),
-    );
-    assert.ok(Math.abs(probe.auroc - Math.max(...aucs)) < 1e-6, `${probe.auroc} vs ${aucs}`);
-    assert.equal(probe.layer, aucs.indexOf(Math.max(...aucs)) + 1);
+    const isHarmful = heldOut.map((r) => r.kind === "harmful");
+    const layers = Array.from({ length: m.config.nLayer }, (_, i) => {
+      const held = scoreAt(i + 1)(ha.layer(i + 1));
+      return { layer: i + 1, auc: auroc(held, isHarmful), d: separation(held, isHarmful) };
+    });
+    // highest AUROC; among equal AUROCs (several layers separate perfectly) the widest Cohen's d
+    const top = Math.max(...layers.map((l) => l.auc));
+    const best = layers.filter((l) => Math.abs(l.auc - top) < 1e-9).sort((a, b) => b.d - a.d)[0];
+    assert.ok(Math.abs(probe.auroc - top) < 1e-6, `${probe.auroc} vs ${top}`);
+    assert.equal(probe.layer, best.layer, JSON.stringify(layers));
     const score = scoreAt(probe.layer)(aa.layer(probe.layer));
 
     // A harmful "rate" equal to the independent score: r = 1 across prompts.
