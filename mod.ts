@@ -690,6 +690,7 @@ export {
   type Measurement,
   MissingRowError,
   mostOnExpectedSide,
+  nearZero,
   requireRow,
   unpaired,
 } from "./lib/experiments/claim_rules.ts";
@@ -704,6 +705,7 @@ export {
   VERDICTS,
 } from "./lib/experiments/claims.ts";
 export {
+  fillLedgerSection,
   LEDGER_COLUMNS,
   ledgerFigure,
   ledgerMarkdown,
@@ -721,6 +723,18 @@ export {
   type SavedResult,
   type SavedResults,
 } from "./lib/experiments/saved_results.ts";
+export {
+  deltasMarkdown,
+  fillTableBlocks,
+  numberCell,
+  pctCell,
+  pointsCell,
+  ratesMarkdown,
+  RESULT_TABLE_IDS,
+  type ResultTable,
+  resultTables,
+  tableBlockIds,
+} from "./lib/experiments/result_tables.ts";
 
 // ---- Judges ----
 export {

@@ -8,7 +8,7 @@
 
 import { plotScatter } from "../viz/plots/scatter.ts";
 import type { PlotlyFigure } from "../viz/figure.ts";
-import type { LedgerRow } from "./claims.ts";
+import { countsLine, type LedgerRow } from "./claims.ts";
 
 const cell = (s: string) => s.replaceAll("|", "\\|").replaceAll("\n", " ");
 
@@ -124,4 +124,30 @@ export function ledgerFigure(ledger: readonly LedgerRow[]): PlotlyFigure | undef
     line: { dash: "dot", color: "#999999", width: 1 },
   });
   return fig;
+}
+
+/**
+ * `text` (the README) with the table and the counts line of its "## Claims ledger" section
+ * replaced by the ledger's; an error when the section, its table or its counts line is missing.
+ *
+ * @example
+ * ```ts ignore
+ * const readme = fillLedgerSection(await Deno.readTextFile("README.md"), claimsLedger(results));
+ * ```
+ */
+export function fillLedgerSection(text: string, ledger: readonly LedgerRow[]): string {
+  const start = text.indexOf("## Claims ledger");
+  if (start < 0) throw new Error("no '## Claims ledger' section to fill");
+  const next = text.indexOf("\n## ", start + 1);
+  const end = next < 0 ? text.length : next;
+  const lines = text.slice(start, end).split("\n");
+  const first = lines.findIndex((l) => l.startsWith("|"));
+  if (first < 0) throw new Error("the '## Claims ledger' section has no table to replace");
+  let last = first;
+  while (last < lines.length && lines[last].startsWith("|")) last++;
+  lines.splice(first, last - first, ...ledgerMarkdown(ledger).split("\n"));
+  const counts = lines.findIndex((l) => l.startsWith("reproduced: "));
+  if (counts < 0) throw new Error("the '## Claims ledger' section has no 'reproduced: ...' line");
+  lines[counts] = countsLine(ledger);
+  return text.slice(0, start) + lines.join("\n") + text.slice(end);
 }
