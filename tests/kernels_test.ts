@@ -1,6 +1,7 @@
 /**
  * The kernels lib/engine/kernels.ts registers on the wasm backend: the gradient of `gather`
- * (UnsortedSegmentSum) and an `Identity` that shares its input's data instead of copying it.
+ * (UnsortedSegmentSum), an `Identity` that shares its input's data instead of copying it, and
+ * `Slice` and `GatherV2` that copy only what they take (checked against index arithmetic).
  */
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
@@ -92,6 +93,57 @@ Deno.test("wasm Slice equals index arithmetic for every rank, dtype and block la
     "b",
     "c",
   ]);
+});
+
+Deno.test("wasm GatherV2 equals index arithmetic on every axis, batchDims and dtype; bad indices are an error", () => {
+  let seed = 11;
+  const rand = (k: number) => ((seed = (seed * 1103515245 + 12345) >>> 0) % k);
+  const prod = (d: number[]) => d.reduce((a, b) => a * b, 1);
+  for (let r = 0; r < 60; r++) {
+    const shape = Array.from({ length: 1 + rand(4) }, () => 1 + rand(5));
+    const axis = rand(shape.length);
+    const batchDims = rand(axis + 1); // 0..axis
+    // indices: the batch dims of x, then 0-2 dims of their own (empty ones too)
+    const own = rand(3) === 0 ? [2, 1 + rand(3)] : [rand(5)];
+    const idxShape = [...shape.slice(0, batchDims), ...own];
+    const idx = Array.from({ length: prod(idxShape) }, () => rand(shape[axis]));
+    const [batch, outer] = [prod(shape.slice(0, batchDims)), prod(shape.slice(batchDims, axis))];
+    const inner = prod(shape.slice(axis + 1)), m = prod(own);
+    for (const dtype of ["float32", "int32", "bool"] as const) {
+      const vals = Array.from(
+        { length: prod(shape) },
+        (_, i) => dtype === "bool" ? i % 3 === 0 ? 1 : 0 : i,
+      );
+      const x = tf.tensor(vals, shape, dtype);
+      const ids = tf.tensor(idx, idxShape, "int32");
+      const y = tf.gather(x, ids, axis, batchDims);
+      const want: number[] = [];
+      for (let b = 0; b < batch; b++) {
+        for (let o = 0; o < outer; o++) {
+          for (let i = 0; i < m; i++) {
+            const at = ((b * outer + o) * shape[axis] + idx[b * m + i]) * inner;
+            for (let j = 0; j < inner; j++) want.push(vals[at + j]);
+          }
+        }
+      }
+      const where = `gather [${shape}] axis ${axis} batchDims ${batchDims} (${dtype})`;
+      assert.deepEqual(y.shape, [...shape.slice(0, axis), ...own, ...shape.slice(axis + 1)], where);
+      assert.equal(y.dtype, dtype);
+      assert.deepEqual(Array.from(y.dataSync()), want, where);
+      tf.dispose([x, ids, y]);
+    }
+  }
+  const x = tf.tensor2d([[1, 2], [3, 4]]);
+  assert.throws(
+    () => tf.gather(x, tf.tensor1d([0, 2], "int32")),
+    /index value 2 is not in \[0, 1\]/,
+  );
+  assert.throws(() => tf.gather(x, tf.tensor1d([-1], "int32")), /index value -1/);
+  assert.deepEqual(tf.gather(x, tf.tensor1d([1], "int32"), -1).arraySync(), [[2], [4]]);
+  // the case the stock wasm kernel got wrong ([[2], [2.4e-44]])
+  const b = tf.gather(x, tf.tensor2d([[1], [0]], [2, 1], "int32"), 1, 1);
+  assert.deepEqual(b.arraySync(), [[2], [3]]);
+  tf.dispose([x, b]);
 });
 
 Deno.test("wasm Slice's gradient pads back into place", () => {
