@@ -16,6 +16,7 @@ import "@tensorflow/tfjs-backend-wasm";
 // The union package registers every gradient (tfjs-core alone registers none).
 import "@tensorflow/tfjs";
 import { registerWasmKernels } from "./kernels.ts";
+import { registerFusedKernels } from "./fused.ts";
 
 /** A backend name, or `auto`. */
 export type BackendName = "auto" | "tensorflow" | "webgpu" | "wasm" | "cpu";
@@ -166,6 +167,7 @@ export async function initBackend(
     if (await tf.setBackend("wasm")) {
       await tf.ready();
       registerWasmKernels();
+      registerFusedKernels();
       const simd = Boolean(await tf.env().getAsync("WASM_HAS_SIMD_SUPPORT"));
       const blas = await enableBlasIfWanted(opts);
       notes.push(`wasm: SIMD ${simd ? "on" : "off"}, BLAS ${blas?.enabled ? "on" : "off"}`);
