@@ -94,6 +94,73 @@ Deno.test("fillTableBlocks: replaces known blocks, keeps those without a result,
   );
 });
 
+Deno.test("persistence: the monitor's false flags and stop's before -> after come from tables.json", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const run = join(dir, "persistence-2026-01-01T00-00-00-000Z");
+    await Deno.mkdir(run);
+    const rate = (model: string, test: string, metric: string, r: number) => ({
+      model,
+      test,
+      metric,
+      rate: r,
+      lo: r - 0.1,
+      hi: r + 0.1,
+      n: 60,
+      prompts: 60,
+      interval: "bootstrap (templates, prompts)",
+    });
+    const action = (action: string, metric: string, r: number) => ({
+      model: "toy-base",
+      action,
+      metric,
+      rate: r,
+      lo: r,
+      hi: r,
+      n: 60,
+      prompts: 60,
+      interval: "bootstrap (templates, prompts)",
+    });
+    await Deno.writeTextFile(
+      join(run, "tables.json"),
+      JSON.stringify({
+        settings: { quick: false, seed: 0 },
+        persistence: [
+          rate("toy-base", "no attack", "refusal (harmful prompts)", 0),
+          rate("toy-base", "no attack", "compliance (harmful prompts)", 0.92),
+          rate("toy-base", "harmful fine-tuning (N=10)", "refusal (harmful prompts)", 0),
+        ],
+        calibration: [{
+          model: "toy-base",
+          "held-out rate": 0.39,
+          "held-out lo": 0.31,
+          "held-out hi": 0.48,
+          "held-out n": 120,
+        }],
+        monitorActions: [
+          action("none (unmonitored)", "ASR (harmful)", 0.92),
+          action("stop", "ASR (harmful)", 0.08),
+          action("none (unmonitored)", "over-refusal (borderline)", 0),
+          action("stop", "over-refusal (borderline)", 0.63),
+        ],
+      }),
+    );
+    const [table] = resultTables(await loadSavedResults(dir));
+    assert.equal(table.id, "persistence");
+    const [header, , row] = table.markdown.split("\n");
+    assert.match(
+      header,
+      /refusal after FT \(N=10\) \| .* monitor false flags, held out \| `stop`: harmful ASR/,
+    );
+    assert.equal(
+      row,
+      "| toy-base | 0 [-10, 10] | 92 [82, 102] | 0 [-10, 10] | - | - | - | - | 39 [31, 48] | 92 -> 8 | 0 -> 63 |",
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("README: every result-table block is what datasets/results generates, and every table has one", async () => {
   const readme = await Deno.readTextFile(join(ROOT, "README.md"));
   const tables = resultTables(await loadSavedResults(join(ROOT, "datasets/results")));

@@ -233,13 +233,25 @@ function defencesTable(rows: readonly ResultRow[]): string {
   ], body);
 }
 
-/** Persistence: refusal before and after each attack, personas, steering, over-refusal. */
+/** "92 -> 8": a rate before and after an action, in % (no intervals: see the saved rows). */
+function arrow(before: ResultRow | undefined, after: ResultRow | undefined): string {
+  if (!before || !after || !fin(before.value) || !fin(after.value)) return "-";
+  return `${int(before.value)} -> ${int(after.value)}`;
+}
+
+/**
+ * Persistence: refusal before and after harmful fine-tuning, personas, steering, over-refusal,
+ * and the calibrated monitor (held-out false flags; harmful ASR and over-refusal before and
+ * after `stop`).
+ */
 function persistenceTable(rows: readonly ResultRow[]): string {
   const models = conditionsOf(rows, "no attack");
-  const tests = [...new Set(rows.map((r) => r.table))].filter((t) => t !== "deltas");
-  const cellOf = (m: string, test: string, metric: RegExp) =>
-    pctCell(rows.find((r) => r.condition === m && r.table === test && metric.test(r.metric)));
+  const tests = [...new Set(rows.map((r) => r.table))];
+  const get = (m: string, test: string, metric: RegExp) =>
+    rows.find((r) => r.condition === m && r.table === test && metric.test(r.metric));
+  const cellOf = (m: string, test: string, metric: RegExp) => pctCell(get(m, test, metric));
   const fineTuning = tests.filter((t) => t.startsWith("harmful fine-tuning"));
+  const monitored = tests.includes("monitor: stop");
   const body = models.map((m) => [
     m,
     cellOf(m, "no attack", /^refusal/),
@@ -249,6 +261,19 @@ function persistenceTable(rows: readonly ResultRow[]): string {
     cellOf(m, "adversarial personas", /^refusal/),
     cellOf(m, "helpful steering", /^instruction followed/),
     cellOf(m, "no attack", /^over-refusal/),
+    ...(monitored
+      ? [
+        cellOf(m, "monitor calibration", /^held-out false flags/),
+        arrow(
+          get(m, "monitor: none (unmonitored)", /^ASR \(harmful\)/),
+          get(m, "monitor: stop", /^ASR \(harmful\)/),
+        ),
+        arrow(
+          get(m, "monitor: none (unmonitored)", /^over-refusal/),
+          get(m, "monitor: stop", /^over-refusal/),
+        ),
+      ]
+      : []),
   ]);
   return markdownTable([
     "model",
@@ -259,6 +284,9 @@ function persistenceTable(rows: readonly ResultRow[]): string {
     "persona refusal",
     "steering followed",
     "over-refusal",
+    ...(monitored
+      ? ["monitor false flags, held out", "`stop`: harmful ASR", "`stop`: over-refusal"]
+      : []),
   ], body);
 }
 
@@ -308,12 +336,13 @@ export function resultTables(results: SavedResults): ResultTable[] {
   return BUILDERS.flatMap((b) => {
     const saved = results[b.experiment];
     if (!saved) return [];
+    // How the intervals were made, as the rows say (side tables and point notes left out).
+    const side = new Set(["compass", "throughput", "refits", "dynamics"]);
     const methods = [
       ...new Set(
-        saved.rows.filter((r) =>
-          ["rates", "deltas"].includes(r.table) || r.experiment === "defences"
-        )
-          .map((r) => r.method.replace(/ \(.*\)$/, "")).filter(Boolean),
+        saved.rows.filter((r) => !side.has(r.table)).map((r) =>
+          r.method.replace(/ \(no discordant[^)]*\)$/, "")
+        ).filter(Boolean),
       ),
     ];
     return [{

@@ -11,7 +11,8 @@
  *   (`prefill ASR (k=5)`, `injection ASR (t=2)`, `KL to toy-base (position 0)`);
  * - `tables.json` (persistence): one row per model, test and metric (table = the test), and
  *   one "deltas" row per attacked test (reference `<model> (no attack)`, metric
- *   `<test>: <metric>`) with its paired interval.
+ *   `<test>: <metric>`) with its paired interval; the monitor's held-out false flags (table
+ *   "monitor calibration") and each action's rates (table `monitor: <action>`).
  *
  * Whether a result is CI-sized ("quick") is read from what the run wrote, never guessed from
  * its numbers: `config.json`'s `quick` (experiments), else the report's subtitle ("quick (CI)
@@ -171,7 +172,7 @@ function persistenceRows(raw: unknown, where: string): ResultRow[] {
   const rows = asArray(o.persistence, `${where} .persistence`);
   const settings = asObject(o.settings ?? {}, `${where} .settings`);
   const seeds = String(settings.seed ?? "");
-  return rows.flatMap((r) => {
+  const rateRows = rows.flatMap((r) => {
     const base = {
       experiment: "persistence",
       condition: String(r.model),
@@ -203,6 +204,45 @@ function persistenceRows(raw: unknown, where: string): ResultRow[] {
       }),
     ];
   });
+  // The monitor: held-out false flags of the calibrated threshold, and every action's rates.
+  const calibration = Array.isArray(o.calibration)
+    ? o.calibration as Record<string, unknown>[]
+    : [];
+  const actions = Array.isArray(o.monitorActions)
+    ? o.monitorActions as Record<string, unknown>[]
+    : [];
+  return [
+    ...rateRows,
+    ...calibration.map((r) =>
+      resultRow({
+        experiment: "persistence",
+        table: "monitor calibration",
+        condition: String(r.model),
+        metric: "held-out false flags",
+        value: num(r["held-out rate"]),
+        lo: num(r["held-out lo"]),
+        hi: num(r["held-out hi"]),
+        n: num(r["held-out n"]),
+        seeds,
+        method: "Wilson",
+      })
+    ),
+    ...actions.map((r) =>
+      resultRow({
+        experiment: "persistence",
+        table: `monitor: ${r.action}`,
+        condition: String(r.model),
+        metric: String(r.metric),
+        value: num(r.rate),
+        lo: num(r.lo),
+        hi: num(r.hi),
+        n: num(r.n),
+        prompts: num(r.prompts),
+        seeds,
+        method: String(r.interval ?? ""),
+      })
+    ),
+  ];
 }
 
 /** Reads one saved result folder (a run folder or a collected copy); undefined when it holds none. */
