@@ -296,7 +296,11 @@ const BUILDERS: Builder[] = [
   {
     id: "alphaalign-rates",
     experiment: "alphaalign",
-    build: (r) => ratesMarkdown(r, [...RL_COLUMNS, ["format", "format"]]),
+    build: (r) =>
+      ratesMarkdown(r, [...RL_COLUMNS, ["harmful refusal", "harmful refusal"], [
+        "format (V_f)",
+        "format (V_f)",
+      ]]),
   },
   {
     id: "alphaalign-deltas",
