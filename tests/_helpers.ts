@@ -73,6 +73,16 @@ export const TINY_RAW_CONFIG = {
   num_key_value_heads: 2,
 };
 
+/** Gemma 2's extras on the tiny config: head_dim 8, a 3-token sliding window, both soft-caps. */
+export const TINY_GEMMA2_CONFIG = {
+  ...TINY_RAW_CONFIG,
+  model_type: "gemma2",
+  head_dim: 8,
+  sliding_window: 3,
+  final_logit_softcapping: 5,
+  attn_logit_softcapping: 20,
+};
+
 /**
  * A random model from a raw Hugging Face config (e.g. `{ ...TINY_RAW_CONFIG, model_type:
  * "gemma2" }`) with the number tokenizer; `scale` multiplies every matrix (larger weights than

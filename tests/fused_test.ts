@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
 import {
   maxAbsDiff,
-  TINY_RAW_CONFIG,
+  TINY_GEMMA2_CONFIG,
   tinyModel,
   tinyModelFromConfig,
   useTestBackend,
@@ -163,14 +163,7 @@ Deno.test({
       await tinyModel("gpt2", 3),
       await tinyModel("llama", 4),
       tinyModelFromConfig(
-        {
-          ...TINY_RAW_CONFIG,
-          model_type: "gemma2",
-          head_dim: 8,
-          sliding_window: 3,
-          final_logit_softcapping: 5,
-          attn_logit_softcapping: 20,
-        },
+        TINY_GEMMA2_CONFIG,
         5,
         10,
       ),

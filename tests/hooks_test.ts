@@ -10,7 +10,13 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
 import { join } from "node:path";
-import { TINY_RAW_CONFIG, tinyModel, tinyModelFromConfig, useTestBackend } from "./_helpers.ts";
+import {
+  TINY_GEMMA2_CONFIG,
+  TINY_RAW_CONFIG,
+  tinyModel,
+  tinyModelFromConfig,
+  useTestBackend,
+} from "./_helpers.ts";
 import type { Model } from "../lib/model/model.ts";
 import { attnOutBias, attnOutProject } from "../lib/model/transformer.ts";
 import { actName, hookPointNames } from "../lib/model/hook_names.ts";
@@ -22,14 +28,7 @@ async function models(): Promise<Model[]> {
   return [
     await tinyModel("gpt2", 3),
     await tinyModel("llama", 4),
-    tinyModelFromConfig({
-      ...TINY_RAW_CONFIG,
-      model_type: "gemma2",
-      head_dim: 8,
-      sliding_window: 3,
-      final_logit_softcapping: 5,
-      attn_logit_softcapping: 20,
-    }, 5),
+    tinyModelFromConfig(TINY_GEMMA2_CONFIG, 5),
     tinyModelFromConfig({ ...TINY_RAW_CONFIG, model_type: "phi3", partial_rotary_factor: 0.5 }, 6),
   ];
 }

@@ -9,7 +9,13 @@
  */
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
-import { TINY_RAW_CONFIG, tinyModel, tinyModelFromConfig, useTestBackend } from "./_helpers.ts";
+import {
+  TINY_GEMMA2_CONFIG,
+  TINY_RAW_CONFIG,
+  tinyModel,
+  tinyModelFromConfig,
+  useTestBackend,
+} from "./_helpers.ts";
 import type { Model } from "../lib/model/model.ts";
 import { lensLogits, logitLens } from "../lib/interp/logit_lens.ts";
 import { directLogitAttribution, residualDirection } from "../lib/interp/dla.ts";
@@ -33,14 +39,7 @@ async function models(): Promise<Model[]> {
     await scaled("gpt2", 3, 10),
     await scaled("llama", 4, 10),
     tinyModelFromConfig(
-      {
-        ...TINY_RAW_CONFIG,
-        model_type: "gemma2",
-        head_dim: 8,
-        sliding_window: 3,
-        final_logit_softcapping: 5,
-        attn_logit_softcapping: 20,
-      },
+      TINY_GEMMA2_CONFIG,
       5,
       10,
     ),

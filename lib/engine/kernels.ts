@@ -177,6 +177,14 @@ let stockSlice: tf.KernelFunc | undefined;
 let stockGather: tf.KernelFunc | undefined;
 let registered = false;
 
+/** Registers `fn` as the wasm backend's `name` kernel; returns the stock one it replaces. */
+function replaceKernel(name: string, fn: unknown): tf.KernelFunc | undefined {
+  const stock = tf.getKernel(name, "wasm")?.kernelFunc;
+  if (stock !== undefined) tf.unregisterKernel(name, "wasm");
+  tf.registerKernel({ kernelName: name, backendName: "wasm", kernelFunc: fn as tf.KernelFunc });
+  return stock;
+}
+
 /** Registers the missing kernels on the wasm backend (idempotent). */
 export function registerWasmKernels(): void {
   if (registered) return;
@@ -193,26 +201,8 @@ export function registerWasmKernels(): void {
     backendName: "wasm",
     kernelFunc: identitySharedWasm as unknown as tf.KernelFunc,
   });
-  const slice = tf.getKernel("Slice", "wasm");
-  if (slice !== undefined) {
-    stockSlice = slice.kernelFunc;
-    tf.unregisterKernel("Slice", "wasm");
-  }
-  tf.registerKernel({
-    kernelName: "Slice",
-    backendName: "wasm",
-    kernelFunc: sliceWasm as unknown as tf.KernelFunc,
-  });
-  const gather = tf.getKernel("GatherV2", "wasm");
-  if (gather !== undefined) {
-    stockGather = gather.kernelFunc;
-    tf.unregisterKernel("GatherV2", "wasm");
-    tf.registerKernel({
-      kernelName: "GatherV2",
-      backendName: "wasm",
-      kernelFunc: gatherWasm as unknown as tf.KernelFunc,
-    });
-  }
+  stockSlice = replaceKernel("Slice", sliceWasm);
+  stockGather = replaceKernel("GatherV2", gatherWasm);
   registered = true;
 }
 
