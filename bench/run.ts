@@ -7,6 +7,9 @@
  * Then the real sizes (bench/real_size.ts): Qwen3-0.6B and Qwen3-4B shapes loaded with
  * `loadModel` beside Hugging Face transformers on the same checkpoint.
  *
+ * Rows: PyTorch (the peer, same run), wasm + OpenBLAS, the same with unfused decoding
+ * (`SAFETY_COMPASS_FUSED=0`: what lib/engine/fused.ts buys), two workers, stock kernels, cpu.
+ *
  * Flags: --quick (fewer repeats; skips the slow reference rows, stock wasm kernels and pure-JS
  * cpu, and the 4B shape),
  * --only NAME (gpt2-small | safetyworld | qwen3-0.6b | qwen3-4b | real), --json PATH (every row
@@ -208,7 +211,14 @@ async function torchPeer(s: Shape): Promise<Record<string, number> | string> {
 }
 
 /** `workers`: data-parallel worker threads (bench/workers.ts), each with its own backend. */
-type Config = { label: string; backend: "wasm" | "cpu"; blas: boolean; workers?: number };
+type Config = {
+  label: string;
+  backend: "wasm" | "cpu";
+  blas: boolean;
+  workers?: number;
+  /** false: SAFETY_COMPASS_FUSED=0 (composed decoding ops; inference only, training is the same). */
+  fused?: boolean;
+};
 
 /** Issue 22's targets (ours / PyTorch, same run), printed beside the ratios and kept in --json. */
 const TARGETS: Record<string, Partial<Record<"forward" | "decode" | "decode1" | "train", number>>> =
@@ -218,6 +228,7 @@ const TARGETS: Record<string, Partial<Record<"forward" | "decode" | "decode1" | 
   };
 const CONFIGS: Config[] = [
   { label: "wasm + OpenBLAS", backend: "wasm", blas: true },
+  { label: "  same, unfused decoding", backend: "wasm", blas: true, fused: false },
   { label: "wasm+OpenBLAS, 2 workers", backend: "wasm", blas: true, workers: 2 },
   { label: "wasm (stock kernels)", backend: "wasm", blas: false },
   { label: "cpu (pure JS)", backend: "cpu", blas: false },
@@ -262,6 +273,7 @@ async function runChild(
   shape: string,
   label: string,
   phase: string,
+  fused = true,
 ): Promise<Record<string, unknown>> {
   const args = [
     "run",
@@ -282,7 +294,7 @@ async function runChild(
     args,
     stdout: "piped",
     stderr: "piped",
-    env: { SAFETY_COMPASS_QUIET: "1" },
+    env: { SAFETY_COMPASS_QUIET: "1", ...(fused ? {} : { SAFETY_COMPASS_FUSED: "0" }) },
   }).output();
   const lines = new TextDecoder().decode(out.stdout).trim().split("\n").filter((l) =>
     l.startsWith("{")
@@ -348,9 +360,11 @@ for (const s of SHAPES) {
       );
       continue;
     }
-    const r = await runChild(s.name, cfg.label, "infer");
+    const r = await runChild(s.name, cfg.label, "infer", cfg.fused ?? true);
     if (!r.skipped && !r.failed) {
-      if (!cfg.blas && s.name === "gpt2-small") {
+      if (cfg.fused === false) {
+        r.train = "same as the row above (the fused kernels never run under a gradient tape)";
+      } else if (!cfg.blas && s.name === "gpt2-small") {
         r.train = "skipped: stock kernels take minutes per step";
       } else if (cfg.workers && s.name === "gpt2-small") {
         r.train = "not measured with workers (minutes per step; see the row above)";
