@@ -229,7 +229,7 @@ function defencesTable(rows: readonly ResultRow[]): string {
     ...ts.map((t) => `injection t=${t}`),
     "over-refusal",
     "benign accuracy",
-    "refusal direction vs injection r, within template",
+    "refusal direction vs injection r, within template (models not trained here)",
   ], body);
 }
 
