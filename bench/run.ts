@@ -151,6 +151,28 @@ function trainConfig(s: Shape): string {
     `, state in ${state === "host" ? "host memory" : "the heap"}`;
 }
 
+/**
+ * The peer's interpreter: Debian's `/usr/bin/python3` when it imports torch (python3-torch 1.13
+ * with OpenBLAS, the documented CPU peer), else `python3` on PATH (whatever torch it has; the
+ * version is printed in the peer's row). A pip torch 2.x on PATH measured SafetyWorld's B=1
+ * decoding at a quarter of 1.13's speed on this machine (247 vs 985 tok/s, same run
+ * conditions), so the choice is explicit.
+ */
+let peerPy: string | undefined;
+function peerPython(): string {
+  if (peerPy) return peerPy;
+  const debian = "/usr/bin/python3";
+  try {
+    const ok =
+      new Deno.Command(debian, { args: ["-c", "import torch"], stdout: "null", stderr: "null" })
+        .outputSync().success;
+    peerPy = ok ? debian : "python3";
+  } catch {
+    peerPy = "python3";
+  }
+  return peerPy;
+}
+
 /** Training phase: forward + backward (per micro-batch) + AdamW step (tokens/s). */
 async function measureTraining(m: Model, s: Shape, reps: number) {
   const { b, t, microBatch = b, state = "heap" } = s.train;
@@ -194,7 +216,7 @@ async function torchPeer(s: Shape): Promise<Record<string, number> | string> {
     repeats: quick ? 2 : 3,
   };
   try {
-    const out = await new Deno.Command("python3", {
+    const out = await new Deno.Command(peerPython(), {
       args: [new URL("./torch_peer.py", import.meta.url).pathname, JSON.stringify(cfg)],
       env: { OMP_WAIT_POLICY: "PASSIVE" },
       stdout: "piped",
