@@ -18,6 +18,10 @@
  *   tfjs's SIMD and BLAS kernels;
  * - unless `SAFETY_COMPASS_FUSED=0` is set (for A/B measurements; read once, at start-up).
  *
+ * lib/model/transformer.ts calls them only in KV-cache decoding steps without hooks, so every
+ * full forward (training, prefill, hooked runs, recomputed log-probs) keeps the composed ops bit
+ * for bit.
+ *
  * @module
  */
 

@@ -536,6 +536,22 @@ export function forward(
   ids: number[][],
   opts: ForwardOptions = {},
 ): ForwardOutput {
+  const outer = decodingStep;
+  decodingStep = !opts.hook && opts.cache !== undefined;
+  try {
+    return forwardPass(c, p, ids, opts);
+  } finally {
+    decodingStep = outer;
+  }
+}
+
+/** {@link forward}'s body (the wrapper sets `decodingStep` around it). */
+function forwardPass(
+  c: ModelConfig,
+  p: Params,
+  ids: number[][],
+  opts: ForwardOptions,
+): ForwardOutput {
   const b = ids.length;
   const t = ids[0]?.length ?? 0;
   if (b === 0 || t === 0) throw new Error("forward: inputIds must be a non-empty [B, T] array");
@@ -581,128 +597,118 @@ export function forward(
   const keep = opts.useCache || opts.cache !== undefined;
   const last = c.nLayer;
 
-  const outer = decodingStep;
-  decodingStep = !hook && opts.cache !== undefined;
-  try {
-    return forwardPass();
-  } finally {
-    decodingStep = outer;
-  }
-
-  function forwardPass(): ForwardOutput {
-    return tf.tidy(() => {
-      const d = c.dModel;
-      const flatIds = tf.tensor1d(ids.flat(), "int32");
-      // One additive mask per attention kind used (full, sliding).
-      const biases = new Map<string, tf.Tensor4D>();
-      const biasOf = (i: number) => {
-        const sliding = c.layerTypes[i] === "sliding" && c.slidingWindow !== undefined;
-        const key = sliding ? "sliding" : "full";
-        if (!biases.has(key)) {
-          biases.set(key, attentionBias(mask, pastLen, t, sliding ? c.slidingWindow : undefined));
-        }
-        return biases.get(key)!;
-      };
-      const external = externalOf(p);
-      const embed = (name: string): tf.Tensor => {
-        const e = p.has(name) ? undefined : external?.get(name);
-        return e ? externalGather(e, flatIds) : tf.gather(g(name), flatIds);
-      };
-      let x: tf.Tensor3D;
-      let rope: [tf.Tensor4D, tf.Tensor4D] | undefined;
-      let ropeLocal: [tf.Tensor4D, tf.Tensor4D] | undefined;
-      if (c.arch === "gpt2") {
-        let tok = tf.reshape(embed("wte.weight"), [b, t, d]) as tf.Tensor3D;
-        let pe = tf.reshape(
-          tf.gather(g("wpe.weight"), tf.tensor1d(pos.flat(), "int32")),
-          [b, t, d],
-        ) as tf.Tensor3D;
-        if (hook) tok = hook("hook_embed", tok) as tf.Tensor3D;
-        if (hook) pe = hook("hook_pos_embed", pe) as tf.Tensor3D;
-        x = tf.add(tok, pe);
-      } else {
-        x = tf.reshape(embed("model.embed_tokens.weight"), [b, t, d]);
-        if (c.embedScale !== 1) x = tf.mul(x, c.embedScale); // Gemma: sqrt(d) in float32
-        if (hook) x = hook("hook_embed", x) as tf.Tensor3D;
-        rope = ropeTables(pos, c.rope!);
-        if (c.ropeLocal && c.layerTypes.includes("sliding")) {
-          ropeLocal = ropeTables(pos, c.ropeLocal);
-        }
+  return tf.tidy(() => {
+    const d = c.dModel;
+    const flatIds = tf.tensor1d(ids.flat(), "int32");
+    // One additive mask per attention kind used (full, sliding).
+    const biases = new Map<string, tf.Tensor4D>();
+    const biasOf = (i: number) => {
+      const sliding = c.layerTypes[i] === "sliding" && c.slidingWindow !== undefined;
+      const key = sliding ? "sliding" : "full";
+      if (!biases.has(key)) {
+        biases.set(key, attentionBias(mask, pastLen, t, sliding ? c.slidingWindow : undefined));
       }
-      const hidden: tf.Tensor3D[] = [];
-      const newK: tf.Tensor4D[] = [];
-      const newV: tf.Tensor4D[] = [];
-      // Hidden state `layer` is a view of the named hook points: blocks.{layer}.hook_resid_pre
-      // for layer < nLayer (after the interventions at that layer), ln_final.hook_normalized
-      // (then the interventions at nLayer) for the last one.
-      const edit = (layer: number) => {
-        for (const iv of opts.interventions ?? []) {
-          if (iv.layer === layer && !iv.beforeFinalNorm) x = iv.fn(x);
+      return biases.get(key)!;
+    };
+    const external = externalOf(p);
+    const embed = (name: string): tf.Tensor => {
+      const e = p.has(name) ? undefined : external?.get(name);
+      return e ? externalGather(e, flatIds) : tf.gather(g(name), flatIds);
+    };
+    let x: tf.Tensor3D;
+    let rope: [tf.Tensor4D, tf.Tensor4D] | undefined;
+    let ropeLocal: [tf.Tensor4D, tf.Tensor4D] | undefined;
+    if (c.arch === "gpt2") {
+      let tok = tf.reshape(embed("wte.weight"), [b, t, d]) as tf.Tensor3D;
+      let pe = tf.reshape(
+        tf.gather(g("wpe.weight"), tf.tensor1d(pos.flat(), "int32")),
+        [b, t, d],
+      ) as tf.Tensor3D;
+      if (hook) tok = hook("hook_embed", tok) as tf.Tensor3D;
+      if (hook) pe = hook("hook_pos_embed", pe) as tf.Tensor3D;
+      x = tf.add(tok, pe);
+    } else {
+      x = tf.reshape(embed("model.embed_tokens.weight"), [b, t, d]);
+      if (c.embedScale !== 1) x = tf.mul(x, c.embedScale); // Gemma: sqrt(d) in float32
+      if (hook) x = hook("hook_embed", x) as tf.Tensor3D;
+      rope = ropeTables(pos, c.rope!);
+      if (c.ropeLocal && c.layerTypes.includes("sliding")) {
+        ropeLocal = ropeTables(pos, c.ropeLocal);
+      }
+    }
+    const hidden: tf.Tensor3D[] = [];
+    const newK: tf.Tensor4D[] = [];
+    const newV: tf.Tensor4D[] = [];
+    // Hidden state `layer` is a view of the named hook points: blocks.{layer}.hook_resid_pre
+    // for layer < nLayer (after the interventions at that layer), ln_final.hook_normalized
+    // (then the interventions at nLayer) for the last one.
+    const edit = (layer: number) => {
+      for (const iv of opts.interventions ?? []) {
+        if (iv.layer === layer && !iv.beforeFinalNorm) x = iv.fn(x);
+      }
+      if (hook && layer < last) x = hook(`blocks.${layer}.hook_resid_pre`, x) as tf.Tensor3D;
+      if (want.has(layer)) hidden[layer] = x;
+    };
+    // Hidden states 0 .. nLayer-1 are residuals; nLayer is the final-norm output (below).
+    if (last > 0) edit(0);
+    // The masks are made here, outside the blocks' scopes, so every block can reuse them.
+    for (let i = 0; i < c.nLayer; i++) biasOf(i);
+    for (let i = 0; i < c.nLayer; i++) {
+      // One scope per block: its intermediates are freed when it ends (what the gradient needs
+      // is kept by the tape), so a forward holds one block's activations, not all of them.
+      const hk: BlockHook = hook
+        ? <T extends tf.Tensor>(n: string, y: T) => hook(`blocks.${i}.${n}`, y) as T
+        : <T extends tf.Tensor>(_n: string, y: T) => y;
+      const [xNext, kNew, vNew] = tf.tidy(() => {
+        let q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D;
+        if (c.arch === "gpt2") [q, k, v] = gpt2Qkv(c, p, g, i, x);
+        else {
+          const [cos, sin] = c.layerTypes[i] === "sliding" && ropeLocal ? ropeLocal : rope!;
+          [q, k, v] = ropeQkv(c, p, g, i, x, cos, sin);
         }
-        if (hook && layer < last) x = hook(`blocks.${layer}.hook_resid_pre`, x) as tf.Tensor3D;
-        if (want.has(layer)) hidden[layer] = x;
-      };
-      // Hidden states 0 .. nLayer-1 are residuals; nLayer is the final-norm output (below).
-      if (last > 0) edit(0);
-      // The masks are made here, outside the blocks' scopes, so every block can reuse them.
-      for (let i = 0; i < c.nLayer; i++) biasOf(i);
-      for (let i = 0; i < c.nLayer; i++) {
-        // One scope per block: its intermediates are freed when it ends (what the gradient needs
-        // is kept by the tape), so a forward holds one block's activations, not all of them.
-        const hk: BlockHook = hook
-          ? <T extends tf.Tensor>(n: string, y: T) => hook(`blocks.${i}.${n}`, y) as T
-          : <T extends tf.Tensor>(_n: string, y: T) => y;
-        const [xNext, kNew, vNew] = tf.tidy(() => {
-          let q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D;
-          if (c.arch === "gpt2") [q, k, v] = gpt2Qkv(c, p, g, i, x);
-          else {
-            const [cos, sin] = c.layerTypes[i] === "sliding" && ropeLocal ? ropeLocal : rope!;
-            [q, k, v] = ropeQkv(c, p, g, i, x, cos, sin);
-          }
-          if (opts.cache) {
-            k = tf.concat([opts.cache.k[i], k], 2);
-            v = tf.concat([opts.cache.v[i], v], 2);
-          }
-          const att = tf.reshape(
-            attend(c, q, k, v, biasOf(i), hk),
-            [
-              b * t,
-              c.nHead * c.headDim,
-            ],
-          ) as tf.Tensor2D;
-          const y = hk(
-            "hook_resid_post",
-            c.arch === "gpt2" ? gpt2Rest(c, p, g, i, x, att, hk) : ropeRest(c, p, g, i, x, att, hk),
-          );
-          return keep ? [y, k, v] : [y];
-        }) as [tf.Tensor3D, tf.Tensor4D?, tf.Tensor4D?];
-        x = xNext;
-        if (keep) newK.push(kNew!), newV.push(vNew!);
-        if (i + 1 < last) edit(i + 1);
-      }
-      for (const iv of opts.interventions ?? []) if (iv.beforeFinalNorm) x = iv.fn(x);
-      const residual = x;
-      const ivLast = (opts.interventions ?? []).some((iv) =>
-        iv.layer === last && !iv.beforeFinalNorm
-      );
-      let logits: tf.Tensor3D | undefined;
-      let xs: tf.Tensor3D | undefined; // what the head reads
-      const lastOnly = opts.logits === "last";
-      if (want.has(last) || ivLast || hook || (opts.logits !== "none" && !lastOnly)) {
-        x = finalNorm(c, g, x);
-        if (hook) x = hook("ln_final.hook_normalized", x) as tf.Tensor3D;
-        edit(last);
-        if (opts.logits !== "none") xs = lastOnly ? tf.slice(x, [0, t - 1, 0], [b, 1, d]) : x;
-      } else if (lastOnly) {
-        xs = finalNorm(c, g, tf.slice(x, [0, t - 1, 0], [b, 1, d]));
-      }
-      if (xs) logits = headLogits(c, p, g, xs);
-      const out: ForwardOutput = { logits, hiddenStates: hidden };
-      if (opts.finalResidual) out.finalResidual = residual;
-      if (keep) out.cache = { k: newK, v: newV, length: pastLen + t };
-      return out as unknown as tf.TensorContainer;
-    }) as unknown as ForwardOutput;
-  }
+        if (opts.cache) {
+          k = tf.concat([opts.cache.k[i], k], 2);
+          v = tf.concat([opts.cache.v[i], v], 2);
+        }
+        const att = tf.reshape(
+          attend(c, q, k, v, biasOf(i), hk),
+          [
+            b * t,
+            c.nHead * c.headDim,
+          ],
+        ) as tf.Tensor2D;
+        const y = hk(
+          "hook_resid_post",
+          c.arch === "gpt2" ? gpt2Rest(c, p, g, i, x, att, hk) : ropeRest(c, p, g, i, x, att, hk),
+        );
+        return keep ? [y, k, v] : [y];
+      }) as [tf.Tensor3D, tf.Tensor4D?, tf.Tensor4D?];
+      x = xNext;
+      if (keep) newK.push(kNew!), newV.push(vNew!);
+      if (i + 1 < last) edit(i + 1);
+    }
+    for (const iv of opts.interventions ?? []) if (iv.beforeFinalNorm) x = iv.fn(x);
+    const residual = x;
+    const ivLast = (opts.interventions ?? []).some((iv) =>
+      iv.layer === last && !iv.beforeFinalNorm
+    );
+    let logits: tf.Tensor3D | undefined;
+    let xs: tf.Tensor3D | undefined; // what the head reads
+    const lastOnly = opts.logits === "last";
+    if (want.has(last) || ivLast || hook || (opts.logits !== "none" && !lastOnly)) {
+      x = finalNorm(c, g, x);
+      if (hook) x = hook("ln_final.hook_normalized", x) as tf.Tensor3D;
+      edit(last);
+      if (opts.logits !== "none") xs = lastOnly ? tf.slice(x, [0, t - 1, 0], [b, 1, d]) : x;
+    } else if (lastOnly) {
+      xs = finalNorm(c, g, tf.slice(x, [0, t - 1, 0], [b, 1, d]));
+    }
+    if (xs) logits = headLogits(c, p, g, xs);
+    const out: ForwardOutput = { logits, hiddenStates: hidden };
+    if (opts.finalResidual) out.finalResidual = residual;
+    if (keep) out.cache = { k: newK, v: newV, length: pastLen + t };
+    return out as unknown as tf.TensorContainer;
+  }) as unknown as ForwardOutput;
 }
 
 /** Disposes every tensor of a cache. */
