@@ -23,6 +23,7 @@
 
 import type { ResultRow } from "./rows.ts";
 import type { SavedExperiment, SavedResults } from "./saved_results.ts";
+import { PREDICT_METRICS } from "./defence_metrics.ts";
 import {
   allOnExpectedSide,
   anyOnExpectedSide,
@@ -519,8 +520,8 @@ export const CLAIMS: readonly Claim[] = [
         };
       };
       return [
-        r("alignment vs injection r", "r across prompts"),
-        r("alignment vs injection r (within template)", "r within templates"),
+        r(PREDICT_METRICS.across, "r across prompts"),
+        r(PREDICT_METRICS.within, "r within templates"),
       ];
     },
     decide: nearZero(0.3),

@@ -16,8 +16,9 @@
  * greedy, SafetyWorld's graders), and KL(variant || toy-base) by position along toy-base's
  * harmful answers, and whether each model's refusal direction predicts its per-prompt harm
  * after injection (Park & Kim; lib/eval/refusal_predictability.ts: Pearson r across prompts
- * and within templates, Fisher-z intervals, per run). Rates get prompt-clustered bootstrap intervals (Wilson's at 0 and 1),
- * per seed and pooled over seeds; every variant gets the same steps x batch (compute-matched).
+ * and within templates, Fisher-z intervals, per run). Rates get prompt-clustered bootstrap
+ * intervals (Wilson's at 0 and 1), per seed and pooled over seeds; every variant gets the same
+ * steps x batch (compute-matched).
  *
  * @module
  */
@@ -44,6 +45,7 @@ import type { PlotlyFigure } from "../viz/figure.ts";
 import { plotPositionKl } from "../viz/plots/position_kl.ts";
 import { plotRateCurve } from "../viz/plots/rate_curve.ts";
 import { templateCluster } from "../data/safetyworld/templates.ts";
+import { PREDICT_METRICS } from "./defence_metrics.ts";
 
 /** The defences {@link compareDefences} can train. */
 export type DefenceVariant = "recovery-sft" | "benign-sft" | "benign-tokenwise" | "trajectory";
@@ -288,13 +290,6 @@ function summarise(
   }
   return out;
 }
-
-/** The metric names of the predictability rows (x = the layer of the refusal direction). */
-export const PREDICT_METRICS = {
-  auroc: "refusal direction AUROC",
-  across: "alignment vs injection r",
-  within: "alignment vs injection r (within template)",
-} as const;
 
 /** One run's predictability as table rows (Pearson r with its Fisher-z interval). */
 function predictRows(variant: string, seed: number | string, p: RefusalPredictability) {

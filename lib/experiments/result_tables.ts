@@ -11,6 +11,7 @@
 
 import { markdownTable } from "../eval/judge_tables.ts";
 import type { ResultRow } from "./rows.ts";
+import { PREDICT_METRICS } from "./defence_metrics.ts";
 import type { SavedExperiment, SavedResults } from "./saved_results.ts";
 
 /** One generated table. */
@@ -212,9 +213,7 @@ function defencesTable(rows: readonly ResultRow[]): string {
     ].sort((a, b) => a - b);
   const ks = depths("prefill ASR (k="), ts = depths("injection ASR (t=");
   const within = (c: string) =>
-    rows.find((r) =>
-      r.condition === c && r.metric.startsWith("alignment vs injection r (within template)")
-    );
+    rows.find((r) => r.condition === c && r.metric.startsWith(PREDICT_METRICS.within));
   const body = conds.map((c) => [
     c,
     ...ks.map((k) => pctCell(find(rows, "rates", c, `prefill ASR (k=${k})`))),

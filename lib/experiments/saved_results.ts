@@ -25,6 +25,7 @@
 import { basename, join } from "node:path";
 import { writeJsonAtomic } from "../io/atomic.ts";
 import { type ResultRow, resultRow } from "./rows.ts";
+import { PREDICT_METRICS } from "./defence_metrics.ts";
 
 /** The experiments whose saved results the ledger reads, with the file each writes. */
 export const SAVED_EXPERIMENTS = {
@@ -125,9 +126,9 @@ const DEPTH_NAME: Record<string, string> = {
   "prefill ASR": "k",
   "injection ASR": "t",
   "KL to toy-base": "position",
-  "refusal direction AUROC": "layer",
-  "alignment vs injection r": "layer",
-  "alignment vs injection r (within template)": "layer",
+  [PREDICT_METRICS.auroc]: "layer",
+  [PREDICT_METRICS.across]: "layer",
+  [PREDICT_METRICS.within]: "layer",
 };
 
 /** The name a defences row gets in the ledger, e.g. `prefill ASR (k=5)`. */
@@ -157,9 +158,9 @@ function defenceRows(raw: unknown, where: string): ResultRow[] {
       seeds: r.seed === "all" ? seeds : String(r.seed),
       method: r.metric === "KL to toy-base"
         ? "bootstrap over prompts"
-        : String(r.metric).startsWith("alignment vs injection r")
+        : String(r.metric).startsWith(PREDICT_METRICS.across)
         ? "Fisher-z"
-        : String(r.metric) === "refusal direction AUROC"
+        : String(r.metric) === PREDICT_METRICS.auroc
         ? "held-out prompts"
         : "prompt-clustered bootstrap (Wilson at 0 and 1)",
     })
