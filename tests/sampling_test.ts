@@ -50,6 +50,7 @@ Deno.test("chooseToken picks the full sort's token for every truncation, row sha
     { temperature: 0.8, topK: 50, topP: 0.9 },
     { temperature: 1, topK: 3000, topP: 0.97 }, // k larger than the likely prefix
     { temperature: 0.7, topK: 2, topP: 0.999999 }, // top-k mass below p: keep the k
+    { temperature: 0.9, topK: 100000, topP: 0.9 }, // k beyond the vocabulary: no top-k
   ];
   let checked = 0, fallbacks = 0;
   for (const vocab of [7, 664, 5000]) {

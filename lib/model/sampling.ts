@@ -84,10 +84,11 @@ export function chooseToken(logits: Float32Array, opts: SamplingOptions, rng: Rn
   const temperature = opts.temperature ?? 0;
   if (temperature <= 0) return argmax(logits);
   const lp = logSoftmax(logits, temperature);
-  const topK = opts.topK ?? 0;
+  const k0 = opts.topK ?? 0;
+  const topK = k0 > 0 && k0 < lp.length ? k0 : 0; // k >= the vocabulary keeps every id
   const topP = opts.topP ?? 1;
   let ids: number[];
-  if ((topK > 0 && topK < lp.length) || topP < 1) {
+  if (topK > 0 || topP < 1) {
     const truncate = (sorted: number[]) => {
       const k = topK > 0 ? sorted.slice(0, topK) : sorted;
       return topP < 1 ? nucleus(k, lp, topP) : k;
