@@ -95,7 +95,12 @@ export function chooseToken(logits: Float32Array, opts: SamplingOptions, rng: Rn
     };
     const prefix = likelyPrefix(lp);
     const fast = topK > 0 && prefix.length < topK ? undefined : truncate(prefix);
-    ids = fast ?? truncate(fullSort(lp)) ?? fullSort(lp).slice(0, topK > 0 ? topK : lp.length);
+    if (fast) ids = fast;
+    else {
+      // The truncation ends outside the likely prefix: sort the whole row (once).
+      const all = fullSort(lp);
+      ids = truncate(all) ?? all.slice(0, topK > 0 ? topK : lp.length);
+    }
   } else {
     ids = Array.from({ length: lp.length }, (_, i) => i);
   }
