@@ -544,6 +544,7 @@ export {
 } from "./lib/experiments/hacking.ts";
 export type { ExperimentOptions, RunRecord } from "./lib/experiments/run.ts";
 export type { CIOptions } from "./lib/experiments/measure.ts";
+export { isRunSize, RUN_SIZES, type RunSize, runSize, sizeBanner } from "./lib/experiments/size.ts";
 export { type ResultRow, resultRow } from "./lib/experiments/rows.ts";
 export type { RLBudgetOptions } from "./lib/experiments/runner.ts";
 export type { ExampleRow, ExperimentResult, NamedFigure } from "./lib/experiments/result.ts";

@@ -23,8 +23,8 @@
  * whose run still failed is run again, `--retries` times (@default 2); the earlier failure is
  * printed and kept in `summary.json`, and a real bug fails every attempt.
  *
- * `SAFETY_COMPASS_QUICK=1` in the environment reaches the kernel (notebooks may shrink their
- * work). The run folder also gets nbconvert's logs per notebook and `summary.json`.
+ * `SAFETY_COMPASS_QUICK=1` or `SAFETY_COMPASS_SIZE=quick|default|full` in the environment
+ * reaches the kernel (the notebooks' size tiers, lib/experiments/size.ts). The run folder also gets nbconvert's logs per notebook and `summary.json`.
  *
  * @module
  */
@@ -215,8 +215,10 @@ export function isTransient(r: NotebookResult): boolean {
 
 async function run(cmd: string, args: string[]): Promise<{ code: number; log: string }> {
   const env: Record<string, string> = { PYDEVD_DISABLE_FILE_VALIDATION: "1" };
-  const quick = Deno.env.get("SAFETY_COMPASS_QUICK");
-  if (quick !== undefined) env.SAFETY_COMPASS_QUICK = quick;
+  for (const name of ["SAFETY_COMPASS_QUICK", "SAFETY_COMPASS_SIZE"]) {
+    const v = Deno.env.get(name);
+    if (v !== undefined) env[name] = v;
+  }
   try {
     const r = await new Deno.Command(cmd, { args, env, stdout: "piped", stderr: "piped" })
       .output();
