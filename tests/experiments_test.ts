@@ -165,6 +165,10 @@ Deno.test("parseExperimentArgs: names, all, flags and errors", () => {
   assert.throws(() => parseExperimentArgs([]), /name an experiment/);
   assert.throws(() => parseExperimentArgs(["craft", "--seeds", "1"]), /integer >= 2/);
   assert.throws(() => parseExperimentArgs(["rlhf"]), /unknown argument 'rlhf'/);
+  assert.equal(parseExperimentArgs(["craft", "--seed-workers", "0"]).seedWorkers, 0);
+  assert.equal(parseExperimentArgs(["craft", "--seed-workers", "3"]).seedWorkers, 3);
+  assert.equal(parseExperimentArgs(["craft"]).seedWorkers, undefined); // main() picks the default
+  assert.throws(() => parseExperimentArgs(["craft", "--seed-workers", "x"]), /integer >= 0/);
 });
 
 Deno.test("cloneModel copies the weights; weightsFingerprint tells copies from changed weights", async () => {
@@ -224,5 +228,71 @@ Deno.test({
     assert.ok(tp.value > 0 && tp.n === r.runs.reduce((a, x) => a + x.tokens, 0));
     assert.equal(r.table().numRows(), r.rows.length);
     assert.ok(r.figures.some((f) => f.name === "matrix"));
+  },
+});
+
+Deno.test({
+  name: "seeds on worker threads give the rows and RL logs of seeds run one by one on this thread",
+  ignore: !hasToy,
+  sanitizeResources: false, // the seed workers are terminated as they finish
+  sanitizeOps: false,
+  fn: async () => {
+    await useTestBackend();
+    const { runAlphaAlignExperiment } = await import("../lib/experiments/alphaalign.ts");
+    const tiny = {
+      world,
+      seeds: 3,
+      steps: 2,
+      promptsPerStep: 2,
+      groupSize: 2,
+      maxNewTokens: 8,
+      evalPerKind: 3,
+      ci: { reps: 50 },
+      log: () => {},
+    };
+    // What must match: every row but the throughput's (tokens per second), and each run's log.
+    const comparable = (r: Awaited<ReturnType<typeof runTraitsExperiment>>) => ({
+      rows: r.rows.filter((x) => x.table !== "throughput"),
+      examples: r.examples,
+      logs: r.runs.map((x) => [
+        x.condition,
+        x.seed,
+        x.tokens,
+        x.log.rows.map((h) => [h.reward, h.kl, h.loss, h.grad_norm, h.entropy]),
+        x.log.warnings,
+      ]),
+    });
+    const runs = async (o: object) => [
+      comparable(await runTraitsExperiment({ ...tiny, domains: ["math"], ...o })),
+      comparable(
+        await runAlphaAlignExperiment({
+          ...tiny,
+          groupSize: 4,
+          maxNewTokens: 24,
+          warmup: { steps: 2, batchSize: 4 },
+          ...o,
+        }),
+      ),
+    ];
+    // One OpenBLAS thread here too, as in each worker (2 threads round some sums differently).
+    const { enableBlas } = await import("../lib/engine/blas.ts");
+    const before = enableBlas().threads;
+    enableBlas({ threads: 1 });
+    let one;
+    try {
+      one = await runs({});
+    } finally {
+      if (before !== undefined) enableBlas({ threads: before });
+    }
+    assert.deepEqual(await runs({ seedWorkers: 2 }), one, "2 seed workers vs this thread");
+    assert.deepEqual(await runs({ seedWorkers: 3 }), one, "3 seed workers vs this thread");
+    assert.ok(one[0].rows.length > 0 && one[1].logs.length === 6);
+    // The comparison has teeth: PPO moved the AlphaAlign policies (non-zero gradients).
+    const norms = one[1].logs.flatMap((x) => (x[3] as number[][]).map((r) => r[3]));
+    assert.ok(norms.some((g) => g > 0), `gradient norms ${norms}`);
+    await assert.rejects(
+      () => runTraitsExperiment({ ...tiny, seedWorkers: -1 }),
+      /seedWorkers is -1; use a whole number >= 0/,
+    );
   },
 });

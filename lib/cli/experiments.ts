@@ -13,7 +13,9 @@
  * first seed's final model of every trained condition to `<run folder>/models/<condition>/`:
  * HF layout + variant.json; `deno task persistence --variants runs/` measures them all),
  * --workers N (generation on N worker threads; @default one per core, 1 = main thread only;
- * the results are the same either way).
+ * the results are the same either way), --seed-workers N (training seeds run at once, each whole
+ * in a worker thread of its own; @default every seed, at most one more than the cores; 0 = every
+ * seed on the main thread; the rows are the same either way).
  *
  * @module
  */
@@ -57,12 +59,14 @@ export interface ExperimentArgs {
   saveModels: boolean;
   /** --workers N: generation threads. @default one per core */
   workers?: number;
+  /** --seed-workers N: training seeds run at once on worker threads. @default every seed, at most cores + 1 */
+  seedWorkers?: number;
 }
 
 const CLI: CliSpec = {
   usage: "usage: deno task experiments alphaalign|craft|traits|hacking|all " +
     "[--quick] [--seeds N] [--steps N] [--eval N] [--start NAME] [--out DIR] [--save-models] " +
-    "[--workers N]",
+    "[--workers N] [--seed-workers N]",
   summary:
     "Runs the named RL experiments (all = alphaalign craft traits; hacking runs only when named); writes <out>/<name>-<timestamp>/.",
   positionals: true,
@@ -103,6 +107,12 @@ const CLI: CliSpec = {
       help: "generation threads (1: main thread only)",
       default: "one per core",
     },
+    "seed-workers": {
+      type: "string",
+      value: "N",
+      help: "training seeds run at once, each in its own worker thread (same results; 0: off)",
+      default: "every seed, at most cores + 1",
+    },
   },
 };
 
@@ -127,12 +137,13 @@ export function parseExperimentArgs(argv: readonly string[], env = "0"): Experim
     saveModels: v["save-models"] === true,
   };
   const seeds = int("seeds", 2), steps = int("steps", 1), evalPerKind = int("eval", 2);
-  const workers = int("workers", 1);
+  const workers = int("workers", 1), seedWorkers = int("seed-workers", 0);
   if (seeds !== undefined) args.seeds = seeds;
   if (steps !== undefined) args.steps = steps;
   if (evalPerKind !== undefined) args.evalPerKind = evalPerKind;
   if (v.start !== undefined) args.start = v.start as string;
   if (workers !== undefined) args.workers = workers;
+  if (seedWorkers !== undefined) args.seedWorkers = seedWorkers;
   for (const a of positionals) {
     if (a === "all") args.names.push(...PAPER_EXPERIMENTS);
     else if ((EXPERIMENTS as readonly string[]).includes(a)) {
@@ -181,6 +192,9 @@ async function main(argv: string[]): Promise<number> {
     workers: pool,
     ...(args.seeds ? { seeds: args.seeds } : {}),
     ...(args.evalPerKind ? { evalPerKind: args.evalPerKind } : {}),
+    // Every seed at once, up to one more than the cores (the last seed would otherwise run alone).
+    seedWorkers: args.seedWorkers ??
+      Math.min(args.seeds ?? (args.quick ? 2 : 3), (navigator.hardwareConcurrency ?? 1) + 1),
   };
   const extra = {
     ...(args.steps ? { steps: args.steps } : {}),

@@ -287,6 +287,33 @@ function checkThreads(threads: number | undefined): void {
   }
 }
 
+/**
+ * Pools of worker threads running in this process (see {@link pinBlasThreads}); while any
+ * runs, the main thread's default thread count is 1.
+ */
+let pinned = 0;
+
+/**
+ * Tells this thread's BLAS module that a worker pool with one BLAS thread per worker runs in
+ * the process (`+1` when it starts, `-1` when it stops). OpenBLAS's thread count is one
+ * process-wide setting: while a pool runs, an `enableBlas()` on this thread without an
+ * explicit `threads` keeps 1 instead of setting all cores, which would give every worker's
+ * calls OpenBLAS's helper thread too (measured: it then spins in `sched_yield` beside the
+ * workers, a third of the process's CPU time as system time, with no result changed). The
+ * count in force is set to 1 at once when BLAS is already on.
+ *
+ * @example
+ * ```ts
+ * import { pinBlasThreads } from "./blas.ts";
+ * pinBlasThreads(+1); // a pool started
+ * pinBlasThreads(-1); // and stopped
+ * ```
+ */
+export function pinBlasThreads(delta: 1 | -1): void {
+  pinned = Math.max(0, pinned + delta);
+  if (pinned > 0 && info.enabled && lib) info = { ...info, threads: setThreads(1) };
+}
+
 function setThreads(threads: number): number | undefined {
   lib!.symbols.openblas_set_num_threads?.(threads);
   return lib!.symbols.openblas_get_num_threads?.() ?? undefined;
@@ -305,7 +332,7 @@ export function enableBlas(opts: {
   path?: string;
   /**
    * BLAS threads (OpenBLAS only; process-wide). Workers running one model each pass 1.
-   * @default navigator.hardwareConcurrency
+   * @default navigator.hardwareConcurrency (1 while a worker pool runs: {@link pinBlasThreads})
    */
   threads?: number;
 } = {}): BlasInfo {
@@ -342,7 +369,9 @@ export function enableBlas(opts: {
     tf.unregisterKernel(tf._FusedMatMul, "wasm");
     tf.registerKernel({ ...stock.fused, kernelFunc: fusedMatMul });
   }
-  const threads = setThreads(opts.threads ?? navigator.hardwareConcurrency ?? 1);
+  const threads = setThreads(
+    opts.threads ?? (pinned > 0 ? 1 : navigator.hardwareConcurrency ?? 1),
+  );
   info = { enabled: true, library: found.path, reason: found.reason, threads };
   return info;
 }

@@ -111,6 +111,7 @@ export async function runAlphaAlignExperiment(
     evalSet: safetyEvalRows(c.world.prompts, c.evalPerKind),
     metrics: [...SAFETY_METRICS, FORMAT_METRIC],
     exampleKinds: EXAMPLE_KINDS,
+    options: opts,
   });
   const startName = runner.startName;
   await runner.record(startName, "start", start);
@@ -121,7 +122,7 @@ export async function runAlphaAlignExperiment(
   const helpfulness = (row: PromptRow, text: string) =>
     gradeResponse(row as GradableRow, text).correct === true ? 1 : 0;
   try {
-    for (const seed of seeds) {
+    await runner.forEachSeed(async (seed, own) => {
       const warm = start.copy(`${cfg.start}+template`);
       try {
         await trainSft(warm, templateWarmupExamples(c.world.traces, seed), {
@@ -131,9 +132,9 @@ export async function runAlphaAlignExperiment(
           seed,
           label: `template warm-up seed ${seed}`,
         });
-        await runner.record(TEMPLATE_ONLY, seed, warm);
+        await own.record(TEMPLATE_ONLY, seed, warm);
         const warmStage = { name: "template warm-up (sft)", steps: cfg.warmupSteps };
-        await runner.save(warm, seed, TEMPLATE_ONLY, [warmStage]);
+        await own.save(warm, seed, TEMPLATE_ONLY, [warmStage]);
         for (const variant of cfg.variants) {
           const reward = alphaAlignReward({
             refusalString: ALPHA_REFUSAL,
@@ -143,7 +144,7 @@ export async function runAlphaAlignExperiment(
             ra: cfg.ra,
             name: variant,
           });
-          await runner.train(warm, seed, {
+          await own.train(warm, seed, {
             condition: variant,
             before: [warmStage],
             rl: {
@@ -157,7 +158,7 @@ export async function runAlphaAlignExperiment(
       } finally {
         warm.dispose();
       }
-    }
+    });
   } finally {
     start.dispose();
   }

@@ -113,6 +113,7 @@ export function safetyRunner(
   start: string,
   startWeights: string,
   budget: RLBudget,
+  options?: object,
 ): SeedConditionRunner {
   return new SeedConditionRunner({
     experiment,
@@ -124,6 +125,7 @@ export function safetyRunner(
     evalSet: safetyEvalRows(c.world.prompts, c.evalPerKind),
     metrics: SAFETY_METRICS,
     exampleKinds: EXAMPLE_KINDS,
+    options,
   });
 }
 
@@ -165,7 +167,7 @@ export async function runCraftExperiment(
   const fitRows = harmfulTraces(c.world.traces, "train").slice(0, nTrain);
   const testRows = harmfulTraces(c.world.traces, "test").slice(0, nTest);
   const plain = plainAnswers(c.world, q ? 40 : 150);
-  const runner = safetyRunner("craft", c, seeds, cfg.start, startWeights, budget);
+  const runner = safetyRunner("craft", c, seeds, cfg.start, startWeights, budget, opts);
   const startName = runner.startName;
   const compassRows: ResultRow[] = [];
   try {
@@ -176,11 +178,12 @@ export async function runCraftExperiment(
     });
     await runner.record(startName, "start", start);
     const train = craftTrainPrompts(c.world);
-    for (const seed of seeds) {
+    const perSeed = await runner.forEachSeed(async (seed, own) => {
+      const aucRows: ResultRow[] = [];
       const compass = fitCompass(acts, { method: "craft", layer, seed, craft: cfg.craft });
       for (const [what, rows] of [["test traces", testRows], ["plain answers", plain]] as const) {
         const a = await compassAuroc(start, compass, rows as CollectRow[], cfg.pooling);
-        compassRows.push(resultRow({
+        aucRows.push(resultRow({
           experiment: "craft",
           table: "compass",
           condition: `compass seed ${seed}`,
@@ -196,12 +199,14 @@ export async function runCraftExperiment(
       }
       c.log(`craft: seed ${seed} compass fitted on ${fitRows.length} traces (layer ${layer})`);
       for (const cond of cfg.conditions) {
-        await runner.train(start, seed, {
+        await own.train(start, seed, {
           condition: cond,
           rl: { algorithm: "grpo", prompts: train, rewards: [rewardFor(cond, compass)], compass },
         });
       }
-    }
+      return aucRows;
+    });
+    compassRows.push(...perSeed.flat());
   } finally {
     start.dispose();
   }

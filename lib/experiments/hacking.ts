@@ -114,7 +114,7 @@ export async function runHackingExperiment(
     0,
   );
   const textJudge = worldTextJudge;
-  const runner = safetyRunner("hacking", c, seeds, cfg.start, startWeights, budget);
+  const runner = safetyRunner("hacking", c, seeds, cfg.start, startWeights, budget, opts);
   const startName = runner.startName;
   const refitRows: ResultRow[] = [];
   try {
@@ -125,7 +125,8 @@ export async function runHackingExperiment(
     });
     await runner.record(startName, "start", start);
     const train = craftTrainPrompts(c.world);
-    for (const seed of seeds) {
+    const perSeed = await runner.forEachSeed(async (seed, own) => {
+      const refits: ResultRow[] = [];
       const frozen = fitCompass(acts, { method: "craft", layer: last, seed });
       const members: Compass[] = [
         frozen,
@@ -168,9 +169,9 @@ export async function runHackingExperiment(
           rl: { algorithm: "grpo", prompts: train, rewards: [reward], compass, monitors },
           ...(cond === "strong KL" ? { budget: { klCoef: budget.klCoef * cfg.strongKl } } : {}),
         };
-        await runner.train(start, seed, spec);
+        await own.train(start, seed, spec);
         for (const h of history ?? []) {
-          refitRows.push(resultRow({
+          refits.push(resultRow({
             experiment: "hacking",
             table: "refits",
             condition: cond,
@@ -183,7 +184,9 @@ export async function runHackingExperiment(
           }));
         }
       }
-    }
+      return refits;
+    });
+    refitRows.push(...perSeed.flat());
   } finally {
     start.dispose();
   }

@@ -43,6 +43,15 @@ export interface ExperimentOptions {
    * main thread (rows are seeded by their global index). @default undefined (main thread)
    */
   workers?: WorkerPool;
+  /**
+   * Seeds trained at once on worker threads, each seed whole in a worker of its own (its
+   * warm-up or compass, RL runs and evaluations; lib/experiments/seed_jobs.ts). The rows equal
+   * the one-thread run's; each worker prints its own progress. 0: every seed on this thread.
+   * @default 0
+   */
+  seedWorkers?: number;
+  /** Internal: set by a seed worker, the one seed it runs (see seed_jobs.ts). */
+  seedJob?: number;
 }
 
 /** The resolved common options. */
@@ -61,6 +70,10 @@ export interface Common {
   saveModels?: string;
   /** The generation pool, if any. */
   workers?: WorkerPool;
+  /** Seeds trained at once on worker threads (0: none). */
+  seedWorkers: number;
+  /** Inside a seed worker: its seed. */
+  seedJob?: number;
 }
 
 /** Fills the common defaults (the world is generated here when not given: ~2 s). */
@@ -70,8 +83,14 @@ export function resolveCommon(o: ExperimentOptions): Common {
   if (!(Number.isInteger(evalPerKind) && evalPerKind >= 2)) {
     throw new Error(`evalPerKind is ${o.evalPerKind}; use an integer >= 2`);
   }
+  const seedWorkers = o.seedWorkers ?? 0;
+  if (!(Number.isInteger(seedWorkers) && seedWorkers >= 0)) {
+    throw new Error(`seedWorkers is ${o.seedWorkers}; use a whole number >= 0 (0: off)`);
+  }
   return {
     quick,
+    seedWorkers,
+    seedJob: o.seedJob,
     world: o.world ?? generateWorld({ seed: 0 }),
     evalPerKind,
     ci: { reps: quick ? 200 : 1000, alpha: 0.05, seed: 0, ...o.ci },

@@ -24,6 +24,8 @@ import {
 } from "./run.ts";
 import { measure, type MetricSpec, resolveSeeds } from "./measure.ts";
 import { HitTable } from "./rows.ts";
+import type { Hits } from "./measure.ts";
+import { receiveRun, runSeedJobs, SeedJobDone, sendRun } from "./seed_jobs.ts";
 import { type ExampleRow, pickExamples } from "./result.ts";
 
 /** The RL budget every experiment takes; each field documented once, here. */
@@ -123,6 +125,8 @@ export interface RunnerInit {
   exampleKinds: readonly string[];
   /** Examples per condition and kind. @default pickExamples' default */
   examplesPerKind?: number;
+  /** The experiment's options as given (what seed workers re-run it with). */
+  options?: object;
 }
 
 /** A trained condition: its stage list (for the saved variant) beside the RL options. */
@@ -179,10 +183,80 @@ export class SeedConditionRunner {
   readonly runs: RunRecord[] = [];
   /** The settings it was built with. */
   readonly init: RunnerInit;
+  /** Every hit-table addition, in order. */
+  readonly #added: [string, Hits][] = [];
 
   /** See {@link RunnerInit}. */
   constructor(init: RunnerInit) {
     this.init = init;
+  }
+
+  /**
+   * Runs `body` once per seed, each on a runner of its own, and adds what the seeds measured,
+   * their examples and their RL runs to this runner in seed order; the bodies' values come
+   * back in seed order. With `seedWorkers` (ExperimentOptions) the seeds run on worker
+   * threads, that many at once, each in a worker that re-runs the experiment for its one seed
+   * (lib/experiments/seed_jobs.ts: the body's value must then be structured-clonable); the
+   * rows equal the one-thread run's. Inside such a worker (`seedJob`) only that seed's body
+   * runs, and what it produced leaves as a thrown `SeedJobDone`.
+   *
+   * @example
+   * ```ts
+   * import type { Model } from "../model/model.ts";
+   * import type { PromptRow } from "../data/schema.ts";
+   * declare const runner: SeedConditionRunner, start: Model, prompts: PromptRow[];
+   * await runner.forEachSeed(async (seed, own) => {
+   *   await own.train(start, seed, {
+   *     condition: "text only",
+   *     rl: { algorithm: "grpo", prompts, rewards: [] },
+   *   });
+   * });
+   * ```
+   */
+  async forEachSeed<T>(
+    body: (seed: number, runner: SeedConditionRunner) => Promise<T>,
+  ): Promise<T[]> {
+    const { seeds, common, experiment } = this.init;
+    if (common.seedJob !== undefined) {
+      const own = new SeedConditionRunner(this.init);
+      const value = await body(common.seedJob, own);
+      throw new SeedJobDone({
+        seed: common.seedJob,
+        added: own.#added,
+        examples: own.examples,
+        runs: own.runs.map(sendRun),
+        value,
+      });
+    }
+    if (common.seedWorkers > 0) {
+      const parts = await runSeedJobs(
+        experiment,
+        this.init.options ?? {},
+        seeds,
+        common.seedWorkers,
+      );
+      for (const p of parts) {
+        for (const [condition, hits] of p.added) this.#add(condition, hits);
+        this.examples.push(...p.examples);
+        this.runs.push(...p.runs.map(receiveRun));
+      }
+      return parts.map((p) => p.value as T);
+    }
+    const out: T[] = [];
+    for (const seed of seeds) {
+      const own = new SeedConditionRunner(this.init);
+      out.push(await body(seed, own));
+      for (const [condition, hits] of own.#added) this.#add(condition, hits);
+      this.examples.push(...own.examples);
+      this.runs.push(...own.runs);
+    }
+    return out;
+  }
+
+  /** Adds to the hit table, remembering the order (for {@link forEachSeed}'s merge). */
+  #add(condition: string, hits: Hits): void {
+    this.hits.add(condition, hits);
+    this.#added.push([condition, hits]);
   }
 
   /** The starting model's condition name: `<start> (start)`. */
@@ -192,9 +266,10 @@ export class SeedConditionRunner {
 
   /** Measures `model` greedily on the held-out set under `condition`. */
   async record(condition: string, seed: number | "start", model: Model): Promise<void> {
+    if (seed === "start" && this.init.common.seedJob !== undefined) return; // the main thread's
     const { evalSet, metrics, budget, seeds, exampleKinds, examplesPerKind } = this.init;
     const m = await measure(model, evalSet, metrics, { maxNewTokens: budget.maxNewTokens });
-    this.hits.add(condition, m.hits);
+    this.#add(condition, m.hits);
     if (seed === seeds[0] || seed === "start") {
       this.examples.push(
         ...pickExamples(condition, seed, evalSet, m.texts, exampleKinds, examplesPerKind),

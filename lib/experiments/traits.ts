@@ -145,14 +145,15 @@ export async function runTraitsExperiment(
     metrics: traitMetrics(),
     exampleKinds: ["trait"],
     examplesPerKind: 6,
+    options: opts,
   });
   const startName = runner.startName;
   try {
     await runner.record(startName, "start", start);
-    for (const seed of seeds) {
+    await runner.forEachSeed(async (seed, own) => {
       for (const arm of [undefined, ...cfg.domains]) {
         const rows = arm ? traits.filter((r) => r.split === "train" && r.domain === arm) : [];
-        await runner.train(start, seed, {
+        await own.train(start, seed, {
           condition: arm ? dose(arm) : BASELINE,
           rl: {
             algorithm: "grpo",
@@ -162,7 +163,7 @@ export async function runTraitsExperiment(
           },
         });
       }
-    }
+    });
   } finally {
     start.dispose();
   }

@@ -23,13 +23,16 @@
  * modules are read from disk, so `--allow-read` covers them.
  *
  * OpenBLAS's thread count is process-wide: starting a pool sets it to `blasThreads` (1) for
- * the main thread too. Call `enableBlas({ threads })` after {@link WorkerPool.terminate} to
- * restore it for single-process work.
+ * the main thread too, and while a pool runs the main thread's own backend start keeps it at 1
+ * (`pinBlasThreads`: a model loaded after the pool started used to set all cores again, and
+ * OpenBLAS's helper thread then spun beside the workers). Call `enableBlas({ threads })` after
+ * {@link WorkerPool.terminate} to restore it for single-process work.
  *
  * @module
  */
 
 import { AsyncLocalStorage } from "node:async_hooks";
+import { pinBlasThreads } from "../engine/blas.ts";
 import type { BackendInfo } from "../engine/backend.ts";
 import type { ModelConfig } from "../model/config.ts";
 import { externalOf, type Params } from "../model/weights.ts";
@@ -168,6 +171,7 @@ export class WorkerPool implements AsyncDisposable, GenerateRunner, CollectRunne
   #nextId = 1;
   #broken?: string;
   #closed = false;
+  #pinned = false;
   /** The replica the workers hold: the model's config and its variables' storage at sync. */
   #held?: { config: ModelConfig; storage: Map<string, object> };
   /** The end of the last {@link exclusive} section. */
@@ -213,6 +217,8 @@ export class WorkerPool implements AsyncDisposable, GenerateRunner, CollectRunne
         : err;
     }
     pool.backends.push(...results.map((r) => (r as PromiseFulfilledResult<BackendInfo>).value));
+    pinBlasThreads(+1);
+    pool.#pinned = true;
     return pool;
   }
 
@@ -427,6 +433,7 @@ export class WorkerPool implements AsyncDisposable, GenerateRunner, CollectRunne
   terminate(): Promise<void> {
     if (this.#closed) return Promise.resolve();
     this.#closed = true;
+    if (this.#pinned) pinBlasThreads(-1);
     this.#workers.forEach((w, i) => {
       w.terminate();
       for (const [id, p] of this.#pending[i]) {
