@@ -12,8 +12,9 @@ import assert from "node:assert/strict";
 import { deltaEstimate, evalRows, rateEstimate, resolveSeeds } from "../lib/experiments/measure.ts";
 import { deltaRows, HitTable, rateRows } from "../lib/experiments/rows.ts";
 import { curvesFigure } from "../lib/experiments/figures.ts";
-import { templateWarmupExamples } from "../lib/experiments/alphaalign.ts";
+import { runAlphaAlignExperiment, templateWarmupExamples } from "../lib/experiments/alphaalign.ts";
 import { runTraitsExperiment, taskOrTraitReward } from "../lib/experiments/traits.ts";
+import { runCraftExperiment } from "../lib/experiments/craft_rl.ts";
 import { parseExperimentArgs } from "../lib/cli/experiments.ts";
 import { generateWorld } from "../lib/data/safetyworld/generate.ts";
 import { followsFormat } from "../lib/data/safetyworld/graders.ts";
@@ -193,6 +194,17 @@ const hasToy = await Deno.stat(
   new URL("../datasets/checkpoints/toy-base/config.json", import.meta.url),
 )
   .then(() => true, () => false);
+/** The smallest experiment budget: 2 prompts x 2 rollouts of 8 tokens, 3 test prompts per kind. */
+const TINY = {
+  world,
+  promptsPerStep: 2,
+  groupSize: 2,
+  maxNewTokens: 8,
+  evalPerKind: 3,
+  ci: { reps: 50 },
+  log: () => {},
+};
+
 if (!hasToy) {
   console.warn("experiments_test: no datasets/checkpoints/toy-base; skipping the end-to-end run");
 }
@@ -202,18 +214,7 @@ Deno.test({
   ignore: !hasToy,
   fn: async () => {
     await useTestBackend();
-    const r = await runTraitsExperiment({
-      world,
-      seeds: 2,
-      domains: ["math"],
-      steps: 1,
-      promptsPerStep: 2,
-      groupSize: 2,
-      maxNewTokens: 8,
-      evalPerKind: 3,
-      ci: { reps: 50 },
-      log: () => {},
-    });
+    const r = await runTraitsExperiment({ ...TINY, seeds: 2, domains: ["math"], steps: 1 });
     assert.equal(r.runs.length, 4, "baseline + one dose arm, two seeds");
     const matrix = r.rows.filter((x) => x.table === "matrix");
     assert.deepEqual(matrix.map((x) => [x.trainDomain, x.evalDomain]), [
@@ -238,18 +239,7 @@ Deno.test({
   sanitizeOps: false,
   fn: async () => {
     await useTestBackend();
-    const { runAlphaAlignExperiment } = await import("../lib/experiments/alphaalign.ts");
-    const tiny = {
-      world,
-      seeds: 3,
-      steps: 2,
-      promptsPerStep: 2,
-      groupSize: 2,
-      maxNewTokens: 8,
-      evalPerKind: 3,
-      ci: { reps: 50 },
-      log: () => {},
-    };
+    const tiny = { ...TINY, seeds: 3, steps: 2 };
     // What must match: every row but the throughput's (tokens per second), and each run's log.
     const comparable = (r: Awaited<ReturnType<typeof runTraitsExperiment>>) => ({
       rows: r.rows.filter((x) => x.table !== "throughput"),
@@ -272,6 +262,10 @@ Deno.test({
           warmup: { steps: 2, batchSize: 4 },
           ...o,
         }),
+      ),
+      // CRAFT: each seed fits its compass on activations collected in its own thread.
+      comparable(
+        await runCraftExperiment({ ...tiny, quick: true, conditions: ["latent only"], ...o }),
       ),
     ];
     // One OpenBLAS thread here too, as in each worker (2 threads round some sums differently).

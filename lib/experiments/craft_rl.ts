@@ -26,6 +26,7 @@ import type { PromptRow } from "../data/schema.ts";
 import { type GradableRow, gradeResponse } from "../data/safetyworld/graders.ts";
 import type { Model } from "../model/model.ts";
 import { collectActivations, type CollectRow } from "../compass/collect.ts";
+import type { Activations } from "../compass/activations.ts";
 import { fitCompass } from "../compass/fit.ts";
 import type { Compass } from "../compass/compass.ts";
 import type { CraftOptions } from "../compass/craft.ts";
@@ -171,16 +172,25 @@ export async function runCraftExperiment(
   const startName = runner.startName;
   const compassRows: ResultRow[] = [];
   try {
-    const acts = await collectActivations(start, fitRows, {
-      layers: [layer],
-      pooling: cfg.pooling,
-      progress: "silent",
-    });
+    // Collected once, by the first seed that needs it (with seed workers: once per worker, and
+    // never on this thread).
+    let acts: Promise<Activations> | undefined;
+    const fitActs = () =>
+      acts ??= collectActivations(start, fitRows, {
+        layers: [layer],
+        pooling: cfg.pooling,
+        progress: "silent",
+      });
     await runner.record(startName, "start", start);
     const train = craftTrainPrompts(c.world);
     const perSeed = await runner.forEachSeed(async (seed, own) => {
       const aucRows: ResultRow[] = [];
-      const compass = fitCompass(acts, { method: "craft", layer, seed, craft: cfg.craft });
+      const compass = fitCompass(await fitActs(), {
+        method: "craft",
+        layer,
+        seed,
+        craft: cfg.craft,
+      });
       for (const [what, rows] of [["test traces", testRows], ["plain answers", plain]] as const) {
         const a = await compassAuroc(start, compass, rows as CollectRow[], cfg.pooling);
         aucRows.push(resultRow({

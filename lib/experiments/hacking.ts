@@ -23,6 +23,7 @@
  */
 
 import { collectActivations, type CollectRow } from "../compass/collect.ts";
+import type { Activations } from "../compass/activations.ts";
 import { fitCompass } from "../compass/fit.ts";
 import type { Compass } from "../compass/compass.ts";
 import { makeRng } from "../data/rng.ts";
@@ -118,15 +119,19 @@ export async function runHackingExperiment(
   const startName = runner.startName;
   const refitRows: ResultRow[] = [];
   try {
-    const acts = await collectActivations(start, fitRows, {
-      layers: [...new Set([mid, last - 1, last])],
-      pooling: cfg.pooling,
-      progress: "silent",
-    });
+    // Collected once, by the first seed that needs it (with seed workers: once per worker).
+    let collected: Promise<Activations> | undefined;
+    const fitActs = () =>
+      collected ??= collectActivations(start, fitRows, {
+        layers: [...new Set([mid, last - 1, last])],
+        pooling: cfg.pooling,
+        progress: "silent",
+      });
     await runner.record(startName, "start", start);
     const train = craftTrainPrompts(c.world);
     const perSeed = await runner.forEachSeed(async (seed, own) => {
       const refits: ResultRow[] = [];
+      const acts = await fitActs();
       const frozen = fitCompass(acts, { method: "craft", layer: last, seed });
       const members: Compass[] = [
         frozen,
