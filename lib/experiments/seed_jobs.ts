@@ -16,7 +16,7 @@
  *
  * What cannot cross to a worker: functions (`log`, reward closures built by the caller) and
  * the generation pool; options are sent by structured clone without them, and each worker
- * prints its own log lines, prefixed with its seed.
+ * prints its own log lines, prefixed with its seed and the seconds since the seed started.
  *
  * @module
  */

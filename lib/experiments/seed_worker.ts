@@ -24,7 +24,12 @@ scope.onmessage = async (e) => {
     const entry = SEED_JOB_EXPERIMENTS[experiment];
     const mod = await import(entry.module) as Record<string, (o: unknown) => Promise<unknown>>;
     const seed = options.seedJob as number;
-    await mod[entry.fn]({ ...options, log: (s: string) => console.log(`[seed ${seed}] ${s}`) });
+    const t0 = performance.now(); // each line says how long its seed has run
+    const log = (s: string) =>
+      console.log(
+        `[seed ${seed}, ${((performance.now() - t0) / 1000).toFixed(0).padStart(4)}s] ${s}`,
+      );
+    await mod[entry.fn]({ ...options, log });
     scope.postMessage({
       ok: false,
       message: "the experiment finished without reaching its seed loop (forEachSeed)",
