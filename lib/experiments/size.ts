@@ -12,6 +12,8 @@
  * @module
  */
 
+import { envVar } from "../io/env.ts";
+
 /** A run's size tier; see the module documentation. */
 export type RunSize = "quick" | "default" | "full";
 
@@ -21,15 +23,6 @@ export const RUN_SIZES: readonly RunSize[] = ["quick", "default", "full"];
 /** Whether `s` names a tier. */
 export function isRunSize(s: unknown): s is RunSize {
   return typeof s === "string" && (RUN_SIZES as readonly string[]).includes(s);
-}
-
-/** Reads an environment variable, or undefined without `--allow-env` for it. */
-function env(name: string): string | undefined {
-  try {
-    return Deno.env.get(name);
-  } catch {
-    return undefined;
-  }
 }
 
 /**
@@ -52,8 +45,8 @@ export function runSize(choice?: RunSize | string): RunSize {
     }
     return choice;
   }
-  const named = env("SAFETY_COMPASS_SIZE");
-  if (named !== undefined && named !== "") {
+  const named = envVar("SAFETY_COMPASS_SIZE");
+  if (named !== undefined) {
     if (!isRunSize(named)) {
       throw new Error(
         `SAFETY_COMPASS_SIZE=${named}: expected one of ${RUN_SIZES.join(", ")} (or unset it)`,
@@ -61,7 +54,7 @@ export function runSize(choice?: RunSize | string): RunSize {
     }
     return named;
   }
-  return env("SAFETY_COMPASS_QUICK") === "1" ? "quick" : "default";
+  return envVar("SAFETY_COMPASS_QUICK") === "1" ? "quick" : "default";
 }
 
 /**

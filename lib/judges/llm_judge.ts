@@ -23,6 +23,7 @@
 import { join } from "node:path";
 import type { ChatMessage } from "../model/tokenizer.ts";
 import { writeJsonAtomic } from "../io/atomic.ts";
+import { envVar } from "../io/env.ts";
 import { makeRng, type Rng } from "../data/rng.ts";
 
 /** What is judged: a prompt and the model's response. */
@@ -244,14 +245,6 @@ class Semaphore {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function envKey(name: string): string | undefined {
-  try {
-    return Deno.env.get(name) || undefined;
-  } catch {
-    return undefined; // no --allow-env: the key is unset, as for a local endpoint
-  }
-}
-
 /** Retry-After as milliseconds (seconds or an HTTP date), or undefined. */
 function retryAfterMs(h: string | null): number | undefined {
   if (h === null) return undefined;
@@ -360,7 +353,7 @@ export class LlmJudge {
   async #request(body: Record<string, unknown>): Promise<JudgeVerdict> {
     const o = this.#o;
     const retries = o.retries ?? 4;
-    const key = envKey(o.apiKeyEnv ?? "OPENAI_API_KEY");
+    const key = envVar(o.apiKeyEnv ?? "OPENAI_API_KEY");
     const headers: Record<string, string> = { "content-type": "application/json" };
     if (key) headers.authorization = `Bearer ${key}`;
     let last = new Retryable("no attempt made", "");

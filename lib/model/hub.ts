@@ -13,6 +13,7 @@ import { createHash } from "node:crypto";
 import { dirname, join, relative } from "node:path";
 import { writeTextFileAtomic } from "../io/atomic.ts";
 import { exists } from "../io/exists.ts";
+import { envVar } from "../io/env.ts";
 
 /** A parsed `hf:` source. */
 export interface HfSource {
@@ -81,26 +82,15 @@ export function parseHfSource(src: string): HfSource {
   return { repo, revision: m[2] ?? "main" };
 }
 
-function env(name: string): string | undefined {
-  try {
-    return Deno.env.get(name) || undefined;
-  } catch (err) {
-    if (err instanceof Deno.errors.NotCapable || err instanceof Deno.errors.PermissionDenied) {
-      return undefined;
-    }
-    throw err;
-  }
-}
-
 /** The default hub cache folder (see {@linkcode DownloadHfOptions.cacheDir}). */
 export function defaultHubCache(): string {
-  const hub = env("HF_HUB_CACHE");
+  const hub = envVar("HF_HUB_CACHE");
   if (hub) return hub;
-  const home = env("HF_HOME");
+  const home = envVar("HF_HOME");
   if (home) return join(home, "hub");
-  const xdg = env("XDG_CACHE_HOME");
+  const xdg = envVar("XDG_CACHE_HOME");
   if (xdg) return join(xdg, "huggingface", "hub");
-  const user = env("HOME") ?? env("USERPROFILE");
+  const user = envVar("HOME") ?? envVar("USERPROFILE");
   if (!user) {
     throw new Error(
       "Cannot locate the Hugging Face cache: HOME is not readable; pass cacheDir or run with --allow-env",
@@ -292,16 +282,19 @@ async function fromCache(ctx: Ctx, revision: string, files: string[] | undefined
 export async function downloadHfModel(repo: string, opts: DownloadHfOptions = {}): Promise<string> {
   parseHfSource(`hf:${repo}`);
   const revision = opts.revision ?? "main";
-  const token = opts.token ?? env("HF_TOKEN") ?? env("HUGGING_FACE_HUB_TOKEN");
+  const token = opts.token ?? envVar("HF_TOKEN") ?? envVar("HUGGING_FACE_HUB_TOKEN");
   const ctx: Ctx = {
     repo,
-    endpoint: (opts.endpoint ?? env("HF_ENDPOINT") ?? "https://huggingface.co").replace(/\/+$/, ""),
+    endpoint: (opts.endpoint ?? envVar("HF_ENDPOINT") ?? "https://huggingface.co").replace(
+      /\/+$/,
+      "",
+    ),
     storage: join(opts.cacheDir ?? defaultHubCache(), `models--${repo.replaceAll("/", "--")}`),
     headers: token ? { authorization: `Bearer ${token}` } : {},
     fetch: opts.fetch ?? fetch,
     onProgress: opts.onProgress,
   };
-  const offline = opts.offline ?? /^(1|true|yes|on)$/i.test(env("HF_HUB_OFFLINE") ?? "");
+  const offline = opts.offline ?? /^(1|true|yes|on)$/i.test(envVar("HF_HUB_OFFLINE") ?? "");
   if (offline) return fromCache(ctx, revision, opts.files, "offline mode is on");
   let res: Response;
   try {

@@ -12,6 +12,7 @@ import { createRequire } from "node:module";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { PlotlyFigure } from "./figure.ts";
+import { envVar } from "../io/env.ts";
 
 /** The symbol Deno's Jupyter kernel calls to render a cell's result (`Deno.jupyter.$display`). */
 export const JUPYTER_DISPLAY: unique symbol = Symbol.for("Jupyter.display");
@@ -55,17 +56,9 @@ export function jupyterRuntime(): typeof Deno.jupyter | undefined {
   }
 }
 
-function env(name: string): string | undefined {
-  try {
-    return Deno.env.get(name) || undefined;
-  } catch {
-    return undefined; // no --allow-env: treat as unset
-  }
-}
-
 function plotlyCandidates(): string[] {
   const out: string[] = [];
-  const explicit = env("PLOTLY_JS_PATH");
+  const explicit = envVar("PLOTLY_JS_PATH");
   if (explicit) out.push(explicit);
   try {
     const url = import.meta.resolve("plotly.js-dist-min");
@@ -74,13 +67,13 @@ function plotlyCandidates(): string[] {
   try {
     out.push(createRequire(import.meta.url).resolve("plotly.js-dist-min"));
   } catch { /* no node_modules resolution here: try the next way */ }
-  const home = env("HOME") ?? env("USERPROFILE") ?? "";
-  const cache = env("DENO_DIR") ??
+  const home = envVar("HOME") ?? envVar("USERPROFILE") ?? "";
+  const cache = envVar("DENO_DIR") ??
     (Deno.build.os === "darwin"
       ? join(home, "Library", "Caches", "deno")
       : Deno.build.os === "windows"
-      ? join(env("LOCALAPPDATA") ?? home, "deno")
-      : join(env("XDG_CACHE_HOME") ?? join(home, ".cache"), "deno"));
+      ? join(envVar("LOCALAPPDATA") ?? home, "deno")
+      : join(envVar("XDG_CACHE_HOME") ?? join(home, ".cache"), "deno"));
   out.push(
     join(cache, "npm", "registry.npmjs.org", "plotly.js-dist-min", PLOTLY_VERSION, "plotly.min.js"),
   );
