@@ -26,6 +26,7 @@ import type { ExampleRow } from "./result.ts";
 import type { RunRecord } from "./run.ts";
 import { makeRunLog, type RLLogRow } from "../train/rl/log.ts";
 import { pinBlasThreads } from "../engine/blas.ts";
+import { mapInLanes } from "../parallel/lanes.ts";
 
 /** An RL run as it crosses threads: the log's rows, options and warnings, not its methods. */
 export interface SentRun {
@@ -92,7 +93,7 @@ export function receiveRun(s: SentRun): RunRecord {
 export function jobOptions(options: object, seed: number): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(options)) {
-    if (typeof v === "function" || k === "workers" || k === "log") continue;
+    if (typeof v === "function" || k === "workers") continue; // `log`, reward closures; the pool
     out[k] = v;
   }
   return { ...out, seedJob: seed, seedWorkers: 0 };
@@ -140,9 +141,6 @@ export async function runSeedJobs(
     throw new Error(`seedWorkers is ${parallel}; use a whole number >= 1 (0: off)`);
   }
   const url = new URL("./seed_worker.ts", import.meta.url).href;
-  const out = new Array<SeedPartial>(seeds.length);
-  let next = 0;
-  let failure: unknown;
   const one = (seed: number) =>
     new Promise<SeedPartial>((resolve, reject) => {
       const w = new Worker(url, { type: "module", name: `safety-compass seed ${seed}` });
@@ -162,22 +160,10 @@ export async function runSeedJobs(
       };
       w.postMessage({ experiment, options: jobOptions(options, seed) });
     });
-  const lane = async () => {
-    while (failure === undefined && next < seeds.length) {
-      const i = next++;
-      try {
-        out[i] = await one(seeds[i]);
-      } catch (err) {
-        failure ??= err;
-      }
-    }
-  };
   pinBlasThreads(+1); // the workers' BLAS calls get one thread each (process-wide setting)
   try {
-    await Promise.all(Array.from({ length: Math.min(parallel, seeds.length) }, lane));
+    return await mapInLanes(seeds, parallel, one);
   } finally {
     pinBlasThreads(-1);
   }
-  if (failure !== undefined) throw failure;
-  return out;
 }

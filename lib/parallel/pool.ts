@@ -33,6 +33,7 @@
 
 import { AsyncLocalStorage } from "node:async_hooks";
 import { pinBlasThreads } from "../engine/blas.ts";
+import { mapInLanes } from "./lanes.ts";
 import type { BackendInfo } from "../engine/backend.ts";
 import type { ModelConfig } from "../model/config.ts";
 import { externalOf, type Params } from "../model/weights.ts";
@@ -323,28 +324,12 @@ export class WorkerPool implements AsyncDisposable, GenerateRunner, CollectRunne
    * after each task, in completion order. After a failure no new task starts; the first
    * error is thrown once the tasks already running have finished.
    */
-  async map<T, R>(
+  map<T, R>(
     tasks: readonly T[],
     run: (task: T, worker: number, index: number) => Promise<R>,
     onDone?: (index: number, result: R) => void,
   ): Promise<R[]> {
-    const out = new Array<R>(tasks.length);
-    let next = 0;
-    let failure: unknown;
-    const loop = async (w: number) => {
-      while (failure === undefined && next < tasks.length) {
-        const i = next++;
-        try {
-          out[i] = await run(tasks[i], w, i);
-          onDone?.(i, out[i]);
-        } catch (err) {
-          failure ??= err;
-        }
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(this.size, tasks.length) }, (_, w) => loop(w)));
-    if (failure !== undefined) throw failure;
-    return out;
+    return mapInLanes(tasks, this.size, run, onDone);
   }
 
   /**
