@@ -192,9 +192,9 @@ async function main(argv: string[]): Promise<number> {
     workers: pool,
     ...(args.seeds ? { seeds: args.seeds } : {}),
     ...(args.evalPerKind ? { evalPerKind: args.evalPerKind } : {}),
-    // Every seed at once, up to one more than the cores (the last seed would otherwise run alone).
-    seedWorkers: args.seedWorkers ??
-      Math.min(args.seeds ?? (args.quick ? 2 : 3), (navigator.hardwareConcurrency ?? 1) + 1),
+    // Every seed at once, up to one more than the cores (the last seed would otherwise run
+    // alone); runSeedJobs never starts more workers than there are seeds.
+    seedWorkers: args.seedWorkers ?? (navigator.hardwareConcurrency ?? 1) + 1,
   };
   const extra = {
     ...(args.steps ? { steps: args.steps } : {}),

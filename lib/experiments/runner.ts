@@ -22,9 +22,8 @@ import {
   saveIfFirstSeed,
   weightsFingerprint,
 } from "./run.ts";
-import { measure, type MetricSpec, resolveSeeds } from "./measure.ts";
+import { type Hits, measure, type MetricSpec, resolveSeeds } from "./measure.ts";
 import { HitTable } from "./rows.ts";
-import type { Hits } from "./measure.ts";
 import { receiveRun, runSeedJobs, SeedJobDone, sendRun } from "./seed_jobs.ts";
 import { type ExampleRow, pickExamples } from "./result.ts";
 
@@ -235,22 +234,23 @@ export class SeedConditionRunner {
         seeds,
         common.seedWorkers,
       );
-      for (const p of parts) {
-        for (const [condition, hits] of p.added) this.#add(condition, hits);
-        this.examples.push(...p.examples);
-        this.runs.push(...p.runs.map(receiveRun));
-      }
+      for (const p of parts) this.#absorb(p.added, p.examples, p.runs.map(receiveRun));
       return parts.map((p) => p.value as T);
     }
     const out: T[] = [];
     for (const seed of seeds) {
       const own = new SeedConditionRunner(this.init);
       out.push(await body(seed, own));
-      for (const [condition, hits] of own.#added) this.#add(condition, hits);
-      this.examples.push(...own.examples);
-      this.runs.push(...own.runs);
+      this.#absorb(own.#added, own.examples, own.runs);
     }
     return out;
+  }
+
+  /** Adds one seed's measurements (in their order), examples and RL runs to this runner. */
+  #absorb(added: [string, Hits][], examples: ExampleRow[], runs: RunRecord[]): void {
+    for (const [condition, hits] of added) this.#add(condition, hits);
+    this.examples.push(...examples);
+    this.runs.push(...runs);
   }
 
   /** Adds to the hit table, remembering the order (for {@link forEachSeed}'s merge). */
