@@ -23,6 +23,29 @@ Deno.test("wasm Identity shares data: clone adds no buffer and outlives its sour
   assert.equal(tf.memory().numDataBuffers, buffers - 1, "the buffer is freed with its last user");
 });
 
+Deno.test("wasm Cast to the same type shares data; a real cast still converts, to bool as x != 0", () => {
+  const a = tf.tensor2d([[1.5, -2.25], [3, 4]]);
+  const buffers = tf.memory().numDataBuffers;
+  const b = tf.cast(a, "float32");
+  assert.equal(tf.memory().numDataBuffers, buffers, "no new data buffer");
+  a.dispose();
+  assert.deepEqual(Array.from(b.dataSync()), [1.5, -2.25, 3, 4]);
+  const i = tf.cast(b, "int32"), f = tf.cast(i, "float32"), bool = tf.cast(b, "bool");
+  assert.equal(i.dtype, "int32");
+  assert.deepEqual(Array.from(i.dataSync()), [1, -2, 3, 4]);
+  assert.deepEqual(Array.from(f.dataSync()), [1, -2, 3, 4]);
+  assert.deepEqual(Array.from(bool.dataSync()), [1, 1, 1, 1]);
+  const odd = tf.tensor1d([0, -0, 0.5, 256, -2.25, NaN]), oddBool = tf.cast(odd, "bool");
+  assert.deepEqual(Array.from(oddBool.dataSync()), [0, 0, 1, 1, 1, 1], "x != 0 (the stock kernel gave 0.5 -> 0, 256 -> 0)");
+  tf.dispose([odd, oddBool]);
+  // the gradient of mul casts its saved inputs: the same values, no copies
+  const x = tf.tensor1d([0.5, -3, 7]);
+  const g = tf.grad((v: tf.Tensor) => tf.mul(v, v))(x);
+  assert.deepEqual(Array.from(g.dataSync()), [1, -6, 14]);
+  tf.dispose([b, i, f, bool, x, g]);
+  assert.equal(tf.memory().numDataBuffers, buffers - 1, "every buffer is freed with its last user");
+});
+
 Deno.test("wasm gather gradient (UnsortedSegmentSum) scatters into the right rows", () => {
   const table = tf.variable(tf.tensor2d([[1, 1], [2, 2], [3, 3]]));
   const ids = tf.tensor1d([2, 0, 2], "int32");

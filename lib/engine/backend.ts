@@ -17,6 +17,7 @@ import "@tensorflow/tfjs-backend-wasm";
 import "@tensorflow/tfjs";
 import { registerWasmKernels } from "./kernels.ts";
 import { registerFusedKernels } from "./fused.ts";
+import { registerGeluKernels } from "./gelu_simd.ts";
 
 /** A backend name, or `auto`. */
 export type BackendName = "auto" | "tensorflow" | "webgpu" | "wasm" | "cpu";
@@ -168,6 +169,7 @@ export async function initBackend(
       await tf.ready();
       registerWasmKernels();
       registerFusedKernels();
+      registerGeluKernels(tf.backend());
       const simd = Boolean(await tf.env().getAsync("WASM_HAS_SIMD_SUPPORT"));
       const blas = await enableBlasIfWanted(opts);
       notes.push(`wasm: SIMD ${simd ? "on" : "off"}, BLAS ${blas?.enabled ? "on" : "off"}`);

@@ -12,6 +12,14 @@
  * are immutable, so sharing is safe. Measured on GPT-2-small training at 1 x 128: peak heap
  * 3.32 -> 2.29 GiB, same loss and gradient norm.
  *
+ * The wasm backend's `Cast` copies even when the type does not change, and tfjs's gradient of
+ * every `mul` casts both saved inputs to float32 (`mul(dy, cast(b, "float32"))`): on a
+ * SafetyWorld RL update that was six copies of an [N, 512] activation per GELU. A cast to the
+ * tensor's own type now shares the data, as `Identity` does; other casts keep the stock kernel.
+ * The values are the same bits either way. The stock kernel also cast to `bool` by copying
+ * numbers into bytes (-2.25 became 254, 256 became 0, 0.5 became 0); a cast to `bool` is now
+ * `x != 0`, as in TensorFlow and tfjs's cpu backend.
+ *
  * The wasm backend's `Slice` copies its whole input out of the heap before cutting the slice
  * from the copy; the replacement copies only the slice's contiguous blocks. Measured on a
  * GPT-2-small forward (8 x 128, OpenBLAS): Slice kernel time 1.00 s -> 0.03 s, the forward
@@ -46,6 +54,28 @@ function identitySharedWasm(
   }
   backend.incRef(x.dataId);
   return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+}
+
+let stockCast: tf.KernelFunc | undefined;
+
+/** `Cast` to the input's own type without a copy; any other cast is the stock kernel's. */
+function castWasm(
+  args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap },
+): tf.TensorInfo | tf.TensorInfo[] {
+  const x = args.inputs.x!;
+  const dtype = (args.attrs as { dtype: tf.DataType }).dtype;
+  if (dtype === x.dtype && dtype !== "string") {
+    (args.backend as WasmBackendLike).incRef(x.dataId);
+    return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+  }
+  if (dtype === "bool" && x.dtype !== "string") {
+    const backend = args.backend as WasmBackendLike;
+    const out = backend.makeOutput(x.shape, "bool");
+    const src = backend.typedArrayFromHeap(x), dst = backend.typedArrayFromHeap(out);
+    for (let i = 0; i < src.length; i++) dst[i] = src[i] !== 0 ? 1 : 0;
+    return out;
+  }
+  return stockCast!(args as Parameters<tf.KernelFunc>[0]);
 }
 
 function unsortedSegmentSumWasm(
@@ -202,6 +232,7 @@ export function registerWasmKernels(): void {
     kernelFunc: identitySharedWasm as unknown as tf.KernelFunc,
   });
   stockSlice = replaceKernel("Slice", sliceWasm);
+  stockCast = replaceKernel("Cast", castWasm);
   stockGather = replaceKernel("GatherV2", gatherWasm);
   registered = true;
 }

@@ -1,0 +1,189 @@
+/**
+ * A small assembler for elementwise float32 programs as WebAssembly SIMD functions that work
+ * in place on another module's memory (the tfjs wasm backend's heap): one pass over the data
+ * computes what would otherwise take one tfjs kernel, and one trip through memory, per
+ * operation.
+ *
+ * A program is a list of steps `[name, op, a, b]` (op `add`, `sub` or `mul`; operands are input
+ * names, earlier steps or float32 constants) and the name of the step it stores. Every step
+ * rounds to float32, as a tfjs kernel does, in the order written, so a program written in the
+ * order a composition of tfjs ops computes gives the same bits (IEEE float32 `+ - *` are exact
+ * to the bit in every engine; wasm has no fused multiply-add to change that). The compiled
+ * function takes the byte offsets of its inputs and its output and the element count; it runs
+ * four lanes at a time and the remainder one at a time with the same scalar operations.
+ *
+ * @module
+ */
+
+/** A step's operation, each rounding to float32. */
+export type SimdOp = "add" | "sub" | "mul";
+
+/** An operand: an input's or an earlier step's name, or a constant (rounded to float32). */
+export type SimdOperand = string | number;
+
+/** One step of a program: `name = a op b`. */
+export type SimdStep = readonly [name: string, op: SimdOp, a: SimdOperand, b: SimdOperand];
+
+/** An elementwise program: named inputs, steps in order, and the step (or input) stored. */
+export interface SimdProgram {
+  /** The exported function's name. */
+  name: string;
+  /** Input names, in the order of the function's pointer arguments. */
+  inputs: readonly string[];
+  steps: readonly SimdStep[];
+  /** What the function stores into its output. */
+  output: string;
+}
+
+/** The compiled functions: `fn(...inputOffsets, outputOffset, n)`, offsets in bytes. */
+export type SimdFunctions = Record<string, (...args: number[]) => void>;
+
+const I32 = 0x7f, F32 = 0x7d, V128 = 0x7b;
+
+function uleb(n: number): number[] {
+  const out: number[] = [];
+  do {
+    let b = n & 0x7f;
+    n >>>= 7;
+    if (n !== 0) b |= 0x80;
+    out.push(b);
+  } while (n !== 0);
+  return out;
+}
+
+function sleb(n: number): number[] {
+  const out: number[] = [];
+  for (;;) {
+    const b = n & 0x7f;
+    n >>= 7;
+    if ((n === 0 && (b & 0x40) === 0) || (n === -1 && (b & 0x40) !== 0)) return [...out, b];
+    out.push(b | 0x80);
+  }
+}
+
+function str(s: string): number[] {
+  const bytes = [...new TextEncoder().encode(s)];
+  return [...uleb(bytes.length), ...bytes];
+}
+
+function section(id: number, body: number[]): number[] {
+  return [id, ...uleb(body.length), ...body];
+}
+
+function f32Bytes(v: number): number[] {
+  return [...new Uint8Array(new Float32Array([v]).buffer)];
+}
+
+const SIMD = 0xfd;
+const simdOp: Record<SimdOp, number[]> = {
+  add: [SIMD, ...uleb(0xe4)],
+  sub: [SIMD, ...uleb(0xe5)],
+  mul: [SIMD, ...uleb(0xe6)],
+};
+const scalarOp: Record<SimdOp, number[]> = { add: [0x92], sub: [0x93], mul: [0x94] };
+
+/** Checks a program's names and operands; throws naming the first problem. */
+function check(p: SimdProgram): void {
+  const known = new Set(p.inputs);
+  if (known.size !== p.inputs.length) throw new Error(`SIMD program ${p.name}: repeated input`);
+  for (const [name, op, a, b] of p.steps) {
+    if (!(op in simdOp)) throw new Error(`SIMD program ${p.name}: unknown op "${op}" in ${name}`);
+    for (const x of [a, b]) {
+      if (typeof x === "string" && !known.has(x)) {
+        throw new Error(`SIMD program ${p.name}: step ${name} reads "${x}" before it is set`);
+      }
+    }
+    known.add(name);
+  }
+  if (!known.has(p.output)) throw new Error(`SIMD program ${p.name}: no value "${p.output}"`);
+}
+
+/** The body of one program's function. */
+function body(p: SimdProgram): number[] {
+  const k = p.inputs.length, out = k, n = k + 1, i = k + 2, end = k + 3;
+  const names = [...p.inputs, ...p.steps.map((s) => s[0])];
+  const slot = new Map<string, number>();
+  for (const name of names) if (!slot.has(name)) slot.set(name, slot.size);
+  const vBase = k + 4, sBase = vBase + slot.size;
+  const code: number[] = [];
+  const emitLoop = (simd: boolean): void => {
+    const local = (name: string) => (simd ? vBase : sBase) + slot.get(name)!;
+    const width = simd ? 16 : 4;
+    code.push(0x02, 0x40, 0x03, 0x40); // block, loop
+    code.push(0x20, ...uleb(i), 0x20, ...uleb(end), 0x4f, 0x0d, 0x01); // i >= end: break
+    p.inputs.forEach((name, j) => {
+      code.push(0x20, ...uleb(j), 0x20, ...uleb(i), 0x6a); // input pointer + i
+      code.push(...(simd ? [SIMD, 0x00] : [0x2a]), 0x00, 0x00); // load, align 1, offset 0
+      code.push(0x21, ...uleb(local(name)));
+    });
+    for (const [name, op, a, b] of p.steps) {
+      for (const x of [a, b]) {
+        if (typeof x === "string") code.push(0x20, ...uleb(local(x)));
+        else if (simd) code.push(SIMD, 0x0c, ...[0, 1, 2, 3].flatMap(() => f32Bytes(x)));
+        else code.push(0x43, ...f32Bytes(x));
+      }
+      code.push(...(simd ? simdOp[op] : scalarOp[op]), 0x21, ...uleb(local(name)));
+    }
+    code.push(0x20, ...uleb(out), 0x20, ...uleb(i), 0x6a, 0x20, ...uleb(local(p.output)));
+    code.push(...(simd ? [SIMD, 0x0b] : [0x38]), 0x00, 0x00); // store
+    code.push(0x20, ...uleb(i), 0x41, ...sleb(width), 0x6a, 0x21, ...uleb(i)); // i += width
+    code.push(0x0c, 0x00, 0x0b, 0x0b); // br loop, end loop, end block
+  };
+  // end = (n & ~3) * 4: the bytes the four-lane loop covers; then the rest one at a time.
+  code.push(0x20, ...uleb(n), 0x41, ...sleb(-4), 0x71, 0x41, 0x02, 0x74, 0x21, ...uleb(end));
+  code.push(0x41, 0x00, 0x21, ...uleb(i));
+  emitLoop(true);
+  code.push(0x20, ...uleb(n), 0x41, 0x02, 0x74, 0x21, ...uleb(end));
+  emitLoop(false);
+  code.push(0x0b);
+  const locals = [...uleb(3), 2, I32, ...uleb(slot.size), V128, ...uleb(slot.size), F32];
+  const fn = [...locals, ...code];
+  return [...uleb(fn.length), ...fn];
+}
+
+/** The bytes of a module importing `env.memory` and exporting one function per program. */
+export function simdModuleBytes(programs: readonly SimdProgram[]): Uint8Array<ArrayBuffer> {
+  programs.forEach(check);
+  const types = programs.map((p) => [0x60, ...uleb(p.inputs.length + 2), ...Array(p.inputs.length + 2).fill(I32), 0]);
+  const bytes = [
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+    ...section(1, [...uleb(types.length), ...types.flat()]),
+    ...section(2, [...uleb(1), ...str("env"), ...str("memory"), 0x02, 0x00, 0x00]),
+    ...section(3, [...uleb(programs.length), ...programs.flatMap((_, j) => uleb(j))]),
+    ...section(7, [
+      ...uleb(programs.length),
+      ...programs.flatMap((p, j) => [...str(p.name), 0x00, ...uleb(j)]),
+    ]),
+    ...section(10, [...uleb(programs.length), ...programs.flatMap(body)]),
+  ];
+  return new Uint8Array(bytes);
+}
+
+/**
+ * Compiles `programs` into functions over `memory`; undefined where the engine has no
+ * WebAssembly SIMD (the caller then keeps its composed ops).
+ *
+ * @example
+ * ```ts
+ * import { compileSimd } from "./wasm_simd.ts";
+ * const memory = new WebAssembly.Memory({ initial: 1 });
+ * const fns = compileSimd(memory, [{
+ *   name: "axpy", inputs: ["x", "y"], steps: [["ax", "mul", "x", 2], ["r", "add", "ax", "y"]],
+ *   output: "r",
+ * }])!;
+ * const heap = new Float32Array(memory.buffer);
+ * heap.set([1, 2, 3, 4, 5], 0); // x at byte 0
+ * heap.set([1, 1, 1, 1, 1], 8); // y at byte 32
+ * fns.axpy(0, 32, 64, 5); // out at byte 64
+ * console.log(heap.slice(16, 21)); // [3, 5, 7, 9, 11]
+ * ```
+ */
+export function compileSimd(
+  memory: WebAssembly.Memory,
+  programs: readonly SimdProgram[],
+): SimdFunctions | undefined {
+  const bytes = simdModuleBytes(programs);
+  if (!WebAssembly.validate(bytes)) return undefined;
+  const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } });
+  return instance.exports as unknown as SimdFunctions;
+}

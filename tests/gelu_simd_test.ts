@@ -1,0 +1,145 @@
+/**
+ * The SIMD GELU kernels (lib/engine/gelu_simd.ts) and the assembler under them
+ * (lib/engine/wasm_simd.ts) against what they replace, bit for bit: the six composed tfjs ops
+ * and the gradient tfjs's autodiff takes through them, on values that exercise rounding (odd
+ * sizes for the one-lane tail, tiny and huge inputs, zeros of both signs, saturation), then the
+ * LM-loss gradients of whole GPT-2 and Gemma-style (gated GELU) models and the shipped
+ * SafetyWorld checkpoint.
+ */
+import assert from "node:assert/strict";
+import * as tf from "@tensorflow/tfjs-core";
+import { tinyModel, tinyModelFromConfig, TINY_GEMMA2_CONFIG, useTestBackend } from "./_helpers.ts";
+import { geluSimd, useGeluKernels } from "../lib/engine/gelu_simd.ts";
+import { compileSimd, simdModuleBytes } from "../lib/engine/wasm_simd.ts";
+import { gelu } from "../lib/model/transformer.ts";
+import { lmLoss, padBatch } from "../lib/optim/loss.ts";
+import { loadModel } from "../lib/model/load.ts";
+import type { Model } from "../lib/model/model.ts";
+
+await useTestBackend();
+const onWasm = tf.getBackend() === "wasm";
+
+/** The float32 bit patterns of a tensor's values. */
+function bits(t: tf.Tensor): Uint32Array {
+  return new Uint32Array(new Float32Array(t.dataSync()).buffer);
+}
+
+function assertBitEqual(a: tf.Tensor, b: tf.Tensor, what: string): void {
+  const x = bits(a), y = bits(b);
+  assert.equal(x.length, y.length, `${what}: sizes`);
+  for (let i = 0; i < x.length; i++) {
+    if (x[i] !== y[i]) {
+      const fa = new Float32Array(x.buffer)[i], fb = new Float32Array(y.buffer)[i];
+      assert.fail(`${what}: element ${i} differs: ${fa} vs ${fb}`);
+    }
+  }
+}
+
+/** Values that exercise float32 rounding: a spread of magnitudes, signs, zeros, saturation. */
+function awkward(n: number, seed: number): Float32Array {
+  let s = seed >>> 0;
+  const u = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+  const out = new Float32Array(n);
+  const special = [0, -0, 1e-30, -1e-30, 1e-7, 30, -30, 200, -200, 3.4e12];
+  for (let i = 0; i < n; i++) {
+    out[i] = i < special.length ? special[i] : (u() - 0.5) * 10 ** (u() * 4 - 2);
+  }
+  return out;
+}
+
+Deno.test("wasm_simd: programs run four lanes and the tail, with float32 rounding per step", () => {
+  const memory = new WebAssembly.Memory({ initial: 1 });
+  const fns = compileSimd(memory, [{
+    name: "f",
+    inputs: ["a", "b"],
+    steps: [["p", "mul", "a", "b"], ["q", "sub", 0.1, "p"], ["r", "add", "q", "a"]],
+    output: "r",
+  }]);
+  assert.ok(fns, "this engine has WebAssembly SIMD");
+  const heap = new Float32Array(memory.buffer);
+  for (const n of [0, 1, 3, 4, 5, 8, 11, 1001]) {
+    const a = awkward(n, n + 1), b = awkward(n, n + 7);
+    heap.fill(-1);
+    heap.set(a, 0);
+    heap.set(b, 4096);
+    fns.f(0, 4096 * 4, 8192 * 4, n);
+    const f = Math.fround;
+    for (let i = 0; i < n; i++) {
+      const want = f(f(f(0.1) - f(a[i] * b[i])) + a[i]);
+      assert.ok(Object.is(heap[8192 + i], want), `n ${n}, element ${i}: ${heap[8192 + i]} vs ${want}`);
+    }
+    assert.equal(heap[8192 + n], -1, `n ${n}: nothing written past the end`);
+  }
+  assert.throws(
+    () => simdModuleBytes([{ name: "g", inputs: ["a"], steps: [["p", "mul", "a", "c"]], output: "p" }]),
+    /step p reads "c" before it is set/,
+  );
+});
+
+Deno.test({
+  name: "geluSimd: forward and gradient bit for bit the composed ops and autodiff",
+  ignore: !onWasm,
+  fn: () => {
+    for (const shape of [[7], [3, 5], [64, 512], [2, 3, 129]]) {
+      const n = shape.reduce((a, b) => a * b, 1);
+      const x = tf.tensor(awkward(n, n), shape), w = tf.tensor(awkward(n, 3 * n), shape);
+      const loss = (v: tf.Tensor) => tf.sum(tf.mul(gelu(v), w)) as tf.Scalar;
+      const before = useGeluKernels(false);
+      const yRef = gelu(x), gRef = tf.grad(loss)(x);
+      useGeluKernels(true);
+      const y = geluSimd(x)!, g = tf.grad(loss)(x);
+      useGeluKernels(before);
+      assert.ok(y, "the kernels apply on wasm");
+      assertBitEqual(y, yRef, `gelu [${shape}]`);
+      assertBitEqual(g, gRef, `gelu gradient [${shape}]`);
+      tf.dispose([x, w, yRef, gRef, y, g]);
+    }
+  },
+});
+
+async function lossGradients(m: Model, batch: ReturnType<typeof padBatch>, simd: boolean) {
+  const before = useGeluKernels(simd);
+  try {
+    const vars = [...m.params.values()].filter((v) => v instanceof tf.Variable) as tf.Variable[];
+    const { value, grads } = tf.variableGrads(() => lmLoss(m.config, m.params, batch), vars);
+    const out = { loss: value, grads: vars.map((v) => [v.name, grads[v.name]] as const) };
+    return out;
+  } finally {
+    useGeluKernels(before);
+  }
+}
+
+async function assertModelBitEqual(m: Model, batch: ReturnType<typeof padBatch>, what: string) {
+  const a = await lossGradients(m, batch, false), b = await lossGradients(m, batch, true);
+  assertBitEqual(b.loss, a.loss, `${what}: loss`);
+  assert.ok(a.grads.length > 0);
+  for (let i = 0; i < a.grads.length; i++) {
+    assertBitEqual(b.grads[i][1], a.grads[i][1], `${what}: gradient of ${a.grads[i][0]}`);
+  }
+  tf.dispose([a.loss, b.loss, ...a.grads.map((g) => g[1]), ...b.grads.map((g) => g[1])]);
+}
+
+Deno.test({
+  name: "geluSimd: LM-loss gradients of GPT-2 and gated-GELU (Gemma 2) models are bit-equal",
+  ignore: !onWasm,
+  fn: async () => {
+    const batch = padBatch([[1, 5, 9, 2, 7, 3], [4, 4, 8]], [2, 1]);
+    const gpt2 = await tinyModel("gpt2", 3);
+    await assertModelBitEqual(gpt2, batch, "gpt2");
+    gpt2.dispose();
+    const gemma = tinyModelFromConfig(TINY_GEMMA2_CONFIG, 5);
+    await assertModelBitEqual(gemma, batch, "gemma2");
+    gemma.dispose();
+  },
+});
+
+Deno.test({
+  name: "geluSimd: the shipped SafetyWorld model's LM-loss gradients are bit-equal",
+  ignore: !onWasm,
+  fn: async () => {
+    const m = await loadModel("toy-base");
+    const rows = Array.from({ length: 8 }, (_, r) => Array.from({ length: 40 + r }, (_, i) => (i * 7 + r * 13) % 600 + 3));
+    await assertModelBitEqual(m, padBatch(rows, rows.map(() => 1)), "toy-base");
+    m.dispose();
+  },
+});
