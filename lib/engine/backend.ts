@@ -17,7 +17,7 @@ import "@tensorflow/tfjs-backend-wasm";
 import "@tensorflow/tfjs";
 import { registerWasmKernels } from "./kernels.ts";
 import { registerFusedKernels } from "./fused.ts";
-import { registerGeluKernels } from "./gelu_simd.ts";
+import { registerSimdKernels } from "./simd_kernels.ts";
 
 /** A backend name, or `auto`. */
 export type BackendName = "auto" | "tensorflow" | "webgpu" | "wasm" | "cpu";
@@ -169,7 +169,7 @@ export async function initBackend(
       await tf.ready();
       registerWasmKernels();
       registerFusedKernels();
-      registerGeluKernels(tf.backend());
+      registerSimdKernels(tf.backend());
       const simd = Boolean(await tf.env().getAsync("WASM_HAS_SIMD_SUPPORT"));
       const blas = await enableBlasIfWanted(opts);
       notes.push(`wasm: SIMD ${simd ? "on" : "off"}, BLAS ${blas?.enabled ? "on" : "off"}`);

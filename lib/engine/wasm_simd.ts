@@ -98,7 +98,7 @@ function check(p: SimdProgram): void {
   if (!known.has(p.output)) throw new Error(`SIMD program ${p.name}: no value "${p.output}"`);
 }
 
-/** The body of one program's function. */
+/** The code entry (size, locals, instructions) of one program's function. */
 function body(p: SimdProgram): number[] {
   const k = p.inputs.length, out = k, n = k + 1, i = k + 2, end = k + 3;
   const names = [...p.inputs, ...p.steps.map((s) => s[0])];
@@ -141,27 +141,91 @@ function body(p: SimdProgram): number[] {
   return [...uleb(fn.length), ...fn];
 }
 
-/** The bytes of a module importing `env.memory` and exporting one function per program. */
-export function simdModuleBytes(programs: readonly SimdProgram[]): Uint8Array<ArrayBuffer> {
-  programs.forEach(check);
-  const types = programs.map((p) => [0x60, ...uleb(p.inputs.length + 2), ...Array(p.inputs.length + 2).fill(I32), 0]);
+/** A function of the module: all-i32 parameters, no result. */
+interface WasmFunction {
+  name: string;
+  params: number;
+  /** The code entry: size, locals, instructions, end. */
+  body: number[];
+}
+
+function programFunction(p: SimdProgram): WasmFunction {
+  check(p);
+  return { name: p.name, params: p.inputs.length + 2, body: body(p) };
+}
+
+/**
+ * `columnSum(x, out, rows, cols)`: out[c] = x[0, c] + x[1, c] + ... + x[rows - 1, c] for a
+ * row-major [rows, cols] float32 matrix, each sum starting from +0 and adding the rows in order
+ * (four columns at a time, the remainder one at a time): the order of a sequential reduction
+ * over the rows, read in one pass down the matrix instead of after a transpose.
+ */
+function columnSumFunction(): WasmFunction {
+  const x = 0, out = 1, rows = 2, cols = 3, c = 4, rowBytes = 5, vecBytes = 6, end = 7;
+  const get = (l: number) => [0x20, ...uleb(l)], set = (l: number) => [0x21, ...uleb(l)];
+  const whileLess = (a: number, b: number, inner: number[]) => [
+    0x02, 0x40, 0x03, 0x40, ...get(a), ...get(b), 0x4f, 0x0d, 0x01, ...inner, 0x0c, 0x00, 0x0b, 0x0b,
+  ];
+  const addInto = (simd: boolean) => [
+    ...get(out), ...get(c), 0x6a, // address of out[c]
+    ...get(out), ...get(c), 0x6a, ...(simd ? [SIMD, 0x00] : [0x2a]), 0x00, 0x00,
+    ...get(x), ...get(c), 0x6a, ...(simd ? [SIMD, 0x00] : [0x2a]), 0x00, 0x00,
+    ...(simd ? simdOp.add : scalarOp.add),
+    ...(simd ? [SIMD, 0x0b] : [0x38]), 0x00, 0x00,
+    ...get(c), 0x41, ...sleb(simd ? 16 : 4), 0x6a, ...set(c),
+  ];
+  const code = [
+    ...get(cols), 0x41, 0x02, 0x74, ...set(rowBytes),
+    ...get(cols), 0x41, ...sleb(-4), 0x71, 0x41, 0x02, 0x74, ...set(vecBytes),
+    // out = +0
+    0x41, 0x00, ...set(c),
+    ...whileLess(c, rowBytes, [
+      ...get(out), ...get(c), 0x6a, 0x43, 0, 0, 0, 0, 0x38, 0x00, 0x00,
+      ...get(c), 0x41, 0x04, 0x6a, ...set(c),
+    ]),
+    // end = x + rows * rowBytes; for each row: out += row; x += rowBytes
+    ...get(x), ...get(rows), ...get(rowBytes), 0x6c, 0x6a, ...set(end),
+    ...whileLess(x, end, [
+      0x41, 0x00, ...set(c),
+      ...whileLess(c, vecBytes, addInto(true)),
+      ...whileLess(c, rowBytes, addInto(false)),
+      ...get(x), ...get(rowBytes), 0x6a, ...set(x),
+    ]),
+    0x0b,
+  ];
+  const fn = [...uleb(1), 4, I32, ...code];
+  return { name: "columnSum", params: 4, body: [...uleb(fn.length), ...fn] };
+}
+
+/** The bytes of a module importing `env.memory` and exporting `functions`. */
+function moduleBytes(functions: readonly WasmFunction[]): Uint8Array<ArrayBuffer> {
+  const types = functions.map((f) => [0x60, ...uleb(f.params), ...Array(f.params).fill(I32), 0]);
   const bytes = [
     0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
     ...section(1, [...uleb(types.length), ...types.flat()]),
     ...section(2, [...uleb(1), ...str("env"), ...str("memory"), 0x02, 0x00, 0x00]),
-    ...section(3, [...uleb(programs.length), ...programs.flatMap((_, j) => uleb(j))]),
+    ...section(3, [...uleb(functions.length), ...functions.flatMap((_, j) => uleb(j))]),
     ...section(7, [
-      ...uleb(programs.length),
-      ...programs.flatMap((p, j) => [...str(p.name), 0x00, ...uleb(j)]),
+      ...uleb(functions.length),
+      ...functions.flatMap((f, j) => [...str(f.name), 0x00, ...uleb(j)]),
     ]),
-    ...section(10, [...uleb(programs.length), ...programs.flatMap(body)]),
+    ...section(10, [...uleb(functions.length), ...functions.flatMap((f) => f.body)]),
   ];
   return new Uint8Array(bytes);
 }
 
 /**
- * Compiles `programs` into functions over `memory`; undefined where the engine has no
- * WebAssembly SIMD (the caller then keeps its composed ops).
+ * The bytes of a module importing `env.memory` and exporting one function per program, and
+ * `columnSum(x, out, rows, cols)` (see {@link compileSimd}); throws naming a malformed program.
+ */
+export function simdModuleBytes(programs: readonly SimdProgram[]): Uint8Array<ArrayBuffer> {
+  return moduleBytes([...programs.map(programFunction), columnSumFunction()]);
+}
+
+/**
+ * Compiles `programs` into functions over `memory`, with `columnSum(x, out, rows, cols)` (the
+ * column sums of a row-major [rows, cols] matrix, rows added in order from +0); undefined where
+ * the engine has no WebAssembly SIMD (the caller then keeps its composed ops).
  *
  * @example
  * ```ts
@@ -176,6 +240,7 @@ export function simdModuleBytes(programs: readonly SimdProgram[]): Uint8Array<Ar
  * heap.set([1, 1, 1, 1, 1], 8); // y at byte 32
  * fns.axpy(0, 32, 64, 5); // out at byte 64
  * console.log(heap.slice(16, 21)); // [3, 5, 7, 9, 11]
+ * fns.columnSum(0, 96, 2, 4); // [[1, 2, 3, 4], [5, 1, 1, 1]] -> [6, 3, 4, 5] at byte 96
  * ```
  */
 export function compileSimd(

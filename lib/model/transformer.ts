@@ -28,7 +28,7 @@ import type { ModelConfig } from "./config.ts";
 import { externalOf, type Params } from "./weights.ts";
 import { externalGather, externalMatMul } from "../engine/external_weights.ts";
 import { fusedAttention, fusedGelu, fusedLayerNorm } from "../engine/fused.ts";
-import { geluSimd } from "../engine/gelu_simd.ts";
+import { geluSimd } from "../engine/simd_kernels.ts";
 import { applyRope, ropeTables } from "./rope.ts";
 
 /** Keys and values of past positions, per layer: [B, Hkv, S, D]. */

@@ -1,17 +1,24 @@
 /**
- * GELU (tanh approximation) on the wasm backend in three kernels forward and one backward, with
- * the same float32 bits as the six-op composition `x * sigmoid(C (x + 0.044715 x x x))` and the
- * gradient tfjs's autodiff takes through it (issue 22).
+ * Kernels on the wasm backend that compute the same float32 bits as what they replace, in
+ * fewer passes over memory (issue 22), from SIMD functions assembled by lib/engine/wasm_simd.ts
+ * and run in place on the tfjs heap:
  *
- * On a SafetyWorld RL update the composed GELU over [N, 512] (N about 4000 tokens) cost 6
- * kernels in each forward and 22 in the backward (8 full multiplies, 6 casts, 3 adds, ...), each a
- * trip through 8 MB of memory: about a seventh of the update. Here the forward is one SIMD pass
- * for `z = C (x + 0.044715 x x x)` (lib/engine/wasm_simd.ts), tfjs's own `sigmoid`, and `x * s`;
- * the backward is one SIMD pass that reads x, s and dy and repeats, operation for operation and in
- * the same order, the float32 arithmetic of tfjs's gradients of that composition (the gradients
- * of `mul`, `sigmoid` and `add`, and their accumulation into x's gradient in tape order).
- * tests/gelu_simd_test.ts checks both bit for bit against the composed ops, alone and inside a
- * model's gradients.
+ * - **GELU** (tanh approximation): three kernels forward and one backward instead of the six-op
+ *   composition `x * sigmoid(C (x + 0.044715 x x x))` and the 22 kernels of tfjs's gradient
+ *   through it. On a SafetyWorld RL update the composed GELU over [N, 512] (N about 4000
+ *   tokens) was about a seventh of the update, each kernel a trip through 8 MB. The forward is
+ *   one pass for `z = C (x + 0.044715 x x x)`, tfjs's own `sigmoid`, and `x * s`; the backward
+ *   is one pass that reads x, s and dy and repeats, operation for operation and in the same
+ *   order, the float32 arithmetic of tfjs's gradients of the composition (the gradients of `mul`,
+ *   `sigmoid` and `add`, and their accumulation into x's gradient in tape order).
+ * - **Sum over leading axes** (every bias and norm-weight gradient: [N, 512] -> [512]): the
+ *   stock kernel transposes the whole input so that the reduced axes come last, then adds each
+ *   output's inputs in order from +0; here one pass down the rows adds the same numbers in the
+ *   same order, four columns at a time. Other sums keep the stock kernel.
+ *
+ * tests/simd_kernels_test.ts checks all of it bit for bit against the stock kernels and the
+ * composed ops, alone and inside whole models' gradients. `useSimdKernels(false)` turns them off
+ * for A/B comparisons.
  *
  * @module
  */
@@ -73,12 +80,40 @@ interface WasmBackendLike {
 
 let fns: SimdFunctions | undefined;
 let enabled = true;
+let stockSum: tf.KernelFunc | undefined;
+
+function offset(be: WasmBackendLike, t: tf.TensorInfo): number {
+  return be.typedArrayFromHeap(t).byteOffset;
+}
+
+/** `Sum` over leading axes of a float32 tensor as column sums; anything else: the stock kernel. */
+function sumKernel(
+  args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap },
+): tf.TensorInfo {
+  const x = args.inputs.x!;
+  const { axis, keepDims } = args.attrs as { axis: number | number[]; keepDims: boolean };
+  const rank = x.shape.length;
+  // In the order given: the stock kernel adds in the order of its transpose, which follows it.
+  const axes = tf.util.parseAxisParam(axis, x.shape);
+  const k = axes.length, size = x.shape.reduce((a, b) => a * b, 1);
+  if (
+    !enabled || x.dtype !== "float32" || size === 0 || k === 0 || k >= rank ||
+    axes.some((a, i) => a !== i)
+  ) {
+    return stockSum!(args as Parameters<tf.KernelFunc>[0]) as tf.TensorInfo;
+  }
+  const be = args.backend as WasmBackendLike;
+  const rest = x.shape.slice(k), cols = rest.reduce((a, b) => a * b, 1);
+  const out = be.makeOutput(keepDims ? [...axes.map(() => 1), ...rest] : rest, "float32");
+  fns!.columnSum(offset(be, x), offset(be, out), size / cols, cols);
+  return out;
+}
 
 function run(fn: string, args: { inputs: tf.NamedTensorInfoMap; backend: unknown }, names: string[]) {
   const be = args.backend as WasmBackendLike;
   const ins = names.map((n) => args.inputs[n]!);
   const out = be.makeOutput(ins[0].shape, "float32");
-  const offsets = [...ins, out].map((t) => be.typedArrayFromHeap(t).byteOffset);
+  const offsets = [...ins, out].map((t) => offset(be, t));
   fns![fn](...offsets, ins[0].shape.reduce((a, b) => a * b, 1));
   return out;
 }
@@ -87,7 +122,7 @@ function run(fn: string, args: { inputs: tf.NamedTensorInfoMap; backend: unknown
  * Compiles and registers the kernels on the wasm backend (idempotent; a no-op where the engine
  * lacks WebAssembly SIMD or the backend's heap cannot be reached, and the composed ops stay).
  */
-export function registerGeluKernels(backend: unknown): void {
+export function registerSimdKernels(backend: unknown): void {
   if (fns) return;
   const memory = (backend as WasmBackendLike).wasm?.asm?.memory;
   if (!(memory instanceof WebAssembly.Memory)) return;
@@ -104,6 +139,16 @@ export function registerGeluKernels(backend: unknown): void {
         run(fn, args, [...names])) as unknown as tf.KernelFunc,
     });
   }
+  const stock = tf.getKernel("Sum", "wasm")?.kernelFunc;
+  if (stock !== undefined) {
+    stockSum = stock;
+    tf.unregisterKernel("Sum", "wasm");
+    tf.registerKernel({
+      kernelName: "Sum",
+      backendName: "wasm",
+      kernelFunc: sumKernel as unknown as tf.KernelFunc,
+    });
+  }
 }
 
 /**
@@ -112,12 +157,12 @@ export function registerGeluKernels(backend: unknown): void {
  *
  * @example
  * ```ts
- * import { useGeluKernels } from "./gelu_simd.ts";
- * const before = useGeluKernels(false); // the six composed ops and autodiff's gradient
- * useGeluKernels(before);
+ * import { useSimdKernels } from "./simd_kernels.ts";
+ * const before = useSimdKernels(false); // composed GELU, autodiff's gradient, stock Sum
+ * useSimdKernels(before);
  * ```
  */
-export function useGeluKernels(on: boolean): boolean {
+export function useSimdKernels(on: boolean): boolean {
   const before = enabled;
   enabled = on;
   return before;

@@ -1,5 +1,5 @@
 /**
- * The SIMD GELU kernels (lib/engine/gelu_simd.ts) and the assembler under them
+ * The SIMD kernels (lib/engine/simd_kernels.ts: GELU and sums over leading axes) and the assembler under them
  * (lib/engine/wasm_simd.ts) against what they replace, bit for bit: the six composed tfjs ops
  * and the gradient tfjs's autodiff takes through them, on values that exercise rounding (odd
  * sizes for the one-lane tail, tiny and huge inputs, zeros of both signs, saturation), then the
@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
 import { tinyModel, tinyModelFromConfig, TINY_GEMMA2_CONFIG, useTestBackend } from "./_helpers.ts";
-import { geluSimd, useGeluKernels } from "../lib/engine/gelu_simd.ts";
+import { geluSimd, useSimdKernels } from "../lib/engine/simd_kernels.ts";
 import { compileSimd, simdModuleBytes } from "../lib/engine/wasm_simd.ts";
 import { gelu } from "../lib/model/transformer.ts";
 import { lmLoss, padBatch } from "../lib/optim/loss.ts";
@@ -77,6 +77,41 @@ Deno.test("wasm_simd: programs run four lanes and the tail, with float32 roundin
 });
 
 Deno.test({
+  name: "Sum over leading axes: bit for bit the stock kernel, shapes and keepDims included",
+  ignore: !onWasm,
+  fn: () => {
+    const cases: [number[], number | number[], boolean][] = [
+      [[3968, 512], 0, false],
+      [[64, 62, 128], [0, 1], false],
+      [[64, 62, 128], [0, 1], true],
+      [[64, 62, 128], [1, 0], true], // another order of addition: the stock kernel
+      [[5, 3], [0], false],
+      [[7, 2, 5], [-3, -2], false],
+      [[9, 1, 11], 0, true],
+      [[2, 3, 4], [1], false], // not leading: the stock kernel
+      [[2, 3, 4], [0, 2], false],
+      [[6, 4], [0, 1], false], // every axis: the stock kernel
+    ];
+    for (const [shape, axis, keepDims] of cases) {
+      const n = shape.reduce((a, b) => a * b, 1);
+      const x = tf.tensor(awkward(n, n + 11), shape);
+      const before = useSimdKernels(false);
+      const want = tf.sum(x, axis, keepDims);
+      useSimdKernels(true);
+      const got = tf.sum(x, axis, keepDims);
+      useSimdKernels(before);
+      assert.deepEqual(got.shape, want.shape, `sum [${shape}] over ${axis}: shape`);
+      assertBitEqual(got, want, `sum [${shape}] over ${axis}`);
+      tf.dispose([x, want, got]);
+    }
+    // -0 alone sums to +0 from a +0 start, as the stock kernel's does
+    const z = tf.tensor2d([[-0, -0], [-0, 1]]);
+    assertBitEqual(tf.sum(z, 0), tf.tensor1d([0, 1]), "sum of negative zeros");
+    z.dispose();
+  },
+});
+
+Deno.test({
   name: "geluSimd: forward and gradient bit for bit the composed ops and autodiff",
   ignore: !onWasm,
   fn: () => {
@@ -84,11 +119,11 @@ Deno.test({
       const n = shape.reduce((a, b) => a * b, 1);
       const x = tf.tensor(awkward(n, n), shape), w = tf.tensor(awkward(n, 3 * n), shape);
       const loss = (v: tf.Tensor) => tf.sum(tf.mul(gelu(v), w)) as tf.Scalar;
-      const before = useGeluKernels(false);
+      const before = useSimdKernels(false);
       const yRef = gelu(x), gRef = tf.grad(loss)(x);
-      useGeluKernels(true);
+      useSimdKernels(true);
       const y = geluSimd(x)!, g = tf.grad(loss)(x);
-      useGeluKernels(before);
+      useSimdKernels(before);
       assert.ok(y, "the kernels apply on wasm");
       assertBitEqual(y, yRef, `gelu [${shape}]`);
       assertBitEqual(g, gRef, `gelu gradient [${shape}]`);
@@ -98,14 +133,14 @@ Deno.test({
 });
 
 async function lossGradients(m: Model, batch: ReturnType<typeof padBatch>, simd: boolean) {
-  const before = useGeluKernels(simd);
+  const before = useSimdKernels(simd);
   try {
     const vars = [...m.params.values()].filter((v) => v instanceof tf.Variable) as tf.Variable[];
     const { value, grads } = tf.variableGrads(() => lmLoss(m.config, m.params, batch), vars);
     const out = { loss: value, grads: vars.map((v) => [v.name, grads[v.name]] as const) };
     return out;
   } finally {
-    useGeluKernels(before);
+    useSimdKernels(before);
   }
 }
 
@@ -120,7 +155,7 @@ async function assertModelBitEqual(m: Model, batch: ReturnType<typeof padBatch>,
 }
 
 Deno.test({
-  name: "geluSimd: LM-loss gradients of GPT-2 and gated-GELU (Gemma 2) models are bit-equal",
+  name: "SIMD kernels: LM-loss gradients of GPT-2 and gated-GELU (Gemma 2) models are bit-equal",
   ignore: !onWasm,
   fn: async () => {
     const batch = padBatch([[1, 5, 9, 2, 7, 3], [4, 4, 8]], [2, 1]);
@@ -134,7 +169,7 @@ Deno.test({
 });
 
 Deno.test({
-  name: "geluSimd: the shipped SafetyWorld model's LM-loss gradients are bit-equal",
+  name: "SIMD kernels: the shipped SafetyWorld model's LM-loss gradients are bit-equal",
   ignore: !onWasm,
   fn: async () => {
     const m = await loadModel("toy-base");
