@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
 import { tinyModel, tinyModelFromConfig, TINY_GEMMA2_CONFIG, useTestBackend } from "./_helpers.ts";
-import { geluSimd, useSimdKernels } from "../lib/engine/simd_kernels.ts";
+import { geluSimd, layerNormSimd, useSimdKernels } from "../lib/engine/simd_kernels.ts";
 import { compileSimd, simdModuleBytes } from "../lib/engine/wasm_simd.ts";
 import { gelu } from "../lib/model/transformer.ts";
 import { lmLoss, padBatch } from "../lib/optim/loss.ts";
@@ -128,6 +128,47 @@ Deno.test({
       assertBitEqual(y, yRef, `gelu [${shape}]`);
       assertBitEqual(g, gRef, `gelu gradient [${shape}]`);
       tf.dispose([x, w, yRef, gRef, y, g]);
+    }
+  },
+});
+
+/** The composition lib/model/transformer.ts writes. */
+function composedLayerNorm(x: tf.Tensor, w: tf.Tensor, b: tf.Tensor, eps: number): tf.Tensor {
+  const mean = tf.mean(x, -1, true);
+  const xc = tf.sub(x, mean);
+  const variance = tf.mean(tf.mul(xc, xc), -1, true);
+  return tf.add(tf.mul(tf.mul(xc, tf.rsqrt(tf.add(variance, eps))), w), b);
+}
+
+Deno.test({
+  name: "layerNormSimd: forward and the gradients of x, w and b bit for bit the composed ops",
+  ignore: !onWasm,
+  fn: () => {
+    for (const [shape, pass] of [[[3, 5, 128], true], [[7, 100], true], [[2, 3, 100], false]] as const) {
+      const d = shape[shape.length - 1], n = shape.reduce((a, b) => a * b, 1);
+      const x = tf.tensor(awkward(n, n), [...shape]), u = tf.tensor(awkward(n, 5 * n), [...shape]);
+      const w = tf.tensor(awkward(d, 3), [d]), b = tf.tensor(awkward(d, 4), [d]);
+      // a residual block's shape: res + f(norm(x)), and x's gradient also from the residual
+      const loss = (simd: boolean) => (xv: tf.Tensor, wv: tf.Tensor, bv: tf.Tensor) => {
+        const [y, res] = simd
+          ? layerNormSimd(xv, wv, bv, 1e-5, pass)!
+          : [composedLayerNorm(xv, wv, bv, 1e-5), xv];
+        const out = pass ? tf.add(res, tf.mul(y, u)) : tf.mul(y, u);
+        return tf.sum(tf.mul(out, out)) as tf.Scalar;
+      };
+      const yRef = composedLayerNorm(x, w, b, 1e-5);
+      const [y, res] = layerNormSimd(x, w, b, 1e-5, pass)!;
+      assert.equal(res, x, "without a tape the residual is x itself");
+      assertBitEqual(y, yRef, `layer norm [${shape}]`);
+      const before = tf.memory().numTensors;
+      const ref = tf.grads(loss(false))([x, w, b]);
+      const got = tf.grads(loss(true))([x, w, b]);
+      ["x", "w", "b"].forEach((name, i) => {
+        assertBitEqual(got[i], ref[i], `layer norm [${shape}] ${pass ? "with" : "without"} pass: d${name}`);
+      });
+      tf.dispose([...ref, ...got]);
+      assert.equal(tf.memory().numTensors, before, "the backward frees what it makes");
+      tf.dispose([x, u, w, b, y, yRef]);
     }
   },
 });

@@ -25,10 +25,12 @@
 
 import * as tf from "@tensorflow/tfjs-core";
 import { compileSimd, type SimdFunctions, type SimdProgram } from "./wasm_simd.ts";
+import { layerNormFunctions } from "./layer_norm_wasm.ts";
 
 const GELU_C = 1.5957691216057308; // 2 * sqrt(2 / pi), as in transformer.ts
 const CUBE_C = 0.044715;
 const PRE = "ScGeluPre", GRAD = "ScGeluGrad";
+const LN_FWD = "ScLnForward", LN_PARAMS = "ScLnGradParams", LN_DX = "ScLnGradX";
 
 /** z = C * (x + 0.044715 * ((x * x) * x)), in the composition's order. */
 const prePass: SimdProgram = {
@@ -118,6 +120,123 @@ function run(fn: string, args: { inputs: tf.NamedTensorInfoMap; backend: unknown
   return out;
 }
 
+type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap };
+
+/** Rows and width of a layer norm's input (the last axis is normalised). */
+function rowsOf(x: tf.TensorInfo): [number, number] {
+  const d = x.shape[x.shape.length - 1];
+  return [x.shape.reduce((a, b) => a * b, 1) / d, d];
+}
+
+/** x, w, b -> y, xc (x minus its row mean), a (variance + eps) and r (1 / sqrt(a)) per row. */
+function lnForwardKernel(args: KernelArgs): tf.TensorInfo[] {
+  const be = args.backend as WasmBackendLike;
+  const { x, w, b } = args.inputs as Record<string, tf.TensorInfo>;
+  const [rows, d] = rowsOf(x);
+  const outs = [
+    be.makeOutput(x.shape, "float32"),
+    be.makeOutput(x.shape, "float32"),
+    be.makeOutput([rows], "float32"),
+    be.makeOutput([rows], "float32"),
+  ];
+  const [xo, wo, bo] = [x, w, b].map((t) => offset(be, t));
+  fns!.lnForward(xo, wo, bo, ...outs.map((t) => offset(be, t)), rows, d, (args.attrs as { eps: number }).eps);
+  return outs;
+}
+
+/** dy, w, xc, r -> dw, db (column sums) and dr per row. */
+function lnGradParamsKernel(args: KernelArgs): tf.TensorInfo[] {
+  const be = args.backend as WasmBackendLike;
+  const { dy, w, xc, r } = args.inputs as Record<string, tf.TensorInfo>;
+  const [rows, d] = rowsOf(dy);
+  const outs = [
+    be.makeOutput([d], "float32"),
+    be.makeOutput([d], "float32"),
+    be.makeOutput([rows], "float32"),
+  ];
+  const ins = [dy, w, xc, r].map((t) => offset(be, t));
+  fns!.lnGradParams(...ins, ...outs.map((t) => offset(be, t)), rows, d);
+  return outs;
+}
+
+/** dy, w, xc, r, da (and the residual's gradient `pass`) -> dx. */
+function lnGradXKernel(args: KernelArgs): tf.TensorInfo {
+  const be = args.backend as WasmBackendLike;
+  const { dy, w, xc, r, da, pass } = args.inputs as Record<string, tf.TensorInfo>;
+  const [rows, d] = rowsOf(dy);
+  const out = be.makeOutput(dy.shape, "float32");
+  const ins = [dy, w, xc, r, da, ...(pass ? [pass] : [])].map((t) => offset(be, t));
+  fns![pass ? "lnGradXPass" : "lnGradX"](...ins, offset(be, out), rows, d);
+  return out;
+}
+
+interface KernelFuncEngine {
+  runKernelFunc(params: {
+    forwardFunc: (backend: unknown, save: tf.GradSaveFunc) => tf.Tensor | tf.Tensor[];
+    backwardsFunc: (
+      dy: tf.Tensor | tf.Tensor[],
+      saved: tf.Tensor[],
+    ) => Record<string, () => tf.Tensor>;
+    inputs: tf.NamedTensorMap;
+  }): tf.Tensor | tf.Tensor[];
+}
+
+/**
+ * Layer norm over the last axis, `((x - mean) / sqrt(var + eps)) w + b`, through the wasm
+ * kernels: bit for bit the composed ops lib/model/transformer.ts writes and their autodiff
+ * gradient. Returns `[y, residual]`: the residual is x itself without a gradient tape; under
+ * one, with `pass`, it is a copy of x that carries the residual stream's gradient into the
+ * norm's backward, so x's gradient is summed in the order the composed ops' tape sums it (the
+ * residual's share first); without `pass` x must feed nothing else that needs a gradient for
+ * that to hold. Undefined where the kernels do not apply (the caller composes the ops).
+ *
+ * @example
+ * ```ts ignore
+ * const [y, res] = layerNormSimd(x, w, b, 1e-5, true) ?? [composedLayerNorm(x, w, b, 1e-5), x];
+ * const out = tf.add(res, block(y)); // the residual add reads `res`, not x
+ * ```
+ */
+export function layerNormSimd(
+  x: tf.Tensor,
+  w: tf.Tensor,
+  b: tf.Tensor,
+  eps: number,
+  pass: boolean,
+): [tf.Tensor, tf.Tensor] | undefined {
+  const d = x.shape[x.shape.length - 1];
+  if (
+    !fns || !enabled || tf.getBackend() !== "wasm" || x.size === 0 || x.shape.length < 2 ||
+    w.size !== d || b.size !== d || [x, w, b].some((t) => t.dtype !== "float32")
+  ) {
+    return undefined;
+  }
+  if (!tf.engine().isTapeOn()) {
+    const [y, ...rest] = tf.engine().runKernel(LN_FWD, { x, w, b }, { eps }) as tf.Tensor[];
+    tf.dispose(rest);
+    return [y, x];
+  }
+  const out = (tf.engine() as unknown as KernelFuncEngine).runKernelFunc({
+    forwardFunc: (_backend, save) => {
+      const [y, xc, a, r] = tf.engine().runKernel(LN_FWD, { x, w, b }, { eps }) as tf.Tensor[];
+      save([xc, a, r, w]);
+      return pass ? [y, tf.clone(x)] : y;
+    },
+    backwardsFunc: (dys, [xc, a, r, ws]) => {
+      const [dy, dPass] = pass ? dys as tf.Tensor[] : [dys as tf.Tensor];
+      const [dx, dw, db] = tf.tidy(() => {
+        const [dw, db, dr] = tf.engine().runKernel(LN_PARAMS, { dy, w: ws, xc, r }) as tf.Tensor[];
+        // tfjs's gradient of rsqrt, on the per-row values: -(dr / (a^1.5 * 2))
+        const da = tf.neg(tf.div(dr, tf.mul(tf.pow(a, 1.5), 2)));
+        const inputs = { dy, w: ws, xc, r, da, ...(pass ? { pass: dPass } : {}) };
+        return [tf.engine().runKernel(LN_DX, inputs) as tf.Tensor, dw, db];
+      });
+      return { x: () => dx, w: () => tf.reshape(dw, w.shape), b: () => tf.reshape(db, b.shape) };
+    },
+    inputs: { x, w, b },
+  });
+  return pass ? out as [tf.Tensor, tf.Tensor] : [out as tf.Tensor, x];
+}
+
 /**
  * Compiles and registers the kernels on the wasm backend (idempotent; a no-op where the engine
  * lacks WebAssembly SIMD or the backend's heap cannot be reached, and the composed ops stay).
@@ -126,8 +245,22 @@ export function registerSimdKernels(backend: unknown): void {
   if (fns) return;
   const memory = (backend as WasmBackendLike).wasm?.asm?.memory;
   if (!(memory instanceof WebAssembly.Memory)) return;
-  fns = compileSimd(memory, [prePass, gradPass]);
+  fns = compileSimd(memory, [prePass, gradPass], layerNormFunctions());
   if (!fns) return;
+  for (
+    const [kernelName, kernelFunc] of [
+      [LN_FWD, lnForwardKernel],
+      [LN_PARAMS, lnGradParamsKernel],
+      [LN_DX, lnGradXKernel],
+    ] as const
+  ) {
+    if (tf.getKernel(kernelName, "wasm") !== undefined) tf.unregisterKernel(kernelName, "wasm");
+    tf.registerKernel({
+      kernelName,
+      backendName: "wasm",
+      kernelFunc: kernelFunc as unknown as tf.KernelFunc,
+    });
+  }
   for (
     const [kernelName, fn, names] of [[PRE, "pre", ["x"]], [GRAD, "grad", ["x", "s", "dy"]]] as const
   ) {

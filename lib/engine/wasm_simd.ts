@@ -141,17 +141,108 @@ function body(p: SimdProgram): number[] {
   return [...uleb(fn.length), ...fn];
 }
 
-/** A function of the module: all-i32 parameters, no result. */
-interface WasmFunction {
+/** A function of a module: its parameter types, no result. */
+export interface WasmFunction {
   name: string;
-  params: number;
+  /** Parameter value types ({@link WASM_I32}, {@link WASM_F32}). */
+  params: number[];
   /** The code entry: size, locals, instructions, end. */
   body: number[];
 }
 
+/** The i32 value type. */
+export const WASM_I32 = I32;
+/** The f32 value type. */
+export const WASM_F32 = F32;
+
+/**
+ * Writes one function's code with scalar float32 arithmetic: parameters and locals by index,
+ * loops over byte offsets, loads and stores at `base + offset` (for kernels whose reductions
+ * must run in a fixed order, which the four-lane programs cannot express).
+ */
+export class FunctionWriter {
+  readonly code: number[] = [];
+  readonly #params: number[];
+  readonly #locals: number[] = [];
+
+  constructor(readonly name: string, params: number[]) {
+    this.#params = params;
+  }
+
+  /** A new local of type `type`; returns its index. */
+  local(type: number): number {
+    this.#locals.push(type);
+    return this.#params.length + this.#locals.length - 1;
+  }
+
+  /** Appends instructions (numbers are bytes; nested arrays are flattened). */
+  emit(...parts: (number | number[])[]): this {
+    for (const x of parts) Array.isArray(x) ? this.code.push(...x) : this.code.push(x);
+    return this;
+  }
+
+  get(l: number): number[] {
+    return [0x20, ...uleb(l)];
+  }
+
+  set(l: number): number[] {
+    return [0x21, ...uleb(l)];
+  }
+
+  i32(n: number): number[] {
+    return [0x41, ...sleb(n)];
+  }
+
+  f32(v: number): number[] {
+    return [0x43, ...f32Bytes(v)];
+  }
+
+  /** f32 at byte `base + off` (two i32 locals). */
+  load(base: number, off: number): number[] {
+    return [...this.get(base), ...this.get(off), 0x6a, 0x2a, 0x00, 0x00];
+  }
+
+  /** Stores the f32 that `value` leaves on the stack at byte `base + off`. */
+  store(base: number, off: number, value: number[]): number[] {
+    return [...this.get(base), ...this.get(off), 0x6a, ...value, 0x38, 0x00, 0x00];
+  }
+
+  /** `l += n` for an i32 local. */
+  bump(l: number, n: number | number[]): number[] {
+    return [...this.get(l), ...(typeof n === "number" ? this.i32(n) : n), 0x6a, ...this.set(l)];
+  }
+
+  /** while (a < b, unsigned) { body }, for i32 locals a and b. */
+  whileBelow(a: number, b: number, body: number[]): number[] {
+    return [
+      0x02, 0x40, 0x03, 0x40, ...this.get(a), ...this.get(b), 0x4f, 0x0d, 0x01, ...body,
+      0x0c, 0x00, 0x0b, 0x0b,
+    ];
+  }
+
+  /** The finished function. */
+  build(): WasmFunction {
+    const groups: number[] = [];
+    for (const t of this.#locals) groups.push(1, t);
+    const fn = [...uleb(this.#locals.length), ...groups, ...this.code, 0x0b];
+    return { name: this.name, params: this.#params, body: [...uleb(fn.length), ...fn] };
+  }
+}
+
+/** f32 operations: `F32_OP.add` etc. (each rounds to float32). */
+export const F32_OP = {
+  add: 0x92,
+  sub: 0x93,
+  mul: 0x94,
+  div: 0x95,
+  sqrt: 0x91,
+  neg: 0x8c,
+  fromU32: 0xb3,
+} as const;
+
 function programFunction(p: SimdProgram): WasmFunction {
   check(p);
-  return { name: p.name, params: p.inputs.length + 2, body: body(p) };
+  return { name: p.name, params: Array(p.inputs.length + 2).fill(I32), body: body(p) };
 }
 
 /**
@@ -194,12 +285,12 @@ function columnSumFunction(): WasmFunction {
     0x0b,
   ];
   const fn = [...uleb(1), 4, I32, ...code];
-  return { name: "columnSum", params: 4, body: [...uleb(fn.length), ...fn] };
+  return { name: "columnSum", params: [I32, I32, I32, I32], body: [...uleb(fn.length), ...fn] };
 }
 
 /** The bytes of a module importing `env.memory` and exporting `functions`. */
 function moduleBytes(functions: readonly WasmFunction[]): Uint8Array<ArrayBuffer> {
-  const types = functions.map((f) => [0x60, ...uleb(f.params), ...Array(f.params).fill(I32), 0]);
+  const types = functions.map((f) => [0x60, ...uleb(f.params.length), ...f.params, 0]);
   const bytes = [
     0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
     ...section(1, [...uleb(types.length), ...types.flat()]),
@@ -218,13 +309,17 @@ function moduleBytes(functions: readonly WasmFunction[]): Uint8Array<ArrayBuffer
  * The bytes of a module importing `env.memory` and exporting one function per program, and
  * `columnSum(x, out, rows, cols)` (see {@link compileSimd}); throws naming a malformed program.
  */
-export function simdModuleBytes(programs: readonly SimdProgram[]): Uint8Array<ArrayBuffer> {
-  return moduleBytes([...programs.map(programFunction), columnSumFunction()]);
+export function simdModuleBytes(
+  programs: readonly SimdProgram[],
+  extra: readonly WasmFunction[] = [],
+): Uint8Array<ArrayBuffer> {
+  return moduleBytes([...programs.map(programFunction), columnSumFunction(), ...extra]);
 }
 
 /**
  * Compiles `programs` into functions over `memory`, with `columnSum(x, out, rows, cols)` (the
- * column sums of a row-major [rows, cols] matrix, rows added in order from +0); undefined where
+ * column sums of a row-major [rows, cols] matrix, rows added in order from +0) and any `extra`
+ * functions written with {@link FunctionWriter}; undefined where
  * the engine has no WebAssembly SIMD (the caller then keeps its composed ops).
  *
  * @example
@@ -246,8 +341,9 @@ export function simdModuleBytes(programs: readonly SimdProgram[]): Uint8Array<Ar
 export function compileSimd(
   memory: WebAssembly.Memory,
   programs: readonly SimdProgram[],
+  extra: readonly WasmFunction[] = [],
 ): SimdFunctions | undefined {
-  const bytes = simdModuleBytes(programs);
+  const bytes = simdModuleBytes(programs, extra);
   if (!WebAssembly.validate(bytes)) return undefined;
   const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } });
   return instance.exports as unknown as SimdFunctions;

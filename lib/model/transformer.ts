@@ -28,7 +28,7 @@ import type { ModelConfig } from "./config.ts";
 import { externalOf, type Params } from "./weights.ts";
 import { externalGather, externalMatMul } from "../engine/external_weights.ts";
 import { fusedAttention, fusedGelu, fusedLayerNorm } from "../engine/fused.ts";
-import { geluSimd } from "../engine/simd_kernels.ts";
+import { geluSimd, layerNormSimd } from "../engine/simd_kernels.ts";
 import { applyRope, ropeTables } from "./rope.ts";
 
 /** Keys and values of past positions, per layer: [B, Hkv, S, D]. */
@@ -129,12 +129,30 @@ export function gelu(x: tf.Tensor): tf.Tensor {
 }
 
 function layerNorm(x: tf.Tensor, w: tf.Tensor, b: tf.Tensor, eps: number): tf.Tensor {
+  return layerNormRes(x, w, b, eps, false)[0];
+}
+
+/**
+ * Layer norm, and the tensor the residual add must read in x's place: x itself, except under
+ * a gradient tape with the wasm kernels, where it is the kernel's pass-through of x (with
+ * `pass`), so that x's gradient sums the residual's share and the norm's in the composed ops'
+ * order (lib/engine/simd_kernels.ts).
+ */
+function layerNormRes(
+  x: tf.Tensor,
+  w: tf.Tensor,
+  b: tf.Tensor,
+  eps: number,
+  pass: boolean,
+): [tf.Tensor, tf.Tensor] {
   const fused = decodingStep ? fusedLayerNorm(x, w, b, eps) : undefined;
-  if (fused) return fused;
+  if (fused) return [fused, x];
+  const simd = layerNormSimd(x, w, b, eps, pass); // the same bits as the ops below
+  if (simd) return simd;
   const mean = tf.mean(x, -1, true);
   const xc = tf.sub(x, mean);
   const variance = tf.mean(tf.mul(xc, xc), -1, true);
-  return tf.add(tf.mul(tf.mul(xc, tf.rsqrt(tf.add(variance, eps))), w), b);
+  return [tf.add(tf.mul(tf.mul(xc, tf.rsqrt(tf.add(variance, eps))), w), b), x];
 }
 
 /** RMSNorm over the last axis; scale w (Llama) or (1 + w) (Gemma, `offset` 1). */
@@ -235,21 +253,28 @@ function attend(
 
 type Get = (name: string) => tf.Tensor;
 
-/** GPT-2 q, k, v [B, H, T, D] from the fused c_attn of block i. */
-function gpt2Qkv(c: ModelConfig, p: Params, g: Get, i: number, x: tf.Tensor3D) {
+/**
+ * GPT-2 q, k, v [B, H, T, D] from the fused c_attn of block i, and the x the block's residual
+ * add reads (see {@link layerNormRes}).
+ */
+function gpt2Qkv(
+  c: ModelConfig,
+  p: Params,
+  g: Get,
+  i: number,
+  x: tf.Tensor3D,
+): [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D, tf.Tensor3D] {
   const [b, t, d] = x.shape;
   const pre = `h.${i}.`;
-  const h2d = tf.reshape(
-    layerNorm(x, g(pre + "ln_1.weight"), g(pre + "ln_1.bias"), c.normEps),
-    [b * t, d],
-  );
+  const [h, res] = layerNormRes(x, g(pre + "ln_1.weight"), g(pre + "ln_1.bias"), c.normEps, true);
+  const h2d = tf.reshape(h, [b * t, d]);
   const qkv = linear(h2d, p, pre + "attn.c_attn.weight", g(pre + "attn.c_attn.bias"));
   const cut = (j: number) =>
     tf.transpose(
       tf.reshape(tf.slice(qkv, [0, j * d], [b * t, d]), [b, t, c.nHead, c.headDim]),
       [0, 2, 1, 3],
     ) as tf.Tensor4D;
-  return [cut(0), cut(1), cut(2)];
+  return [cut(0), cut(1), cut(2), res as tf.Tensor3D];
 }
 
 /**
@@ -313,10 +338,9 @@ function gpt2Rest(
   const o = linear(att, p, pre + "attn.c_proj.weight", g(pre + "attn.c_proj.bias"));
   x = tf.add(x, hk("hook_attn_out", tf.reshape(o, [b, t, d]) as tf.Tensor3D));
   x = hk("hook_resid_mid", x);
-  const h2 = tf.reshape(
-    layerNorm(x, g(pre + "ln_2.weight"), g(pre + "ln_2.bias"), c.normEps),
-    [b * t, d],
-  );
+  const [ln2, res] = layerNormRes(x, g(pre + "ln_2.weight"), g(pre + "ln_2.bias"), c.normEps, true);
+  x = res as tf.Tensor3D;
+  const h2 = tf.reshape(ln2, [b * t, d]);
   const fc = gelu(linear(h2, p, pre + "mlp.c_fc.weight", g(pre + "mlp.c_fc.bias")));
   const m = linear(fc, p, pre + "mlp.c_proj.weight", g(pre + "mlp.c_proj.bias"));
   return tf.add(x, hk("hook_mlp_out", tf.reshape(m, [b, t, d]) as tf.Tensor3D)) as tf.Tensor3D;
@@ -663,8 +687,8 @@ function forwardPass(
         ? <T extends tf.Tensor>(n: string, y: T) => hook(`blocks.${i}.${n}`, y) as T
         : <T extends tf.Tensor>(_n: string, y: T) => y;
       const [xNext, kNew, vNew] = tf.tidy(() => {
-        let q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D;
-        if (c.arch === "gpt2") [q, k, v] = gpt2Qkv(c, p, g, i, x);
+        let q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, xRes = x;
+        if (c.arch === "gpt2") [q, k, v, xRes] = gpt2Qkv(c, p, g, i, x);
         else {
           const [cos, sin] = c.layerTypes[i] === "sliding" && ropeLocal ? ropeLocal : rope!;
           [q, k, v] = ropeQkv(c, p, g, i, x, cos, sin);
@@ -682,7 +706,9 @@ function forwardPass(
         ) as tf.Tensor2D;
         const y = hk(
           "hook_resid_post",
-          c.arch === "gpt2" ? gpt2Rest(c, p, g, i, x, att, hk) : ropeRest(c, p, g, i, x, att, hk),
+          c.arch === "gpt2"
+            ? gpt2Rest(c, p, g, i, xRes, att, hk)
+            : ropeRest(c, p, g, i, x, att, hk),
         );
         return keep ? [y, k, v] : [y];
       }) as [tf.Tensor3D, tf.Tensor4D?, tf.Tensor4D?];
