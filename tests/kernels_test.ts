@@ -36,7 +36,11 @@ Deno.test("wasm Cast to the same type shares data; a real cast still converts, t
   assert.deepEqual(Array.from(f.dataSync()), [1, -2, 3, 4]);
   assert.deepEqual(Array.from(bool.dataSync()), [1, 1, 1, 1]);
   const odd = tf.tensor1d([0, -0, 0.5, 256, -2.25, NaN]), oddBool = tf.cast(odd, "bool");
-  assert.deepEqual(Array.from(oddBool.dataSync()), [0, 0, 1, 1, 1, 1], "x != 0 (the stock kernel gave 0.5 -> 0, 256 -> 0)");
+  assert.deepEqual(
+    Array.from(oddBool.dataSync()),
+    [0, 0, 1, 1, 1, 1],
+    "x != 0 (the stock kernel gave 0.5 -> 0, 256 -> 0)",
+  );
   tf.dispose([odd, oddBool]);
   // the gradient of mul casts its saved inputs: the same values, no copies
   const x = tf.tensor1d([0.5, -3, 7]);

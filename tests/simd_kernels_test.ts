@@ -8,7 +8,7 @@
  */
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
-import { tinyModel, tinyModelFromConfig, TINY_GEMMA2_CONFIG, useTestBackend } from "./_helpers.ts";
+import { TINY_GEMMA2_CONFIG, tinyModel, tinyModelFromConfig, useTestBackend } from "./_helpers.ts";
 import { geluSimd, layerNormSimd, useSimdKernels } from "../lib/engine/simd_kernels.ts";
 import { compileSimd, simdModuleBytes } from "../lib/engine/wasm_simd.ts";
 import { gelu } from "../lib/model/transformer.ts";
@@ -66,12 +66,16 @@ Deno.test("wasm_simd: programs run four lanes and the tail, with float32 roundin
     const f = Math.fround;
     for (let i = 0; i < n; i++) {
       const want = f(f(f(0.1) - f(a[i] * b[i])) + a[i]);
-      assert.ok(Object.is(heap[8192 + i], want), `n ${n}, element ${i}: ${heap[8192 + i]} vs ${want}`);
+      assert.ok(
+        Object.is(heap[8192 + i], want),
+        `n ${n}, element ${i}: ${heap[8192 + i]} vs ${want}`,
+      );
     }
     assert.equal(heap[8192 + n], -1, `n ${n}: nothing written past the end`);
   }
   assert.throws(
-    () => simdModuleBytes([{ name: "g", inputs: ["a"], steps: [["p", "mul", "a", "c"]], output: "p" }]),
+    () =>
+      simdModuleBytes([{ name: "g", inputs: ["a"], steps: [["p", "mul", "a", "c"]], output: "p" }]),
     /step p reads "c" before it is set/,
   );
 });
@@ -144,7 +148,9 @@ Deno.test({
   name: "layerNormSimd: forward and the gradients of x, w and b bit for bit the composed ops",
   ignore: !onWasm,
   fn: () => {
-    for (const [shape, pass] of [[[3, 5, 128], true], [[7, 100], true], [[2, 3, 100], false]] as const) {
+    for (
+      const [shape, pass] of [[[3, 5, 128], true], [[7, 100], true], [[2, 3, 100], false]] as const
+    ) {
       const d = shape[shape.length - 1], n = shape.reduce((a, b) => a * b, 1);
       const x = tf.tensor(awkward(n, n), [...shape]), u = tf.tensor(awkward(n, 5 * n), [...shape]);
       const w = tf.tensor(awkward(d, 3), [d]), b = tf.tensor(awkward(d, 4), [d]);
@@ -164,7 +170,11 @@ Deno.test({
       const ref = tf.grads(loss(false))([x, w, b]);
       const got = tf.grads(loss(true))([x, w, b]);
       ["x", "w", "b"].forEach((name, i) => {
-        assertBitEqual(got[i], ref[i], `layer norm [${shape}] ${pass ? "with" : "without"} pass: d${name}`);
+        assertBitEqual(
+          got[i],
+          ref[i],
+          `layer norm [${shape}] ${pass ? "with" : "without"} pass: d${name}`,
+        );
       });
       tf.dispose([...ref, ...got]);
       assert.equal(tf.memory().numTensors, before, "the backward frees what it makes");
@@ -173,20 +183,19 @@ Deno.test({
   },
 });
 
-async function lossGradients(m: Model, batch: ReturnType<typeof padBatch>, simd: boolean) {
+function lossGradients(m: Model, batch: ReturnType<typeof padBatch>, simd: boolean) {
   const before = useSimdKernels(simd);
   try {
     const vars = [...m.params.values()].filter((v) => v instanceof tf.Variable) as tf.Variable[];
     const { value, grads } = tf.variableGrads(() => lmLoss(m.config, m.params, batch), vars);
-    const out = { loss: value, grads: vars.map((v) => [v.name, grads[v.name]] as const) };
-    return out;
+    return { loss: value, grads: vars.map((v) => [v.name, grads[v.name]] as const) };
   } finally {
     useSimdKernels(before);
   }
 }
 
-async function assertModelBitEqual(m: Model, batch: ReturnType<typeof padBatch>, what: string) {
-  const a = await lossGradients(m, batch, false), b = await lossGradients(m, batch, true);
+function assertModelBitEqual(m: Model, batch: ReturnType<typeof padBatch>, what: string) {
+  const a = lossGradients(m, batch, false), b = lossGradients(m, batch, true);
   assertBitEqual(b.loss, a.loss, `${what}: loss`);
   assert.ok(a.grads.length > 0);
   for (let i = 0; i < a.grads.length; i++) {
@@ -201,10 +210,10 @@ Deno.test({
   fn: async () => {
     const batch = padBatch([[1, 5, 9, 2, 7, 3], [4, 4, 8]], [2, 1]);
     const gpt2 = await tinyModel("gpt2", 3);
-    await assertModelBitEqual(gpt2, batch, "gpt2");
+    assertModelBitEqual(gpt2, batch, "gpt2");
     gpt2.dispose();
     const gemma = tinyModelFromConfig(TINY_GEMMA2_CONFIG, 5);
-    await assertModelBitEqual(gemma, batch, "gemma2");
+    assertModelBitEqual(gemma, batch, "gemma2");
     gemma.dispose();
   },
 });
@@ -214,8 +223,11 @@ Deno.test({
   ignore: !onWasm,
   fn: async () => {
     const m = await loadModel("toy-base");
-    const rows = Array.from({ length: 8 }, (_, r) => Array.from({ length: 40 + r }, (_, i) => (i * 7 + r * 13) % 600 + 3));
-    await assertModelBitEqual(m, padBatch(rows, rows.map(() => 1)), "toy-base");
+    const rows = Array.from(
+      { length: 8 },
+      (_, r) => Array.from({ length: 40 + r }, (_, i) => (i * 7 + r * 13) % 600 + 3),
+    );
+    assertModelBitEqual(m, padBatch(rows, rows.map(() => 1)), "toy-base");
     m.dispose();
   },
 });

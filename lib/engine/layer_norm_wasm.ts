@@ -1,3 +1,4 @@
+// deno-fmt-ignore-file -- instruction bytes laid out by meaning, one operation per group
 /**
  * Layer norm over the last axis as WebAssembly functions (written with
  * lib/engine/wasm_simd.ts's {@link FunctionWriter}), one row at a time, with the float32

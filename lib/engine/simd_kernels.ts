@@ -111,7 +111,11 @@ function sumKernel(
   return out;
 }
 
-function run(fn: string, args: { inputs: tf.NamedTensorInfoMap; backend: unknown }, names: string[]) {
+function run(
+  fn: string,
+  args: { inputs: tf.NamedTensorInfoMap; backend: unknown },
+  names: string[],
+) {
   const be = args.backend as WasmBackendLike;
   const ins = names.map((n) => args.inputs[n]!);
   const out = be.makeOutput(ins[0].shape, "float32");
@@ -140,7 +144,15 @@ function lnForwardKernel(args: KernelArgs): tf.TensorInfo[] {
     be.makeOutput([rows], "float32"),
   ];
   const [xo, wo, bo] = [x, w, b].map((t) => offset(be, t));
-  fns!.lnForward(xo, wo, bo, ...outs.map((t) => offset(be, t)), rows, d, (args.attrs as { eps: number }).eps);
+  fns!.lnForward(
+    xo,
+    wo,
+    bo,
+    ...outs.map((t) => offset(be, t)),
+    rows,
+    d,
+    (args.attrs as { eps: number }).eps,
+  );
   return outs;
 }
 
@@ -262,7 +274,11 @@ export function registerSimdKernels(backend: unknown): void {
     });
   }
   for (
-    const [kernelName, fn, names] of [[PRE, "pre", ["x"]], [GRAD, "grad", ["x", "s", "dy"]]] as const
+    const [kernelName, fn, names] of [[PRE, "pre", ["x"]], [GRAD, "grad", [
+      "x",
+      "s",
+      "dy",
+    ]]] as const
   ) {
     if (tf.getKernel(kernelName, "wasm") !== undefined) tf.unregisterKernel(kernelName, "wasm");
     tf.registerKernel({

@@ -214,6 +214,7 @@ export class FunctionWriter {
 
   /** while (a < b, unsigned) { body }, for i32 locals a and b. */
   whileBelow(a: number, b: number, body: number[]): number[] {
+    // deno-fmt-ignore
     return [
       0x02, 0x40, 0x03, 0x40, ...this.get(a), ...this.get(b), 0x4f, 0x0d, 0x01, ...body,
       0x0c, 0x00, 0x0b, 0x0b,
@@ -254,9 +255,11 @@ function programFunction(p: SimdProgram): WasmFunction {
 function columnSumFunction(): WasmFunction {
   const x = 0, out = 1, rows = 2, cols = 3, c = 4, rowBytes = 5, vecBytes = 6, end = 7;
   const get = (l: number) => [0x20, ...uleb(l)], set = (l: number) => [0x21, ...uleb(l)];
+  // deno-fmt-ignore
   const whileLess = (a: number, b: number, inner: number[]) => [
     0x02, 0x40, 0x03, 0x40, ...get(a), ...get(b), 0x4f, 0x0d, 0x01, ...inner, 0x0c, 0x00, 0x0b, 0x0b,
   ];
+  // deno-fmt-ignore
   const addInto = (simd: boolean) => [
     ...get(out), ...get(c), 0x6a, // address of out[c]
     ...get(out), ...get(c), 0x6a, ...(simd ? [SIMD, 0x00] : [0x2a]), 0x00, 0x00,
@@ -265,6 +268,7 @@ function columnSumFunction(): WasmFunction {
     ...(simd ? [SIMD, 0x0b] : [0x38]), 0x00, 0x00,
     ...get(c), 0x41, ...sleb(simd ? 16 : 4), 0x6a, ...set(c),
   ];
+  // deno-fmt-ignore
   const code = [
     ...get(cols), 0x41, 0x02, 0x74, ...set(rowBytes),
     ...get(cols), 0x41, ...sleb(-4), 0x71, 0x41, 0x02, 0x74, ...set(vecBytes),
@@ -291,6 +295,7 @@ function columnSumFunction(): WasmFunction {
 /** The bytes of a module importing `env.memory` and exporting `functions`. */
 function moduleBytes(functions: readonly WasmFunction[]): Uint8Array<ArrayBuffer> {
   const types = functions.map((f) => [0x60, ...uleb(f.params.length), ...f.params, 0]);
+  // deno-fmt-ignore
   const bytes = [
     0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
     ...section(1, [...uleb(types.length), ...types.flat()]),
