@@ -14,6 +14,7 @@ import { compileSimd, simdModuleBytes } from "../lib/engine/wasm_simd.ts";
 import { gelu } from "../lib/model/transformer.ts";
 import { lmLoss, padBatch } from "../lib/optim/loss.ts";
 import { loadModel } from "../lib/model/load.ts";
+import { AdamW } from "../lib/optim/adamw.ts";
 import type { Model } from "../lib/model/model.ts";
 
 await useTestBackend();
@@ -180,6 +181,34 @@ Deno.test({
       assert.equal(tf.memory().numTensors, before, "the backward frees what it makes");
       tf.dispose([x, u, w, b, y, yRef]);
     }
+  },
+});
+
+Deno.test({
+  name: "AdamW in one SIMD pass: weights and moments bit for bit the composed ops over steps",
+  ignore: !onWasm,
+  fn: () => {
+    const run = (simd: boolean) => {
+      const before = useSimdKernels(simd);
+      try {
+        const vars = [[7], [3, 129], [64, 32]].map((shape, k) =>
+          tf.variable(tf.tensor(awkward(shape.reduce((a, b) => a * b, 1), 40 + k), shape))
+        );
+        const opt = new AdamW({ lr: 3e-3, weightDecay: 0.1, eps: 1e-8 });
+        for (let step = 0; step < 4; step++) {
+          const grads = vars.map((v, k) => tf.tensor(awkward(v.size, 100 * step + k), v.shape));
+          opt.step(vars, grads, step === 2 ? 0.5 : 1, [true, false, true]);
+          tf.dispose(grads);
+        }
+        opt.dispose();
+        return vars;
+      } finally {
+        useSimdKernels(before);
+      }
+    };
+    const ref = run(false), got = run(true);
+    ref.forEach((r, k) => assertBitEqual(got[k], r, `AdamW variable ${k}`));
+    tf.dispose([...ref, ...got]);
   },
 });
 

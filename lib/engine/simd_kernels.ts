@@ -30,6 +30,7 @@ import { layerNormFunctions } from "./layer_norm_wasm.ts";
 const GELU_C = 1.5957691216057308; // 2 * sqrt(2 / pi), as in transformer.ts
 const CUBE_C = 0.044715;
 const PRE = "ScGeluPre", GRAD = "ScGeluGrad";
+const ADAMW = "ScAdamW";
 const LN_FWD = "ScLnForward", LN_PARAMS = "ScLnGradParams", LN_DX = "ScLnGradX";
 
 /** z = C * (x + 0.044715 * ((x * x) * x)), in the composition's order. */
@@ -73,6 +74,48 @@ const gradPass: SimdProgram = {
   ],
   output: "g",
 };
+
+/**
+ * One AdamW update of one variable, as lib/optim/adamw.ts composes it on the backend:
+ * m' = m b1 + g (1 - b1); v' = v b2 + (g g)(1 - b2); x' = x keep - ((m' / bc1) / (sqrt(v' / bc2)
+ * + eps)) lr, where keep = 1 - lr wd (1 without decay: x * 1 is x, bit for bit).
+ */
+const adamwPass: SimdProgram = {
+  name: "adamw",
+  inputs: ["x", "m", "v", "g"],
+  scalars: ["b1", "c1", "b2", "c2", "bc1", "bc2", "eps", "keep", "lr"],
+  steps: [
+    ["mb", "mul", "m", "b1"],
+    ["gc", "mul", "g", "c1"],
+    ["m2", "add", "mb", "gc"],
+    ["vb", "mul", "v", "b2"],
+    ["gg", "mul", "g", "g"],
+    ["ggc", "mul", "gg", "c2"],
+    ["v2", "add", "vb", "ggc"],
+    ["mh", "div", "m2", "bc1"],
+    ["vh", "div", "v2", "bc2"],
+    ["root", "sqrt", "vh"],
+    ["den", "add", "root", "eps"],
+    ["upd", "div", "mh", "den"],
+    ["xk", "mul", "x", "keep"],
+    ["step", "mul", "upd", "lr"],
+    ["x2", "sub", "xk", "step"],
+  ],
+  output: ["m2", "v2", "x2"],
+};
+
+/** The numbers of one AdamW step (see {@link adamwSimd}). */
+export interface AdamWScalars {
+  beta1: number;
+  beta2: number;
+  /** 1 - beta1^t and 1 - beta2^t. */
+  bc1: number;
+  bc2: number;
+  eps: number;
+  lr: number;
+  /** Decoupled weight decay of this variable (0: none). */
+  weightDecay: number;
+}
 
 interface WasmBackendLike {
   makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
@@ -182,6 +225,61 @@ function lnGradXKernel(args: KernelArgs): tf.TensorInfo {
   return out;
 }
 
+/** x, m, v, g -> m', v', x' (attrs: the step's numbers, as the composed ops round them). */
+function adamwKernel(args: KernelArgs): tf.TensorInfo[] {
+  const be = args.backend as WasmBackendLike;
+  const { x, m, v, g } = args.inputs as Record<string, tf.TensorInfo>;
+  const a = args.attrs as unknown as AdamWScalars;
+  const outs = [0, 1, 2].map(() => be.makeOutput(x.shape, "float32"));
+  const ptrs = [x, m, v, g, ...outs].map((t) => offset(be, t));
+  const keep = a.weightDecay > 0 ? 1 - a.lr * a.weightDecay : 1;
+  const n = x.shape.reduce((p, q) => p * q, 1);
+  fns!.adamw(
+    ...ptrs,
+    n,
+    a.beta1,
+    1 - a.beta1,
+    a.beta2,
+    1 - a.beta2,
+    a.bc1,
+    a.bc2,
+    a.eps,
+    keep,
+    a.lr,
+  );
+  return outs;
+}
+
+/**
+ * One AdamW update of a variable in one pass: `[m', v', x']`, bit for bit the ops
+ * lib/optim/adamw.ts composes (each number rounded to float32 as a scalar tensor would be);
+ * undefined where the kernel does not apply (the caller composes the ops).
+ *
+ * @example
+ * ```ts ignore
+ * const next = adamwSimd(x, m, v, g, { beta1: 0.9, beta2: 0.999, bc1, bc2, eps: 1e-8, lr, weightDecay: 0.01 });
+ * ```
+ */
+export function adamwSimd(
+  x: tf.Tensor,
+  m: tf.Tensor,
+  v: tf.Tensor,
+  g: tf.Tensor,
+  numbers: AdamWScalars,
+): [tf.Tensor, tf.Tensor, tf.Tensor] | undefined {
+  if (
+    !fns || !enabled || tf.getBackend() !== "wasm" ||
+    [x, m, v, g].some((t) => t.dtype !== "float32" || t.size !== x.size)
+  ) {
+    return undefined;
+  }
+  return tf.engine().runKernel(ADAMW, { x, m, v, g }, { ...numbers }) as [
+    tf.Tensor,
+    tf.Tensor,
+    tf.Tensor,
+  ];
+}
+
 interface KernelFuncEngine {
   runKernelFunc(params: {
     forwardFunc: (backend: unknown, save: tf.GradSaveFunc) => tf.Tensor | tf.Tensor[];
@@ -257,13 +355,14 @@ export function registerSimdKernels(backend: unknown): void {
   if (fns) return;
   const memory = (backend as WasmBackendLike).wasm?.asm?.memory;
   if (!(memory instanceof WebAssembly.Memory)) return;
-  fns = compileSimd(memory, [prePass, gradPass], layerNormFunctions());
+  fns = compileSimd(memory, [prePass, gradPass, adamwPass], layerNormFunctions());
   if (!fns) return;
   for (
     const [kernelName, kernelFunc] of [
       [LN_FWD, lnForwardKernel],
       [LN_PARAMS, lnGradParamsKernel],
       [LN_DX, lnGradXKernel],
+      [ADAMW, adamwKernel],
     ] as const
   ) {
     if (tf.getKernel(kernelName, "wasm") !== undefined) tf.unregisterKernel(kernelName, "wasm");

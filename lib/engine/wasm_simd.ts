@@ -15,27 +15,32 @@
  * @module
  */
 
-/** A step's operation, each rounding to float32. */
-export type SimdOp = "add" | "sub" | "mul";
+/** A step's operation, each rounding to float32 (`sqrt` reads only its first operand). */
+export type SimdOp = "add" | "sub" | "mul" | "div" | "sqrt";
 
 /** An operand: an input's or an earlier step's name, or a constant (rounded to float32). */
 export type SimdOperand = string | number;
 
-/** One step of a program: `name = a op b`. */
-export type SimdStep = readonly [name: string, op: SimdOp, a: SimdOperand, b: SimdOperand];
+/** One step of a program: `name = a op b` (`name = sqrt(a)`). */
+export type SimdStep = readonly [name: string, op: SimdOp, a: SimdOperand, b?: SimdOperand];
 
-/** An elementwise program: named inputs, steps in order, and the step (or input) stored. */
+/** An elementwise program: named inputs, steps in order, and the steps (or inputs) stored. */
 export interface SimdProgram {
   /** The exported function's name. */
   name: string;
   /** Input names, in the order of the function's pointer arguments. */
   inputs: readonly string[];
+  /** Per-call float32 numbers (the same for every element), after the count. */
+  scalars?: readonly string[];
   steps: readonly SimdStep[];
-  /** What the function stores into its output. */
-  output: string;
+  /** What the function stores: one output, or several (their pointers in this order). */
+  output: string | readonly string[];
 }
 
-/** The compiled functions: `fn(...inputOffsets, outputOffset, n)`, offsets in bytes. */
+/**
+ * The compiled functions: `fn(...inputOffsets, ...outputOffsets, n, ...scalars)`, offsets in
+ * bytes.
+ */
 export type SimdFunctions = Record<string, (...args: number[]) => void>;
 
 const I32 = 0x7f, F32 = 0x7d, V128 = 0x7b;
@@ -79,32 +84,63 @@ const simdOp: Record<SimdOp, number[]> = {
   add: [SIMD, ...uleb(0xe4)],
   sub: [SIMD, ...uleb(0xe5)],
   mul: [SIMD, ...uleb(0xe6)],
+  div: [SIMD, ...uleb(0xe7)],
+  sqrt: [SIMD, ...uleb(0xe3)],
 };
-const scalarOp: Record<SimdOp, number[]> = { add: [0x92], sub: [0x93], mul: [0x94] };
+const scalarOp: Record<SimdOp, number[]> = {
+  add: [0x92],
+  sub: [0x93],
+  mul: [0x94],
+  div: [0x95],
+  sqrt: [0x91],
+};
+
+/** The outputs of a program, as a list. */
+function outputsOf(p: SimdProgram): readonly string[] {
+  return typeof p.output === "string" ? [p.output] : p.output;
+}
+
+/** The operands a step reads. */
+function operands(op: SimdOp, a: SimdOperand, b: SimdOperand | undefined): SimdOperand[] {
+  return op === "sqrt" ? [a] : [a, b!];
+}
 
 /** Checks a program's names and operands; throws naming the first problem. */
 function check(p: SimdProgram): void {
-  const known = new Set(p.inputs);
-  if (known.size !== p.inputs.length) throw new Error(`SIMD program ${p.name}: repeated input`);
+  const scalars = p.scalars ?? [];
+  const known = new Set([...p.inputs, ...scalars]);
+  if (known.size !== p.inputs.length + scalars.length) {
+    throw new Error(`SIMD program ${p.name}: repeated input or scalar name`);
+  }
   for (const [name, op, a, b] of p.steps) {
     if (!(op in simdOp)) throw new Error(`SIMD program ${p.name}: unknown op "${op}" in ${name}`);
-    for (const x of [a, b]) {
+    if (op !== "sqrt" && b === undefined) {
+      throw new Error(`SIMD program ${p.name}: step ${name} (${op}) needs two operands`);
+    }
+    if (scalars.includes(name)) {
+      throw new Error(`SIMD program ${p.name}: step ${name} sets a scalar`);
+    }
+    for (const x of operands(op, a, b)) {
       if (typeof x === "string" && !known.has(x)) {
         throw new Error(`SIMD program ${p.name}: step ${name} reads "${x}" before it is set`);
       }
     }
     known.add(name);
   }
-  if (!known.has(p.output)) throw new Error(`SIMD program ${p.name}: no value "${p.output}"`);
+  for (const o of outputsOf(p)) {
+    if (!known.has(o)) throw new Error(`SIMD program ${p.name}: no value "${o}"`);
+  }
 }
 
 /** The code entry (size, locals, instructions) of one program's function. */
 function body(p: SimdProgram): number[] {
-  const k = p.inputs.length, out = k, n = k + 1, i = k + 2, end = k + 3;
+  const outs = outputsOf(p), scalars = p.scalars ?? [];
+  const k = p.inputs.length, o = outs.length, n = k + o, sc = n + 1;
+  const i = sc + scalars.length, end = i + 1;
   const names = [...p.inputs, ...p.steps.map((s) => s[0])];
   const slot = new Map<string, number>();
   for (const name of names) if (!slot.has(name)) slot.set(name, slot.size);
-  const vBase = k + 4, sBase = vBase + slot.size;
+  const vBase = end + 1, sBase = vBase + slot.size;
   const code: number[] = [];
   const emitLoop = (simd: boolean): void => {
     const local = (name: string) => (simd ? vBase : sBase) + slot.get(name)!;
@@ -117,15 +153,19 @@ function body(p: SimdProgram): number[] {
       code.push(0x21, ...uleb(local(name)));
     });
     for (const [name, op, a, b] of p.steps) {
-      for (const x of [a, b]) {
-        if (typeof x === "string") code.push(0x20, ...uleb(local(x)));
+      for (const x of operands(op, a, b)) {
+        const sj = typeof x === "string" ? scalars.indexOf(x) : -1;
+        if (sj >= 0) code.push(0x20, ...uleb(sc + sj), ...(simd ? [SIMD, 0x13] : [])); // splat
+        else if (typeof x === "string") code.push(0x20, ...uleb(local(x)));
         else if (simd) code.push(SIMD, 0x0c, ...[0, 1, 2, 3].flatMap(() => f32Bytes(x)));
         else code.push(0x43, ...f32Bytes(x));
       }
       code.push(...(simd ? simdOp[op] : scalarOp[op]), 0x21, ...uleb(local(name)));
     }
-    code.push(0x20, ...uleb(out), 0x20, ...uleb(i), 0x6a, 0x20, ...uleb(local(p.output)));
-    code.push(...(simd ? [SIMD, 0x0b] : [0x38]), 0x00, 0x00); // store
+    outs.forEach((name, j) => {
+      code.push(0x20, ...uleb(k + j), 0x20, ...uleb(i), 0x6a, 0x20, ...uleb(local(name)));
+      code.push(...(simd ? [SIMD, 0x0b] : [0x38]), 0x00, 0x00); // store
+    });
     code.push(0x20, ...uleb(i), 0x41, ...sleb(width), 0x6a, 0x21, ...uleb(i)); // i += width
     code.push(0x0c, 0x00, 0x0b, 0x0b); // br loop, end loop, end block
   };
@@ -243,7 +283,12 @@ export const F32_OP = {
 
 function programFunction(p: SimdProgram): WasmFunction {
   check(p);
-  return { name: p.name, params: Array(p.inputs.length + 2).fill(I32), body: body(p) };
+  const ptrs = p.inputs.length + outputsOf(p).length + 1;
+  return {
+    name: p.name,
+    params: [...Array(ptrs).fill(I32), ...(p.scalars ?? []).map(() => F32)],
+    body: body(p),
+  };
 }
 
 /**

@@ -11,6 +11,7 @@
  */
 
 import * as tf from "@tensorflow/tfjs-core";
+import { adamwSimd } from "../engine/simd_kernels.ts";
 import { wasmHeapView } from "../engine/kernels.ts";
 import { variableFrom } from "../model/weights.ts";
 
@@ -161,6 +162,23 @@ export class AdamW {
     // One tidy per variable: the intermediates of all variables at once would be ~15x the
     // parameters' bytes (the reason GPT-2-small could not take a step in the wasm heap).
     vars.forEach((x, i) => {
+      // One SIMD pass on wasm (lib/engine/simd_kernels.ts), the same bits as the ops below.
+      const fast = adamwSimd(x, this.m[i], this.v[i], grads[i], {
+        beta1,
+        beta2,
+        bc1,
+        bc2,
+        eps,
+        lr,
+        weightDecay: this.decayOf(i, decay),
+      });
+      if (fast) {
+        this.m[i].assign(fast[0]);
+        this.v[i].assign(fast[1]);
+        x.assign(fast[2]);
+        tf.dispose(fast);
+        return;
+      }
       tf.tidy(() => {
         const g = grads[i];
         const m = tf.add(tf.mul(this.m[i], beta1), tf.mul(g, 1 - beta1));
