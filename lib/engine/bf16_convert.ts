@@ -17,17 +17,7 @@
  * @module
  */
 
-/** Unsigned LEB128, as the wasm binary format encodes integers. */
-function uleb(n: number): number[] {
-  const out: number[] = [];
-  do {
-    let b = n & 0x7f;
-    n >>>= 7;
-    if (n !== 0) b |= 0x80;
-    out.push(b);
-  } while (n !== 0);
-  return out;
-}
+import { uleb } from "./wasm_simd.ts";
 
 /**
  * The module: imports memory `e.m`, exports `cvt(src, dst, n)`, which writes

@@ -45,7 +45,16 @@ export type SimdFunctions = Record<string, (...args: number[]) => void>;
 
 const I32 = 0x7f, F32 = 0x7d, V128 = 0x7b;
 
-function uleb(n: number): number[] {
+/**
+ * Unsigned LEB128, as the wasm binary format encodes integers.
+ *
+ * @example
+ * ```ts
+ * import { uleb } from "./wasm_simd.ts";
+ * uleb(300); // [0xac, 0x02]
+ * ```
+ */
+export function uleb(n: number): number[] {
   const out: number[] = [];
   do {
     let b = n & 0x7f;
