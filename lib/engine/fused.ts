@@ -26,6 +26,7 @@
  */
 
 import * as tf from "@tensorflow/tfjs-core";
+import { envVar } from "../io/env.ts";
 
 /*
  * Size limits, where each fused kernel stops paying (measured on the 2-core machine, warm, at
@@ -53,12 +54,7 @@ interface WasmBackendLike {
 const LN = "ScLayerNorm", GELU = "ScGelu", ATTN = "ScAttention";
 const GELU_C = 1.5957691216057308; // 2 * sqrt(2 / pi), as in transformer.ts
 
-let disabled = (() => {
-  const variable = "SAFETY_COMPASS_FUSED";
-  // Queried first, so a run without --allow-env for it gets the default instead of a prompt.
-  if (Deno.permissions.querySync({ name: "env", variable }).state !== "granted") return false;
-  return Deno.env.get(variable) === "0";
-})();
+let disabled = envVar("SAFETY_COMPASS_FUSED") === "0";
 
 /**
  * Turns the fused kernels on or off for this thread (for A/B comparisons and tests); returns

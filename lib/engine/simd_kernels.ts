@@ -36,6 +36,7 @@
  */
 
 import * as tf from "@tensorflow/tfjs-core";
+import { envVar } from "../io/env.ts";
 import { compileSimd, type SimdFunctions, type SimdProgram } from "./wasm_simd.ts";
 import { layerNormFunctions } from "./layer_norm_wasm.ts";
 
@@ -136,28 +137,23 @@ interface WasmBackendLike {
 }
 
 let fns: SimdFunctions | undefined;
-let enabled = (() => {
-  const variable = "SAFETY_COMPASS_SIMD";
-  // Queried first, so a run without --allow-env for it gets the default instead of a prompt.
-  if (Deno.permissions.querySync({ name: "env", variable }).state !== "granted") return true;
-  return Deno.env.get(variable) !== "0";
-})();
+let enabled = envVar("SAFETY_COMPASS_SIMD") !== "0";
 let stockSum: tf.KernelFunc | undefined;
+
+type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap };
 
 function offset(be: WasmBackendLike, t: tf.TensorInfo): number {
   return be.typedArrayFromHeap(t).byteOffset;
 }
 
 /** `Sum` over leading axes of a float32 tensor as column sums; anything else: the stock kernel. */
-function sumKernel(
-  args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap },
-): tf.TensorInfo {
+function sumKernel(args: KernelArgs): tf.TensorInfo {
   const x = args.inputs.x!;
   const { axis, keepDims } = args.attrs as { axis: number | number[]; keepDims: boolean };
   const rank = x.shape.length;
   // In the order given: the stock kernel adds in the order of its transpose, which follows it.
   const axes = tf.util.parseAxisParam(axis, x.shape);
-  const k = axes.length, size = x.shape.reduce((a, b) => a * b, 1);
+  const k = axes.length, size = tf.util.sizeFromShape(x.shape);
   if (
     !enabled || x.dtype !== "float32" || size === 0 || k === 0 || k >= rank ||
     axes.some((a, i) => a !== i)
@@ -165,31 +161,25 @@ function sumKernel(
     return stockSum!(args as Parameters<tf.KernelFunc>[0]) as tf.TensorInfo;
   }
   const be = args.backend as WasmBackendLike;
-  const rest = x.shape.slice(k), cols = rest.reduce((a, b) => a * b, 1);
+  const rest = x.shape.slice(k), cols = tf.util.sizeFromShape(rest);
   const out = be.makeOutput(keepDims ? [...axes.map(() => 1), ...rest] : rest, "float32");
   fns!.columnSum(offset(be, x), offset(be, out), size / cols, cols);
   return out;
 }
 
-function run(
-  fn: string,
-  args: { inputs: tf.NamedTensorInfoMap; backend: unknown },
-  names: string[],
-) {
+function run(fn: string, args: KernelArgs, names: string[]) {
   const be = args.backend as WasmBackendLike;
   const ins = names.map((n) => args.inputs[n]!);
   const out = be.makeOutput(ins[0].shape, "float32");
   const offsets = [...ins, out].map((t) => offset(be, t));
-  fns![fn](...offsets, ins[0].shape.reduce((a, b) => a * b, 1));
+  fns![fn](...offsets, tf.util.sizeFromShape(ins[0].shape));
   return out;
 }
-
-type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap };
 
 /** Rows and width of a layer norm's input (the last axis is normalised). */
 function rowsOf(x: tf.TensorInfo): [number, number] {
   const d = x.shape[x.shape.length - 1];
-  return [x.shape.reduce((a, b) => a * b, 1) / d, d];
+  return [tf.util.sizeFromShape(x.shape) / d, d];
 }
 
 /** x, w, b -> y, xc (x minus its row mean), a (variance + eps) and r (1 / sqrt(a)) per row. */
@@ -250,7 +240,7 @@ function adamwKernel(args: KernelArgs): tf.TensorInfo[] {
   const outs = [0, 1, 2].map(() => be.makeOutput(x.shape, "float32"));
   const ptrs = [x, m, v, g, ...outs].map((t) => offset(be, t));
   const keep = a.weightDecay > 0 ? 1 - a.lr * a.weightDecay : 1;
-  const n = x.shape.reduce((p, q) => p * q, 1);
+  const n = tf.util.sizeFromShape(x.shape);
   fns!.adamw(
     ...ptrs,
     n,

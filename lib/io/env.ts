@@ -15,6 +15,10 @@
  * ```
  */
 export function envVar(name: string): string | undefined {
+  // Asked first, so that a program without the permission gets undefined, not a prompt.
+  if (Deno.permissions.querySync({ name: "env", variable: name }).state !== "granted") {
+    return undefined;
+  }
   try {
     return Deno.env.get(name) || undefined;
   } catch (err) {
