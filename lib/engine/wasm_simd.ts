@@ -307,43 +307,36 @@ function programFunction(p: SimdProgram): WasmFunction {
  * over the rows, read in one pass down the matrix instead of after a transpose.
  */
 function columnSumFunction(): WasmFunction {
-  const x = 0, out = 1, rows = 2, cols = 3, c = 4, rowBytes = 5, vecBytes = 6, end = 7;
-  const get = (l: number) => [0x20, ...uleb(l)], set = (l: number) => [0x21, ...uleb(l)];
-  // deno-fmt-ignore
-  const whileLess = (a: number, b: number, inner: number[]) => [
-    0x02, 0x40, 0x03, 0x40, ...get(a), ...get(b), 0x4f, 0x0d, 0x01, ...inner, 0x0c, 0x00, 0x0b, 0x0b,
-  ];
+  const fw = new FunctionWriter("columnSum", [I32, I32, I32, I32]);
+  const [x, out, rows, cols] = [0, 1, 2, 3];
+  const c = fw.local(I32), rowBytes = fw.local(I32), vecBytes = fw.local(I32), end = fw.local(I32);
+  // out[c..] = out[c..] + x[c..], four lanes or one, then c moves on
   // deno-fmt-ignore
   const addInto = (simd: boolean) => [
-    ...get(out), ...get(c), 0x6a, // address of out[c]
-    ...get(out), ...get(c), 0x6a, ...(simd ? [SIMD, 0x00] : [0x2a]), 0x00, 0x00,
-    ...get(x), ...get(c), 0x6a, ...(simd ? [SIMD, 0x00] : [0x2a]), 0x00, 0x00,
+    ...fw.get(out), ...fw.get(c), 0x6a, // address of out[c]
+    ...fw.get(out), ...fw.get(c), 0x6a, ...(simd ? [SIMD, 0x00] : [0x2a]), 0x00, 0x00,
+    ...fw.get(x), ...fw.get(c), 0x6a, ...(simd ? [SIMD, 0x00] : [0x2a]), 0x00, 0x00,
     ...(simd ? simdOp.add : scalarOp.add),
     ...(simd ? [SIMD, 0x0b] : [0x38]), 0x00, 0x00,
-    ...get(c), 0x41, ...sleb(simd ? 16 : 4), 0x6a, ...set(c),
+    ...fw.bump(c, simd ? 16 : 4),
   ];
   // deno-fmt-ignore
-  const code = [
-    ...get(cols), 0x41, 0x02, 0x74, ...set(rowBytes),
-    ...get(cols), 0x41, ...sleb(-4), 0x71, 0x41, 0x02, 0x74, ...set(vecBytes),
+  fw.emit(
+    fw.get(cols), fw.i32(2), 0x74, fw.set(rowBytes),
+    fw.get(cols), fw.i32(-4), 0x71, fw.i32(2), 0x74, fw.set(vecBytes),
     // out = +0
-    0x41, 0x00, ...set(c),
-    ...whileLess(c, rowBytes, [
-      ...get(out), ...get(c), 0x6a, 0x43, 0, 0, 0, 0, 0x38, 0x00, 0x00,
-      ...get(c), 0x41, 0x04, 0x6a, ...set(c),
-    ]),
+    fw.i32(0), fw.set(c),
+    fw.whileBelow(c, rowBytes, [...fw.store(out, c, fw.f32(0)), ...fw.bump(c, 4)]),
     // end = x + rows * rowBytes; for each row: out += row; x += rowBytes
-    ...get(x), ...get(rows), ...get(rowBytes), 0x6c, 0x6a, ...set(end),
-    ...whileLess(x, end, [
-      0x41, 0x00, ...set(c),
-      ...whileLess(c, vecBytes, addInto(true)),
-      ...whileLess(c, rowBytes, addInto(false)),
-      ...get(x), ...get(rowBytes), 0x6a, ...set(x),
+    fw.get(x), fw.get(rows), fw.get(rowBytes), 0x6c, 0x6a, fw.set(end),
+    fw.whileBelow(x, end, [
+      ...fw.i32(0), ...fw.set(c),
+      ...fw.whileBelow(c, vecBytes, addInto(true)),
+      ...fw.whileBelow(c, rowBytes, addInto(false)),
+      ...fw.bump(x, fw.get(rowBytes)),
     ]),
-    0x0b,
-  ];
-  const fn = [...uleb(1), 4, I32, ...code];
-  return { name: "columnSum", params: [I32, I32, I32, I32], body: [...uleb(fn.length), ...fn] };
+  );
+  return fw.build();
 }
 
 /** The bytes of a module importing `env.memory` and exporting `functions`. */
