@@ -6,7 +6,13 @@
  * ties, flat and peaked rows, and truncations that end outside the likely prefix (the fallback).
  */
 import assert from "node:assert/strict";
-import { chooseToken, logSoftmax, type SamplingOptions } from "../lib/model/sampling.ts";
+import {
+  chooseToken,
+  logProbOf,
+  logSoftmax,
+  sampleToken,
+  type SamplingOptions,
+} from "../lib/model/sampling.ts";
 import { makeRng, type Rng } from "../lib/data/rng.ts";
 
 /** The straightforward algorithm: full stable sort, top-k, nucleus, draw. */
@@ -51,6 +57,8 @@ Deno.test("chooseToken picks the full sort's token for every truncation, row sha
     { temperature: 1, topK: 3000, topP: 0.97 }, // k larger than the likely prefix
     { temperature: 0.7, topK: 2, topP: 0.999999 }, // top-k mass below p: keep the k
     { temperature: 0.9, topK: 100000, topP: 0.9 }, // k beyond the vocabulary: no top-k
+    { temperature: 0.6 }, // no truncation: every id
+    { temperature: 1.4, topK: 0, topP: 1 },
   ];
   let checked = 0, fallbacks = 0;
   for (const vocab of [7, 664, 5000]) {
@@ -89,4 +97,35 @@ Deno.test("chooseToken picks the full sort's token for every truncation, row sha
 
 Deno.test("chooseToken: temperature 0 is argmax (the first of ties)", () => {
   assert.equal(chooseToken(Float32Array.of(1, 3, 3, 2), { temperature: 0 }, makeRng(0)), 1);
+});
+
+Deno.test("sampleToken: chooseToken's token and logProbOf's value, to the bit, in one pass", () => {
+  const gen = makeRng(11);
+  const settings: SamplingOptions[] = [
+    { temperature: 0 },
+    { temperature: 0.6 },
+    { temperature: 1, topP: 0.9 },
+    { temperature: 0.8, topK: 5 },
+  ];
+  for (const vocab of [5, 664]) {
+    for (let r = 0; r < 20; r++) {
+      const row = new Float32Array(vocab).map(() => (gen.next() - 0.5) * (r % 2 ? 40 : 4));
+      for (const opts of settings) {
+        for (const seed of [0, 1]) {
+          const rng = makeRng(seed);
+          const got = sampleToken(row, opts, rng);
+          const want = reference(row, opts, makeRng(seed));
+          if ((opts.temperature ?? 0) > 0) assert.equal(got.token, want);
+          else assert.equal(got.token, chooseToken(row, opts, makeRng(seed)));
+          assert.ok(Object.is(got.logprob, logProbOf(row, got.token, opts.temperature)));
+          // A forced token draws nothing: the generator is where a fresh one would be.
+          const forcedRng = makeRng(seed);
+          const forced = sampleToken(row, opts, forcedRng, r % vocab);
+          assert.equal(forced.token, r % vocab);
+          assert.ok(Object.is(forced.logprob, logProbOf(row, r % vocab, opts.temperature)));
+          assert.equal(forcedRng.next(), makeRng(seed).next());
+        }
+      }
+    }
+  }
 });

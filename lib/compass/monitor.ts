@@ -28,7 +28,7 @@ import {
   stopTokenIds,
 } from "../model/generate.ts";
 import { disposeCache, forward, type Intervention, type KVCache } from "../model/transformer.ts";
-import { chooseToken, logProbOf } from "../model/sampling.ts";
+import { sampleToken } from "../model/sampling.ts";
 import { makeRng } from "../data/rng.ts";
 import { writeJsonAtomic } from "../io/atomic.ts";
 import type { Compass } from "./compass.ts";
@@ -222,9 +222,9 @@ async function monitorBatch(
         const row = logits.subarray(i * c.vocabSize, (i + 1) * c.vocabSize);
         const ref = r.refusalFrom !== undefined ? cfg.refusalIds[step - r.refusalFrom] : undefined;
         const forcedTok = ref ?? forcedAt[i].get(step);
-        const tok = forcedTok ?? chooseToken(row, opts, rngs[i]);
+        const { token: tok, logprob } = sampleToken(row, opts, rngs[i], forcedTok);
         r.ids.push(tok);
-        r.logprobs.push(logProbOf(row, tok, opts.temperature ?? 0));
+        r.logprobs.push(logprob);
         r.forced.push(forcedTok !== undefined);
         return tok;
       });

@@ -18,6 +18,7 @@ import "@tensorflow/tfjs";
 import { registerWasmKernels } from "./kernels.ts";
 import { registerFusedKernels } from "./fused.ts";
 import { registerSimdKernels } from "./simd_kernels.ts";
+import { registerLayoutKernels } from "./layout_kernels.ts";
 
 /** A backend name, or `auto`. */
 export type BackendName = "auto" | "tensorflow" | "webgpu" | "wasm" | "cpu";
@@ -170,6 +171,7 @@ export async function initBackend(
       registerWasmKernels();
       registerFusedKernels();
       registerSimdKernels(tf.backend());
+      registerLayoutKernels(tf.backend());
       const simd = Boolean(await tf.env().getAsync("WASM_HAS_SIMD_SUPPORT"));
       const blas = await enableBlasIfWanted(opts);
       notes.push(`wasm: SIMD ${simd ? "on" : "off"}, BLAS ${blas?.enabled ? "on" : "off"}`);

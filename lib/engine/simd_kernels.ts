@@ -479,6 +479,19 @@ export function useSimdKernels(on: boolean): boolean {
   return before;
 }
 
+/**
+ * Whether the SIMD kernels are on in this thread (see {@link useSimdKernels}).
+ *
+ * @example
+ * ```ts
+ * import { simdKernelsOn } from "./simd_kernels.ts";
+ * if (!simdKernelsOn()) console.log("stock kernels only");
+ * ```
+ */
+export function simdKernelsOn(): boolean {
+  return enabled;
+}
+
 const geluWithGrad = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
   const [x, save] = args as [tf.Tensor, tf.GradSaveFunc];
   const s = tf.sigmoid(tf.engine().runKernel(PRE, { x }, {}) as tf.Tensor);

@@ -14,7 +14,7 @@ import type { Params } from "./weights.ts";
 import type { TextTokenizer } from "./tokenizer.ts";
 import { disposeCache, forward, type Intervention, type KVCache } from "./transformer.ts";
 import { steerInterventions, type SteerOptions } from "./steering.ts";
-import { chooseToken, logProbOf, type SamplingOptions } from "./sampling.ts";
+import { sampleToken, type SamplingOptions } from "./sampling.ts";
 import { encodePrompt } from "./chat.ts";
 import { splitReasoningIds } from "./reasoning.ts";
 import { makeRng } from "../data/rng.ts";
@@ -241,9 +241,9 @@ async function generateBatch(
         }
         const row = logits.subarray(i * vocab, (i + 1) * vocab);
         const forcedTok = forcedAt[i].get(step);
-        const tok = forcedTok ?? chooseToken(row, opts, rngs[i]);
+        const { token: tok, logprob } = sampleToken(row, opts, rngs[i], forcedTok);
         out.tokenIds[i].push(tok);
-        out.logprobs[i].push(logProbOf(row, tok, opts.temperature ?? 0));
+        out.logprobs[i].push(logprob);
         out.forced[i].push(forcedTok !== undefined);
         next.push(tok);
       }

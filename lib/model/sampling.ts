@@ -81,13 +81,53 @@ function nucleus(ids: number[], lp: Float32Array, topP: number): number[] | unde
  * inside it: the same token as a full sort, for the same random draw.
  */
 export function chooseToken(logits: Float32Array, opts: SamplingOptions, rng: Rng): number {
+  return sampleToken(logits, opts, rng).token;
+}
+
+/**
+ * {@link chooseToken} and {@link logProbOf} of its choice (or of `forced`, drawing nothing) in
+ * one pass over the row: the row's max and log-sum-exp are computed once for both, each
+ * probability `exp(lp)` once for the draw, with the same arithmetic in the same order, so the
+ * token and the log-probability are those of the two calls to the bit. A decoding step of a
+ * 64-row SafetyWorld batch spent a quarter of its time in those two calls.
+ *
+ * @example
+ * ```ts
+ * import { sampleToken } from "./sampling.ts";
+ * import { makeRng } from "../data/rng.ts";
+ * const { token, logprob } = sampleToken(new Float32Array([0, 2, 1]), { temperature: 0.7 }, makeRng(1));
+ * ```
+ */
+export function sampleToken(
+  logits: Float32Array,
+  opts: SamplingOptions,
+  rng: Rng,
+  forced?: number,
+): { token: number; logprob: number } {
   const temperature = opts.temperature ?? 0;
-  if (temperature <= 0) return argmax(logits);
-  const lp = logSoftmax(logits, temperature);
+  const inv = temperature > 0 ? 1 / temperature : 1;
+  let max = -Infinity;
+  for (let i = 0; i < logits.length; i++) if (logits[i] > max) max = logits[i];
+  let sum = 0;
+  for (let i = 0; i < logits.length; i++) sum += Math.exp((logits[i] - max) * inv);
+  const lse = Math.log(sum);
+  let token: number;
+  if (forced !== undefined) token = forced;
+  else if (temperature <= 0) token = argmax(logits);
+  else {
+    const lp = new Float32Array(logits.length); // logSoftmax(logits, temperature)
+    for (let i = 0; i < logits.length; i++) lp[i] = (logits[i] - max) * inv - lse;
+    token = draw(lp, opts, rng);
+  }
+  return { token, logprob: (logits[token] - max) * inv - lse };
+}
+
+/** Draws from the tempered log-probabilities `lp` after top-k / top-p. */
+function draw(lp: Float32Array, opts: SamplingOptions, rng: Rng): number {
   const k0 = opts.topK ?? 0;
   const topK = k0 > 0 && k0 < lp.length ? k0 : 0; // k >= the vocabulary keeps every id
   const topP = opts.topP ?? 1;
-  let ids: number[];
+  let ids: number[] | undefined;
   if (topK > 0 || topP < 1) {
     const truncate = (sorted: number[]) => {
       const k = topK > 0 ? sorted.slice(0, topK) : sorted;
@@ -101,17 +141,18 @@ export function chooseToken(logits: Float32Array, opts: SamplingOptions, rng: Rn
       const all = fullSort(lp);
       ids = truncate(all) ?? all.slice(0, topK > 0 ? topK : lp.length);
     }
-  } else {
-    ids = Array.from({ length: lp.length }, (_, i) => i);
   }
+  // Every id (no truncation) or the kept ones, in order; each exp(lp) once, summed in order.
+  const n = ids?.length ?? lp.length;
+  const e = new Float64Array(n);
   let total = 0;
-  for (const i of ids) total += Math.exp(lp[i]);
+  for (let j = 0; j < n; j++) total += e[j] = Math.exp(lp[ids ? ids[j] : j]);
   let u = rng.next() * total;
-  for (const i of ids) {
-    u -= Math.exp(lp[i]);
-    if (u <= 0) return i;
+  for (let j = 0; j < n; j++) {
+    u -= e[j];
+    if (u <= 0) return ids ? ids[j] : j;
   }
-  return ids[ids.length - 1];
+  return ids ? ids[n - 1] : n - 1;
 }
 
 /** Every id, stably sorted by `lp` descending (ties by ascending id). */

@@ -1,0 +1,211 @@
+/**
+ * Faster wasm kernels for moving data, bit for bit the stock ones (issue 22). A SafetyWorld
+ * step is hundreds of small kernels, and some of the stock ones spend more time walking shapes
+ * than moving bytes:
+ *
+ * - **Concat** copies with a `subarray().set()` per row and input: decoding one token
+ *   concatenates each layer's whole KV cache with the new position (256 rows of two blocks a
+ *   call at B = 64).
+ * - **Transpose** with the last axis kept (the heads' `[B, T, H, Dh] <-> [B, H, T, Dh]` in
+ *   every attention, forward and backward) walks element by element.
+ * - **Slice** (GPT-2's q|k|v columns) copies a row at a time from JavaScript.
+ *
+ * Here each is one pass of lib/engine/layout_wasm.ts's SIMD copy over at most three loops of
+ * strided blocks: shapes are collapsed first (size-1 axes dropped, axes that are contiguous in
+ * source and destination merged), and anything that still needs more loops, another dtype than
+ * float32 or int32, or an empty tensor goes to the stock kernel. Measured on the 2-core
+ * machine with cache-resident inputs: a [16, 56, 4, 32] head transpose 120 -> 35 us, a [896, 128]
+ * column block of [896, 384] 150 -> 40 us, a KV-cache concat [64, 4, 40, 32] + [64, 4, 1, 32]
+ * 235 -> 165 us (that one is bound by copying the whole cache). Broadcast arithmetic was tried
+ * the same way and left out: at these sizes the stock kernels already run at memory speed.
+ * tests/layout_kernels_test.ts compares every path with the stock kernels bit for bit.
+ * `SAFETY_COMPASS_SIMD=0` or `useSimdKernels(false)` turns them off with the other SIMD kernels.
+ *
+ * @module
+ */
+
+import * as tf from "@tensorflow/tfjs-core";
+import { compileSimd, type SimdFunctions } from "./wasm_simd.ts";
+import { layoutFunctions } from "./layout_wasm.ts";
+import { simdKernelsOn } from "./simd_kernels.ts";
+
+interface WasmBackendLike {
+  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
+  typedArrayFromHeap(info: tf.TensorInfo): Float32Array | Int32Array | Uint8Array;
+  wasm?: { asm?: { memory?: unknown } };
+}
+
+type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap };
+type Kernel = (args: KernelArgs) => tf.TensorInfo | undefined;
+
+let fns: SimdFunctions | undefined;
+
+/** One loop of a collapsed iteration: its count and each operand's stride (in elements). */
+interface Axis {
+  n: number;
+  strides: number[];
+}
+
+/**
+ * Drops axes of size 1 and merges neighbours that are one contiguous run in every operand
+ * (`stride[j] = stride[j + 1] n[j + 1]`), outermost first.
+ *
+ * @example
+ * ```ts ignore
+ * collapse([4, 3, 2], [[6, 2, 1], [0, 0, 1]]); // [{ n: 12, strides: [2, 0] }, { n: 2, strides: [1, 1] }]
+ * ```
+ */
+export function collapse(shape: readonly number[], strides: readonly number[][]): Axis[] {
+  const out: Axis[] = [];
+  shape.forEach((n, j) => {
+    if (n === 1) return;
+    const s = strides.map((st) => st[j]);
+    const prev = out.at(-1);
+    if (prev && prev.strides.every((p, k) => p === s[k] * n)) {
+      prev.n *= n;
+      prev.strides = s;
+    } else out.push({ n, strides: s });
+  });
+  return out;
+}
+
+/** Row-major element strides of `shape`. */
+function rowStrides(shape: readonly number[]): number[] {
+  const strides = new Array(shape.length).fill(0);
+  for (let j = shape.length - 1, s = 1; j >= 0; j--) {
+    strides[j] = s;
+    s *= shape[j];
+  }
+  return strides;
+}
+
+function offset(be: WasmBackendLike, t: tf.TensorInfo): number {
+  return be.typedArrayFromHeap(t).byteOffset;
+}
+
+const FOUR_BYTES = new Set<tf.DataType>(["float32", "int32"]);
+
+/** Pads a collapsed iteration to three loops (outer ones of count 1). */
+function three(axes: Axis[], operands: number): Axis[] {
+  const one = { n: 1, strides: new Array(operands).fill(0) };
+  return [...new Array(3 - axes.length).fill(one), ...axes];
+}
+
+/**
+ * Copies `x`'s elements at `start` + the collapsed axes' strides into a new contiguous
+ * tensor of `shape`; undefined when more than three loops remain besides the contiguous block.
+ */
+function stridedCopy(
+  be: WasmBackendLike,
+  x: tf.TensorInfo,
+  shape: number[],
+  start: number,
+  srcStrides: number[],
+): tf.TensorInfo | undefined {
+  const outStrides = rowStrides(shape);
+  const axes = collapse(shape, [srcStrides, outStrides]);
+  // The innermost axis, when contiguous in x, is copied as one block.
+  const inner = axes.at(-1);
+  const block = inner && inner.strides[0] === 1 ? inner.n : 1;
+  const loops = block > 1 ? axes.slice(0, -1) : axes;
+  if (loops.length > 3) return undefined;
+  const out = be.makeOutput(shape, x.dtype);
+  const [l0, l1, l2] = three(loops, 2);
+  fns!.copy3(
+    offset(be, x) + 4 * start,
+    offset(be, out),
+    l0.n,
+    4 * l0.strides[0],
+    4 * l0.strides[1],
+    l1.n,
+    4 * l1.strides[0],
+    4 * l1.strides[1],
+    l2.n,
+    4 * l2.strides[0],
+    4 * l2.strides[1],
+    4 * block,
+  );
+  return out;
+}
+
+const transposeKernel: Kernel = (args) => {
+  const x = args.inputs.x!;
+  const perm = (args.attrs as { perm: number[] }).perm;
+  const rank = x.shape.length;
+  // Only permutations that keep the last axis: rows of it are copied whole.
+  if (!FOUR_BYTES.has(x.dtype) || rank === 0 || perm[rank - 1] !== rank - 1) return undefined;
+  if (tf.util.sizeFromShape(x.shape) === 0) return undefined;
+  const xStrides = rowStrides(x.shape);
+  const shape = perm.map((p) => x.shape[p]);
+  return stridedCopy(args.backend as WasmBackendLike, x, shape, 0, perm.map((p) => xStrides[p]));
+};
+
+const sliceKernel: Kernel = (args) => {
+  const x = args.inputs.x!;
+  if (!FOUR_BYTES.has(x.dtype)) return undefined;
+  const { begin, size } = args.attrs as { begin: number[]; size: number[] };
+  const [b, s] = tf.slice_util.parseSliceParams(x as tf.Tensor, begin, size);
+  if (tf.util.sizeFromShape(s) === 0) return undefined;
+  const xStrides = rowStrides(x.shape);
+  const start = b.reduce((a, bj, j) => a + bj * xStrides[j], 0);
+  return stridedCopy(args.backend as WasmBackendLike, x, s, start, xStrides);
+};
+
+const concatKernel: Kernel = (args) => {
+  const inputs = args.inputs as unknown as tf.TensorInfo[];
+  const dtype = inputs[0]?.dtype;
+  if (!FOUR_BYTES.has(dtype) || inputs.some((t) => t.dtype !== dtype)) return undefined;
+  const axis = tf.util.parseAxisParam((args.attrs as { axis: number }).axis, inputs[0].shape)[0];
+  const shapes = inputs.map((t) => t.shape);
+  tf.backend_util.assertParamsConsistent(shapes, axis);
+  const shape = tf.backend_util.computeOutShape(shapes, axis);
+  const kept = inputs.filter((t) => tf.util.sizeFromShape(t.shape) > 0);
+  if (kept.length < 2) return undefined; // the stock kernel's identity (or empty) case
+  const be = args.backend as WasmBackendLike;
+  const out = be.makeOutput(shape, dtype);
+  const rows = tf.util.sizeFromShape(shape.slice(0, axis));
+  const width = tf.util.sizeFromShape(shape.slice(axis));
+  let at = offset(be, out);
+  for (const t of kept) {
+    const inner = tf.util.sizeFromShape(t.shape.slice(axis));
+    fns!.copy3(offset(be, t), at, 1, 0, 0, 1, 0, 0, rows, 4 * inner, 4 * width, 4 * inner);
+    at += 4 * inner;
+  }
+  return out;
+};
+
+/** Replaces a stock wasm kernel with `fast`, which falls back to it when it returns undefined. */
+function override(kernelName: string, fast: Kernel): void {
+  const stock = tf.getKernel(kernelName, "wasm")?.kernelFunc;
+  if (stock === undefined) return;
+  tf.unregisterKernel(kernelName, "wasm");
+  tf.registerKernel({
+    kernelName,
+    backendName: "wasm",
+    kernelFunc: ((args: KernelArgs) =>
+      (simdKernelsOn() ? fast(args) : undefined) ??
+        stock(args as Parameters<tf.KernelFunc>[0])) as unknown as tf.KernelFunc,
+  });
+}
+
+/**
+ * Compiles the copy and puts the kernels in place of the stock Concat, Transpose and Slice on the
+ * wasm backend (idempotent; a no-op where the engine lacks
+ * WebAssembly SIMD or the heap cannot be reached).
+ *
+ * @example
+ * ```ts ignore
+ * await tf.setBackend("wasm");
+ * registerLayoutKernels(tf.backend());
+ * ```
+ */
+export function registerLayoutKernels(backend: unknown): void {
+  if (fns) return;
+  const memory = (backend as WasmBackendLike).wasm?.asm?.memory;
+  if (!(memory instanceof WebAssembly.Memory)) return;
+  fns = compileSimd(memory, [], layoutFunctions());
+  if (!fns) return;
+  override("Concat", concatKernel);
+  override("Transpose", transposeKernel);
+  override("Slice", sliceKernel);
+}
