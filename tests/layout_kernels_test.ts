@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
 import { tinyModel, useTestBackend } from "./_helpers.ts";
 import { useSimdKernels } from "../lib/engine/simd_kernels.ts";
-import { collapse } from "../lib/engine/layout_kernels.ts";
+import { collapse, splitHeads } from "../lib/engine/layout_kernels.ts";
 import { lmLoss, padBatch } from "../lib/optim/loss.ts";
 
 await useTestBackend();
@@ -168,5 +168,49 @@ Deno.test({
     } finally {
       m.dispose();
     }
+  },
+});
+
+Deno.test({
+  name:
+    "splitHeads: the blocks' heads and their gradient, bit for bit the composed ops' (zeros of both signs)",
+  ignore: !onWasm,
+  fn() {
+    for (const [b, t, heads, d] of [[2, 3, 4, 5], [3, 1, 2, 8], [1, 7, 1, 3]]) {
+      const w = 3 * heads * d;
+      const x = tf.tensor2d(awkward(b * t * w, b + t), [b * t, w]);
+      // weights with -0 and +0, so some gradients are -0 (the slices' zero pads make them +0)
+      const u = [0, 1, 2].map((j) =>
+        tf.tensor4d(
+          awkward(b * heads * t * d, 20 + j).map((v, i) => (i % 7 === 0 ? -0 : v)),
+          [b, heads, t, d],
+        )
+      );
+      const composed = (xv: tf.Tensor) =>
+        [0, 1, 2].map((j) =>
+          tf.transpose(
+            tf.reshape(tf.slice(xv, [0, j * heads * d], [b * t, heads * d]), [b, t, heads, d]),
+            [0, 2, 1, 3],
+          )
+        );
+      const loss = (fast: boolean) => (xv: tf.Tensor) => {
+        const parts = fast ? splitHeads(xv as tf.Tensor2D, b, t, 3, heads)! : composed(xv);
+        assert.equal(parts.length, 3);
+        // k's gradient never comes when only q and v are used: zeros, as the slices give
+        return tf.addN([0, 2].map((j) => tf.sum(tf.mul(parts[j], u[j])))) as tf.Scalar;
+      };
+      const fast = splitHeads(x, b, t, 3, heads)!; // no tape: the forward kernel alone
+      const want = composed(x);
+      const bitsOf = (g: tf.Tensor) => new Uint32Array(new Float32Array(g.dataSync()).buffer);
+      fast.forEach((p, j) => {
+        assert.deepEqual(p.shape, want[j].shape);
+        assert.deepEqual(bitsOf(p), bitsOf(want[j]), `block ${j}`);
+      });
+      const gWant = tf.grad(loss(false))(x), gGot = tf.grad(loss(true))(x);
+      assert.deepEqual(bitsOf(gGot), bitsOf(gWant), `gradient, ${[b, t, heads, d]}`);
+      assert.ok(Array.from(gWant.dataSync()).some((v) => v === 0), "the case has zero gradients");
+      tf.dispose([x, ...u, ...fast, ...want, gWant, gGot]);
+    }
+    assert.equal(splitHeads(tf.zeros([4, 6]) as tf.Tensor2D, 2, 3, 3, 1), undefined, "rows != b t");
   },
 });

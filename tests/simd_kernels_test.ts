@@ -9,12 +9,7 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
 import { TINY_GEMMA2_CONFIG, tinyModel, tinyModelFromConfig, useTestBackend } from "./_helpers.ts";
-import {
-  geluSimd,
-  layerNormSimd,
-  splitColumns,
-  useSimdKernels,
-} from "../lib/engine/simd_kernels.ts";
+import { geluSimd, layerNormSimd, useSimdKernels } from "../lib/engine/simd_kernels.ts";
 import { compileSimd, simdModuleBytes } from "../lib/engine/wasm_simd.ts";
 import { gelu } from "../lib/model/transformer.ts";
 import { lmLoss, padBatch } from "../lib/optim/loss.ts";
@@ -187,30 +182,6 @@ Deno.test({
       assert.equal(tf.memory().numTensors, before, "the backward frees what it makes");
       tf.dispose([x, u, w, b, y, yRef]);
     }
-  },
-});
-
-Deno.test({
-  name: "splitColumns: blocks and their gradient bit for bit the slices' (zeros of both signs)",
-  ignore: !onWasm,
-  fn: () => {
-    const rows = 5, d = 6, x = tf.tensor2d(awkward(rows * 3 * d, 9), [rows, 3 * d]);
-    // weights with -0 and +0, so some gradients are -0 (the slices' zero pads make them +0)
-    const u = [0, 1, 2].map((j) =>
-      tf.tensor2d(awkward(rows * d, 20 + j).map((v, i) => i % 7 === 0 ? -0 : v), [rows, d])
-    );
-    const loss = (simd: boolean) => (xv: tf.Tensor) => {
-      const parts = simd
-        ? splitColumns(xv as tf.Tensor2D, 3)!
-        : [0, 1, 2].map((j) => tf.slice(xv, [0, j * d], [rows, d]));
-      assert.equal(parts.length, 3);
-      return tf.addN(parts.map((p, j) => tf.sum(tf.mul(p, u[j])))) as tf.Scalar;
-    };
-    assert.equal(splitColumns(x as tf.Tensor2D, 3), undefined, "no tape: the caller slices");
-    const want = tf.grad(loss(false))(x), got = tf.grad(loss(true))(x);
-    assertBitEqual(got, want, "gradient of the column blocks");
-    assert.ok(Array.from(want.dataSync()).some((v) => v === 0), "the case has zero gradients");
-    tf.dispose([x, ...u, want, got]);
   },
 });
 

@@ -174,6 +174,141 @@ const concatKernel: Kernel = (args) => {
   return out;
 };
 
+const SPLIT = "ScSplitHeads", MERGE_GRAD = "ScMergeHeadsGrad";
+
+/** Attributes of the head kernels: the batch, positions, blocks (q|k|v: 3) and heads. */
+interface HeadsAttrs {
+  b: number;
+  t: number;
+  parts: number;
+  heads: number;
+}
+
+/**
+ * The loops that carry block j of a [B T, P H D] matrix to and from [B, H, T, D] (byte strides:
+ * matrix side, heads side).
+ */
+function headLoops(a: HeadsAttrs, d: number): [number, number, number][] {
+  const w = a.parts * a.heads * d;
+  return [
+    [a.b, 4 * a.t * w, 4 * a.heads * a.t * d],
+    [a.heads, 4 * d, 4 * a.t * d],
+    [a.t, 4 * w, 4 * d],
+  ];
+}
+
+/** x [B T, P H D] -> P tensors [B, H, T, D]: block j's heads, positions in order. */
+function splitHeadsKernel(args: KernelArgs): tf.TensorInfo[] {
+  const be = args.backend as WasmBackendLike;
+  const x = args.inputs.x!;
+  const a = args.attrs as unknown as HeadsAttrs;
+  const d = x.shape[1] / (a.parts * a.heads);
+  const outs = Array.from(
+    { length: a.parts },
+    () => be.makeOutput([a.b, a.heads, a.t, d], "float32"),
+  );
+  const [[n0, s0, d0], [n1, s1, d1], [n2, s2, d2]] = headLoops(a, d);
+  const base = offset(be, x);
+  outs.forEach((o, j) => {
+    fns!.copy3(
+      base + 4 * j * a.heads * d,
+      offset(be, o),
+      n0,
+      s0,
+      d0,
+      n1,
+      s1,
+      d1,
+      n2,
+      s2,
+      d2,
+      4 * d,
+    );
+  });
+  return outs;
+}
+
+/** The P gradients [B, H, T, D] -> x's [B T, P H D], each value + 0 (see {@link splitHeads}). */
+function mergeHeadsGradKernel(args: KernelArgs): tf.TensorInfo {
+  const be = args.backend as WasmBackendLike;
+  const a = args.attrs as unknown as HeadsAttrs;
+  const parts = Array.from({ length: a.parts }, (_, j) => args.inputs[String(j)]!);
+  const d = parts[0].shape[3];
+  const out = be.makeOutput([a.b * a.t, a.parts * a.heads * d], "float32");
+  const [[n0, s0, d0], [n1, s1, d1], [n2, s2, d2]] = headLoops(a, d);
+  const base = offset(be, out);
+  parts.forEach((g, j) => {
+    fns!.copy3z(
+      offset(be, g),
+      base + 4 * j * a.heads * d,
+      n0,
+      d0,
+      s0,
+      n1,
+      d1,
+      s1,
+      n2,
+      d2,
+      s2,
+      4 * d,
+    );
+  });
+  return out;
+}
+
+interface KernelFuncEngine {
+  runKernelFunc(params: {
+    forwardFunc: (backend: unknown, save: tf.GradSaveFunc) => tf.Tensor | tf.Tensor[];
+    backwardsFunc: (
+      dy: tf.Tensor | tf.Tensor[],
+      saved: tf.Tensor[],
+    ) => Record<string, () => tf.Tensor>;
+    inputs: tf.NamedTensorMap;
+  }): tf.Tensor | tf.Tensor[];
+}
+
+/**
+ * Splits a fused projection x [B T, P H D] (GPT-2's q|k|v: P = 3) into P tensors [B, H, T, D] in
+ * one copy, where `tf.slice`, `tf.reshape` and `tf.transpose` per block take nine kernels (three
+ * passes over memory per block in training). The values are the same; under a gradient tape the
+ * backward is one pass too and gives the bits of the composed ops' gradient: each block's values
+ * moved back into place plus +0 (tfjs adds the blocks' zero-padded gradients together, which
+ * turns -0 into +0; a block whose gradient never comes gets zeros, as there). Undefined where
+ * the kernels do not apply (another backend or dtype, turned off): the caller composes the ops.
+ *
+ * @example
+ * ```ts ignore
+ * const [q, k, v] = splitHeads(qkv, b, t, 3, nHead) ?? composedSplit(qkv);
+ * ```
+ */
+export function splitHeads(
+  x: tf.Tensor2D,
+  b: number,
+  t: number,
+  parts: number,
+  heads: number,
+): tf.Tensor4D[] | undefined {
+  const [rows, w] = x.shape;
+  if (
+    !fns || !simdKernelsOn() || tf.getBackend() !== "wasm" || x.dtype !== "float32" ||
+    x.size === 0 || rows !== b * t || w % (parts * heads) !== 0
+  ) {
+    return undefined;
+  }
+  const attrs = { b, t, parts, heads };
+  if (!tf.engine().isTapeOn()) return tf.engine().runKernel(SPLIT, { x }, attrs) as tf.Tensor4D[];
+  return (tf.engine() as unknown as KernelFuncEngine).runKernelFunc({
+    forwardFunc: () => tf.engine().runKernel(SPLIT, { x }, attrs) as tf.Tensor[],
+    backwardsFunc: (dys) => {
+      const list = Array.isArray(dys) ? dys : [dys]; // one output: tfjs passes a single dy
+      const grads = Object.fromEntries(list.map((g, j) => [String(j), g]));
+      const dx = tf.engine().runKernel(MERGE_GRAD, grads, attrs) as tf.Tensor;
+      return { x: () => dx };
+    },
+    inputs: { x },
+  }) as tf.Tensor4D[];
+}
+
 /** Replaces a stock wasm kernel with `fast`, which falls back to it when it returns undefined. */
 function override(kernelName: string, fast: Kernel): void {
   const stock = tf.getKernel(kernelName, "wasm")?.kernelFunc;
@@ -189,8 +324,8 @@ function override(kernelName: string, fast: Kernel): void {
 }
 
 /**
- * Compiles the copy and puts the kernels in place of the stock Concat, Transpose and Slice on the
- * wasm backend (idempotent; a no-op where the engine lacks
+ * Compiles the copies, puts the kernels in place of the stock Concat, Transpose and Slice on the
+ * wasm backend and registers the head kernels of {@link splitHeads} (idempotent; a no-op where the engine lacks
  * WebAssembly SIMD or the heap cannot be reached).
  *
  * @example
@@ -208,4 +343,17 @@ export function registerLayoutKernels(backend: unknown): void {
   override("Concat", concatKernel);
   override("Transpose", transposeKernel);
   override("Slice", sliceKernel);
+  for (
+    const [kernelName, kernelFunc] of [
+      [SPLIT, splitHeadsKernel],
+      [MERGE_GRAD, mergeHeadsGradKernel],
+    ] as const
+  ) {
+    if (tf.getKernel(kernelName, "wasm") !== undefined) tf.unregisterKernel(kernelName, "wasm");
+    tf.registerKernel({
+      kernelName,
+      backendName: "wasm",
+      kernelFunc: kernelFunc as unknown as tf.KernelFunc,
+    });
+  }
 }

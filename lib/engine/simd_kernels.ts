@@ -21,8 +21,7 @@
  *   and is summed first, as tfjs's tape sums it.
  * - **AdamW's heap step** (lib/optim/adamw.ts): m, v and the weights of a variable in one pass
  *   instead of 13 kernels.
- * - **Column blocks** (GPT-2's fused q|k|v): under a gradient tape the three blocks' gradients go
- *   into place in one pass instead of three zero pads and two sums.
+ * - GPT-2's q|k|v split into heads is in lib/engine/layout_kernels.ts (`splitHeads`).
  *
  * Measured on the 2-core machine: a SafetyWorld RL update's kernel time fell by a third, a
  * toy:train step (16 x 56 tokens per worker) from about 172 to 105 ms.
@@ -43,7 +42,7 @@ import { layerNormFunctions } from "./layer_norm_wasm.ts";
 const GELU_C = 1.5957691216057308; // 2 * sqrt(2 / pi), as in transformer.ts
 const CUBE_C = 0.044715;
 const PRE = "ScGeluPre", GRAD = "ScGeluGrad";
-const ADAMW = "ScAdamW", SPLIT_GRAD = "ScSplitColumnsGrad";
+const ADAMW = "ScAdamW";
 const LN_FWD = "ScLnForward", LN_PARAMS = "ScLnGradParams", LN_DX = "ScLnGradX";
 
 /** z = C * (x + 0.044715 * ((x * x) * x)), in the composition's order. */
@@ -287,61 +286,6 @@ export function adamwSimd(
   ];
 }
 
-/**
- * The gradients of the column blocks of a [rows, k d] matrix -> its gradient: block j's values in
- * columns j d .. (j + 1) d - 1, each plus +0 (what tfjs's gradient of `slice`, a zero pad per
- * block added into one sum, gives: the same numbers, with -0 made +0).
- */
-function splitColumnsGradKernel(args: KernelArgs): tf.TensorInfo {
-  const be = args.backend as WasmBackendLike;
-  const parts = Object.keys(args.inputs).sort((a, b) => Number(a) - Number(b))
-    .map((k) => args.inputs[k]!);
-  const [rows, d] = parts[0].shape, k = parts.length, w = k * d;
-  const out = be.makeOutput([rows, w], "float32");
-  const dst = be.typedArrayFromHeap(out);
-  parts.forEach((p, j) => {
-    const src = be.typedArrayFromHeap(p);
-    for (let r = 0; r < rows; r++) {
-      const o = r * w + j * d, i = r * d;
-      for (let c = 0; c < d; c++) dst[o + c] = src[i + c] + 0;
-    }
-  });
-  return out;
-}
-
-/**
- * Splits x [rows, k d] into its k column blocks [rows, d] (as `tf.slice` would), with a
- * gradient that writes the blocks' gradients into place in one pass instead of a zero-padded
- * copy per block and k - 1 sums: the same bits as the slices' autodiff gradient (a block whose
- * gradient never comes gets zeros, as there). Undefined where the kernels do not apply or no
- * gradient is recorded (the caller slices).
- *
- * @example
- * ```ts ignore
- * const [q, k, v] = splitColumns(qkv, 3) ?? [0, 1, 2].map((j) => tf.slice(qkv, [0, j * d], [-1, d]));
- * ```
- */
-export function splitColumns(x: tf.Tensor2D, k: number): tf.Tensor2D[] | undefined {
-  const [rows, w] = x.shape;
-  if (
-    !fns || !enabled || tf.getBackend() !== "wasm" || !tf.engine().isTapeOn() ||
-    x.dtype !== "float32" || k < 1 || w % k !== 0 || x.size === 0
-  ) {
-    return undefined;
-  }
-  const d = w / k;
-  return (tf.engine() as unknown as KernelFuncEngine).runKernelFunc({
-    forwardFunc: () => Array.from({ length: k }, (_, j) => tf.slice(x, [0, j * d], [rows, d])),
-    backwardsFunc: (dys) => {
-      const list = Array.isArray(dys) ? dys : [dys]; // one output: tfjs passes a single dy
-      const parts = Object.fromEntries(list.map((g, j) => [String(j), g]));
-      const dx = tf.engine().runKernel(SPLIT_GRAD, parts) as tf.Tensor;
-      return { x: () => dx };
-    },
-    inputs: { x },
-  }) as tf.Tensor2D[];
-}
-
 interface KernelFuncEngine {
   runKernelFunc(params: {
     forwardFunc: (backend: unknown, save: tf.GradSaveFunc) => tf.Tensor | tf.Tensor[];
@@ -425,7 +369,6 @@ export function registerSimdKernels(backend: unknown): void {
       [LN_PARAMS, lnGradParamsKernel],
       [LN_DX, lnGradXKernel],
       [ADAMW, adamwKernel],
-      [SPLIT_GRAD, splitColumnsGradKernel],
     ] as const
   ) {
     if (tf.getKernel(kernelName, "wasm") !== undefined) tf.unregisterKernel(kernelName, "wasm");

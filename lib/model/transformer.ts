@@ -28,7 +28,8 @@ import type { ModelConfig } from "./config.ts";
 import { externalOf, type Params } from "./weights.ts";
 import { externalGather, externalMatMul } from "../engine/external_weights.ts";
 import { fusedAttention, fusedGelu, fusedLayerNorm } from "../engine/fused.ts";
-import { geluSimd, layerNormSimd, splitColumns } from "../engine/simd_kernels.ts";
+import { geluSimd, layerNormSimd } from "../engine/simd_kernels.ts";
+import { splitHeads } from "../engine/layout_kernels.ts";
 import { applyRope, ropeTables } from "./rope.ts";
 
 /** Keys and values of past positions, per layer: [B, Hkv, S, D]. */
@@ -269,19 +270,15 @@ function gpt2Qkv(
   const [h, res] = layerNormRes(x, g(pre + "ln_1.weight"), g(pre + "ln_1.bias"), c.normEps, true);
   const h2d = tf.reshape(h, [b * t, d]);
   const qkv = linear(h2d, p, pre + "attn.c_attn.weight", g(pre + "attn.c_attn.bias"));
-  // Under a gradient tape on wasm, one kernel puts the three blocks' gradients into place (the
-  // same bits as the slices' zero pads added together).
-  const parts = splitColumns(qkv as tf.Tensor2D, 3);
+  // On wasm one copy makes the three [B, H, T, D] blocks, and under a gradient tape one pass
+  // puts their gradients back (the bits of the composed slices, reshapes and transposes).
+  const heads = splitHeads(qkv as tf.Tensor2D, b, t, 3, c.nHead);
   const cut = (j: number) =>
-    tf.transpose(
-      tf.reshape(parts?.[j] ?? tf.slice(qkv, [0, j * d], [b * t, d]), [
-        b,
-        t,
-        c.nHead,
-        c.headDim,
-      ]),
-      [0, 2, 1, 3],
-    ) as tf.Tensor4D;
+    heads?.[j] ??
+      tf.transpose(
+        tf.reshape(tf.slice(qkv, [0, j * d], [b * t, d]), [b, t, c.nHead, c.headDim]),
+        [0, 2, 1, 3],
+      ) as tf.Tensor4D;
   return [cut(0), cut(1), cut(2), res as tf.Tensor3D];
 }
 
