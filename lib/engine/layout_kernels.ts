@@ -27,7 +27,12 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { compileSimd, type SimdFunctions } from "./wasm_simd.ts";
 import { layoutFunctions } from "./layout_wasm.ts";
-import { simdKernelsOn } from "./simd_kernels.ts";
+import {
+  type KernelArgs,
+  type KernelFuncEngine,
+  registerWasmKernel,
+  simdKernelsOn,
+} from "./simd_kernels.ts";
 
 interface WasmBackendLike {
   makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
@@ -35,7 +40,6 @@ interface WasmBackendLike {
   wasm?: { asm?: { memory?: unknown } };
 }
 
-type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap };
 type Kernel = (args: KernelArgs) => tf.TensorInfo | undefined;
 
 let fns: SimdFunctions | undefined;
@@ -256,17 +260,6 @@ function mergeHeadsGradKernel(args: KernelArgs): tf.TensorInfo {
   return out;
 }
 
-interface KernelFuncEngine {
-  runKernelFunc(params: {
-    forwardFunc: (backend: unknown, save: tf.GradSaveFunc) => tf.Tensor | tf.Tensor[];
-    backwardsFunc: (
-      dy: tf.Tensor | tf.Tensor[],
-      saved: tf.Tensor[],
-    ) => Record<string, () => tf.Tensor>;
-    inputs: tf.NamedTensorMap;
-  }): tf.Tensor | tf.Tensor[];
-}
-
 /**
  * Splits a fused projection x [B T, P H D] (GPT-2's q|k|v: P = 3) into P tensors [B, H, T, D] in
  * one copy, where `tf.slice`, `tf.reshape` and `tf.transpose` per block take nine kernels (three
@@ -343,17 +336,6 @@ export function registerLayoutKernels(backend: unknown): void {
   override("Concat", concatKernel);
   override("Transpose", transposeKernel);
   override("Slice", sliceKernel);
-  for (
-    const [kernelName, kernelFunc] of [
-      [SPLIT, splitHeadsKernel],
-      [MERGE_GRAD, mergeHeadsGradKernel],
-    ] as const
-  ) {
-    if (tf.getKernel(kernelName, "wasm") !== undefined) tf.unregisterKernel(kernelName, "wasm");
-    tf.registerKernel({
-      kernelName,
-      backendName: "wasm",
-      kernelFunc: kernelFunc as unknown as tf.KernelFunc,
-    });
-  }
+  registerWasmKernel(SPLIT, splitHeadsKernel);
+  registerWasmKernel(MERGE_GRAD, mergeHeadsGradKernel);
 }

@@ -139,7 +139,12 @@ let fns: SimdFunctions | undefined;
 let enabled = envVar("SAFETY_COMPASS_SIMD") !== "0";
 let stockSum: tf.KernelFunc | undefined;
 
-type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap };
+/** What a wasm kernel function receives. */
+export type KernelArgs = {
+  inputs: tf.NamedTensorInfoMap;
+  backend: unknown;
+  attrs?: tf.NamedAttrMap;
+};
 
 function offset(be: WasmBackendLike, t: tf.TensorInfo): number {
   return be.typedArrayFromHeap(t).byteOffset;
@@ -286,7 +291,8 @@ export function adamwSimd(
   ];
 }
 
-interface KernelFuncEngine {
+/** The part of tfjs's engine that runs a kernel function with its own gradient. */
+export interface KernelFuncEngine {
   runKernelFunc(params: {
     forwardFunc: (backend: unknown, save: tf.GradSaveFunc) => tf.Tensor | tf.Tensor[];
     backwardsFunc: (
@@ -354,6 +360,26 @@ export function layerNormSimd(
 }
 
 /**
+ * Registers `kernelFunc` as the wasm backend's kernel `kernelName`, replacing any registered one.
+ *
+ * @example
+ * ```ts ignore
+ * registerWasmKernel("ScMyKernel", (args) => myKernel(args));
+ * ```
+ */
+export function registerWasmKernel(
+  kernelName: string,
+  kernelFunc: (args: KernelArgs) => tf.TensorInfo | tf.TensorInfo[],
+): void {
+  if (tf.getKernel(kernelName, "wasm") !== undefined) tf.unregisterKernel(kernelName, "wasm");
+  tf.registerKernel({
+    kernelName,
+    backendName: "wasm",
+    kernelFunc: kernelFunc as unknown as tf.KernelFunc,
+  });
+}
+
+/**
  * Compiles and registers the kernels on the wasm backend (idempotent; a no-op where the engine
  * lacks WebAssembly SIMD or the backend's heap cannot be reached, and the composed ops stay).
  */
@@ -363,36 +389,12 @@ export function registerSimdKernels(backend: unknown): void {
   if (!(memory instanceof WebAssembly.Memory)) return;
   fns = compileSimd(memory, [prePass, gradPass, adamwPass], layerNormFunctions());
   if (!fns) return;
-  for (
-    const [kernelName, kernelFunc] of [
-      [LN_FWD, lnForwardKernel],
-      [LN_PARAMS, lnGradParamsKernel],
-      [LN_DX, lnGradXKernel],
-      [ADAMW, adamwKernel],
-    ] as const
-  ) {
-    if (tf.getKernel(kernelName, "wasm") !== undefined) tf.unregisterKernel(kernelName, "wasm");
-    tf.registerKernel({
-      kernelName,
-      backendName: "wasm",
-      kernelFunc: kernelFunc as unknown as tf.KernelFunc,
-    });
-  }
-  for (
-    const [kernelName, fn, names] of [[PRE, "pre", ["x"]], [GRAD, "grad", [
-      "x",
-      "s",
-      "dy",
-    ]]] as const
-  ) {
-    if (tf.getKernel(kernelName, "wasm") !== undefined) tf.unregisterKernel(kernelName, "wasm");
-    tf.registerKernel({
-      kernelName,
-      backendName: "wasm",
-      kernelFunc: ((args: { inputs: tf.NamedTensorInfoMap; backend: unknown }) =>
-        run(fn, args, [...names])) as unknown as tf.KernelFunc,
-    });
-  }
+  registerWasmKernel(LN_FWD, lnForwardKernel);
+  registerWasmKernel(LN_PARAMS, lnGradParamsKernel);
+  registerWasmKernel(LN_DX, lnGradXKernel);
+  registerWasmKernel(ADAMW, adamwKernel);
+  registerWasmKernel(PRE, (args) => run("pre", args, ["x"]));
+  registerWasmKernel(GRAD, (args) => run("grad", args, ["x", "s", "dy"]));
   const stock = tf.getKernel("Sum", "wasm")?.kernelFunc;
   if (stock !== undefined) {
     stockSum = stock;

@@ -18,24 +18,29 @@ export interface SamplingOptions {
   topP?: number;
 }
 
-/** log-softmax of `logits / temperature` at index `id` (temperature 0 -> 1). */
-export function logProbOf(logits: Float32Array, id: number, temperature = 0): number {
+/**
+ * The tempered row's scale, max and log-sum-exp: `inv = 1 / temperature` (temperature 0 -> 1),
+ * `lse = log(sum_i exp((logits_i - max) inv))`, summed in order; every log-probability here is
+ * `(logits_i - max) inv - lse`.
+ */
+function tempered(logits: Float32Array, temperature: number) {
   const inv = temperature > 0 ? 1 / temperature : 1;
   let max = -Infinity;
   for (let i = 0; i < logits.length; i++) if (logits[i] > max) max = logits[i];
   let sum = 0;
   for (let i = 0; i < logits.length; i++) sum += Math.exp((logits[i] - max) * inv);
-  return (logits[id] - max) * inv - Math.log(sum);
+  return { inv, max, lse: Math.log(sum) };
+}
+
+/** log-softmax of `logits / temperature` at index `id` (temperature 0 -> 1). */
+export function logProbOf(logits: Float32Array, id: number, temperature = 0): number {
+  const { inv, max, lse } = tempered(logits, temperature);
+  return (logits[id] - max) * inv - lse;
 }
 
 /** Full log-softmax of a row (temperature 0 -> 1). */
 export function logSoftmax(logits: Float32Array, temperature = 0): Float32Array {
-  const inv = temperature > 0 ? 1 / temperature : 1;
-  let max = -Infinity;
-  for (let i = 0; i < logits.length; i++) if (logits[i] > max) max = logits[i];
-  let sum = 0;
-  for (let i = 0; i < logits.length; i++) sum += Math.exp((logits[i] - max) * inv);
-  const lse = Math.log(sum);
+  const { inv, max, lse } = tempered(logits, temperature);
   const out = new Float32Array(logits.length);
   for (let i = 0; i < logits.length; i++) out[i] = (logits[i] - max) * inv - lse;
   return out;
@@ -105,12 +110,7 @@ export function sampleToken(
   forced?: number,
 ): { token: number; logprob: number } {
   const temperature = opts.temperature ?? 0;
-  const inv = temperature > 0 ? 1 / temperature : 1;
-  let max = -Infinity;
-  for (let i = 0; i < logits.length; i++) if (logits[i] > max) max = logits[i];
-  let sum = 0;
-  for (let i = 0; i < logits.length; i++) sum += Math.exp((logits[i] - max) * inv);
-  const lse = Math.log(sum);
+  const { inv, max, lse } = tempered(logits, temperature);
   let token: number;
   if (forced !== undefined) token = forced;
   else if (temperature <= 0) token = argmax(logits);
