@@ -104,9 +104,9 @@ const val = (rows: WorldSftRow[]) => rows.filter((r) => r.split === "validation"
 // Started after the main thread's model is created, as before --profile-only existed:
 // starting it first changes the training's float rounding (measured: losses differ in the
 // 7th digit from step 2), and runs of this script agree bit for bit this way. (The shipped
-// checkpoints, trained on 2 December 2026, are not reproduced bit for bit: today this script,
-// and the commit that trained them too, give a step-2 loss of 6.49323577 where their
-// profile.json records 6.49323599; the difference is in that day's environment, not the code.)
+// checkpoints, trained on 2 December 2026, are not reproduced bit for bit: this script, and the
+// commit that trained them too, now give a step-2 loss of 6.49323577 where their profile.json
+// records 6.49323599; see the README's "Seeds on worker threads".)
 let pool: WorkerPool | undefined;
 async function startPool(): Promise<void> {
   pool = workers > 1 ? await WorkerPool.start({ workers }) : undefined;
