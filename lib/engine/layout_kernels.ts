@@ -30,15 +30,11 @@ import { layoutFunctions } from "./layout_wasm.ts";
 import {
   type KernelArgs,
   type KernelFuncEngine,
+  offset,
   registerWasmKernel,
   simdKernelsOn,
+  type WasmBackendLike,
 } from "./simd_kernels.ts";
-
-interface WasmBackendLike {
-  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
-  typedArrayFromHeap(info: tf.TensorInfo): Float32Array | Int32Array | Uint8Array;
-  wasm?: { asm?: { memory?: unknown } };
-}
 
 type Kernel = (args: KernelArgs) => tf.TensorInfo | undefined;
 
@@ -83,15 +79,11 @@ function rowStrides(shape: readonly number[]): number[] {
   return strides;
 }
 
-function offset(be: WasmBackendLike, t: tf.TensorInfo): number {
-  return be.typedArrayFromHeap(t).byteOffset;
-}
-
 const FOUR_BYTES = new Set<tf.DataType>(["float32", "int32"]);
 
-/** Pads a collapsed iteration to three loops (outer ones of count 1). */
-function three(axes: Axis[], operands: number): Axis[] {
-  const one = { n: 1, strides: new Array(operands).fill(0) };
+/** Pads a collapsed copy (source and destination strides) to three loops, outer ones of count 1. */
+function three(axes: Axis[]): Axis[] {
+  const one = { n: 1, strides: [0, 0] };
   return [...new Array(3 - axes.length).fill(one), ...axes];
 }
 
@@ -114,7 +106,7 @@ function stridedCopy(
   const loops = block > 1 ? axes.slice(0, -1) : axes;
   if (loops.length > 3) return undefined;
   const out = be.makeOutput(shape, x.dtype);
-  const [l0, l1, l2] = three(loops, 2);
+  const [l0, l1, l2] = three(loops);
   fns!.copy3(
     offset(be, x) + 4 * start,
     offset(be, out),

@@ -129,7 +129,8 @@ export interface AdamWScalars {
   weightDecay: number;
 }
 
-interface WasmBackendLike {
+/** The parts of tfjs-backend-wasm's backend these kernels use (not exported there). */
+export interface WasmBackendLike {
   makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
   typedArrayFromHeap(info: tf.TensorInfo): Float32Array | Int32Array | Uint8Array;
   wasm?: { asm?: { memory?: unknown } };
@@ -146,7 +147,15 @@ export type KernelArgs = {
   attrs?: tf.NamedAttrMap;
 };
 
-function offset(be: WasmBackendLike, t: tf.TensorInfo): number {
+/**
+ * The byte offset of a tensor's data in the wasm heap.
+ *
+ * @example
+ * ```ts ignore
+ * fns.copy3(offset(be, x), offset(be, out), 1, 0, 0, 1, 0, 0, 1, 0, 0, 4 * x.size);
+ * ```
+ */
+export function offset(be: WasmBackendLike, t: tf.TensorInfo): number {
   return be.typedArrayFromHeap(t).byteOffset;
 }
 

@@ -40,9 +40,13 @@ export function logProbOf(logits: Float32Array, id: number, temperature = 0): nu
 
 /** Full log-softmax of a row (temperature 0 -> 1). */
 export function logSoftmax(logits: Float32Array, temperature = 0): Float32Array {
-  const { inv, max, lse } = tempered(logits, temperature);
+  return logProbs(logits, tempered(logits, temperature));
+}
+
+/** Every `(logits_i - max) inv - lse`, in float32. */
+function logProbs(logits: Float32Array, t: ReturnType<typeof tempered>): Float32Array {
   const out = new Float32Array(logits.length);
-  for (let i = 0; i < logits.length; i++) out[i] = (logits[i] - max) * inv - lse;
+  for (let i = 0; i < logits.length; i++) out[i] = (logits[i] - t.max) * t.inv - t.lse;
   return out;
 }
 
@@ -110,16 +114,12 @@ export function sampleToken(
   forced?: number,
 ): { token: number; logprob: number } {
   const temperature = opts.temperature ?? 0;
-  const { inv, max, lse } = tempered(logits, temperature);
+  const t = tempered(logits, temperature);
   let token: number;
   if (forced !== undefined) token = forced;
   else if (temperature <= 0) token = argmax(logits);
-  else {
-    const lp = new Float32Array(logits.length); // logSoftmax(logits, temperature)
-    for (let i = 0; i < logits.length; i++) lp[i] = (logits[i] - max) * inv - lse;
-    token = draw(lp, opts, rng);
-  }
-  return { token, logprob: (logits[token] - max) * inv - lse };
+  else token = draw(logProbs(logits, t), opts, rng);
+  return { token, logprob: (logits[token] - t.max) * t.inv - t.lse };
 }
 
 /** Draws from the tempered log-probabilities `lp` after top-k / top-p. */
