@@ -206,6 +206,9 @@ async function monitorBatch(
   let f = forward(c, m.params, ids, {
     attentionMask: mask,
     useCache: true,
+    // room for every step (a refusal may run past maxNew), written in place; a redone step
+    // (the steer below) rewrites the same slots
+    reserve: ids[0].length + maxNew + cfg.refusalIds.length,
     logits: "last",
     interventions: user,
   });

@@ -239,6 +239,87 @@ const batchMatMul: KernelFunc = (args) => {
   return gemm(args.backend as WasmBackendLike, a, b, transposeA, transposeB);
 };
 
+const SLOT_MATMUL = "ScSlotMatMul";
+
+/**
+ * The kernel of {@link slotMatMul}: a [..., m, k] by the first `slots` rows of each [C, w]
+ * matrix of b [..., C, w] (transposed with `transposeB`), one GEMM per batch, each the call
+ * `gemm` makes for the same product over b's first `slots` rows copied out (the same sizes and
+ * leading dimensions; only the batch stride differs), so the numbers are the same.
+ */
+const slotMatMulKernel: KernelFunc = (args) => {
+  const { a, b } = args.inputs as { a: TensorInfo; b: TensorInfo };
+  const { slots, transposeB } = args.attrs as unknown as { slots: number; transposeB: boolean };
+  const be = args.backend as WasmBackendLike;
+  const r = a.shape.length, [m, k] = a.shape.slice(-2), [c, w] = b.shape.slice(-2);
+  const n = transposeB ? slots : w;
+  const batch = tf.util.sizeFromShape(a.shape.slice(0, -2));
+  const out = be.makeOutput([...a.shape.slice(0, r - 2), m, n], "float32");
+  if (batch * m * n === 0) return out;
+  const heap = be.wasm.HEAPU8; // no allocation after makeOutput: the offsets hold
+  const offset = (t: TensorInfo) => be.dataIdMap.get(t.dataId)!.memoryOffset;
+  const [aOff, bOff, cOff] = [offset(a), offset(b), offset(out)];
+  const at = (bytes: number) => new Uint8Array(heap.buffer, bytes);
+  const fB = transposeB ? CBLAS_TRANS : CBLAS_NO_TRANS;
+  for (let i = 0; i < batch; i++) {
+    lib!.symbols.cblas_sgemm(
+      ROW_MAJOR,
+      CBLAS_NO_TRANS,
+      fB,
+      m,
+      n,
+      k,
+      1,
+      at(aOff + i * m * k * F32),
+      Math.max(1, k),
+      at(bOff + i * c * w * F32),
+      Math.max(1, w),
+      0,
+      at(cOff + i * m * n * F32),
+      Math.max(1, n),
+    );
+  }
+  return out;
+};
+
+/**
+ * `a @ b[..., :slots, :]` (or `a @ b[..., :slots, :]^T` with `transposeB`) without copying the
+ * slots out: attention over a KV cache with reserved slots (lib/model/transformer.ts), where
+ * only the first `slots` positions are filled. Bit for bit `tf.matMul` of the sliced b through
+ * the BLAS kernel. Undefined where it does not apply (BLAS off, another backend, not float32,
+ * a gradient being recorded, batch shapes that differ, k = 0, or a product the BLAS kernel
+ * would leave to the stock one): the caller then slices and multiplies.
+ *
+ * @example
+ * ```ts ignore
+ * const scores = slotMatMul(q, kCache, length, true) ??
+ *   tf.matMul(q, tf.slice(kCache, [0, 0, 0, 0], [-1, -1, length, -1]), false, true);
+ * ```
+ */
+export function slotMatMul(
+  a: tf.Tensor,
+  b: tf.Tensor,
+  slots: number,
+  transposeB: boolean,
+): tf.Tensor | undefined {
+  const r = a.shape.length;
+  if (
+    !info.enabled || lib === undefined || tf.getBackend() !== "wasm" ||
+    tf.engine().isTapeOn() || a.dtype !== "float32" || b.dtype !== "float32" || r < 3 ||
+    b.shape.length !== r || a.shape.slice(0, -2).some((d, i) => d !== b.shape[i])
+  ) {
+    return undefined;
+  }
+  const [m, k] = a.shape.slice(-2), [c, w] = b.shape.slice(-2);
+  if (!Number.isInteger(slots) || slots < 1 || slots > c || k === 0) return undefined;
+  if ((transposeB ? w : slots) !== k) return undefined;
+  const batch = tf.util.sizeFromShape(a.shape.slice(0, -2));
+  // The product tf.matMul would run on the sliced b: leave it where that one goes to the stock
+  // kernel, so the numbers stay those of the composed ops.
+  if (!transposeB && batch === 1 && m * k * w < SMALL_GEMM_MACS) return undefined;
+  return tf.engine().runKernel(SLOT_MATMUL, { a, b }, { slots, transposeB });
+}
+
 type Activation = (x: number, alpha: number) => number;
 const ACTIVATIONS: Record<string, Activation> = {
   linear: (x) => x,
@@ -368,6 +449,13 @@ export function enableBlas(opts: {
   if (stock.fused !== undefined) {
     tf.unregisterKernel(tf._FusedMatMul, "wasm");
     tf.registerKernel({ ...stock.fused, kernelFunc: fusedMatMul });
+  }
+  if (tf.getKernel(SLOT_MATMUL, "wasm") === undefined) {
+    tf.registerKernel({
+      kernelName: SLOT_MATMUL,
+      backendName: "wasm",
+      kernelFunc: slotMatMulKernel,
+    });
   }
   const threads = setThreads(
     opts.threads ?? (pinned > 0 ? 1 : navigator.hardwareConcurrency ?? 1),

@@ -113,8 +113,9 @@ function geluKernel(
 }
 
 /**
- * q [B, H, T, D], k and v [B, Hkv, S, D] (query head h reads kv head floor(h / (H / Hkv))),
- * bias [B, 1, T, S] -> z [B, T, H, D]: softmax(q k^T scale (soft-capped) + bias) v.
+ * q [B, H, T, D], k and v [B, Hkv, C, D] of which the first S slots are read (C > S where a
+ * cache holds reserved slots; query head h reads kv head floor(h / (H / Hkv))), bias [B, 1, T,
+ * S] -> z [B, T, H, D]: softmax(q k^T scale (soft-capped) + bias) v.
  */
 function attentionKernel(
   args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap },
@@ -122,13 +123,14 @@ function attentionKernel(
   const be = args.backend as WasmBackendLike;
   const { q, k, v, bias } = args.inputs as Record<string, tf.TensorInfo>;
   const { scale, softcap } = args.attrs as { scale: number; softcap: number };
-  const [B, H, T, D] = q.shape, hkv = k.shape[1], S = k.shape[2], rep = H / hkv;
+  const [B, H, T, D] = q.shape, hkv = k.shape[1], C = k.shape[2], S = bias.shape[3];
+  const rep = H / hkv;
   const out = be.makeOutput([B, T, H, D], "float32");
   const [qs, ks, vs, bs, z] = [q, k, v, bias, out].map((t) => be.typedArrayFromHeap(t));
   const scores = new Float64Array(S), acc = new Float64Array(D);
   for (let b = 0; b < B; b++) {
     for (let h = 0; h < H; h++) {
-      const kv = (b * hkv + Math.floor(h / rep)) * S * D;
+      const kv = (b * hkv + Math.floor(h / rep)) * C * D;
       for (let t = 0; t < T; t++) {
         const qo = ((b * H + h) * T + t) * D, bo = (b * T + t) * S;
         let max = -Infinity;
@@ -224,9 +226,10 @@ export function fusedGelu(x: tf.Tensor): tf.Tensor | undefined {
 }
 
 /**
- * Attention as one kernel: q [B, H, T, D], k and v [B, Hkv, S, D], an additive bias [B, 1, T,
- * S] -> z [B, T, H, D] (the layout of `attn.hook_z`); `softcap` 0 for none. Undefined where the
- * fused kernel does not apply.
+ * Attention as one kernel: q [B, H, T, D], k and v [B, Hkv, C, D] of which the first S slots
+ * are read (C > S where a cache holds reserved slots), an additive bias [B, 1, T, S] -> z [B, T,
+ * H, D] (the layout of `attn.hook_z`); `softcap` 0 for none. Undefined where the fused kernel
+ * does not apply.
  *
  * @example
  * ```ts ignore
@@ -241,10 +244,10 @@ export function fusedAttention(
   scale: number,
   softcap: number,
 ): tf.Tensor4D | undefined {
-  const [b, h, t, d] = q.shape, s = k.shape[2];
+  const [b, h, t, d] = q.shape, s = bias.shape[3];
   const shapesOk = k.shape[0] === b && v.shape.every((n, i) => n === k.shape[i]) &&
     h % k.shape[1] === 0 && k.shape[3] === d && bias.shape[0] === b && bias.shape[1] === 1 &&
-    bias.shape[2] === t && bias.shape[3] === s;
+    bias.shape[2] === t && s <= k.shape[2];
   if (!shapesOk || !usable([q, k, v, bias], b * h * t * s * d, FUSED_MAX_ATTENTION_MACS)) {
     return undefined;
   }

@@ -170,6 +170,80 @@ const concatKernel: Kernel = (args) => {
   return out;
 };
 
+const KV_WRITE = "ScKvWrite";
+
+/**
+ * cache [B, H, C, D], x [B, H, t, D], attribute `at`: copies x into slots [at, at + t) of the
+ * cache's own buffer and returns that buffer again, shared (as Reshape shares it), not copied.
+ */
+function kvWriteKernel(args: KernelArgs): tf.TensorInfo {
+  const be = args.backend as WasmBackendLike & { incRef(dataId: tf.DataId): void };
+  const { cache, x } = args.inputs as { cache: tf.TensorInfo; x: tf.TensorInfo };
+  const at = (args.attrs as { at: number }).at;
+  const [b, h, c, d] = cache.shape, t = x.shape[2];
+  const rows = b * h, block = 4 * t * d;
+  fns!.copy3(
+    offset(be, x),
+    offset(be, cache) + 4 * at * d,
+    1,
+    0,
+    0,
+    1,
+    0,
+    0,
+    rows,
+    block,
+    4 * c * d,
+    block,
+  );
+  be.incRef(cache.dataId);
+  return { dataId: cache.dataId, shape: cache.shape, dtype: cache.dtype };
+}
+
+/**
+ * Whether {@link writeSlots} can run here now (wasm, its kernels compiled and on): where it
+ * cannot, reserving cache slots would only cost a copy.
+ *
+ * @example
+ * ```ts ignore
+ * const reserve = slotWritesAvailable() ? promptLength + maxNewTokens : undefined;
+ * ```
+ */
+export function slotWritesAvailable(): boolean {
+  return fns !== undefined && simdKernelsOn() && tf.getBackend() === "wasm";
+}
+
+/**
+ * Writes x [B, H, t, D] into slots [at, at + t) of a KV cache tensor [B, H, C, D] with reserved
+ * slots, **in place**, and returns a tensor sharing the cache's buffer (dispose both; the buffer
+ * lives while either does). A decoding step then costs a copy of its new position, not of the
+ * whole cache (lib/model/transformer.ts). Whoever still holds the cache sees the new slots too:
+ * extend a cache with reserved slots once, never twice from the same state. Undefined where it
+ * does not apply (another backend or dtype, the kernels off, a gradient being recorded, shapes
+ * that differ, no room): the caller then concatenates.
+ *
+ * @example
+ * ```ts ignore
+ * const k = writeSlots(cache.k[i], kNew, cache.length) ?? tf.concat([cache.k[i], kNew], 2);
+ * ```
+ */
+export function writeSlots(
+  cache: tf.Tensor4D,
+  x: tf.Tensor4D,
+  at: number,
+): tf.Tensor4D | undefined {
+  const [b, h, c, d] = cache.shape, t = x.shape[2];
+  if (
+    !fns || !simdKernelsOn() || tf.getBackend() !== "wasm" || tf.engine().isTapeOn() ||
+    cache.dtype !== "float32" || x.dtype !== "float32" || x.shape[0] !== b ||
+    x.shape[1] !== h || x.shape[3] !== d || !Number.isInteger(at) || at < 0 || at + t > c ||
+    x.size === 0
+  ) {
+    return undefined;
+  }
+  return tf.engine().runKernel(KV_WRITE, { cache, x }, { at }) as tf.Tensor4D;
+}
+
 const SPLIT = "ScSplitHeads", MERGE_GRAD = "ScMergeHeadsGrad";
 
 /** Attributes of the head kernels: the batch, positions, blocks (q|k|v: 3) and heads. */
@@ -329,5 +403,6 @@ export function registerLayoutKernels(backend: unknown): void {
   override("Transpose", transposeKernel);
   override("Slice", sliceKernel);
   registerWasmKernel(SPLIT, splitHeadsKernel);
+  registerWasmKernel(KV_WRITE, kvWriteKernel);
   registerWasmKernel(MERGE_GRAD, mergeHeadsGradKernel);
 }

@@ -221,9 +221,12 @@ async function generateBatch(
   };
   const done = new Array(b).fill(false);
   const hsOpt = layers.length ? layers : undefined;
+  // Room for every new position, so each step writes its keys and values in place.
+  const reserve = len + maxNew;
   let f = forward(c, m.params, ids, {
     attentionMask: mask,
     useCache: true,
+    reserve,
     logits: "last",
     interventions: opts.interventions,
   });
@@ -265,6 +268,7 @@ async function generateBatch(
         attentionMask: mask,
         cache: rerun ? undefined : prev,
         useCache: true,
+        reserve,
         logits: last || allDone ? "none" : "last",
         hiddenStates: hsOpt,
         interventions: opts.interventions,

@@ -29,16 +29,20 @@ import { externalOf, type Params } from "./weights.ts";
 import { externalGather, externalMatMul } from "../engine/external_weights.ts";
 import { fusedAttention, fusedGelu, fusedLayerNorm } from "../engine/fused.ts";
 import { geluSimd, layerNormSimd } from "../engine/simd_kernels.ts";
-import { splitHeads } from "../engine/layout_kernels.ts";
+import { slotWritesAvailable, splitHeads, writeSlots } from "../engine/layout_kernels.ts";
+import { slotMatMul } from "../engine/blas.ts";
 import { applyRope, ropeTables } from "./rope.ts";
 
-/** Keys and values of past positions, per layer: [B, Hkv, S, D]. */
+/**
+ * Keys and values of past positions, per layer: [B, Hkv, C, D], of which the first `length`
+ * slots hold positions (C > length where slots are reserved: {@link ForwardOptions.reserve}).
+ */
 export interface KVCache {
-  /** Keys, one [B, Hkv, S, D] tensor per layer. */
+  /** Keys, one [B, Hkv, C, D] tensor per layer. */
   k: tf.Tensor4D[];
-  /** Values, one [B, Hkv, S, D] tensor per layer. */
+  /** Values, one [B, Hkv, C, D] tensor per layer. */
   v: tf.Tensor4D[];
-  /** Number of cached positions S. */
+  /** Number of cached positions S (the filled slots). */
   length: number;
 }
 
@@ -70,10 +74,23 @@ export interface ForwardOptions {
   hiddenStates?: "all" | number[];
   /** Also return the raw residual stream after the last block (before the final norm). @default false */
   finalResidual?: boolean;
-  /** Past keys/values; when given, the returned cache extends it. */
+  /**
+   * Past keys/values; when given, the returned cache extends it. A cache with reserved slots
+   * (see `reserve`) is extended **in place**: the returned cache shares its buffers, so extend
+   * it once, never twice from the same state (re-running the same step is fine: it rewrites the
+   * same slots).
+   */
   cache?: KVCache;
   /** Return a cache for further decoding. @default false */
   useCache?: boolean;
+  /**
+   * Slots to reserve in the returned cache (past + new positions + room for the steps to come):
+   * later steps then write their keys and values into the reserved slots instead of copying the
+   * whole cache each step. Used where the kernels for it exist (wasm); elsewhere, or once the
+   * room is used up, the cache grows by concatenation as without it. The numbers are the same
+   * either way. @default no reserve
+   */
+  reserve?: number;
   /** Compute logits for every position or only the last one. @default "all" */
   logits?: "all" | "last" | "none";
   /** Residual-stream edits (steering, ablation), applied in order. */
@@ -222,7 +239,22 @@ function attentionBias(mask: number[][], pastLen: number, t: number, window?: nu
   return tf.tensor4d(data, [b, 1, t, s]);
 }
 
-/** Multi-head attention with GQA; q [B,H,T,D], k/v [B,Hkv,S,D] -> [B, T, H*D]. */
+/** The first `s` slots of a cache tensor [B, H, C, D] (itself when C = s). */
+function firstSlots(x: tf.Tensor4D, s: number): tf.Tensor4D {
+  return x.shape[2] === s ? x : tf.slice(x, [0, 0, 0, 0], [-1, -1, s, -1]);
+}
+
+/** `a @ x[:, :, :s]` (transposed with `transposeB`), without a copy where the BLAS kernel can. */
+function slotProduct(a: tf.Tensor, x: tf.Tensor4D, s: number, transposeB: boolean): tf.Tensor {
+  if (x.shape[2] === s) return tf.matMul(a, x, false, transposeB);
+  return slotMatMul(a, x, s, transposeB) ??
+    tf.matMul(a, firstSlots(x, s), false, transposeB);
+}
+
+/**
+ * Multi-head attention with GQA; q [B,H,T,D], k/v [B,Hkv,C,D] of which the first S slots are
+ * read (S from bias [B, 1, T, S]) -> [B, T, H*D].
+ */
 function attend(
   c: ModelConfig,
   q: tf.Tensor4D,
@@ -238,16 +270,16 @@ function attend(
     if (z) return tf.reshape(z, [b, t, h * d]);
   }
   const hkv = c.nKvHead;
-  const s = k.shape[2];
+  const s = bias.shape[3]; // k and v may hold reserved slots past these
   const rep = h / hkv;
   // Query heads g*rep .. g*rep+rep-1 share kv head g (HF repeat_kv): a reshape, no copy.
   const qg = tf.reshape(q, [b, hkv, rep * t, d]);
-  let scores = tf.mul(tf.matMul(qg, k, false, true), c.attnScale); // [B, Hkv, rep*T, S]
+  let scores = tf.mul(slotProduct(qg, k, s, true), c.attnScale); // [B, Hkv, rep*T, S]
   if (c.attnSoftcap !== undefined) scores = softcap(scores, c.attnSoftcap);
   scores = tf.add(tf.reshape(scores, [b, h, t, s]), bias); // [B, H, T, S]
   const pattern = hk("attn.hook_pattern", tf.softmax(scores) as tf.Tensor4D); // [B, H, T, S]
   const probs = tf.reshape(pattern, [b, hkv, rep * t, s]);
-  const out = tf.reshape(tf.matMul(probs, v), [b, h, t, d]); // [B, H, T, D]
+  const out = tf.reshape(slotProduct(probs, v, s, false), [b, h, t, d]); // [B, H, T, D]
   const z = hk("attn.hook_z", tf.transpose(out, [0, 2, 1, 3]) as tf.Tensor4D); // [B, T, H, D]
   return tf.reshape(z, [b, t, h * d]);
 }
@@ -628,6 +660,11 @@ function forwardPass(
   }
   const keep = opts.useCache || opts.cache !== undefined;
   const last = c.nLayer;
+  // Reserve slots only where later steps can write into them.
+  const reserveSlots = keep && opts.reserve !== undefined && opts.reserve > pastLen + t &&
+      slotWritesAvailable()
+    ? opts.reserve
+    : 0;
 
   return tf.tidy(() => {
     const d = c.dModel;
@@ -698,10 +735,7 @@ function forwardPass(
           const [cos, sin] = c.layerTypes[i] === "sliding" && ropeLocal ? ropeLocal : rope!;
           [q, k, v] = ropeQkv(c, p, g, i, x, cos, sin);
         }
-        if (opts.cache) {
-          k = tf.concat([opts.cache.k[i], k], 2);
-          v = tf.concat([opts.cache.v[i], v], 2);
-        }
+        if (opts.cache) [k, v] = extendCache(opts.cache.k[i], opts.cache.v[i], k, v, pastLen);
         const att = tf.reshape(
           attend(c, q, k, v, biasOf(i), hk),
           [
@@ -715,7 +749,8 @@ function forwardPass(
             ? gpt2Rest(c, p, g, i, xRes, att, hk)
             : ropeRest(c, p, g, i, x, att, hk),
         );
-        return keep ? [y, k, v] : [y];
+        if (!keep) return [y];
+        return reserveSlots ? [y, withRoom(k, reserveSlots), withRoom(v, reserveSlots)] : [y, k, v];
       }) as [tf.Tensor3D, tf.Tensor4D?, tf.Tensor4D?];
       x = xNext;
       if (keep) newK.push(kNew!), newV.push(vNew!);
@@ -743,6 +778,36 @@ function forwardPass(
     if (keep) out.cache = { k: newK, v: newV, length: pastLen + t };
     return out as unknown as tf.TensorContainer;
   }) as unknown as ForwardOutput;
+}
+
+/**
+ * A layer's cache extended by the new keys and values [B, Hkv, t, D]: written into reserved
+ * slots in place where there are enough of them (and the kernel applies), else concatenated
+ * after the filled slots.
+ */
+function extendCache(
+  ck: tf.Tensor4D,
+  cv: tf.Tensor4D,
+  k: tf.Tensor4D,
+  v: tf.Tensor4D,
+  pastLen: number,
+): [tf.Tensor4D, tf.Tensor4D] {
+  if (ck.shape[2] >= pastLen + k.shape[2] && ck.shape[2] > pastLen) {
+    const wk = writeSlots(ck, k, pastLen);
+    const wv = wk && writeSlots(cv, v, pastLen);
+    if (wk && wv) return [wk, wv];
+    // Written where room was (slots past pastLen only): the copies below do not read them.
+  }
+  return [
+    tf.concat([firstSlots(ck, pastLen), k], 2),
+    tf.concat([firstSlots(cv, pastLen), v], 2),
+  ];
+}
+
+/** `x` [B, H, S, D] with zero slots appended up to `slots` (itself when it has as many). */
+function withRoom(x: tf.Tensor4D, slots: number): tf.Tensor4D {
+  const s = x.shape[2];
+  return s >= slots ? x : tf.pad(x, [[0, 0], [0, 0], [0, slots - s], [0, 0]]);
 }
 
 /** Disposes every tensor of a cache. */
