@@ -13,7 +13,7 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
 import { TINY_GEMMA2_CONFIG, tinyModel, tinyModelFromConfig, useTestBackend } from "./_helpers.ts";
 import { slotWritesAvailable, writeSlots } from "../lib/engine/layout_kernels.ts";
-import { slotMatMul } from "../lib/engine/blas.ts";
+import { BIASED_MAX_ELEMENTS, biasedMatMul, slotMatMul } from "../lib/engine/blas.ts";
 import { blasInfo, disableBlas, enableBlas } from "../lib/engine/blas.ts";
 import { disposeCache } from "../lib/model/transformer.ts";
 import { useFusedKernels } from "../lib/engine/fused.ts";
@@ -97,7 +97,7 @@ Deno.test({
 });
 
 Deno.test({
-  name: "reserved KV slots: generate and its log-probs unchanged, no tensor leaked",
+  name: "decoding's exact kernels (reserved slots, biased products): generate unchanged, no leak",
   ignore: !onWasm,
   fn: async () => {
     for (const m of await models()) {
@@ -111,8 +111,9 @@ Deno.test({
       const before = tf.memory().numTensors;
       const on = await m.generate(opts);
       assert.equal(tf.memory().numTensors, before, `${m.source}: tensors leaked`);
-      // the same run with the cache growing by concatenation: with the SIMD kernels off no
-      // slots are reserved (the other SIMD kernels are bit for bit the stock ones)
+      // the same run with the cache growing by concatenation and every product and bias add
+      // composed: with the SIMD kernels off no slots are reserved and biasedMatMul steps aside
+      // (the other SIMD kernels are bit for bit the stock ones)
       const before2 = useSimdKernels(false);
       let off;
       try {
@@ -159,5 +160,47 @@ Deno.test({
       tf.dispose([q, s, ref, p, pv, ref2]);
     }
     tf.dispose([x, w, want]);
+  },
+});
+
+Deno.test({
+  name: "biasedMatMul: bit for bit tf.add(tf.matMul(a, b), bias), on the stock and BLAS paths",
+  ignore: !onWasm || !blasInfo().enabled,
+  fn: () => {
+    // below 2^21 multiply-adds the stock kernel takes an untransposed product, above it BLAS
+    const shapes = [[1, 128, 384], [8, 128, 128], [8, 128, 512], [8, 768, 512], [4, 3072, 256]];
+    shapes.push([3, 5, 7]);
+    for (const [m, k, n] of shapes) {
+      tf.tidy(() => {
+        const a = tf.randomNormal([m, k], 0, 1, "float32", m + n);
+        const w = tf.randomNormal([k, n], 0, 1, "float32", k);
+        const bias = tf.randomNormal([n], 0, 1, "float32", n);
+        const got = biasedMatMul(a, w, bias)!;
+        assert.ok(got, `[${m}, ${k}] x [${k}, ${n}] ran`);
+        assert.deepEqual(got.shape, [m, n]);
+        const want = tf.add(tf.matMul(a, w), bias);
+        assert.ok(
+          same(Array.from(got.dataSync()), Array.from(want.dataSync())),
+          `[${m},${k},${n}]`,
+        );
+      });
+    }
+    const a = tf.zeros([2, 3]), w = tf.zeros([3, 4]);
+    assert.equal(biasedMatMul(a, w, tf.zeros([5])), undefined, "bias of the wrong length");
+    const big = tf.zeros([BIASED_MAX_ELEMENTS / 64 + 1, 3]);
+    const wide = tf.zeros([3, 64]);
+    assert.equal(biasedMatMul(big, wide, tf.zeros([64])), undefined, "above its size limit");
+    tf.dispose([big, wide]);
+    const before = useSimdKernels(false);
+    assert.equal(biasedMatMul(a, w, tf.zeros([4])), undefined, "off with the SIMD kernels");
+    useSimdKernels(before);
+    let inside: tf.Tensor | undefined = tf.zeros([1]);
+    const x = tf.variable(tf.ones([2, 3]));
+    const { value, grads } = tf.variableGrads(() => {
+      inside = biasedMatMul(x, w, tf.zeros([4]));
+      return tf.sum(tf.matMul(x, w)) as tf.Scalar;
+    }, [x]);
+    assert.equal(inside, undefined, "no fused product under a gradient tape");
+    tf.dispose([a, w, x, value, ...Object.values(grads)]);
   },
 });

@@ -25,6 +25,7 @@
 
 import * as tf from "@tensorflow/tfjs-core";
 import type { DataType, KernelConfig, KernelFunc, TensorInfo } from "@tensorflow/tfjs-core";
+import { simdKernelsOn } from "./simd_kernels.ts";
 
 /** What {@link enableBlas} did, and why. */
 export interface BlasInfo {
@@ -320,6 +321,68 @@ export function slotMatMul(
   return tf.engine().runKernel(SLOT_MATMUL, { a, b }, { slots, transposeB });
 }
 
+const BIASED = "ScBiasedMatMul";
+
+/**
+ * The largest output (elements) {@link biasedMatMul} takes: its bias loop runs in JavaScript,
+ * which beats an `Add` kernel's dispatch on the outputs of a decoding step at B = 1 to 8 and
+ * loses to it at B = 32 (SafetyWorld: 32 x 48 tokens 229-250 -> 260-276 ms without a limit).
+ */
+export const BIASED_MAX_ELEMENTS = 1 << 12;
+
+/**
+ * The kernel of {@link biasedMatMul}: `a @ b` by the registered BatchMatMul's own path (the
+ * stock kernel where that one leaves it, else one GEMM), then the bias added to each row in
+ * place: float32 additions, as the separate `Add` kernel makes them, without its dispatch.
+ */
+const biasedMatMulKernel: KernelFunc = (args) => {
+  const { a, b, bias } = args.inputs as { a: TensorInfo; b: TensorInfo; bias: TensorInfo };
+  // The [1, m, k] x [1, k, n] that tf.matMul hands the kernel for 2-D operands (same buffers).
+  const [m, n] = [a.shape[0], b.shape[1]], size = m * n;
+  const out = batchMatMul({
+    inputs: {
+      a: { dataId: a.dataId, shape: [1, ...a.shape], dtype: a.dtype },
+      b: { dataId: b.dataId, shape: [1, ...b.shape], dtype: b.dtype },
+    },
+    backend: args.backend,
+    attrs: { transposeA: false, transposeB: false },
+  }) as TensorInfo;
+  const be = args.backend as WasmBackendLike;
+  const heap = be.wasm.HEAPU8.buffer; // nothing allocates from here on: the views hold
+  const c = new Float32Array(heap, be.dataIdMap.get(out.dataId)!.memoryOffset, size);
+  const bv = new Float32Array(heap, be.dataIdMap.get(bias.dataId)!.memoryOffset, n);
+  for (let o = 0; o < size; o += n) {
+    for (let j = 0; j < n; j++) c[o + j] += bv[j];
+  }
+  return { dataId: out.dataId, shape: [m, n], dtype: out.dtype };
+};
+
+/**
+ * `tf.add(tf.matMul(a, b), bias)` for a [m, k] by b [k, n] and bias [n], as one kernel: bit for
+ * bit the two ops (the product takes the path the BLAS BatchMatMul kernel takes for it, the
+ * additions are the same float32 ones), one dispatch instead of two. Undefined where it does
+ * not apply (BLAS off, another backend, not float32, a gradient being recorded, other shapes,
+ * the exact kernels turned off with `useSimdKernels(false)`): the caller then composes the ops. For the small products of decoding, where dispatch
+ * outweighs the arithmetic.
+ *
+ * @example
+ * ```ts ignore
+ * const y = biasedMatMul(x, w, b) ?? tf.add(tf.matMul(x, w), b);
+ * ```
+ */
+export function biasedMatMul(a: tf.Tensor, b: tf.Tensor, bias: tf.Tensor): tf.Tensor | undefined {
+  if (
+    !info.enabled || lib === undefined || !simdKernelsOn() || tf.getBackend() !== "wasm" ||
+    tf.engine().isTapeOn() || a.dtype !== "float32" || b.dtype !== "float32" ||
+    bias.dtype !== "float32" || a.rank !== 2 || b.rank !== 2 || bias.rank !== 1 ||
+    a.shape[1] !== b.shape[0] || bias.shape[0] !== b.shape[1] || a.size === 0 ||
+    b.size === 0 || a.shape[0] * b.shape[1] > BIASED_MAX_ELEMENTS
+  ) {
+    return undefined;
+  }
+  return tf.engine().runKernel(BIASED, { a, b, bias }, {});
+}
+
 type Activation = (x: number, alpha: number) => number;
 const ACTIVATIONS: Record<string, Activation> = {
   linear: (x) => x,
@@ -449,6 +512,9 @@ export function enableBlas(opts: {
   if (stock.fused !== undefined) {
     tf.unregisterKernel(tf._FusedMatMul, "wasm");
     tf.registerKernel({ ...stock.fused, kernelFunc: fusedMatMul });
+  }
+  if (tf.getKernel(BIASED, "wasm") === undefined) {
+    tf.registerKernel({ kernelName: BIASED, backendName: "wasm", kernelFunc: biasedMatMulKernel });
   }
   if (tf.getKernel(SLOT_MATMUL, "wasm") === undefined) {
     tf.registerKernel({

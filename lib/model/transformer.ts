@@ -30,7 +30,7 @@ import { externalGather, externalMatMul } from "../engine/external_weights.ts";
 import { fusedAttention, fusedGelu, fusedLayerNorm } from "../engine/fused.ts";
 import { geluSimd, layerNormSimd } from "../engine/simd_kernels.ts";
 import { slotWritesAvailable, splitHeads, writeSlots } from "../engine/layout_kernels.ts";
-import { slotMatMul } from "../engine/blas.ts";
+import { biasedMatMul, slotMatMul } from "../engine/blas.ts";
 import { applyRope, ropeTables } from "./rope.ts";
 
 /**
@@ -192,9 +192,14 @@ function linear(x: tf.Tensor, p: Params, weight: string, b?: tf.Tensor): tf.Tens
   const w = p.get(weight);
   const ext = w ? undefined : externalOf(p)?.get(weight);
   if (!w && !ext) throw new Error(`forward: parameter '${weight}' missing`);
+  const a = p.get(weight + ".lora_A");
+  if (decodingStep && w && b && !a) {
+    // Decoding's small products: product and bias in one kernel, the same numbers.
+    const fused = biasedMatMul(x, w, b);
+    if (fused) return fused as tf.Tensor2D;
+  }
   let y =
     (ext ? externalMatMul(x, ext) : tf.matMul(x as tf.Tensor2D, w as tf.Tensor2D)) as tf.Tensor2D;
-  const a = p.get(weight + ".lora_A");
   if (a) {
     const down = tf.matMul(x as tf.Tensor2D, a as tf.Tensor2D);
     const up = tf.matMul(down, p.get(weight + ".lora_B")! as tf.Tensor2D);
