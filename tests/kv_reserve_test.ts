@@ -15,7 +15,7 @@ import { TINY_GEMMA2_CONFIG, tinyModel, tinyModelFromConfig, useTestBackend } fr
 import { slotWritesAvailable, writeSlots } from "../lib/engine/layout_kernels.ts";
 import { BIASED_MAX_ELEMENTS, biasedMatMul, slotMatMul } from "../lib/engine/blas.ts";
 import { blasInfo, disableBlas, enableBlas } from "../lib/engine/blas.ts";
-import { disposeCache } from "../lib/model/transformer.ts";
+import { disposeCache, RESERVE_CHUNK } from "../lib/model/transformer.ts";
 import { useFusedKernels } from "../lib/engine/fused.ts";
 import { useSimdKernels } from "../lib/engine/simd_kernels.ts";
 import type { Model } from "../lib/model/model.ts";
@@ -36,7 +36,7 @@ async function cachedSteps(m: Model, b: number, steps: number, reserve?: number)
   for (let s = 0; s < steps; s++) {
     for (const row of mask) row.push(1);
     const next = ids.map((_, i) => [(11 + 5 * s + 3 * i) % v]);
-    const f = m.forward(next, { attentionMask: mask, cache, logits: "last" });
+    const f = m.forward(next, { attentionMask: mask, cache, reserve, logits: "last" });
     logits.push(...await f.logits!.data());
     f.logits!.dispose();
     disposeCache(cache);
@@ -93,6 +93,22 @@ Deno.test({
       }
       m.dispose();
     }
+  },
+});
+
+Deno.test({
+  name: "reserved KV slots: a long generation's cache grows a chunk at a time, same logits",
+  ignore: !onWasm,
+  fn: async () => {
+    const m = await tinyModel("llama", 4); // RoPE: no position limit to run past
+    const steps = RESERVE_CHUNK + 3, limit = 5 + RESERVE_CHUNK + 10;
+    const plain = await cachedSteps(m, 2, steps);
+    const reserved = await cachedSteps(m, 2, steps, limit);
+    assert.equal(reserved.slots[0], 5 + RESERVE_CHUNK, "one chunk of room, not the whole reserve");
+    assert.equal(reserved.slots.at(-1), limit, "the next chunk, up to the limit");
+    assert.deepEqual([...new Set(reserved.slots)], [5 + RESERVE_CHUNK, limit], "grown once");
+    assert.ok(same(reserved.logits, plain.logits));
+    m.dispose();
   },
 });
 

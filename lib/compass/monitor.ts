@@ -203,12 +203,13 @@ async function monitorBatch(
     fn: (h) => tf.add(h, tf.mul(tf.tensor3d(steerOn, [b, 1, 1]), tf.tensor1d(cfg.shift!))),
   };
   const layers = [...new Set([cfg.layer, ...extra])];
+  // Room for every step (a refusal may run past maxNew), written in place; a redone step (the
+  // steer below) rewrites the same slots.
+  const reserve = ids[0].length + maxNew + cfg.refusalIds.length;
   let f = forward(c, m.params, ids, {
     attentionMask: mask,
     useCache: true,
-    // room for every step (a refusal may run past maxNew), written in place; a redone step
-    // (the steer below) rewrites the same slots
-    reserve: ids[0].length + maxNew + cfg.refusalIds.length,
+    reserve,
     logits: "last",
     interventions: user,
   });
@@ -237,6 +238,7 @@ async function monitorBatch(
         forward(c, m.params, next.map((t) => [t]), {
           attentionMask: mask,
           cache: prev,
+          reserve,
           logits: "last",
           hiddenStates: layers,
           interventions: steerOn.some((v) => v > 0) ? [...user, steer] : user,

@@ -34,6 +34,13 @@ import { biasedMatMul, slotMatMul } from "../engine/blas.ts";
 import { applyRope, ropeTables } from "./rope.ts";
 
 /**
+ * The most free slots a cache gains at once under {@link ForwardOptions.reserve}: a long
+ * generation's cache grows by this many positions at a time (one copy each), never to its
+ * whole reserve at once.
+ */
+export const RESERVE_CHUNK = 256;
+
+/**
  * Keys and values of past positions, per layer: [B, Hkv, C, D], of which the first `length`
  * slots hold positions (C > length where slots are reserved: {@link ForwardOptions.reserve}).
  */
@@ -84,11 +91,13 @@ export interface ForwardOptions {
   /** Return a cache for further decoding. @default false */
   useCache?: boolean;
   /**
-   * Slots to reserve in the returned cache (past + new positions + room for the steps to come):
-   * later steps then write their keys and values into the reserved slots instead of copying the
-   * whole cache each step. Used where the kernels for it exist (wasm); elsewhere, or once the
-   * room is used up, the cache grows by concatenation as without it. The numbers are the same
-   * either way. @default no reserve
+   * The most slots the cache will need (past + new positions + the steps to come): the returned
+   * cache then holds room for up to {@link RESERVE_CHUNK} more positions (fewer near the limit),
+   * and later steps write their keys and values into it instead of copying the whole cache each
+   * step; a step that fills the last slot adds the next chunk (one copy), so memory follows the
+   * filled length as with concatenation. Pass it on every step. Used where the kernels for it
+   * exist (wasm); elsewhere the cache grows by concatenation as without it. The numbers are the
+   * same either way. @default no reserve
    */
   reserve?: number;
   /** Compute logits for every position or only the last one. @default "all" */
@@ -665,10 +674,11 @@ function forwardPass(
   }
   const keep = opts.useCache || opts.cache !== undefined;
   const last = c.nLayer;
-  // Reserve slots only where later steps can write into them.
+  // Reserve slots only where later steps can write into them, a chunk at a time, when the
+  // cache this step returns would have none left.
   const reserveSlots = keep && opts.reserve !== undefined && opts.reserve > pastLen + t &&
       slotWritesAvailable()
-    ? opts.reserve
+    ? Math.min(opts.reserve, pastLen + t + RESERVE_CHUNK)
     : 0;
 
   return tf.tidy(() => {
@@ -755,7 +765,9 @@ function forwardPass(
             : ropeRest(c, p, g, i, x, att, hk),
         );
         if (!keep) return [y];
-        return reserveSlots ? [y, withRoom(k, reserveSlots), withRoom(v, reserveSlots)] : [y, k, v];
+        return reserveSlots && k.shape[2] === pastLen + t
+          ? [y, withRoom(k, reserveSlots), withRoom(v, reserveSlots)]
+          : [y, k, v];
       }) as [tf.Tensor3D, tf.Tensor4D?, tf.Tensor4D?];
       x = xNext;
       if (keep) newK.push(kNew!), newV.push(vNew!);
