@@ -38,6 +38,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import { envVar } from "../io/env.ts";
 import { compileSimd, type SimdFunctions, type SimdProgram } from "./wasm_simd.ts";
 import { layerNormFunctions } from "./layer_norm_wasm.ts";
+import { reduceFunctions } from "./reduce_wasm.ts";
 
 const GELU_C = 1.5957691216057308; // 2 * sqrt(2 / pi), as in transformer.ts
 const CUBE_C = 0.044715;
@@ -300,6 +301,35 @@ export function adamwSimd(
   ];
 }
 
+/**
+ * Each tensor's `tf.sum(tf.mul(t, t))`, bit for bit (lib/engine/reduce_wasm.ts), read straight
+ * off the heap: one pass per tensor and no kernel dispatch. Undefined where it does not apply
+ * (another backend, a dtype other than float32, the kernels off or not compiled): the caller
+ * composes the ops.
+ *
+ * @example
+ * ```ts ignore
+ * const sums = sumsOfSquares(grads) ?? grads.map((g) => tf.sum(tf.mul(g, g)).dataSync()[0]);
+ * ```
+ */
+export function sumsOfSquares(ts: readonly tf.Tensor[]): number[] | undefined {
+  if (
+    !fns || !enabled || tf.getBackend() !== "wasm" || ts.some((t) => t.dtype !== "float32")
+  ) {
+    return undefined;
+  }
+  const be = tf.backend() as unknown as WasmBackendLike & { disposeData(id: tf.DataId): boolean };
+  const out = be.makeOutput([Math.max(ts.length, 1)], "float32");
+  try {
+    // Offsets only now: makeOutput may grow the heap (the offsets stay; views would not).
+    const at = offset(be, out);
+    ts.forEach((t, i) => fns!.sumSquares(offset(be, t), at + 4 * i, t.size));
+    return Array.from(be.typedArrayFromHeap(out).subarray(0, ts.length));
+  } finally {
+    be.disposeData(out.dataId);
+  }
+}
+
 /** The part of tfjs's engine that runs a kernel function with its own gradient. */
 export interface KernelFuncEngine {
   runKernelFunc(params: {
@@ -396,7 +426,10 @@ export function registerSimdKernels(backend: unknown): void {
   if (fns) return;
   const memory = (backend as WasmBackendLike).wasm?.asm?.memory;
   if (!(memory instanceof WebAssembly.Memory)) return;
-  fns = compileSimd(memory, [prePass, gradPass, adamwPass], layerNormFunctions());
+  fns = compileSimd(memory, [prePass, gradPass, adamwPass], [
+    ...layerNormFunctions(),
+    ...reduceFunctions(),
+  ]);
   if (!fns) return;
   registerWasmKernel(LN_FWD, lnForwardKernel);
   registerWasmKernel(LN_PARAMS, lnGradParamsKernel);

@@ -11,7 +11,7 @@
  */
 
 import * as tf from "@tensorflow/tfjs-core";
-import { adamwSimd } from "../engine/simd_kernels.ts";
+import { adamwSimd, sumsOfSquares } from "../engine/simd_kernels.ts";
 import { wasmHeapView } from "../engine/kernels.ts";
 import { variableFrom } from "../model/weights.ts";
 
@@ -412,14 +412,31 @@ export class AdamW {
   }
 }
 
+/**
+ * `sqrt(sum_i sum(g_i * g_i))` in float32, as `tf.sqrt(tf.addN(grads.map((g) => tf.sum(tf.mul(g,
+ * g)))))` computes it: on wasm each variable's sum comes straight off the heap (bit for bit those
+ * ops, lib/engine/reduce_wasm.ts) and the sums are added in addN's order, without two kernel
+ * dispatches per variable and a read back; elsewhere the ops run.
+ */
+function globalNorm(grads: tf.Tensor[]): number {
+  const sums = grads.length > 0 ? sumsOfSquares(grads) : undefined;
+  if (sums) {
+    let total = sums[0];
+    for (let i = 1; i < sums.length; i++) total = Math.fround(total + sums[i]);
+    return Math.fround(Math.sqrt(total));
+  }
+  const total = tf.tidy(() => tf.sqrt(tf.addN(grads.map((g) => tf.sum(tf.mul(g, g))))));
+  const norm = total.dataSync()[0];
+  total.dispose();
+  return norm;
+}
+
 /** Scales gradients so their global L2 norm is at most `maxNorm`; returns the norm before. */
 export function clipByGlobalNorm(
   grads: tf.Tensor[],
   maxNorm: number,
 ): { grads: tf.Tensor[]; norm: number } {
-  const total = tf.tidy(() => tf.sqrt(tf.addN(grads.map((g) => tf.sum(tf.mul(g, g))))));
-  const norm = total.dataSync()[0];
-  total.dispose();
+  const norm = globalNorm(grads);
   if (!(maxNorm > 0) || norm <= maxNorm || !Number.isFinite(norm)) return { grads, norm };
   const scale = maxNorm / (norm + 1e-6);
   return { grads: grads.map((g) => tf.mul(g, scale)), norm };
