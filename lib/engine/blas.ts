@@ -360,10 +360,11 @@ const biasedMatMulKernel: KernelFunc = (args) => {
 /**
  * `tf.add(tf.matMul(a, b), bias)` for a [m, k] by b [k, n] and bias [n], as one kernel: bit for
  * bit the two ops (the product takes the path the BLAS BatchMatMul kernel takes for it, the
- * additions are the same float32 ones), one dispatch instead of two. Undefined where it does
- * not apply (BLAS off, another backend, not float32, a gradient being recorded, other shapes,
- * the exact kernels turned off with `useSimdKernels(false)`): the caller then composes the ops. For the small products of decoding, where dispatch
- * outweighs the arithmetic.
+ * additions are the same float32 ones), one dispatch instead of two: for the small products of
+ * decoding, where dispatch outweighs the arithmetic. Undefined where it does not apply (BLAS
+ * off, another backend, not float32, a gradient being recorded, other shapes, outputs above
+ * {@link BIASED_MAX_ELEMENTS}, the exact kernels turned off with `useSimdKernels(false)`): the
+ * caller then composes the ops.
  *
  * @example
  * ```ts ignore

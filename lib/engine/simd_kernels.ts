@@ -318,7 +318,12 @@ export function sumsOfSquares(ts: readonly tf.Tensor[]): number[] | undefined {
   ) {
     return undefined;
   }
-  const be = tf.backend() as unknown as WasmBackendLike & { disposeData(id: tf.DataId): boolean };
+  const be = tf.backend() as unknown as WasmBackendLike & {
+    disposeData(id: tf.DataId): boolean;
+    dataIdMap: { has(id: tf.DataId): boolean };
+  };
+  // Only tensors whose data is on this heap (not disposed, not on another backend).
+  if (ts.some((t) => t.isDisposed || !be.dataIdMap.has(t.dataId))) return undefined;
   const out = be.makeOutput([Math.max(ts.length, 1)], "float32");
   try {
     // Offsets only now: makeOutput may grow the heap (the offsets stay; views would not).
