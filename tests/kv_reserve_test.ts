@@ -125,8 +125,12 @@ Deno.test({
         seed: 7,
       };
       const before = tf.memory().numTensors;
+      const buffers = (tf.memory() as { numDataBuffers: number }).numDataBuffers;
       const on = await m.generate(opts);
       assert.equal(tf.memory().numTensors, before, `${m.source}: tensors leaked`);
+      // shared cache buffers are freed with their last tensor, not kept by a stale count
+      const after = (tf.memory() as { numDataBuffers: number }).numDataBuffers;
+      assert.equal(after, buffers, `${m.source}: buffers leaked`);
       // the same run with the cache growing by concatenation and every product and bias add
       // composed: with the SIMD kernels off no slots are reserved and biasedMatMul steps aside
       // (the other SIMD kernels are bit for bit the stock ones)

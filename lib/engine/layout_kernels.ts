@@ -202,11 +202,12 @@ function kvWriteKernel(args: KernelArgs): tf.TensorInfo {
 
 /**
  * Whether {@link writeSlots} can run here now (wasm, its kernels compiled and on): where it
- * cannot, reserving cache slots would only cost a copy.
+ * cannot, reserving cache slots would only cost a copy, so `forward` reserves none.
  *
  * @example
- * ```ts ignore
- * const reserve = slotWritesAvailable() ? promptLength + maxNewTokens : undefined;
+ * ```ts
+ * import { slotWritesAvailable } from "./layout_kernels.ts";
+ * if (!slotWritesAvailable()) console.log("KV caches grow by concatenation here");
  * ```
  */
 export function slotWritesAvailable(): boolean {
