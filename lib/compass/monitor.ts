@@ -203,8 +203,8 @@ async function monitorBatch(
     fn: (h) => tf.add(h, tf.mul(tf.tensor3d(steerOn, [b, 1, 1]), tf.tensor1d(cfg.shift!))),
   };
   const layers = [...new Set([cfg.layer, ...extra])];
-  // Room for every step (a refusal may run past maxNew), written in place; a redone step (the
-  // steer below) rewrites the same slots.
+  // The most slots the cache will need (a refusal may run past maxNew), written in place; a
+  // redone step (the steer below) rewrites the same slots.
   const reserve = ids[0].length + maxNew + cfg.refusalIds.length;
   let f = forward(c, m.params, ids, {
     attentionMask: mask,

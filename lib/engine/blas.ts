@@ -167,8 +167,19 @@ function batchIndex(outDims: number[], inDims: number[]): Int32Array {
   return idx;
 }
 
-/** C = op(A) op(B) for every (broadcast) batch, written into a new wasm tensor. */
-function gemm(be: WasmBackendLike, a: TensorInfo, b: TensorInfo, tA: boolean, tB: boolean) {
+/**
+ * C = op(A) op(B) for every (broadcast) batch, written into a new wasm tensor. `bStride` is the
+ * distance between b's matrices in elements (default: they follow one another; a KV cache's
+ * filled slots lie further apart).
+ */
+function gemm(
+  be: WasmBackendLike,
+  a: TensorInfo,
+  b: TensorInfo,
+  tA: boolean,
+  tB: boolean,
+  bStride?: number,
+) {
   const [ra, rb] = [a.shape.length, b.shape.length];
   const m = tA ? a.shape[ra - 1] : a.shape[ra - 2];
   const k = tA ? a.shape[ra - 2] : a.shape[ra - 1];
@@ -209,7 +220,8 @@ function gemm(be: WasmBackendLike, a: TensorInfo, b: TensorInfo, tA: boolean, tB
   }
   const ia = batchIndex(outDims, aDims), ib = batchIndex(outDims, bDims);
   for (let i = 0; i < batch; i++) {
-    sgemm(m, aOff + ia[i] * m * k * F32, bOff + ib[i] * k * n * F32, cOff + i * m * n * F32);
+    const bAt = bOff + ib[i] * (bStride ?? k * n) * F32;
+    sgemm(m, aOff + ia[i] * m * k * F32, bAt, cOff + i * m * n * F32);
   }
   return out;
 }
@@ -242,45 +254,25 @@ const batchMatMul: KernelFunc = (args) => {
 
 const SLOT_MATMUL = "ScSlotMatMul";
 
+/** The first `slots` rows of each [C, w] matrix of b, as a TensorInfo over b's own buffer. */
+function firstRows(b: TensorInfo, slots: number): TensorInfo {
+  return {
+    dataId: b.dataId,
+    shape: [...b.shape.slice(0, -2), slots, b.shape.at(-1)!],
+    dtype: b.dtype,
+  };
+}
+
 /**
- * The kernel of {@link slotMatMul}: a [..., m, k] by the first `slots` rows of each [C, w]
- * matrix of b [..., C, w] (transposed with `transposeB`), one GEMM per batch, each the call
- * `gemm` makes for the same product over b's first `slots` rows copied out (the same sizes and
- * leading dimensions; only the batch stride differs), so the numbers are the same.
+ * The kernel of {@link slotMatMul}: `gemm` over b's first `slots` rows of each [C, w] matrix,
+ * read in place (b's batch stride C w): the same calls, sizes and leading dimensions as over
+ * those rows copied out, so the same numbers.
  */
 const slotMatMulKernel: KernelFunc = (args) => {
   const { a, b } = args.inputs as { a: TensorInfo; b: TensorInfo };
   const { slots, transposeB } = args.attrs as unknown as { slots: number; transposeB: boolean };
-  const be = args.backend as WasmBackendLike;
-  const r = a.shape.length, [m, k] = a.shape.slice(-2), [c, w] = b.shape.slice(-2);
-  const n = transposeB ? slots : w;
-  const batch = tf.util.sizeFromShape(a.shape.slice(0, -2));
-  const out = be.makeOutput([...a.shape.slice(0, r - 2), m, n], "float32");
-  if (batch * m * n === 0) return out;
-  const heap = be.wasm.HEAPU8; // no allocation after makeOutput: the offsets hold
-  const offset = (t: TensorInfo) => be.dataIdMap.get(t.dataId)!.memoryOffset;
-  const [aOff, bOff, cOff] = [offset(a), offset(b), offset(out)];
-  const at = (bytes: number) => new Uint8Array(heap.buffer, bytes);
-  const fB = transposeB ? CBLAS_TRANS : CBLAS_NO_TRANS;
-  for (let i = 0; i < batch; i++) {
-    lib!.symbols.cblas_sgemm(
-      ROW_MAJOR,
-      CBLAS_NO_TRANS,
-      fB,
-      m,
-      n,
-      k,
-      1,
-      at(aOff + i * m * k * F32),
-      Math.max(1, k),
-      at(bOff + i * c * w * F32),
-      Math.max(1, w),
-      0,
-      at(cOff + i * m * n * F32),
-      Math.max(1, n),
-    );
-  }
-  return out;
+  const [c, w] = b.shape.slice(-2);
+  return gemm(args.backend as WasmBackendLike, a, firstRows(b, slots), false, transposeB, c * w);
 };
 
 /**
@@ -311,13 +303,12 @@ export function slotMatMul(
   ) {
     return undefined;
   }
-  const [m, k] = a.shape.slice(-2), [c, w] = b.shape.slice(-2);
+  const k = a.shape[r - 1], [c, w] = b.shape.slice(-2);
   if (!Number.isInteger(slots) || slots < 1 || slots > c || k === 0) return undefined;
   if ((transposeB ? w : slots) !== k) return undefined;
-  const batch = tf.util.sizeFromShape(a.shape.slice(0, -2));
   // The product tf.matMul would run on the sliced b: leave it where that one goes to the stock
   // kernel, so the numbers stay those of the composed ops.
-  if (!transposeB && batch === 1 && m * k * w < SMALL_GEMM_MACS) return undefined;
+  if (stockIsFast(a, firstRows(b, slots), false, transposeB)) return undefined;
   return tf.engine().runKernel(SLOT_MATMUL, { a, b }, { slots, transposeB });
 }
 

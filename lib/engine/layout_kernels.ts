@@ -235,8 +235,8 @@ export function writeSlots(
 ): tf.Tensor4D | undefined {
   const [b, h, c, d] = cache.shape, t = x.shape[2];
   if (
-    !fns || !simdKernelsOn() || tf.getBackend() !== "wasm" || tf.engine().isTapeOn() ||
-    cache.dtype !== "float32" || x.dtype !== "float32" || x.shape[0] !== b ||
+    !slotWritesAvailable() || tf.engine().isTapeOn() || cache.dtype !== "float32" ||
+    x.dtype !== "float32" || x.shape[0] !== b ||
     x.shape[1] !== h || x.shape[3] !== d || !Number.isInteger(at) || at < 0 || at + t > c ||
     x.size === 0
   ) {

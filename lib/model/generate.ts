@@ -221,7 +221,7 @@ async function generateBatch(
   };
   const done = new Array(b).fill(false);
   const hsOpt = layers.length ? layers : undefined;
-  // Room for every new position, so each step writes its keys and values in place.
+  // The most slots the cache will need: room for the coming steps, written in place.
   const reserve = len + maxNew;
   let f = forward(c, m.params, ids, {
     attentionMask: mask,

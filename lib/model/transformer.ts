@@ -799,8 +799,8 @@ function forwardPass(
 
 /**
  * A layer's cache extended by the new keys and values [B, Hkv, t, D]: written into reserved
- * slots in place where there are enough of them (and the kernel applies), else concatenated
- * after the filled slots.
+ * slots in place where it has some (and `writeSlots` applies: enough room, wasm, ...), else
+ * concatenated after the filled slots.
  */
 function extendCache(
   ck: tf.Tensor4D,
@@ -809,7 +809,7 @@ function extendCache(
   v: tf.Tensor4D,
   pastLen: number,
 ): [tf.Tensor4D, tf.Tensor4D] {
-  if (ck.shape[2] >= pastLen + k.shape[2] && ck.shape[2] > pastLen) {
+  if (ck.shape[2] > pastLen) {
     const wk = writeSlots(ck, k, pastLen);
     const wv = wk && writeSlots(cv, v, pastLen);
     if (wk && wv) return [wk, wv];
