@@ -313,6 +313,39 @@ export function adamwSimd(
  * ```
  */
 export function sumsOfSquares(ts: readonly tf.Tensor[]): number[] | undefined {
+  return perTensor(ts, (x, out, n) => fns!.sumSquares(x, out, n), (heap) => Array.from(heap));
+}
+
+/**
+ * For each tensor, whether it holds a NaN or an infinity, read straight off the heap in one pass
+ * at memory speed (lib/engine/reduce_wasm.ts `nonFiniteBits`), with no kernel dispatch and no
+ * temporaries. Undefined where it does not apply (as {@link sumsOfSquares}).
+ *
+ * @example
+ * ```ts ignore
+ * const bad = nonFiniteFlags([...weights, ...moments]);
+ * if (bad?.some((b) => b)) console.log("a non-finite value");
+ * ```
+ */
+export function nonFiniteFlags(ts: readonly tf.Tensor[]): boolean[] | undefined {
+  return perTensor(
+    ts,
+    (x, out, n) => fns!.nonFiniteBits(x, out, n),
+    (heap) => Array.from(new Int32Array(heap.buffer, heap.byteOffset, heap.length), (b) => b !== 0),
+  );
+}
+
+/**
+ * Runs `fn(x, out, n)` for each float32 tensor on this thread's wasm heap, `out` the byte offset
+ * of its 4-byte result in a scratch output, and returns `read` of those results; undefined where
+ * the kernels do not apply (another backend, another dtype, the kernels off or not compiled, a
+ * tensor disposed or not on this heap).
+ */
+function perTensor<T>(
+  ts: readonly tf.Tensor[],
+  fn: (x: number, out: number, n: number) => void,
+  read: (results: Float32Array) => T[],
+): T[] | undefined {
   if (
     !fns || !enabled || tf.getBackend() !== "wasm" || ts.some((t) => t.dtype !== "float32")
   ) {
@@ -328,8 +361,8 @@ export function sumsOfSquares(ts: readonly tf.Tensor[]): number[] | undefined {
   try {
     // Offsets only now: makeOutput may grow the heap (the offsets stay; views would not).
     const at = offset(be, out);
-    ts.forEach((t, i) => fns!.sumSquares(offset(be, t), at + 4 * i, t.size));
-    return Array.from(be.typedArrayFromHeap(out).subarray(0, ts.length));
+    ts.forEach((t, i) => fn(offset(be, t), at + 4 * i, t.size));
+    return read((be.typedArrayFromHeap(out) as Float32Array).subarray(0, ts.length));
   } finally {
     be.disposeData(out.dataId);
   }

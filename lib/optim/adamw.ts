@@ -11,7 +11,7 @@
  */
 
 import * as tf from "@tensorflow/tfjs-core";
-import { adamwSimd, sumsOfSquares } from "../engine/simd_kernels.ts";
+import { adamwSimd, nonFiniteFlags, sumsOfSquares } from "../engine/simd_kernels.ts";
 import { wasmHeapView } from "../engine/kernels.ts";
 import { variableFrom } from "../model/weights.ts";
 
@@ -322,9 +322,10 @@ export class AdamW {
   /**
    * Whether the last update left every weight of `vars` and every moment finite: undefined
    * when it did, else where the first non-finite value is. Call it after {@link step} and
-   * before saving anything. Heap mode: one sum per weight and second-moment tensor (a read
-   * pass, no temporaries) and one read of the results; host mode: the flags the update loop
-   * computed on the way (no extra pass). Reads only: no number changes.
+   * before saving anything. Heap mode on wasm: one read pass over the weights and second
+   * moments straight off the heap (lib/engine/simd_kernels.ts `nonFiniteFlags`); on other
+   * backends one sum per tensor and one read of the results; host mode: the flags the update
+   * loop computed on the way (no extra pass). Reads only: no number changes.
    */
   async nonFinite(vars: tf.Variable[]): Promise<NonFinite | undefined> {
     if (this.opts.stateLocation === "host") {
@@ -334,23 +335,25 @@ export class AdamW {
     if (vars.length === 0) return undefined;
     // The weights and the second moments suffice: a non-finite first moment makes the
     // update, hence the new weights, non-finite too (Inf * lr, NaN, Inf / Inf, Inf * 0).
-    // One sum per tensor, read once: a sum is NaN or infinite when any term is; a finite
-    // float32 tensor's sum overflows only when its values average above ~3.4e38 / size,
+    // Elsewhere one sum per tensor, read once: a sum is NaN or infinite when any term is; a
+    // finite float32 tensor's sum overflows only when its values average above ~3.4e38 / size,
     // itself a wrecked run. Only after a failure are all three read, to say where.
-    const sums = (groups: tf.Variable[][]) =>
-      tf.tidy(() => tf.stack(groups.flat().map((x) => tf.sum(x))));
-    const quick = sums([vars, this.v]);
-    const ok = (await quick.data()).every(Number.isFinite);
-    quick.dispose();
-    if (ok) return undefined;
-    const all = sums([vars, this.m, this.v]);
-    const d = await all.data();
-    all.dispose();
+    const flags = async (groups: tf.Variable[][]): Promise<boolean[]> => {
+      const ts = groups.flat();
+      const fast = nonFiniteFlags(ts);
+      if (fast) return fast;
+      const sums = tf.tidy(() => tf.stack(ts.map((x) => tf.sum(x))));
+      const d = await sums.data();
+      sums.dispose();
+      return Array.from(d, (x) => !Number.isFinite(x));
+    };
+    if (!(await flags([vars, this.v])).some((b) => b)) return undefined;
+    const bad = await flags([vars, this.m, this.v]);
     // The moments first: a non-finite moment is the cause when the weights are non-finite too.
     const order = [1, 2, 0].map((g) => g * vars.length);
     for (const base of order) {
       for (let i = 0; i < vars.length; i++) {
-        if (!Number.isFinite(d[base + i])) {
+        if (bad[base + i]) {
           const what = (["weights", "first moment", "second moment"] as const)[base / vars.length];
           return { index: i, what };
         }

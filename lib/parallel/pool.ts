@@ -311,10 +311,17 @@ export class WorkerPool implements AsyncDisposable, GenerateRunner, CollectRunne
     return run;
   }
 
-  /** Runs the same operation on every worker; resolves with the results by worker index. */
+  /**
+   * Runs the same operation on every worker; resolves with the results by worker index.
+   * `payload` may be a function of the worker's index, for a payload that differs per worker
+   * (its rank); every call settles before the first error is thrown.
+   */
   async broadcast<T>(op: string, payload: unknown): Promise<T[]> {
+    const of = typeof payload === "function"
+      ? payload as (worker: number) => unknown
+      : () => payload;
     return await settleAll(
-      Array.from({ length: this.size }, (_, i) => this.call<T>(i, op, payload)),
+      Array.from({ length: this.size }, (_, i) => this.call<T>(i, op, of(i))),
     );
   }
 

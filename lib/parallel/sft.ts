@@ -7,9 +7,12 @@
  * shard's summed response NLL (micro-batched when `microBatch` is set) and its target-token
  * count n_k; the main thread adds the shards' gradients and divides by N = sum n_k, which is
  * exactly the gradient of `lmLoss` over the whole batch (a mean over its N target tokens),
- * up to float32 rounding. The sum goes back to every worker through one SharedArrayBuffer
- * and each replica applies the identical clip + AdamW update, so the replicas stay bit for
- * bit equal (checked every step through their gradient norms). The main thread's model gets
+ * up to float32 rounding. Each worker writes its shard's gradient into its own part of one
+ * SharedArrayBuffer; the all-reduce (the shards' sum, in worker order, over N) runs on every
+ * worker at once, each reading every part, so no gradient crosses a message and no worker
+ * waits for the main thread to add them. Each replica then applies the identical clip + AdamW
+ * update, so the replicas stay bit for bit equal (checked every step through their gradient
+ * norms). The main thread's model gets
  * the trained weights at the end, at every checkpoint, and after a non-finite loss (the last
  * good step's weights: the NaN guard runs before any update, as in sft.ts). After an update
  * that left a non-finite weight or moment (every replica checks its own after each update,
@@ -51,11 +54,13 @@ import {
   trainableNames,
 } from "../train/sft.ts";
 
-/** A worker's answer to "grad": its shard's summed NLL, target tokens, and summed gradient. */
+/**
+ * A worker's answer to "grad": its shard's summed NLL and target tokens (its summed gradient
+ * is in its part of the shared gradient buffer).
+ */
 interface ShardGrad {
   lossSum: number;
   tokens: number;
-  grad: Float32Array;
 }
 
 /** Deals `items` round-robin into `k` shards (lengths in a bucketed batch stay balanced). */
@@ -166,15 +171,13 @@ export class DataParallelTrainer {
   readonly names: string[];
   readonly #pool: WorkerPool;
   readonly #model: Model;
-  readonly #sum: Float32Array;
   #ended = false;
   #abandoned = false;
 
-  private constructor(pool: WorkerPool, model: Model, names: string[], sum: Float32Array) {
+  private constructor(pool: WorkerPool, model: Model, names: string[]) {
     this.#pool = pool;
     this.#model = model;
     this.names = names;
-    this.#sum = sum;
   }
 
   /**
@@ -190,19 +193,16 @@ export class DataParallelTrainer {
     const vars = names.map((n) => model.params.get(n)!);
     await pool.sync(model);
     const { clip = 1, state, ...adamw } = opts;
-    const total = await pool.broadcast<number>("trainStart", {
-      names,
-      decay: vars.map((v) => v.shape.length === 2),
-      clip,
-      adamw,
-    });
-    if (state) await pool.broadcast("setOptState", state);
-    return new DataParallelTrainer(
-      pool,
-      model,
-      names,
-      new Float32Array(new SharedArrayBuffer(total[0] * 4)),
+    // One part per worker: worker k writes its shard's gradient at [k * total, (k + 1) * total).
+    const total = vars.reduce((a, v) => a + v.size, 0);
+    const grads = new SharedArrayBuffer(pool.size * total * 4);
+    const decay = vars.map((v) => v.shape.length === 2);
+    await pool.broadcast<number>(
+      "trainStart",
+      (rank: number) => ({ names, decay, clip, adamw, grads, rank, total }),
     );
+    if (state) await pool.broadcast("setOptState", state);
+    return new DataParallelTrainer(pool, model, names);
   }
 
   /**
@@ -215,7 +215,7 @@ export class DataParallelTrainer {
     opts: { lrScale?: number; microBatch?: number; pad?: number } = {},
   ): Promise<DataParallelStep> {
     if (this.#ended) throw new Error("DataParallelTrainer.step after end()");
-    const pool = this.#pool, sum = this.#sum;
+    const pool = this.#pool;
     const pad = opts.pad ?? 0;
     const collate = (part: EncodedExample[]) =>
       padBatch(part.map((e) => e.seq), part.map((e) => e.lossFrom), pad);
@@ -226,20 +226,14 @@ export class DataParallelTrainer {
         })
       ),
     );
-    const done = parts.filter((p): p is ShardGrad => p !== undefined);
-    const n = done.reduce((a, p) => a + p.tokens, 0);
-    const loss = done.reduce((a, p) => a + p.lossSum, 0) / Math.max(n, 1);
+    const from = parts.flatMap((p, k) => (p === undefined ? [] : [k]));
+    const n = from.reduce((a, k) => a + parts[k]!.tokens, 0);
+    const loss = from.reduce((a, k) => a + parts[k]!.lossSum, 0) / Math.max(n, 1);
     if (!Number.isFinite(loss)) return { loss, gradNorm: NaN, targetTokens: n, applied: false };
-    // All-reduce: the sum of the shards' summed-NLL gradients over N target tokens.
-    const inv = 1 / Math.max(n, 1);
-    sum.set(done[0].grad);
-    for (let k = 1; k < done.length; k++) {
-      const g = done[k].grad;
-      for (let j = 0; j < g.length; j++) sum[j] += g[j];
-    }
-    for (let j = 0; j < sum.length; j++) sum[j] *= inv;
+    // All-reduce on the workers: the parts of `from`, added in that order, over N target tokens.
     const out = await pool.broadcast<{ norm: number; bad?: NonFinite }>("apply", {
-      grad: sum.buffer,
+      from,
+      inv: 1 / Math.max(n, 1),
       lrScale: opts.lrScale ?? 1,
     });
     const norms = out.map((o) => o.norm);

@@ -22,6 +22,7 @@ import { generate, type GenerateOptions } from "../model/generate.ts";
 import { collectActivations, type CollectOptions, type CollectRow } from "../compass/collect.ts";
 import { lmLoss, type TokenBatch } from "../optim/loss.ts";
 import { AdamW, type AdamWOptions, clipByGlobalNorm } from "../optim/adamw.ts";
+import { wasmHeapView } from "../engine/kernels.ts";
 
 /** A handler's result and the buffers to transfer with it. */
 interface Out {
@@ -45,6 +46,15 @@ let train:
     decay: boolean[];
     clip: number;
     opt: AdamW;
+    /** Every worker's summed gradient, worker k's at [k * total, (k + 1) * total). */
+    grads: SharedArrayBuffer;
+    /** This worker's index in the pool. */
+    rank: number;
+    /**
+     * On wasm with the optimiser's state on the heap: one tensor per variable that each step's
+     * reduced gradient is written into, in place (they never leave this worker).
+     */
+    reduced?: tf.Tensor[];
   }
   | undefined;
 
@@ -80,7 +90,29 @@ function replayTokenizer(t: LoadPayload["tokenizer"]): TextTokenizer {
 
 function endTraining(): void {
   train?.opt.dispose();
+  if (train?.reduced) tf.dispose(train.reduced);
   train = undefined;
+}
+
+/**
+ * dst[j] = (src_0[o + j] + src_1[o + j] + ... ) * inv: the shards' gradients added in order, each
+ * sum rounded to float32, then scaled by the float64 `inv` and rounded once more (the numbers a
+ * Float32Array sum and an in-place `*= inv` give).
+ */
+function reduceInto(dst: Float32Array, srcs: Float32Array[], o: number, inv: number): void {
+  const a = srcs[0], n = dst.length;
+  if (srcs.length === 1) {
+    for (let j = 0; j < n; j++) dst[j] = a[o + j] * inv;
+  } else if (srcs.length === 2) {
+    const b = srcs[1];
+    for (let j = 0; j < n; j++) dst[j] = Math.fround(a[o + j] + b[o + j]) * inv;
+  } else {
+    for (let j = 0; j < n; j++) {
+      let s = a[o + j];
+      for (let k = 1; k < srcs.length; k++) s = Math.fround(s + srcs[k][o + j]);
+      dst[j] = s * inv;
+    }
+  }
 }
 
 const handlers: Record<string, (payload: never) => Promise<Out> | Out> = {
@@ -206,8 +238,21 @@ const handlers: Record<string, (payload: never) => Promise<Out> | Out> = {
     }
   },
 
-  /** Starts data-parallel training: the trained variables (by name, in order) and AdamW. */
-  trainStart(p: { names: string[]; decay: boolean[]; clip: number; adamw: AdamWOptions }) {
+  /**
+   * Starts data-parallel training: the trained variables (by name, in order), AdamW, the shared
+   * gradient buffer and this worker's rank in it.
+   */
+  trainStart(
+    p: {
+      names: string[];
+      decay: boolean[];
+      clip: number;
+      adamw: AdamWOptions;
+      grads: SharedArrayBuffer;
+      rank: number;
+      total: number;
+    },
+  ) {
     endTraining();
     const m = replica();
     const vars = p.names.map((n) => {
@@ -221,18 +266,38 @@ const handlers: Record<string, (payload: never) => Promise<Out> | Out> = {
       total += v.size;
       return s;
     });
-    train = { vars, slots, total, decay: p.decay, clip: p.clip, opt: new AdamW(p.adamw) };
+    if (total !== p.total || p.grads.byteLength < (p.rank + 1) * total * 4) {
+      throw new Error(
+        `trainStart: the replica's trained variables hold ${total} values, the main thread's ` +
+          `${p.total} (buffer of ${p.grads.byteLength} bytes for rank ${p.rank})`,
+      );
+    }
+    const opt = new AdamW(p.adamw);
+    const inPlace = tf.getBackend() === "wasm" && opt.opts.stateLocation === "heap";
+    train = {
+      vars,
+      slots,
+      total,
+      decay: p.decay,
+      clip: p.clip,
+      opt,
+      grads: p.grads,
+      rank: p.rank,
+      reduced: inPlace ? vars.map((v) => tf.zeros(v.shape, "float32")) : undefined,
+    };
     return { value: total };
   },
 
   /**
    * Gradients of a shard: for each micro-batch j (n_j target tokens), n_j * d(lmLoss_j),
-   * summed: the gradient of the shard's summed NLL. Returns that, the summed NLL and the tokens.
+   * summed: the gradient of the shard's summed NLL, written into this worker's part of the
+   * shared gradient buffer. Returns the summed NLL and the tokens.
    */
   async grad(p: { parts: TokenBatch[] }) {
     const m = replica();
     if (!train) throw new Error("grad before trainStart");
-    const out = new Float32Array(train.total);
+    const out = new Float32Array(train.grads, train.rank * train.total * 4, train.total);
+    out.fill(0);
     let lossSum = 0, tokens = 0;
     for (const batch of p.parts) {
       const n = batch.lossMask.reduce((a, r) => a + r.slice(1).reduce((x, y) => x + y, 0), 0);
@@ -245,28 +310,34 @@ const handlers: Record<string, (payload: never) => Promise<Out> | Out> = {
       value.dispose();
       for (let i = 0; i < train.vars.length; i++) {
         const g = grads[train.vars[i].name];
-        const d = (await g.data()) as Float32Array;
-        g.dispose();
+        // Read in place on wasm (nothing allocates until the loop ends), else copied out.
+        const d = wasmHeapView(g) ?? ((await g.data()) as Float32Array);
         const o = train.slots[i].offset;
         for (let j = 0; j < d.length; j++) out[o + j] += n * d[j];
+        g.dispose();
       }
       lossSum += n * loss;
       tokens += n;
       if (!Number.isFinite(loss)) break;
     }
-    return { value: { lossSum, tokens, grad: out }, transfer: [out.buffer] };
+    return { value: { lossSum, tokens } };
   },
 
   /**
-   * One identical update on every replica: clip the shared summed gradient, AdamW step, then
-   * the finiteness check of the weights and moments (`bad`: where a non-finite value is).
-   * With the optimiser's state on the host the gradient never enters the backend's heap.
+   * One identical update on every replica: the all-reduce (the gradients of the workers in
+   * `from`, added in that order, times `inv`), clip, AdamW step, then the finiteness check of
+   * the weights and moments (`bad`: where a non-finite value is). With the optimiser's state on
+   * the host the gradient never enters the backend's heap.
    */
-  async apply(p: { grad: SharedArrayBuffer; lrScale: number }) {
+  async apply(p: { from: number[]; inv: number; lrScale: number }) {
     if (!train) throw new Error("apply before trainStart");
     const t = train;
+    if (p.from.length === 0) throw new Error("apply: no worker's gradient to add");
+    const srcs = p.from.map((k) => new Float32Array(t.grads, k * t.total * 4, t.total));
     if (t.opt.opts.stateLocation === "host") {
-      const views = t.slots.map((s) => new Float32Array(p.grad, s.offset * 4, s.size));
+      const sum = new Float32Array(t.total);
+      reduceInto(sum, srcs, 0, p.inv);
+      const views = t.slots.map((s) => sum.subarray(s.offset, s.offset + s.size));
       let sq = 0;
       for (const g of views) for (let j = 0; j < g.length; j++) sq += g[j] * g[j];
       const norm = Math.sqrt(sq);
@@ -276,18 +347,27 @@ const handlers: Record<string, (payload: never) => Promise<Out> | Out> = {
       await t.opt.stepFromHost(t.vars, views, p.lrScale, t.decay, scale);
       return { value: { norm, bad: await t.opt.nonFinite(t.vars) } };
     }
-    const grads = t.vars.map((v, i) =>
-      tf.tensor(
-        new Float32Array(p.grad, t.slots[i].offset * 4, t.slots[i].size),
-        v.shape,
-        "float32",
-      )
-    );
+    // On wasm the sum is written straight into this worker's own gradient tensors (a view is
+    // taken per variable: nothing allocates between taking it and writing through it).
+    const reduced = t.reduced;
+    const grads = reduced ?? t.vars.map((v, i) => {
+      const sum = new Float32Array(t.slots[i].size);
+      reduceInto(sum, srcs, t.slots[i].offset, p.inv);
+      return tf.tensor(sum, v.shape, "float32");
+    });
+    if (reduced) {
+      reduced.forEach((g, i) => {
+        const view = wasmHeapView(g);
+        if (!view) throw new Error(`apply: gradient ${i} is not on the wasm heap`);
+        reduceInto(view, srcs, t.slots[i].offset, p.inv);
+      });
+    }
     const clipped = clipByGlobalNorm(grads, t.clip);
     try {
       t.opt.step(t.vars, clipped.grads, p.lrScale, t.decay);
     } finally {
-      tf.dispose(clipped.grads === grads ? grads : [...grads, ...clipped.grads]);
+      if (clipped.grads !== grads) tf.dispose(clipped.grads);
+      if (!reduced) tf.dispose(grads);
     }
     return { value: { norm: clipped.norm, bad: await t.opt.nonFinite(t.vars) } };
   },
