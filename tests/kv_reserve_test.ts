@@ -189,7 +189,10 @@ Deno.test({
   fn: () => {
     // below 2^21 multiply-adds the stock kernel takes an untransposed product, above it BLAS
     const shapes = [[1, 128, 384], [8, 128, 128], [8, 128, 512], [8, 768, 512], [4, 3072, 256]];
-    shapes.push([3, 5, 7]);
+    // decoding's outputs at B = 16-32 (up to the size limit), and rows whose length leaves a
+    // remainder after the bias add's four lanes
+    shapes.push([3, 5, 7], [32, 128, 512], [32, 512, 128], [16, 128, 384], [7, 13, 1023]);
+    shapes.push([BIASED_MAX_ELEMENTS / 1024, 128, 1024]);
     for (const [m, k, n] of shapes) {
       tf.tidy(() => {
         const a = tf.randomNormal([m, k], 0, 1, "float32", m + n);

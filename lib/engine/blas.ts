@@ -25,7 +25,11 @@
 
 import * as tf from "@tensorflow/tfjs-core";
 import type { DataType, KernelConfig, KernelFunc, TensorInfo } from "@tensorflow/tfjs-core";
-import { simdKernelsOn } from "./simd_kernels.ts";
+import {
+  addRowsInPlace,
+  simdKernelsOn,
+  type WasmBackendLike as SimdBackendLike,
+} from "./simd_kernels.ts";
 
 /** What {@link enableBlas} did, and why. */
 export interface BlasInfo {
@@ -315,11 +319,13 @@ export function slotMatMul(
 const BIASED = "ScBiasedMatMul";
 
 /**
- * The largest output (elements) {@link biasedMatMul} takes: its bias loop runs in JavaScript,
- * which beats an `Add` kernel's dispatch on the outputs of a decoding step at B = 1 to 8 and
- * loses to it at B = 32 (SafetyWorld: 32 x 48 tokens 229-250 -> 260-276 ms without a limit).
+ * The largest output (elements) {@link biasedMatMul} takes: the outputs of decoding steps (B x
+ * the widest layer). Its bias add is a WebAssembly SIMD pass in place (lib/engine/wasm_simd.ts
+ * `addRows`); with the JavaScript loop it had first, the limit was 4,096, since that loop lost to
+ * an `Add` kernel at B = 32 (SafetyWorld, 32 x 48 tokens: 229-250 -> 260-276 ms). With the SIMD
+ * pass and this limit, 226 -> 217 ms.
  */
-export const BIASED_MAX_ELEMENTS = 1 << 12;
+export const BIASED_MAX_ELEMENTS = 1 << 16;
 
 /**
  * The kernel of {@link biasedMatMul}: `a @ b` by the registered BatchMatMul's own path (the
@@ -339,11 +345,13 @@ const biasedMatMulKernel: KernelFunc = (args) => {
     attrs: { transposeA: false, transposeB: false },
   }) as TensorInfo;
   const be = args.backend as WasmBackendLike;
-  const heap = be.wasm.HEAPU8.buffer; // nothing allocates from here on: the views hold
-  const c = new Float32Array(heap, be.dataIdMap.get(out.dataId)!.memoryOffset, size);
-  const bv = new Float32Array(heap, be.dataIdMap.get(bias.dataId)!.memoryOffset, n);
-  for (let o = 0; o < size; o += n) {
-    for (let j = 0; j < n; j++) c[o + j] += bv[j];
+  if (!addRowsInPlace(be as unknown as SimdBackendLike, out, bias, m, n)) {
+    const heap = be.wasm.HEAPU8.buffer; // nothing allocates from here on: the views hold
+    const c = new Float32Array(heap, be.dataIdMap.get(out.dataId)!.memoryOffset, size);
+    const bv = new Float32Array(heap, be.dataIdMap.get(bias.dataId)!.memoryOffset, n);
+    for (let o = 0; o < size; o += n) {
+      for (let j = 0; j < n; j++) c[o + j] += bv[j];
+    }
   }
   return { dataId: out.dataId, shape: [m, n], dtype: out.dtype };
 };

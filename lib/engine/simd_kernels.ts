@@ -317,6 +317,29 @@ export function sumsOfSquares(ts: readonly tf.Tensor[]): number[] | undefined {
 }
 
 /**
+ * Adds `bias` ([cols]) to every row of the float32 [rows, cols] matrix at `x` in place, on the
+ * heap (lib/engine/wasm_simd.ts `addRows`: the float32 additions of a broadcast `tf.add`, four
+ * lanes at a time). For a kernel that owns `x` (a fresh output); false where the SIMD functions
+ * are not compiled (the caller adds them itself).
+ *
+ * @example
+ * ```ts ignore
+ * if (!addRowsInPlace(be, out, bias, m, n)) for (...) c[o + j] += b[j];
+ * ```
+ */
+export function addRowsInPlace(
+  be: WasmBackendLike,
+  x: tf.TensorInfo,
+  bias: tf.TensorInfo,
+  rows: number,
+  cols: number,
+): boolean {
+  if (!fns) return false;
+  fns.addRows(offset(be, x), offset(be, bias), rows, cols);
+  return true;
+}
+
+/**
  * For each tensor, whether it holds a NaN or an infinity, read straight off the heap in one pass
  * at memory speed (lib/engine/reduce_wasm.ts `nonFiniteBits`), with no kernel dispatch and no
  * temporaries. Undefined where it does not apply (as {@link sumsOfSquares}).

@@ -339,6 +339,41 @@ function columnSumFunction(): WasmFunction {
   return fw.build();
 }
 
+/**
+ * `addRows(x, bias, rows, cols)`: x[r, c] = x[r, c] + bias[c] in place for a row-major [rows, cols]
+ * float32 matrix (four columns at a time, the remainder one at a time): the float32 additions of
+ * a broadcast `tf.add(x, bias)`, one per element, without a kernel dispatch or a new buffer.
+ */
+function addRowsFunction(): WasmFunction {
+  const fw = new FunctionWriter("addRows", [I32, I32, I32, I32]);
+  const [x, bias, rows, cols] = [0, 1, 2, 3];
+  const c = fw.local(I32), rowBytes = fw.local(I32), vecBytes = fw.local(I32), end = fw.local(I32);
+  // x[c..] = x[c..] + bias[c..], four lanes or one, then c moves on
+  // deno-fmt-ignore
+  const addInto = (simd: boolean) => [
+    ...fw.get(x), ...fw.get(c), 0x6a, // address of x[c]
+    ...fw.get(x), ...fw.get(c), 0x6a, ...(simd ? [SIMD, 0x00] : [0x2a]), 0x00, 0x00,
+    ...fw.get(bias), ...fw.get(c), 0x6a, ...(simd ? [SIMD, 0x00] : [0x2a]), 0x00, 0x00,
+    ...(simd ? simdOp.add : scalarOp.add),
+    ...(simd ? [SIMD, 0x0b] : [0x38]), 0x00, 0x00,
+    ...fw.bump(c, simd ? 16 : 4),
+  ];
+  // deno-fmt-ignore
+  fw.emit(
+    fw.get(cols), fw.i32(2), 0x74, fw.set(rowBytes),
+    fw.get(cols), fw.i32(-4), 0x71, fw.i32(2), 0x74, fw.set(vecBytes),
+    // end = x + rows * rowBytes; for each row: row += bias; x += rowBytes
+    fw.get(x), fw.get(rows), fw.get(rowBytes), 0x6c, 0x6a, fw.set(end),
+    fw.whileBelow(x, end, [
+      ...fw.i32(0), ...fw.set(c),
+      ...fw.whileBelow(c, vecBytes, addInto(true)),
+      ...fw.whileBelow(c, rowBytes, addInto(false)),
+      ...fw.bump(x, fw.get(rowBytes)),
+    ]),
+  );
+  return fw.build();
+}
+
 /** The bytes of a module importing `env.memory` and exporting `functions`. */
 function moduleBytes(functions: readonly WasmFunction[]): Uint8Array<ArrayBuffer> {
   const types = functions.map((f) => [0x60, ...uleb(f.params.length), ...f.params, 0]);
@@ -359,18 +394,25 @@ function moduleBytes(functions: readonly WasmFunction[]): Uint8Array<ArrayBuffer
 
 /**
  * The bytes of a module importing `env.memory` and exporting one function per program, and
- * `columnSum(x, out, rows, cols)` (see {@link compileSimd}); throws naming a malformed program.
+ * `columnSum(x, out, rows, cols)` and `addRows(x, bias, rows, cols)` (see {@link compileSimd});
+ * throws naming a malformed program.
  */
 export function simdModuleBytes(
   programs: readonly SimdProgram[],
   extra: readonly WasmFunction[] = [],
 ): Uint8Array<ArrayBuffer> {
-  return moduleBytes([...programs.map(programFunction), columnSumFunction(), ...extra]);
+  return moduleBytes([
+    ...programs.map(programFunction),
+    columnSumFunction(),
+    addRowsFunction(),
+    ...extra,
+  ]);
 }
 
 /**
  * Compiles `programs` into functions over `memory`, with `columnSum(x, out, rows, cols)` (the
- * column sums of a row-major [rows, cols] matrix, rows added in order from +0) and any `extra`
+ * column sums of a row-major [rows, cols] matrix, rows added in order from +0),
+ * `addRows(x, bias, rows, cols)` (bias added to every row of x, in place) and any `extra`
  * functions written with {@link FunctionWriter}; undefined where
  * the engine has no WebAssembly SIMD (the caller then keeps its composed ops).
  *
@@ -387,7 +429,10 @@ export function simdModuleBytes(
  * heap.set([1, 1, 1, 1, 1], 8); // y at byte 32
  * fns.axpy(0, 32, 64, 5); // out at byte 64
  * console.log(heap.slice(16, 21)); // [3, 5, 7, 9, 11]
- * fns.columnSum(0, 96, 2, 4); // [[1, 2, 3, 4], [5, 1, 1, 1]] -> [6, 3, 4, 5] at byte 96
+ * fns.columnSum(0, 96, 2, 4); // [[1, 2, 3, 4], [5, 0, 0, 0]] -> [6, 2, 3, 4] at byte 96
+ * console.log(heap.slice(24, 28)); // [6, 2, 3, 4]
+ * fns.addRows(0, 96, 2, 4); // x += [6, 2, 3, 4] on each row, in place
+ * console.log(heap.slice(0, 8)); // [7, 4, 6, 8, 11, 2, 3, 4]
  * ```
  */
 export function compileSimd(
