@@ -39,6 +39,11 @@ Deno.test({
       }
       clean.dispose();
     }
+    // finite values whose sum overflows are finite (a sum check would have flagged them)
+    const big = tf.tensor([3e38, 3e38, 3e38], [3]);
+    assert.equal(tf.sum(big).dataSync()[0], Infinity);
+    assert.deepEqual(nonFiniteFlags([big]), [false]);
+    big.dispose();
     // a NaN with a payload and the sign bit set is still a NaN
     const bits = new Uint32Array([0xffc00001, 0x3f800000]);
     const t = tf.tensor(new Float32Array(bits.buffer), [2]);
