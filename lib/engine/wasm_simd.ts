@@ -301,68 +301,44 @@ function programFunction(p: SimdProgram): WasmFunction {
 }
 
 /**
- * `columnSum(x, out, rows, cols)`: out[c] = x[0, c] + x[1, c] + ... + x[rows - 1, c] for a
- * row-major [rows, cols] float32 matrix, each sum starting from +0 and adding the rows in order
- * (four columns at a time, the remainder one at a time): the order of a sequential reduction
- * over the rows, read in one pass down the matrix instead of after a transpose.
+ * A function `(x, v, rows, cols)` that walks the rows of a row-major [rows, cols] float32 matrix
+ * at x and adds each row and the vector v elementwise (four columns at a time, the remainder one
+ * at a time), one float32 addition per element:
+ * - `columnSum(x, out, rows, cols)`: into v, which starts at +0: out[c] = x[0, c] + x[1, c] + ...
+ *   + x[rows - 1, c], the rows added in order: the order of a sequential reduction over the rows,
+ *   read in one pass down the matrix instead of after a transpose;
+ * - `addRows(x, bias, rows, cols)`: into the row, in place: x[r, c] = x[r, c] + bias[c], the
+ *   additions of a broadcast `tf.add(x, bias)` without a kernel dispatch or a new buffer.
  */
-function columnSumFunction(): WasmFunction {
-  const fw = new FunctionWriter("columnSum", [I32, I32, I32, I32]);
-  const [x, out, rows, cols] = [0, 1, 2, 3];
+function rowAddFunction(name: "columnSum" | "addRows"): WasmFunction {
+  const fw = new FunctionWriter(name, [I32, I32, I32, I32]);
+  const [x, v, rows, cols] = [0, 1, 2, 3];
+  const [dst, src] = name === "addRows" ? [x, v] : [v, x];
   const c = fw.local(I32), rowBytes = fw.local(I32), vecBytes = fw.local(I32), end = fw.local(I32);
-  // out[c..] = out[c..] + x[c..], four lanes or one, then c moves on
+  // dst[c..] = dst[c..] + src[c..], four lanes or one, then c moves on
   // deno-fmt-ignore
   const addInto = (simd: boolean) => [
-    ...fw.get(out), ...fw.get(c), 0x6a, // address of out[c]
-    ...fw.get(out), ...fw.get(c), 0x6a, ...(simd ? [SIMD, 0x00] : [0x2a]), 0x00, 0x00,
-    ...fw.get(x), ...fw.get(c), 0x6a, ...(simd ? [SIMD, 0x00] : [0x2a]), 0x00, 0x00,
+    ...fw.get(dst), ...fw.get(c), 0x6a, // address of dst[c]
+    ...fw.get(dst), ...fw.get(c), 0x6a, ...(simd ? [SIMD, 0x00] : [0x2a]), 0x00, 0x00,
+    ...fw.get(src), ...fw.get(c), 0x6a, ...(simd ? [SIMD, 0x00] : [0x2a]), 0x00, 0x00,
     ...(simd ? simdOp.add : scalarOp.add),
     ...(simd ? [SIMD, 0x0b] : [0x38]), 0x00, 0x00,
     ...fw.bump(c, simd ? 16 : 4),
   ];
+  // columnSum's out = +0
   // deno-fmt-ignore
-  fw.emit(
-    fw.get(cols), fw.i32(2), 0x74, fw.set(rowBytes),
-    fw.get(cols), fw.i32(-4), 0x71, fw.i32(2), 0x74, fw.set(vecBytes),
-    // out = +0
-    fw.i32(0), fw.set(c),
-    fw.whileBelow(c, rowBytes, [...fw.store(out, c, fw.f32(0)), ...fw.bump(c, 4)]),
-    // end = x + rows * rowBytes; for each row: out += row; x += rowBytes
-    fw.get(x), fw.get(rows), fw.get(rowBytes), 0x6c, 0x6a, fw.set(end),
-    fw.whileBelow(x, end, [
+  const zero = name === "columnSum"
+    ? [
       ...fw.i32(0), ...fw.set(c),
-      ...fw.whileBelow(c, vecBytes, addInto(true)),
-      ...fw.whileBelow(c, rowBytes, addInto(false)),
-      ...fw.bump(x, fw.get(rowBytes)),
-    ]),
-  );
-  return fw.build();
-}
-
-/**
- * `addRows(x, bias, rows, cols)`: x[r, c] = x[r, c] + bias[c] in place for a row-major [rows, cols]
- * float32 matrix (four columns at a time, the remainder one at a time): the float32 additions of
- * a broadcast `tf.add(x, bias)`, one per element, without a kernel dispatch or a new buffer.
- */
-function addRowsFunction(): WasmFunction {
-  const fw = new FunctionWriter("addRows", [I32, I32, I32, I32]);
-  const [x, bias, rows, cols] = [0, 1, 2, 3];
-  const c = fw.local(I32), rowBytes = fw.local(I32), vecBytes = fw.local(I32), end = fw.local(I32);
-  // x[c..] = x[c..] + bias[c..], four lanes or one, then c moves on
-  // deno-fmt-ignore
-  const addInto = (simd: boolean) => [
-    ...fw.get(x), ...fw.get(c), 0x6a, // address of x[c]
-    ...fw.get(x), ...fw.get(c), 0x6a, ...(simd ? [SIMD, 0x00] : [0x2a]), 0x00, 0x00,
-    ...fw.get(bias), ...fw.get(c), 0x6a, ...(simd ? [SIMD, 0x00] : [0x2a]), 0x00, 0x00,
-    ...(simd ? simdOp.add : scalarOp.add),
-    ...(simd ? [SIMD, 0x0b] : [0x38]), 0x00, 0x00,
-    ...fw.bump(c, simd ? 16 : 4),
-  ];
+      ...fw.whileBelow(c, rowBytes, [...fw.store(v, c, fw.f32(0)), ...fw.bump(c, 4)]),
+    ]
+    : [];
   // deno-fmt-ignore
   fw.emit(
     fw.get(cols), fw.i32(2), 0x74, fw.set(rowBytes),
     fw.get(cols), fw.i32(-4), 0x71, fw.i32(2), 0x74, fw.set(vecBytes),
-    // end = x + rows * rowBytes; for each row: row += bias; x += rowBytes
+    zero,
+    // end = x + rows * rowBytes; for each row: the addition; x += rowBytes
     fw.get(x), fw.get(rows), fw.get(rowBytes), 0x6c, 0x6a, fw.set(end),
     fw.whileBelow(x, end, [
       ...fw.i32(0), ...fw.set(c),
@@ -403,8 +379,8 @@ export function simdModuleBytes(
 ): Uint8Array<ArrayBuffer> {
   return moduleBytes([
     ...programs.map(programFunction),
-    columnSumFunction(),
-    addRowsFunction(),
+    rowAddFunction("columnSum"),
+    rowAddFunction("addRows"),
     ...extra,
   ]);
 }
