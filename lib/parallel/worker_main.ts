@@ -55,6 +55,8 @@ let train:
      * reduced gradient is written into, in place (they never leave this worker).
      */
     reduced?: tf.Tensor[];
+    /** With the optimiser's state on the host: the reduced gradient, allocated once. */
+    hostSum?: Float32Array;
   }
   | undefined;
 
@@ -335,7 +337,7 @@ const handlers: Record<string, (payload: never) => Promise<Out> | Out> = {
     if (p.from.length === 0) throw new Error("apply: no worker's gradient to add");
     const srcs = p.from.map((k) => new Float32Array(t.grads, k * t.total * 4, t.total));
     if (t.opt.opts.stateLocation === "host") {
-      const sum = new Float32Array(t.total);
+      const sum = t.hostSum ??= new Float32Array(t.total); // reused: a large model's is GBs
       reduceInto(sum, srcs, 0, p.inv);
       const views = t.slots.map((s) => sum.subarray(s.offset, s.offset + s.size));
       let sq = 0;
