@@ -27,7 +27,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import type { DataType, KernelConfig, KernelFunc, TensorInfo } from "@tensorflow/tfjs-core";
 import {
   addRowsInPlace,
-  simdKernelsOn,
+  simdFunctionsOn,
   type WasmBackendLike as SimdBackendLike,
 } from "./simd_kernels.ts";
 
@@ -335,7 +335,7 @@ export const BIASED_MAX_ELEMENTS = 1 << 16;
 const biasedMatMulKernel: KernelFunc = (args) => {
   const { a, b, bias } = args.inputs as { a: TensorInfo; b: TensorInfo; bias: TensorInfo };
   // The [1, m, k] x [1, k, n] that tf.matMul hands the kernel for 2-D operands (same buffers).
-  const [m, n] = [a.shape[0], b.shape[1]], size = m * n;
+  const [m, n] = [a.shape[0], b.shape[1]];
   const out = batchMatMul({
     inputs: {
       a: { dataId: a.dataId, shape: [1, ...a.shape], dtype: a.dtype },
@@ -344,15 +344,7 @@ const biasedMatMulKernel: KernelFunc = (args) => {
     backend: args.backend,
     attrs: { transposeA: false, transposeB: false },
   }) as TensorInfo;
-  const be = args.backend as WasmBackendLike;
-  if (!addRowsInPlace(be as unknown as SimdBackendLike, out, bias, m, n)) {
-    const heap = be.wasm.HEAPU8.buffer; // nothing allocates from here on: the views hold
-    const c = new Float32Array(heap, be.dataIdMap.get(out.dataId)!.memoryOffset, size);
-    const bv = new Float32Array(heap, be.dataIdMap.get(bias.dataId)!.memoryOffset, n);
-    for (let o = 0; o < size; o += n) {
-      for (let j = 0; j < n; j++) c[o + j] += bv[j];
-    }
-  }
+  addRowsInPlace(args.backend as SimdBackendLike, out, bias, m, n);
   return { dataId: out.dataId, shape: [m, n], dtype: out.dtype };
 };
 
@@ -362,7 +354,8 @@ const biasedMatMulKernel: KernelFunc = (args) => {
  * additions are the same float32 ones), one dispatch instead of two: for the small products of
  * decoding, where dispatch outweighs the arithmetic. Undefined where it does not apply (BLAS
  * off, another backend, not float32, a gradient being recorded, other shapes, outputs above
- * {@link BIASED_MAX_ELEMENTS}, the exact kernels turned off with `useSimdKernels(false)`): the
+ * {@link BIASED_MAX_ELEMENTS}, the SIMD functions off with `useSimdKernels(false)` or not
+ * compiled): the
  * caller then composes the ops.
  *
  * @example
@@ -372,7 +365,7 @@ const biasedMatMulKernel: KernelFunc = (args) => {
  */
 export function biasedMatMul(a: tf.Tensor, b: tf.Tensor, bias: tf.Tensor): tf.Tensor | undefined {
   if (
-    !info.enabled || lib === undefined || !simdKernelsOn() || tf.getBackend() !== "wasm" ||
+    !info.enabled || lib === undefined || !simdFunctionsOn() ||
     tf.engine().isTapeOn() || a.dtype !== "float32" || b.dtype !== "float32" ||
     bias.dtype !== "float32" || a.rank !== 2 || b.rank !== 2 || bias.rank !== 1 ||
     a.shape[1] !== b.shape[0] || bias.shape[0] !== b.shape[1] || a.size === 0 ||

@@ -289,8 +289,7 @@ export function adamwSimd(
   numbers: AdamWScalars,
 ): [tf.Tensor, tf.Tensor, tf.Tensor] | undefined {
   if (
-    !fns || !enabled || tf.getBackend() !== "wasm" ||
-    [x, m, v, g].some((t) => t.dtype !== "float32" || t.size !== x.size)
+    !simdFunctionsOn() || [x, m, v, g].some((t) => t.dtype !== "float32" || t.size !== x.size)
   ) {
     return undefined;
   }
@@ -319,12 +318,12 @@ export function sumsOfSquares(ts: readonly tf.Tensor[]): number[] | undefined {
 /**
  * Adds `bias` ([cols]) to every row of the float32 [rows, cols] matrix at `x` in place, on the
  * heap (lib/engine/wasm_simd.ts `addRows`: the float32 additions of a broadcast `tf.add`, four
- * lanes at a time). For a kernel that owns `x` (a fresh output); false where the SIMD functions
- * are not compiled (the caller adds them itself).
+ * lanes at a time). For a kernel that owns `x` (a fresh output), called only where
+ * {@link simdFunctionsOn} holds.
  *
  * @example
  * ```ts ignore
- * if (!addRowsInPlace(be, out, bias, m, n)) for (...) c[o + j] += b[j];
+ * if (simdFunctionsOn()) addRowsInPlace(be, out, bias, m, n);
  * ```
  */
 export function addRowsInPlace(
@@ -333,10 +332,9 @@ export function addRowsInPlace(
   bias: tf.TensorInfo,
   rows: number,
   cols: number,
-): boolean {
-  if (!fns) return false;
+): void {
+  if (!fns) throw new Error("addRowsInPlace: the SIMD functions are not compiled");
   fns.addRows(offset(be, x), offset(be, bias), rows, cols);
-  return true;
 }
 
 /**
@@ -369,11 +367,7 @@ function perTensor<T>(
   fn: (x: number, out: number, n: number) => void,
   read: (results: Float32Array) => T[],
 ): T[] | undefined {
-  if (
-    !fns || !enabled || tf.getBackend() !== "wasm" || ts.some((t) => t.dtype !== "float32")
-  ) {
-    return undefined;
-  }
+  if (!simdFunctionsOn() || ts.some((t) => t.dtype !== "float32")) return undefined;
   const be = tf.backend() as unknown as WasmBackendLike & {
     disposeData(id: tf.DataId): boolean;
     dataIdMap: { has(id: tf.DataId): boolean };
@@ -427,7 +421,7 @@ export function layerNormSimd(
 ): [tf.Tensor, tf.Tensor] | undefined {
   const d = x.shape[x.shape.length - 1];
   if (
-    !fns || !enabled || tf.getBackend() !== "wasm" || x.size === 0 || x.shape.length < 2 ||
+    !simdFunctionsOn() || x.size === 0 || x.shape.length < 2 ||
     w.size !== d || b.size !== d || [x, w, b].some((t) => t.dtype !== "float32")
   ) {
     return undefined;
@@ -540,6 +534,21 @@ export function simdKernelsOn(): boolean {
   return enabled;
 }
 
+/**
+ * Whether this module's WebAssembly functions can run now: compiled (the engine has WebAssembly
+ * SIMD and the wasm backend registered them), turned on, and the wasm backend active. Every
+ * heap kernel and pass here asks it before it runs.
+ *
+ * @example
+ * ```ts
+ * import { simdFunctionsOn } from "./simd_kernels.ts";
+ * if (!simdFunctionsOn()) console.log("composed ops here");
+ * ```
+ */
+export function simdFunctionsOn(): boolean {
+  return fns !== undefined && enabled && tf.getBackend() === "wasm";
+}
+
 const geluWithGrad = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
   const [x, save] = args as [tf.Tensor, tf.GradSaveFunc];
   const s = tf.sigmoid(tf.engine().runKernel(PRE, { x }, {}) as tf.Tensor);
@@ -563,7 +572,7 @@ const geluWithGrad = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) =>
  * ```
  */
 export function geluSimd(x: tf.Tensor): tf.Tensor | undefined {
-  if (!fns || !enabled || x.dtype !== "float32" || tf.getBackend() !== "wasm") return undefined;
+  if (!simdFunctionsOn() || x.dtype !== "float32") return undefined;
   if (tf.engine().isTapeOn()) return geluWithGrad(x);
   return tf.tidy(() => tf.mul(x, tf.sigmoid(tf.engine().runKernel(PRE, { x }, {}) as tf.Tensor)));
 }

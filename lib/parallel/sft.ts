@@ -3,18 +3,17 @@
  * { workers: pool })`.
  *
  * Every step's batch (the same seeded, length-bucketed batches as the single-process run)
- * is dealt round-robin into one shard per worker. Each worker returns the gradient of its
- * shard's summed response NLL (micro-batched when `microBatch` is set) and its target-token
- * count n_k; the main thread adds the shards' gradients and divides by N = sum n_k, which is
- * exactly the gradient of `lmLoss` over the whole batch (a mean over its N target tokens),
- * up to float32 rounding. Each worker writes its shard's gradient into its own part of one
- * SharedArrayBuffer; the all-reduce (the shards' sum, in worker order, over N) runs on every
- * worker at once, each reading every part, so no gradient crosses a message and no worker
- * waits for the main thread to add them. Each replica then applies the identical clip + AdamW
- * update, so the replicas stay bit for bit equal (checked every step through their gradient
- * norms). The main thread's model gets
- * the trained weights at the end, at every checkpoint, and after a non-finite loss (the last
- * good step's weights: the NaN guard runs before any update, as in sft.ts). After an update
+ * is dealt round-robin into one shard per worker. Each worker computes the gradient of its
+ * shard's summed response NLL (micro-batched when `microBatch` is set), writes it into its own
+ * part of one SharedArrayBuffer, and returns its target-token count n_k. The all-reduce then
+ * runs on every worker at once, each reading every part: the shards' gradients added in worker
+ * order and divided by N = sum n_k, which is exactly the gradient of `lmLoss` over the whole
+ * batch (a mean over its N target tokens), up to float32 rounding. No gradient crosses a
+ * message, and no worker waits for the main thread to add them. Each replica then applies the
+ * identical clip + AdamW update, so the replicas stay bit for bit equal (checked every step
+ * through their gradient norms). The main thread's model gets the trained weights at the end,
+ * at every checkpoint, and after a non-finite loss (the last good step's weights: the NaN guard
+ * runs before any update, as in sft.ts). After an update
  * that left a non-finite weight or moment (every replica checks its own after each update,
  * before anything is saved) the replicas are abandoned: the main thread's model keeps the
  * weights of the last checkpoint of the run (or those it started with), and the pool ships

@@ -350,26 +350,22 @@ const handlers: Record<string, (payload: never) => Promise<Out> | Out> = {
       return { value: { norm, bad: await t.opt.nonFinite(t.vars) } };
     }
     // On wasm the sum is written straight into this worker's own gradient tensors (a view is
-    // taken per variable: nothing allocates between taking it and writing through it).
-    const reduced = t.reduced;
-    const grads = reduced ?? t.vars.map((v, i) => {
-      const sum = new Float32Array(t.slots[i].size);
-      reduceInto(sum, srcs, t.slots[i].offset, p.inv);
-      return tf.tensor(sum, v.shape, "float32");
+    // taken per variable: nothing allocates between taking it and writing through it);
+    // elsewhere into new tensors, freed after the step.
+    const grads = t.vars.map((v, i) => {
+      const { offset, size } = t.slots[i];
+      const own = t.reduced?.[i];
+      const dst = own ? wasmHeapView(own) : new Float32Array(size);
+      if (!dst) throw new Error(`apply: gradient ${i} is not on the wasm heap`);
+      reduceInto(dst, srcs, offset, p.inv);
+      return own ?? tf.tensor(dst, v.shape, "float32");
     });
-    if (reduced) {
-      reduced.forEach((g, i) => {
-        const view = wasmHeapView(g);
-        if (!view) throw new Error(`apply: gradient ${i} is not on the wasm heap`);
-        reduceInto(view, srcs, t.slots[i].offset, p.inv);
-      });
-    }
     const clipped = clipByGlobalNorm(grads, t.clip);
     try {
       t.opt.step(t.vars, clipped.grads, p.lrScale, t.decay);
     } finally {
       if (clipped.grads !== grads) tf.dispose(clipped.grads);
-      if (!reduced) tf.dispose(grads);
+      if (!t.reduced) tf.dispose(grads);
     }
     return { value: { norm: clipped.norm, bad: await t.opt.nonFinite(t.vars) } };
   },
