@@ -190,11 +190,13 @@ function body(p: SimdProgram): number[] {
   return [...uleb(fn.length), ...fn];
 }
 
-/** A function of a module: its parameter types, no result. */
+/** A function of a module: its parameter types and its results (none by default). */
 export interface WasmFunction {
   name: string;
-  /** Parameter value types ({@link WASM_I32}, {@link WASM_F32}). */
+  /** Parameter value types ({@link WASM_I32}, {@link WASM_F32}, {@link WASM_F64}). */
   params: number[];
+  /** Result value types. @default [] */
+  results?: number[];
   /** The code entry: size, locals, instructions, end. */
   body: number[];
 }
@@ -203,6 +205,10 @@ export interface WasmFunction {
 export const WASM_I32 = I32;
 /** The f32 value type. */
 export const WASM_F32 = F32;
+/** The f64 value type. */
+export const WASM_F64 = 0x7c;
+/** The v128 value type. */
+export const WASM_V128 = V128;
 
 /**
  * Writes one function's code with scalar float32 arithmetic: parameters and locals by index,
@@ -214,8 +220,11 @@ export class FunctionWriter {
   readonly #params: number[];
   readonly #locals: number[] = [];
 
-  constructor(readonly name: string, params: number[]) {
+  readonly #results: number[];
+
+  constructor(readonly name: string, params: number[], results: number[] = []) {
     this.#params = params;
+    this.#results = results;
   }
 
   /** A new local of type `type`; returns its index. */
@@ -275,7 +284,12 @@ export class FunctionWriter {
     const groups: number[] = [];
     for (const t of this.#locals) groups.push(1, t);
     const fn = [...uleb(this.#locals.length), ...groups, ...this.code, 0x0b];
-    return { name: this.name, params: this.#params, body: [...uleb(fn.length), ...fn] };
+    return {
+      name: this.name,
+      params: this.#params,
+      results: this.#results,
+      body: [...uleb(fn.length), ...fn],
+    };
   }
 }
 
@@ -350,14 +364,32 @@ function rowAddFunction(name: "columnSum" | "addRows"): WasmFunction {
   return fw.build();
 }
 
-/** The bytes of a module importing `env.memory` and exporting `functions`. */
-function moduleBytes(functions: readonly WasmFunction[]): Uint8Array<ArrayBuffer> {
-  const types = functions.map((f) => [0x60, ...uleb(f.params.length), ...f.params, 0]);
+/**
+ * The bytes of a module importing the memories `env.<name>` (memory index = position in
+ * `memories`; a load or store names an index other than 0 with {@link memarg}) and exporting
+ * `functions`.
+ *
+ * @example
+ * ```ts
+ * import { FunctionWriter, moduleBytes, WASM_I32 } from "./wasm_simd.ts";
+ * const nop = new FunctionWriter("nop", [WASM_I32]).build();
+ * WebAssembly.validate(moduleBytes([nop], ["heap", "host"])); // true
+ * ```
+ */
+export function moduleBytes(
+  functions: readonly WasmFunction[],
+  memories: readonly string[] = ["memory"],
+): Uint8Array<ArrayBuffer> {
+  const types = functions.map((f) => {
+    const results = f.results ?? [];
+    return [0x60, ...uleb(f.params.length), ...f.params, ...uleb(results.length), ...results];
+  });
+  const imports = memories.flatMap((m) => [...str("env"), ...str(m), 0x02, 0x00, 0x00]);
   // deno-fmt-ignore
   const bytes = [
     0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
     ...section(1, [...uleb(types.length), ...types.flat()]),
-    ...section(2, [...uleb(1), ...str("env"), ...str("memory"), 0x02, 0x00, 0x00]),
+    ...section(2, [...uleb(memories.length), ...imports]),
     ...section(3, [...uleb(functions.length), ...functions.flatMap((_, j) => uleb(j))]),
     ...section(7, [
       ...uleb(functions.length),
@@ -366,6 +398,20 @@ function moduleBytes(functions: readonly WasmFunction[]): Uint8Array<ArrayBuffer
     ...section(10, [...uleb(functions.length), ...functions.flatMap((f) => f.body)]),
   ];
   return new Uint8Array(bytes);
+}
+
+/**
+ * A load's or store's memory argument: alignment (log2 bytes), memory index and offset 0. Index 0
+ * is the plain form; another index sets the multi-memory flag (bit 6 of the alignment field).
+ *
+ * @example
+ * ```ts
+ * import { memarg } from "./wasm_simd.ts";
+ * memarg(2, 1); // [0x42, 1, 0]: a 4-byte access in memory 1
+ * ```
+ */
+export function memarg(align: number, memory: number): number[] {
+  return memory === 0 ? [align, 0x00] : [align | 0x40, ...uleb(memory), 0x00];
 }
 
 /**

@@ -15,6 +15,8 @@
 
 import * as tf from "@tensorflow/tfjs-core";
 import { wasmHeapView } from "../engine/kernels.ts";
+import { accumulateOnHost, sumSquaresOnHost } from "../engine/host_passes.ts";
+import { hostArrays } from "../engine/host_memory.ts";
 import { type AdamW, clipByGlobalNorm, type StateLocation } from "./adamw.ts";
 import type { TokenBatch } from "./loss.ts";
 
@@ -134,8 +136,13 @@ export class GradientAccumulator {
 
   /** Adds `share` x the gradients `gl` to the host sums (`first`: starts them); frees `gl`. */
   private async addHost(gl: tf.Tensor[], share: number, first: boolean): Promise<void> {
-    if (this.host.length === 0) this.host = this.vars.map((x) => new Float32Array(x.size));
+    if (this.host.length === 0) this.allocateHost();
     for (let i = 0; i < gl.length; i++) {
+      // One SIMD pass where it applies (lib/engine/host_passes.ts), the loop's bits.
+      if (accumulateOnHost(this.host[i], gl[i], share, first)) {
+        gl[i].dispose();
+        continue;
+      }
       // On wasm, read the gradient in place (no 4-byte-per-parameter copy out of the heap);
       // nothing allocates between taking the view and the end of the loop.
       const d = wasmHeapView(gl[i]) ?? ((await gl[i].data()) as Float32Array);
@@ -146,10 +153,15 @@ export class GradientAccumulator {
     }
   }
 
+  /** The host sums, zero, in WebAssembly memories (lib/engine/host_memory.ts). */
+  private allocateHost(): void {
+    this.host = hostArrays(this.vars.map((x) => [x.size])).map((g) => g[0]);
+  }
+
   /** Sets the accumulated gradients to zero (every part had weight 0). */
   private zero(): void {
     if (this.location === "host") {
-      if (this.host.length === 0) this.host = this.vars.map((x) => new Float32Array(x.size));
+      if (this.host.length === 0) this.allocateHost();
       else this.host.forEach((a) => a.fill(0));
     } else {
       this.heap = this.vars.map((x) => tf.zerosLike(x));
@@ -179,8 +191,12 @@ export class GradientAccumulator {
     const clip = o.clip ?? 0;
     this.ready = false;
     if (this.location === "host") {
-      let sq = 0;
-      for (const a of this.host) for (let j = 0; j < a.length; j++) sq += a[j] * a[j];
+      // One pass per array where it applies (lib/engine/host_passes.ts), the loop's bits.
+      let sq = sumSquaresOnHost(this.host);
+      if (sq === undefined) {
+        sq = 0;
+        for (const a of this.host) for (let j = 0; j < a.length; j++) sq += a[j] * a[j];
+      }
       const norm = Math.sqrt(sq);
       const scale = clip > 0 && norm > clip && Number.isFinite(norm) ? clip / (norm + 1e-6) : 1;
       await opt.stepFromHost(this.vars, this.host, o.lrScale ?? 1, o.decay, scale);

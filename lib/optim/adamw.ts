@@ -13,6 +13,8 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { adamwSimd, nonFiniteFlags, sumsOfSquares } from "../engine/simd_kernels.ts";
 import { wasmHeapView } from "../engine/kernels.ts";
+import { adamwOnHost } from "../engine/host_passes.ts";
+import { hostArrays } from "../engine/host_memory.ts";
 import { variableFrom } from "../model/weights.ts";
 
 /** AdamW settings. */
@@ -224,6 +226,7 @@ export class AdamW {
     }
     this.begin(vars);
     for (let i = 0; i < vars.length; i++) {
+      if (this.updateHostPass(i, vars[i], grads[i], gradScale, lrScale, decay)) continue;
       // On wasm the weights are read in place: updateHost reads all of w before it allocates.
       const w = wasmHeapView(vars[i]) ?? ((await vars[i].data()) as Float32Array);
       this.updateHost(i, vars[i], w, grads[i], gradScale, lrScale, decay);
@@ -235,10 +238,8 @@ export class AdamW {
     const host = this.opts.stateLocation === "host";
     const have = host ? this.hm.length : this.m.length;
     if (have === 0) {
-      if (host) {
-        this.hm = vars.map((x) => new Float32Array(x.size));
-        this.hv = vars.map((x) => new Float32Array(x.size));
-      } else {
+      if (host) this.allocateHost(vars.map((x) => x.size));
+      else {
         this.m = vars.map((x) => variableFrom(tf.zerosLike(x), false));
         this.v = vars.map((x) => variableFrom(tf.zerosLike(x), false));
       }
@@ -247,6 +248,16 @@ export class AdamW {
     }
     if (host) this.hostBad = vars.map(() => undefined);
     this.t += 1;
+  }
+
+  /**
+   * The host moments, zero: each variable's m and v side by side in a WebAssembly memory
+   * (lib/engine/host_memory.ts), where the SIMD pass of {@link updateHostPass} reads them.
+   */
+  private allocateHost(sizes: number[]): void {
+    const pairs = hostArrays(sizes.map((n) => [n, n]));
+    this.hm = pairs.map((p) => p[0]);
+    this.hv = pairs.map((p) => p[1]);
   }
 
   /** This step's learning rate and the bias corrections 1 - beta1^t and 1 - beta2^t. */
@@ -261,6 +272,47 @@ export class AdamW {
   /** Weight decay of variable `i`: 0 when `decay[i]` is false, else `weightDecay`. */
   private decayOf(i: number, decay?: boolean[]): number {
     return decay?.[i] === false ? 0 : this.opts.weightDecay;
+  }
+
+  /**
+   * {@link updateHost} as one SIMD pass on the wasm heap and the host memories
+   * (lib/engine/host_passes.ts `adamwOnHost`): the same numbers and flags, bit for bit. False
+   * where it does not apply (the loop runs).
+   */
+  private updateHostPass(
+    i: number,
+    x: tf.Variable,
+    g: Float32Array,
+    gs: number,
+    lrScale: number,
+    decay?: boolean[],
+  ): boolean {
+    const m = this.hm[i], v = this.hv[i];
+    if (g.length !== m.length || x.size !== m.length) return false; // the loop says what is wrong
+    const { beta1, beta2, eps } = this.opts;
+    const { lr, bc1, bc2 } = this.rates(lrScale);
+    const r = adamwOnHost(x, g, m, v, {
+      gs,
+      beta1,
+      c1: 1 - beta1,
+      beta2,
+      c2: 1 - beta2,
+      keep: 1 - lr * this.decayOf(i, decay),
+      step: lr / bc1,
+      ib2: 1 / bc2,
+      eps,
+    });
+    if (!r) return false;
+    x.assign(r.weights);
+    r.weights.dispose();
+    this.hostBad[i] = r.flags & 1
+      ? "weights"
+      : r.flags & 2
+      ? "first moment"
+      : r.flags & 4
+      ? "second moment"
+      : undefined;
+    return true;
   }
 
   /**
@@ -396,8 +448,9 @@ export class AdamW {
     this.dispose();
     this.t = s.step;
     if (this.opts.stateLocation === "host") {
-      this.hm = s.m.map((a) => Float32Array.from(a));
-      this.hv = s.v.map((a) => Float32Array.from(a));
+      this.allocateHost(vars.map((x) => x.size));
+      s.m.forEach((a, i) => this.hm[i].set(a));
+      s.v.forEach((a, i) => this.hv[i].set(a));
       return;
     }
     this.m = vars.map((x, i) => variableFrom(tf.tensor(s.m[i], x.shape), false));
