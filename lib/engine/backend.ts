@@ -32,7 +32,7 @@ export interface BackendInfo {
   /** For wasm: whether SIMD is on. */
   simd?: boolean;
   /** For wasm: the native BLAS matmul kernel, if enabled. */
-  blas?: { enabled: boolean; library?: string; reason: string };
+  blas?: { enabled: boolean; library?: string; reason: string; skinny?: string };
   /** For webgpu: the adapter description. */
   adapter?: string;
 }
@@ -174,7 +174,8 @@ export async function initBackend(
       registerLayoutKernels(tf.backend());
       const simd = Boolean(await tf.env().getAsync("WASM_HAS_SIMD_SUPPORT"));
       const blas = await enableBlasIfWanted(opts);
-      notes.push(`wasm: SIMD ${simd ? "on" : "off"}, BLAS ${blas?.enabled ? "on" : "off"}`);
+      const few = blas?.enabled && blas.skinny ? " (BLIS for few rows)" : "";
+      notes.push(`wasm: SIMD ${simd ? "on" : "off"}, BLAS ${blas?.enabled ? "on" : "off"}${few}`);
       return (current = { name: "wasm", reason: notes.join("; "), simd, blas });
     }
     if (name === "wasm") throw new Error("Cannot use backend 'wasm': tfjs wasm failed to start");

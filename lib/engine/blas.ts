@@ -30,6 +30,7 @@ import {
   simdFunctionsOn,
   type WasmBackendLike as SimdBackendLike,
 } from "./simd_kernels.ts";
+import { countSkinnyCall, isSkinny, loadSkinnyBlas } from "./skinny_gemm.ts";
 
 /** What {@link enableBlas} did, and why. */
 export interface BlasInfo {
@@ -41,6 +42,11 @@ export interface BlasInfo {
   reason: string;
   /** BLAS threads, as the library reports them (process-wide for OpenBLAS). */
   threads?: number;
+  /**
+   * The second library for products with few rows and a large matrix (BLIS, see
+   * lib/engine/skinny_gemm.ts), when loaded.
+   */
+  skinny?: string;
 }
 
 const ROW_MAJOR = 101;
@@ -213,9 +219,31 @@ function gemm(
   // Heap views as "buffer" arguments, not raw pointers: Deno refuses `UnsafePointer.of` under
   // a path-scoped --allow-ffi, and a view costs no copy.
   const at = (bytes: number) => new Uint8Array(heap.buffer, bytes);
-  const gemm1 = lib!.symbols.cblas_sgemm;
+  const open = lib!.symbols.cblas_sgemm;
+  // Few rows against a large matrix (decoding steps of large models): BLIS, where loaded.
+  const few = info.skinny !== undefined ? loadSkinnyBlas().sgemm : undefined;
+  const pick = (rows: number) => {
+    if (!few || !isSkinny(rows, k, n)) return open;
+    countSkinnyCall();
+    return few;
+  };
   const sgemm = (rows: number, aAt: number, bAt: number, cAt: number) =>
-    gemm1(ROW_MAJOR, fA, fB, rows, n, k, 1, at(aAt), lda, at(bAt), ldb, 0, at(cAt), ldc);
+    pick(rows)(
+      ROW_MAJOR,
+      fA,
+      fB,
+      rows,
+      n,
+      k,
+      1,
+      at(aAt),
+      lda,
+      at(bAt),
+      ldb,
+      0,
+      at(cAt),
+      ldc,
+    );
   const aSize = tf.util.sizeFromShape(aDims), bSize = tf.util.sizeFromShape(bDims);
   if (!tA && bSize === 1 && aSize === batch) {
     // [batch, m, k] x [k, n]: one GEMM with batch*m rows (the common dense-layer case).
@@ -451,7 +479,9 @@ export function pinBlasThreads(delta: 1 | -1): void {
   if (pinned > 0 && info.enabled && lib) info = { ...info, threads: setThreads(1) };
 }
 
+/** Sets both libraries' thread counts; returns OpenBLAS's, as it reports it. */
 function setThreads(threads: number): number | undefined {
+  if (info.skinny !== undefined || !info.enabled) loadSkinnyBlas(threads);
   lib!.symbols.openblas_set_num_threads?.(threads);
   return lib!.symbols.openblas_get_num_threads?.() ?? undefined;
 }
@@ -519,7 +549,14 @@ export function enableBlas(opts: {
   const threads = setThreads(
     opts.threads ?? (pinned > 0 ? 1 : navigator.hardwareConcurrency ?? 1),
   );
-  info = { enabled: true, library: found.path, reason: found.reason, threads };
+  const few = loadSkinnyBlas();
+  info = {
+    enabled: true,
+    library: found.path,
+    reason: `${found.reason}; ${few.reason}`,
+    threads,
+    ...(few.sgemm ? { skinny: few.library } : {}),
+  };
   return info;
 }
 

@@ -1,0 +1,124 @@
+/**
+ * BLIS for products with few rows (lib/engine/skinny_gemm.ts): which products go there (large
+ * models' decoding steps; never SafetyWorld's shapes, whose numbers stay OpenBLAS's), that they
+ * do go there when BLIS is installed, and that their numbers are right: against a float64
+ * product, and a cached decoding step of a model wide enough to use it against the full
+ * forward (OpenBLAS) within float32 rounding. Tests that need BLIS skip with a message where it
+ * is not installed (Debian/Ubuntu: apt install libblis4-pthread).
+ */
+import assert from "node:assert/strict";
+import * as tf from "@tensorflow/tfjs-core";
+import { useTestBackend } from "./_helpers.ts";
+import { numberTokenizer } from "./_helpers.ts";
+import { blasInfo } from "../lib/engine/blas.ts";
+import {
+  isSkinny,
+  SKINNY_MAX_ROWS,
+  SKINNY_MIN_WEIGHTS,
+  skinnyCalls,
+} from "../lib/engine/skinny_gemm.ts";
+import { createModel } from "../lib/model/create.ts";
+import { disposeCache } from "../lib/model/transformer.ts";
+import { makeRng } from "../lib/data/rng.ts";
+
+await useTestBackend();
+const blis = tf.getBackend() === "wasm" && blasInfo().skinny !== undefined;
+if (!blis) {
+  console.log(
+    `  skinny_gemm_test: BLIS not in use (${blasInfo().reason}); its product tests skip`,
+  );
+}
+
+Deno.test("isSkinny: large models' decoding products, never SafetyWorld's", () => {
+  assert.ok(isSkinny(8, 768, 3072) && isSkinny(1, 768, 50257) && isSkinny(16, 768, 768));
+  assert.ok(!isSkinny(SKINNY_MAX_ROWS + 1, 768, 3072), "prefill and training stay on OpenBLAS");
+  // SafetyWorld (d 128, MLP 512, vocab 640) and the tiny test models: below the size limit.
+  for (const [k, n] of [[128, 384], [128, 512], [512, 128], [128, 640]]) {
+    assert.ok(k * n < SKINNY_MIN_WEIGHTS && !isSkinny(8, k, n), `${k} x ${n}`);
+  }
+});
+
+/** Max |a - b| / max |b| over two arrays. */
+function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let num = 0, den = 0;
+  for (let i = 0; i < b.length; i++) {
+    num = Math.max(num, Math.abs(a[i] - b[i]));
+    den = Math.max(den, Math.abs(b[i]));
+  }
+  return num / den;
+}
+
+Deno.test({
+  name: "products with few rows go to BLIS and match a float64 product (plain and transposed)",
+  ignore: !blis,
+  fn() {
+    const rng = makeRng(3);
+    for (
+      const [m, k, n, tB] of [[8, 1024, 1024, false], [1, 768, 1000, true], [
+        5,
+        777,
+        900,
+        true,
+      ]] as const
+    ) {
+      const a = Float32Array.from({ length: m * k }, () => rng.normal());
+      const b = Float32Array.from({ length: k * n }, () => rng.normal());
+      const before = skinnyCalls();
+      const c = tf.tidy(() =>
+        tf.matMul(tf.tensor2d(a, [m, k]), tf.tensor2d(b, tB ? [n, k] : [k, n]), false, tB)
+      );
+      const got = c.dataSync();
+      c.dispose();
+      assert.equal(skinnyCalls() - before, 1, `${m}x${k}x${n}: one product on BLIS`);
+      const want = new Float64Array(m * n);
+      for (let i = 0; i < m; i++) {
+        for (let j = 0; j < n; j++) {
+          let s = 0;
+          for (let p = 0; p < k; p++) s += a[i * k + p] * b[tB ? j * k + p : p * n + j];
+          want[i * n + j] = s;
+        }
+      }
+      const e = relErr(got, want);
+      assert.ok(e < 1e-5, `${m}x${k}x${n} transposeB=${tB}: relative error ${e}`);
+    }
+  },
+});
+
+Deno.test({
+  name: "a cached decoding step through BLIS matches the full forward (OpenBLAS)",
+  ignore: !blis,
+  async fn() {
+    // d 512 with a 2048-wide MLP: its products of 6 rows go to BLIS, the full forward's to OpenBLAS.
+    const spec = {
+      arch: "gpt2" as const,
+      vocabSize: 1200,
+      nLayer: 2,
+      dModel: 512,
+      nHead: 8,
+      maxPositions: 64,
+    };
+    const m = await createModel(spec, {
+      tokenizer: numberTokenizer(1200),
+      backend: "wasm",
+      seed: 4,
+    });
+    const ids = Array.from(
+      { length: 6 },
+      (_, i) => Array.from({ length: 9 }, (_, j) => (i * 37 + j * 11) % 1200),
+    );
+    const full = m.forward(ids);
+    const want = tf.tidy(() => tf.slice(full.logits!, [0, 8, 0], [6, 1, 1200]).dataSync());
+    full.logits!.dispose();
+    const pre = m.forward(ids.map((r) => r.slice(0, 8)), { useCache: true, logits: "none" });
+    const before = skinnyCalls();
+    const step = m.forward(ids.map((r) => r.slice(8)), { cache: pre.cache, logits: "last" });
+    assert.ok(skinnyCalls() - before >= 4, "the step's MLP and q|k|v products ran on BLIS");
+    const got = await step.logits!.data();
+    const e = relErr(got, want);
+    assert.ok(e < 1e-5, `cached step vs full forward: relative error ${e}`);
+    step.logits!.dispose();
+    disposeCache(step.cache);
+    disposeCache(pre.cache);
+    m.dispose();
+  },
+});
