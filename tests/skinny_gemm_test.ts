@@ -18,6 +18,8 @@ import {
   skinnyCalls,
 } from "../lib/engine/skinny_gemm.ts";
 import { createModel } from "../lib/model/create.ts";
+import { externalMatrix } from "../lib/engine/external_matrix.ts";
+import { externalMatMul, externalWeightsInfo } from "../lib/engine/external_weights.ts";
 import { disposeCache } from "../lib/model/transformer.ts";
 import { makeRng } from "../lib/data/rng.ts";
 
@@ -120,5 +122,35 @@ Deno.test({
     disposeCache(step.cache);
     disposeCache(pre.cache);
     m.dispose();
+  },
+});
+
+Deno.test({
+  name: "external float32 weights: products of 2-16 rows go to BLIS; all match a float64 product",
+  ignore: !blis || !externalWeightsInfo().native,
+  fn() {
+    const rng = makeRng(9);
+    const [n, k] = [700, 768]; // an nn.Linear(768, 700).weight, [out, in]: 537,600 entries
+    const w = Float32Array.from({ length: n * k }, () => rng.normal());
+    const ext = externalMatrix(w, [n, k], { name: "proj" });
+    for (const m of [1, 3, 16]) {
+      const x = Float32Array.from({ length: m * k }, () => rng.normal());
+      const before = skinnyCalls();
+      const y = tf.tidy(() => externalMatMul(tf.tensor2d(x, [m, k]), ext));
+      const got = y.dataSync();
+      y.dispose();
+      // One row stays on OpenBLAS's two-threaded sgemv.
+      assert.equal(skinnyCalls() - before, m === 1 ? 0 : 1, `m=${m}: products on BLIS`);
+      const want = new Float64Array(m * n);
+      for (let i = 0; i < m; i++) {
+        for (let j = 0; j < n; j++) {
+          let s = 0;
+          for (let p = 0; p < k; p++) s += x[i * k + p] * w[j * k + p];
+          want[i * n + j] = s;
+        }
+      }
+      const e = relErr(got, want);
+      assert.ok(e < 1e-5, `m=${m}: relative error ${e}`);
+    }
   },
 });
