@@ -128,8 +128,10 @@ const transposeKernel: Kernel = (args) => {
   const x = args.inputs.x!;
   const perm = (args.attrs as { perm: number[] }).perm;
   const rank = x.shape.length;
-  // Only permutations that keep the last axis: rows of it are copied whole.
+  // Only permutations that keep the last axis: rows of it are copied whole. The identity is
+  // left to the registered kernel, which shares the data (lib/engine/kernels.ts).
   if (!FOUR_BYTES.has(x.dtype) || rank === 0 || perm[rank - 1] !== rank - 1) return undefined;
+  if (perm.every((p, i) => p === i)) return undefined;
   if (tf.util.sizeFromShape(x.shape) === 0) return undefined;
   const xStrides = rowStrides(x.shape);
   const shape = perm.map((p) => x.shape[p]);
