@@ -542,26 +542,27 @@ export function registerSimdKernels(backend: unknown): void {
   registerWasmKernel(ADAMW, adamwKernel);
   registerWasmKernel(PRE, (args) => run("pre", args, ["x"]));
   registerWasmKernel(GRAD, (args) => run("grad", args, ["x", "s", "dy"]));
-  const stock = tf.getKernel("Sum", "wasm")?.kernelFunc;
-  if (stock !== undefined) {
-    stockSum = stock;
-    tf.unregisterKernel("Sum", "wasm");
-    tf.registerKernel({
-      kernelName: "Sum",
-      backendName: "wasm",
-      kernelFunc: sumKernel as unknown as tf.KernelFunc,
-    });
-  }
-  const max = tf.getKernel("Max", "wasm")?.kernelFunc;
-  if (max !== undefined) {
-    stockMax = max;
-    tf.unregisterKernel("Max", "wasm");
-    tf.registerKernel({
-      kernelName: "Max",
-      backendName: "wasm",
-      kernelFunc: maxKernel as unknown as tf.KernelFunc,
-    });
-  }
+  stockSum = replaceStock("Sum", sumKernel);
+  stockMax = replaceStock("Max", maxKernel);
+}
+
+/**
+ * Puts `kernel` in place of the wasm backend's stock `name` kernel and returns the stock one
+ * (which `kernel` falls back to); nothing when no stock kernel is registered.
+ */
+function replaceStock(
+  name: string,
+  kernel: (args: KernelArgs) => tf.TensorInfo,
+): tf.KernelFunc | undefined {
+  const stock = tf.getKernel(name, "wasm")?.kernelFunc;
+  if (stock === undefined) return undefined;
+  tf.unregisterKernel(name, "wasm");
+  tf.registerKernel({
+    kernelName: name,
+    backendName: "wasm",
+    kernelFunc: kernel as unknown as tf.KernelFunc,
+  });
+  return stock;
 }
 
 /**
