@@ -23,6 +23,8 @@ import { collectActivations, type CollectOptions, type CollectRow } from "../com
 import { lmLoss, type TokenBatch } from "../optim/loss.ts";
 import { AdamW, type AdamWOptions, clipByGlobalNorm } from "../optim/adamw.ts";
 import { wasmHeapView } from "../engine/kernels.ts";
+import { hostArrays } from "../engine/host_memory.ts";
+import { sumSquaresOnHost } from "../engine/host_passes.ts";
 
 /** A handler's result and the buffers to transfer with it. */
 interface Out {
@@ -337,11 +339,15 @@ const handlers: Record<string, (payload: never) => Promise<Out> | Out> = {
     if (p.from.length === 0) throw new Error("apply: no worker's gradient to add");
     const srcs = p.from.map((k) => new Float32Array(t.grads, k * t.total * 4, t.total));
     if (t.opt.opts.stateLocation === "host") {
-      const sum = t.hostSum ??= new Float32Array(t.total); // reused: a large model's is GBs
+      // Reused (a large model's is GBs), in a host memory where AdamW's SIMD pass reads it.
+      const sum = t.hostSum ??= hostArrays([[t.total]])[0][0];
       reduceInto(sum, srcs, 0, p.inv);
       const views = t.slots.map((s) => sum.subarray(s.offset, s.offset + s.size));
-      let sq = 0;
-      for (const g of views) for (let j = 0; j < g.length; j++) sq += g[j] * g[j];
+      let sq = sumSquaresOnHost(views);
+      if (sq === undefined) {
+        sq = 0;
+        for (const g of views) for (let j = 0; j < g.length; j++) sq += g[j] * g[j];
+      }
       const norm = Math.sqrt(sq);
       const scale = t.clip > 0 && norm > t.clip && Number.isFinite(norm)
         ? t.clip / (norm + 1e-6)
