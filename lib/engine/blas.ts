@@ -219,11 +219,11 @@ function gemm(
   // Heap views as "buffer" arguments, not raw pointers: Deno refuses `UnsafePointer.of` under
   // a path-scoped --allow-ffi, and a view costs no copy.
   const at = (bytes: number) => new Uint8Array(heap.buffer, bytes);
-  const open = lib!.symbols.cblas_sgemm;
+  const openblas = lib!.symbols.cblas_sgemm;
   // Few rows against a large matrix (decoding steps of large models): BLIS, where loaded.
   const few = info.skinny !== undefined ? loadSkinnyBlas().sgemm : undefined;
   const pick = (rows: number) => {
-    if (!few || !isSkinny(rows, k, n)) return open;
+    if (!few || !isSkinny(rows, k, n)) return openblas;
     countSkinnyCall();
     return few;
   };
