@@ -9,6 +9,8 @@
  * the wasm heap: no copies. Transposes map to CBLAS flags; batch dims broadcast as NumPy
  * does (which equals tfjs's `bi % batch` rule in every case tfjs supports). Gradients need
  * nothing: tfjs registers them per kernel name, independently of the backend's kernel.
+ * Products with few rows against a large matrix (decoding steps of large models) go to BLIS
+ * instead when it is installed (lib/engine/skinny_gemm.ts).
  *
  * Needs `--allow-ffi` (and `--allow-env` to read `SAFETY_COMPASS_BLAS`: `0` disables,
  * a path chooses the library). Without them everything stays on the stock kernels. A scoped
