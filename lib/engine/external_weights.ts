@@ -24,7 +24,7 @@
 
 import * as tf from "@tensorflow/tfjs-core";
 import { detectBlas } from "./blas.ts";
-import { countSkinnyCall, loadSkinnyBlas, SKINNY_MIN_WEIGHTS } from "./skinny_gemm.ts";
+import { countSkinnyCall, isSkinny, loadSkinnyBlas } from "./skinny_gemm.ts";
 import { bf16TileToF32 } from "./bf16_convert.ts";
 import {
   bf16HelperReady,
@@ -168,8 +168,7 @@ function nativeProduct(
   // A float32 decoding product of 2 to 16 rows: BLIS reads the matrix in place
   // (lib/engine/skinny_gemm.ts). One row stays on OpenBLAS's sgemv, which runs on two threads:
   // BLIS's took Qwen3-0.6B's decoding of one sequence from 8.0 to 5.0 tok/s (B=8: 23.1 -> 28.8).
-  const few = w.dtype === "float32" && m >= 2 && m <= FEW_ROWS &&
-    w.data.length >= SKINNY_MIN_WEIGHTS;
+  const few = w.dtype === "float32" && m >= 2 && isSkinny(m, w.rows, w.cols);
   if (split && bf16HelperReady()) splitRowsProduct(lib!, job, outView);
   else if (few && openFewLib()) {
     countSkinnyCall();

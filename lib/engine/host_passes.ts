@@ -19,6 +19,7 @@ import { hostStateFunctions } from "./host_state_wasm.ts";
 import { hostMemoryOf } from "./host_memory.ts";
 import { wasmHeapView } from "./kernels.ts";
 import {
+  type KernelArgs,
   offset,
   registerWasmKernel,
   simdFunctionsOn,
@@ -151,9 +152,7 @@ interface AdamWHostAttrs extends HostAdamWNumbers {
 }
 
 /** w -> w' on the heap, the moments updated in place; the flags are left in the attrs. */
-function adamwHostKernel(
-  args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap },
-) {
+function adamwHostKernel(args: KernelArgs): tf.TensorInfo {
   const be = args.backend as WasmBackendLike;
   const x = args.inputs.x!;
   const a = args.attrs as unknown as AdamWHostAttrs;

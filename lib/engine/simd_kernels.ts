@@ -178,7 +178,7 @@ function sumKernel(args: KernelArgs): tf.TensorInfo {
   const axes = tf.util.parseAxisParam(axis, x.shape);
   const k = axes.length, size = tf.util.sizeFromShape(x.shape);
   const leading = axes.every((a, i) => a === i);
-  const trailing = axes.every((a, i) => a === rank - k + i);
+  const trailing = areTrailing(axes, rank);
   if (
     !enabled || x.dtype !== "float32" || size === 0 || k === 0 || k >= rank ||
     (!leading && !trailing)
@@ -191,6 +191,11 @@ function sumKernel(args: KernelArgs): tf.TensorInfo {
   const out = be.makeOutput(keepDims ? [...axes.map(() => 1), ...rest] : rest, "float32");
   fns!.columnSum(offset(be, x), offset(be, out), size / cols, cols);
   return out;
+}
+
+/** Whether `axes` are the last `axes.length` axes of a rank-`rank` tensor, in order. */
+function areTrailing(axes: number[], rank: number): boolean {
+  return axes.every((a, i) => a === rank - axes.length + i);
 }
 
 /** Each row over the trailing `axes` of x reduced by `fn` (`rowSum` or `rowMax`). */
@@ -224,7 +229,7 @@ function maxKernel(args: KernelArgs): tf.TensorInfo {
   const k = axes.length;
   if (
     !enabled || x.dtype !== "float32" || tf.util.sizeFromShape(x.shape) === 0 || k === 0 ||
-    k >= rank || axes.some((a, i) => a !== rank - k + i)
+    k >= rank || !areTrailing(axes, rank)
   ) {
     return stockMax!(args as Parameters<tf.KernelFunc>[0]) as tf.TensorInfo;
   }

@@ -15,9 +15,15 @@
 
 import * as tf from "@tensorflow/tfjs-core";
 import { wasmHeapView } from "../engine/kernels.ts";
-import { accumulateOnHost, sumSquaresOnHost } from "../engine/host_passes.ts";
+import { accumulateOnHost } from "../engine/host_passes.ts";
 import { hostArrays } from "../engine/host_memory.ts";
-import { type AdamW, clipByGlobalNorm, type StateLocation } from "./adamw.ts";
+import {
+  type AdamW,
+  clipByGlobalNorm,
+  clipScale,
+  hostGlobalNorm,
+  type StateLocation,
+} from "./adamw.ts";
 import type { TokenBatch } from "./loss.ts";
 
 /** One micro-batch and its weight: how many terms of the batch loss's mean it holds. */
@@ -191,15 +197,8 @@ export class GradientAccumulator {
     const clip = o.clip ?? 0;
     this.ready = false;
     if (this.location === "host") {
-      // One pass per array where it applies (lib/engine/host_passes.ts), the loop's bits.
-      let sq = sumSquaresOnHost(this.host);
-      if (sq === undefined) {
-        sq = 0;
-        for (const a of this.host) for (let j = 0; j < a.length; j++) sq += a[j] * a[j];
-      }
-      const norm = Math.sqrt(sq);
-      const scale = clip > 0 && norm > clip && Number.isFinite(norm) ? clip / (norm + 1e-6) : 1;
-      await opt.stepFromHost(this.vars, this.host, o.lrScale ?? 1, o.decay, scale);
+      const norm = hostGlobalNorm(this.host);
+      await opt.stepFromHost(this.vars, this.host, o.lrScale ?? 1, o.decay, clipScale(norm, clip));
       return norm;
     }
     const gl = this.heap;

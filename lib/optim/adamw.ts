@@ -13,7 +13,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { adamwSimd, nonFiniteFlags, sumsOfSquares } from "../engine/simd_kernels.ts";
 import { wasmHeapView } from "../engine/kernels.ts";
-import { adamwOnHost } from "../engine/host_passes.ts";
+import { adamwOnHost, type HostAdamWNumbers, sumSquaresOnHost } from "../engine/host_passes.ts";
 import { hostArrays } from "../engine/host_memory.ts";
 import { variableFrom } from "../model/weights.ts";
 
@@ -289,9 +289,24 @@ export class AdamW {
   ): boolean {
     const m = this.hm[i], v = this.hv[i];
     if (g.length !== m.length || x.size !== m.length) return false; // the loop says what is wrong
+    const r = adamwOnHost(x, g, m, v, this.hostNumbers(i, gs, lrScale, decay));
+    if (!r) return false;
+    x.assign(r.weights);
+    r.weights.dispose();
+    this.hostBad[i] = nonFiniteOf(r.flags);
+    return true;
+  }
+
+  /** The numbers of variable `i`'s host update, for the loop and the pass alike. */
+  private hostNumbers(
+    i: number,
+    gs: number,
+    lrScale: number,
+    decay?: boolean[],
+  ): HostAdamWNumbers {
     const { beta1, beta2, eps } = this.opts;
     const { lr, bc1, bc2 } = this.rates(lrScale);
-    const r = adamwOnHost(x, g, m, v, {
+    return {
       gs,
       beta1,
       c1: 1 - beta1,
@@ -301,18 +316,7 @@ export class AdamW {
       step: lr / bc1,
       ib2: 1 / bc2,
       eps,
-    });
-    if (!r) return false;
-    x.assign(r.weights);
-    r.weights.dispose();
-    this.hostBad[i] = r.flags & 1
-      ? "weights"
-      : r.flags & 2
-      ? "first moment"
-      : r.flags & 4
-      ? "second moment"
-      : undefined;
-    return true;
+    };
   }
 
   /**
@@ -337,13 +341,7 @@ export class AdamW {
           `its state holds ${m.length}. Pass the same variables, in the same order, every step`,
       );
     }
-    const { beta1, beta2, eps } = this.opts;
-    const { lr, bc1, bc2 } = this.rates(lrScale);
-    const c1 = 1 - beta1;
-    const c2 = 1 - beta2;
-    const keep = 1 - lr * this.decayOf(i, decay);
-    const step = lr / bc1;
-    const ib2 = 1 / bc2;
+    const { beta1, c1, beta2, c2, keep, step, ib2, eps } = this.hostNumbers(i, gs, lrScale, decay);
     const out = new Float32Array(m.length);
     // The finiteness check rides along: a float64 sum of float32 values cannot overflow, so
     // each sum is finite exactly when every value it adds is.
@@ -359,13 +357,9 @@ export class AdamW {
       sv += vj;
       sw += out[j];
     }
-    this.hostBad[i] = !Number.isFinite(sw)
-      ? "weights"
-      : !Number.isFinite(sm)
-      ? "first moment"
-      : !Number.isFinite(sv)
-      ? "second moment"
-      : undefined;
+    this.hostBad[i] = nonFiniteOf(
+      (Number.isFinite(sw) ? 0 : 1) | (Number.isFinite(sm) ? 0 : 2) | (Number.isFinite(sv) ? 0 : 4),
+    );
     const t = tf.tensor(out, x.shape, "float32");
     x.assign(t);
     t.dispose();
@@ -469,6 +463,20 @@ export class AdamW {
 }
 
 /**
+ * What a host update's finiteness flags name first (bit 0 the weights, bit 1 the first moment,
+ * bit 2 the second moment: the bits of lib/engine/host_passes.ts `adamwOnHost`).
+ */
+function nonFiniteOf(flags: number): NonFinite["what"] | undefined {
+  return flags & 1
+    ? "weights"
+    : flags & 2
+    ? "first moment"
+    : flags & 4
+    ? "second moment"
+    : undefined;
+}
+
+/**
  * `sqrt(sum_i sum(g_i * g_i))` in float32, as `tf.sqrt(tf.addN(grads.map((g) => tf.sum(tf.mul(g,
  * g)))))` computes it: on wasm each variable's sum comes straight off the heap (bit for bit those
  * ops, lib/engine/reduce_wasm.ts) and the sums are added in addN's order, without two kernel
@@ -487,15 +495,50 @@ function globalNorm(grads: tf.Tensor[]): number {
   return norm;
 }
 
+/**
+ * The factor global-norm clipping to `maxNorm` multiplies gradients of norm `norm` by:
+ * `maxNorm / (norm + 1e-6)` when the norm is finite and above a positive `maxNorm`, else 1.
+ *
+ * @example
+ * ```ts
+ * import { clipScale } from "./adamw.ts";
+ * clipScale(4, 1); // 0.24999993750001562
+ * clipScale(0.5, 1); // 1
+ * ```
+ */
+export function clipScale(norm: number, maxNorm: number): number {
+  return maxNorm > 0 && norm > maxNorm && Number.isFinite(norm) ? maxNorm / (norm + 1e-6) : 1;
+}
+
 /** Scales gradients so their global L2 norm is at most `maxNorm`; returns the norm before. */
 export function clipByGlobalNorm(
   grads: tf.Tensor[],
   maxNorm: number,
 ): { grads: tf.Tensor[]; norm: number } {
   const norm = globalNorm(grads);
-  if (!(maxNorm > 0) || norm <= maxNorm || !Number.isFinite(norm)) return { grads, norm };
-  const scale = maxNorm / (norm + 1e-6);
+  const scale = clipScale(norm, maxNorm);
+  if (scale === 1) return { grads, norm };
   return { grads: grads.map((g) => tf.mul(g, scale)), norm };
+}
+
+/**
+ * The global L2 norm of gradients held on the host: `sqrt` of the float64 sum of every square,
+ * array after array in order (one SIMD pass per array where lib/engine/host_passes.ts
+ * `sumSquaresOnHost` applies, else the loop: the same bits).
+ *
+ * @example
+ * ```ts
+ * import { hostGlobalNorm } from "./adamw.ts";
+ * hostGlobalNorm([new Float32Array([3]), new Float32Array([4])]); // 5
+ * ```
+ */
+export function hostGlobalNorm(arrays: readonly Float32Array[]): number {
+  let sq = sumSquaresOnHost(arrays);
+  if (sq === undefined) {
+    sq = 0;
+    for (const a of arrays) for (let j = 0; j < a.length; j++) sq += a[j] * a[j];
+  }
+  return Math.sqrt(sq);
 }
 
 /** Linear warm-up then cosine decay to `minRatio` of the peak: the multiplier at `step`. */

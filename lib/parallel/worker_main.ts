@@ -21,10 +21,15 @@ import { type Params, uniqueName, variableFrom } from "../model/weights.ts";
 import { generate, type GenerateOptions } from "../model/generate.ts";
 import { collectActivations, type CollectOptions, type CollectRow } from "../compass/collect.ts";
 import { lmLoss, type TokenBatch } from "../optim/loss.ts";
-import { AdamW, type AdamWOptions, clipByGlobalNorm } from "../optim/adamw.ts";
+import {
+  AdamW,
+  type AdamWOptions,
+  clipByGlobalNorm,
+  clipScale,
+  hostGlobalNorm,
+} from "../optim/adamw.ts";
 import { wasmHeapView } from "../engine/kernels.ts";
 import { hostArrays } from "../engine/host_memory.ts";
-import { sumSquaresOnHost } from "../engine/host_passes.ts";
 
 /** A handler's result and the buffers to transfer with it. */
 interface Out {
@@ -343,16 +348,8 @@ const handlers: Record<string, (payload: never) => Promise<Out> | Out> = {
       const sum = t.hostSum ??= hostArrays([[t.total]])[0][0];
       reduceInto(sum, srcs, 0, p.inv);
       const views = t.slots.map((s) => sum.subarray(s.offset, s.offset + s.size));
-      let sq = sumSquaresOnHost(views);
-      if (sq === undefined) {
-        sq = 0;
-        for (const g of views) for (let j = 0; j < g.length; j++) sq += g[j] * g[j];
-      }
-      const norm = Math.sqrt(sq);
-      const scale = t.clip > 0 && norm > t.clip && Number.isFinite(norm)
-        ? t.clip / (norm + 1e-6)
-        : 1;
-      await t.opt.stepFromHost(t.vars, views, p.lrScale, t.decay, scale);
+      const norm = hostGlobalNorm(views);
+      await t.opt.stepFromHost(t.vars, views, p.lrScale, t.decay, clipScale(norm, t.clip));
       return { value: { norm, bad: await t.opt.nonFinite(t.vars) } };
     }
     // On wasm the sum is written straight into this worker's own gradient tensors (a view is
