@@ -18,6 +18,8 @@
  * @module
  */
 
+import { envVar } from "../io/env.ts";
+
 /** The most rows a product may have to go to BLIS. */
 export const SKINNY_MAX_ROWS = 16;
 
@@ -46,14 +48,9 @@ export interface SkinnyBlas {
 let state: SkinnyBlas | undefined;
 let lib: Deno.DynamicLibrary<typeof SYMBOLS> | undefined;
 
+/** `SAFETY_COMPASS_BLIS`, trimmed; undefined when unset, empty or not readable. */
 function envSetting(): string | undefined {
-  if (
-    Deno.permissions.querySync({ name: "env", variable: "SAFETY_COMPASS_BLIS" }).state !== "granted"
-  ) {
-    return undefined;
-  }
-  const v = Deno.env.get("SAFETY_COMPASS_BLIS")?.trim();
-  return v === "" ? undefined : v;
+  return envVar("SAFETY_COMPASS_BLIS")?.trim() || undefined;
 }
 
 function candidates(): string[] {
