@@ -128,9 +128,11 @@ export function sumSquaresOnHost(arrays: readonly Float32Array[]): number | unde
 export interface HostAdamWNumbers {
   /** The gradient's multiplier (the clip scale). */
   gs: number;
+  /** Decay rate of the first moment. */
   beta1: number;
   /** 1 - beta1. */
   c1: number;
+  /** Decay rate of the second moment. */
   beta2: number;
   /** 1 - beta2. */
   c2: number;
@@ -140,6 +142,7 @@ export interface HostAdamWNumbers {
   step: number;
   /** 1 / (1 - beta2^t). */
   ib2: number;
+  /** Added to the denominator's square root. */
   eps: number;
 }
 

@@ -39,9 +39,11 @@ const SYMBOLS = {
 
 /** The loaded library's row-major `cblas_sgemm`, or why there is none. */
 export interface SkinnyBlas {
+  /** BLIS's row-major `cblas_sgemm` (the CBLAS arguments, heap views as buffers), when loaded. */
   sgemm?: Deno.DynamicLibrary<typeof SYMBOLS>["symbols"]["cblas_sgemm"];
   /** The library's path, when loaded. */
   library?: string;
+  /** Why it is loaded, or why not. */
   reason: string;
 }
 
