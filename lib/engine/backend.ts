@@ -32,7 +32,13 @@ export interface BackendInfo {
   /** For wasm: whether SIMD is on. */
   simd?: boolean;
   /** For wasm: the native BLAS matmul kernel, if enabled. */
-  blas?: { enabled: boolean; library?: string; reason: string; skinny?: string };
+  blas?: {
+    enabled: boolean;
+    library?: string;
+    reason: string;
+    skinny?: string;
+    skinnyKind?: "native" | "blis";
+  };
   /** For webgpu: the adapter description. */
   adapter?: string;
 }
@@ -174,7 +180,11 @@ export async function initBackend(
       registerLayoutKernels(tf.backend());
       const simd = Boolean(await tf.env().getAsync("WASM_HAS_SIMD_SUPPORT"));
       const blas = await enableBlasIfWanted(opts);
-      const few = blas?.enabled && blas.skinny ? " (BLIS for few rows)" : "";
+      const few = !blas?.enabled || !blas.skinny
+        ? ""
+        : blas.skinnyKind === "native"
+        ? " (native kernel for few rows)"
+        : " (BLIS for few rows)";
       notes.push(`wasm: SIMD ${simd ? "on" : "off"}, BLAS ${blas?.enabled ? "on" : "off"}${few}`);
       return (current = { name: "wasm", reason: notes.join("; "), simd, blas });
     }

@@ -9,8 +9,8 @@
  * the wasm heap: no copies. Transposes map to CBLAS flags; batch dims broadcast as NumPy
  * does (which equals tfjs's `bi % batch` rule in every case tfjs supports). Gradients need
  * nothing: tfjs registers them per kernel name, independently of the backend's kernel.
- * Products with few rows against a large matrix (decoding steps of large models) go to BLIS
- * instead when it is installed (lib/engine/skinny_gemm.ts).
+ * Products with few rows against a large matrix (decoding steps of large models) go to the
+ * native few-rows kernel or BLIS instead, where one is available (lib/engine/skinny_gemm.ts).
  *
  * Needs `--allow-ffi` (and `--allow-env` to read `SAFETY_COMPASS_BLAS`: `0` disables,
  * a path chooses the library). Without them everything stays on the stock kernels. A scoped
@@ -45,10 +45,12 @@ export interface BlasInfo {
   /** BLAS threads, as the library reports them (process-wide for OpenBLAS). */
   threads?: number;
   /**
-   * The second library for products with few rows and a large matrix (BLIS, see
-   * lib/engine/skinny_gemm.ts), when loaded.
+   * The second library for products with few rows and a large matrix (the native few-rows
+   * kernel or BLIS, see lib/engine/skinny_gemm.ts), when loaded: its path.
    */
   skinny?: string;
+  /** Which library {@link BlasInfo.skinny} is. */
+  skinnyKind?: "native" | "blis";
 }
 
 const ROW_MAJOR = 101;
@@ -222,7 +224,7 @@ function gemm(
   // a path-scoped --allow-ffi, and a view costs no copy.
   const at = (bytes: number) => new Uint8Array(heap.buffer, bytes);
   const openblas = lib!.symbols.cblas_sgemm;
-  // Few rows against a large matrix (decoding steps of large models): BLIS, where loaded.
+  // Few rows against a large matrix (decoding steps of large models): the few-rows library.
   const few = info.skinny !== undefined ? loadSkinnyBlas().sgemm : undefined;
   const pick = (rows: number) => {
     if (!few || !isSkinny(rows, k, n)) return openblas;
@@ -557,7 +559,7 @@ export function enableBlas(opts: {
     library: found.path,
     reason: `${found.reason}; ${few.reason}`,
     threads,
-    ...(few.sgemm ? { skinny: few.library } : {}),
+    ...(few.sgemm ? { skinny: few.library, skinnyKind: few.kind } : {}),
   };
   return info;
 }

@@ -62,7 +62,7 @@ export interface ExternalWeightsInfo {
 let lib: GemmLib | null | undefined;
 let libReason = "";
 let libPath: string | undefined;
-/** BLIS on pointers (lib/engine/skinny_gemm.ts), for float32 matrices at few rows. */
+/** The few-rows library on pointers (lib/engine/skinny_gemm.ts), for float32 matrices. */
 let fewLib: GemmLib | null | undefined;
 
 function openFewLib(): GemmLib | null {
@@ -94,7 +94,10 @@ function openLib(): GemmLib | null {
     lib = Deno.dlopen(found.path, GEMM_SYMBOLS);
     libPath = found.path;
     libReason = `OpenBLAS ${found.path}` +
-      (openFewLib() ? `; BLIS for float32 products of few rows (${loadSkinnyBlas().library})` : "");
+      (openFewLib()
+        ? `; ${loadSkinnyBlas().kind === "native" ? "native kernel" : "BLIS"} for float32 ` +
+          `products of few rows (${loadSkinnyBlas().library})`
+        : "");
   } catch (e) {
     libReason = `BLAS off: cannot open ${found.path} (${(e as Error).message})`;
     lib = null;
@@ -165,10 +168,12 @@ function nativeProduct(
 ): void {
   const job = { data: w.data, rows: w.rows, cols: w.cols, mode, m, input, out, r0: 0, r1: w.rows };
   const split = w.dtype === "bfloat16" && m <= FEW_ROWS && w.rows >= SPLIT_MIN_ROWS;
-  // A float32 decoding product of 2 to 16 rows: BLIS reads the matrix in place
-  // (lib/engine/skinny_gemm.ts). One row stays on OpenBLAS's sgemv, which runs on two threads:
-  // BLIS's took Qwen3-0.6B's decoding of one sequence from 8.0 to 5.0 tok/s (B=8: 23.1 -> 28.8).
-  const few = w.dtype === "float32" && m >= 2 && isSkinny(m, w.rows, w.cols);
+  // A float32 decoding product of at most 16 rows: the few-rows library reads the matrix in
+  // place (lib/engine/skinny_gemm.ts). With BLIS, one row stays on OpenBLAS's sgemv, which runs
+  // on two threads: BLIS's took Qwen3-0.6B's decoding of one sequence from 8.0 to 5.0 tok/s
+  // (B=8: 23.1 -> 28.8). The native kernel takes one row too.
+  const fewest = loadSkinnyBlas().kind === "native" ? 1 : 2;
+  const few = w.dtype === "float32" && m >= fewest && isSkinny(m, w.rows, w.cols);
   if (split && bf16HelperReady()) splitRowsProduct(lib!, job, outView);
   else if (few && openFewLib()) {
     countSkinnyCall();
