@@ -8,7 +8,8 @@
  * The cache: `SAFETY_COMPASS_CACHE`, else `$XDG_CACHE_HOME/safety-compass`, else
  * `$HOME/.cache/safety-compass`; a library is named for an FNV-1a hash of its source, the flags,
  * the compiler's path and the CPU's flags (`-march=native` code must not meet another CPU).
- * Builds write a temporary file and rename it, so concurrent processes never load half a file.
+ * Builds write a temporary file and rename it, so concurrent builds (processes, or workers of one
+ * process) never load half a file.
  * `SAFETY_COMPASS_NATIVE=0` turns every native kernel off; `CC` picks the compiler.
  *
  * @module
@@ -158,7 +159,8 @@ function build(source: URL): NativeBuild {
   }
   if (cc.path === undefined) return { reason: `not built: ${cc.reason}` };
   if (!allowed("write", dir)) return { reason: `not built: no --allow-write for ${dir}` };
-  const tmp = `${path}.${Deno.pid}.tmp`;
+  // Unique per build: worker threads of one process share its pid.
+  const tmp = `${path}.${Deno.pid}.${crypto.randomUUID()}.tmp`;
   try {
     Deno.mkdirSync(dir, { recursive: true });
     const out = new Deno.Command(cc.path, {

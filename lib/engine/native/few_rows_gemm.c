@@ -36,9 +36,12 @@
 #if defined(__AVX512F__)
 #define VL 16 /* lanes per vector */
 #define RB 8  /* rows of A per pass: 3 RB accumulators + 4 live vectors within 32 registers */
-#elif defined(__AVX__) || defined(__SSE2__)
+#elif defined(__AVX__)
 #define VL 8
 #define RB 4 /* 16 vector registers */
+#elif defined(__x86_64__) || defined(__i386__)
+#define VL 4 /* SSE */
+#define RB 4
 #else
 #define VL 4
 #define RB 8 /* NEON: 32 registers */
@@ -63,17 +66,17 @@ static inline vf load(const float* p) { return *(const vfu*)p; }
 static inline void store(float* p, vf v) { *(vfu*)p = v; }
 static inline vf splat(float a) { return (vf){0} + a; }
 static inline vf zero(void) { return (vf){0}; }
-#define fma_v(a, b, c) ((a) * (b) + (c)) /* contracted to one rounding (-ffp-contract=fast) */
+#define fma_v(a, b, c) ((a) * (b) + (c)) /* one rounding where the CPU has FMA (-ffp-contract=fast) */
 #endif
 
 /* One column block [j, j + NB) over k-panel [p0, p1), R rows (compile-time R). */
 #define DEFINE_NT_BLOCK(R)                                                                   \
   static void nt_block_##R(const float* A, int lda, const float* B, int ldb, float* C,      \
-                           int ldc, int j, int p0, int p1) {                                \
+                           int ldc, int j, int p0, int p1, int init) {                      \
     vf acc[R][3];                                                                           \
     for (int r = 0; r < R; r++)                                                             \
       for (int c = 0; c < 3; c++)                                                           \
-        acc[r][c] = p0 == 0 ? zero() : load(C + (size_t)r * ldc + j + c * VL);             \
+        acc[r][c] = init ? zero() : load(C + (size_t)r * ldc + j + c * VL);                 \
     for (int p = p0; p < p1; p++) {                                                         \
       const float* b = B + (size_t)p * ldb + j;                                             \
       __builtin_prefetch(b + PF, 0, 3);                                                     \
@@ -138,36 +141,88 @@ static inline float tree_sum(vf v) {
   return x[0];
 }
 
+#if defined(__AVX512F__)
+/* The last, narrower block [j, j + width), width < NB: the block's code with masked loads and
+ * stores, so each column is the same fused multiply-add chain as in a full block. */
+#define DEFINE_NT_TAIL(R)                                                                    \
+  static void nt_tail_##R(const float* A, int lda, const float* B, int ldb, float* C,       \
+                          int ldc, int j, int p0, int p1, int width) {                      \
+    __mmask16 mk[3];                                                                        \
+    for (int c = 0; c < 3; c++) {                                                           \
+      int w = width - c * VL;                                                               \
+      mk[c] = w >= VL ? (__mmask16)0xFFFF : w <= 0 ? (__mmask16)0 : (__mmask16)((1u << w) - 1); \
+    }                                                                                       \
+    vf acc[R][3];                                                                           \
+    for (int r = 0; r < R; r++)                                                             \
+      for (int c = 0; c < 3; c++)                                                           \
+        acc[r][c] = p0 == 0 ? zero()                                                        \
+                            : _mm512_maskz_loadu_ps(mk[c], C + (size_t)r * ldc + j + c * VL); \
+    for (int p = p0; p < p1; p++) {                                                         \
+      const float* b = B + (size_t)p * ldb + j;                                             \
+      vf b0 = _mm512_maskz_loadu_ps(mk[0], b), b1 = _mm512_maskz_loadu_ps(mk[1], b + VL);   \
+      vf b2 = _mm512_maskz_loadu_ps(mk[2], b + 2 * VL);                                     \
+      for (int r = 0; r < R; r++) {                                                         \
+        vf a = splat(A[(size_t)r * lda + p]);                                               \
+        acc[r][0] = fma_v(a, b0, acc[r][0]);                                                \
+        acc[r][1] = fma_v(a, b1, acc[r][1]);                                                \
+        acc[r][2] = fma_v(a, b2, acc[r][2]);                                                \
+      }                                                                                     \
+    }                                                                                       \
+    for (int r = 0; r < R; r++)                                                             \
+      for (int c = 0; c < 3; c++)                                                           \
+        _mm512_mask_storeu_ps(C + (size_t)r * ldc + j + c * VL, mk[c], acc[r][c]);          \
+  }
+#endif
+
 #define FOR_ROWS(X) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8)
 FOR_ROWS(DEFINE_NT_BLOCK)
 FOR_ROWS(DEFINE_T_PAIR)
+#if defined(__AVX512F__)
+FOR_ROWS(DEFINE_NT_TAIL)
+#endif
 
-typedef void nt_fn(const float*, int, const float*, int, float*, int, int, int, int);
+typedef void nt_fn(const float*, int, const float*, int, float*, int, int, int, int, int);
 typedef void t_fn(const float*, int, const float*, int, float*, int, int, int, int);
 #define NT_ENTRY(R) nt_block_##R,
 #define T_ENTRY(R) t_pair_##R,
 static nt_fn* const NT_BLOCK[] = {0, FOR_ROWS(NT_ENTRY)};
+#if defined(__AVX512F__)
+typedef void nt_tail_fn(const float*, int, const float*, int, float*, int, int, int, int, int);
+#define NT_TAIL_ENTRY(R) nt_tail_##R,
+static nt_tail_fn* const NT_TAIL[] = {0, FOR_ROWS(NT_TAIL_ENTRY)};
+#endif
 static t_fn* const T_PAIR[] = {0, FOR_ROWS(T_ENTRY)};
 
 /* Columns [j0, j1) of C = A B (B [k, n]); j0 a multiple of NB. */
 static void nt_range(int m, int k, const float* A, int lda, const float* B, int ldb, float* C,
                      int ldc, int j0, int j1) {
-  int full = j0 + (j1 - j0) / NB * NB;
+  int full = j0 + (j1 - j0) / NB * NB, width = j1 - full;
   for (int r0 = 0; r0 < m; r0 += RB) {
     int rows = m - r0 < RB ? m - r0 : RB;
     const float* a = A + (size_t)r0 * lda;
     float* c = C + (size_t)r0 * ldc;
     for (int p0 = 0; p0 < k; p0 += KC) {
       int p1 = p0 + KC < k ? p0 + KC : k;
-      for (int j = j0; j < full; j += NB) NT_BLOCK[rows](a, lda, B, ldb, c, ldc, j, p0, p1);
+      for (int j = j0; j < full; j += NB)
+        NT_BLOCK[rows](a, lda, B, ldb, c, ldc, j, p0, p1, p0 == 0);
+      if (width == 0) continue;
+#if defined(__AVX512F__)
+      NT_TAIL[rows](a, lda, B, ldb, c, ldc, full, p0, p1, width);
+#else
+      /* The last, narrower block through zero-padded copies: the same chains as a full one. */
+      float bt[KC * NB], ct[RB * NB];
+      memset(bt, 0, sizeof bt);
+      memset(ct, 0, sizeof ct);
+      for (int p = p0; p < p1; p++)
+        memcpy(bt + (size_t)(p - p0) * NB, B + (size_t)p * ldb + full, (size_t)width * 4);
+      if (p0 > 0)
+        for (int r = 0; r < rows; r++)
+          memcpy(ct + (size_t)r * NB, c + (size_t)r * ldc + full, (size_t)width * 4);
+      NT_BLOCK[rows](a + p0, lda, bt, NB, ct, NB, 0, 0, p1 - p0, p0 == 0);
+      for (int r = 0; r < rows; r++)
+        memcpy(c + (size_t)r * ldc + full, ct + (size_t)r * NB, (size_t)width * 4);
+#endif
     }
-    /* Tail columns: the same fused multiply-add chain along k as a vector lane. */
-    for (int r = 0; r < rows; r++)
-      for (int j = full; j < j1; j++) {
-        float s = 0;
-        for (int p = 0; p < k; p++) s = fmaf(a[(size_t)r * lda + p], B[(size_t)p * ldb + j], s);
-        c[(size_t)r * ldc + j] = s;
-      }
   }
 }
 
@@ -348,4 +403,4 @@ void cblas_sgemv(int order, int trans, int m, int n, float alpha, const float* A
 }
 
 /** The source's version: changes whenever the numbers or the ABI change. */
-int sc_few_rows_version(void) { return 2; }
+int sc_few_rows_version(void) { return 3; }
