@@ -203,6 +203,23 @@ Deno.test({
 });
 
 Deno.test({
+  name: "native build: the kernel's library is NODELETE (its threads outlive a closing Worker)",
+  ignore: !lib,
+  fn(t) {
+    let out: Deno.CommandOutput;
+    try {
+      out = new Deno.Command("readelf", { args: ["-d", built.path!], stdout: "piped" })
+        .outputSync();
+    } catch {
+      console.log("  readelf not installed (binutils): NODELETE not checked");
+      return;
+    }
+    assert.ok(out.success, "readelf -d ran");
+    assert.match(new TextDecoder().decode(out.stdout), /FLAGS_1.*NODELETE/, t.name);
+  },
+});
+
+Deno.test({
   name: "native build: cached by content; a broken source gives a reason, not a throw",
   ignore: !lib,
   fn() {

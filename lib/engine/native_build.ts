@@ -25,7 +25,12 @@ export interface NativeBuild {
   reason: string;
 }
 
-/** Compiler flags: optimised for this CPU, multiply-adds fused (the kernels count on it). */
+/**
+ * Compiler flags: optimised for this CPU, multiply-adds fused (the kernels count on it), and the
+ * library marked NODELETE: a kernel may start threads that outlive the module that opened it (a
+ * Deno Worker that terminates closes its libraries), and unmapping their code under them would
+ * leave them running through whatever is mapped there next.
+ */
 export const NATIVE_FLAGS = [
   "-O3",
   "-march=native",
@@ -33,6 +38,7 @@ export const NATIVE_FLAGS = [
   "-fPIC",
   "-shared",
   "-pthread",
+  "-Wl,-z,nodelete",
 ];
 
 /** FNV-1a (64-bit, as two 32-bit halves) of a string, as 16 hex digits. */

@@ -53,7 +53,7 @@ const SYMBOLS = {
 
 /** The native kernel's source (lib/engine/native/few_rows_gemm.c) and its version. */
 const NATIVE_SOURCE = new URL("./native/few_rows_gemm.c", import.meta.url);
-const NATIVE_VERSION = 3;
+const NATIVE_VERSION = 4;
 
 /** The loaded library's row-major `cblas_sgemm`, or why there is none. */
 export interface SkinnyBlas {
