@@ -262,12 +262,21 @@ function gemm(
   return out;
 }
 
-/** Below this many multiply-adds the FFI call and BLAS threading cost more than they save. */
-export const SMALL_GEMM_MACS = 1 << 21;
+/**
+ * Below this many multiply-adds an untransposed batch-1 product stays on the stock kernel
+ * (XNNPACK in wasm), whose call costs less than an FFI call: the tiny test models. It was 2^21,
+ * which kept all of SafetyWorld's decoding products on XNNPACK; measured on the 2-core Sapphire
+ * Rapids Xeon (8 December 2026), OpenBLAS through FFI is faster from here up:
+ * [16, 128] x [128, 384] 57 us stock against 27-33 us, [1, 128] x [128, 384] 8.7 against
+ * 5.6-6.4 us, and SafetyWorld's decoding at B=32 on two workers went from 8.5-9.5K to 11.6K
+ * tok/s. Training is unchanged: its products are far above either limit (`toy:train --quick`
+ * gave byte-identical checkpoints).
+ */
+export const SMALL_GEMM_MACS = 1 << 14;
 
 /**
- * The stock kernel runs XNNPACK (fast) for an untransposed product of two batch-1 operands;
- * for small ones of that kind it beats a BLAS call, so they stay on it (decode steps).
+ * The stock kernel runs XNNPACK for an untransposed product of two batch-1 operands; for tiny
+ * ones (below {@link SMALL_GEMM_MACS}) its call beats an FFI call, so they stay on it.
  */
 function stockIsFast(a: TensorInfo, b: TensorInfo, tA: boolean, tB: boolean): boolean {
   if (tA || tB) return false;
