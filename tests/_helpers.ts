@@ -125,6 +125,16 @@ export function maxAbsDiff(a: unknown, b: unknown): number {
   return m;
 }
 
+/** Max |a - b| / max |b| over two arrays of numbers (a relative error for whole results). */
+export function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let num = 0, den = 0;
+  for (let i = 0; i < b.length; i++) {
+    num = Math.max(num, Math.abs(a[i] - b[i]));
+    den = Math.max(den, Math.abs(b[i]));
+  }
+  return num / den;
+}
+
 /**
  * A compass stub whose p_safe is sigmoid(h[0]) at layer 0 (pooling "last"), with the given
  * steering direction (default: zeros): tests plant the score in the embedding's column 0.

@@ -13,6 +13,7 @@
 import assert from "node:assert/strict";
 import { buildNative } from "../lib/engine/native_build.ts";
 import { makeRng } from "../lib/data/rng.ts";
+import { relErr } from "./_helpers.ts";
 
 const SOURCE = new URL("../lib/engine/native/few_rows_gemm.c", import.meta.url);
 const I = "i32", F = "f32", P = "buffer";
@@ -50,16 +51,6 @@ function reference(a: Float32Array, b: Float32Array, m: number, n: number, k: nu
     }
   }
   return c;
-}
-
-/** Max |got - want| / max(1, max |want|). */
-function relErr(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  let num = 0, den = 1;
-  for (let i = 0; i < want.length; i++) {
-    num = Math.max(num, Math.abs(got[i] - want[i]));
-    den = Math.max(den, Math.abs(want[i]));
-  }
-  return num / den;
 }
 
 function sameBits(a: Float32Array, b: Float32Array, what: string): void {

@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
 import { useTestBackend } from "./_helpers.ts";
-import { numberTokenizer } from "./_helpers.ts";
+import { numberTokenizer, relErr } from "./_helpers.ts";
 import { blasInfo } from "../lib/engine/blas.ts";
 import {
   isSkinny,
@@ -41,16 +41,6 @@ Deno.test("isSkinny: large models' decoding products, never SafetyWorld's", () =
     assert.ok(k * n < SKINNY_MIN_WEIGHTS && !isSkinny(8, k, n), `${k} x ${n}`);
   }
 });
-
-/** Max |a - b| / max |b| over two arrays. */
-function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let num = 0, den = 0;
-  for (let i = 0; i < b.length; i++) {
-    num = Math.max(num, Math.abs(a[i] - b[i]));
-    den = Math.max(den, Math.abs(b[i]));
-  }
-  return num / den;
-}
 
 Deno.test({
   name: "products with few rows go to the few-rows library and match a float64 product",

@@ -70,6 +70,15 @@ static inline vf zero(void) { return (vf){0}; }
 #define fma_v(a, b, c) ((a) * (b) + (c)) /* one rounding where the CPU has FMA (-ffp-contract=fast) */
 #endif
 
+/* acc[r][0..2] += A[r, p] (b0 | b1 | b2) for the R rows: one row p of a block of B. */
+#define NT_ROWS_TIMES_ROW_OF_B(R)                                                            \
+  for (int r = 0; r < R; r++) {                                                              \
+    vf a = splat(A[(size_t)r * lda + p]);                                                    \
+    acc[r][0] = fma_v(a, b0, acc[r][0]);                                                     \
+    acc[r][1] = fma_v(a, b1, acc[r][1]);                                                     \
+    acc[r][2] = fma_v(a, b2, acc[r][2]);                                                     \
+  }
+
 /* One column block [j, j + NB) over k-panel [p0, p1), R rows (compile-time R). */
 #define DEFINE_NT_BLOCK(R)                                                                   \
   static void nt_block_##R(const float* A, int lda, const float* B, int ldb, float* C,      \
@@ -84,12 +93,7 @@ static inline vf zero(void) { return (vf){0}; }
       __builtin_prefetch(b + PF + VL, 0, 3);                                                \
       __builtin_prefetch(b + PF + 2 * VL, 0, 3);                                            \
       vf b0 = load(b), b1 = load(b + VL), b2 = load(b + 2 * VL);                            \
-      for (int r = 0; r < R; r++) {                                                         \
-        vf a = splat(A[(size_t)r * lda + p]);                                               \
-        acc[r][0] = fma_v(a, b0, acc[r][0]);                                                     \
-        acc[r][1] = fma_v(a, b1, acc[r][1]);                                                     \
-        acc[r][2] = fma_v(a, b2, acc[r][2]);                                                     \
-      }                                                                                     \
+      NT_ROWS_TIMES_ROW_OF_B(R)                                                             \
     }                                                                                       \
     for (int r = 0; r < R; r++)                                                             \
       for (int c = 0; c < 3; c++) store(C + (size_t)r * ldc + j + c * VL, acc[r][c]);      \
@@ -162,12 +166,7 @@ static inline float tree_sum(vf v) {
       const float* b = B + (size_t)p * ldb + j;                                             \
       vf b0 = _mm512_maskz_loadu_ps(mk[0], b), b1 = _mm512_maskz_loadu_ps(mk[1], b + VL);   \
       vf b2 = _mm512_maskz_loadu_ps(mk[2], b + 2 * VL);                                     \
-      for (int r = 0; r < R; r++) {                                                         \
-        vf a = splat(A[(size_t)r * lda + p]);                                               \
-        acc[r][0] = fma_v(a, b0, acc[r][0]);                                                \
-        acc[r][1] = fma_v(a, b1, acc[r][1]);                                                \
-        acc[r][2] = fma_v(a, b2, acc[r][2]);                                                \
-      }                                                                                     \
+      NT_ROWS_TIMES_ROW_OF_B(R)                                                             \
     }                                                                                       \
     for (int r = 0; r < R; r++)                                                             \
       for (int c = 0; c < 3; c++)                                                           \
