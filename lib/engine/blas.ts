@@ -225,7 +225,10 @@ function gemm(
   const at = (bytes: number) => new Uint8Array(heap.buffer, bytes);
   const openblas = lib!.symbols.cblas_sgemm;
   // Few rows against a large matrix (decoding steps of large models): the few-rows library.
-  const few = info.skinny !== undefined ? loadSkinnyBlas().sgemm : undefined;
+  // The native kernel's fast path reads A as is; a transposed A stays on OpenBLAS.
+  const few = info.skinny !== undefined && !(tA && info.skinnyKind === "native")
+    ? loadSkinnyBlas().sgemm
+    : undefined;
   const pick = (rows: number) => {
     if (!few || !isSkinny(rows, k, n)) return openblas;
     countSkinnyCall();

@@ -15,12 +15,11 @@
  * step at B = 8 (12 layers and the tied head, 498 MB of weights, each step's weights cold, from
  * C, 2 threads): OpenBLAS 73 ms, BLIS 54-56 ms, the native kernel 26-29 ms (the head alone
  * 154 MB in 6.9 ms, 22 GB/s, the machine's two-thread read bandwidth being 24 GB/s).
- * `deno task bench`'s GPT-2-small decoding at B = 8: 90-94 tok/s (OpenBLAS), 118-121 (BLIS),
- * 153-174 (native).
+ * `deno task bench`'s GPT-2-small decoding at B = 8: 90-94 tok/s (OpenBLAS), 108-121 (BLIS),
+ * 163-167 (native).
  *
  * lib/engine/blas.ts sends a product here when it has few rows and a large matrix and a library
- * is loaded; everything else (SafetyWorld's models, prefill, training) stays on OpenBLAS, with
- * the same numbers as before. The libraries add in different orders, so a decoding step's logits
+ * is loaded; everything else (SafetyWorld's models, prefill, training) stays on OpenBLAS. The libraries add in different orders, so a decoding step's logits
  * differ from OpenBLAS's by float32 rounding (the tests' tolerances against Hugging Face hold).
  * The native kernel computes each output the same way whatever the batch and the thread count,
  * so a sequence decodes to the same bits alone or in a batch of 8.
@@ -36,10 +35,10 @@ export const SKINNY_MAX_ROWS = 16;
 
 /**
  * The fewest weight-matrix entries (k n) a product needs to go to the few-rows library (below:
- * OpenBLAS). Low
- * enough to take GPT-2-small's 768 x 768 projection: left on OpenBLAS, that product (above
- * OpenBLAS's threading threshold) woke its helper thread every layer, which then spun in
- * `sched_yield` beside BLIS's two threads: 90-94 tok/s at B = 8 against 118-121 with it on BLIS.
+ * OpenBLAS). Low enough to take GPT-2-small's 768 x 768 projection: left on OpenBLAS, that
+ * product (above OpenBLAS's threading threshold) woke its helper thread every layer, which then
+ * spun in `sched_yield` beside BLIS's two threads: 90-94 tok/s at B = 8 against 118-121 with it
+ * on BLIS.
  */
 export const SKINNY_MIN_WEIGHTS = 1 << 19;
 
@@ -89,10 +88,9 @@ function candidates(): string[] {
 
 /**
  * Loads the few-rows library once (the first call decides: the native kernel, else BLIS) with
- * `threads` threads for its products; later
- * calls return the same result and, given `threads`, set the count again. Never throws: the
- * result says why it is off (no compiler and no BLIS, FFI not allowed, `SAFETY_COMPASS_NATIVE=0`
- * and `SAFETY_COMPASS_BLIS=0`).
+ * `threads` threads for its products; later calls return the same result and, given `threads`,
+ * set the count again. Never throws: the result says why it is off (no compiler and no BLIS, FFI
+ * not allowed, `SAFETY_COMPASS_NATIVE=0` and `SAFETY_COMPASS_BLIS=0`).
  *
  * @example
  * ```ts
