@@ -125,6 +125,29 @@ export function maxAbsDiff(a: unknown, b: unknown): number {
   return m;
 }
 
+/**
+ * The product A B in float64, A [m, k] and B [k, n] row-major (B [n, k] when `transposeB`): the
+ * reference that float32 products are measured against.
+ */
+export function float64MatMul(
+  a: ArrayLike<number>,
+  b: ArrayLike<number>,
+  m: number,
+  n: number,
+  k: number,
+  transposeB: boolean,
+): Float64Array {
+  const c = new Float64Array(m * n);
+  for (let i = 0; i < m; i++) {
+    for (let j = 0; j < n; j++) {
+      let s = 0;
+      for (let p = 0; p < k; p++) s += a[i * k + p] * b[transposeB ? j * k + p : p * n + j];
+      c[i * n + j] = s;
+    }
+  }
+  return c;
+}
+
 /** Max |a - b| / max |b| over two arrays of numbers (a relative error for whole results). */
 export function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let num = 0, den = 0;

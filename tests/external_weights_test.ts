@@ -14,6 +14,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import "@tensorflow/tfjs-backend-cpu";
 import "@tensorflow/tfjs-backend-wasm";
 import "@tensorflow/tfjs"; // registers the gradients
+import { float64MatMul } from "./_helpers.ts";
 import { detectBlas, enableBlas } from "../lib/engine/blas.ts";
 import { registerWasmKernels } from "../lib/engine/kernels.ts";
 import { bf16TileToF32, bf16ToF32Array, f32ToBf16Array } from "../lib/engine/bf16_convert.ts";
@@ -58,18 +59,7 @@ function reference(
   layout: ExternalLayout,
 ): Float64Array {
   const [k, n] = layout === "out_in" ? [cols, rows] : [rows, cols];
-  const out = new Float64Array(m * n);
-  for (let i = 0; i < m; i++) {
-    for (let j = 0; j < n; j++) {
-      let s = 0;
-      for (let p = 0; p < k; p++) {
-        const wv = layout === "out_in" ? w[j * cols + p] : w[p * cols + j];
-        s += x[i * k + p] * wv;
-      }
-      out[i * n + j] = s;
-    }
-  }
-  return out;
+  return float64MatMul(x, w, m, n, k, layout === "out_in");
 }
 
 function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): { abs: number; rel: number } {

@@ -32,6 +32,7 @@ import {
   simdFunctionsOn,
   type WasmBackendLike as SimdBackendLike,
 } from "./simd_kernels.ts";
+import { granted } from "../io/permissions.ts";
 import { countSkinnyCall, isSkinny, loadSkinnyBlas } from "./skinny_gemm.ts";
 
 /** What {@link enableBlas} did, and why. */
@@ -79,10 +80,6 @@ interface WasmBackendLike {
 let lib: BlasLib | undefined;
 let stock: { batch: KernelConfig; fused?: KernelConfig } | undefined;
 let info: BlasInfo = { enabled: false, reason: "enableBlas() has not been called" };
-
-function granted(desc: Deno.PermissionDescriptor): boolean {
-  return Deno.permissions.querySync(desc).state === "granted";
-}
 
 /** FFI is allowed for `path` (all of `--allow-ffi`, or a scoped `--allow-ffi=<dirs>`). */
 function ffiAllowed(path: string): boolean {

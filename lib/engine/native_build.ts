@@ -16,6 +16,7 @@
  */
 
 import { envVar } from "../io/env.ts";
+import { granted } from "../io/permissions.ts";
 
 /** What {@link buildNative} gives: the library's path, or why there is none. */
 export interface NativeBuild {
@@ -89,13 +90,11 @@ function cpuIdentity(): string {
 function findCompiler(): { path?: string; reason: string } {
   const given = envVar("CC");
   const names = given ? [given] : ["cc", "gcc", "clang"];
-  const allowed = names.filter((c) =>
-    Deno.permissions.querySync({ name: "run", command: c }).state === "granted"
-  );
-  if (allowed.length === 0) {
+  const runnable = names.filter((command) => granted({ name: "run", command }));
+  if (runnable.length === 0) {
     return { reason: `no --allow-run for a C compiler (${names.join(", ")})` };
   }
-  for (const c of allowed) {
+  for (const c of runnable) {
     try {
       const out = new Deno.Command(c, { args: ["--version"], stdout: "piped", stderr: "null" })
         .outputSync();
@@ -110,10 +109,6 @@ function findCompiler(): { path?: string; reason: string } {
   return {
     reason: `no C compiler found (${names.join(", ")}; Debian/Ubuntu: apt install gcc)`,
   };
-}
-
-function allowed(name: "read" | "write" | "ffi", path: string): boolean {
-  return Deno.permissions.querySync({ name, path }).state === "granted";
 }
 
 const built = new Map<string, NativeBuild>();
@@ -145,8 +140,15 @@ function build(source: URL): NativeBuild {
   if (Deno.build.os === "windows") return { reason: "native kernels not built on Windows" };
   if (source.protocol !== "file:") return { reason: `source ${source.href} is not a local file` };
   const srcPath = decodeURIComponent(source.pathname);
-  if (!allowed("read", srcPath)) return { reason: `no --allow-read for ${srcPath}` };
-  const text = Deno.readTextFileSync(srcPath);
+  if (!granted({ name: "read", path: srcPath })) {
+    return { reason: `no --allow-read for ${srcPath}` };
+  }
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(srcPath);
+  } catch (e) {
+    return { reason: `cannot read ${srcPath}: ${(e as Error).message}` };
+  }
   const dir = nativeCacheDir();
   if (dir === undefined) {
     return { reason: "no cache folder: set SAFETY_COMPASS_CACHE, XDG_CACHE_HOME or HOME" };
@@ -155,8 +157,8 @@ function build(source: URL): NativeBuild {
   const stem = srcPath.split("/").pop()!.replace(/\.c$/, "");
   const key = fnv1a64([text, NATIVE_FLAGS.join(" "), cc.path ?? "", cpuIdentity()].join("\n"));
   const path = `${dir}/${stem}-${key}.so`;
-  if (!allowed("ffi", path)) return { reason: `no --allow-ffi for ${path}` };
-  if (allowed("read", path)) {
+  if (!granted({ name: "ffi", path })) return { reason: `no --allow-ffi for ${path}` };
+  if (granted({ name: "read", path })) {
     try {
       if (Deno.statSync(path).isFile) return { path, reason: `cached: ${path}` };
     } catch {
@@ -164,7 +166,9 @@ function build(source: URL): NativeBuild {
     }
   }
   if (cc.path === undefined) return { reason: `not built: ${cc.reason}` };
-  if (!allowed("write", dir)) return { reason: `not built: no --allow-write for ${dir}` };
+  if (!granted({ name: "write", path: dir })) {
+    return { reason: `not built: no --allow-write for ${dir}` };
+  }
   // Unique per build: worker threads of one process share its pid.
   const tmp = `${path}.${Deno.pid}.${crypto.randomUUID()}.tmp`;
   try {

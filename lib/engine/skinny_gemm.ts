@@ -28,6 +28,7 @@
  */
 
 import { envVar } from "../io/env.ts";
+import { granted } from "../io/permissions.ts";
 import { buildNative } from "./native_build.ts";
 
 /** The most rows a product may have to go to the few-rows library. */
@@ -52,7 +53,7 @@ const SYMBOLS = {
 
 /** The native kernel's source (lib/engine/native/few_rows_gemm.c) and its version. */
 const NATIVE_SOURCE = new URL("./native/few_rows_gemm.c", import.meta.url);
-const NATIVE_VERSION = 4;
+const NATIVE_VERSION = 5;
 
 /** The loaded library's row-major `cblas_sgemm`, or why there is none. */
 export interface SkinnyBlas {
@@ -146,9 +147,7 @@ function openBlis(): SkinnyBlas {
   const env = envSetting();
   if (env === "0") return { reason: "BLIS off: disabled by SAFETY_COMPASS_BLIS=0" };
   const tried = env !== undefined && env !== "1" ? [env] : candidates();
-  const allowed = tried.filter((path) =>
-    Deno.permissions.querySync({ name: "ffi", path }).state === "granted"
-  );
+  const allowed = tried.filter((path) => granted({ name: "ffi", path }));
   for (const path of allowed) {
     try {
       lib = Deno.dlopen(path, SYMBOLS);

@@ -20,8 +20,8 @@
  * Arguments outside the fast path (transposed A, alpha != 1, beta != 0, other strides) take a
  * plain loop that is slow but correct; column-major calls are turned into row-major ones.
  *
- * Threads: a pool of sc_set_num_threads(n) - 1 workers, each spinning for up to a fraction of
- * a millisecond after a call and then sleeping on a condition variable; the calling thread
+ * Threads: a pool of sc_set_num_threads(n) - 1 workers, each spinning for up to a millisecond
+ * after a call (decoding's next product comes sooner) and then sleeping on a condition variable; the calling thread
  * takes the first share. A call made while another thread is dispatching runs on its caller
  * alone (same numbers). Built by lib/engine/native_build.ts with the system C compiler.
  */
@@ -247,7 +247,7 @@ typedef struct {
 
 static job_t job;
 static int want_threads = 1, workers = 0;
-static long spin_ns = 1000000;
+static const long spin_ns = 1000000; /* idle workers spin this long (ns), then sleep */
 static pthread_t pool[MAX_THREADS];
 static unsigned born[MAX_THREADS]; /* the generation before a worker's first job */
 static atomic_uint generation;
@@ -308,9 +308,6 @@ static void* worker_main(void* arg) {
 void sc_set_num_threads(int n) {
   want_threads = n < 1 ? 1 : n > MAX_THREADS ? MAX_THREADS : n;
 }
-
-/** How long (ns) idle workers spin before sleeping. */
-void sc_set_spin_ns(long ns) { spin_ns = ns < 0 ? 0 : ns; }
 
 static void run(const job_t* jb) {
   long work = (long)jb->m * jb->n * jb->k;
@@ -408,4 +405,4 @@ void cblas_sgemv(int order, int trans, int m, int n, float alpha, const float* A
 }
 
 /** The source's version: changes whenever the numbers or the ABI change. */
-int sc_few_rows_version(void) { return 4; }
+int sc_few_rows_version(void) { return 5; }
